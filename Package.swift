@@ -1,0 +1,81 @@
+// swift-tools-version:6.2
+// The telematics unit simulator: a pure core, thin adapters over the C libraries of a Linux
+// head unit, and thin executables. See docs/architecture.md.
+import PackageDescription
+
+let strict: [SwiftSetting] = [
+    .swiftLanguageMode(.v6),
+    .enableUpcomingFeature("ExistentialAny"),
+]
+
+let package = Package(
+    name: "telematics-unit",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "telematicsd", targets: ["telematicsd"]),
+        .executable(name: "tcuctl", targets: ["tcuctl"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+    ],
+    targets: [
+        // Pure domain: standard library only, no Foundation, no IO.
+        .target(name: "TelematicsCore", swiftSettings: strict),
+
+        // AF_CAN headers and libsocketcan (interface state, bus-off restart).
+        .systemLibrary(
+            name: "CSocketCAN",
+            pkgConfig: "libsocketcan",
+            providers: [.apt(["libsocketcan-dev"])]
+        ),
+
+        .target(
+            name: "VehicleBus",
+            dependencies: ["TelematicsCore", "CSocketCAN"],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "TelematicsDaemon",
+            dependencies: [
+                "TelematicsCore", "VehicleBus",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "telematicsd",
+            dependencies: [
+                "TelematicsDaemon", "TelematicsCore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "tcuctl",
+            dependencies: [
+                "TelematicsCore", "VehicleBus", "TelematicsDaemon",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "tcu-bench",
+            dependencies: [
+                "TelematicsCore", "VehicleBus",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: strict
+        ),
+
+        .testTarget(name: "TelematicsCoreTests", dependencies: ["TelematicsCore"], swiftSettings: strict),
+        .testTarget(name: "VehicleBusTests", dependencies: ["VehicleBus", "TelematicsCore"], swiftSettings: strict),
+        .testTarget(
+            name: "TelematicsDaemonTests",
+            dependencies: ["TelematicsDaemon", "TelematicsCore", "VehicleBus"],
+            swiftSettings: strict
+        ),
+    ]
+)

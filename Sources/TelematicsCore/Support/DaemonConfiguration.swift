@@ -1,0 +1,106 @@
+/// The daemon's configuration, validated: every error names the key and the line.
+public struct DaemonConfiguration: Sendable, Equatable {
+    /// Where frames come from.
+    public enum CANSource: Sendable, Equatable, CustomStringConvertible {
+        /// A SocketCAN interface (can0, vcan0).
+        case socketCAN(interface: String)
+        /// A `candump -l` log, replayed.
+        case candumpLog(path: String)
+
+        public static func parse(_ text: String) -> CANSource? {
+            if text.hasPrefix("socketcan:") {
+                let iface = String(text.dropFirst("socketcan:".count))
+                // IFNAMSIZ is 16 including the terminating NUL.
+                guard !iface.isEmpty, iface.utf8.count < 16, !iface.contains("/"), !iface.contains(" ") else { return nil }
+                return .socketCAN(interface: iface)
+            }
+            if text.hasPrefix("candump:") {
+                let path = String(text.dropFirst("candump:".count))
+                return path.isEmpty ? nil : .candumpLog(path: path)
+            }
+            return nil
+        }
+
+        public var description: String {
+            switch self {
+            case .socketCAN(let i): "socketcan:\(i)"
+            case .candumpLog(let p): "candump:\(p)"
+            }
+        }
+    }
+
+    public enum ReplaySpeed: String, Sendable, Equatable {
+        /// Frames are released at the gaps the log recorded.
+        case original
+        /// As fast as the daemon can take them; the log's own clock drives staleness.
+        case fast
+    }
+
+    public enum LogLevel: String, Sendable, Equatable, CaseIterable {
+        case trace, debug, info, notice, warning, error, critical
+    }
+
+    public var source: CANSource
+    public var dbcPath: String
+    public var profilePath: String
+    public var replay: ReplaySpeed = .original
+    public var replayLoop = false
+    /// Stop the daemon when a replayed log ends (for benches and tests).
+    public var exitAtEndOfLog = false
+    public var silenceTimeoutMs: Int64 = 2000
+    public var transmitStatus = true
+    /// Where `tcuctl` reaches the daemon.
+    public var controlSocket: String
+    public var logLevel: LogLevel = .info
+    /// Optional candump log of every frame the daemon transmits.
+    public var transmitLogPath: String?
+
+    public static let knownKeys: [String: Set<String>] = [
+        "can": ["source", "dbc", "replay", "loop", "exit-at-end", "silence-timeout-ms", "transmit-status", "transmit-log"],
+        "vehicle": ["profile"],
+        "control": ["socket"],
+        "log": ["level"],
+    ]
+
+    /// Parses and validates; relative paths are taken from `baseDirectory` (the file's folder).
+    public static func parse(_ text: String, source: String? = nil, baseDirectory: String = ".") throws(ParseError) -> DaemonConfiguration {
+        let f = try KeyValueFile.parse(text, source: source)
+        try f.checkKnown(knownKeys)
+        func path(_ v: String) -> String {
+            v.hasPrefix("/") ? v : (baseDirectory == "." ? v : baseDirectory + "/" + v)
+        }
+        let srcEntry = try f.required("can", "source")
+        guard var src = CANSource.parse(srcEntry.value) else {
+            throw f.error(srcEntry, "expected socketcan:IFACE (at most 15 characters) or candump:FILE, found '\(srcEntry.value)'")
+        }
+        if case .candumpLog(let p) = src { src = .candumpLog(path: path(p)) }
+        let dbc = try f.required("can", "dbc")
+        let profile = try f.required("vehicle", "profile")
+        var c = DaemonConfiguration(
+            source: src, dbcPath: path(dbc.value), profilePath: path(profile.value),
+            controlSocket: path(f.string("control", "socket") ?? "/run/telematicsd/control.sock")
+        )
+        if let e = f.entry("can", "replay") {
+            guard let r = ReplaySpeed(rawValue: e.value) else { throw f.error(e, "expected original or fast, found '\(e.value)'") }
+            c.replay = r
+        }
+        c.replayLoop = try f.bool("can", "loop", default: false)
+        c.exitAtEndOfLog = try f.bool("can", "exit-at-end", default: false)
+        c.silenceTimeoutMs = try f.integer("can", "silence-timeout-ms", default: 2000, range: 100...3_600_000)
+        c.transmitStatus = try f.bool("can", "transmit-status", default: true)
+        c.transmitLogPath = f.string("can", "transmit-log").map(path)
+        if let e = f.entry("log", "level") {
+            guard let l = LogLevel(rawValue: e.value) else {
+                throw f.error(e, "expected one of \(LogLevel.allCases.map(\.rawValue).joined(separator: ", ")), found '\(e.value)'")
+            }
+            c.logLevel = l
+        }
+        if c.replayLoop, c.exitAtEndOfLog {
+            throw f.error(f.entry("can", "loop")!, "loop and exit-at-end cannot both be true")
+        }
+        if case .socketCAN = c.source, let e = f.entry("can", "replay") ?? f.entry("can", "loop") ?? f.entry("can", "exit-at-end") {
+            throw f.error(e, "only applies to a candump: source")
+        }
+        return c
+    }
+}

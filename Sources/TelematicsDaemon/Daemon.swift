@@ -1,0 +1,168 @@
+import Logging
+import ServiceLifecycle
+import TelematicsCore
+import VehicleBus
+
+/// Why the daemon could not start, with the exit code it ends with (sysexits.h).
+public struct StartupError: Error, Sendable, CustomStringConvertible {
+    public enum Kind: Int32, Sendable {
+        /// EX_DATAERR: the DBC or the vehicle profile is invalid.
+        case data = 65
+        /// EX_NOINPUT: a file named by the configuration cannot be read.
+        case noInput = 66
+        /// EX_UNAVAILABLE: the CAN interface or the kernel's CAN support is missing.
+        case unavailable = 69
+        /// EX_CANTCREAT: the control socket cannot be created.
+        case cantCreate = 73
+        /// EX_CONFIG: the configuration file is invalid.
+        case config = 78
+    }
+    public var kind: Kind
+    public var message: String
+    public var exitCode: Int32 { kind.rawValue }
+    public var description: String { message }
+}
+
+/// Everything the daemon is built from, loaded and checked.
+public struct LoadedSetup: Sendable {
+    public var configuration: DaemonConfiguration
+    public var database: DBCDatabase
+    public var profile: VehicleProfile
+    public var tracker: VehicleStateTracker
+}
+
+/// The composition root: loads the configuration, builds the services, runs them in one
+/// service group with SIGTERM/SIGINT as graceful shutdown.
+public enum Daemon {
+    /// Loads and validates the configuration, the DBC and the profile (what `--check-config` runs).
+    public static func load(configPath: String) throws(StartupError) -> LoadedSetup {
+        let text: String
+        do { text = try readTextFile(configPath) } catch { throw StartupError(kind: .noInput, message: error.description) }
+        let config: DaemonConfiguration
+        do {
+            config = try DaemonConfiguration.parse(text, source: configPath, baseDirectory: directoryName(configPath))
+        } catch {
+            throw StartupError(kind: .config, message: error.description)
+        }
+        let db: DBCDatabase
+        do { db = try loadDBC(path: config.dbcPath) } catch {
+            throw StartupError(kind: error.code == .invalidInput ? .data : .noInput, message: error.description)
+        }
+        let profile: VehicleProfile
+        do {
+            let ptext = try readTextFile(config.profilePath)
+            profile = try VehicleProfile.parse(ptext, source: config.profilePath)
+        } catch let e as VehicleBusError {
+            throw StartupError(kind: .noInput, message: e.description)
+        } catch {
+            throw StartupError(kind: .data, message: "\(error)")
+        }
+        let tracker: VehicleStateTracker
+        do {
+            tracker = try VehicleStateTracker(database: db, silenceTimeoutMs: config.silenceTimeoutMs)
+        } catch {
+            throw StartupError(kind: .data, message: "\(config.dbcPath): \(error)")
+        }
+        if case .candumpLog(let p) = config.source {
+            do { _ = try CandumpLogReader(path: p) } catch { throw StartupError(kind: .noInput, message: error.description) }
+        }
+        return LoadedSetup(configuration: config, database: db, profile: profile, tracker: tracker)
+    }
+
+    /// Runs the daemon until SIGTERM/SIGINT (or the end of a replayed log when configured).
+    public static func run(_ setup: LoadedSetup, logger: Logger) async throws(StartupError) {
+        let config = setup.configuration
+        let channel: any CANChannel
+        let now: @Sendable () -> Timestamp
+        var interfaceName: String?
+        switch config.source {
+        case .socketCAN(let iface):
+            do {
+                channel = try SocketCANChannel(interface: iface, filters: CANFilter.exact(for: setup.database))
+            } catch {
+                throw StartupError(kind: .unavailable, message: error.description)
+            }
+            now = { wallClockNow() }
+            interfaceName = iface
+        case .candumpLog(let path):
+            var txLog: CandumpLogWriter?
+            if let p = config.transmitLogPath {
+                do { txLog = try CandumpLogWriter(path: p) } catch { throw StartupError(kind: .cantCreate, message: error.description) }
+            }
+            let replay: CandumpReplayChannel
+            do {
+                replay = try CandumpReplayChannel(path: path, realtime: config.replay == .original, loop: config.replayLoop, transmitLog: txLog)
+            } catch {
+                throw StartupError(kind: .noInput, message: error.description)
+            }
+            channel = replay
+            now = { replay.replayNow }
+        }
+        let bus = VehicleBusService(
+            channel: channel, tracker: setup.tracker, now: now, logger: logger,
+            exitAtEndOfLog: config.exitAtEndOfLog, interfaceName: interfaceName
+        )
+        let profile = setup.profile
+        let control: ControlServer
+        do {
+            control = try ControlServer(path: config.controlSocket, logger: logger) { request in
+                ControlCommands.handle(request, bus: bus, profile: profile)
+            }
+        } catch {
+            channel.close()
+            throw StartupError(kind: .cantCreate, message: error.description)
+        }
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
+            .init(service: bus, successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup),
+            .init(service: control),
+        ]
+        if config.transmitStatus { services.append(.init(service: StatusTransmitter(bus: bus, logger: logger))) }
+        var groupConfig = ServiceGroupConfiguration(services: services, logger: logger)
+        groupConfig.gracefulShutdownSignals = [.sigterm, .sigint]
+        let group = ServiceGroup(configuration: groupConfig)
+        logger.notice("telematicsd started", metadata: [
+            "vehicle.vin": "\(profile.vin)", "can.source": "\(config.source)",
+            "can.dbc": "\(config.dbcPath)", "can.messages": "\(setup.database.messages.count)",
+            "control.socket": "\(config.controlSocket)",
+        ])
+        do {
+            try await group.run()
+        } catch {
+            logger.error("service group ended with an error", metadata: ["error": "\(error)"])
+        }
+        logger.notice("telematicsd stopped")
+    }
+}
+
+/// The control socket's commands.
+public enum ControlCommands {
+    static func failure(_ message: String) -> JSON { .object([("ok", .bool(false)), ("error", .string(message))]) }
+
+    public static func handle(_ request: JSON, bus: VehicleBusService, profile: VehicleProfile) -> JSON {
+        guard let command = request["command"]?.stringValue else {
+            return failure("request needs a \"command\" string")
+        }
+        switch command {
+        case "ping":
+            return .object([("ok", .bool(true))])
+        case "status":
+            let (state, busReport) = bus.report()
+            return .object([("ok", .bool(true)), ("vehicle", profile.json), ("bus", busReport), ("state", state)])
+        case "transmit":
+            guard let message = request["message"]?.stringValue else { return failure("transmit needs a \"message\" name") }
+            var signals: [String: Double] = [:]
+            for (k, v) in request["signals"]?.objectValue ?? [] {
+                guard let d = v.numberValue else { return failure("signal \(k) needs a number") }
+                signals[k] = d
+            }
+            do {
+                let frame = try bus.transmit(message: message, signals: signals, missingAsZero: true)
+                return .object([("ok", .bool(true)), ("frame", .string(CandumpFormat.formatFrame(frame)))])
+            } catch {
+                return failure(error.description)
+            }
+        default:
+            return failure("unknown command '\(command)'; known: ping, status, transmit")
+        }
+    }
+}

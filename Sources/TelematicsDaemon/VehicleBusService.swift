@@ -1,0 +1,206 @@
+import Logging
+import ServiceLifecycle
+import Synchronization
+import TelematicsCore
+import VehicleBus
+
+/// What the bus service tells the rest of the daemon.
+public enum BusEvent: Sendable {
+    case changed([VehicleStateChange])
+    case activity(BusActivity)
+    case malformedInput(ParseError)
+    case receiveFailed(String)
+    case endOfLog
+}
+
+/// Reads the CAN bus on a dedicated thread, keeps the vehicle state, and transmits frames.
+///
+/// The blocking receive, the decode and the state update all happen on the reader thread,
+/// under a short lock; only changes (few) cross into the async world through per-subscriber
+/// streams. So a fully loaded bus costs no task switches, and a slow subscriber can lag
+/// behind (its stream keeps the newest events) without ever stalling the bus.
+public final class VehicleBusService: Service, Sendable {
+    private let channel: any CANChannel
+    private let tracker: Mutex<VehicleStateTracker>
+    private let now: @Sendable () -> Timestamp
+    private let logger: Logger
+    private let exitAtEndOfLog: Bool
+    private let interfaceName: String?
+    private let stopRequested = Atomic<Bool>(false)
+    private let subscribers = Mutex<[AsyncStream<BusEvent>.Continuation]>([])
+    private let transmitted = Atomic<UInt64>(0)
+    public let database: DBCDatabase
+
+    public init(
+        channel: any CANChannel, tracker: VehicleStateTracker, now: @escaping @Sendable () -> Timestamp,
+        logger: Logger, exitAtEndOfLog: Bool = false, interfaceName: String? = nil
+    ) {
+        self.channel = channel
+        self.database = tracker.database
+        self.tracker = Mutex(tracker)
+        self.now = now
+        self.logger = logger
+        self.exitAtEndOfLog = exitAtEndOfLog
+        self.interfaceName = interfaceName
+    }
+
+    /// A stream of bus events for one consumer; subscribe before `run()`.
+    public func subscribe(bufferingNewest limit: Int = 1024) -> AsyncStream<BusEvent> {
+        let (stream, continuation) = AsyncStream<BusEvent>.makeStream(bufferingPolicy: .bufferingNewest(limit))
+        subscribers.withLock { $0.append(continuation) }
+        return stream
+    }
+
+    /// The current value of a quantity, if available.
+    public func value(_ q: VehicleQuantity) -> VehicleValue? { tracker.withLock { $0.value(q) } }
+
+    /// Vehicle state and bus report, as JSON, for status queries.
+    public func report() -> (state: JSON, bus: JSON) {
+        let (s, b) = tracker.withLock { ($0.snapshot(), $0.busReport()) }
+        guard case .object(var o) = b else { return (s, b) }
+        o.append(("transmitted", .number(Double(transmitted.load(ordering: .relaxed)))))
+        if let interfaceName {
+            o.insert(("interface", .string(interfaceName)), at: 0)
+            if let st = CANInterfaceControl.state(of: interfaceName) { o.append(("controllerState", .string(st.rawValue))) }
+        }
+        return (s, .object(o))
+    }
+
+    /// Encodes a DBC message from physical values and transmits it.
+    @discardableResult
+    public func transmit(message name: String, signals: [String: Double], missingAsZero: Bool = false) throws(TransmitError) -> CANFrame {
+        guard let m = database.message(named: name) else { throw TransmitError("the DBC has no message '\(name)'") }
+        let data: [UInt8]
+        do { data = try SignalCodec.encode(m, values: signals, missingAsZero: missingAsZero) } catch { throw TransmitError(error.description) }
+        var frame = CANFrame(id: m.id, data: data, isExtended: m.isExtended, isFD: m.isFD)
+        frame.timestamp = now()
+        frame.interface = interfaceName ?? "replay"
+        do { try channel.send(frame) } catch { throw TransmitError(error.description) }
+        transmitted.add(1, ordering: .relaxed)
+        logger.debug("frame transmitted", metadata: ["can.id": "\(hex(m.id))", "can.message": "\(name)", "can.data": "\(hexBytes(data))"])
+        return frame
+    }
+
+    public func run() async throws {
+        let (events, continuation) = AsyncStream<BusEvent>.makeStream(bufferingPolicy: .bufferingNewest(4096))
+        let thread = DedicatedThread(name: "can-reader") { [self] in
+            self.readLoop(continuation)
+            continuation.finish()
+        }
+        await withGracefulShutdownHandler {
+            for await event in events {
+                self.log(event)
+                let subs = self.subscribers.withLock { $0 }
+                for s in subs { s.yield(event) }
+                if case .endOfLog = event, self.exitAtEndOfLog { break }
+            }
+        } onGracefulShutdown: {
+            self.stopRequested.store(true, ordering: .releasing)
+        }
+        stopRequested.store(true, ordering: .releasing)
+        thread.join()
+        channel.close()
+        for s in subscribers.withLock({ $0 }) { s.finish() }
+    }
+
+    /// The reader thread: receive, decode, update, expire; never blocks longer than 100 ms so
+    /// that a stop request and the staleness checks are served promptly.
+    private func readLoop(_ out: AsyncStream<BusEvent>.Continuation) {
+        var lastExpire = now()
+        var lastActivity = BusActivity.waiting
+        var failures = 0
+        let replay = channel as? CandumpReplayChannel
+        while !stopRequested.load(ordering: .acquiring) {
+            do {
+                if let frame = try channel.receive(timeoutMs: 100) {
+                    failures = 0
+                    let changes = tracker.withLock { $0.ingest(frame) }
+                    if !changes.isEmpty { out.yield(.changed(changes)) }
+                    if frame.isError, frame.id & 0x40 != 0 { recoverFromBusOff() }
+                } else if channel.isExhausted {
+                    out.yield(.endOfLog)
+                    if exitAtEndOfLog { return }
+                    while !stopRequested.load(ordering: .acquiring) {
+                        sleepMs(100)
+                        expireAndReport(&lastActivity, out)
+                    }
+                    return
+                }
+            } catch {
+                failures += 1
+                out.yield(.receiveFailed(error.description))
+                // An interface that went down comes back (ip link set up); keep trying gently.
+                sleepMs(min(5000, 100 * Int64(1 << min(failures, 6))))
+            }
+            if let replay {
+                for e in replay.takeMalformed() { out.yield(.malformedInput(e)) }
+            }
+            let t = now()
+            if t.milliseconds(since: lastExpire) >= 50 {
+                lastExpire = t
+                let drops = channel.kernelDrops
+                tracker.withLock { $0.noteKernelDrops(drops) }
+                expireAndReport(&lastActivity, out)
+            }
+        }
+    }
+
+    private func expireAndReport(_ lastActivity: inout BusActivity, _ out: AsyncStream<BusEvent>.Continuation) {
+        let t = now()
+        let (changes, activity) = tracker.withLock { tr in (tr.expire(now: t), tr.activity) }
+        if !changes.isEmpty { out.yield(.changed(changes)) }
+        if activity != lastActivity {
+            lastActivity = activity
+            out.yield(.activity(activity))
+        }
+    }
+
+    private func recoverFromBusOff() {
+        guard let interfaceName else { return }
+        // With restart-ms set the kernel restarts the controller itself.
+        if CANInterfaceControl.restartMs(of: interfaceName) == 0 {
+            do {
+                try CANInterfaceControl.restart(interfaceName)
+                logger.warning("CAN controller was bus-off; restarted", metadata: ["can.interface": "\(interfaceName)"])
+            } catch {
+                logger.error("CAN controller is bus-off and could not be restarted", metadata: ["can.interface": "\(interfaceName)", "error": "\(error)"])
+            }
+        }
+    }
+
+    private func log(_ event: BusEvent) {
+        switch event {
+        case .changed(let changes):
+            for c in changes {
+                var meta: Logger.Metadata = ["vehicle.quantity": "\(c.quantity.key)"]
+                meta["vehicle.value"] = c.new.map { "\($0)" } ?? "unavailable"
+                if let old = c.old { meta["vehicle.previous"] = "\(old)" }
+                // Continuous numbers change at the message rate; keep them out of the info log.
+                let level: Logger.Level = (c.quantity.kind == .number && c.new != nil && c.old != nil) ? .debug : .info
+                logger.log(level: level, c.new == nil ? "vehicle value unavailable" : "vehicle state changed", metadata: meta)
+            }
+        case .activity(let a):
+            switch a {
+            case .active: logger.info("CAN bus active")
+            case .silent: logger.warning("CAN bus silent", metadata: ["can.silenceTimeoutMs": "\(tracker.withLock { $0.silenceTimeoutMs })"])
+            case .waiting: break
+            }
+        case .malformedInput(let e):
+            logger.error("malformed CAN log line skipped", metadata: ["error": "\(e)"])
+        case .receiveFailed(let e):
+            logger.error("CAN receive failed", metadata: ["error": "\(e)"])
+        case .endOfLog:
+            logger.notice("end of the CAN log reached")
+        }
+    }
+}
+
+/// Why a frame could not be transmitted.
+public struct TransmitError: Error, Sendable, CustomStringConvertible {
+    public var description: String
+    init(_ d: String) { description = d }
+}
+
+func sleepMs(_ ms: Int64) {
+    sleepUntil(monotonic: monotonicNow().adding(milliseconds: ms), maxMs: ms)
+}

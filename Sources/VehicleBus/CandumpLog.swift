@@ -1,0 +1,182 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Synchronization
+import TelematicsCore
+
+/// Reads a `candump -l` log line by line (files of any size; one line in memory at a time).
+public final class CandumpLogReader {
+    private let file: UnsafeMutablePointer<FILE>
+    public let path: String
+    public private(set) var lineNumber = 0
+
+    public init(path: String) throws(VehicleBusError) {
+        guard let f = fopen(path, "re") else {
+            throw VehicleBusError(.unavailable, "cannot open candump log \(path)", errno: errno)
+        }
+        file = f
+        self.path = path
+    }
+
+    deinit { fclose(file) }
+
+    /// The next frame; nil at the end of the file. A malformed line throws a ParseError that
+    /// names the file and line; reading can go on after it.
+    public func next() throws(ParseError) -> CANFrame? {
+        var linePtr: UnsafeMutablePointer<CChar>?
+        var cap = 0
+        defer { free(linePtr) }
+        while true {
+            let n = getline(&linePtr, &cap, file)
+            guard n >= 0, let linePtr else { return nil }
+            lineNumber += 1
+            var bytes = UnsafeBufferPointer(start: UnsafeRawPointer(linePtr).assumingMemoryBound(to: UInt8.self), count: n)
+            while let last = bytes.last, last == 10 || last == 13 { bytes = UnsafeBufferPointer(rebasing: bytes.dropLast()) }
+            if bytes.isEmpty { continue }
+            let text = String(decoding: bytes, as: UTF8.self)
+            do {
+                return try CandumpFormat.parseLogLine(Substring(text), line: lineNumber)
+            } catch {
+                throw error.in(path)
+            }
+        }
+    }
+
+    /// Starts again from the first line.
+    public func rewind() {
+        Glibc.rewind(file)
+        lineNumber = 0
+    }
+}
+
+/// Appends frames to a `candump -l` log that canplayer and log2asc read.
+public final class CandumpLogWriter: Sendable {
+    private let state: Mutex<UnsafeMutablePointer<FILE>?>
+
+    public init(path: String, append: Bool = true) throws(VehicleBusError) {
+        guard let f = fopen(path, append ? "ae" : "we") else {
+            throw VehicleBusError(.io, "cannot open \(path) for writing", errno: errno)
+        }
+        state = Mutex(f)
+    }
+
+    public func write(_ frame: CANFrame) {
+        let line = CandumpFormat.formatLogLine(frame) + "\n"
+        state.withLock { f in
+            guard let f else { return }
+            fputs(line, f)
+            fflush(f)
+        }
+    }
+
+    public func close() {
+        state.withLock { f in
+            if let file = f { fclose(file) }
+            f = nil
+        }
+    }
+}
+
+/// Replays a candump log as a channel: at the recorded gaps (`original`) or as fast as the
+/// reader takes frames (`fast`). In original timing the frames are re-stamped to now, as
+/// if they had just been received; in fast mode they keep the log's own time.
+public final class CandumpReplayChannel: CANChannel, @unchecked Sendable {
+    // Used from the one reader thread only; `transmitLog` is itself thread-safe.
+    private let reader: CandumpLogReader
+    private let realtime: Bool
+    private let loop: Bool
+    private var firstLogTime: Timestamp?
+    private var startMonotonic = Timestamp.zero
+    private var startWall = Timestamp.zero
+    private var pending: CANFrame?
+    private let exhausted = Atomic<Bool>(false)
+    private let transmitLog: CandumpLogWriter?
+    /// Malformed lines seen so far, with their errors, for the daemon to log.
+    public private(set) var malformed: [ParseError] = []
+    private var loopOffset: Int64 = 0
+    private var lastLogTime = Timestamp.zero
+
+    public init(path: String, realtime: Bool, loop: Bool, transmitLog: CandumpLogWriter? = nil) throws(VehicleBusError) {
+        reader = try CandumpLogReader(path: path)
+        self.realtime = realtime
+        self.loop = loop
+        self.transmitLog = transmitLog
+    }
+
+    public var isExhausted: Bool { exhausted.load(ordering: .acquiring) }
+    public var kernelDrops: UInt64 { 0 }
+
+    /// Takes the malformed-line errors collected since the last call.
+    public func takeMalformed() -> [ParseError] {
+        defer { malformed.removeAll() }
+        return malformed
+    }
+
+    private func nextFromLog() -> CANFrame? {
+        while true {
+            do {
+                if let f = try reader.next() { return f }
+            } catch {
+                malformed.append(error)
+                continue
+            }
+            guard loop, firstLogTime != nil else { return nil }
+            // Loop: continue the log's clock after its last frame.
+            reader.rewind()
+            loopOffset = lastLogTime.nanoseconds - firstLogTime!.nanoseconds + 1_000_000
+            if let f = try? reader.next() {
+                return f
+            }
+            return nil
+        }
+    }
+
+    public func receive(timeoutMs: Int) throws(VehicleBusError) -> CANFrame? {
+        if pending == nil {
+            pending = nextFromLog()
+            if var p = pending {
+                if loopOffset != 0 {
+                    p.timestamp = Timestamp(nanoseconds: p.timestamp.nanoseconds - firstLogTime!.nanoseconds + loopOffset + firstLogTime!.nanoseconds)
+                    if p.timestamp.nanoseconds < lastLogTime.nanoseconds { p.timestamp = lastLogTime }
+                    pending = p
+                }
+            }
+        }
+        guard let frame = pending else {
+            exhausted.store(true, ordering: .releasing)
+            return nil
+        }
+        if firstLogTime == nil {
+            firstLogTime = frame.timestamp
+            startMonotonic = monotonicNow()
+            startWall = wallClockNow()
+        }
+        lastLogTime = frame.timestamp
+        guard realtime else {
+            pending = nil
+            return frame
+        }
+        let offset = frame.timestamp.nanoseconds - firstLogTime!.nanoseconds
+        let due = Timestamp(nanoseconds: startMonotonic.nanoseconds + offset)
+        if due > monotonicNow() {
+            sleepUntil(monotonic: due, maxMs: Int64(timeoutMs))
+            if due > monotonicNow() { return nil }
+        }
+        pending = nil
+        var out = frame
+        out.timestamp = Timestamp(nanoseconds: startWall.nanoseconds + offset)
+        return out
+    }
+
+    /// Transmitted frames go to the transmit log, if one was given.
+    public func send(_ frame: CANFrame) throws(VehicleBusError) {
+        transmitLog?.write(frame)
+    }
+
+    public func close() { transmitLog?.close() }
+
+    /// "Now" on the replay's clock: the log time of the last frame in fast mode.
+    public var replayNow: Timestamp {
+        realtime || firstLogTime == nil ? wallClockNow() : lastLogTime
+    }
+}

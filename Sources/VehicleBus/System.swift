@@ -1,0 +1,102 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+import TelematicsCore
+
+/// The error every VehicleBus adapter throws: what failed, a message, and the errno behind it.
+public struct VehicleBusError: Error, Sendable, CustomStringConvertible {
+    public enum Code: Sendable, Equatable {
+        /// The kernel has no CAN support (EAFNOSUPPORT) or the interface does not exist.
+        case unavailable
+        case io
+        case invalidInput
+        case unsupported
+    }
+    public var code: Code
+    public var message: String
+    public var errno: Int32?
+
+    public init(_ code: Code, _ message: String, errno: Int32? = nil) {
+        self.code = code
+        self.message = message
+        self.errno = errno
+    }
+
+    public var description: String {
+        guard let errno else { return message }
+        return message + ": " + String(cString: strerror(errno)) + " (errno \(errno))"
+    }
+}
+
+/// The one place syscalls are made: retries EINTR, turns -1 into a typed error.
+@inline(__always)
+func syscall<T: FixedWidthInteger>(_ what: @autoclosure () -> String, _ body: () -> T) throws(VehicleBusError) -> T {
+    while true {
+        let r = body()
+        if r != -1 { return r }
+        let e = errno
+        if e == EINTR { continue }
+        let code: VehicleBusError.Code = (e == EAFNOSUPPORT || e == ENODEV || e == ENXIO || e == EPROTONOSUPPORT) ? .unavailable : .io
+        throw VehicleBusError(code, what(), errno: e)
+    }
+}
+
+/// Reads a whole text file.
+public func readTextFile(_ path: String) throws(VehicleBusError) -> String {
+    let fd = try syscall("cannot open \(path)") { open(path, O_RDONLY | O_CLOEXEC) }
+    defer { close(fd) }
+    var bytes: [UInt8] = []
+    var buf = [UInt8](repeating: 0, count: 65536)
+    while true {
+        let n = try syscall("cannot read \(path)") { buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) } }
+        if n == 0 { break }
+        bytes.append(contentsOf: buf[0..<n])
+    }
+    guard let text = String(validating: bytes, as: UTF8.self) else {
+        // Latin-1 DBC files exist in the wild; keep them readable.
+        return String(decoding: bytes.map { $0 < 0x80 ? $0 : UInt8(ascii: "?") }, as: UTF8.self)
+    }
+    return text
+}
+
+/// The directory part of a path ("." when there is none).
+public func directoryName(_ path: String) -> String {
+    guard let slash = path.lastIndex(of: "/") else { return "." }
+    return slash == path.startIndex ? "/" : String(path[..<slash])
+}
+
+/// Wall-clock time now.
+public func wallClockNow() -> Timestamp {
+    var ts = timespec()
+    clock_gettime(CLOCK_REALTIME, &ts)
+    return Timestamp(seconds: Int64(ts.tv_sec), nanoseconds: Int64(ts.tv_nsec))
+}
+
+/// Monotonic time now, for pacing.
+public func monotonicNow() -> Timestamp {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Timestamp(seconds: Int64(ts.tv_sec), nanoseconds: Int64(ts.tv_nsec))
+}
+
+/// Sleeps on the calling (dedicated) thread until a monotonic time, or at most `maxMs`.
+public func sleepUntil(monotonic t: Timestamp, maxMs: Int64) {
+    let now = monotonicNow()
+    let ns = min(t.nanoseconds - now.nanoseconds, maxMs * 1_000_000)
+    guard ns > 0 else { return }
+    var req = timespec(tv_sec: Int(ns / 1_000_000_000), tv_nsec: Int(ns % 1_000_000_000))
+    var rem = timespec()
+    while nanosleep(&req, &rem) == -1, errno == EINTR { req = rem }
+}
+
+/// Loads and parses a DBC file; errors name the file, line and column.
+public func loadDBC(path: String) throws(VehicleBusError) -> DBCDatabase {
+    let text = try readTextFile(path)
+    do {
+        return try DBCParser.parse(text, source: path)
+    } catch {
+        throw VehicleBusError(.invalidInput, error.description)
+    }
+}

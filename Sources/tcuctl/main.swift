@@ -1,0 +1,221 @@
+import ArgumentParser
+import TelematicsCore
+import TelematicsDaemon
+import VehicleBus
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@main
+struct TCUCtl: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "tcuctl",
+        abstract: "Operate and inspect the telematics unit, and work with its CAN data offline.",
+        subcommands: [Status.self, CAN.self]
+    )
+}
+
+struct SocketOption: ParsableArguments {
+    @Option(name: .long, help: "The daemon's control socket.")
+    var socket: String = "/run/telematicsd/control.sock"
+}
+
+func die(_ message: String, code: Int32 = 1) -> Never {
+    var line = Array("tcuctl: error: \(message)\n".utf8)
+    _ = line.withUnsafeMutableBytes { write(2, $0.baseAddress, $0.count) }
+    exit(code)
+}
+
+func ask(_ socket: String, _ request: JSON) -> JSON {
+    let reply: JSON
+    do { reply = try ControlClient.request(socket, request) } catch { die(error.description, code: 69) }
+    guard reply["ok"]?.boolValue == true else { die(reply["error"]?.stringValue ?? "the daemon refused the request") }
+    return reply
+}
+
+/// Prints nested JSON as `a.b.c = value` lines, for people.
+func printFlat(_ json: JSON, prefix: String = "") {
+    switch json {
+    case .object(let pairs):
+        // A leaf reading: {"value": …} or {"available": false}.
+        if let v = json["value"] {
+            print("\(prefix) = \(v.text)")
+            return
+        }
+        if json["available"]?.boolValue == false {
+            let last = json["lastValue"].map { " (last \($0.text))" } ?? ""
+            print("\(prefix) = unavailable\(last)")
+            return
+        }
+        for (k, v) in pairs { printFlat(v, prefix: prefix.isEmpty ? k : prefix + "." + k) }
+    default:
+        print("\(prefix) = \(json.text)")
+    }
+}
+
+struct Status: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Show the vehicle state and the bus as the daemon sees them.")
+
+    @OptionGroup var options: SocketOption
+
+    @Flag(help: "Print the daemon's reply as one JSON object.")
+    var json = false
+
+    @Option(help: "Only the part of the state under this dotted key (e.g. doors, ignition.on).")
+    var key: String?
+
+    func run() throws {
+        let reply = ask(options.socket, .object([("command", .string("status"))]))
+        var state = reply["state"] ?? .null
+        if let key {
+            for part in key.split(separator: ".") {
+                guard let next = state[String(part)] else { die("the state has no key '\(key)'", code: 1) }
+                state = next
+            }
+            if json { print(state.text) } else { printFlat(state, prefix: key) }
+            return
+        }
+        if json { print(reply.text); return }
+        printFlat(reply["vehicle"] ?? .null, prefix: "vehicle")
+        printFlat(reply["bus"] ?? .null, prefix: "bus")
+        printFlat(state)
+    }
+}
+
+struct CAN: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "can",
+        abstract: "Decode and encode CAN frames with a DBC file; send frames through the daemon.",
+        subcommands: [Decode.self, Encode.self, Send.self]
+    )
+}
+
+struct Decode: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Decode a candump -l log: one JSON line per frame.",
+        discussion: """
+            Each line: {"t": receive time, "iface", "id", "extended", "message", "signals": \
+            {name: physical value}, "labels": {name: value-table name}}. Frames whose \
+            identifier the DBC does not know have "message": null and their raw "data". \
+            A malformed log line is reported on stderr with its line number and skipped; \
+            the exit code is then 1.
+            """
+    )
+
+    @Option(help: "The DBC file.")
+    var dbc: String
+
+    @Argument(help: "The candump -l log ('-' for standard input).")
+    var log: String
+
+    func run() throws {
+        let db: DBCDatabase
+        do { db = try loadDBC(path: dbc) } catch { die(error.description, code: 65) }
+        let reader: CandumpLogReader
+        do { reader = try CandumpLogReader(path: log == "-" ? "/dev/stdin" : log) } catch { die(error.description, code: 66) }
+        var errors = 0
+        var scratch: [DecodedSignal] = []
+        var out = ""
+        while true {
+            let frame: CANFrame?
+            do { frame = try reader.next() } catch {
+                errors += 1
+                var line = Array("tcuctl: \(error)\n".utf8)
+                _ = line.withUnsafeMutableBytes { write(2, $0.baseAddress, $0.count) }
+                continue
+            }
+            guard let frame else { break }
+            out.removeAll(keepingCapacity: true)
+            FrameJSON.write(frame, db: db, scratch: &scratch, into: &out)
+            print(out)
+        }
+        if errors > 0 { throw ExitCode(1) }
+    }
+}
+
+struct Encode: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Encode physical signal values into frames (cansend syntax).",
+        discussion: """
+            With MESSAGE and NAME=VALUE arguments, prints one frame. Without them, reads JSON \
+            lines {"message": NAME, "signals": {NAME: VALUE}} from standard input and prints one \
+            frame per line. Values outside a signal's range, unknown signals and missing \
+            signals are errors that name the signal.
+            """
+    )
+
+    @Option(help: "The DBC file.")
+    var dbc: String
+
+    @Flag(help: "Encode signals that are not given as raw 0.")
+    var missingAsZero = false
+
+    @Argument(help: "The message name, then NAME=VALUE for each signal.")
+    var arguments: [String] = []
+
+    func run() throws {
+        let db: DBCDatabase
+        do { db = try loadDBC(path: dbc) } catch { die(error.description, code: 65) }
+        if let name = arguments.first {
+            var values: [String: Double] = [:]
+            for a in arguments.dropFirst() {
+                let parts = a.split(separator: "=", maxSplits: 1)
+                guard parts.count == 2, let v = Double(parts[1]) else { die("expected NAME=NUMBER, found '\(a)'", code: 64) }
+                values[String(parts[0])] = v
+            }
+            print(encode(db, name, values))
+            return
+        }
+        var lineNo = 0
+        while let line = readLine() {
+            lineNo += 1
+            if line.trimmingSpaces.isEmpty { continue }
+            let json: JSON
+            do { json = try JSON.parse(line) } catch { die("stdin:\(lineNo): \(error.message)", code: 65) }
+            guard let name = json["message"]?.stringValue else { die("stdin:\(lineNo): needs a \"message\"", code: 65) }
+            var values: [String: Double] = [:]
+            for (k, v) in json["signals"]?.objectValue ?? [] {
+                guard let d = v.numberValue else { die("stdin:\(lineNo): signal \(k) needs a number", code: 65) }
+                values[k] = d
+            }
+            print(encode(db, name, values, context: "stdin:\(lineNo): "))
+        }
+    }
+
+    func encode(_ db: DBCDatabase, _ name: String, _ values: [String: Double], context: String = "") -> String {
+        guard let m = db.message(named: name) else { die("\(context)the DBC has no message '\(name)'", code: 65) }
+        do {
+            let data = try SignalCodec.encode(m, values: values, missingAsZero: missingAsZero)
+            return CandumpFormat.formatFrame(CANFrame(id: m.id, data: data, isExtended: m.isExtended, isFD: m.isFD))
+        } catch {
+            die("\(context)\(error.description)", code: 65)
+        }
+    }
+}
+
+struct Send: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Have the daemon encode and transmit a DBC message on its bus.",
+        discussion: "Signals not given are sent as raw 0. Prints the frame that was sent."
+    )
+
+    @OptionGroup var options: SocketOption
+
+    @Argument(help: "The message name, then NAME=VALUE for each signal.")
+    var arguments: [String]
+
+    func run() throws {
+        guard let name = arguments.first else { die("name a message", code: 64) }
+        var signals: [(String, JSON)] = []
+        for a in arguments.dropFirst() {
+            let parts = a.split(separator: "=", maxSplits: 1)
+            guard parts.count == 2, let v = Double(parts[1]) else { die("expected NAME=NUMBER, found '\(a)'", code: 64) }
+            signals.append((String(parts[0]), .number(v)))
+        }
+        let reply = ask(options.socket, .object([
+            ("command", .string("transmit")), ("message", .string(name)), ("signals", .object(signals)),
+        ]))
+        print(reply["frame"]?.stringValue ?? "")
+    }
+}

@@ -1,0 +1,69 @@
+import ArgumentParser
+import Logging
+import TelematicsCore
+import TelematicsDaemon
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@main
+struct Telematicsd: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "telematicsd",
+        abstract: "The telematics unit (TCU) of a simulated SEAT CONNECT car.",
+        discussion: """
+            Reads the car's CAN bus (SocketCAN or a recorded candump log), decodes it with a DBC \
+            file and keeps the live vehicle state; transmits the unit's status frame; answers \
+            tcuctl on its control socket. Stops gracefully on SIGTERM or SIGINT.
+
+            Exit codes: 0 success, 64 usage, 65 invalid DBC or profile, 66 a file cannot be \
+            read, 69 CAN interface unavailable, 73 control socket cannot be created, \
+            78 invalid configuration.
+            """
+    )
+
+    @Option(name: .shortAndLong, help: "The configuration file.")
+    var config: String = "/etc/telematicsd/telematicsd.conf"
+
+    @Flag(help: "Check the configuration, the DBC and the vehicle profile, then exit.")
+    var checkConfig = false
+
+    @Option(help: "Log level, overriding the configuration (trace, debug, info, notice, warning, error, critical).")
+    var logLevel: String?
+
+    func run() async throws {
+        let setup: LoadedSetup
+        do {
+            setup = try Daemon.load(configPath: config)
+        } catch {
+            fail(error.message, code: error.exitCode)
+        }
+        if checkConfig {
+            print("\(config): OK (\(setup.database.messages.count) messages in \(setup.configuration.dbcPath), VIN \(setup.profile.vin), source \(setup.configuration.source))")
+            return
+        }
+        var levelName = setup.configuration.logLevel.rawValue
+        if let logLevel {
+            guard DaemonConfiguration.LogLevel(rawValue: logLevel) != nil else {
+                fail("--log-level: unknown level '\(logLevel)'", code: 64)
+            }
+            levelName = logLevel
+        }
+        let level = Logger.Level(rawValue: levelName) ?? .info
+        LoggingSystem.bootstrap { label in JournalLogHandler(label: label, level: level) }
+        let logger = Logger(label: "telematicsd")
+        do {
+            try await Daemon.run(setup, logger: logger)
+        } catch {
+            logger.critical("cannot start", metadata: ["error": "\(error.message)"])
+            fail(error.message, code: error.exitCode)
+        }
+    }
+
+    private func fail(_ message: String, code: Int32) -> Never {
+        var line = Array("telematicsd: error: \(message)\n".utf8)
+        _ = line.withUnsafeMutableBytes { write(2, $0.baseAddress, $0.count) }
+        Glibc.exit(code)
+    }
+}
