@@ -1,0 +1,121 @@
+import Testing
+@testable import TelematicsCore
+
+@Suite("JSON")
+struct JSONTests {
+    @Test("parses and prints back the same value")
+    func roundTrip() throws {
+        let text = #"{"a":[1,2.5,-3e-7,true,false,null],"b":"x\"y\\z\n\u00e9\ud83d\ude97","c":{}}"#
+        let v = try JSON.parse(text)
+        #expect(v["a"]?.arrayValue?.count == 6)
+        #expect(v["b"]?.stringValue == "x\"y\\z\né🚗")
+        #expect(try JSON.parse(v.text) == v)
+    }
+
+    @Test("numbers print as integers when integral, shortest otherwise")
+    func numbers() {
+        #expect(JSON.format(12) == "12")
+        #expect(JSON.format(-0.5) == "-0.5")
+        #expect(JSON.format(0.1 + 0.2) == "0.30000000000000004")
+        #expect(JSON.format(.nan) == "null")
+    }
+
+    static let bad: [(String, String)] = [
+        ("{", "expected a string key"), ("[1,]", "expected a JSON value"), ("01", "leading zeros"),
+        ("{\"a\" 1}", "expected ':'"), ("\"abc", "string is not closed"), ("1 2", "unexpected text"),
+        ("tru", "expected true"),
+    ]
+
+    @Test("rejects invalid JSON with the position", arguments: bad)
+    func rejects(_ text: String, _ message: String) {
+        do {
+            _ = try JSON.parse(text)
+            Issue.record("accepted \(text)")
+        } catch {
+            #expect(error.message.contains(message), "\(error)")
+            #expect(error.line == 1 && error.column != nil)
+        }
+    }
+}
+
+@Suite("Configuration and vehicle profile")
+struct ConfigurationTests {
+    let good = """
+    # bench
+    [can]
+    source = socketcan:vcan0
+    dbc = vehicle.dbc
+    silence-timeout-ms = 500   # half a second
+
+    [vehicle]
+    profile = /etc/telematicsd/profile.conf
+
+    [control]
+    socket = "/run/tcu/control.sock"
+
+    [log]
+    level = debug
+    """
+
+    @Test("a valid file gives typed values with paths taken from its folder")
+    func valid() throws {
+        let c = try DaemonConfiguration.parse(good, source: "/etc/t.conf", baseDirectory: "/etc/telematicsd")
+        #expect(c.source == .socketCAN(interface: "vcan0"))
+        #expect(c.dbcPath == "/etc/telematicsd/vehicle.dbc")
+        #expect(c.profilePath == "/etc/telematicsd/profile.conf")
+        #expect(c.controlSocket == "/run/tcu/control.sock")
+        #expect(c.silenceTimeoutMs == 500)
+        #expect(c.logLevel == .debug)
+    }
+
+    static let bad: [(String, String)] = [
+        ("[can]\nsource = socketcan:vcan0\ndbc = x\n[vehicle]\nprofile = p\n[can2]\nx = 1\n", "t.conf:7: unknown section [can2]"),
+        ("[can]\nsourc = socketcan:vcan0\n", "t.conf:2: can.sourc: unknown key"),
+        ("[can]\nsource = serial:/dev/ttyS0\ndbc = x\n[vehicle]\nprofile = p\n", "t.conf:2: can.source: expected socketcan:IFACE"),
+        ("[can]\nsource = socketcan:averyveryverylongname\ndbc = x\n[vehicle]\nprofile = p\n", "at most 15 characters"),
+        ("[can]\nsource = socketcan:vcan0\n[vehicle]\nprofile = p\n", "can.dbc is required"),
+        ("[can]\nsource = socketcan:vcan0\ndbc = x\nsilence-timeout-ms = 5\n[vehicle]\nprofile = p\n", "t.conf:4: can.silence-timeout-ms: 5 is outside 100...3600000"),
+        ("[can]\nsource = socketcan:vcan0\ndbc = x\nreplay = fast\n[vehicle]\nprofile = p\n", "t.conf:4: can.replay: only applies to a candump: source"),
+        ("[can]\nsource = candump:x.log\ndbc = x\nloop = maybe\n[vehicle]\nprofile = p\n", "can.loop: expected true or false, found 'maybe'"),
+        ("[can]\nsource = socketcan:vcan0\nsource = socketcan:vcan1\n", "t.conf:3:1: key 'can.source' is set twice"),
+        ("[can\n", "t.conf:1:1: section header"),
+        ("just words\n", "expected 'key = value'"),
+    ]
+
+    @Test("invalid files are rejected naming the line and the key", arguments: bad)
+    func invalid(_ text: String, _ message: String) {
+        do {
+            _ = try DaemonConfiguration.parse(text, source: "t.conf")
+            Issue.record("accepted \(text)")
+        } catch {
+            #expect(error.description.contains(message), "\(error)")
+        }
+    }
+
+    @Test("the project's vehicle profile is valid")
+    func profile() throws {
+        let p = try VehicleProfile.parse(ProjectFiles.profile)
+        #expect(p.vin.value == "VSSZZZKLZNR012345" && p.vin.wmi == "VSS")
+        #expect(p.model == "Leon" && p.country == "ES" && p.propulsion == [.petrol] && p.category == "M1")
+        #expect(p.equipment["navigation"] == "true")
+    }
+
+    static let badProfiles: [(String, String)] = [
+        ("[vehicle]\nvin = VSSZZZKLZNR01234\n", "a VIN has 17 characters"),
+        ("[vehicle]\nvin = VSSZZZKLZNR0I2345\n", "character 13 ('I') is not allowed"),
+        ("[vehicle]\nvin = VSSZZZKLZNR012345\nmodel-year = 2022\nbuild-date = 2021-02-30\n", "expected a date YYYY-MM-DD"),
+        ("[vehicle]\nvin = VSSZZZKLZNR012345\nmodel-year = 2022\nbuild-date = 2021-02-03\ncountry = es\n", "two-letter country code"),
+        ("[vehicle]\nvin = VSSZZZKLZNR012345\nmodel-year = 2022\nbuild-date = 2021-02-03\ncountry = ES\npropulsion = steam\n", "unknown propulsion 'steam'"),
+        ("[vehicle]\ncolour = red\n", "vehicle.colour: unknown key"),
+    ]
+
+    @Test("invalid profiles are rejected naming the key", arguments: badProfiles)
+    func invalidProfiles(_ text: String, _ message: String) {
+        do {
+            _ = try VehicleProfile.parse(text, source: "p.conf")
+            Issue.record("accepted \(text)")
+        } catch {
+            #expect(error.description.contains(message), "\(error)")
+        }
+    }
+}
