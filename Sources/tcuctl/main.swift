@@ -34,23 +34,26 @@ func ask(_ socket: String, _ request: JSON) -> JSON {
     return reply
 }
 
+/// A leaf value for people: strings without quotes.
+func plain(_ v: JSON) -> String { v.stringValue ?? v.text }
+
 /// Prints nested JSON as `a.b.c = value` lines, for people.
 func printFlat(_ json: JSON, prefix: String = "") {
     switch json {
     case .object(let pairs):
         // A leaf reading: {"value": …} or {"available": false}.
         if let v = json["value"] {
-            print("\(prefix) = \(v.text)")
+            print("\(prefix) = \(plain(v))")
             return
         }
         if json["available"]?.boolValue == false {
-            let last = json["lastValue"].map { " (last \($0.text))" } ?? ""
+            let last = json["lastValue"].map { " (last \(plain($0)))" } ?? ""
             print("\(prefix) = unavailable\(last)")
             return
         }
         for (k, v) in pairs { printFlat(v, prefix: prefix.isEmpty ? k : prefix + "." + k) }
     default:
-        print("\(prefix) = \(json.text)")
+        print("\(prefix) = \(plain(json))")
     }
 }
 
