@@ -33,9 +33,8 @@ public final class CandumpLogReader {
             var bytes = UnsafeBufferPointer(start: UnsafeRawPointer(linePtr).assumingMemoryBound(to: UInt8.self), count: n)
             while let last = bytes.last, last == 10 || last == 13 { bytes = UnsafeBufferPointer(rebasing: bytes.dropLast()) }
             if bytes.isEmpty { continue }
-            let text = String(decoding: bytes, as: UTF8.self)
             do {
-                return try CandumpFormat.parseLogLine(Substring(text), line: lineNumber)
+                return try CandumpFormat.parseLogLine(bytes: bytes, line: lineNumber)
             } catch {
                 throw error.in(path)
             }

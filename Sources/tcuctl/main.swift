@@ -118,6 +118,7 @@ struct Decode: ParsableCommand {
         let reader: CandumpLogReader
         do { reader = try CandumpLogReader(path: log == "-" ? "/dev/stdin" : log) } catch { die(error.description, code: 66) }
         var errors = 0
+        let decoder = FrameDecoder(db)
         var scratch: [DecodedSignal] = []
         var out = ""
         while true {
@@ -130,7 +131,7 @@ struct Decode: ParsableCommand {
             }
             guard let frame else { break }
             out.removeAll(keepingCapacity: true)
-            FrameJSON.write(frame, db: db, scratch: &scratch, into: &out)
+            FrameJSON.write(frame, decoder: decoder, scratch: &scratch, into: &out)
             print(out)
         }
         if errors > 0 { throw ExitCode(1) }

@@ -6,12 +6,16 @@
 public enum CandumpFormat {
     /// Parses `ID#DATA`, `ID#R[len]`, `ID##FLAGSDATA`; a `.` between bytes is allowed.
     public static func parseFrame(_ text: Substring, line: Int = 1, column: Int = 1) throws(ParseError) -> CANFrame {
-        let bytes = Array(text.utf8)
+        try withBytes(text) { (buf) throws(ParseError) in try parseFrame(bytes: buf, line: line, column: column) }
+    }
+
+    /// The same, on UTF-8 bytes (the log reader's hot path: no string is built).
+    public static func parseFrame(bytes: UnsafeBufferPointer<UInt8>, line: Int = 1, column: Int = 1) throws(ParseError) -> CANFrame {
         func fail(_ at: Int, _ msg: String) -> ParseError {
             ParseError(line: line, column: column + at, msg)
         }
         guard let hash = bytes.firstIndex(of: UInt8(ascii: "#")) else {
-            throw fail(0, "expected '#' between identifier and data in '\(text)'")
+            throw fail(0, "expected '#' between identifier and data in '\(String(decoding: bytes, as: UTF8.self))'")
         }
         let idLen = hash
         guard idLen == 3 || idLen == 8 else {
@@ -115,45 +119,66 @@ public enum CandumpFormat {
 
     /// Parses one `candump -l` line: `(SECONDS.FRACTION) IFACE FRAME [T|R]`.
     public static func parseLogLine(_ text: Substring, line: Int) throws(ParseError) -> CANFrame {
-        let bytes = Array(text.utf8)
+        try withBytes(text) { (buf) throws(ParseError) in try parseLogLine(bytes: buf, line: line) }
+    }
+
+    /// The same, on UTF-8 bytes.
+    public static func parseLogLine(bytes: UnsafeBufferPointer<UInt8>, line: Int) throws(ParseError) -> CANFrame {
         var i = 0
-        while i < bytes.count, bytes[i] == UInt8(ascii: " ") { i += 1 }
-        guard i < bytes.count, bytes[i] == UInt8(ascii: "(") else {
+        let n = bytes.count
+        while i < n, bytes[i] == UInt8(ascii: " ") { i += 1 }
+        guard i < n, bytes[i] == UInt8(ascii: "(") else {
             throw ParseError(line: line, column: i + 1, "expected '(' starting the timestamp")
         }
         i += 1
         var seconds: Int64 = 0
         var digits = 0
-        while i < bytes.count, let d = decimalValue(bytes[i]) {
+        while i < n, let d = decimalValue(bytes[i]) {
             seconds = seconds &* 10 &+ Int64(d); i += 1; digits += 1
             guard digits <= 12 else { throw ParseError(line: line, column: i, "timestamp seconds too long") }
         }
-        guard digits > 0, i < bytes.count, bytes[i] == UInt8(ascii: ".") else {
+        guard digits > 0, i < n, bytes[i] == UInt8(ascii: ".") else {
             throw ParseError(line: line, column: i + 1, "timestamp must be SECONDS.FRACTION")
         }
         i += 1
         var nanos: Int64 = 0
         var fracDigits = 0
-        while i < bytes.count, let d = decimalValue(bytes[i]) {
+        while i < n, let d = decimalValue(bytes[i]) {
             if fracDigits < 9 { nanos = nanos * 10 + Int64(d) }
             fracDigits += 1; i += 1
         }
         guard fracDigits > 0 else { throw ParseError(line: line, column: i + 1, "timestamp has no fraction digits") }
         for _ in fracDigits..<max(fracDigits, 9) { nanos *= 10 }
-        guard i < bytes.count, bytes[i] == UInt8(ascii: ")") else {
+        guard i < n, bytes[i] == UInt8(ascii: ")") else {
             throw ParseError(line: line, column: i + 1, "expected ')' closing the timestamp")
         }
         i += 1
-        let fields = text[text.utf8.index(text.startIndex, offsetBy: i)...].split(separator: " ", omittingEmptySubsequences: true)
+        // Up to three space-separated fields: interface, frame, and an optional T/R marker.
+        var fields: [(start: Int, end: Int)] = []
+        fields.reserveCapacity(3)
+        var j = i
+        while j < n {
+            while j < n, bytes[j] == UInt8(ascii: " ") { j += 1 }
+            guard j < n else { break }
+            let start = j
+            while j < n, bytes[j] != UInt8(ascii: " ") { j += 1 }
+            fields.append((start, j))
+            if fields.count > 3 { break }
+        }
         guard fields.count >= 2 else {
             throw ParseError(line: line, column: i + 1, "expected an interface name and a frame after the timestamp")
         }
-        guard fields.count <= 3, fields.count == 2 || fields[2] == "T" || fields[2] == "R" else {
-            throw ParseError(line: line, column: i + 1, "unexpected text after the frame: '\(fields[2...].joined(separator: " "))'")
+        if fields.count > 2 {
+            let extra = fields[2]
+            let marker = extra.end - extra.start == 1 && (bytes[extra.start] == UInt8(ascii: "T") || bytes[extra.start] == UInt8(ascii: "R"))
+            guard fields.count == 3, marker else {
+                let rest = String(decoding: UnsafeBufferPointer(rebasing: bytes[extra.start..<n]), as: UTF8.self)
+                throw ParseError(line: line, column: i + 1, "unexpected text after the frame: '\(rest)'")
+            }
         }
-        let frameColumn = text.distance(from: text.startIndex, to: fields[1].startIndex) + 1
-        var frame = try parseFrame(fields[1], line: line, column: frameColumn)
-        frame.interface = String(fields[0])
+        let f = fields[1]
+        var frame = try parseFrame(bytes: UnsafeBufferPointer(rebasing: bytes[f.start..<f.end]), line: line, column: f.start + 1)
+        frame.interface = String(decoding: UnsafeBufferPointer(rebasing: bytes[fields[0].start..<fields[0].end]), as: UTF8.self)
         frame.timestamp = Timestamp(seconds: seconds, nanoseconds: nanos)
         return frame
     }
@@ -162,6 +187,13 @@ public enum CandumpFormat {
     public static func formatLogLine(_ f: CANFrame) -> String {
         "(" + f.timestamp.candumpText + ") " + f.interface + " " + formatFrame(f)
     }
+}
+
+/// Runs a byte parser on a substring's UTF-8, keeping the typed error.
+func withBytes<R>(_ text: Substring, _ body: (UnsafeBufferPointer<UInt8>) throws(ParseError) -> R) throws(ParseError) -> R {
+    var copy = String(text)
+    let result: Result<R, ParseError> = copy.withUTF8 { buf in Result { () throws(ParseError) -> R in try body(buf) } }
+    return try result.get()
 }
 
 @inline(__always)

@@ -1,7 +1,8 @@
 /// One decoded frame as a JSON line, written straight into a string (this runs per frame
 /// in `tcuctl can decode`, so it avoids building a JSON tree).
 public enum FrameJSON {
-    public static func write(_ frame: CANFrame, db: DBCDatabase, scratch: inout [DecodedSignal], into out: inout String) {
+    public static func write(_ frame: CANFrame, decoder: FrameDecoder, scratch: inout [DecodedSignal], into out: inout String) {
+        let db = decoder.database
         out += "{\"t\":" + trimmedTime(frame.timestamp)
         out += ",\"iface\":"
         JSON.quote(frame.interface, into: &out)
@@ -16,14 +17,16 @@ public enum FrameJSON {
             out += "}"
             return
         }
-        guard let m = db.message(id: frame.id, isExtended: frame.isExtended) else {
+        guard let mi = decoder.messageIndex(id: frame.id, isExtended: frame.isExtended) else {
             out += ",\"message\":null,\"data\":\"" + hexBytes(frame.data) + "\"}"
             return
         }
+        let m = db.messages[mi]
         out += ",\"message\":"
         JSON.quote(m.name, into: &out)
         if frame.data.count < m.length { out += ",\"truncated\":true" }
-        SignalCodec.decode(m, data: frame.data, into: &scratch)
+        scratch.removeAll(keepingCapacity: true)
+        decoder.decode(message: mi, data: frame.data, into: &scratch)
         out += ",\"signals\":{"
         var first = true
         for d in scratch {

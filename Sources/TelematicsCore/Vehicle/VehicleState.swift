@@ -87,21 +87,34 @@ public struct BindingError: Error, Sendable, CustomStringConvertible {
 /// `silenceTimeoutMs`. Event-driven messages (no cycle time) never expire.
 public struct VehicleStateTracker: Sendable {
     public let database: DBCDatabase
+    public let decoder: FrameDecoder
     public let quantities: [VehicleQuantity]
     public let silenceTimeoutMs: Int64
     public private(set) var counters = BusCounters()
     public private(set) var activity = BusActivity.waiting
     private var readings: [Reading?]
-    /// For each DBC message index, the (signal index, quantity index) pairs bound to it.
-    private var bound: [[(signal: Int, quantity: Int)]]
+    /// What a bound signal needs at decode time, resolved once.
+    private struct Binding: Sendable {
+        var position: Int
+        var quantity: Int
+        var factor: Double
+        var labels: [Int64: String]
+        var signShift: UInt64
+    }
+    /// For each DBC message index, the signals bound to quantities.
+    private var bound: [[Binding]]
+    private var messageLengths: [Int]
+    private var multiplexed: [Bool]
     private var timeoutMs: [Int64?]
     private var lastFrameAt: Timestamp?
     private var watchingSince: Timestamp?
-    private var scratch: [Bool] = []
 
     public init(database: DBCDatabase, quantities: [VehicleQuantity] = VehicleQuantity.all, silenceTimeoutMs: Int64 = 2000) throws(BindingError) {
         self.database = database
+        self.decoder = FrameDecoder(database)
         self.quantities = quantities
+        messageLengths = database.messages.map(\.length)
+        multiplexed = database.messages.map(\.isMultiplexed)
         self.silenceTimeoutMs = silenceTimeoutMs
         readings = Array(repeating: nil, count: quantities.count)
         bound = Array(repeating: [], count: database.messages.count)
@@ -117,7 +130,11 @@ public struct VehicleStateTracker: Sendable {
                 missing.append("signal \(q.message).\(q.signal) (for \(q.key))")
                 continue
             }
-            bound[mi].append((si, qi))
+            let s = m.signals[si]
+            bound[mi].append(Binding(
+                position: decoder.position(message: mi, signal: si), quantity: qi, factor: s.factor,
+                labels: s.valueTable, signShift: s.isSigned && s.length < 64 ? UInt64(64 - s.length) : 0
+            ))
             if let cycle = m.cycleTimeMs, cycle > 0 {
                 var pages = 1
                 if m.signals[si].multiplexer != nil {
@@ -161,27 +178,29 @@ public struct VehicleStateTracker: Sendable {
             return []
         }
         if frame.isRemote { counters.remoteFrames += 1; return [] }
-        guard let mi = database.messageIndex(id: frame.id, isExtended: frame.isExtended) else {
+        guard let mi = decoder.messageIndex(id: frame.id, isExtended: frame.isExtended) else {
             counters.unknownID += 1
             return []
         }
-        let m = database.messages[mi]
-        if frame.data.count < m.length { counters.truncated += 1 }
+        if frame.data.count < messageLengths[mi] { counters.truncated += 1 }
         counters.decoded += 1
-        let pairs = bound[mi]
-        if pairs.isEmpty { return [] }
+        let bindings = bound[mi]
+        if bindings.isEmpty { return [] }
         var changes: [VehicleStateChange] = []
-        let present: [Bool]? = m.isMultiplexed ? SignalCodec.presentSignals(m, data: frame.data) : nil
-        for (si, qi) in pairs {
-            if let present, !present[si] { continue }
-            let s = m.signals[si]
-            guard let bits = SignalCodec.rawBits(s, in: frame.data) else { continue }
+        let (le, be) = FrameDecoder.words(frame.data)
+        let muxed = multiplexed[mi]
+        for b in bindings {
+            if muxed, !decoder.isPresent(message: mi, signal: b.position, le: le, be: be, data: frame.data) { continue }
+            guard let (bits, physical) = decoder.value(message: mi, signal: b.position, le: le, be: be, data: frame.data) else { continue }
             let value: VehicleValue
-            switch quantities[qi].kind {
+            switch quantities[b.quantity].kind {
             case .flag: value = .flag(bits != 0)
-            case .number: value = .number(roundToResolution(SignalCodec.physical(s, bits: bits), factor: s.factor))
-            case .choice: value = .choice(raw: SignalCodec.rawInteger(s, bits: bits), label: s.label(bits: bits))
+            case .number: value = .number(roundToResolution(physical, factor: b.factor))
+            case .choice:
+                let raw = b.signShift == 0 ? Int64(bitPattern: bits) : Int64(bitPattern: bits << b.signShift) >> Int64(b.signShift)
+                value = .choice(raw: raw, label: b.labels[raw])
             }
+            let qi = b.quantity
             if var r = readings[qi] {
                 let wasAvailable = r.isAvailable
                 let old = r.value
