@@ -172,7 +172,7 @@ class Recorder:
 def drive():
     """Unlock, enter, drive, park, lock: a short trip with a turn and a stop."""
     car = Car()
-    car.odometer = 23816.85  # the trip takes the odometer past the next kilometre
+    car.odometer = 23816.9  # the trip (about 0.15 km) takes the odometer past the next kilometre
     rec = Recorder(car, seed=1)
     car.awake = False
     rec.run_until(0.5)
@@ -221,7 +221,7 @@ def drive():
             car.speed, car.accel = 0.0, 0.0
         car.direction = 1 if car.speed > 0 else 0
         car.odometer += car.speed / 3600.0 * 0.01
-        car.fuel = max(0.0, round((61.5 - (car.odometer - 23816.85) * 0.6) * 2) / 2)
+        car.fuel = max(0.0, round((61.5 - (car.odometer - 23816.9) * 0.6) * 2) / 2)
         car.clima["Cabin_Temperature"] = round(min(19.5, 8.4 + (t - 8.0) * 0.5) * 10) / 10
 
     rec.run_until(31.0, driving)

@@ -13,8 +13,9 @@ public struct FrameDecoder: Sendable {
         /// Right shift of the 64-bit word that brings the signal to bit 0.
         var shift: UInt64
         var mask: UInt64
-        /// Left-then-arithmetic-right shift that sign-extends, 0 for unsigned signals.
+        /// Left-then-arithmetic-right shift that sign-extends (0 for unsigned and 64-bit signals).
         var signShift: UInt64
+        var isSigned: Bool
         var factor: Double
         var offset: Double
         var valueType: SignalValueType
@@ -83,6 +84,7 @@ public struct FrameDecoder: Sendable {
             var layout = Layout(
                 kind: .generic, shift: 0, mask: length == 64 ? .max : (1 << length) - 1,
                 signShift: (s.isSigned && s.valueType == .integer && length < 64) ? 64 - length : 0,
+                isSigned: s.isSigned && s.valueType == .integer,
                 factor: s.factor, offset: s.offset, valueType: s.valueType, index: i,
                 requiredBytes: s.requiredBytes, mux: s.multiplexer.map { position[$0.multiplexerIndex] } ?? -1
             )
@@ -217,7 +219,7 @@ public struct FrameDecoder: Sendable {
     static func physical(_ bits: UInt64, _ l: Layout) -> Double {
         let raw: Double
         switch l.valueType {
-        case .integer: raw = l.signShift == 0 ? Double(bits) : Double(integer(bits, l))
+        case .integer: raw = l.isSigned ? Double(integer(bits, l)) : Double(bits)
         case .float32: raw = Double(Float(bitPattern: UInt32(truncatingIfNeeded: bits)))
         case .float64: raw = Double(bitPattern: bits)
         }

@@ -1,0 +1,141 @@
+"""The daemon and tcuctl as processes: configuration errors, exit codes, the recorded
+scenarios replayed through a candump source, and what the binary links."""
+import json
+import os
+import subprocess
+import time
+
+import pytest
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+BIN = os.path.dirname(os.environ.get("TCUCTL", os.path.join(ROOT, ".build", "debug", "tcuctl")))
+DAEMON = os.path.join(BIN, "telematicsd")
+TCUCTL = os.path.join(BIN, "tcuctl")
+DBC = os.path.join(ROOT, "hw", "vehicle.dbc")
+PROFILE = os.path.join(ROOT, "hw", "vehicle-profile.conf")
+
+
+def config(tmp_path, source, **extra):
+    lines = ["[can]", f"source = {source}", f"dbc = {DBC}"]
+    lines += [f"{k.replace('_', '-')} = {v}" for k, v in extra.items()]
+    lines += ["[vehicle]", f"profile = {PROFILE}", "[control]", f"socket = {tmp_path}/ctl.sock"]
+    path = tmp_path / "telematicsd.conf"
+    path.write_text("\n".join(lines) + "\n")
+    return str(path)
+
+
+def expected(name):
+    with open(os.path.join(ROOT, "hw", "traces", f"{name}.expected")) as f:
+        return dict(l.split(" = ", 1) for l in (x.strip() for x in f) if l and not l.startswith("#"))
+
+
+def status(tmp_path):
+    out = subprocess.run([TCUCTL, "status", "--socket", f"{tmp_path}/ctl.sock"], capture_output=True, text=True, check=True)
+    return dict(l.split(" = ", 1) for l in out.stdout.splitlines())
+
+
+def wait_until(predicate, timeout=20):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if predicate():
+                return True
+        except subprocess.CalledProcessError:
+            pass
+        time.sleep(0.05)
+    return False
+
+
+@pytest.mark.parametrize("scenario", ["drive", "alarm", "crash"])
+def test_recorded_scenario_ends_in_the_expected_state(tmp_path, scenario):
+    log = os.path.join(ROOT, "hw", "traces", f"{scenario}.log")
+    conf = config(tmp_path, f"candump:{log}", replay="fast", transmit_status="false")
+    daemon = subprocess.Popen([DAEMON, "--config", conf], stderr=subprocess.PIPE, text=True)
+    try:
+        frames = sum(1 for _ in open(log))
+        assert wait_until(lambda: status(tmp_path).get("bus.frames") == str(frames)), "replay did not finish"
+        state = status(tmp_path)
+        for key, want in expected(scenario).items():
+            got = state[key]
+            # The log's clock stops at its last frame, so values stay fresh after a fast replay.
+            assert got == want, f"{key}: {got} != {want}"
+        assert state["vehicle.vin"] == "VSSZZZKLZNR012345"
+        assert state["bus.unknownId"] == "0" and state["bus.truncated"] == "0"
+    finally:
+        daemon.terminate()
+        _, err = daemon.communicate(timeout=10)
+    assert daemon.returncode == 0, err
+    assert "end of the CAN log reached" in err
+
+
+def test_state_changes_are_logged_with_structured_metadata(tmp_path):
+    log = os.path.join(ROOT, "hw", "traces", "drive.log")
+    conf = config(tmp_path, f"candump:{log}", replay="fast", exit_at_end="true", transmit_status="false")
+    r = subprocess.run([DAEMON, "--config", conf], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert "INFO vehicle state changed vehicle.previous=Unlocked vehicle.quantity=locks.central vehicle.value=Locked" in r.stderr
+    assert "NOTICE telematicsd started" in r.stderr and "vehicle.vin=VSSZZZKLZNR012345" in r.stderr
+
+
+def test_under_journald_lines_carry_syslog_priorities(tmp_path):
+    log = os.path.join(ROOT, "hw", "traces", "alarm.log")
+    conf = config(tmp_path, f"candump:{log}", replay="fast", exit_at_end="true", transmit_status="false")
+    r = subprocess.run([DAEMON, "--config", conf], capture_output=True, text=True, timeout=30,
+                       env={**os.environ, "JOURNAL_STREAM": "8:1234"})
+    assert r.returncode == 0
+    assert "<5>telematicsd started" in r.stderr
+    assert "<6>vehicle state changed" in r.stderr
+
+
+@pytest.mark.parametrize("body, code, message", [
+    ("[can]\nsource = socketcan:vcan0\ndbc = {dbc}\nbitrate = 500000\n", 78, "telematicsd.conf:4: can.bitrate: unknown key"),
+    ("[can]\nsource = tcp:1.2.3.4\ndbc = {dbc}\n[vehicle]\nprofile = {profile}\n", 78, "can.source: expected socketcan:IFACE"),
+    ("[can]\nsource = socketcan:vcan0\ndbc = /nonexistent.dbc\n[vehicle]\nprofile = {profile}\n", 66, "cannot open /nonexistent.dbc"),
+    ("[can]\nsource = socketcan:vcan0\ndbc = {profile}\n[vehicle]\nprofile = {profile}\n", 65, "vehicle-profile.conf:1:1: expected a DBC keyword"),
+    ("[can]\nsource = socketcan:vcan0\ndbc = {dbc}\n[vehicle]\nprofile = {dbc}\n", 65, "vehicle.dbc:1:"),
+])
+def test_bad_configuration_gets_a_clear_error_and_exit_code(tmp_path, body, code, message):
+    path = tmp_path / "telematicsd.conf"
+    path.write_text(body.format(dbc=DBC, profile=PROFILE))
+    r = subprocess.run([DAEMON, "--config", str(path), "--check-config"], capture_output=True, text=True)
+    assert r.returncode == code, r.stderr
+    assert r.stderr.startswith("telematicsd: error: ")
+    assert message in r.stderr, r.stderr
+
+
+def test_check_config_accepts_a_good_file(tmp_path):
+    conf = config(tmp_path, "socketcan:can0")
+    r = subprocess.run([DAEMON, "--config", conf, "--check-config"], capture_output=True, text=True)
+    assert r.returncode == 0 and "OK (15 messages" in r.stdout and "VIN VSSZZZKLZNR012345" in r.stdout
+
+
+def test_no_can_interface_gives_exit_69(tmp_path):
+    conf = config(tmp_path, "socketcan:tcunone0")
+    r = subprocess.run([DAEMON, "--config", conf], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 69
+    assert "tcunone0" in r.stderr or "CAN support" in r.stderr
+
+
+def test_tcuctl_reports_a_missing_daemon(tmp_path):
+    r = subprocess.run([TCUCTL, "status", "--socket", f"{tmp_path}/none.sock"], capture_output=True, text=True)
+    assert r.returncode == 69 and "is telematicsd running?" in r.stderr
+
+
+def test_tcuctl_encode_names_the_bad_signal():
+    r = subprocess.run([TCUCTL, "can", "encode", "--dbc", DBC, "--missing-as-zero", "TCU_Clima_Request",
+                        "Clima_Request=1", "Clima_Target_Temperature=31"], capture_output=True, text=True)
+    assert r.returncode == 65 and "value 31.0 is outside 16.0...30.0" in r.stderr
+    r = subprocess.run([TCUCTL, "can", "encode", "--dbc", DBC, "--missing-as-zero", "TCU_Clima_Request",
+                        "Clima_Request=1", "Clima_Target_Temperature=22.5"], capture_output=True, text=True, check=True)
+    assert r.stdout.strip() == "5F2#010D0000"
+
+
+@pytest.mark.parametrize("exe", ["telematicsd", "tcuctl"])
+def test_every_command_has_help(exe):
+    r = subprocess.run([os.path.join(BIN, exe), "--help"], capture_output=True, text=True)
+    assert r.returncode == 0 and "USAGE:" in r.stdout
+
+
+def test_daemon_links_no_full_foundation():
+    libs = subprocess.run(["ldd", DAEMON], capture_output=True, text=True, check=True).stdout
+    assert "libFoundation.so" not in libs and "libFoundationNetworking" not in libs
