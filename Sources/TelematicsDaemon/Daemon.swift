@@ -75,6 +75,10 @@ public enum Daemon {
         let channel: any CANChannel
         let now: @Sendable () -> Timestamp
         var interfaceName: String?
+        var transmitLog: CandumpLogWriter?
+        if let p = config.transmitLogPath {
+            do { transmitLog = try CandumpLogWriter(path: p) } catch { throw StartupError(kind: .cantCreate, message: error.description) }
+        }
         switch config.source {
         case .socketCAN(let iface):
             do {
@@ -85,13 +89,9 @@ public enum Daemon {
             now = { wallClockNow() }
             interfaceName = iface
         case .candumpLog(let path):
-            var txLog: CandumpLogWriter?
-            if let p = config.transmitLogPath {
-                do { txLog = try CandumpLogWriter(path: p) } catch { throw StartupError(kind: .cantCreate, message: error.description) }
-            }
             let replay: CandumpReplayChannel
             do {
-                replay = try CandumpReplayChannel(path: path, realtime: config.replay == .original, loop: config.replayLoop, transmitLog: txLog)
+                replay = try CandumpReplayChannel(path: path, realtime: config.replay == .original, loop: config.replayLoop)
             } catch {
                 throw StartupError(kind: .noInput, message: error.description)
             }
@@ -100,7 +100,7 @@ public enum Daemon {
         }
         let bus = VehicleBusService(
             channel: channel, tracker: setup.tracker, now: now, logger: logger,
-            exitAtEndOfLog: config.exitAtEndOfLog, interfaceName: interfaceName
+            exitAtEndOfLog: config.exitAtEndOfLog, interfaceName: interfaceName, transmitLog: transmitLog
         )
         let profile = setup.profile
         let control: ControlServer

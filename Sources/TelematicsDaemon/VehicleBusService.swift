@@ -9,6 +9,8 @@ public enum BusEvent: Sendable {
     case changed([VehicleStateChange])
     case activity(BusActivity)
     case malformedInput(ParseError)
+    /// A frame shorter than its DBC message (reported once a minute per identifier).
+    case shortFrame(id: UInt32, message: String, length: Int, expected: Int)
     case receiveFailed(String)
     case endOfLog
 }
@@ -29,12 +31,15 @@ public final class VehicleBusService: Service, Sendable {
     private let stopRequested = Atomic<Bool>(false)
     private let subscribers = Mutex<[AsyncStream<BusEvent>.Continuation]>([])
     private let transmitted = Atomic<UInt64>(0)
+    private let transmitLog: CandumpLogWriter?
     public let database: DBCDatabase
 
     public init(
         channel: any CANChannel, tracker: VehicleStateTracker, now: @escaping @Sendable () -> Timestamp,
-        logger: Logger, exitAtEndOfLog: Bool = false, interfaceName: String? = nil
+        logger: Logger, exitAtEndOfLog: Bool = false, interfaceName: String? = nil,
+        transmitLog: CandumpLogWriter? = nil
     ) {
+        self.transmitLog = transmitLog
         self.channel = channel
         self.database = tracker.database
         self.tracker = Mutex(tracker)
@@ -76,6 +81,7 @@ public final class VehicleBusService: Service, Sendable {
         frame.timestamp = now()
         frame.interface = interfaceName ?? "replay"
         do { try channel.send(frame) } catch { throw TransmitError(error.description) }
+        transmitLog?.write(frame)
         transmitted.add(1, ordering: .relaxed)
         logger.debug("frame transmitted", metadata: ["can.id": "\(hex(m.id))", "can.message": "\(name)", "can.data": "\(hexBytes(data))"])
         return frame
@@ -100,6 +106,7 @@ public final class VehicleBusService: Service, Sendable {
         stopRequested.store(true, ordering: .releasing)
         thread.join()
         channel.close()
+        transmitLog?.close()
         for s in subscribers.withLock({ $0 }) { s.finish() }
     }
 
@@ -110,6 +117,9 @@ public final class VehicleBusService: Service, Sendable {
         var lastActivity = BusActivity.waiting
         var failures = 0
         let replay = channel as? CandumpReplayChannel
+        let decoder = tracker.withLock { $0.decoder }
+        let lengths = database.messages.map(\.length)
+        var shortReported: [UInt32: Timestamp] = [:]
         while !stopRequested.load(ordering: .acquiring) {
             do {
                 if let frame = try channel.receive(timeoutMs: 100) {
@@ -117,6 +127,15 @@ public final class VehicleBusService: Service, Sendable {
                     let changes = tracker.withLock { $0.ingest(frame) }
                     if !changes.isEmpty { out.yield(.changed(changes)) }
                     if frame.isError, frame.id & 0x40 != 0 { recoverFromBusOff() }
+                    if !frame.isError, !frame.isRemote, let mi = decoder.messageIndex(id: frame.id, isExtended: frame.isExtended),
+                       frame.data.count < lengths[mi] {
+                        let key = frame.dbcID
+                        if shortReported[key].map({ frame.timestamp.milliseconds(since: $0) >= 60_000 }) ?? true {
+                            shortReported[key] = frame.timestamp
+                            out.yield(.shortFrame(id: frame.id, message: database.messages[mi].name,
+                                                  length: frame.data.count, expected: lengths[mi]))
+                        }
+                    }
                 } else if channel.isExhausted {
                     out.yield(.endOfLog)
                     if exitAtEndOfLog { return }
@@ -185,6 +204,10 @@ public final class VehicleBusService: Service, Sendable {
             case .silent: logger.warning("CAN bus silent", metadata: ["can.silenceTimeoutMs": "\(tracker.withLock { $0.silenceTimeoutMs })"])
             case .waiting: break
             }
+        case .shortFrame(let id, let message, let length, let expected):
+            logger.warning("CAN frame shorter than its DBC message; decoded the signals it holds", metadata: [
+                "can.id": "\(hex(id))", "can.message": "\(message)", "can.length": "\(length)", "can.expectedLength": "\(expected)",
+            ])
         case .malformedInput(let e):
             logger.error("malformed CAN log line skipped", metadata: ["error": "\(e)"])
         case .receiveFailed(let e):

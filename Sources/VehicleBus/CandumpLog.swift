@@ -80,7 +80,7 @@ public final class CandumpLogWriter: Sendable {
 /// reader takes frames (`fast`). In original timing the frames are re-stamped to now, as
 /// if they had just been received; in fast mode they keep the log's own time.
 public final class CandumpReplayChannel: CANChannel, @unchecked Sendable {
-    // Used from the one reader thread only; `transmitLog` is itself thread-safe.
+    // Used from the one reader thread only.
     private let reader: CandumpLogReader
     private let realtime: Bool
     private let loop: Bool
@@ -89,17 +89,15 @@ public final class CandumpReplayChannel: CANChannel, @unchecked Sendable {
     private var startWall = Timestamp.zero
     private var pending: CANFrame?
     private let exhausted = Atomic<Bool>(false)
-    private let transmitLog: CandumpLogWriter?
     /// Malformed lines seen so far, with their errors, for the daemon to log.
     public private(set) var malformed: [ParseError] = []
     private var loopOffset: Int64 = 0
     private var lastLogTime = Timestamp.zero
 
-    public init(path: String, realtime: Bool, loop: Bool, transmitLog: CandumpLogWriter? = nil) throws(VehicleBusError) {
+    public init(path: String, realtime: Bool, loop: Bool) throws(VehicleBusError) {
         reader = try CandumpLogReader(path: path)
         self.realtime = realtime
         self.loop = loop
-        self.transmitLog = transmitLog
     }
 
     public var isExhausted: Bool { exhausted.load(ordering: .acquiring) }
@@ -167,12 +165,11 @@ public final class CandumpReplayChannel: CANChannel, @unchecked Sendable {
         return out
     }
 
-    /// Transmitted frames go to the transmit log, if one was given.
-    public func send(_ frame: CANFrame) throws(VehicleBusError) {
-        transmitLog?.write(frame)
-    }
+    /// A log has no bus to transmit on: frames are dropped here (the daemon's transmit log
+    /// keeps them).
+    public func send(_ frame: CANFrame) throws(VehicleBusError) {}
 
-    public func close() { transmitLog?.close() }
+    public func close() {}
 
     /// "Now" on the replay's clock: the log time of the last frame in fast mode.
     public var replayNow: Timestamp {

@@ -114,13 +114,16 @@ struct DaemonTests {
         }
     }
 
-    @Test("transmit encodes the DBC message and sends it; bad requests are refused")
+    @Test("transmit encodes the DBC message, sends it and logs it; bad requests are refused")
     func transmit() throws {
         let channel = FakeChannel()
-        let bus = VehicleBusService(channel: channel, tracker: try VehicleStateTracker(database: db), now: { .zero }, logger: quietLogger)
+        let logPath = tempDir() + "/tx.log"
+        let bus = VehicleBusService(channel: channel, tracker: try VehicleStateTracker(database: db), now: { Timestamp(seconds: 1_700_000_000) },
+                                    logger: quietLogger, interfaceName: "vcan0", transmitLog: try CandumpLogWriter(path: logPath))
         let frame = try bus.transmit(message: "TCU_Body_Request", signals: ["Body_Request": 1, "Body_Request_Counter": 3], missingAsZero: true)
         #expect(CandumpFormat.formatFrame(frame) == "5F1#31000000")
         #expect(channel.sent.withLock { $0 } == [frame])
+        #expect(try readTextFile(logPath) == "(1700000000.000000) vcan0 5F1#31000000\n")
         #expect(throws: TransmitError.self) { try bus.transmit(message: "Nope", signals: [:]) }
         #expect(throws: TransmitError.self) { try bus.transmit(message: "TCU_Clima_Request", signals: ["Clima_Target_Temperature": 45], missingAsZero: true) }
         #expect(StatusTransmitter.signals(counter: 17) == ["TCU_Alive_Counter": 1])

@@ -56,6 +56,7 @@ cat > "$work/telematicsd.conf" <<CONF
 source = socketcan:$iface
 dbc = $root/hw/vehicle.dbc
 silence-timeout-ms = 1500
+transmit-log = $work/transmitted.log
 [vehicle]
 profile = $root/hw/vehicle-profile.conf
 [control]
@@ -92,6 +93,11 @@ cansend "$iface" 583#01000000
 check_value "cansend door open → doors.frontLeft.open" doors.frontLeft.open true 20
 cansend "$iface" 3C0#00
 if wait_for 20 bus_is truncated 1; then ok "a frame shorter than its DBC length is counted as truncated"; else bad "truncated frame counted"; fi
+if wait_for 20 grep -q "CAN frame shorter than its DBC message.*can.id=0x3C0" "$out/telematicsd.log"; then
+  ok "the short frame is logged with its identifier and lengths"
+else
+  bad "the short frame is logged"
+fi
 # An identifier the DBC does not have, then a known frame behind it: when the known one
 # has arrived, the unknown one would have too.
 cansend "$iface" 7AB#0102
@@ -116,12 +122,23 @@ else
 fi
 
 # The recorded scenarios (recorded on can0), replayed onto vcan0 at their recorded timing.
-log "canplayer: hw/traces/drive.log"
+log "canplayer: hw/traces/drive.log (candump -L records the bus meanwhile)"
+candump -L "$iface" > "$work/recorded.log" 2>/dev/null &
+recorder=$!
 canplayer -I "$root/hw/traces/drive.log" "$iface=can0"
 check_state "drive: the car ends locked (locks.central)" locks.central "unavailable (last Locked)" 20
 check_state "drive: the alarm ends armed" alarm.armed "unavailable (last true)" 20
 check_state "drive: the odometer advanced from 23816 to 23817 km" cluster.odometer "unavailable (last 23817)" 20
 if wait_for 20 bus_is activity silent; then ok "drive: the bus is reported silent after the car sleeps"; else bad "bus silent after the drive"; fi
+kill "$recorder" 2>/dev/null; wait "$recorder" 2>/dev/null
+recorded=$(grep -vc " $iface 5F0#" "$work/recorded.log" || true)
+if "$bin/tcuctl" can decode --dbc "$root/hw/vehicle.dbc" "$work/recorded.log" > "$work/recorded.json" \
+   && [ "$(wc -l < "$work/recorded.json")" = "$(wc -l < "$work/recorded.log")" ] \
+   && [ "$recorded" = "$(wc -l < "$root/hw/traces/drive.log")" ]; then
+  ok "tcuctl can decode reads candump's own log of the replay ($(wc -l < "$work/recorded.log") frames)"
+else
+  bad "tcuctl can decode reads candump's log" "$recorded drive frames recorded, $(wc -l < "$work/recorded.json") decoded"
+fi
 
 log "canplayer: hw/traces/alarm.log"
 canplayer -I "$root/hw/traces/alarm.log" "$iface=can0"
@@ -147,6 +164,19 @@ fi
 kill -TERM "$daemon"
 if wait "$daemon"; then ok "SIGTERM stops the daemon cleanly (exit 0)"; else bad "SIGTERM stops the daemon" "exit $?"; fi
 grep -q "telematicsd stopped" "$out/telematicsd.log" && ok "the daemon logged its stop" || bad "the daemon logged its stop"
+
+# The other direction: the daemon's own transmit log, written by its candump writer,
+# replayed by canplayer.
+cp "$work/transmitted.log" "$out/transmitted.log"
+candump -L -T 30000 "$iface,5F1:7FF" > "$work/replayed.log" 2>&1 &
+watcher=$!
+replay_tx() { canplayer -t -I "$work/transmitted.log" && grep -q "$iface 5F1#11000000" "$work/replayed.log"; }
+if wait_for 30 replay_tx; then
+  ok "canplayer replays the daemon's transmit log ($(wc -l < "$work/transmitted.log") frames)"
+else
+  bad "canplayer replays the daemon's transmit log" "$(head -3 "$work/transmitted.log")"
+fi
+kill "$watcher" 2>/dev/null; wait "$watcher" 2>/dev/null
 
 rm -rf "$work"
 echo "$passed passed, $failed failed"

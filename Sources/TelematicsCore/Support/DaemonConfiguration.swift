@@ -52,7 +52,7 @@ public struct DaemonConfiguration: Sendable, Equatable {
     /// Where `tcuctl` reaches the daemon.
     public var controlSocket: String
     public var logLevel: LogLevel = .info
-    /// Optional candump log of every frame the daemon transmits.
+    /// Optional candump log of every frame the daemon transmits (any source).
     public var transmitLogPath: String?
 
     public static let knownKeys: [String: Set<String>] = [
@@ -99,6 +99,7 @@ public struct DaemonConfiguration: Sendable, Equatable {
             throw f.error(f.entry("can", "loop")!, "loop and exit-at-end cannot both be true")
         }
         if case .socketCAN = c.source, let e = f.entry("can", "replay") ?? f.entry("can", "loop") ?? f.entry("can", "exit-at-end") {
+            // transmit-log applies to both sources; these three only to a log.
             throw f.error(e, "only applies to a candump: source")
         }
         return c
