@@ -47,8 +47,11 @@ check_state() {
 }
 
 if ! ip link show "$iface" >/dev/null 2>&1; then
-  ip link add dev "$iface" type vcan && ip link set up "$iface" || { bad "create $iface"; echo "$passed passed, $failed failed"; exit 1; }
+  # MTU 72: the virtual bus carries CAN FD frames too.
+  ip link add dev "$iface" type vcan && ip link set "$iface" mtu 72 && ip link set up "$iface" \
+    || { bad "create $iface"; echo "$passed passed, $failed failed"; exit 1; }
 fi
+fd_capable=$([ "$(cat /sys/class/net/$iface/mtu)" = 72 ] && echo yes || echo no)
 ok "$iface is up ($(uname -r))"
 
 cat > "$work/telematicsd.conf" <<CONF
@@ -105,6 +108,20 @@ cansend "$iface" 583#00000000
 check_value "cansend door closed → doors.frontLeft.open" doors.frontLeft.open false 20
 if bus_is unknownId 0; then ok "the kernel filter keeps identifiers the DBC does not have away"; else bad "kernel filter" "unknownId is not 0"; fi
 
+if [ "$fd_capable" = yes ]; then
+  # A CAN FD frame (bit rate switch set) carrying the terminal status: ignition on again.
+  cansend "$iface" 3C0##100030000
+  check_value "a CAN FD frame is received and decoded (ignition.on)" ignition.on true 20
+  cansend "$iface" 3C0##100000000
+  check_value "a CAN FD frame is received and decoded (ignition.on off)" ignition.on false 20
+else
+  log "$iface has MTU 16: CAN FD not checked"
+fi
+# An error frame (controller problem class) as a controller would report it; vcan passes
+# it through like any frame, so the daemon's error-frame path sees it.
+cansend "$iface" 20000004#0004000000000000
+if wait_for 20 bus_is errorFrames 1; then ok "an error frame is received and counted"; else bad "error frame counted" "errorFrames is not 1"; fi
+
 candump -L -T 30000 "$iface,5F1:7FF" > "$work/body-frame.log" 2>&1 &
 candump_pid=$!
 # candump has no readiness signal: send until it has seen one, rather than guess a delay.
@@ -154,7 +171,7 @@ check_state "crash: occupancy.passenger" occupancy.passenger "unavailable (last 
 
 frames=$("$bin/tcuctl" status --socket "$work/ctl.sock" | sed -n 's/^bus\.frames = //p')
 drops=$("$bin/tcuctl" status --socket "$work/ctl.sock" | sed -n 's/^bus\.kernelDrops = //p')
-expected=$(( $(wc -l < "$root/hw/traces/drive.log") + $(wc -l < "$root/hw/traces/alarm.log") + $(wc -l < "$root/hw/traces/crash.log") + 4 ))
+expected=$(( $(wc -l < "$root/hw/traces/drive.log") + $(wc -l < "$root/hw/traces/alarm.log") + $(wc -l < "$root/hw/traces/crash.log") + 4 + $([ "$fd_capable" = yes ] && echo 2 || echo 0) + 1 ))
 if [ "$frames" = "$expected" ] && [ "$drops" = 0 ]; then
   ok "every frame played reached the daemon ($frames frames, 0 dropped by the kernel)"
 else
