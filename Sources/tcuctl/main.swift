@@ -12,7 +12,7 @@ struct TCUCtl: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tcuctl",
         abstract: "Operate and inspect the telematics unit, and work with its CAN data offline.",
-        subcommands: [Status.self, CAN.self]
+        subcommands: [Status.self, CAN.self, MSDCommand.self]
     )
 }
 
@@ -221,5 +221,114 @@ struct Send: ParsableCommand {
             ("command", .string("transmit")), ("message", .string(name)), ("signals", .object(signals)),
         ]))
         print(reply["frame"]?.stringValue ?? "")
+    }
+}
+
+struct MSDCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "msd",
+        abstract: "Encode and decode eCall Minimum Set of Data messages (EN 15722, ASN.1 UPER).",
+        subcommands: [MSDDecode.self, MSDEncode.self]
+    )
+}
+
+struct MSDDecode: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "decode",
+        abstract: "Decode an MSD (msdVersion 2 or 3) given in hex; prints every field as JSON.",
+        discussion: "Field names are those of the ASN.1 module; degrees, the UTC time and the direction in degrees are added for people."
+    )
+
+    @Argument(help: "The MSD in hex (spaces allowed).")
+    var hex: [String]
+
+    func run() throws {
+        let text = hex.joined().filter { !$0.isWhitespace }
+        var data: [UInt8] = []
+        let chars = Array(text.utf8)
+        guard chars.count % 2 == 0 else { die("the hex has an odd number of digits", code: 65) }
+        for i in stride(from: 0, to: chars.count, by: 2) {
+            guard let v = UInt8(String(decoding: chars[i..<i + 2], as: UTF8.self), radix: 16) else {
+                die("'\(String(decoding: chars[i..<i + 2], as: UTF8.self))' at offset \(i) is not hex", code: 65)
+            }
+            data.append(v)
+        }
+        do {
+            print(try MSD.decode(data).json.text)
+        } catch {
+            die("invalid MSD: \(error)", code: 65)
+        }
+    }
+}
+
+struct MSDEncode: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "encode",
+        abstract: "Encode an msdVersion 3 MSD; prints it in hex.",
+        discussion: """
+            With no field options, reads the MSD as JSON on standard input (the form \
+            `tcuctl msd decode` prints; latitudeDegrees/longitudeDegrees may replace the \
+            milliarcsecond fields). With options, builds it from them. Invalid fields are \
+            refused with an error that names them.
+            """
+    )
+
+    @Option(help: "The VIN (17 characters).") var vin: String?
+    @Flag(help: "Automatic activation (a crash); manual (the SOS button) otherwise.") var automatic = false
+    @Flag(help: "A test call.") var testCall = false
+    @Flag(help: "The position can be trusted (95 % within 150 m).") var trusted = false
+    @Option(help: "Vehicle type (ASN.1 name, default passengerVehicleClassM1).") var vehicleType = "passengerVehicleClassM1"
+    @Option(help: "Propulsion storage, comma-separated ASN.1 names (default gasolineTankPresent).") var propulsion = "gasolineTankPresent"
+    @Option(help: "UTC seconds (default: now is not read; give it).") var timestamp: UInt32?
+    @Option(help: "Latitude in degrees (omit for unknown).") var latitude: Double?
+    @Option(help: "Longitude in degrees (omit for unknown).") var longitude: Double?
+    @Option(help: "Direction in 2° steps, 0-179 (omit for unknown).") var direction: Int?
+    @Option(help: "N1 minus the position, 'latDelta,lonDelta' in units of 100 mas.") var n1 = "0,0"
+    @Option(help: "N2 minus N1, 'latDelta,lonDelta' in units of 100 mas.") var n2 = "0,0"
+    @Option(help: "Number of occupants (omit for unknown).") var occupants: Int?
+    @Option(help: "Message identifier (1 for a first send).") var messageIdentifier = 1
+
+    func run() throws {
+        let msd: MSD
+        if let vin {
+            guard let timestamp else { die("--timestamp is required with field options", code: 64) }
+            var flags = [Bool](repeating: false, count: 7)
+            for name in propulsion.split(separator: ",") {
+                guard let i = MSD.propulsionNames.firstIndex(of: String(name)) else {
+                    die("--propulsion: unknown '\(name)'; known: \(MSD.propulsionNames.joined(separator: ", "))", code: 64)
+                }
+                flags[i] = true
+            }
+            guard let type = MSD.vehicleTypes.firstIndex(of: vehicleType) else { die("--vehicle-type: unknown '\(vehicleType)'", code: 64) }
+            func delta(_ text: String, _ option: String) -> MSD.LocationDelta {
+                let parts = text.split(separator: ",").compactMap { Int($0) }
+                guard parts.count == 2 else { die("\(option): expected 'latDelta,lonDelta', found '\(text)'", code: 64) }
+                return MSD.LocationDelta(latitude: parts[0], longitude: parts[1])
+            }
+            guard (latitude == nil) == (longitude == nil) else { die("give both --latitude and --longitude, or neither", code: 64) }
+            msd = MSD(
+                messageIdentifier: messageIdentifier, automaticActivation: automatic, testCall: testCall,
+                positionCanBeTrusted: trusted, vehicleType: type, vin: vin, propulsion: flags, timestamp: timestamp,
+                latitude: latitude.map { Int32(clamping: Int64(($0 * 3_600_000).rounded())) } ?? MSD.unknownCoordinate,
+                longitude: longitude.map { Int32(clamping: Int64(($0 * 3_600_000).rounded())) } ?? MSD.unknownCoordinate,
+                direction: direction, recentLocationN1: delta(n1, "--n1"), recentLocationN2: delta(n2, "--n2"),
+                numberOfOccupants: occupants
+            )
+        } else {
+            var text = ""
+            while let line = readLine(strippingNewline: false) { text += line }
+            do {
+                msd = try MSD(json: try JSON.parse(text))
+            } catch let e as ParseError {
+                die("stdin: \(e)", code: 65)
+            } catch let e as MSDError {
+                die("invalid MSD: \(e)", code: 65)
+            }
+        }
+        do {
+            print(hexBytes(try msd.encode()))
+        } catch {
+            die("invalid MSD: \(error)", code: 65)
+        }
     }
 }

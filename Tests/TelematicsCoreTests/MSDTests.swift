@@ -133,3 +133,40 @@ struct MSDTests {
         }
     }
 }
+
+@Suite("MSD as JSON")
+struct MSDJSONTests {
+    @Test("the JSON form reads back to the same MSD, additional data included")
+    func roundTrip() throws {
+        var m = MSDTests.example
+        m.additionalData = .init(oid: [1, 4, 1], data: [1, 2, 3])
+        let text = m.json.text
+        #expect(try MSD(json: try JSON.parse(text)) == m)
+        #expect(m.json["timestampUTC"] == .string("2020-01-25T22:45:31Z"))
+        #expect(m.json["vehicleLocation"]?["latitudeDegrees"] == .number(52.22123))
+    }
+
+    @Test("degrees may replace milliarcseconds; unknown keys and bad types name the field")
+    func input() throws {
+        let base = #"{"control":{"automaticActivation":false,"testCall":true,"positionCanBeTrusted":false},"vehicleIdentificationNumber":"VSSZZZKLZNR012345","timestamp":1,"#
+        let m = try MSD(json: try JSON.parse(base + #""vehicleLocation":{"latitudeDegrees":48.3003333,"longitudeDegrees":-3.5}}"#))
+        #expect(m.latitude == 173_881_200 && m.longitude == -12_600_000)
+        #expect(m.direction == nil && m.messageIdentifier == 1 && m.version == 3)
+        let unknown = try MSD(json: try JSON.parse(base + #""vehicleLocation":{"unknown":true}}"#))
+        #expect(unknown.positionIsUnknown)
+        do { _ = try MSD(json: try JSON.parse(base + #""vehicleLocation":{"unknown":true},"colour":"red"}"#)); Issue.record("accepted") } catch let e as MSDError {
+            #expect(e.field == "colour")
+        }
+        do { _ = try MSD(json: try JSON.parse(base + #""vehicleLocation":{"positionLatitude":"north"}}"#)); Issue.record("accepted") } catch let e as MSDError {
+            #expect(e.field == "vehicleLocation.positionLatitude")
+        }
+    }
+
+    @Test("UTC text for Unix seconds", arguments: [
+        (Int64(0), "1970-01-01T00:00:00Z"), (1_367_878_452, "2013-05-06T22:14:12Z"),
+        (4_294_967_295, "2106-02-07T06:28:15Z"), (951_782_400, "2000-02-29T00:00:00Z"),
+    ])
+    func utc(_ seconds: Int64, _ text: String) {
+        #expect(utcText(seconds) == text)
+    }
+}
