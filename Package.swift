@@ -14,6 +14,7 @@ let package = Package(
     products: [
         .executable(name: "telematicsd", targets: ["telematicsd"]),
         .executable(name: "tcuctl", targets: ["tcuctl"]),
+        .executable(name: "tcu-psap", targets: ["tcu-psap"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -36,10 +37,14 @@ let package = Package(
             dependencies: ["TelematicsCore", "CSocketCAN"],
             swiftSettings: strict
         ),
+        // The eCall's own link to the network (simulator): no disk, no backend.
+        .target(name: "ECallLink", dependencies: ["TelematicsCore"], swiftSettings: strict),
+        // The PSAP and network simulator behind tcu-psap.
+        .target(name: "PSAP", dependencies: ["TelematicsCore", "ECallLink"], swiftSettings: strict),
         .target(
             name: "TelematicsDaemon",
             dependencies: [
-                "TelematicsCore", "VehicleBus",
+                "TelematicsCore", "VehicleBus", "ECallLink",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
@@ -57,6 +62,14 @@ let package = Package(
             name: "tcuctl",
             dependencies: [
                 "TelematicsCore", "VehicleBus", "TelematicsDaemon",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "tcu-psap",
+            dependencies: [
+                "PSAP", "ECallLink", "TelematicsCore", "VehicleBus",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict

@@ -1,3 +1,4 @@
+import ECallLink
 import Logging
 import ServiceLifecycle
 import TelematicsCore
@@ -66,6 +67,9 @@ public enum Daemon {
         if case .candumpLog(let p) = config.source {
             do { _ = try CandumpLogReader(path: p) } catch { throw StartupError(kind: .noInput, message: error.description) }
         }
+        guard TCPEndpoint.parse(config.eCallLink) != nil else {
+            throw StartupError(kind: .config, message: "\(configPath): ecall.link: expected an IPv4 HOST:PORT, found '\(config.eCallLink)'")
+        }
         return LoadedSetup(configuration: config, database: db, profile: profile, tracker: tracker)
     }
 
@@ -103,10 +107,15 @@ public enum Daemon {
             exitAtEndOfLog: config.exitAtEndOfLog, interfaceName: interfaceName, transmitLog: transmitLog
         )
         let profile = setup.profile
+        let eCall = ECallService(
+            configuration: config.eCall, linkEndpoint: TCPEndpoint.parse(config.eCallLink)!, bus: bus, profile: profile,
+            logger: logger, monotonic: { monotonicNow().nanoseconds / 1_000_000 },
+            utcNow: { UInt32(clamping: wallClockNow().nanoseconds / 1_000_000_000) }
+        )
         let control: ControlServer
         do {
             control = try ControlServer(path: config.controlSocket, logger: logger) { request in
-                ControlCommands.handle(request, bus: bus, profile: profile)
+                ControlCommands.handle(request, bus: bus, profile: profile, eCall: eCall)
             }
         } catch {
             channel.close()
@@ -115,8 +124,15 @@ public enum Daemon {
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
             .init(service: bus, successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup),
             .init(service: control),
+            .init(service: eCall),
         ]
-        if config.transmitStatus { services.append(.init(service: StatusTransmitter(bus: bus, logger: logger))) }
+        if config.transmitStatus {
+            services.append(.init(service: StatusTransmitter(bus: bus, logger: logger) {
+                let state = Double(eCall.phase.load(ordering: .relaxed))
+                // Lamp: green while a call is active, off otherwise.
+                return ["TCU_eCall_State": state, "TCU_eCall_Lamp": state == 0 ? 0 : 1]
+            }))
+        }
         var groupConfig = ServiceGroupConfiguration(services: services, logger: logger)
         groupConfig.gracefulShutdownSignals = [.sigterm, .sigint]
         let group = ServiceGroup(configuration: groupConfig)
@@ -138,7 +154,7 @@ public enum Daemon {
 public enum ControlCommands {
     static func failure(_ message: String) -> JSON { .object([("ok", .bool(false)), ("error", .string(message))]) }
 
-    public static func handle(_ request: JSON, bus: VehicleBusService, profile: VehicleProfile) -> JSON {
+    public static func handle(_ request: JSON, bus: VehicleBusService, profile: VehicleProfile, eCall: ECallService? = nil) -> JSON {
         guard let command = request["command"]?.stringValue else {
             return failure("request needs a \"command\" string")
         }
@@ -147,7 +163,23 @@ public enum ControlCommands {
             return .object([("ok", .bool(true))])
         case "status":
             let (state, busReport) = bus.report()
-            return .object([("ok", .bool(true)), ("vehicle", profile.json), ("bus", busReport), ("state", state)])
+            var o: [(String, JSON)] = [("ok", .bool(true)), ("vehicle", profile.json), ("bus", busReport)]
+            if let eCall { o.append(("ecall", eCall.report())) }
+            o.append(("state", state))
+            return .object(o)
+        case "ecall":
+            guard let eCall else { return failure("the eCall service is not running") }
+            switch request["action"]?.stringValue {
+            case "test":
+                eCall.requestTest()
+                return .object([("ok", .bool(true))])
+            case "cancel":
+                return eCall.requestCancel()
+            case "status":
+                return .object([("ok", .bool(true)), ("ecall", eCall.report())])
+            default:
+                return failure("ecall needs an \"action\": test, cancel or status")
+            }
         case "transmit":
             guard let message = request["message"]?.stringValue else { return failure("transmit needs a \"message\" name") }
             var signals: [String: Double] = [:]
@@ -162,7 +194,7 @@ public enum ControlCommands {
                 return failure(error.description)
             }
         default:
-            return failure("unknown command '\(command)'; known: ping, status, transmit")
+            return failure("unknown command '\(command)'; known: ping, status, transmit, ecall")
         }
     }
 }

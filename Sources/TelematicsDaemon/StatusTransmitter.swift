@@ -8,9 +8,12 @@ public struct StatusTransmitter: Service {
     let bus: VehicleBusService
     let period: Duration
     let logger: Logger
+    /// Signals other services own (the eCall state and lamp).
+    let extra: @Sendable () -> [String: Double]
 
-    public init(bus: VehicleBusService, logger: Logger) {
+    public init(bus: VehicleBusService, logger: Logger, extra: @escaping @Sendable () -> [String: Double] = { [:] }) {
         self.bus = bus
+        self.extra = extra
         let cycle = bus.database.message(named: TransmittedMessage.status)?.cycleTimeMs ?? 1000
         self.period = .milliseconds(cycle)
         self.logger = logger
@@ -26,7 +29,7 @@ public struct StatusTransmitter: Service {
         var failing = false
         while !Task.isShuttingDownGracefully {
             do {
-                try bus.transmit(message: TransmittedMessage.status, signals: Self.signals(counter: counter), missingAsZero: true)
+                try bus.transmit(message: TransmittedMessage.status, signals: Self.signals(counter: counter).merging(extra()) { $1 }, missingAsZero: true)
                 if failing { logger.notice("status frame transmitted again"); failing = false }
             } catch {
                 if !failing { logger.error("cannot transmit the status frame", metadata: ["error": "\(error)"]) }

@@ -29,7 +29,12 @@ public final class VehicleBusService: Service, Sendable {
     private let exitAtEndOfLog: Bool
     private let interfaceName: String?
     private let stopRequested = Atomic<Bool>(false)
-    private let subscribers = Mutex<[AsyncStream<BusEvent>.Continuation]>([])
+    private struct Subscriber: Sendable {
+        var continuation: AsyncStream<BusEvent>.Continuation
+        /// Only these quantities' changes are passed on (nil: all events).
+        var quantities: Set<VehicleQuantity>?
+    }
+    private let subscribers = Mutex<[Subscriber]>([])
     private let transmitted = Atomic<UInt64>(0)
     private let transmitLog: CandumpLogWriter?
     public let database: DBCDatabase
@@ -49,10 +54,19 @@ public final class VehicleBusService: Service, Sendable {
         self.interfaceName = interfaceName
     }
 
-    /// A stream of bus events for one consumer; subscribe before `run()`.
+    /// A stream of bus events for one consumer, fed from the reader thread; subscribe before
+    /// `run()`. A slow consumer loses the oldest events beyond `limit`, never stalls the bus.
     public func subscribe(bufferingNewest limit: Int = 1024) -> AsyncStream<BusEvent> {
         let (stream, continuation) = AsyncStream<BusEvent>.makeStream(bufferingPolicy: .bufferingNewest(limit))
-        subscribers.withLock { $0.append(continuation) }
+        subscribers.withLock { $0.append(Subscriber(continuation: continuation, quantities: nil)) }
+        return stream
+    }
+
+    /// Only the changes of these quantities, nothing else: a trigger watcher (the eCall)
+    /// gets a stream that busy quantities can never fill.
+    public func subscribe(to quantities: Set<VehicleQuantity>) -> AsyncStream<BusEvent> {
+        let (stream, continuation) = AsyncStream<BusEvent>.makeStream(bufferingPolicy: .unbounded)
+        subscribers.withLock { $0.append(Subscriber(continuation: continuation, quantities: quantities)) }
         return stream
     }
 
@@ -96,8 +110,6 @@ public final class VehicleBusService: Service, Sendable {
         await withGracefulShutdownHandler {
             for await event in events {
                 self.log(event)
-                let subs = self.subscribers.withLock { $0 }
-                for s in subs { s.yield(event) }
                 if case .endOfLog = event, self.exitAtEndOfLog { break }
             }
         } onGracefulShutdown: {
@@ -107,7 +119,7 @@ public final class VehicleBusService: Service, Sendable {
         thread.join()
         channel.close()
         transmitLog?.close()
-        for s in subscribers.withLock({ $0 }) { s.finish() }
+        for s in subscribers.withLock({ $0 }) { s.continuation.finish() }
     }
 
     /// The reader thread: receive, decode, update, expire; never blocks longer than 100 ms so
@@ -125,19 +137,19 @@ public final class VehicleBusService: Service, Sendable {
                 if let frame = try channel.receive(timeoutMs: 100) {
                     failures = 0
                     let changes = tracker.withLock { $0.ingest(frame) }
-                    if !changes.isEmpty { out.yield(.changed(changes)) }
+                    if !changes.isEmpty { emit(out, .changed(changes)) }
                     if frame.isError, frame.id & 0x40 != 0 { recoverFromBusOff() }
                     if !frame.isError, !frame.isRemote, let mi = decoder.messageIndex(id: frame.id, isExtended: frame.isExtended),
                        frame.data.count < lengths[mi] {
                         let key = frame.dbcID
                         if shortReported[key].map({ frame.timestamp.milliseconds(since: $0) >= 60_000 }) ?? true {
                             shortReported[key] = frame.timestamp
-                            out.yield(.shortFrame(id: frame.id, message: database.messages[mi].name,
+                            emit(out, .shortFrame(id: frame.id, message: database.messages[mi].name,
                                                   length: frame.data.count, expected: lengths[mi]))
                         }
                     }
                 } else if channel.isExhausted {
-                    out.yield(.endOfLog)
+                    emit(out, .endOfLog)
                     if exitAtEndOfLog { return }
                     while !stopRequested.load(ordering: .acquiring) {
                         sleepMs(100)
@@ -147,12 +159,12 @@ public final class VehicleBusService: Service, Sendable {
                 }
             } catch {
                 failures += 1
-                out.yield(.receiveFailed(error.description))
+                emit(out, .receiveFailed(error.description))
                 // An interface that went down comes back (ip link set up); keep trying gently.
                 sleepMs(min(5000, 100 * Int64(1 << min(failures, 6))))
             }
             if let replay {
-                for e in replay.takeMalformed() { out.yield(.malformedInput(e)) }
+                for e in replay.takeMalformed() { emit(out, .malformedInput(e)) }
             }
             let t = now()
             if t.milliseconds(since: lastExpire) >= 50 {
@@ -167,10 +179,25 @@ public final class VehicleBusService: Service, Sendable {
     private func expireAndReport(_ lastActivity: inout BusActivity, _ out: AsyncStream<BusEvent>.Continuation) {
         let t = now()
         let (changes, activity) = tracker.withLock { tr in (tr.expire(now: t), tr.activity) }
-        if !changes.isEmpty { out.yield(.changed(changes)) }
+        if !changes.isEmpty { emit(out, .changed(changes)) }
         if activity != lastActivity {
             lastActivity = activity
-            out.yield(.activity(activity))
+            emit(out, .activity(activity))
+        }
+    }
+
+    /// Events go to the log loop and, straight from the reader thread, to every subscriber:
+    /// the eCall sees a crash without waiting behind the log.
+    private func emit(_ out: AsyncStream<BusEvent>.Continuation, _ event: BusEvent) {
+        out.yield(event)
+        subscribers.withLock { subs in
+            for s in subs {
+                guard let wanted = s.quantities else { s.continuation.yield(event); continue }
+                if case .changed(let changes) = event {
+                    let mine = changes.filter { wanted.contains($0.quantity) }
+                    if !mine.isEmpty { s.continuation.yield(.changed(mine)) }
+                }
+            }
         }
     }
 

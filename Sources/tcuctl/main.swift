@@ -12,7 +12,7 @@ struct TCUCtl: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tcuctl",
         abstract: "Operate and inspect the telematics unit, and work with its CAN data offline.",
-        subcommands: [Status.self, CAN.self, MSDCommand.self]
+        subcommands: [Status.self, CAN.self, MSDCommand.self, ECallCommand.self]
     )
 }
 
@@ -330,5 +330,25 @@ struct MSDEncode: ParsableCommand {
         } catch {
             die("invalid MSD: \(error)", code: 65)
         }
+    }
+}
+
+struct ECallCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ecall",
+        abstract: "Trigger a test eCall, cancel a pending manual one, or show the eCall's state.",
+        discussion: "A test call goes to the configured test number with testCall set in the MSD. Only a manual call still in its cancellation window (T1) can be cancelled; an automatic one never."
+    )
+
+    enum Action: String, ExpressibleByArgument, CaseIterable { case test, cancel, status }
+
+    @OptionGroup var options: SocketOption
+
+    @Argument(help: "test, cancel or status.")
+    var action: Action
+
+    func run() throws {
+        let reply = ask(options.socket, .object([("command", .string("ecall")), ("action", .string(action.rawValue))]))
+        if action == .status { printFlat(reply["ecall"] ?? .null, prefix: "ecall") } else { print("ok") }
     }
 }

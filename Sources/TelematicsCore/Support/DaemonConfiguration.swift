@@ -54,12 +54,18 @@ public struct DaemonConfiguration: Sendable, Equatable {
     public var logLevel: LogLevel = .info
     /// Optional candump log of every frame the daemon transmits (any source).
     public var transmitLogPath: String?
+    /// The eCall's link to the network (simulator): `HOST:PORT`.
+    public var eCallLink = "127.0.0.1:5061"
+    public var eCall = ECallConfiguration()
 
     public static let knownKeys: [String: Set<String>] = [
         "can": ["source", "dbc", "replay", "loop", "exit-at-end", "silence-timeout-ms", "transmit-status", "transmit-log"],
         "vehicle": ["profile"],
         "control": ["socket"],
         "log": ["level"],
+        "ecall": ["link", "t1-ms", "t2-ms", "t3-ms", "t5-ms", "t6-ms", "t7-ms", "t9-ms", "t10-ms",
+                  "redial-interval-ms", "drop-redial-window-ms", "drop-redial-interval-ms", "maximum-attempts",
+                  "push-mode", "ecall-only", "emergency-number", "test-number"],
     ]
 
     /// Parses and validates; relative paths are taken from `baseDirectory` (the file's folder).
@@ -95,6 +101,33 @@ public struct DaemonConfiguration: Sendable, Equatable {
             }
             c.logLevel = l
         }
+        if let e = f.entry("ecall", "link") {
+            let parts = e.value.split(separator: ":")
+            guard parts.count >= 2, let port = UInt16(parts.last!), port > 0 else {
+                throw f.error(e, "expected HOST:PORT, found '\(e.value)'")
+            }
+            c.eCallLink = e.value
+        }
+        var ec = ECallConfiguration()
+        ec.t1Ms = try f.integer("ecall", "t1-ms", default: ec.t1Ms, range: 0...60_000)
+        ec.t2Ms = try f.integer("ecall", "t2-ms", default: ec.t2Ms, range: 1...7_200_000)
+        ec.t3Ms = try f.integer("ecall", "t3-ms", default: ec.t3Ms, range: 1...60_000)
+        ec.t5Ms = try f.integer("ecall", "t5-ms", default: ec.t5Ms, range: 1...60_000)
+        ec.t6Ms = try f.integer("ecall", "t6-ms", default: ec.t6Ms, range: 1...60_000)
+        ec.t7Ms = try f.integer("ecall", "t7-ms", default: ec.t7Ms, range: 1...120_000)
+        ec.t9Ms = try f.integer("ecall", "t9-ms", default: ec.t9Ms, range: 1...86_400_000)
+        ec.t10Ms = try f.integer("ecall", "t10-ms", default: ec.t10Ms, range: 1...86_400_000)
+        ec.redialIntervalMs = try f.integer("ecall", "redial-interval-ms", default: ec.redialIntervalMs, range: 0...600_000)
+        ec.dropRedialWindowMs = try f.integer("ecall", "drop-redial-window-ms", default: ec.dropRedialWindowMs, range: 0...600_000)
+        ec.dropRedialIntervalMs = try f.integer("ecall", "drop-redial-interval-ms", default: ec.dropRedialIntervalMs, range: 0...600_000)
+        if f.entry("ecall", "maximum-attempts") != nil {
+            ec.maximumAttempts = Int(try f.integer("ecall", "maximum-attempts", default: 10, range: 1...1000))
+        }
+        ec.pushMode = try f.bool("ecall", "push-mode", default: true)
+        ec.eCallOnly = try f.bool("ecall", "ecall-only", default: false)
+        ec.emergencyNumber = f.string("ecall", "emergency-number") ?? ec.emergencyNumber
+        ec.testNumber = f.string("ecall", "test-number") ?? ec.testNumber
+        c.eCall = ec
         if c.replayLoop, c.exitAtEndOfLog {
             throw f.error(f.entry("can", "loop")!, "loop and exit-at-end cannot both be true")
         }

@@ -1,0 +1,95 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Synchronization
+import TelematicsCore
+
+/// What the link tells the eCall service.
+public enum ECallLinkEvent: Sendable, Equatable {
+    case attached
+    case detached(reason: String)
+    case received(ECallWire)
+    case malformed(String)
+}
+
+/// The unit's side of the eCall link: keeps a connection to the network (simulator), on its
+/// own thread, reconnecting with capped backoff; nothing here touches the disk or the
+/// backend, so the eCall path never waits on them.
+public final class ECallLinkClient: Sendable {
+    private let endpoint: TCPEndpoint
+    private let vin: String
+    private let deliver: @Sendable (ECallLinkEvent) -> Void
+    private let connection = Mutex<LineConnection?>(nil)
+    private let stop = Atomic<Bool>(false)
+    private let thread = Mutex<pthread_t?>(nil)
+
+    public init(endpoint: TCPEndpoint, vin: String, deliver: @escaping @Sendable (ECallLinkEvent) -> Void) {
+        self.endpoint = endpoint
+        self.vin = vin
+        self.deliver = deliver
+    }
+
+    public var isAttached: Bool { connection.withLock { $0 != nil } }
+
+    /// Sends a message; false when the unit has no network (the caller treats it as such).
+    @discardableResult
+    public func send(_ message: ECallWire) -> Bool {
+        guard let c = connection.withLock({ $0 }) else { return false }
+        return c.send(message.json.text)
+    }
+
+    public func start() {
+        let box = Unmanaged.passRetained(self).toOpaque()
+        var t = pthread_t()
+        pthread_create(&t, nil, { raw in
+            let me = Unmanaged<ECallLinkClient>.fromOpaque(raw!).takeRetainedValue()
+            me.loop()
+            return nil
+        }, box)
+        thread.withLock { $0 = t }
+    }
+
+    public func shutdown() {
+        stop.store(true, ordering: .releasing)
+        if let t = thread.withLock({ $0 }) { pthread_join(t, nil) }
+        connection.withLock { c in c?.close(); c = nil }
+    }
+
+    private func loop() {
+        var backoffMs: Int64 = 100
+        while !stop.load(ordering: .acquiring) {
+            let c: LineConnection
+            do {
+                c = try LineConnection.connect(endpoint)
+            } catch {
+                sleepMs(backoffMs)
+                backoffMs = min(backoffMs * 2, 2_000)
+                continue
+            }
+            backoffMs = 100
+            c.send(ECallWire.hello(vin: vin).json.text)
+            connection.withLock { $0 = c }
+            deliver(.attached)
+            var reason = "stopped"
+            reading: while !stop.load(ordering: .acquiring) {
+                switch c.readLine(timeoutMs: 100) {
+                case .timeout: continue
+                case .closed:
+                    reason = "the network closed the link"
+                    break reading
+                case .line(let text):
+                    do { deliver(.received(try ECallWire.parse(text))) } catch { deliver(.malformed("\(error.message): \(text)")) }
+                }
+            }
+            connection.withLock { $0 = nil }
+            c.close()
+            deliver(.detached(reason: reason))
+        }
+    }
+}
+
+func sleepMs(_ ms: Int64) {
+    var req = timespec(tv_sec: Int(ms / 1000), tv_nsec: Int(ms % 1000) * 1_000_000)
+    var rem = timespec()
+    while nanosleep(&req, &rem) == -1, errno == EINTR { req = rem }
+}

@@ -1,0 +1,294 @@
+import ECallLink
+import Logging
+import ServiceLifecycle
+import Synchronization
+import TelematicsCore
+
+/// The eCall, on its own path: triggers come straight from the CAN reader thread (crash,
+/// SOS) or from tcuctl; the state machine decides; the link to the network is its own TCP
+/// connection. Nothing here waits on the disk, the backend link, an account, a licence or
+/// the privacy mode.
+public final class ECallService: Service, Sendable {
+    enum Input: Sendable {
+        case crash(utc: UInt32)
+        case sos(utc: UInt32)
+        case test(utc: UInt32)
+        case cancel(reply: Reply)
+        case link(ECallLinkEvent)
+        case timer(ECallTimerID)
+    }
+
+    /// A control request's answer, filled by the service loop.
+    final class Reply: Sendable {
+        let value = Mutex<JSON?>(nil)
+    }
+
+    /// What `tcuctl status` shows of the eCall.
+    struct Status: Sendable {
+        var phase = ECallPhase.idle
+        var kind: ECallKind?
+        var lastReport: ECallReport?
+        var lastMSD: String?
+        var triggers = 0
+    }
+
+    private let machineConfig: ECallConfiguration
+    private let bus: VehicleBusService
+    private let link: ECallLinkClient
+    private let logger: Logger
+    private let inputs: AsyncStream<Input>
+    private let input: AsyncStream<Input>.Continuation
+    private let status = Mutex(Status())
+    private let monotonic: @Sendable () -> ECallInstant
+    private let utcNow: @Sendable () -> UInt32
+    /// The last three fixes (filled by the GNSS service); only read at a trigger.
+    public let positions = Mutex(RecentPositions())
+    /// The phase, for the unit's status frame on CAN.
+    public let phase = Atomic<UInt8>(0)
+
+    public init(
+        configuration: ECallConfiguration, linkEndpoint: TCPEndpoint, bus: VehicleBusService, profile: VehicleProfile,
+        logger: Logger, monotonic: @escaping @Sendable () -> ECallInstant, utcNow: @escaping @Sendable () -> UInt32
+    ) {
+        machineConfig = configuration
+        self.bus = bus
+        self.logger = logger
+        self.monotonic = monotonic
+        self.utcNow = utcNow
+        (inputs, input) = AsyncStream<Input>.makeStream(bufferingPolicy: .unbounded)
+        let continuation = input
+        link = ECallLinkClient(endpoint: linkEndpoint, vin: profile.vin.value) { continuation.yield(.link($0)) }
+        profileData = MSDVehicleData(profile: profile, occupiedSeats: [])
+    }
+
+    private let profileData: MSDVehicleData
+
+    // MARK: - Requests from tcuctl
+
+    public func requestTest() { input.yield(.test(utc: utcNow())) }
+
+    /// Cancels a pending manual call; answers with the machine's verdict.
+    public func requestCancel(timeoutMs: Int64 = 1000) -> JSON {
+        let reply = Reply()
+        input.yield(.cancel(reply: reply))
+        let deadline = monotonic() + timeoutMs
+        while monotonic() < deadline {
+            if let r = reply.value.withLock({ $0 }) { return r }
+            sleepMs(1)
+        }
+        return .object([("ok", .bool(false)), ("error", .string("the eCall service did not answer"))])
+    }
+
+    public func report() -> JSON {
+        let s = status.withLock { $0 }
+        var o: [(String, JSON)] = [
+            ("phase", .string(s.phase.rawValue)),
+            ("linkAttached", .bool(link.isAttached)),
+            ("triggers", .number(Double(s.triggers))),
+            ("recentPositions", .number(Double(positions.withLock { $0.count }))),
+        ]
+        if let k = s.kind { o.append(("kind", .string(k.rawValue))) }
+        if let m = s.lastMSD { o.append(("lastMSD", .string(m))) }
+        if let r = s.lastReport {
+            o.append(("lastCall", .object([
+                ("kind", .string(r.kind.rawValue)), ("ending", .string(r.ending.rawValue)),
+                ("attempts", .number(Double(r.attempts))), ("msdAcknowledged", .bool(r.msdAcknowledged)),
+                ("lastMessageIdentifier", .number(Double(r.lastMessageIdentifier))),
+                ("durationMs", .number(Double(r.endedAt - r.startedAt))),
+            ])))
+        }
+        return .object(o)
+    }
+
+    // MARK: - The loop
+
+    public func run() async throws {
+        link.start()
+        let triggers = bus.subscribe(to: [.crashDetected, .sosButton])
+        let input = self.input
+        let utcNow = self.utcNow
+        await withTaskGroup(of: Void.self) { group in
+            // Crash and SOS edges, latched so that a flag that stays set (or comes back after
+            // the bus went quiet) triggers once per event.
+            group.addTask {
+                var crashLatched = false
+                var sosLatched = false
+                for await event in triggers {
+                    guard case .changed(let changes) = event else { continue }
+                    for c in changes {
+                        let on = c.new?.flag
+                        if c.quantity == .crashDetected {
+                            if on == true, !crashLatched { crashLatched = true; input.yield(.crash(utc: utcNow())) }
+                            if on == false { crashLatched = false }
+                        } else if c.quantity == .sosButton {
+                            if on == true, !sosLatched { sosLatched = true; input.yield(.sos(utc: utcNow())) }
+                            if on == false { sosLatched = false }
+                        }
+                    }
+                }
+            }
+            var machine = ECallStateMachine(configuration: machineConfig)
+            // The call the link events belong to: the last one dialled, or the PSAP's callback.
+            var call = 0
+            var dialled = 0
+            await withGracefulShutdownHandler {
+                for await event in self.inputs {
+                    let now = self.monotonic()
+                    var actions: [ECallAction]
+                    switch event {
+                    case .crash(let utc):
+                        self.logger.critical("crash detected: automatic eCall", metadata: ["ecall.trigger": "crash"])
+                        self.status.withLock { $0.triggers += 1 }
+                        actions = machine.crashDetected(at: now, utc: utc)
+                    case .sos(let utc):
+                        self.logger.warning("SOS button pressed", metadata: ["ecall.trigger": "sos"])
+                        self.status.withLock { $0.triggers += 1 }
+                        actions = machine.sosPressed(at: now, utc: utc)
+                    case .test(let utc):
+                        self.logger.notice("eCall test requested", metadata: ["ecall.trigger": "test"])
+                        actions = machine.testRequested(at: now, utc: utc)
+                    case .cancel(let reply):
+                        actions = machine.cancelRequested(at: now)
+                        let rejection = actions.compactMap { if case .reject(let r) = $0 { r } else { nil } }.first
+                        reply.value.withLock { $0 = rejection.map { .object([("ok", .bool(false)), ("error", .string($0.rawValue))]) } ?? .object([("ok", .bool(true))]) }
+                    case .timer(let id):
+                        actions = machine.timerExpired(id, at: now)
+                    case .link(let l):
+                        actions = self.linkEvent(l, machine: &machine, call: &call, now: now)
+                    }
+                    var queue = actions[...]
+                    while let action = queue.popFirst() {
+                        // A dial with no network fails at once: its actions follow in order.
+                        queue += self.perform(action, machine: &machine, call: &call, dialled: &dialled, now: now, group: &group)
+                    }
+                    self.status.withLock { $0.phase = machine.phase; $0.kind = machine.activeKind }
+                }
+            } onGracefulShutdown: {
+                input.finish()
+            }
+            group.cancelAll()
+        }
+        link.shutdown()
+    }
+
+    private func linkEvent(_ e: ECallLinkEvent, machine: inout ECallStateMachine, call: inout Int, now: ECallInstant) -> [ECallAction] {
+        switch e {
+        case .attached:
+            logger.info("eCall link attached to the network")
+            return []
+        case .detached(let reason):
+            logger.warning("eCall link lost", metadata: ["ecall.reason": "\(reason)"])
+            switch machine.phase {
+            case .dialling: return machine.callFailed(.noNetwork, at: now)
+            case .waitingForSendMSD, .transmittingMSD, .waitingForALACK, .voice: return machine.callDropped(at: now)
+            case .idle, .manualPending, .redialWait, .callbackWindow: return []
+            }
+        case .malformed(let text):
+            logger.error("malformed message on the eCall link", metadata: ["ecall.message": "\(text)"])
+            return []
+        case .received(let m):
+            switch m {
+            case .setup(let c, let outcome) where c == call:
+                logger.info("eCall setup", metadata: ["ecall.call": "\(c)", "ecall.outcome": "\(outcome.rawValue)"])
+                switch outcome {
+                case .answered: return machine.callAnswered(at: now)
+                case .busy: return machine.callFailed(.busy, at: now)
+                case .noAnswer: return machine.callFailed(.noAnswer, at: now)
+                case .noNetwork: return machine.callFailed(.noNetwork, at: now)
+                }
+            case .sendMSD(let c) where c == call: return machine.sendMSDReceived(at: now)
+            case .llAck(let c) where c == call: return machine.llAckReceived(at: now)
+            case .alAck(let c, let clearDown) where c == call: return machine.alAckReceived(clearDown: clearDown, at: now)
+            case .cleared(let c) where c == call: return machine.callCleared(at: now)
+            case .dropped(let c) where c == call: return machine.callDropped(at: now)
+            case .incoming(let c):
+                guard machine.phase == .callbackWindow else { return [] }
+                call = c
+                logger.notice("the PSAP calls back", metadata: ["ecall.call": "\(c)"])
+                return machine.incomingCall(at: now)
+            default:
+                // A message for an earlier call, or one only the unit sends.
+                return []
+            }
+        }
+    }
+
+    /// Carries out one action; returns follow-up actions (a dial that failed at once).
+    private func perform(_ a: ECallAction, machine: inout ECallStateMachine, call: inout Int, dialled: inout Int, now: ECallInstant,
+                         group: inout TaskGroup<Void>) -> [ECallAction] {
+        switch a {
+        case .startTimer(let id, let ms):
+            let input = self.input
+            group.addTask {
+                do { try await Task.sleep(for: .milliseconds(ms)) } catch { return }
+                input.yield(.timer(id))
+            }
+        case .cancelTimer:
+            // A cancelled timer that still fires is stale: the machine ignores it.
+            break
+        case .placeCall(let number, let attempt):
+            // Call numbers never repeat, so a late message for an earlier attempt is ignored.
+            dialled = max(dialled, call) + 1
+            call = dialled
+            logger.notice("placing the eCall", metadata: ["ecall.number": "\(number)", "ecall.attempt": "\(attempt)", "ecall.call": "\(call)"])
+            if !link.send(.dial(call: call, number: number)) {
+                logger.warning("no network for the eCall attempt", metadata: ["ecall.attempt": "\(attempt)"])
+                return machine.callFailed(.noNetwork, at: now)
+            }
+        case .sendInitiation:
+            link.send(.initiation(call: call))
+        case .stopInitiation:
+            break
+        case .transmitMSD(let id, let timestamp, let kind):
+            let msd = buildMSD(messageIdentifier: id, timestamp: timestamp, kind: kind, now: now)
+            do {
+                let bytes = try msd.encode()
+                link.send(.msd(call: call, messageIdentifier: id, bytes: bytes))
+                status.withLock { $0.lastMSD = hexBytes(bytes) }
+                logger.notice("MSD sent", metadata: ["ecall.messageIdentifier": "\(id)", "ecall.msd": "\(hexBytes(bytes))"])
+            } catch {
+                logger.critical("the MSD could not be encoded", metadata: ["error": "\(error)"])
+            }
+        case .switchToVoice(let failure):
+            logger.notice("eCall voice", metadata: ["ecall.msdFailure": "\(failure?.rawValue ?? "none")"])
+        case .hangUp:
+            link.send(.hangUp(call: call))
+        case .answerIncomingCall:
+            link.send(.answer(call: call))
+        case .deregisterFromNetwork:
+            link.send(.deregister)
+        case .report(let r):
+            status.withLock { $0.lastReport = r }
+            logger.notice("eCall ended", metadata: [
+                "ecall.kind": "\(r.kind.rawValue)", "ecall.ending": "\(r.ending.rawValue)", "ecall.attempts": "\(r.attempts)",
+                "ecall.msdAcknowledged": "\(r.msdAcknowledged)",
+            ])
+        case .phaseChanged(let p):
+            phase.store(Self.canState(p), ordering: .relaxed)
+            logger.info("eCall phase", metadata: ["ecall.state": "\(p.rawValue)"])
+        case .reject(let r):
+            logger.notice("eCall request refused", metadata: ["ecall.rejection": "\(r.rawValue)"])
+        }
+        return []
+    }
+
+    private func buildMSD(messageIdentifier: Int, timestamp: UInt32, kind: ECallKind, now: ECallInstant) -> MSD {
+        let seats: [VehicleQuantity] = [.occupiedDriver, .occupiedPassenger, .occupiedRearLeft, .occupiedRearCenter, .occupiedRearRight]
+        var data = profileData
+        let occupied = seats.map { bus.value($0)?.flag }
+        data.occupants = occupied.contains { $0 == nil } ? nil : occupied.filter { $0 == true }.count
+        return MSDBuilder().build(vehicle: data, kind: kind, messageIdentifier: messageIdentifier, timestamp: timestamp,
+                                  fixes: positions.withLock { $0.fixesForTrigger() }, now: now)
+    }
+
+    /// TCU_eCall_State values of the DBC.
+    static func canState(_ p: ECallPhase) -> UInt8 {
+        switch p {
+        case .idle: 0
+        case .manualPending, .dialling, .redialWait: 2
+        case .waitingForSendMSD, .transmittingMSD, .waitingForALACK: 3
+        case .voice: 4
+        case .callbackWindow: 5
+        }
+    }
+}
