@@ -1,0 +1,209 @@
+"""The eCall end to end: the real daemon (a recorded crash on its CAN source, or tcuctl)
+against the real tcu-psap, scenario by scenario. Timers are shortened in the daemon's
+configuration; the tests poll for what they wait for and never sleep for timing."""
+import json
+import os
+import socket
+import subprocess
+import time
+
+import pytest
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+BIN = os.path.dirname(os.environ.get("TCUCTL", os.path.join(ROOT, ".build", "debug", "tcuctl")))
+DBC = os.path.join(ROOT, "hw", "vehicle.dbc")
+PROFILE = os.path.join(ROOT, "hw", "vehicle-profile.conf")
+CRASH = os.path.join(ROOT, "hw", "traces", "crash.log")
+DRIVE = os.path.join(ROOT, "hw", "traces", "drive.log")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(predicate, timeout=20):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.02)
+    return None
+
+
+class Bench:
+    def __init__(self, tmp_path, scenario="", ecall="", log=CRASH, start_psap=True):
+        self.tmp = tmp_path
+        self.port = free_port()
+        self.psap_log = tmp_path / "psap.log"
+        (tmp_path / "scenario.conf").write_text(scenario)
+        self.psap = None
+        if start_psap:
+            self.start_psap()
+        conf = tmp_path / "telematicsd.conf"
+        conf.write_text(f"[can]\nsource = candump:{log}\ndbc = {DBC}\nreplay = fast\n"
+                        f"[vehicle]\nprofile = {PROFILE}\n[control]\nsocket = {tmp_path}/ctl.sock\n"
+                        f"[ecall]\nlink = 127.0.0.1:{self.port}\n{ecall}")
+        self.daemon = subprocess.Popen([os.path.join(BIN, "telematicsd"), "--config", str(conf)],
+                                       stderr=open(tmp_path / "daemon.log", "w"))
+
+    def start_psap(self):
+        self.psap = subprocess.Popen([os.path.join(BIN, "tcu-psap"), "--listen", f"127.0.0.1:{self.port}",
+                                      "--scenario", str(self.tmp / "scenario.conf"), "--log", str(self.psap_log)])
+
+    def events(self, kind=None):
+        if not self.psap_log.exists():
+            return []
+        out = [json.loads(l) for l in self.psap_log.read_text().splitlines() if l.strip()]
+        return [e for e in out if kind is None or e["event"] == kind]
+
+    def received(self, type_):
+        return [e["message"] for e in self.events("received") if e["message"]["type"] == type_]
+
+    def ecall(self):
+        r = subprocess.run([os.path.join(BIN, "tcuctl"), "status", "--json", "--socket", f"{self.tmp}/ctl.sock"],
+                           capture_output=True, text=True)
+        return json.loads(r.stdout)["ecall"] if r.returncode == 0 else None
+
+    def last_call(self):
+        e = self.ecall()
+        return e.get("lastCall") if e else None
+
+    def tcuctl(self, *args):
+        return subprocess.run([os.path.join(BIN, "tcuctl"), *args, "--socket", f"{self.tmp}/ctl.sock"],
+                              capture_output=True, text=True)
+
+    def close(self):
+        self.daemon.terminate()
+        self.daemon.wait(timeout=10)
+        if self.psap:
+            self.psap.terminate()
+            self.psap.wait(timeout=10)
+
+
+@pytest.fixture
+def bench(tmp_path):
+    made = []
+
+    def make(**kw):
+        b = Bench(tmp_path, **kw)
+        made.append(b)
+        return b
+
+    yield make
+    for b in made:
+        b.close()
+
+
+def test_crash_on_can_places_an_automatic_ecall_with_a_correct_msd(bench):
+    b = bench()
+    call = wait_until(b.last_call)
+    assert call["ending"] == "clearedByRemote" and call["msdAcknowledged"] and call["kind"] == "automatic"
+    assert b.received("dial")[0]["number"] == "112"
+    msd = b.events("msd")[0]["decoded"]
+    assert msd["control"]["automaticActivation"] and not msd["control"]["testCall"]
+    assert msd["vehicleIdentificationNumber"] == "VSSZZZKLZNR012345"
+    assert msd["vehiclePropulsionStorageType"]["gasolineTankPresent"]
+    assert msd["numberOfOccupants"] == 2
+    # No GNSS: the position is unknown and not trusted, the direction unknown.
+    assert msd["vehicleLocation"]["unknown"] and not msd["control"]["positionCanBeTrusted"]
+    assert msd["vehicleDirection"] == "unknown"
+    assert b.ecall()["phase"] == "callbackWindow"
+
+
+def test_busy_then_answered_redials(bench):
+    b = bench(scenario="attempts = busy, noAnswer, answered\n", ecall="redial-interval-ms = 100\n")
+    call = wait_until(b.last_call)
+    assert call["attempts"] == 3 and call["msdAcknowledged"]
+    assert [d["call"] for d in b.received("dial")] == [1, 2, 3]
+
+
+def test_drop_during_msd_transfer_redials_within_120_s(bench):
+    b = bench(scenario="drop-on-msd = 1\n")
+    call = wait_until(b.last_call)
+    assert call["attempts"] == 2 and call["msdAcknowledged"]
+    msds = b.events("msd")
+    assert len(msds) == 2
+    dials = [e for e in b.events("received") if e["message"]["type"] == "dial"]
+    assert dials[1]["t"] - dials[0]["t"] < 120_000
+
+
+def test_psap_asks_for_the_msd_again(bench):
+    b = bench(scenario="request-again = 2\nrequest-again-delay-ms = 50\n")
+    call = wait_until(b.last_call)
+    msds = [e["decoded"] for e in b.events("msd")]
+    assert [m["messageIdentifier"] for m in msds] == [1, 2, 3]
+    assert len({m["timestamp"] for m in msds}) == 1
+    assert call["lastMessageIdentifier"] == 3
+
+
+@pytest.mark.parametrize("scenario, ecall, failure", [
+    ("send-msd = never\nhang-up-after-ms = 1500\n", "t5-ms = 300\n", "noSendMSD"),
+    ("ll-ack = false\nal-ack = false\nhang-up-after-ms = 1500\n", "t7-ms = 300\n", "noLowerLayerAck"),
+    ("al-ack = false\nhang-up-after-ms = 1500\n", "t6-ms = 300\n", "noApplicationAck"),
+])
+def test_t5_t6_t7_expiry_switches_to_voice(bench, tmp_path, scenario, ecall, failure):
+    b = bench(scenario=scenario, ecall=ecall)
+    call = wait_until(b.last_call)
+    assert not call["msdAcknowledged"] and call["ending"] == "clearedByRemote"
+    log = (tmp_path / "daemon.log").read_text()
+    assert f"eCall voice ecall.msdFailure={failure}" in log
+
+
+def test_al_ack_clear_down_ends_the_call(bench):
+    b = bench(scenario="al-ack-clear-down = true\n")
+    call = wait_until(b.last_call)
+    assert call["ending"] == "clearedByALACK" and call["msdAcknowledged"]
+    assert wait_until(lambda: b.received("hangup"))
+
+
+def test_t2_ends_a_call_nobody_clears(bench):
+    b = bench(scenario="hang-up-after-ms = -1\n", ecall="t2-ms = 1500\n")
+    call = wait_until(b.last_call)
+    assert call["ending"] == "t2Expired"
+    assert wait_until(lambda: b.received("hangup"))
+
+
+def test_the_psap_calls_back_within_t9_and_the_unit_answers(bench):
+    b = bench(scenario="callback-after-ms = 200\ncallback-hang-up-after-ms = 300\nrequest-again = 0\n")
+    assert wait_until(lambda: b.received("answer"))
+    assert wait_until(lambda: b.ecall()["phase"] == "callbackWindow" and len(b.events("sent")) > 6)
+
+
+def test_a_test_call_goes_to_the_test_number_with_testcall_set(bench):
+    b = bench(log=DRIVE, ecall="test-number = 0800-ECALL-TEST\n")
+    assert wait_until(lambda: b.ecall() is not None)
+    assert b.tcuctl("ecall", "test").returncode == 0
+    call = wait_until(b.last_call)
+    assert call["kind"] == "test"
+    assert b.received("dial")[0]["number"] == "0800-ECALL-TEST"
+    assert b.events("msd")[0]["decoded"]["control"]["testCall"] is True
+
+
+def test_an_automatic_call_cannot_be_cancelled(bench):
+    b = bench(scenario="answer-delay-ms = 3000\n")
+    assert wait_until(lambda: (b.ecall() or {}).get("phase") == "dialling")
+    r = b.tcuctl("ecall", "cancel")
+    assert r.returncode != 0 and "automaticCallCannotBeCancelled" in r.stderr
+
+
+def test_no_network_then_network_the_call_goes_through(bench):
+    b = bench(start_psap=False, ecall="redial-interval-ms = 200\n")
+    assert wait_until(lambda: (b.ecall() or {}).get("phase") in ("redialWait", "dialling"))
+    b.start_psap()
+    call = wait_until(b.last_call)
+    assert call["msdAcknowledged"] and call["attempts"] >= 2
+
+
+def test_sos_button_waits_t1_and_a_cancel_in_time_stops_it(bench, tmp_path):
+    # The SOS button pressed once on an otherwise quiet bus.
+    log = tmp_path / "sos.log"
+    log.write_text("(1764000000.000000) can0 5C1#0000\n(1764000000.100000) can0 5C1#0100\n"
+                   "(1764000000.200000) can0 5C1#0000\n")
+    b = bench(log=str(log), ecall="t1-ms = 3000\n")
+    assert wait_until(lambda: (b.ecall() or {}).get("phase") == "manualPending")
+    assert b.tcuctl("ecall", "cancel").returncode == 0
+    assert wait_until(lambda: b.ecall()["phase"] == "idle")
+    assert b.received("dial") == []
