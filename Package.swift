@@ -77,7 +77,8 @@ let package = Package(
         .executableTarget(
             name: "tcu-bench",
             dependencies: [
-                "TelematicsCore", "VehicleBus",
+                "TelematicsCore", "VehicleBus", "TelematicsDaemon", "ECallLink",
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict

@@ -79,6 +79,11 @@ public final class ECallService: Service, Sendable {
         return .object([("ok", .bool(false)), ("error", .string("the eCall service did not answer"))])
     }
 
+    public var linkIsAttached: Bool { link.isAttached }
+
+    /// The machine's phase as the service last saw it.
+    public var phaseNow: ECallPhase { status.withLock { $0.phase } }
+
     public func report() -> JSON {
         let s = status.withLock { $0 }
         var o: [(String, JSON)] = [

@@ -5,10 +5,19 @@ import VehicleBus
 /// Measures the CAN decode paths on a recorded trace. Run by `make bench` (release build),
 /// which puts the figures beside cantools' in docs/benchmarks.md.
 @main
-struct TCUBench: ParsableCommand {
+struct TCUBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tcu-bench",
-        abstract: "Decode throughput of the unit's CAN paths on a candump log (prints JSON)."
+        abstract: "The unit's benchmarks (prints JSON); make bench runs them.",
+        subcommands: [DecodeBench.self, ECallLatencyBench.self],
+        defaultSubcommand: DecodeBench.self
+    )
+}
+
+struct DecodeBench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "decode",
+        abstract: "Decode throughput of the unit's CAN paths on a candump log."
     )
 
     @Option(help: "The DBC file.")

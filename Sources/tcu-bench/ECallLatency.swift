@@ -1,0 +1,170 @@
+import ArgumentParser
+import ECallLink
+import Logging
+import Synchronization
+import TelematicsCore
+import TelematicsDaemon
+import VehicleBus
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Crash frame to call placed: the time from the moment the CAN channel hands the crash
+/// frame to the reader thread to the moment the dial request arrives at the network peer,
+/// through the real bus service, eCall service and TCP link, with the bus at full load.
+struct ECallLatencyBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ecall-latency",
+        abstract: "Latency from the crash frame to the eCall being placed, with the bus at full load."
+    )
+
+    @Option(help: "The DBC file.") var dbc: String
+    @Option(help: "The vehicle profile.") var profile: String
+    @Option(help: "Number of crashes to measure.") var samples = 300
+    @Option(help: "Background bus load in frames per second.") var load = 8_000
+
+    func run() async throws {
+        let db = try loadDBC(path: dbc)
+        let vehicle = try VehicleProfile.parse(try readTextFile(profile), source: profile)
+        let channel = LoadChannel(db: db, framesPerSecond: load)
+        let logger = Logger(label: "bench", factory: { _ in SwiftLogNoOpLogHandler() })
+        let bus = VehicleBusService(channel: channel, tracker: try VehicleStateTracker(database: db),
+                                    now: { wallClockNow() }, logger: logger)
+        // The network peer: answers every dial "busy"; with one attempt allowed the call ends
+        // at once and the unit is idle again after T9 (1 ms) for the next crash.
+        let listener = try LineListener(TCPEndpoint(host: "127.0.0.1", port: 0).withFreePort())
+        var config = ECallConfiguration()
+        config.maximumAttempts = 1
+        config.t9Ms = 1
+        let eCall = ECallService(configuration: config, linkEndpoint: listener.endpoint, bus: bus, profile: vehicle,
+                                 logger: logger, monotonic: { monotonicNow().nanoseconds / 1_000_000 },
+                                 utcNow: { UInt32(clamping: wallClockNow().nanoseconds / 1_000_000_000) })
+        let latencies = Mutex<[Int64]>([])
+        let peer = PeerThread(listener: listener) { dialAt in
+            if let crashAt = channel.takeCrashTime() { latencies.withLock { $0.append(dialAt - crashAt) } }
+        }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await bus.run() }
+            group.addTask { try await eCall.run() }
+            // Wait for the link, then crash, wait for the dial, reset, repeat.
+            while !eCall.linkIsAttached { try await Task.sleep(for: .milliseconds(10)) }
+            for i in 0..<samples {
+                channel.crash(true)
+                while latencies.withLock({ $0.count }) <= i { try await Task.sleep(for: .milliseconds(1)) }
+                channel.crash(false)
+                while eCall.phaseNow != .idle { try await Task.sleep(for: .milliseconds(1)) }
+                // Let the cleared crash flag reach the latch before the next crash.
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            group.cancelAll()
+        }
+        peer.stop()
+        let sorted = latencies.withLock { $0 }.sorted()
+        func pct(_ p: Double) -> Double { Double(sorted[min(sorted.count - 1, Int(Double(sorted.count) * p))]) / 1000 }
+        print(JSON.object([
+            ("samples", .number(Double(sorted.count))),
+            ("busLoadFramesPerSecond", .number(Double(load))),
+            ("p50Microseconds", .number(pct(0.5))),
+            ("p99Microseconds", .number(pct(0.99))),
+            ("maxMicroseconds", .number(Double(sorted.last ?? 0) / 1000)),
+        ]).text)
+    }
+}
+
+extension TCPEndpoint {
+    /// The same host with a port the kernel picks (bind to 0, read it back).
+    func withFreePort() -> TCPEndpoint {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var a = sockaddr_in()
+        a.sin_family = sa_family_t(AF_INET)
+        a.sin_addr.s_addr = UInt32(0x7F00_0001).bigEndian
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) } }
+        _ = withUnsafeMutablePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
+        return TCPEndpoint(host: host, port: UInt16(bigEndian: a.sin_port))
+    }
+}
+
+/// A bus at a steady load of ESP_Speed frames, with a crash frame on demand.
+final class LoadChannel: CANChannel, @unchecked Sendable {
+    private let speed: CANFrame
+    private let crashOn: CANFrame
+    private let crashOff: CANFrame
+    private let gapNs: Int64
+    private var next = monotonicNow()
+    private let pending = Mutex<CANFrame?>(nil)
+    private let crashAt = Mutex<Int64?>(nil)
+
+    init(db: DBCDatabase, framesPerSecond: Int) {
+        let esp = db.message(named: "ESP_Speed")!
+        let airbag = db.message(named: "Airbag_01")!
+        speed = CANFrame(id: esp.id, data: try! SignalCodec.encode(esp, values: ["Vehicle_Speed": 60], missingAsZero: true))
+        crashOn = CANFrame(id: airbag.id, data: try! SignalCodec.encode(airbag, values: ["Crash_Detected": 1, "Crash_Severity": 3], missingAsZero: true))
+        crashOff = CANFrame(id: airbag.id, data: try! SignalCodec.encode(airbag, values: [:], missingAsZero: true))
+        gapNs = 1_000_000_000 / Int64(max(1, framesPerSecond))
+    }
+
+    func crash(_ on: Bool) { pending.withLock { $0 = on ? crashOn : crashOff } }
+
+    func takeCrashTime() -> Int64? { crashAt.withLock { v in defer { v = nil }; return v } }
+
+    func receive(timeoutMs: Int) throws(VehicleBusError) -> CANFrame? {
+        if var f = pending.withLock({ v in defer { v = nil }; return v }) {
+            f.timestamp = wallClockNow()
+            if f.data == crashOn.data { crashAt.withLock { $0 = monotonicNow().nanoseconds } }
+            return f
+        }
+        // Pace the background load.
+        sleepUntil(monotonic: next, maxMs: Int64(timeoutMs))
+        next = Timestamp(nanoseconds: max(next.nanoseconds + gapNs, monotonicNow().nanoseconds - 10 * gapNs))
+        var f = speed
+        f.timestamp = wallClockNow()
+        return f
+    }
+
+    func send(_ frame: CANFrame) throws(VehicleBusError) {}
+    var isExhausted: Bool { false }
+    var kernelDrops: UInt64 { 0 }
+    func close() {}
+}
+
+/// The network side for the benchmark: notes when each dial arrives, answers "busy".
+final class PeerThread: @unchecked Sendable {
+    private let stopFlag = Atomic<Bool>(false)
+    private var thread = pthread_t()
+
+    init(listener: LineListener, onDial: @escaping @Sendable (Int64) -> Void) {
+        final class Box: @unchecked Sendable {
+            let listener: LineListener; let onDial: @Sendable (Int64) -> Void; unowned let owner: PeerThread
+            init(_ l: LineListener, _ d: @escaping @Sendable (Int64) -> Void, _ o: PeerThread) { listener = l; onDial = d; owner = o }
+        }
+        let box = Unmanaged.passRetained(Box(listener, onDial, self)).toOpaque()
+        pthread_create(&thread, nil, { raw in
+            let b = Unmanaged<Box>.fromOpaque(raw!).takeRetainedValue()
+            var conn: LineConnection?
+            while !b.owner.stopFlag.load(ordering: .acquiring) {
+                if conn == nil { conn = b.listener.accept(timeoutMs: 50); continue }
+                switch conn!.readLine(timeoutMs: 50) {
+                case .timeout: continue
+                case .closed: conn = nil
+                case .line(let text):
+                    let at = monotonicNow().nanoseconds
+                    if case .dial(let call, _)? = try? ECallWire.parse(text) {
+                        b.onDial(at)
+                        conn!.send(ECallWire.setup(call: call, outcome: .busy).json.text)
+                    }
+                }
+            }
+            conn?.close()
+            b.listener.close()
+            return nil
+        }, box)
+    }
+
+    func stop() {
+        stopFlag.store(true, ordering: .releasing)
+        pthread_join(thread, nil)
+    }
+}
