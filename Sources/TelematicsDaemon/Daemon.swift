@@ -129,8 +129,9 @@ public enum Daemon {
         if config.transmitStatus {
             services.append(.init(service: StatusTransmitter(bus: bus, logger: logger) {
                 let state = Double(eCall.phase.load(ordering: .relaxed))
-                // Lamp: green while a call is active, off otherwise.
-                return ["TCU_eCall_State": state, "TCU_eCall_Lamp": state == 0 ? 0 : 1]
+                // Lamp: red while a self-test check fails, green while a call is active.
+                let lamp: Double = eCall.warning.load(ordering: .relaxed) ? 2 : (state == 0 ? 0 : 1)
+                return ["TCU_eCall_State": state, "TCU_eCall_Lamp": lamp]
             }))
         }
         var groupConfig = ServiceGroupConfiguration(services: services, logger: logger)

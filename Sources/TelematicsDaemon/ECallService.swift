@@ -16,6 +16,10 @@ public final class ECallService: Service, Sendable {
         case cancel(reply: Reply)
         case link(ECallLinkEvent)
         case timer(ECallTimerID)
+        /// Ignition on (true) or off.
+        case ignition(Bool)
+        /// Time to run (or re-run) the self-test.
+        case selfTest(generation: Int)
     }
 
     /// A control request's answer, filled by the service loop.
@@ -30,7 +34,13 @@ public final class ECallService: Service, Sendable {
         var lastReport: ECallReport?
         var lastMSD: String?
         var triggers = 0
+        var selfTest: ECallSelfTest?
     }
+
+    /// The self-test waits this long after ignition-on, so the airbag controller's first
+    /// frames have arrived, and repeats this often while a check fails.
+    static let selfTestSettleMs: Int64 = 2_000
+    static let selfTestRetryMs: Int64 = 5_000
 
     private let machineConfig: ECallConfiguration
     private let bus: VehicleBusService
@@ -45,6 +55,8 @@ public final class ECallService: Service, Sendable {
     public let positions = Mutex(RecentPositions())
     /// The phase, for the unit's status frame on CAN.
     public let phase = Atomic<UInt8>(0)
+    /// True while a self-test check fails: the eCall lamp shows red.
+    public let warning = Atomic<Bool>(false)
 
     public init(
         configuration: ECallConfiguration, linkEndpoint: TCPEndpoint, bus: VehicleBusService, profile: VehicleProfile,
@@ -94,6 +106,10 @@ public final class ECallService: Service, Sendable {
         ]
         if let k = s.kind { o.append(("kind", .string(k.rawValue))) }
         if let m = s.lastMSD { o.append(("lastMSD", .string(m))) }
+        if let t = s.selfTest {
+            o.append(("selfTest", t.json))
+            o.append(("warning", .bool(!t.failures.isEmpty)))
+        }
         if let r = s.lastReport {
             o.append(("lastCall", .object([
                 ("kind", .string(r.kind.rawValue)), ("ending", .string(r.ending.rawValue)),
@@ -109,7 +125,7 @@ public final class ECallService: Service, Sendable {
 
     public func run() async throws {
         link.start()
-        let triggers = bus.subscribe(to: [.crashDetected, .sosButton])
+        let triggers = bus.subscribe(to: [.crashDetected, .sosButton, .ignitionOn])
         let input = self.input
         let utcNow = self.utcNow
         await withTaskGroup(of: Void.self) { group in
@@ -128,6 +144,8 @@ public final class ECallService: Service, Sendable {
                         } else if c.quantity == .sosButton {
                             if on == true, !sosLatched { sosLatched = true; input.yield(.sos(utc: utcNow())) }
                             if on == false { sosLatched = false }
+                        } else if c.quantity == .ignitionOn, let on, c.old?.flag != on {
+                            input.yield(.ignition(on))
                         }
                     }
                 }
@@ -136,6 +154,7 @@ public final class ECallService: Service, Sendable {
             // The call the link events belong to: the last one dialled, or the PSAP's callback.
             var call = 0
             var dialled = 0
+            var selfTestGeneration = 0
             await withGracefulShutdownHandler {
                 for await event in self.inputs {
                     let now = self.monotonic()
@@ -160,6 +179,26 @@ public final class ECallService: Service, Sendable {
                         actions = machine.timerExpired(id, at: now)
                     case .link(let l):
                         actions = self.linkEvent(l, machine: &machine, call: &call, now: now)
+                        // A failing self-test is re-checked as soon as the network is back.
+                        if case .attached = l, let t = self.status.withLock({ $0.selfTest }), !t.failures.isEmpty {
+                            _ = self.runSelfTest()
+                        }
+                    case .ignition(let on):
+                        // A new ignition cycle starts a new self-test; ignition off ends it.
+                        selfTestGeneration += 1
+                        if on {
+                            self.after(Self.selfTestSettleMs, .selfTest(generation: selfTestGeneration), group: &group)
+                        } else {
+                            self.warning.store(false, ordering: .relaxed)
+                        }
+                        actions = []
+                    case .selfTest(let generation):
+                        actions = []
+                        guard generation == selfTestGeneration else { break }
+                        let result = self.runSelfTest()
+                        if !result.failures.isEmpty {
+                            self.after(Self.selfTestRetryMs, .selfTest(generation: generation), group: &group)
+                        }
                     }
                     var queue = actions[...]
                     while let action = queue.popFirst() {
@@ -223,11 +262,7 @@ public final class ECallService: Service, Sendable {
                          group: inout TaskGroup<Void>) -> [ECallAction] {
         switch a {
         case .startTimer(let id, let ms):
-            let input = self.input
-            group.addTask {
-                do { try await Task.sleep(for: .milliseconds(ms)) } catch { return }
-                input.yield(.timer(id))
-            }
+            after(ms, .timer(id), group: &group)
         case .cancelTimer:
             // A cancelled timer that still fires is stale: the machine ignores it.
             break
@@ -275,6 +310,28 @@ public final class ECallService: Service, Sendable {
             logger.notice("eCall request refused", metadata: ["ecall.rejection": "\(r.rawValue)"])
         }
         return []
+    }
+
+    /// Feeds `event` back into the loop after `ms`.
+    private func after(_ ms: Int64, _ event: Input, group: inout TaskGroup<Void>) {
+        let input = self.input
+        group.addTask {
+            do { try await Task.sleep(for: .milliseconds(ms)) } catch { return }
+            input.yield(event)
+        }
+    }
+
+    private func runSelfTest() -> ECallSelfTest {
+        let result = ECallSelfTest(linkAttached: link.isAttached, crashSignalFresh: bus.value(.crashDetected) != nil, gnssFix: nil)
+        let before = status.withLock { s in defer { s.selfTest = result }; return s.selfTest }
+        let failing = !result.failures.isEmpty
+        warning.store(failing, ordering: .relaxed)
+        if failing {
+            logger.warning("eCall self-test failed", metadata: ["ecall.selfTest.failed": "\(result.failures.map(\.rawValue).joined(separator: ","))"])
+        } else if before != result {
+            logger.notice("eCall self-test passed", metadata: ["ecall.selfTest": "\(result.json.text)"])
+        }
+        return result
     }
 
     private func buildMSD(messageIdentifier: Int, timestamp: UInt32, kind: ECallKind, now: ECallInstant) -> MSD {

@@ -388,3 +388,17 @@ struct ECallStateMachineTests {
         #expect(a.contains { if case .report(let r) = $0 { return r.attempts == 3 && r.ending == .neverConnected } else { return false } })
     }
 }
+
+@Suite("eCall self-test")
+struct ECallSelfTestTests {
+    @Test("a missing network, crash signal or GNSS fix is a failure; no GNSS service is reported, not passed")
+    func checks() {
+        let ok = ECallSelfTest(linkAttached: true, crashSignalFresh: true, gnssFix: true)
+        #expect(ok.failures.isEmpty)
+        let bad = ECallSelfTest(linkAttached: false, crashSignalFresh: false, gnssFix: false)
+        #expect(bad.failures == [.networkAccess, .crashSignal, .gnss])
+        let noGNSS = ECallSelfTest(linkAttached: true, crashSignalFresh: true, gnssFix: nil)
+        #expect(noGNSS.failures.isEmpty)
+        #expect(noGNSS.json["gnss"] == .string("notFitted"))
+    }
+}

@@ -207,3 +207,29 @@ def test_sos_button_waits_t1_and_a_cancel_in_time_stops_it(bench, tmp_path):
     assert b.tcuctl("ecall", "cancel").returncode == 0
     assert wait_until(lambda: b.ecall()["phase"] == "idle")
     assert b.received("dial") == []
+
+
+def _ignition_log(tmp_path, with_airbag):
+    lines = ["(1764000000.000000) can0 3C0#00030000"]
+    if with_airbag:
+        lines.append("(1764000000.010000) can0 040#0000000000000000")
+    path = tmp_path / "ignition.log"
+    path.write_text("\n".join(lines) + "\n")
+    return str(path)
+
+
+def test_self_test_at_ignition_on_passes_with_network_and_crash_signal(bench, tmp_path):
+    b = bench(log=_ignition_log(tmp_path, with_airbag=True))
+    want = {"networkAccess": "passed", "crashSignal": "passed", "gnss": "notFitted"}
+    # The link may attach a moment after the first check; the result must settle to a pass.
+    assert wait_until(lambda: (b.ecall() or {}).get("selfTest") == want)
+    assert b.ecall()["warning"] is False
+
+
+def test_self_test_failure_raises_the_warning_lamp_while_it_lasts(bench, tmp_path):
+    b = bench(log=_ignition_log(tmp_path, with_airbag=False), start_psap=False)
+    st = wait_until(lambda: (b.ecall() or {}).get("selfTest"))
+    assert st["networkAccess"] == "failed" and st["crashSignal"] == "failed"
+    assert b.ecall()["warning"] is True
+    log = (tmp_path / "daemon.log").read_text()
+    assert "eCall self-test failed ecall.selfTest.failed=networkAccess,crashSignal" in log
