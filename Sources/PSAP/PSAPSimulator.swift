@@ -87,6 +87,8 @@ public final class PSAPSimulator: Sendable {
     private let scenario: PSAPScenario
     private let log: @Sendable (JSON) -> Void
     private let stop = Atomic<Bool>(false)
+    /// Callbacks the PSAP owes, by VIN: they survive the unit's connection going down.
+    private let callbacks = CallbackBook()
 
     public init(listen endpoint: TCPEndpoint, scenario: PSAPScenario, log: @escaping @Sendable (JSON) -> Void) throws(LinkError) {
         listener = try LineListener(endpoint)
@@ -101,7 +103,7 @@ public final class PSAPSimulator: Sendable {
         log(.object([("event", .string("listening")), ("endpoint", .string(listener.endpoint.description))]))
         while !stop.load(ordering: .acquiring) {
             guard let conn = listener.accept(timeoutMs: 100) else { continue }
-            var session = Session(scenario: scenario, conn: conn, log: log)
+            var session = Session(scenario: scenario, conn: conn, log: log, callbacks: callbacks)
             session.run(until: { self.stop.load(ordering: .acquiring) })
             conn.close()
         }
@@ -109,11 +111,18 @@ public final class PSAPSimulator: Sendable {
     }
 }
 
+/// Callbacks due, by VIN: (monotonic ms, call number).
+final class CallbackBook: Sendable {
+    let due = Mutex<[String: (at: Int64, call: Int)]>([:])
+}
+
 /// One connected unit.
 struct Session {
     let scenario: PSAPScenario
     let conn: LineConnection
     let log: @Sendable (JSON) -> Void
+    let callbacks: CallbackBook
+    var vin = ""
     var started = monotonicMs()
     var dials = 0
     var msds = 0
@@ -128,10 +137,11 @@ struct Session {
         case ackDone(call: Int)
     }
 
-    init(scenario: PSAPScenario, conn: LineConnection, log: @escaping @Sendable (JSON) -> Void) {
+    init(scenario: PSAPScenario, conn: LineConnection, log: @escaping @Sendable (JSON) -> Void, callbacks: CallbackBook) {
         self.scenario = scenario
         self.conn = conn
         self.log = log
+        self.callbacks = callbacks
         requestsLeft = scenario.requestAgain
     }
 
@@ -144,7 +154,13 @@ struct Session {
                 pending.removeFirst()
                 fire(first.action)
             }
-            let wait = pending.first.map { Int32(max(0, min(100, $0.at - monotonicMs()))) } ?? 100
+            let owed = callbacks.due.withLock { book -> Int? in
+                guard let c = book[vin], c.at <= now else { return nil }
+                book[vin] = nil
+                return c.call
+            }
+            if let call = owed { fire(.send(.incoming(call: call))) }
+            let wait = pending.first.map { Int32(max(0, min(20, $0.at - monotonicMs()))) } ?? 20
             switch conn.readLine(timeoutMs: wait) {
             case .timeout: continue
             case .closed:
@@ -192,13 +208,15 @@ struct Session {
     mutating func scheduleCallback(after call: Int) {
         guard scenario.callbackAfterMs >= 0, !calledBack else { return }
         calledBack = true
-        schedule(scenario.callbackAfterMs, call: call + 1_000, .send(.incoming(call: call + 1_000)))
+        let at = monotonicMs() + scenario.callbackAfterMs
+        callbacks.due.withLock { $0[vin] = (at, call + 1_000) }
     }
 
     mutating func handle(_ m: ECallWire) {
         record("received", [("message", m.json)])
         switch m {
         case .hello(let vin):
+            self.vin = vin
             record("attached", [("vin", .string(vin))])
         case .dial(let call, _):
             dials += 1

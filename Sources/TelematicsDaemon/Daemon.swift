@@ -110,7 +110,8 @@ public enum Daemon {
         let eCall = ECallService(
             configuration: config.eCall, linkEndpoint: TCPEndpoint.parse(config.eCallLink)!, bus: bus, profile: profile,
             logger: logger, monotonic: { monotonicNow().nanoseconds / 1_000_000 },
-            utcNow: { UInt32(clamping: wallClockNow().nanoseconds / 1_000_000_000) }
+            utcNow: { UInt32(clamping: wallClockNow().nanoseconds / 1_000_000_000) },
+            journalPath: config.eCallJournal
         )
         let control: ControlServer
         do {

@@ -20,7 +20,12 @@ public final class ECallService: Service, Sendable {
         case ignition(Bool)
         /// Time to run (or re-run) the self-test.
         case selfTest(generation: Int)
+        /// Every few seconds: keeps the journal's time fresh during a long call, so that a
+        /// restart measures the 120 s redial window from (about) the moment the daemon died.
+        case tick
     }
+
+    static let journalRefreshSeconds: Int64 = 5
 
     /// A control request's answer, filled by the service loop.
     final class Reply: Sendable {
@@ -58,10 +63,14 @@ public final class ECallService: Service, Sendable {
     /// True while a self-test check fails: the eCall lamp shows red.
     public let warning = Atomic<Bool>(false)
 
+    private let journal: ECallJournalStore?
+
     public init(
         configuration: ECallConfiguration, linkEndpoint: TCPEndpoint, bus: VehicleBusService, profile: VehicleProfile,
-        logger: Logger, monotonic: @escaping @Sendable () -> ECallInstant, utcNow: @escaping @Sendable () -> UInt32
+        logger: Logger, monotonic: @escaping @Sendable () -> ECallInstant, utcNow: @escaping @Sendable () -> UInt32,
+        journalPath: String? = nil
     ) {
+        journal = journalPath.map { ECallJournalStore(path: $0, logger: logger) }
         machineConfig = configuration
         self.bus = bus
         self.logger = logger
@@ -124,15 +133,28 @@ public final class ECallService: Service, Sendable {
     // MARK: - The loop
 
     public func run() async throws {
+        // A journal left by a crash of the daemon: resume the call, or keep the callback window.
+        var resumed: ECallJournal?
+        if let journal, let j = journal.load() {
+            if j.isExpired(nowUTC: Int64(utcNow())) {
+                journal.perform(.delete)
+                logger.notice("eCall journal older than 13 h deleted", metadata: ["ecall.journal": "\(journal.path)"])
+            } else {
+                resumed = j
+            }
+        }
+        journal?.start()
         link.start()
         let triggers = bus.subscribe(to: [.crashDetected, .sosButton, .ignitionOn])
+        // A crash flag still set on the bus after a restart is the call being resumed.
+        let crashAlreadyHandled = resumed?.kind == .automatic
         let input = self.input
         let utcNow = self.utcNow
         await withTaskGroup(of: Void.self) { group in
             // Crash and SOS edges, latched so that a flag that stays set (or comes back after
             // the bus went quiet) triggers once per event.
             group.addTask {
-                var crashLatched = false
+                var crashLatched = crashAlreadyHandled
                 var sosLatched = false
                 for await event in triggers {
                     guard case .changed(let changes) = event else { continue }
@@ -155,6 +177,23 @@ public final class ECallService: Service, Sendable {
             var call = 0
             var dialled = 0
             var selfTestGeneration = 0
+            var startedUTC = Int64(self.utcNow())
+            var clearedUTC: Int64?
+            var written: ECallJournal?
+            self.after(Self.journalRefreshSeconds * 1000, .tick, group: &group)
+            if let j = resumed {
+                startedUTC = j.startedAtUTC
+                clearedUTC = j.clearedAtUTC
+                written = j
+                self.logger.warning("resuming the eCall after a restart", metadata: [
+                    "ecall.stage": "\(j.stage.rawValue)", "ecall.kind": "\(j.kind.rawValue)", "ecall.attempts": "\(j.attempts)",
+                ])
+                var queue = machine.resume(from: j, at: self.monotonic(), nowUTC: Int64(self.utcNow()))[...]
+                while let action = queue.popFirst() {
+                    queue += self.perform(action, machine: &machine, call: &call, dialled: &dialled, now: self.monotonic(), group: &group)
+                }
+                self.status.withLock { $0.phase = machine.phase; $0.kind = machine.activeKind }
+            }
             await withGracefulShutdownHandler {
                 for await event in self.inputs {
                     let now = self.monotonic()
@@ -192,6 +231,9 @@ public final class ECallService: Service, Sendable {
                             self.warning.store(false, ordering: .relaxed)
                         }
                         actions = []
+                    case .tick:
+                        actions = []
+                        self.after(Self.journalRefreshSeconds * 1000, .tick, group: &group)
                     case .selfTest(let generation):
                         actions = []
                         guard generation == selfTestGeneration else { break }
@@ -206,12 +248,35 @@ public final class ECallService: Service, Sendable {
                         queue += self.perform(action, machine: &machine, call: &call, dialled: &dialled, now: now, group: &group)
                     }
                     self.status.withLock { $0.phase = machine.phase; $0.kind = machine.activeKind }
+                    // The journal follows the machine, after the actions (the call never waits for it).
+                    if let journal = self.journal {
+                        let nowUTC = Int64(self.utcNow())
+                        switch event {
+                        case .crash, .sos, .test: if written == nil || written?.stage == .callbackWindow { startedUTC = nowUTC }
+                        default: break
+                        }
+                        // The clear-down time holds through a callback; a new call forgets it.
+                        let stage = machine.journal(nowUTC: nowUTC, startedAtUTC: startedUTC, clearedAtUTC: nowUTC)?.stage
+                        clearedUTC = stage == .callbackWindow ? (clearedUTC ?? nowUTC) : nil
+                        if let n = machine.journal(nowUTC: nowUTC, startedAtUTC: startedUTC, clearedAtUTC: clearedUTC) {
+                            let changed = written.map { $0.ignoringWriteTime != n.ignoringWriteTime } ?? true
+                            let stale = n.stage == .inCall && nowUTC - (written?.writtenAtUTC ?? 0) >= Self.journalRefreshSeconds
+                            if changed || stale {
+                                written = n
+                                journal.submit(.write(n))
+                            }
+                        } else if written != nil {
+                            written = nil
+                            journal.submit(.delete)
+                        }
+                    }
                 }
             } onGracefulShutdown: {
                 input.finish()
             }
             group.cancelAll()
         }
+        journal?.shutdown()
         link.shutdown()
     }
 
@@ -219,7 +284,7 @@ public final class ECallService: Service, Sendable {
         switch e {
         case .attached:
             logger.info("eCall link attached to the network")
-            return []
+            return machine.networkAvailable(at: now)
         case .detached(let reason):
             logger.warning("eCall link lost", metadata: ["ecall.reason": "\(reason)"])
             switch machine.phase {

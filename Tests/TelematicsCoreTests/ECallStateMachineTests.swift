@@ -40,6 +40,7 @@ struct Harness {
         case .cleared: return note(machine.callCleared(at: t))
         case .dropped: return note(machine.callDropped(at: t))
         case .incoming: return note(machine.incomingCall(at: t))
+        case .network: return note(machine.networkAvailable(at: t))
         case .timer(let timer):
             // The running timer's real id, or a stale one when it is not running.
             let id = timers[timer] ?? ECallTimerID(timer: timer, generation: 999_999)
@@ -49,7 +50,7 @@ struct Harness {
     }
 
     enum Event: Hashable, CustomStringConvertible {
-        case crash, sos, test, cancel, answered, failed, sendMSD, llAck, alAck, alAckClearDown, cleared, dropped, incoming
+        case crash, sos, test, cancel, answered, failed, sendMSD, llAck, alAck, alAckClearDown, cleared, dropped, incoming, network
         case timer(ECallTimer)
         var description: String {
             switch self {
@@ -67,10 +68,11 @@ struct Harness {
             case .cleared: "cleared"
             case .dropped: "dropped"
             case .incoming: "incoming call"
+            case .network: "network available"
             }
         }
         static let all: [Event] = [.crash, .sos, .test, .cancel, .answered, .failed, .sendMSD, .llAck, .alAck,
-                                   .alAckClearDown, .cleared, .dropped, .incoming] + ECallTimer.allCases.map { .timer($0) }
+                                   .alAckClearDown, .cleared, .dropped, .incoming, .network] + ECallTimer.allCases.map { .timer($0) }
     }
 
     /// The states of the table, and how to reach each from idle.
@@ -155,6 +157,7 @@ let effects: [H.Start: [H.Event: (ECallPhase, [Must])]] = [
         .test: (.redialWait, [.act(.reject(.callInProgress))]),
         .cancel: (.redialWait, [.act(.reject(.automaticCallCannotBeCancelled))]),
         .timer(.redial): (.dialling, [.act(.placeCall(number: "112", attempt: 2))]),
+        .network: (.dialling, [.cancel(.redial), .act(.placeCall(number: "112", attempt: 2))]),
         .timer(.t2): (.callbackWindow, [.ending(.neverConnected), .cancel(.redial)]),
     ],
     .waitingForSendMSD: [

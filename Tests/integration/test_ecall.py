@@ -42,12 +42,21 @@ class Bench:
         self.psap = None
         if start_psap:
             self.start_psap()
-        conf = tmp_path / "telematicsd.conf"
+        self.ecall_conf = ecall
+        self.journal = tmp_path / "ecall.journal"
+        self.start_daemon(log)
+
+    def start_daemon(self, log):
+        conf = self.tmp / "telematicsd.conf"
         conf.write_text(f"[can]\nsource = candump:{log}\ndbc = {DBC}\nreplay = fast\n"
-                        f"[vehicle]\nprofile = {PROFILE}\n[control]\nsocket = {tmp_path}/ctl.sock\n"
-                        f"[ecall]\nlink = 127.0.0.1:{self.port}\n{ecall}")
+                        f"[vehicle]\nprofile = {PROFILE}\n[control]\nsocket = {self.tmp}/ctl.sock\n"
+                        f"[ecall]\nlink = 127.0.0.1:{self.port}\njournal = {self.journal}\n{self.ecall_conf}")
         self.daemon = subprocess.Popen([os.path.join(BIN, "telematicsd"), "--config", str(conf)],
-                                       stderr=open(tmp_path / "daemon.log", "w"))
+                                       stderr=open(self.tmp / "daemon.log", "a"))
+
+    def kill_daemon(self):
+        self.daemon.kill()
+        self.daemon.wait(timeout=10)
 
     def start_psap(self):
         self.psap = subprocess.Popen([os.path.join(BIN, "tcu-psap"), "--listen", f"127.0.0.1:{self.port}",
@@ -233,3 +242,47 @@ def test_self_test_failure_raises_the_warning_lamp_while_it_lasts(bench, tmp_pat
     assert b.ecall()["warning"] is True
     log = (tmp_path / "daemon.log").read_text()
     assert "eCall self-test failed ecall.selfTest.failed=networkAccess,crashSignal" in log
+
+
+def _quiet_log(tmp_path):
+    path = tmp_path / "quiet.log"
+    path.write_text("(1764000000.000000) can0 3C0#00000000\n")
+    return str(path)
+
+
+def test_a_crash_of_the_daemon_mid_call_is_resumed_from_the_journal(bench, tmp_path):
+    b = bench(scenario="hang-up-after-ms = -1\n")
+    assert wait_until(lambda: (b.ecall() or {}).get("phase") == "voice")
+    assert wait_until(lambda: b.journal.exists() and "stage = inCall" in b.journal.read_text())
+    b.kill_daemon()
+    # Restarted (as systemd would) on a bus where the crash is over: it redials at once.
+    b.start_daemon(_quiet_log(tmp_path))
+    assert wait_until(lambda: len(b.received("dial")) == 2)
+    assert wait_until(lambda: (b.ecall() or {}).get("phase") == "voice")
+    log = (tmp_path / "daemon.log").read_text()
+    assert "resuming the eCall after a restart ecall.attempts=1 ecall.kind=automatic ecall.stage=inCall" in log
+    # The MSD was acknowledged before: the reconnected call is in pull mode, no new INITIATION.
+    assert len(b.received("initiation")) == 1
+
+
+def test_the_callback_window_survives_a_restart_and_the_journal_goes_when_it_ends(bench, tmp_path):
+    b = bench(scenario="hang-up-after-ms = 100\ncallback-after-ms = 3000\n", ecall="t9-ms = 6000\n")
+    assert wait_until(lambda: b.journal.exists() and "stage = callbackWindow" in b.journal.read_text())
+    b.kill_daemon()
+    b.start_daemon(_quiet_log(tmp_path))
+    assert wait_until(lambda: (b.ecall() or {}).get("phase") == "callbackWindow")
+    assert wait_until(lambda: b.received("answer"))
+    # T9 runs out: idle, and the journal is gone.
+    assert wait_until(lambda: (b.ecall() or {}).get("phase") == "idle")
+    assert wait_until(lambda: not b.journal.exists())
+
+
+def test_a_journal_older_than_13_hours_is_deleted_at_start(bench, tmp_path):
+    journal = tmp_path / "ecall.journal"
+    old = int(time.time()) - 14 * 3600
+    journal.write_text(f"stage = callbackWindow\nkind = automatic\nnumber = 112\nattempts = 1\n"
+                       f"msd-timestamp = {old}\nstarted-at = {old}\nwritten-at = {old}\ncleared-at = {old}\n")
+    b = bench(log=_quiet_log(tmp_path))
+    assert wait_until(lambda: not journal.exists())
+    assert b.ecall()["phase"] == "idle"
+    assert "eCall journal older than 13 h deleted" in (tmp_path / "daemon.log").read_text()

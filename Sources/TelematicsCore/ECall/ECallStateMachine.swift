@@ -12,7 +12,7 @@
 //                        └──T1──> dialling (manual)
 //     idle ──test──> dialling (test number, testCall set)
 //     dialling ──answered──> waitingForSendMSD (T5; push mode: INITIATION with T3)
-//     dialling ──failed──> redialWait ──redial timer──> dialling
+//     dialling ──failed──> redialWait ──redial timer / network back──> dialling
 //     waitingForSendMSD ──SEND MSD──> transmittingMSD (T7) ; ──T5──> voice (no MSD)
 //     transmittingMSD ──LL-ACK──> waitingForALACK (T6) ; ──T7──> voice (MSD failed)
 //     waitingForALACK ──AL-ACK──> voice ; ──AL-ACK clear-down──> callbackWindow ; ──T6──> voice
@@ -244,6 +244,77 @@ public struct ECallStateMachine: Sendable {
         }
     }
 
+    // MARK: - Journal and resume
+
+    struct Snapshot {
+        var call: Call
+        var inCall: Bool
+        var t9Expired: Bool
+    }
+
+    /// The call to journal: in a call (manual pending counts: its press must not be lost),
+    /// or its callback window.
+    var snapshot: Snapshot? {
+        switch state {
+        case .idle: return nil
+        case .manualPending(let ts, let since):
+            return Snapshot(call: Call(kind: .manual, number: configuration.emergencyNumber, msdTimestamp: ts, startedAt: since),
+                            inCall: true, t9Expired: false)
+        case .dialling(let c), .redialWait(let c), .waitingForSendMSD(let c), .transmittingMSD(let c),
+             .waitingForALACK(let c), .voice(let c):
+            return c.isCallback ? Snapshot(call: c, inCall: false, t9Expired: false) : Snapshot(call: c, inCall: true, t9Expired: false)
+        case .callbackWindow(let w):
+            return Snapshot(call: w.last, inCall: false, t9Expired: w.t9Expired)
+        }
+    }
+
+    /// Resumes from a journal after the daemon restarted (`now` on the new monotonic clock,
+    /// `nowUTC` to measure how long the unit was away). A call in progress counts as dropped
+    /// when the journal was last written: it is redialled if the redial rules still allow it
+    /// (no limit before the first connection, 120 s after a drop, always within T2); a
+    /// callback window keeps what is left of T9 and T10.
+    public mutating func resume(from j: ECallJournal, at now: ECallInstant, nowUTC: Int64) -> [ECallAction] {
+        guard case .idle = state else { return [] }
+        var c = Call(kind: j.kind, number: j.number, attempts: j.attempts, msdTimestamp: j.msdTimestamp,
+                     messageIdentifier: j.messageIdentifier, everConnected: j.everConnected,
+                     msdAcknowledged: j.msdAcknowledged, startedAt: now - max(0, nowUTC - j.startedAtUTC) * 1000)
+        switch j.stage {
+        case .inCall:
+            let elapsedMs = max(0, nowUTC - j.startedAtUTC) * 1000
+            let t2Left = configuration.t2Ms - elapsedMs
+            guard t2Left > 0 else {
+                return endCall(c, c.everConnected ? .t2Expired : .neverConnected, at: now, hangUp: false)
+            }
+            var actions = [start(.t2, t2Left)]
+            if c.everConnected {
+                let sinceDropMs = max(0, nowUTC - j.writtenAtUTC) * 1000
+                let windowLeft = configuration.dropRedialWindowMs - sinceDropMs
+                guard windowLeft > 0 else {
+                    return cancel([.t2]) + endCall(c, .droppedNotReconnected, at: now, hangUp: false)
+                }
+                c.redialDeadline = now + windowLeft
+            }
+            actions += dial(c, at: now, startT2: false)
+            return actions
+        case .callbackWindow:
+            let since = max(0, nowUTC - (j.clearedAtUTC ?? j.writtenAtUTC)) * 1000
+            let t9Left = configuration.t9Ms - since
+            let t10Left = configuration.t10Ms - since
+            var actions: [ECallAction] = []
+            if configuration.eCallOnly {
+                guard t10Left > 0 else { return [.deregisterFromNetwork] }
+            } else {
+                guard t9Left > 0 else { return [] }
+            }
+            c.redialDeadline = nil
+            state = .callbackWindow(Window(clearedAt: now - since, t9Expired: t9Left <= 0, last: c))
+            if t9Left > 0 { actions.append(start(.t9, t9Left)) }
+            if configuration.eCallOnly { actions.append(start(.t10, t10Left)) }
+            actions.append(.phaseChanged(.callbackWindow))
+            return actions
+        }
+    }
+
     // MARK: - Timers
 
     private mutating func start(_ t: ECallTimer, _ ms: Int64) -> ECallAction {
@@ -384,6 +455,14 @@ public struct ECallStateMachine: Sendable {
         }
         state = .redialWait(c)
         return [start(.redial, configuration.redialIntervalMs), .phaseChanged(.redialWait)]
+    }
+
+    /// The network became available (the unit attached): a call waiting to redial for want of
+    /// coverage dials now instead of at the end of its interval.
+    public mutating func networkAvailable(at now: ECallInstant) -> [ECallAction] {
+        guard case .redialWait(let c) = state else { return [] }
+        if let deadline = c.redialDeadline, now >= deadline { return [] }
+        return cancel([.redial]) + dial(c, at: now, startT2: false)
     }
 
     /// The PSAP asks for the MSD (SEND MSD), first time or again.

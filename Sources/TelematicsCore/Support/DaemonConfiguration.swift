@@ -56,6 +56,8 @@ public struct DaemonConfiguration: Sendable, Equatable {
     public var transmitLogPath: String?
     /// The eCall's link to the network (simulator): `HOST:PORT`.
     public var eCallLink = "127.0.0.1:5061"
+    /// The eCall journal (resume after a crash of the daemon); kept in the state directory.
+    public var eCallJournal = "/var/lib/telematicsd/ecall.journal"
     public var eCall = ECallConfiguration()
 
     public static let knownKeys: [String: Set<String>] = [
@@ -63,7 +65,7 @@ public struct DaemonConfiguration: Sendable, Equatable {
         "vehicle": ["profile"],
         "control": ["socket"],
         "log": ["level"],
-        "ecall": ["link", "t1-ms", "t2-ms", "t3-ms", "t5-ms", "t6-ms", "t7-ms", "t9-ms", "t10-ms",
+        "ecall": ["link", "journal", "t1-ms", "t2-ms", "t3-ms", "t5-ms", "t6-ms", "t7-ms", "t9-ms", "t10-ms",
                   "redial-interval-ms", "drop-redial-window-ms", "drop-redial-interval-ms", "maximum-attempts",
                   "push-mode", "ecall-only", "emergency-number", "test-number"],
     ]
@@ -108,6 +110,7 @@ public struct DaemonConfiguration: Sendable, Equatable {
             }
             c.eCallLink = e.value
         }
+        if let j = f.string("ecall", "journal") { c.eCallJournal = path(j) }
         var ec = ECallConfiguration()
         ec.t1Ms = try f.integer("ecall", "t1-ms", default: ec.t1Ms, range: 0...60_000)
         ec.t2Ms = try f.integer("ecall", "t2-ms", default: ec.t2Ms, range: 1...7_200_000)
