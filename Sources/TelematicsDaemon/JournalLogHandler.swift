@@ -43,9 +43,8 @@ public struct JournalLogHandler: LogHandler {
             line += " " + key + "=" + Self.quoteIfNeeded(all[key]!.description)
         }
         line += "\n"
-        // One write(2) per record: lines from several threads never interleave.
-        var bytes = Array(line.utf8)
-        _ = bytes.withUnsafeMutableBytes { write(2, $0.baseAddress, $0.count) }
+        // Queued, never written here: the caller may be the CAN reader or the eCall.
+        LogWriter.shared.write(line)
     }
 
     static func quoteIfNeeded(_ s: String) -> String {

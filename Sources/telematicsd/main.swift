@@ -55,8 +55,10 @@ struct Telematicsd: AsyncParsableCommand {
         let logger = Logger(label: "telematicsd")
         do {
             try await Daemon.run(setup, logger: logger)
+            LogWriter.shared.flush()
         } catch {
             logger.critical("cannot start", metadata: ["error": "\(error.message)"])
+            LogWriter.shared.flush()
             fail(error.message, code: error.exitCode)
         }
     }

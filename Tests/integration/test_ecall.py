@@ -1,10 +1,13 @@
 """The eCall end to end: the real daemon (a recorded crash on its CAN source, or tcuctl)
 against the real tcu-psap, scenario by scenario. Timers are shortened in the daemon's
 configuration; the tests poll for what they wait for and never sleep for timing."""
+import fcntl
 import json
 import os
 import socket
+import struct
 import subprocess
+import termios
 import time
 
 import pytest
@@ -34,7 +37,7 @@ def wait_until(predicate, timeout=20):
 
 
 class Bench:
-    def __init__(self, tmp_path, scenario="", ecall="", log=CRASH, start_psap=True):
+    def __init__(self, tmp_path, scenario="", ecall="", log=CRASH, start_psap=True, journal=None, stderr_pipe=False):
         self.tmp = tmp_path
         self.port = free_port()
         self.psap_log = tmp_path / "psap.log"
@@ -43,7 +46,8 @@ class Bench:
         if start_psap:
             self.start_psap()
         self.ecall_conf = ecall
-        self.journal = tmp_path / "ecall.journal"
+        self.journal = journal or tmp_path / "ecall.journal"
+        self.stderr_pipe = stderr_pipe
         self.start_daemon(log)
 
     def start_daemon(self, log):
@@ -51,8 +55,16 @@ class Bench:
         conf.write_text(f"[can]\nsource = candump:{log}\ndbc = {DBC}\nreplay = fast\n"
                         f"[vehicle]\nprofile = {PROFILE}\n[control]\nsocket = {self.tmp}/ctl.sock\n"
                         f"[ecall]\nlink = 127.0.0.1:{self.port}\njournal = {self.journal}\n{self.ecall_conf}")
-        self.daemon = subprocess.Popen([os.path.join(BIN, "telematicsd"), "--config", str(conf)],
-                                       stderr=open(self.tmp / "daemon.log", "a"))
+        if self.stderr_pipe:
+            # A one-page pipe that nobody reads: the daemon's log stalls almost at once.
+            r, w = os.pipe()
+            fcntl.fcntl(w, 1031, 4096)  # F_SETPIPE_SZ
+            self.daemon = subprocess.Popen([os.path.join(BIN, "telematicsd"), "--config", str(conf)], stderr=w)
+            os.close(w)
+            self.stderr = os.fdopen(r, "rb")
+        else:
+            self.daemon = subprocess.Popen([os.path.join(BIN, "telematicsd"), "--config", str(conf)],
+                                           stderr=open(self.tmp / "daemon.log", "a"))
 
     def kill_daemon(self):
         self.daemon.kill()
@@ -286,3 +298,46 @@ def test_a_journal_older_than_13_hours_is_deleted_at_start(bench, tmp_path):
     assert wait_until(lambda: not journal.exists())
     assert b.ecall()["phase"] == "idle"
     assert "eCall journal older than 13 h deleted" in (tmp_path / "daemon.log").read_text()
+
+
+def test_the_ecall_goes_through_while_log_disk_and_menu_are_blocked(bench, tmp_path):
+    """stderr is a pipe nobody reads (the log stalls at once at trace level), the journal's
+    folder does not exist (the disk refuses every write), and tcuctl clients hold the control
+    socket without ever sending (a busy menu): the crash still gives a call with its MSD."""
+    ctl = f"{tmp_path}/ctl.sock"
+    holders = []
+
+    def hold_menu():
+        while len(holders) < 10:  # within the listen backlog: connects never block
+            s = socket.socket(socket.AF_UNIX)
+            try:
+                s.connect(ctl)
+            except OSError:
+                s.close()
+                return False
+            holders.append(s)
+        return True
+
+    # 3000 speed changes (each a debug log line, about 400 KB) and then the crash.
+    flood = tmp_path / "flood.log"
+    lines = [f"(1764000000.{i:06d}) can0 0FD#00{(i % 250):02X}{(i // 250):02X}0000000000" for i in range(3000)]
+    lines += [f"(1764000001.{i:06d}) can0 040#0000000000000000" for i in range(3)]
+    lines += [f"(1764000001.{100 + i:06d}) can0 040#00{0x07:02X}000000000000" for i in range(3)]
+    flood.write_text("\n".join(lines) + "\n")
+    b = bench(log=str(flood), journal="/proc/tcu-none/ecall.journal", stderr_pipe=True,
+              scenario="hang-up-after-ms = 300\n", ecall="\n[log]\nlevel = debug\n")
+    wait_until(hold_menu, timeout=10)
+    msds = wait_until(lambda: b.events("msd"))
+    assert msds and msds[0]["decoded"]["control"]["automaticActivation"]
+    # The log really was stalled: its pipe is full and nobody read it.
+    unread = struct.unpack("i", fcntl.ioctl(b.stderr.fileno(), termios.FIONREAD, b"\0" * 4))[0]
+    assert unread >= 4_000
+    assert wait_until(lambda: [m for m in b.events("sent") if m["message"]["type"] == "cleared"])
+    for s in holders:
+        s.close()
+    call = wait_until(b.last_call)
+    assert call["msdAcknowledged"] and call["ending"] == "clearedByRemote"
+    b.daemon.terminate()
+    err = b.stderr.read()
+    b.daemon.wait(timeout=10)
+    assert b"cannot write the eCall journal; the call goes on without it" in err
