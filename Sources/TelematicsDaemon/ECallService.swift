@@ -49,7 +49,7 @@ public final class ECallService: Service, Sendable {
 
     private let machineConfig: ECallConfiguration
     private let bus: VehicleBusService
-    private let link: ECallLinkClient
+    private let link: any ECallTransport
     private let logger: Logger
     private let inputs: AsyncStream<Input>
     private let input: AsyncStream<Input>.Continuation
@@ -68,7 +68,7 @@ public final class ECallService: Service, Sendable {
     public init(
         configuration: ECallConfiguration, linkEndpoint: TCPEndpoint, bus: VehicleBusService, profile: VehicleProfile,
         logger: Logger, monotonic: @escaping @Sendable () -> ECallInstant, utcNow: @escaping @Sendable () -> UInt32,
-        journalPath: String? = nil
+        journalPath: String? = nil, transport: ((@escaping @Sendable (ECallLinkEvent) -> Void) -> any ECallTransport)? = nil
     ) {
         journal = journalPath.map { ECallJournalStore(path: $0, logger: logger) }
         machineConfig = configuration
@@ -78,7 +78,8 @@ public final class ECallService: Service, Sendable {
         self.utcNow = utcNow
         (inputs, input) = AsyncStream<Input>.makeStream(bufferingPolicy: .unbounded)
         let continuation = input
-        link = ECallLinkClient(endpoint: linkEndpoint, vin: profile.vin.value) { continuation.yield(.link($0)) }
+        let deliver: @Sendable (ECallLinkEvent) -> Void = { continuation.yield(.link($0)) }
+        link = transport?(deliver) ?? ECallLinkClient(endpoint: linkEndpoint, vin: profile.vin.value, deliver: deliver)
         profileData = MSDVehicleData(profile: profile, occupiedSeats: [])
     }
 

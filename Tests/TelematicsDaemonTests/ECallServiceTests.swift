@@ -1,0 +1,64 @@
+import ECallLink
+import Logging
+import Synchronization
+import Testing
+import TelematicsCore
+@testable import TelematicsDaemon
+import VehicleBus
+
+/// A network the test plays by hand: it records what the unit sends.
+final class FakeTransport: ECallTransport, @unchecked Sendable {
+    let deliver: @Sendable (ECallLinkEvent) -> Void
+    let sent = Mutex<[ECallWire]>([])
+    init(_ deliver: @escaping @Sendable (ECallLinkEvent) -> Void) { self.deliver = deliver }
+    var isAttached: Bool { true }
+    func send(_ message: ECallWire) -> Bool { sent.withLock { $0.append(message) }; return true }
+    func start() { deliver(.attached) }
+    func shutdown() {}
+}
+
+@Suite("eCall service")
+struct ECallServiceTests {
+    let db = try! loadDBC(path: root + "/hw/vehicle.dbc")
+
+    func frame(_ message: String, _ values: [String: Double]) throws -> CANFrame {
+        let m = db.message(named: message)!
+        return CANFrame(id: m.id, data: try SignalCodec.encode(m, values: values, missingAsZero: true))
+    }
+
+    @Test("a crash frame on the bus becomes a dial, an answered call an MSD with the car's data")
+    func crashToMSD() async throws {
+        let channel = FakeChannel()
+        let bus = VehicleBusService(channel: channel, tracker: try VehicleStateTracker(database: db), now: { wallClockNow() }, logger: quietLogger)
+        let profile = try VehicleProfile.parse(try readTextFile(root + "/hw/vehicle-profile.conf"))
+        let transport = Mutex<FakeTransport?>(nil)
+        let eCall = ECallService(
+            configuration: ECallConfiguration(), linkEndpoint: TCPEndpoint(host: "127.0.0.1", port: 1), bus: bus, profile: profile,
+            logger: quietLogger, monotonic: { monotonicNow().nanoseconds / 1_000_000 }, utcNow: { 1_800_000_000 },
+            transport: { deliver in let t = FakeTransport(deliver); transport.withLock { $0 = t }; return t }
+        )
+        channel.queue.withLock {
+            $0.append(try! frame("Seat_Occupancy", ["Occupied_Driver": 1]))
+            $0.append(try! frame("Airbag_01", [:]))
+            $0.append(try! frame("Airbag_01", ["Crash_Detected": 1, "Crash_Severity": 3]))
+        }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await bus.run() }
+            group.addTask { try await eCall.run() }
+            func sent() -> [ECallWire] { transport.withLock { $0?.sent.withLock { $0 } ?? [] } }
+            while !sent().contains(.dial(call: 1, number: "112")) { await Task.yield() }
+            transport.withLock { $0 }!.deliver(.received(.setup(call: 1, outcome: .answered)))
+            transport.withLock { $0 }!.deliver(.received(.sendMSD(call: 1)))
+            var msd: [UInt8]?
+            while msd == nil {
+                for case .msd(1, 1, let bytes) in sent() { msd = bytes }
+                await Task.yield()
+            }
+            let decoded = try MSD.decode(msd!)
+            #expect(decoded.automaticActivation && decoded.vin == "VSSZZZKLZNR012345" && decoded.timestamp == 1_800_000_000)
+            #expect(decoded.numberOfOccupants == 1)
+            #expect(sent().contains(.initiation(call: 1)))
+            group.cancelAll()
+        }
+    }
+}
