@@ -64,6 +64,7 @@ public final class ECallService: Service, Sendable {
     public let warning = Atomic<Bool>(false)
 
     private let journal: ECallJournalStore?
+    private let triggers: AsyncStream<BusEvent>
 
     public init(
         configuration: ECallConfiguration, linkEndpoint: TCPEndpoint, bus: VehicleBusService, profile: VehicleProfile,
@@ -78,6 +79,8 @@ public final class ECallService: Service, Sendable {
         self.utcNow = utcNow
         (inputs, input) = AsyncStream<Input>.makeStream(bufferingPolicy: .unbounded)
         let continuation = input
+        // Subscribed here, before any service runs: a crash in the first frames is not missed.
+        triggers = bus.subscribe(to: [.crashDetected, .sosButton, .ignitionOn])
         let deliver: @Sendable (ECallLinkEvent) -> Void = { continuation.yield(.link($0)) }
         link = transport?(deliver) ?? ECallLinkClient(endpoint: linkEndpoint, vin: profile.vin.value, deliver: deliver)
         profileData = MSDVehicleData(profile: profile, occupiedSeats: [])
@@ -146,7 +149,7 @@ public final class ECallService: Service, Sendable {
         }
         journal?.start()
         link.start()
-        let triggers = bus.subscribe(to: [.crashDetected, .sosButton, .ignitionOn])
+        let triggers = self.triggers
         // A crash flag still set on the bus after a restart is the call being resumed.
         let crashAlreadyHandled = resumed?.kind == .automatic
         let input = self.input
