@@ -244,15 +244,7 @@ struct MSDDecode: ParsableCommand {
 
     func run() throws {
         let text = hex.joined().filter { !$0.isWhitespace }
-        var data: [UInt8] = []
-        let chars = Array(text.utf8)
-        guard chars.count % 2 == 0 else { die("the hex has an odd number of digits", code: 65) }
-        for i in stride(from: 0, to: chars.count, by: 2) {
-            guard let v = UInt8(String(decoding: chars[i..<i + 2], as: UTF8.self), radix: 16) else {
-                die("'\(String(decoding: chars[i..<i + 2], as: UTF8.self))' at offset \(i) is not hex", code: 65)
-            }
-            data.append(v)
-        }
+        guard let data = bytes(fromHex: text) else { die("'\(text)' is not hex (two digits a byte)", code: 65) }
         do {
             print(try MSD.decode(data).json.text)
         } catch {

@@ -221,6 +221,19 @@ public func hexDigits(_ v: UInt32) -> String {
 /// `0x`-prefixed upper-case hex, as the tools print identifiers.
 public func hex(_ v: UInt32) -> String { "0x" + hexDigits(v) }
 
+/// The bytes of a hex string (two digits a byte, either case); nil when it is not hex.
+public func bytes(fromHex text: String) -> [UInt8]? {
+    let chars = Array(text.utf8)
+    guard chars.count % 2 == 0 else { return nil }
+    var out: [UInt8] = []
+    out.reserveCapacity(chars.count / 2)
+    for i in stride(from: 0, to: chars.count, by: 2) {
+        guard let hi = hexValue(chars[i]), let lo = hexValue(chars[i + 1]) else { return nil }
+        out.append(hi << 4 | lo)
+    }
+    return out
+}
+
 /// Upper-case hex of a byte string, two digits a byte, no separators.
 public func hexBytes(_ data: [UInt8]) -> String {
     var out = [UInt8]()

@@ -75,13 +75,7 @@ public enum ECallWire: Sendable, Equatable {
             guard let id = j["messageIdentifier"]?.numberValue, let hexText = j["msd"]?.stringValue else {
                 throw ParseError(line: 1, "msd needs \"messageIdentifier\" and \"msd\" (hex)")
             }
-            var bytes: [UInt8] = []
-            let chars = Array(hexText.utf8)
-            guard chars.count % 2 == 0 else { throw ParseError(line: 1, "msd hex has an odd number of digits") }
-            for i in stride(from: 0, to: chars.count, by: 2) {
-                guard let hi = hexValue(chars[i]), let lo = hexValue(chars[i + 1]) else { throw ParseError(line: 1, "msd is not hex") }
-                bytes.append(hi << 4 | lo)
-            }
+            guard let bytes = bytes(fromHex: hexText) else { throw ParseError(line: 1, "msd is not hex") }
             return .msd(call: try call(), messageIdentifier: Int(id), bytes: bytes)
         case "hangup": return .hangUp(call: try call())
         case "answer": return .answer(call: try call())

@@ -129,16 +129,8 @@ extension MSD {
                 guard let arc = UInt64(part) else { throw MSDError(field: "optionalAdditionalData.oid", "'\(oidText)' is not dotted decimal arcs") }
                 arcs.append(arc)
             }
-            let hexText = a["data"]?.stringValue ?? ""
-            var data: [UInt8] = []
-            var chars = Array(hexText.utf8)
-            guard chars.count % 2 == 0 else { throw MSDError(field: "optionalAdditionalData.data", "odd number of hex digits") }
-            while !chars.isEmpty {
-                guard let hi = hexValue(chars[0]), let lo = hexValue(chars[1]) else {
-                    throw MSDError(field: "optionalAdditionalData.data", "is not hex")
-                }
-                data.append(hi << 4 | lo)
-                chars.removeFirst(2)
+            guard let data = bytes(fromHex: a["data"]?.stringValue ?? "") else {
+                throw MSDError(field: "optionalAdditionalData.data", "is not hex")
             }
             oad = AdditionalData(oid: arcs, data: data)
         }
