@@ -37,6 +37,11 @@ let package = Package(
             dependencies: ["TelematicsCore", "CSocketCAN"],
             swiftSettings: strict
         ),
+        // libsqlite3 for the durable outbox.
+        .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
+        // The durable outbox: SQLite in WAL mode with synchronous=FULL.
+        .target(name: "Outbox", dependencies: ["TelematicsCore", "CSQLite"], swiftSettings: strict),
+
         // The eCall's own link to the network (simulator): no disk, no backend.
         .target(name: "ECallLink", dependencies: ["TelematicsCore"], swiftSettings: strict),
         // The PSAP and network simulator behind tcu-psap.
@@ -85,6 +90,7 @@ let package = Package(
         ),
 
         .testTarget(name: "TelematicsCoreTests", dependencies: ["TelematicsCore"], swiftSettings: strict),
+        .testTarget(name: "OutboxTests", dependencies: ["Outbox", "TelematicsCore"], swiftSettings: strict),
         .testTarget(name: "VehicleBusTests", dependencies: ["VehicleBus", "TelematicsCore"], swiftSettings: strict),
         .testTarget(
             name: "TelematicsDaemonTests",

@@ -1,0 +1,241 @@
+import CSQLite
+#if canImport(Glibc)
+import Glibc
+#endif
+import TelematicsCore
+
+/// The durable queue of everything the car sends to the backend: SQLite in WAL mode with
+/// `synchronous=FULL`, so that a message the producer was told is stored survives a power
+/// cut. Appends come in batches, one transaction each (group commit: one fsync for the
+/// batch). Use from one thread.
+///
+/// Order: by priority (eCall reports first), then by arrival; a stream has one priority, so
+/// its order is kept. State is coalesced: a new value of a block replaces the unsent one.
+/// The store is bounded in bytes: when full, the lowest-priority oldest unsent messages go
+/// (never eCall reports or alarms), and what went is counted.
+public final class OutboxStore {
+    /// The schema this code writes; older files are migrated forward step by step.
+    public static let schemaVersion = 1
+
+    public struct Statistics: Sendable, Equatable {
+        public var messages: [OutboxPriority: Int] = [:]
+        public var bytes: Int64 = 0
+        public var evicted: [OutboxPriority: Int64] = [:]
+        public var coalesced: Int64 = 0
+        public var nextSequence: Int64 = 1
+    }
+
+    public let path: String
+    public let maximumBytes: Int64
+    /// Where a damaged database was moved at open, if it was.
+    public private(set) var movedAside: String?
+    private let db: SQLiteDatabase
+
+    public init(path: String, maximumBytes: Int64 = 64 << 20) throws(OutboxError) {
+        self.path = path
+        self.maximumBytes = maximumBytes
+        var database = try SQLiteDatabase(path: path)
+        do {
+            try Self.prepare(database)
+        } catch where error.isCorruption {
+            // A damaged file is kept for analysis, never deleted; the outbox starts afresh.
+            database.close()
+            let aside = "\(path).corrupt-\(time(nil))"
+            rename(path, aside)
+            unlink(path + "-wal")
+            unlink(path + "-shm")
+            movedAside = aside
+            database = try SQLiteDatabase(path: path)
+            try Self.prepare(database)
+        }
+        db = database
+    }
+
+    private static func prepare(_ db: SQLiteDatabase) throws(OutboxError) {
+        try db.exec("PRAGMA journal_mode=WAL")
+        try db.exec("PRAGMA synchronous=FULL")
+        let st = try db.statement("PRAGMA user_version")
+        _ = try st.step()
+        let version = Int(st.int(0))
+        guard version <= schemaVersion else {
+            throw OutboxError(message: "the outbox was written by a newer version (schema \(version), this one knows \(schemaVersion))", code: SQLITE_ERROR)
+        }
+        if version < 1 {
+            try db.transaction { () throws(OutboxError) in
+                try db.exec("""
+                    CREATE TABLE messages(
+                        position INTEGER PRIMARY KEY AUTOINCREMENT,
+                        id TEXT NOT NULL UNIQUE,
+                        stream TEXT NOT NULL,
+                        priority INTEGER NOT NULL,
+                        coalesce_key TEXT,
+                        captured_at INTEGER NOT NULL,
+                        payload TEXT NOT NULL,
+                        size INTEGER NOT NULL,
+                        sequence INTEGER
+                    );
+                    CREATE INDEX messages_order ON messages(priority, position);
+                    CREATE INDEX messages_coalesce ON messages(coalesce_key) WHERE coalesce_key IS NOT NULL;
+                    CREATE TABLE counters(name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+                    INSERT INTO counters VALUES ('next_sequence', 1), ('bytes', 0), ('coalesced', 0);
+                    PRAGMA user_version = 1;
+                    """)
+            }
+        }
+    }
+
+    private func counter(_ name: String) throws(OutboxError) -> Int64 {
+        let st = try db.statement("SELECT value FROM counters WHERE name = ?")
+        st.bind(1, name)
+        return try st.step() ? st.int(0) : 0
+    }
+
+    private func add(_ name: String, _ delta: Int64) throws(OutboxError) {
+        let st = try db.statement("INSERT INTO counters(name, value) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET value = value + excluded.value")
+        st.bind(1, name)
+        st.bind(2, delta)
+        try st.run()
+    }
+
+    /// Stores a batch in one transaction. When this returns, every message is on disk.
+    public func append(_ messages: [OutboxMessage]) throws(OutboxError) {
+        guard !messages.isEmpty else { return }
+        try db.transaction { () throws(OutboxError) in
+            var bytes: Int64 = 0
+            for m in messages {
+                if let key = m.coalesceKey {
+                    let find = try db.statement("SELECT position, size FROM messages WHERE coalesce_key = ? AND sequence IS NULL")
+                    find.bind(1, key)
+                    var replaced: [(Int64, Int64)] = []
+                    while try find.step() { replaced.append((find.int(0), find.int(1))) }
+                    for (position, size) in replaced {
+                        let del = try db.statement("DELETE FROM messages WHERE position = ?")
+                        del.bind(1, position)
+                        try del.run()
+                        bytes -= size
+                        try add("coalesced", 1)
+                    }
+                }
+                let size = Int64(m.payload.utf8.count + m.id.utf8.count + m.stream.utf8.count + 64)
+                let ins = try db.statement("""
+                    INSERT INTO messages(id, stream, priority, coalesce_key, captured_at, payload, size)
+                    VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO NOTHING
+                    """)
+                ins.bind(1, m.id)
+                ins.bind(2, m.stream)
+                ins.bind(3, Int64(m.priority.rawValue))
+                ins.bind(4, m.coalesceKey)
+                ins.bind(5, m.capturedAtMs)
+                ins.bind(6, m.payload)
+                ins.bind(7, size)
+                try ins.run()
+                if db.changes > 0 { bytes += size }
+            }
+            try add("bytes", bytes)
+            try evictIfFull()
+        }
+    }
+
+    /// Drops the lowest-priority, oldest messages not yet sent until the store fits its
+    /// bound. eCall reports and alarms are never dropped, nor messages already sent (their
+    /// sequence numbers are known to the backend).
+    private func evictIfFull() throws(OutboxError) {
+        var total = try counter("bytes")
+        guard total > maximumBytes else { return }
+        let pick = try db.statement("""
+            SELECT position, size, priority FROM messages
+            WHERE priority >= ? AND sequence IS NULL ORDER BY priority DESC, position ASC LIMIT 256
+            """)
+        pick.bind(1, Int64(OutboxPriority.commandResult.rawValue))
+        var victims: [(Int64, Int64, Int64)] = []
+        while try pick.step() { victims.append((pick.int(0), pick.int(1), pick.int(2))) }
+        var freed: Int64 = 0
+        for (position, size, priority) in victims {
+            guard total - freed > maximumBytes else { break }
+            let del = try db.statement("DELETE FROM messages WHERE position = ?")
+            del.bind(1, position)
+            try del.run()
+            freed += size
+            try add("evicted_\(priority)", 1)
+        }
+        try add("bytes", -freed)
+        total -= freed
+        if total > maximumBytes, victims.count == 256 { try evictIfFull() }
+    }
+
+    /// The next messages to send, in order, skipping those in `excluding` (in flight).
+    /// A message taken for the first time gets the next sequence number, kept on re-sends.
+    public func next(limit: Int, excluding: Set<String> = []) throws(OutboxError) -> [OutboxEntry] {
+        try db.transaction { () throws(OutboxError) -> [OutboxEntry] in
+            let st = try db.statement("""
+                SELECT position, id, stream, priority, coalesce_key, captured_at, payload, sequence
+                FROM messages ORDER BY priority, position LIMIT ?
+                """)
+            st.bind(1, Int64(limit + excluding.count))
+            var rows: [(Int64, OutboxMessage, Int64?)] = []
+            while try st.step(), rows.count < limit {
+                let id = st.text(1)
+                if excluding.contains(id) { continue }
+                let m = OutboxMessage(
+                    id: id, stream: st.text(2), priority: OutboxPriority(rawValue: Int(st.int(3))) ?? .state,
+                    coalesceKey: st.isNull(4) ? nil : st.text(4), capturedAtMs: st.int(5), payload: st.text(6)
+                )
+                rows.append((st.int(0), m, st.isNull(7) ? nil : st.int(7)))
+            }
+            var next = try counter("next_sequence")
+            var out: [OutboxEntry] = []
+            for (position, m, seq) in rows {
+                if let seq {
+                    out.append(OutboxEntry(message: m, sequence: seq))
+                    continue
+                }
+                let up = try db.statement("UPDATE messages SET sequence = ? WHERE position = ?")
+                up.bind(1, next)
+                up.bind(2, position)
+                try up.run()
+                out.append(OutboxEntry(message: m, sequence: next))
+                next += 1
+            }
+            let set = try db.statement("UPDATE counters SET value = ? WHERE name = 'next_sequence'")
+            set.bind(1, next)
+            try set.run()
+            return out
+        }
+    }
+
+    /// Removes messages the backend acknowledged.
+    public func acknowledge(_ ids: [String]) throws(OutboxError) {
+        guard !ids.isEmpty else { return }
+        try db.transaction { () throws(OutboxError) in
+            var freed: Int64 = 0
+            for id in ids {
+                let find = try db.statement("SELECT size FROM messages WHERE id = ?")
+                find.bind(1, id)
+                guard try find.step() else { continue }
+                freed += find.int(0)
+                let del = try db.statement("DELETE FROM messages WHERE id = ?")
+                del.bind(1, id)
+                try del.run()
+            }
+            try add("bytes", -freed)
+        }
+    }
+
+    public func statistics() throws(OutboxError) -> Statistics {
+        var s = Statistics()
+        let st = try db.statement("SELECT priority, COUNT(*) FROM messages GROUP BY priority")
+        while try st.step() {
+            if let p = OutboxPriority(rawValue: Int(st.int(0))) { s.messages[p] = Int(st.int(1)) }
+        }
+        s.bytes = try counter("bytes")
+        s.coalesced = try counter("coalesced")
+        s.nextSequence = try counter("next_sequence")
+        for p in OutboxPriority.allCases {
+            let e = try counter("evicted_\(p.rawValue)")
+            if e > 0 { s.evicted[p] = e }
+        }
+        return s
+    }
+
+    public func close() { db.close() }
+}

@@ -1,0 +1,115 @@
+import CSQLite
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The Outbox module's one error type: what failed, SQLite's message and result code.
+public struct OutboxError: Error, Sendable, CustomStringConvertible {
+    public var message: String
+    public var code: Int32
+    public var description: String { "\(message) (SQLite \(code))" }
+
+    /// The database file is damaged or is not a database at all.
+    public var isCorruption: Bool { code == SQLITE_CORRUPT || code == SQLITE_NOTADB }
+    /// The disk is full (or the database hit its size limit).
+    public var isFull: Bool { code == SQLITE_FULL }
+}
+
+/// A thin handle on one SQLite connection; used from one thread (the outbox's).
+final class SQLiteDatabase {
+    private(set) var handle: OpaquePointer?
+    private var statements: [String: OpaquePointer] = [:]
+
+    init(path: String) throws(OutboxError) {
+        var db: OpaquePointer?
+        let rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nil)
+        guard rc == SQLITE_OK else {
+            let msg = db.map { String(cString: sqlite3_errmsg($0)) } ?? "out of memory"
+            sqlite3_close_v2(db)
+            throw OutboxError(message: "cannot open \(path): \(msg)", code: rc)
+        }
+        handle = db
+        sqlite3_busy_timeout(db, 1000)
+    }
+
+    deinit { close() }
+
+    func close() {
+        for (_, s) in statements { sqlite3_finalize(s) }
+        statements.removeAll()
+        if let handle { sqlite3_close_v2(handle) }
+        handle = nil
+    }
+
+    func error(_ what: String, _ rc: Int32) -> OutboxError {
+        let msg = handle.map { String(cString: sqlite3_errmsg($0)) } ?? "closed"
+        return OutboxError(message: "\(what): \(msg)", code: rc)
+    }
+
+    func exec(_ sql: String) throws(OutboxError) {
+        let rc = sqlite3_exec(handle, sql, nil, nil, nil)
+        guard rc == SQLITE_OK else { throw error(sql, rc) }
+    }
+
+    /// A cached prepared statement, reset and cleared for a new use.
+    func statement(_ sql: String) throws(OutboxError) -> Statement {
+        if let s = statements[sql] {
+            sqlite3_reset(s)
+            sqlite3_clear_bindings(s)
+            return Statement(db: self, stmt: s, sql: sql)
+        }
+        var s: OpaquePointer?
+        let rc = sqlite3_prepare_v2(handle, sql, -1, &s, nil)
+        guard rc == SQLITE_OK, let s else { throw error("prepare \(sql)", rc) }
+        statements[sql] = s
+        return Statement(db: self, stmt: s, sql: sql)
+    }
+
+    /// Runs `body` in one transaction (BEGIN IMMEDIATE ... COMMIT), rolling back on error.
+    func transaction<T>(_ body: () throws(OutboxError) -> T) throws(OutboxError) -> T {
+        try exec("BEGIN IMMEDIATE")
+        do {
+            let result = try body()
+            try exec("COMMIT")
+            return result
+        } catch {
+            _ = sqlite3_exec(handle, "ROLLBACK", nil, nil, nil)
+            throw error
+        }
+    }
+
+    var changes: Int { Int(sqlite3_changes(handle)) }
+}
+
+struct Statement {
+    let db: SQLiteDatabase
+    let stmt: OpaquePointer
+    let sql: String
+
+    func bind(_ i: Int32, _ v: Int64) { sqlite3_bind_int64(stmt, i, v) }
+    func bind(_ i: Int32, _ v: String?) {
+        guard let v else { sqlite3_bind_null(stmt, i); return }
+        var copy = v
+        copy.withUTF8 { buf in
+            buf.withMemoryRebound(to: CChar.self) { _ = csq_bind_text(stmt, i, $0.baseAddress, Int32($0.count)) }
+        }
+    }
+
+    /// Steps once: true while a row is available.
+    func step() throws(OutboxError) -> Bool {
+        let rc = sqlite3_step(stmt)
+        if rc == SQLITE_ROW { return true }
+        if rc == SQLITE_DONE { return false }
+        throw db.error(sql, rc)
+    }
+
+    func run() throws(OutboxError) { while try step() {} }
+
+    func int(_ col: Int32) -> Int64 { sqlite3_column_int64(stmt, col) }
+    func isNull(_ col: Int32) -> Bool { sqlite3_column_type(stmt, col) == SQLITE_NULL }
+    func text(_ col: Int32) -> String {
+        guard let p = sqlite3_column_text(stmt, col) else { return "" }
+        let n = Int(sqlite3_column_bytes(stmt, col))
+        return String(decoding: UnsafeBufferPointer(start: p, count: n), as: UTF8.self)
+    }
+}

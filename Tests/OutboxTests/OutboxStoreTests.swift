@@ -1,0 +1,132 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Testing
+import TelematicsCore
+@testable import Outbox
+
+func scratch() -> String {
+    var template = Array("/tmp/tcu-outbox-XXXXXX".utf8CString)
+    return template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)) } + "/outbox.db"
+}
+
+func message(_ n: Int, _ p: OutboxPriority, stream: String = "events", key: String? = nil, size: Int = 20) -> OutboxMessage {
+    OutboxMessage(id: "m\(n)", stream: stream, priority: p, coalesceKey: key, capturedAtMs: Int64(n),
+                  payload: "{\"n\":\(n),\"pad\":\"" + String(repeating: "x", count: size) + "\"}")
+}
+
+@Suite("Outbox store (SQLite)")
+struct OutboxStoreTests {
+    @Test("messages survive closing and reopening the file, in priority then arrival order")
+    func durableAndOrdered() throws {
+        let path = scratch()
+        let store = try OutboxStore(path: path)
+        try store.append([message(1, .state, stream: "state"), message(2, .event), message(3, .eCallReport, stream: "ecall"),
+                          message(4, .event), message(5, .theftAlarm, stream: "alarms")])
+        store.close()
+        let again = try OutboxStore(path: path)
+        let next = try again.next(limit: 10)
+        #expect(next.map(\.message.id) == ["m3", "m5", "m2", "m4", "m1"])
+        // Sequence numbers follow the order they are first taken, without gaps.
+        #expect(next.map(\.sequence) == [1, 2, 3, 4, 5])
+    }
+
+    @Test("the file is in WAL mode with synchronous=FULL")
+    func pragmas() throws {
+        let path = scratch()
+        _ = try OutboxStore(path: path)
+        let db = try SQLiteDatabase(path: path)
+        let mode = try db.statement("PRAGMA journal_mode")
+        _ = try mode.step()
+        #expect(mode.text(0) == "wal")
+        let version = try db.statement("PRAGMA user_version")
+        _ = try version.step()
+        #expect(version.int(0) == Int64(OutboxStore.schemaVersion))
+    }
+
+    @Test("state is coalesced while unsent; sequence numbers keep no gaps for what was replaced")
+    func coalescing() throws {
+        let store = try OutboxStore(path: scratch())
+        try store.append([message(1, .state, stream: "state", key: "doors"), message(2, .state, stream: "state", key: "doors"),
+                          message(3, .state, stream: "state", key: "climate"), message(4, .state, stream: "state", key: "doors")])
+        let next = try store.next(limit: 10)
+        #expect(next.map(\.message.id) == ["m3", "m4"])
+        #expect(next.map(\.sequence) == [1, 2])
+        #expect(try store.statistics().coalesced == 2)
+        // A value already sent is not replaced: it keeps its number; the new one follows it.
+        try store.append([message(5, .state, stream: "state", key: "doors")])
+        #expect(try store.next(limit: 10).map(\.message.id) == ["m3", "m4", "m5"])
+    }
+
+    @Test("re-sends keep their sequence numbers; acknowledged messages are gone")
+    func acknowledge() throws {
+        let store = try OutboxStore(path: scratch())
+        try store.append((1...5).map { message($0, .event) })
+        let first = try store.next(limit: 2)
+        #expect(first.map(\.sequence) == [1, 2])
+        let more = try store.next(limit: 10, excluding: Set(first.map(\.message.id)))
+        #expect(more.map(\.sequence) == [3, 4, 5])
+        try store.acknowledge(["m1", "m3"])
+        #expect(try store.next(limit: 10).map(\.sequence) == [2, 4, 5])
+        #expect(try store.statistics().messages[.event] == 3)
+    }
+
+    @Test("a duplicate id is stored once")
+    func duplicates() throws {
+        let store = try OutboxStore(path: scratch())
+        try store.append([message(1, .event), message(1, .event)])
+        #expect(try store.next(limit: 10).count == 1)
+    }
+
+    @Test("when full, the lowest priority and oldest go first; eCall reports and alarms never")
+    func eviction() throws {
+        let store = try OutboxStore(path: scratch(), maximumBytes: 2_000)
+        try store.append([message(1, .eCallReport, stream: "ecall", size: 300), message(2, .theftAlarm, stream: "alarms", size: 300)])
+        try store.append((10..<20).map { message($0, .event, size: 100) })
+        try store.append((20..<30).map { message($0, .state, stream: "state", key: "k\($0)", size: 100) })
+        let s = try store.statistics()
+        #expect(s.bytes <= 2_000)
+        #expect(s.messages[.eCallReport] == 1 && s.messages[.theftAlarm] == 1)
+        #expect((s.evicted[.state] ?? 0) > 0)
+        // State went before any event.
+        #expect(s.evicted[.event] == nil || s.messages[.state] == nil)
+        // Non-evictable messages alone may exceed the bound: they are kept.
+        let tiny = try OutboxStore(path: scratch(), maximumBytes: 100)
+        try tiny.append([message(1, .eCallReport, stream: "ecall", size: 500), message(2, .event, size: 10)])
+        #expect(try tiny.next(limit: 10).map(\.message.id) == ["m1"])
+        #expect(try tiny.statistics().evicted[.event] == 1)
+    }
+
+    @Test("a damaged database is moved aside, never deleted, and the outbox starts afresh")
+    func corruption() throws {
+        let path = scratch()
+        let garbage = "this is not a database, this is a tailgate" + String(repeating: "!", count: 4000)
+        let f = fopen(path, "w")!
+        fputs(garbage, f)
+        fclose(f)
+        let store = try OutboxStore(path: path)
+        let aside = try #require(store.movedAside)
+        #expect(access(aside, F_OK) == 0)
+        try store.append([message(1, .event)])
+        #expect(try store.next(limit: 1).count == 1)
+    }
+
+    @Test("a file from a newer version is refused with a clear error")
+    func newerSchema() throws {
+        let path = scratch()
+        let db = try SQLiteDatabase(path: path)
+        try db.exec("PRAGMA user_version = 99")
+        db.close()
+        #expect(throws: OutboxError.self) { try OutboxStore(path: path) }
+        do { _ = try OutboxStore(path: path) } catch { #expect(error.description.contains("newer version (schema 99")) }
+    }
+
+    @Test("message ids are random version-4 identifiers")
+    func ids() {
+        var seen = Set<String>()
+        for _ in 0..<1000 { seen.insert(randomMessageID()) }
+        #expect(seen.count == 1000)
+        let id = randomMessageID()
+        #expect(id.count == 36 && Array(id)[14] == "4")
+    }
+}
