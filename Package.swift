@@ -82,7 +82,7 @@ let package = Package(
         .executableTarget(
             name: "tcu-bench",
             dependencies: [
-                "TelematicsCore", "VehicleBus", "TelematicsDaemon", "ECallLink",
+                "TelematicsCore", "VehicleBus", "TelematicsDaemon", "ECallLink", "Outbox",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],

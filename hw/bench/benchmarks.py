@@ -71,6 +71,10 @@ def daemon_cpu(frames_text, copies=40, rounds=3):
     return total, best[0], best[1], best[2]
 
 
+with tempfile.TemporaryDirectory() as outbox_dir:
+    outbox = json.loads(subprocess.run([os.path.join(bin_dir, "tcu-bench"), "outbox", "--messages", "20000",
+                                        "--folder", outbox_dir], check=True, capture_output=True, text=True).stdout)
+
 frames = []
 with open(trace) as f:
     text = f.read()
@@ -168,8 +172,24 @@ state machine, with the bus loaded at {ecall["busLoadFramesPerSecond"]:,.0f} fra
 |---:|---:|---:|
 | {ecall["p50Microseconds"]:.0f} µs | {ecall["p99Microseconds"]:.0f} µs | {ecall["maxMicroseconds"]:.0f} µs |
 
-Goal: p99 under 1 ms. The durable outbox does not exist yet, so the "outbox flushing a
-large backlog at the same time" part of that measurement comes with it.
+Goal: p99 under 1 ms. The outbox is not yet wired to a backend link, so the "outbox
+flushing a large backlog at the same time" part of that measurement comes with the link.
+
+## Durable outbox
+
+`tcu-bench outbox`: 20 000 event messages appended to the SQLite outbox on this machine's
+disk (WAL, `synchronous=FULL`: every commit is on disk when it returns), one transaction per
+message and in group commits:
+
+| commit | messages/s |
+|---|---:|
+| one message per commit | {outbox["batch1PerSecond"]:,.0f} |
+| 10 per commit | {outbox["batch10PerSecond"]:,.0f} |
+| 100 per commit | {outbox["batch100PerSecond"]:,.0f} |
+
+Reopening the file with {outbox["backlog"]:,.0f} messages waiting takes {outbox["reopenMs"]} ms, and the
+first 100 to send are ready {outbox["firstBatchMs"]} ms after the open began: a large backlog
+does not delay the start.
 """
 with open(os.path.join(root, "docs", "benchmarks.md"), "w") as f:
     f.write(md)
