@@ -49,7 +49,7 @@ let package = Package(
         .target(
             name: "TelematicsDaemon",
             dependencies: [
-                "TelematicsCore", "VehicleBus", "ECallLink",
+                "TelematicsCore", "VehicleBus", "ECallLink", "Outbox",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],

@@ -107,16 +107,22 @@ public enum Daemon {
             exitAtEndOfLog: config.exitAtEndOfLog, interfaceName: interfaceName, transmitLog: transmitLog
         )
         let profile = setup.profile
+        let outbox = OutboxService(path: config.outboxPath, maximumBytes: config.outboxMaximumBytes, logger: logger)
+        let events = VehicleEventService(bus: bus, outbox: outbox, vin: profile.vin.value)
+        let vin = profile.vin.value
         let eCall = ECallService(
             configuration: config.eCall, linkEndpoint: TCPEndpoint.parse(config.eCallLink)!, bus: bus, profile: profile,
             logger: logger, monotonic: { monotonicNow().nanoseconds / 1_000_000 },
             utcNow: { UInt32(clamping: wallClockNow().nanoseconds / 1_000_000_000) },
-            journalPath: config.eCallJournal
+            journalPath: config.eCallJournal,
+            onReport: { report in
+                outbox.submit(report.outboxMessage(vin: vin, id: randomMessageID(), nowMs: wallClockNow().nanoseconds / 1_000_000))
+            }
         )
         let control: ControlServer
         do {
             control = try ControlServer(path: config.controlSocket, logger: logger) { request in
-                ControlCommands.handle(request, bus: bus, profile: profile, eCall: eCall)
+                ControlCommands.handle(request, bus: bus, profile: profile, eCall: eCall, outbox: outbox)
             }
         } catch {
             channel.close()
@@ -126,6 +132,8 @@ public enum Daemon {
             .init(service: bus, successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup),
             .init(service: control),
             .init(service: eCall),
+            .init(service: outbox),
+            .init(service: events),
         ]
         if config.transmitStatus {
             services.append(.init(service: StatusTransmitter(bus: bus, logger: logger) {
@@ -156,7 +164,8 @@ public enum Daemon {
 public enum ControlCommands {
     static func failure(_ message: String) -> JSON { .object([("ok", .bool(false)), ("error", .string(message))]) }
 
-    public static func handle(_ request: JSON, bus: VehicleBusService, profile: VehicleProfile, eCall: ECallService? = nil) -> JSON {
+    public static func handle(_ request: JSON, bus: VehicleBusService, profile: VehicleProfile, eCall: ECallService? = nil,
+                              outbox: OutboxService? = nil) -> JSON {
         guard let command = request["command"]?.stringValue else {
             return failure("request needs a \"command\" string")
         }
@@ -167,6 +176,7 @@ public enum ControlCommands {
             let (state, busReport) = bus.report()
             var o: [(String, JSON)] = [("ok", .bool(true)), ("vehicle", profile.json), ("bus", busReport)]
             if let eCall { o.append(("ecall", eCall.report())) }
+            if let outbox { o.append(("outbox", outbox.report())) }
             o.append(("state", state))
             return .object(o)
         case "ecall":

@@ -65,12 +65,16 @@ public final class ECallService: Service, Sendable {
 
     private let journal: ECallJournalStore?
     private let triggers: AsyncStream<BusEvent>
+    /// Where a finished call's report goes (the outbox); handed over, never awaited.
+    private let onReport: @Sendable (ECallReport) -> Void
 
     public init(
         configuration: ECallConfiguration, linkEndpoint: TCPEndpoint, bus: VehicleBusService, profile: VehicleProfile,
         logger: Logger, monotonic: @escaping @Sendable () -> ECallInstant, utcNow: @escaping @Sendable () -> UInt32,
-        journalPath: String? = nil, transport: ((@escaping @Sendable (ECallLinkEvent) -> Void) -> any ECallTransport)? = nil
+        journalPath: String? = nil, transport: ((@escaping @Sendable (ECallLinkEvent) -> Void) -> any ECallTransport)? = nil,
+        onReport: @escaping @Sendable (ECallReport) -> Void = { _ in }
     ) {
+        self.onReport = onReport
         journal = journalPath.map { ECallJournalStore(path: $0, logger: logger) }
         machineConfig = configuration
         self.bus = bus
@@ -368,6 +372,7 @@ public final class ECallService: Service, Sendable {
             link.send(.deregister)
         case .report(let r):
             status.withLock { $0.lastReport = r }
+            onReport(r)
             logger.notice("eCall ended", metadata: [
                 "ecall.kind": "\(r.kind.rawValue)", "ecall.ending": "\(r.ending.rawValue)", "ecall.attempts": "\(r.attempts)",
                 "ecall.msdAcknowledged": "\(r.msdAcknowledged)",

@@ -80,8 +80,9 @@ struct Status: ParsableCommand {
             return
         }
         if json { print(reply.text); return }
-        printFlat(reply["vehicle"] ?? .null, prefix: "vehicle")
-        printFlat(reply["bus"] ?? .null, prefix: "bus")
+        for (section, value) in reply.objectValue ?? [] where section != "ok" && section != "state" {
+            printFlat(value, prefix: section)
+        }
         printFlat(state)
     }
 }

@@ -62,3 +62,32 @@ struct ECallServiceTests {
         }
     }
 }
+
+@Suite("Vehicle events for the outbox")
+struct VehicleEventTests {
+    @Test("an alarm goes to the alarm stream at alarm priority; doors and locks are events; first readings are not")
+    func events() throws {
+        let t = Timestamp(seconds: 1_764_000_000)
+        let alarm = VehicleEventService.message(for: VehicleStateChange(quantity: .alarmTriggered, old: .flag(false), new: .flag(true), at: t), vin: "V", id: "a")
+        #expect(alarm?.priority == .theftAlarm && alarm?.stream == "alarms")
+        #expect(try JSON.parse(alarm!.payload)["type"] == .string("alarmTriggered"))
+        let door = VehicleEventService.message(for: VehicleStateChange(quantity: .doorRearRightOpen, old: .flag(false), new: .flag(true), at: t), vin: "V", id: "d")
+        let doorBody = try JSON.parse(door!.payload)
+        #expect(door?.priority == .event && doorBody["type"] == .string("opened"))
+        #expect(door?.capturedAtMs == 1_764_000_000_000)
+        #expect(VehicleEventService.message(for: VehicleStateChange(quantity: .doorRearRightOpen, old: nil, new: .flag(true), at: t), vin: "V", id: "x") == nil)
+        #expect(VehicleEventService.message(for: VehicleStateChange(quantity: .alarmTriggered, old: .flag(true), new: .flag(false), at: t), vin: "V", id: "x") == nil)
+        #expect(VehicleEventService.message(for: VehicleStateChange(quantity: .centralLock, old: .choice(raw: 0, label: "Unlocked"), new: nil, at: t), vin: "V", id: "x") == nil)
+    }
+
+    @Test("an eCall report carries the call's facts at the highest priority, and no position")
+    func report() throws {
+        let r = ECallReport(kind: .automatic, ending: .clearedByRemote, attempts: 2, msdAcknowledged: true,
+                            lastMessageIdentifier: 1, msdTimestamp: 5, startedAt: 0, endedAt: 900)
+        let m = r.outboxMessage(vin: "V", id: "e", nowMs: 7)
+        #expect(m.priority == .eCallReport && m.stream == "ecall")
+        let body = try JSON.parse(m.payload)
+        #expect(body["attempts"] == .number(2) && body["durationMs"] == .number(900))
+        #expect(!m.payload.contains("latitude"))
+    }
+}

@@ -18,7 +18,8 @@ PROFILE = os.path.join(ROOT, "hw", "vehicle-profile.conf")
 def config(tmp_path, source, **extra):
     lines = ["[can]", f"source = {source}", f"dbc = {DBC}"]
     lines += [f"{k.replace('_', '-')} = {v}" for k, v in extra.items()]
-    lines += ["[vehicle]", f"profile = {PROFILE}", "[control]", f"socket = {tmp_path}/ctl.sock"]
+    lines += ["[vehicle]", f"profile = {PROFILE}", "[control]", f"socket = {tmp_path}/ctl.sock",
+              "[outbox]", f"path = {tmp_path}/outbox.db", "[ecall]", f"journal = {tmp_path}/ecall.journal"]
     path = tmp_path / "telematicsd.conf"
     path.write_text("\n".join(lines) + "\n")
     return str(path)
@@ -139,3 +140,41 @@ def test_every_command_has_help(exe):
 def test_daemon_links_no_full_foundation():
     libs = subprocess.run(["ldd", DAEMON], capture_output=True, text=True, check=True).stdout
     assert "libFoundation.so" not in libs and "libFoundationNetworking" not in libs
+
+
+def test_vehicle_events_reach_the_outbox_alarms_at_alarm_priority(tmp_path):
+    import sqlite3
+    log = os.path.join(ROOT, "hw", "traces", "alarm.log")
+    conf = config(tmp_path, f"candump:{log}", replay="fast", transmit_status="false")
+    daemon = subprocess.Popen([DAEMON, "--config", conf], stderr=subprocess.DEVNULL)
+    try:
+        def rows():
+            try:
+                with sqlite3.connect(tmp_path / "outbox.db") as db:
+                    return db.execute("SELECT priority, stream, payload FROM messages ORDER BY priority, position").fetchall()
+            except sqlite3.Error:
+                return None
+        assert wait_until(lambda: (r := rows()) and any(json.loads(p)["type"] == "opened" for _, _, p in r))
+        found = rows()
+        assert found[0][0] == 1 and found[0][1] == "alarms" and json.loads(found[0][2])["type"] == "alarmTriggered"
+        door = [json.loads(p) for _, s, p in found if s == "events"]
+        assert door[0]["quantity"] == "doors.rearRight.open" and door[0]["value"] is True
+        st = status(tmp_path)
+        assert st["outbox.waiting.alarm"] == "1"
+    finally:
+        daemon.terminate()
+        daemon.wait(timeout=10)
+
+
+def test_a_damaged_outbox_is_moved_aside_and_the_daemon_runs(tmp_path):
+    (tmp_path / "outbox.db").write_bytes(b"not a database at all" * 300)
+    log = os.path.join(ROOT, "hw", "traces", "alarm.log")
+    conf = config(tmp_path, f"candump:{log}", replay="fast", transmit_status="false")
+    daemon = subprocess.Popen([DAEMON, "--config", conf], stderr=subprocess.PIPE, text=True)
+    try:
+        assert wait_until(lambda: status(tmp_path).get("outbox.waiting.alarm") == "1")
+        assert [p for p in os.listdir(tmp_path) if p.startswith("outbox.db.corrupt-")]
+    finally:
+        daemon.terminate()
+        _, err = daemon.communicate(timeout=10)
+    assert "the outbox database was damaged; moved aside, starting afresh" in err

@@ -56,6 +56,7 @@ class Bench:
         conf = self.tmp / "telematicsd.conf"
         conf.write_text(f"[can]\nsource = candump:{log}\ndbc = {DBC}\nreplay = {self.replay}\n"
                         f"[vehicle]\nprofile = {PROFILE}\n[control]\nsocket = {self.tmp}/ctl.sock\n"
+                        f"[outbox]\npath = {self.tmp}/outbox.db\n"
                         f"[ecall]\nlink = 127.0.0.1:{self.port}\njournal = {self.journal}\n{self.ecall_conf}")
         if self.stderr_pipe:
             # A one-page pipe that nobody reads: the daemon's log stalls almost at once.
@@ -346,3 +347,23 @@ def test_the_ecall_goes_through_while_log_disk_and_menu_are_blocked(bench, tmp_p
     b.daemon.wait(timeout=10)
     assert len(err) > 100_000
     assert b"cannot write the eCall journal; the call goes on without it" in err
+
+
+def test_the_ecall_report_goes_to_the_outbox_at_the_highest_priority(bench, tmp_path):
+    import sqlite3
+    b = bench()
+    assert wait_until(b.last_call)
+
+    def report():
+        try:
+            with sqlite3.connect(tmp_path / "outbox.db") as db:
+                return db.execute("SELECT priority, stream, payload FROM messages WHERE stream = 'ecall'").fetchall()
+        except sqlite3.Error:
+            return None
+    rows = wait_until(report)
+    priority, stream, payload = rows[0]
+    body = json.loads(payload)
+    assert priority == 0 and body["type"] == "eCallReport" and body["kind"] == "automatic"
+    assert body["vin"] == "VSSZZZKLZNR012345" and body["msdAcknowledged"] is True
+    # The report holds the call's facts, never a position.
+    assert "latitude" not in payload and "position" not in payload

@@ -64,6 +64,10 @@ transmit-log = $work/transmitted.log
 profile = $root/hw/vehicle-profile.conf
 [control]
 socket = $work/ctl.sock
+[outbox]
+path = $work/outbox.db
+[ecall]
+journal = $work/ecall.journal
 [log]
 level = info
 CONF

@@ -140,6 +140,18 @@ public struct ECallReport: Sendable, Equatable {
     public var msdTimestamp: UInt32
     public var startedAt: ECallInstant
     public var endedAt: ECallInstant
+
+    public init(kind: ECallKind, ending: Ending, attempts: Int, msdAcknowledged: Bool, lastMessageIdentifier: Int,
+                msdTimestamp: UInt32, startedAt: ECallInstant, endedAt: ECallInstant) {
+        self.kind = kind
+        self.ending = ending
+        self.attempts = attempts
+        self.msdAcknowledged = msdAcknowledged
+        self.lastMessageIdentifier = lastMessageIdentifier
+        self.msdTimestamp = msdTimestamp
+        self.startedAt = startedAt
+        self.endedAt = endedAt
+    }
 }
 
 /// What the shell must do.

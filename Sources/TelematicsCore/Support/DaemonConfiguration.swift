@@ -59,12 +59,16 @@ public struct DaemonConfiguration: Sendable, Equatable {
     /// The eCall journal (resume after a crash of the daemon); kept in the state directory.
     public var eCallJournal = "/var/lib/telematicsd/ecall.journal"
     public var eCall = ECallConfiguration()
+    /// The durable outbox (SQLite) and its size bound.
+    public var outboxPath = "/var/lib/telematicsd/outbox.db"
+    public var outboxMaximumBytes: Int64 = 64 << 20
 
     public static let knownKeys: [String: Set<String>] = [
         "can": ["source", "dbc", "replay", "loop", "exit-at-end", "silence-timeout-ms", "transmit-status", "transmit-log"],
         "vehicle": ["profile"],
         "control": ["socket"],
         "log": ["level"],
+        "outbox": ["path", "max-bytes"],
         "ecall": ["link", "journal", "t1-ms", "t2-ms", "t3-ms", "t5-ms", "t6-ms", "t7-ms", "t9-ms", "t10-ms",
                   "redial-interval-ms", "drop-redial-window-ms", "drop-redial-interval-ms", "maximum-attempts",
                   "push-mode", "ecall-only", "emergency-number", "test-number"],
@@ -111,6 +115,8 @@ public struct DaemonConfiguration: Sendable, Equatable {
             c.eCallLink = e.value
         }
         if let j = f.string("ecall", "journal") { c.eCallJournal = path(j) }
+        if let o = f.string("outbox", "path") { c.outboxPath = path(o) }
+        c.outboxMaximumBytes = try f.integer("outbox", "max-bytes", default: c.outboxMaximumBytes, range: 65_536...(1 << 40))
         var ec = ECallConfiguration()
         ec.t1Ms = try f.integer("ecall", "t1-ms", default: ec.t1Ms, range: 0...60_000)
         ec.t2Ms = try f.integer("ecall", "t2-ms", default: ec.t2Ms, range: 1...7_200_000)

@@ -44,6 +44,13 @@ public struct VehicleStateChange: Sendable, Equatable {
     /// nil when the quantity became unavailable.
     public var new: VehicleValue?
     public var at: Timestamp
+
+    public init(quantity: VehicleQuantity, old: VehicleValue?, new: VehicleValue?, at: Timestamp) {
+        self.quantity = quantity
+        self.old = old
+        self.new = new
+        self.at = at
+    }
 }
 
 /// Counters of what came off the bus.

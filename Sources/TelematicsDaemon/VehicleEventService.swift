@@ -1,0 +1,73 @@
+import Logging
+import ServiceLifecycle
+import TelematicsCore
+
+/// Turns vehicle state changes into events for the backend and hands them to the outbox:
+/// the anti-theft alarm at alarm priority, doors, locks and ignition as events.
+public struct VehicleEventService: Service {
+    let changes: AsyncStream<BusEvent>
+    let outbox: OutboxService
+    let vin: String
+
+    static let watched: Set<VehicleQuantity> = [
+        .alarmTriggered, .centralLock, .ignitionOn,
+        .doorFrontLeftOpen, .doorFrontRightOpen, .doorRearLeftOpen, .doorRearRightOpen, .hoodOpen, .trunkOpen,
+    ]
+
+    /// Subscribe at construction: before the bus runs, so no early change is missed.
+    public init(bus: VehicleBusService, outbox: OutboxService, vin: String) {
+        changes = bus.subscribe(to: Self.watched)
+        self.outbox = outbox
+        self.vin = vin
+    }
+
+    /// The outbox message for one change, or nil when it is not an event (a value going stale).
+    public static func message(for c: VehicleStateChange, vin: String, id: String) -> OutboxMessage? {
+        guard let new = c.new else { return nil }
+        // A first reading after start is state, not an event.
+        guard c.old != nil else { return nil }
+        let type: String
+        var priority = OutboxPriority.event
+        var stream = "events"
+        switch c.quantity {
+        case .alarmTriggered:
+            guard new.flag == true else { return nil }
+            type = "alarmTriggered"
+            priority = .theftAlarm
+            stream = "alarms"
+        case .centralLock: type = "lockStateChanged"
+        case .ignitionOn: type = new.flag == true ? "ignitionOn" : "ignitionOff"
+        default: type = new.flag == true ? "opened" : "closed"
+        }
+        let body = JSON.object([
+            ("id", .string(id)), ("vin", .string(vin)), ("type", .string(type)),
+            ("quantity", .string(c.quantity.key)), ("value", new.json),
+            ("capturedAt", .number(Double(c.at.nanoseconds / 1_000_000))),
+        ])
+        return OutboxMessage(id: id, stream: stream, priority: priority, capturedAtMs: c.at.nanoseconds / 1_000_000, payload: body.text)
+    }
+
+    public func run() async throws {
+        for await event in changes.cancelOnGracefulShutdown() {
+            guard case .changed(let list) = event else { continue }
+            for c in list {
+                if let m = Self.message(for: c, vin: vin, id: randomMessageID()) { outbox.submit(m) }
+            }
+        }
+    }
+}
+
+extension ECallReport {
+    /// The report of a finished eCall as an outbox message (highest priority). It carries the
+    /// call's facts only: no position.
+    public func outboxMessage(vin: String, id: String, nowMs: Int64) -> OutboxMessage {
+        let body = JSON.object([
+            ("id", .string(id)), ("vin", .string(vin)), ("type", .string("eCallReport")),
+            ("kind", .string(kind.rawValue)), ("ending", .string(ending.rawValue)), ("attempts", .number(Double(attempts))),
+            ("msdAcknowledged", .bool(msdAcknowledged)), ("lastMessageIdentifier", .number(Double(lastMessageIdentifier))),
+            ("msdTimestamp", .number(Double(msdTimestamp))), ("durationMs", .number(Double(endedAt - startedAt))),
+            ("capturedAt", .number(Double(nowMs))),
+        ])
+        return OutboxMessage(id: id, stream: "ecall", priority: .eCallReport, capturedAtMs: nowMs, payload: body.text)
+    }
+}
