@@ -10,10 +10,11 @@ VENV         := .build/venv
 PY           := $(VENV)/bin/python3
 PREFIX       ?= /usr/local
 
-# C libraries the package links, and the bench's tools: can-utils and iproute2 for vcan,
+# C libraries the package links, and the bench's tools: can-utils and iproute2 for vcan, the
+# mosquitto broker for the backend link,
 # qemu, busybox and cpio to boot a guest kernel with vcan where the host has no CAN.
 DEB_PACKAGES := libsocketcan-dev libgps-dev libsqlite3-dev libmosquitto-dev pkg-config \
-                can-utils iproute2 kmod qemu-system-x86 busybox-static cpio xz-utils \
+                can-utils iproute2 kmod qemu-system-x86 busybox-static cpio xz-utils mosquitto \
                 python3 python3-venv
 PY_PACKAGES  := cantools==45.1.0 pytest
 

@@ -15,6 +15,7 @@ let package = Package(
         .executable(name: "telematicsd", targets: ["telematicsd"]),
         .executable(name: "tcuctl", targets: ["tcuctl"]),
         .executable(name: "tcu-psap", targets: ["tcu-psap"]),
+        .executable(name: "tcu-backend", targets: ["tcu-backend"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -42,6 +43,12 @@ let package = Package(
         // The durable outbox: SQLite in WAL mode with synchronous=FULL.
         .target(name: "Outbox", dependencies: ["TelematicsCore", "CSQLite"], swiftSettings: strict),
 
+        // libmosquitto, and the backend link on it (MQTT, QoS 1).
+        .systemLibrary(name: "CMosquitto", pkgConfig: "libmosquitto", providers: [.apt(["libmosquitto-dev"])]),
+        .target(name: "BackendLink", dependencies: ["TelematicsCore", "CMosquitto"], swiftSettings: strict),
+        // The reference backend's vehicle side behind tcu-backend.
+        .target(name: "Backend", dependencies: ["TelematicsCore", "Outbox", "BackendLink"], swiftSettings: strict),
+
         // The eCall's own link to the network (simulator): no disk, no backend.
         .target(name: "ECallLink", dependencies: ["TelematicsCore"], swiftSettings: strict),
         // The PSAP and network simulator behind tcu-psap.
@@ -49,7 +56,7 @@ let package = Package(
         .target(
             name: "TelematicsDaemon",
             dependencies: [
-                "TelematicsCore", "VehicleBus", "ECallLink", "Outbox",
+                "TelematicsCore", "VehicleBus", "ECallLink", "Outbox", "BackendLink",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
@@ -67,6 +74,14 @@ let package = Package(
             name: "tcuctl",
             dependencies: [
                 "TelematicsCore", "VehicleBus", "TelematicsDaemon",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "tcu-backend",
+            dependencies: [
+                "Backend", "BackendLink", "TelematicsCore", "VehicleBus",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict

@@ -113,3 +113,46 @@ struct Statement {
         return String(decoding: UnsafeBufferPointer(start: p, count: n), as: UTF8.self)
     }
 }
+
+/// A small public face of the SQLite handle, for the reference backend's own database.
+public final class SQLiteHandle {
+    public enum Value { case int(Int64), text(String), null }
+
+    public struct Row {
+        let statement: Statement
+        public func int(_ i: Int32) -> Int64 { statement.int(i) }
+        public func text(_ i: Int32) -> String { statement.text(i) }
+        public func isNull(_ i: Int32) -> Bool { statement.isNull(i) }
+    }
+
+    private let db: SQLiteDatabase
+
+    public init(path: String) throws(OutboxError) { db = try SQLiteDatabase(path: path) }
+
+    public func exec(_ sql: String) throws(OutboxError) { try db.exec(sql) }
+
+    public var changes: Int { db.changes }
+
+    private func prepared(_ sql: String, _ values: [Value]) throws(OutboxError) -> Statement {
+        let st = try db.statement(sql)
+        for (i, v) in values.enumerated() {
+            switch v {
+            case .int(let n): st.bind(Int32(i + 1), n)
+            case .text(let t): st.bind(Int32(i + 1), t)
+            case .null: st.bind(Int32(i + 1), nil as String?)
+            }
+        }
+        return st
+    }
+
+    public func run(_ sql: String, _ values: [Value] = []) throws(OutboxError) {
+        try prepared(sql, values).run()
+    }
+
+    public func query<T>(_ sql: String, _ values: [Value] = [], _ row: (Row) -> T) throws(OutboxError) -> [T] {
+        let st = try prepared(sql, values)
+        var out: [T] = []
+        while try st.step() { out.append(row(Row(statement: st))) }
+        return out
+    }
+}

@@ -107,7 +107,18 @@ public enum Daemon {
             exitAtEndOfLog: config.exitAtEndOfLog, interfaceName: interfaceName, transmitLog: transmitLog
         )
         let profile = setup.profile
-        let outbox = OutboxService(path: config.outboxPath, maximumBytes: config.outboxMaximumBytes, logger: logger)
+        var uplink: UplinkConfiguration?
+        if let broker = config.broker {
+            let parts = broker.split(separator: ":")
+            var u = UplinkConfiguration(host: String(parts[0]), port: Int32(parts[1])!, vin: profile.vin.value)
+            u.keepaliveSeconds = Int32(config.brokerKeepaliveSeconds)
+            u.window = Int(config.brokerWindow)
+            u.tlsCA = config.tlsCA
+            u.tlsCertificate = config.tlsCertificate
+            u.tlsKey = config.tlsKey
+            uplink = u
+        }
+        let outbox = OutboxService(path: config.outboxPath, maximumBytes: config.outboxMaximumBytes, logger: logger, uplink: uplink)
         let events = VehicleEventService(bus: bus, outbox: outbox, vin: profile.vin.value)
         let vin = profile.vin.value
         let eCall = ECallService(

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import BackendLink
 import Dispatch
 import Logging
 import Outbox
@@ -9,11 +10,35 @@ import Synchronization
 import TelematicsCore
 import VehicleBus
 
-/// The durable outbox in the daemon: producers hand messages over without waiting; one thread
-/// owns the SQLite file and commits whatever has gathered in one transaction (group commit).
-/// A database that cannot be opened is reported and retried; it never stops the daemon, and it
-/// never touches the eCall, which only hands its report over like any producer.
+/// Where and how the outbox sends.
+public struct UplinkConfiguration: Sendable {
+    public var host: String
+    public var port: Int32
+    public var vin: String
+    public var keepaliveSeconds: Int32 = 10
+    public var window = 16
+    public var tlsCA: String?
+    public var tlsCertificate: String?
+    public var tlsKey: String?
+
+    public init(host: String, port: Int32, vin: String) {
+        self.host = host
+        self.port = port
+        self.vin = vin
+    }
+}
+
+/// The durable outbox and the backend link in the daemon: producers hand messages over without
+/// waiting; one thread owns the SQLite file and the MQTT client. It commits whatever gathered
+/// in one transaction (group commit), publishes the next messages at QoS 1 while connected,
+/// with a bounded window in flight, and deletes a message only on its PUBACK; after a
+/// reconnect the unacknowledged ones go again (the backend removes duplicates by id).
+/// Reconnects back off exponentially with jitter. A database that cannot be opened is
+/// reported and retried; it never stops the daemon, and it never touches the eCall, which only
+/// hands its report over like any producer.
 public final class OutboxService: Service, Sendable {
+    private let uplink: UplinkConfiguration?
+    private let link = Mutex<(connected: Bool, published: Int64, acknowledged: Int64, reconnects: Int64, lastError: String?)>((false, 0, 0, 0, nil))
     private let path: String
     private let maximumBytes: Int64
     private let logger: Logger
@@ -25,7 +50,8 @@ public final class OutboxService: Service, Sendable {
     static let memoryLimit = 10_000
     static let reopenIntervalMs: Int64 = 30_000
 
-    public init(path: String, maximumBytes: Int64, logger: Logger) {
+    public init(path: String, maximumBytes: Int64, logger: Logger, uplink: UplinkConfiguration? = nil) {
+        self.uplink = uplink
         self.path = path
         self.maximumBytes = maximumBytes
         self.logger = logger
@@ -47,6 +73,16 @@ public final class OutboxService: Service, Sendable {
         var o: [(String, JSON)] = [("path", .string(path)), ("committed", .number(Double(s.committed)))]
         if let e = s.error { o.append(("error", .string(e))) }
         if s.dropped > 0 { o.append(("droppedInMemory", .number(Double(s.dropped)))) }
+        if let uplink {
+            let l = link.withLock { $0 }
+            var b: [(String, JSON)] = [
+                ("broker", .string("\(uplink.host):\(uplink.port)")), ("connected", .bool(l.connected)),
+                ("published", .number(Double(l.published))), ("acknowledged", .number(Double(l.acknowledged))),
+                ("reconnects", .number(Double(l.reconnects))),
+            ]
+            if let e = l.lastError { b.append(("lastError", .string(e))) }
+            o.append(("backend", .object(b)))
+        }
         if let st = s.store {
             o.append(("bytes", .number(Double(st.bytes))))
             o.append(("waiting", .object(OutboxPriority.allCases.compactMap { p in st.messages[p].map { (p.name, .number(Double($0))) } })))
@@ -83,8 +119,15 @@ public final class OutboxService: Service, Sendable {
     private func loop() {
         var store = open()
         var lastAttempt = monotonicNow()
+        var uplink = self.uplink.flatMap { Uplink(configuration: $0, logger: logger) }
         while true {
-            _ = wake.wait(timeout: .now() + .milliseconds(1000))
+            if let u = uplink {
+                // The MQTT loop is this thread's wait: it returns on network activity or after 50 ms.
+                u.service(now: monotonicNow())
+                link.withLock { $0.connected = u.connected; $0.reconnects = u.reconnects; $0.lastError = u.lastError }
+            } else {
+                _ = wake.wait(timeout: .now() + .milliseconds(1000))
+            }
             let stopping = stop.load(ordering: .acquiring)
             if store == nil, stopping || monotonicNow().milliseconds(since: lastAttempt) >= Self.reopenIntervalMs {
                 lastAttempt = monotonicNow()
@@ -95,7 +138,7 @@ public final class OutboxService: Service, Sendable {
                 if !batch.isEmpty {
                     do {
                         try s.append(batch)
-                        stats.withLock { $0.committed += Int64(batch.count); $0.store = try? s.statistics() }
+                        stats.withLock { $0.committed += Int64(batch.count) }
                     } catch {
                         // Keep them for the next try (the disk may be full for a while).
                         queue.withLock { $0.insert(contentsOf: batch, at: 0) }
@@ -103,8 +146,158 @@ public final class OutboxService: Service, Sendable {
                         logger.error("cannot commit to the outbox", metadata: ["error": "\(error)", "outbox.waiting": "\(batch.count)"])
                     }
                 }
+                if let u = uplink {
+                    do {
+                        try u.exchange(with: s)
+                        link.withLock { $0.published = u.published; $0.acknowledged = u.acknowledged }
+                    } catch {
+                        logger.error("outbox read failed", metadata: ["error": "\(error)"])
+                    }
+                }
+                if !batch.isEmpty || uplink != nil { stats.withLock { $0.store = try? s.statistics() } }
             }
-            if stopping { store?.close(); return }
+            if stopping {
+                uplink?.close()
+                uplink = nil
+                store?.close()
+                return
+            }
+        }
+    }
+}
+
+/// The MQTT side of the outbox thread: connection, backoff, the in-flight window.
+final class Uplink {
+    let configuration: UplinkConfiguration
+    let logger: Logger
+    let client: MQTTClient
+    private(set) var connected = false
+    private(set) var reconnects: Int64 = 0
+    private(set) var published: Int64 = 0
+    private(set) var acknowledged: Int64 = 0
+    private(set) var lastError: String?
+    private var connecting = false
+    private var nextAttempt = Timestamp.zero
+    private var failures = 0
+    /// Message id of each publish in flight → outbox id.
+    private var inflight: [Int32: String] = [:]
+    private var acked: [String] = []
+    private var rng = SystemRandomNumberGenerator()
+
+    var connectionTopic: String { "vehicles/\(configuration.vin)/connection" }
+
+    init?(configuration: UplinkConfiguration, logger: Logger) {
+        self.configuration = configuration
+        self.logger = logger
+        do {
+            client = try MQTTClient(
+                clientID: "tcu-\(configuration.vin)", host: configuration.host, port: configuration.port,
+                keepaliveSeconds: configuration.keepaliveSeconds,
+                will: .init(topic: "vehicles/\(configuration.vin)/connection", payload: #"{"online":false}"#, retain: true)
+            )
+            if let ca = configuration.tlsCA {
+                try client.useTLS(caFile: ca, certFile: configuration.tlsCertificate, keyFile: configuration.tlsKey)
+            }
+        } catch {
+            logger.error("cannot set up the backend link", metadata: ["error": "\(error)"])
+            return nil
+        }
+        client.onConnect = { [unowned self] rc in self.didConnect(rc) }
+        client.onDisconnect = { [unowned self] rc in self.didDisconnect(rc) }
+        client.onPublish = { [unowned self] mid in
+            if let id = self.inflight.removeValue(forKey: mid) { self.acked.append(id) }
+        }
+        client.onMessage = { [unowned self] topic, payload in
+            self.logger.info("message from the backend", metadata: ["mqtt.topic": "\(topic)", "mqtt.bytes": "\(payload.count)"])
+        }
+    }
+
+    /// Connects when due, then runs the network for up to 50 ms.
+    func service(now: Timestamp) {
+        if !connected && !connecting {
+            guard now >= nextAttempt else { sleepMs(min(50, max(1, nextAttempt.milliseconds(since: now)))); return }
+            let rc = client.connect()
+            if rc != 0 {
+                scheduleRetry(now, "connect: \(MQTTClient.describe(rc))")
+                return
+            }
+            connecting = true
+        }
+        let rc = client.loop(timeoutMs: 50)
+        if rc != 0, connected || connecting {
+            didDisconnect(rc)
+        }
+    }
+
+    private func scheduleRetry(_ now: Timestamp, _ reason: String) {
+        failures += 1
+        lastError = reason
+        // Capped exponential backoff with jitter: 0.5 s, 1 s, 2 s ... 30 s, each × 0.5-1.0.
+        let cap = min(30_000, 500 * (1 << min(failures - 1, 6)))
+        let delay = Int64(Double(cap) * Double.random(in: 0.5...1.0, using: &rng))
+        nextAttempt = now.adding(milliseconds: delay)
+    }
+
+    private func didConnect(_ rc: Int32) {
+        connecting = false
+        guard rc == 0 else {
+            scheduleRetry(monotonicNow(), "refused by the broker (CONNACK \(rc))")
+            client.disconnect()
+            return
+        }
+        connected = true
+        if failures > 0 || reconnects > 0 { reconnects += 1 }
+        failures = 0
+        lastError = nil
+        // Unacknowledged messages go again on the new connection.
+        inflight.removeAll()
+        let online = Array(#"{"online":true}"#.utf8)
+        _ = client.publish(topic: connectionTopic, payload: online, retain: true)
+        _ = client.subscribe("vehicles/\(configuration.vin)/commands")
+        logger.notice("backend link up", metadata: ["mqtt.broker": "\(configuration.host):\(configuration.port)"])
+    }
+
+    private func didDisconnect(_ rc: Int32) {
+        let was = connected
+        connected = false
+        connecting = false
+        inflight.removeAll()
+        scheduleRetry(monotonicNow(), "disconnected: \(MQTTClient.describe(rc))")
+        if was { logger.warning("backend link down", metadata: ["mqtt.reason": "\(MQTTClient.describe(rc))"]) }
+    }
+
+    /// Deletes what was acknowledged, and fills the window while connected.
+    func exchange(with store: OutboxStore) throws(OutboxError) {
+        if !acked.isEmpty {
+            try store.acknowledge(acked)
+            acknowledged += Int64(acked.count)
+            acked.removeAll()
+        }
+        guard connected, inflight.count < configuration.window else { return }
+        let entries = try store.next(limit: configuration.window - inflight.count, excluding: Set(inflight.values))
+        for e in entries {
+            let payload = Self.envelope(e, sentAtMs: wallClockNow().nanoseconds / 1_000_000)
+            guard let mid = client.publish(topic: "vehicles/\(configuration.vin)/\(e.message.stream)", payload: payload) else { break }
+            inflight[mid] = e.message.id
+            published += 1
+        }
+    }
+
+    /// The stored message with its sequence number and send time in front.
+    static func envelope(_ e: OutboxEntry, sentAtMs: Int64) -> [UInt8] {
+        let body = e.message.payload
+        guard body.hasPrefix("{") else { return Array(body.utf8) }
+        let rest = body.dropFirst()
+        let sep = rest.hasPrefix("}") ? "" : ","
+        return Array("{\"seq\":\(e.sequence),\"sentAt\":\(sentAtMs)\(sep)\(rest)".utf8)
+    }
+
+    func close() {
+        if connected {
+            // A clean goodbye: the retained state says offline (the will covers a crash).
+            _ = client.publish(topic: connectionTopic, payload: Array(#"{"online":false}"#.utf8), retain: true)
+            _ = client.loop(timeoutMs: 100)
+            client.disconnect()
         }
     }
 }

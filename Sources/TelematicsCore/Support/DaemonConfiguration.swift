@@ -62,6 +62,14 @@ public struct DaemonConfiguration: Sendable, Equatable {
     /// The durable outbox (SQLite) and its size bound.
     public var outboxPath = "/var/lib/telematicsd/outbox.db"
     public var outboxMaximumBytes: Int64 = 64 << 20
+    /// The backend's MQTT broker, `HOST:PORT`; nil: nothing is sent (the outbox keeps all).
+    public var broker: String?
+    public var brokerKeepaliveSeconds: Int64 = 10
+    /// QoS 1 messages in flight at once.
+    public var brokerWindow: Int64 = 16
+    public var tlsCA: String?
+    public var tlsCertificate: String?
+    public var tlsKey: String?
 
     public static let knownKeys: [String: Set<String>] = [
         "can": ["source", "dbc", "replay", "loop", "exit-at-end", "silence-timeout-ms", "transmit-status", "transmit-log"],
@@ -69,6 +77,7 @@ public struct DaemonConfiguration: Sendable, Equatable {
         "control": ["socket"],
         "log": ["level"],
         "outbox": ["path", "max-bytes"],
+        "backend": ["broker", "keepalive-s", "window", "tls-ca", "tls-cert", "tls-key"],
         "ecall": ["link", "journal", "t1-ms", "t2-ms", "t3-ms", "t5-ms", "t6-ms", "t7-ms", "t9-ms", "t10-ms",
                   "redial-interval-ms", "drop-redial-window-ms", "drop-redial-interval-ms", "maximum-attempts",
                   "push-mode", "ecall-only", "emergency-number", "test-number"],
@@ -117,6 +126,21 @@ public struct DaemonConfiguration: Sendable, Equatable {
         if let j = f.string("ecall", "journal") { c.eCallJournal = path(j) }
         if let o = f.string("outbox", "path") { c.outboxPath = path(o) }
         c.outboxMaximumBytes = try f.integer("outbox", "max-bytes", default: c.outboxMaximumBytes, range: 65_536...(1 << 40))
+        if let e = f.entry("backend", "broker") {
+            let parts = e.value.split(separator: ":")
+            guard parts.count == 2, !parts[0].isEmpty, let port = Int(parts[1]), (1...65535).contains(port) else {
+                throw f.error(e, "expected HOST:PORT, found '\(e.value)'")
+            }
+            c.broker = e.value
+        }
+        c.brokerKeepaliveSeconds = try f.integer("backend", "keepalive-s", default: 10, range: 2...600)
+        c.brokerWindow = try f.integer("backend", "window", default: 16, range: 1...1000)
+        c.tlsCA = f.string("backend", "tls-ca").map(path)
+        c.tlsCertificate = f.string("backend", "tls-cert").map(path)
+        c.tlsKey = f.string("backend", "tls-key").map(path)
+        if (c.tlsCertificate == nil) != (c.tlsKey == nil) {
+            throw f.error(f.entry("backend", "tls-cert") ?? f.entry("backend", "tls-key")!, "tls-cert and tls-key go together")
+        }
         var ec = ECallConfiguration()
         ec.t1Ms = try f.integer("ecall", "t1-ms", default: ec.t1Ms, range: 0...60_000)
         ec.t2Ms = try f.integer("ecall", "t2-ms", default: ec.t2Ms, range: 1...7_200_000)

@@ -1,0 +1,74 @@
+import Outbox
+import TelematicsCore
+
+/// The reference backend's vehicle side: every message from every car, stored once (delivery is
+/// at least once; duplicates are removed by id and counted), with the sequence numbers to find
+/// what is missing.
+public final class BackendStore {
+    private let db: SQLiteHandle
+
+    public init(path: String) throws(OutboxError) {
+        db = try SQLiteHandle(path: path)
+        try db.exec("PRAGMA journal_mode=WAL")
+        try db.exec("PRAGMA synchronous=FULL")
+        try db.exec("""
+            CREATE TABLE IF NOT EXISTS messages(
+                id TEXT PRIMARY KEY, vin TEXT NOT NULL, seq INTEGER, stream TEXT NOT NULL,
+                type TEXT, payload TEXT NOT NULL, received_at INTEGER NOT NULL);
+            CREATE INDEX IF NOT EXISTS messages_vin_seq ON messages(vin, seq);
+            CREATE TABLE IF NOT EXISTS duplicates(vin TEXT PRIMARY KEY, count INTEGER NOT NULL);
+            CREATE TABLE IF NOT EXISTS connection(vin TEXT PRIMARY KEY, payload TEXT NOT NULL, at INTEGER NOT NULL);
+            """)
+    }
+
+    /// Stores a message from `vehicles/{vin}/{stream}`; false when it was a duplicate.
+    @discardableResult
+    public func receive(topic: String, payload: String, receivedAtMs: Int64) throws(OutboxError) -> Bool {
+        let parts = topic.split(separator: "/", maxSplits: 2)
+        guard parts.count == 3, parts[0] == "vehicles" else { return false }
+        let vin = String(parts[1])
+        let stream = String(parts[2])
+        if stream == "connection" {
+            try db.run("INSERT INTO connection(vin, payload, at) VALUES (?, ?, ?) ON CONFLICT(vin) DO UPDATE SET payload = excluded.payload, at = excluded.at",
+                       [.text(vin), .text(payload), .int(receivedAtMs)])
+            return true
+        }
+        guard let json = try? JSON.parse(payload), let id = json["id"]?.stringValue else { return false }
+        let seq = json["seq"]?.numberValue.map { Int64($0) }
+        try db.run("INSERT INTO messages(id, vin, seq, stream, type, payload, received_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO NOTHING",
+                   [.text(id), .text(vin), seq.map { .int($0) } ?? .null, .text(stream), json["type"]?.stringValue.map { .text($0) } ?? .null,
+                    .text(payload), .int(receivedAtMs)])
+        if db.changes == 0 {
+            try db.run("INSERT INTO duplicates(vin, count) VALUES (?, 1) ON CONFLICT(vin) DO UPDATE SET count = count + 1", [.text(vin)])
+            return false
+        }
+        return true
+    }
+
+    /// Messages of a car in sequence order.
+    public func messages(vin: String) throws(OutboxError) -> [(seq: Int64?, stream: String, payload: String)] {
+        try db.query("SELECT seq, stream, payload FROM messages WHERE vin = ? ORDER BY seq", [.text(vin)]) { row in
+            (row.isNull(0) ? nil : row.int(0), row.text(1), row.text(2))
+        }
+    }
+
+    /// Missing sequence numbers between 1 and the highest seen, as ranges.
+    public func gaps(vin: String) throws(OutboxError) -> [ClosedRange<Int64>] {
+        let seqs = try db.query("SELECT seq FROM messages WHERE vin = ? AND seq IS NOT NULL ORDER BY seq", [.text(vin)]) { $0.int(0) }
+        var out: [ClosedRange<Int64>] = []
+        var expected: Int64 = 1
+        for s in seqs {
+            if s > expected { out.append(expected...(s - 1)) }
+            expected = max(expected, s + 1)
+        }
+        return out
+    }
+
+    public func duplicates(vin: String) throws(OutboxError) -> Int64 {
+        try db.query("SELECT count FROM duplicates WHERE vin = ?", [.text(vin)]) { $0.int(0) }.first ?? 0
+    }
+
+    public func connection(vin: String) throws(OutboxError) -> String? {
+        try db.query("SELECT payload FROM connection WHERE vin = ?", [.text(vin)]) { $0.text(0) }.first
+    }
+}

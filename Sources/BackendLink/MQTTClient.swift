@@ -1,0 +1,120 @@
+import CMosquitto
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A libmosquitto client driven by its owner's thread: `loop` does the network work and the
+/// callbacks run inside it, on that thread. libmosquitto's own reconnect and threaded loop
+/// are not used: the owner decides when to reconnect (capped backoff with jitter) and
+/// publishes only while connected, since a QoS 1 publish while disconnected is queued in RAM
+/// without bound.
+public final class MQTTClient {
+    public struct Will: Sendable {
+        public var topic: String
+        public var payload: String
+        public var retain: Bool
+        public init(topic: String, payload: String, retain: Bool) {
+            self.topic = topic
+            self.payload = payload
+            self.retain = retain
+        }
+    }
+
+    public var onConnect: ((Int32) -> Void)?
+    public var onDisconnect: ((Int32) -> Void)?
+    public var onPublish: ((Int32) -> Void)?
+    public var onMessage: ((String, [UInt8]) -> Void)?
+    public private(set) var isConnected = false
+
+    private let mosq: OpaquePointer
+    private let host: String
+    private let port: Int32
+    private let keepaliveSeconds: Int32
+
+    private static let initialised: Bool = { mosquitto_lib_init(); return true }()
+
+    public init(clientID: String, host: String, port: Int32, keepaliveSeconds: Int32 = 10, cleanSession: Bool = true,
+                will: Will? = nil) throws(MQTTError) {
+        _ = Self.initialised
+        guard let m = mosquitto_new(clientID, cleanSession, nil) else { throw MQTTError("mosquitto_new failed", errno) }
+        mosq = m
+        self.host = host
+        self.port = port
+        self.keepaliveSeconds = keepaliveSeconds
+        mosquitto_user_data_set(m, Unmanaged.passUnretained(self).toOpaque())
+        mosquitto_int_option(m, MOSQ_OPT_PROTOCOL_VERSION, Int32(MQTT_PROTOCOL_V311))
+        if let will {
+            var bytes = Array(will.payload.utf8)
+            let rc = mosquitto_will_set(m, will.topic, Int32(bytes.count), &bytes, 1, will.retain)
+            guard rc == MOSQ_ERR_SUCCESS.rawValue else { throw MQTTError("will_set", rc) }
+        }
+        mosquitto_connect_callback_set(m, mqttOnConnect)
+        mosquitto_disconnect_callback_set(m, mqttOnDisconnect)
+        mosquitto_publish_callback_set(m, mqttOnPublish)
+        mosquitto_message_callback_set(m, mqttOnMessage)
+    }
+
+    deinit { mosquitto_destroy(mosq) }
+
+    /// TLS with a CA, and a client certificate and key for mutual TLS.
+    public func useTLS(caFile: String, certFile: String?, keyFile: String?) throws(MQTTError) {
+        let rc = mosquitto_tls_set(mosq, caFile, nil, certFile, keyFile, nil)
+        guard rc == MOSQ_ERR_SUCCESS.rawValue else { throw MQTTError("tls_set \(caFile)", rc) }
+    }
+
+    /// Connects (blocking on the TCP connect and the CONNECT packet); the CONNACK arrives in a
+    /// later `loop` as `onConnect(0)`.
+    public func connect() -> Int32 {
+        mosquitto_connect(mosq, host, port, keepaliveSeconds)
+    }
+
+    public func disconnect() {
+        mosquitto_disconnect(mosq)
+        isConnected = false
+    }
+
+    /// Network work for at most `timeoutMs`; callbacks run in here. Non-zero: the link is down.
+    public func loop(timeoutMs: Int32) -> Int32 {
+        mosquitto_loop(mosq, timeoutMs, 1)
+    }
+
+    /// Publishes at QoS 1; the message id, whose PUBACK comes as `onPublish(mid)`.
+    public func publish(topic: String, payload: [UInt8], qos: Int32 = 1, retain: Bool = false) -> Int32? {
+        var mid: Int32 = 0
+        var bytes = payload
+        let rc = mosquitto_publish(mosq, &mid, topic, Int32(bytes.count), &bytes, qos, retain)
+        return rc == MOSQ_ERR_SUCCESS.rawValue ? mid : nil
+    }
+
+    public func subscribe(_ pattern: String, qos: Int32 = 1) -> Bool {
+        mosquitto_subscribe(mosq, nil, pattern, qos) == MOSQ_ERR_SUCCESS.rawValue
+    }
+
+    fileprivate func connected(_ rc: Int32) { isConnected = rc == 0; onConnect?(rc) }
+    fileprivate func disconnected(_ rc: Int32) { isConnected = false; onDisconnect?(rc) }
+    fileprivate func published(_ mid: Int32) { onPublish?(mid) }
+    fileprivate func received(_ topic: String, _ payload: [UInt8]) { onMessage?(topic, payload) }
+
+    /// libmosquitto's text for a result code.
+    public static func describe(_ rc: Int32) -> String { String(cString: mosquitto_strerror(rc)) }
+}
+
+// Callbacks are plain C functions outside any actor: libmosquitto calls them from the thread
+// that runs `loop`, and they reach their client through the user-data pointer.
+private func client(_ userdata: UnsafeMutableRawPointer?) -> MQTTClient {
+    Unmanaged<MQTTClient>.fromOpaque(userdata!).takeUnretainedValue()
+}
+private let mqttOnConnect: @convention(c) (OpaquePointer?, UnsafeMutableRawPointer?, Int32) -> Void = { _, u, rc in client(u).connected(rc) }
+private let mqttOnDisconnect: @convention(c) (OpaquePointer?, UnsafeMutableRawPointer?, Int32) -> Void = { _, u, rc in client(u).disconnected(rc) }
+private let mqttOnPublish: @convention(c) (OpaquePointer?, UnsafeMutableRawPointer?, Int32) -> Void = { _, u, mid in client(u).published(mid) }
+private let mqttOnMessage: @convention(c) (OpaquePointer?, UnsafeMutableRawPointer?, UnsafePointer<mosquitto_message>?) -> Void = { _, u, m in
+    guard let m = m?.pointee else { return }
+    let topic = String(cString: m.topic)
+    let payload = m.payload.map { Array(UnsafeRawBufferPointer(start: $0, count: Int(m.payloadlen))) } ?? []
+    client(u).received(topic, payload)
+}
+
+public struct MQTTError: Error, Sendable, CustomStringConvertible {
+    public var description: String
+    init(_ what: String, _ rc: Int32) { description = "\(what): \(MQTTClient.describe(rc))" }
+}
