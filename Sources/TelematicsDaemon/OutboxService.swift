@@ -120,6 +120,8 @@ public final class OutboxService: Service, Sendable {
         var store = open()
         var lastAttempt = monotonicNow()
         var uplink = self.uplink.flatMap { Uplink(configuration: $0, logger: logger) }
+        // Counting the rows is a scan: refresh the status at most once a second.
+        var statsAt = Timestamp.zero
         while true {
             if let u = uplink {
                 // The MQTT loop is this thread's wait: it returns on network activity or after 50 ms.
@@ -154,7 +156,10 @@ public final class OutboxService: Service, Sendable {
                         logger.error("outbox read failed", metadata: ["error": "\(error)"])
                     }
                 }
-                if !batch.isEmpty || uplink != nil { stats.withLock { $0.store = try? s.statistics() } }
+                if monotonicNow().milliseconds(since: statsAt) >= 1_000 {
+                    statsAt = monotonicNow()
+                    stats.withLock { $0.store = try? s.statistics() }
+                }
             }
             if stopping {
                 uplink?.close()
