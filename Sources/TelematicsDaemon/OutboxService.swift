@@ -122,6 +122,7 @@ public final class OutboxService: Service, Sendable {
         var uplink = self.uplink.flatMap { Uplink(configuration: $0, logger: logger) }
         // Counting the rows is a scan: refresh the status at most once a second.
         var statsAt = Timestamp.zero
+        var commitFailing = false
         while true {
             if let u = uplink {
                 // The MQTT loop is this thread's wait: it returns on network activity or after 50 ms.
@@ -140,12 +141,21 @@ public final class OutboxService: Service, Sendable {
                 if !batch.isEmpty {
                     do {
                         try s.append(batch)
-                        stats.withLock { $0.committed += Int64(batch.count) }
+                        stats.withLock { $0.committed += Int64(batch.count); $0.error = nil }
+                        if commitFailing {
+                            commitFailing = false
+                            logger.notice("the outbox commits again")
+                        }
                     } catch {
-                        // Keep them for the next try (the disk may be full for a while).
+                        // Keep them for the next try (the disk may be full for a while); say so once.
                         queue.withLock { $0.insert(contentsOf: batch, at: 0) }
                         stats.withLock { $0.error = error.description }
-                        logger.error("cannot commit to the outbox", metadata: ["error": "\(error)", "outbox.waiting": "\(batch.count)"])
+                        if !commitFailing {
+                            commitFailing = true
+                            logger.error("cannot commit to the outbox; keeping the messages in memory", metadata: [
+                                "error": "\(error)", "outbox.waiting": "\(batch.count)",
+                            ])
+                        }
                     }
                 }
                 if let u = uplink {
