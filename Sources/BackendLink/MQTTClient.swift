@@ -65,8 +65,15 @@ public final class MQTTClient {
     /// Connects (blocking on the TCP connect and the CONNECT packet); the CONNACK arrives in a
     /// later `loop` as `onConnect(0)`.
     public func connect() -> Int32 {
-        mosquitto_connect(mosq, host, port, keepaliveSeconds)
+        // After a first successful connect, libmosquitto wants reconnect (it keeps the session
+        // settings and resets the socket state).
+        if hasConnected { return mosquitto_reconnect(mosq) }
+        let rc = mosquitto_connect(mosq, host, port, keepaliveSeconds)
+        if rc == MOSQ_ERR_SUCCESS.rawValue { hasConnected = true }
+        return rc
     }
+
+    private var hasConnected = false
 
     public func disconnect() {
         mosquitto_disconnect(mosq)

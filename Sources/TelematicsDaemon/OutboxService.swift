@@ -117,6 +117,9 @@ public final class OutboxService: Service, Sendable {
     }
 
     private func loop() {
+        // Background work: under CPU pressure the kernel runs the CAN reader and the eCall first.
+        // (On Linux the nice value is per thread; "who = 0" is the calling thread.)
+        _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, 10)
         var store = open()
         var lastAttempt = monotonicNow()
         var uplink = self.uplink.flatMap { Uplink(configuration: $0, logger: logger) }

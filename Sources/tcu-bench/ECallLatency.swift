@@ -1,6 +1,7 @@
 import ArgumentParser
 import ECallLink
 import Logging
+import Outbox
 import Synchronization
 import TelematicsCore
 import TelematicsDaemon
@@ -23,6 +24,8 @@ struct ECallLatencyBench: AsyncParsableCommand {
     @Option(help: "The vehicle profile.") var profile: String
     @Option(help: "Number of crashes to measure.") var samples = 300
     @Option(help: "Background bus load in frames per second.") var load = 8_000
+    @Option(help: "An MQTT broker HOST:PORT: the outbox flushes a backlog to it during the measurement.") var broker: String?
+    @Option(help: "Messages waiting in the outbox at the start (with --broker).") var backlog = 50_000
 
     func run() async throws {
         let db = try loadDBC(path: dbc)
@@ -40,6 +43,27 @@ struct ECallLatencyBench: AsyncParsableCommand {
         let eCall = ECallService(configuration: config, linkEndpoint: listener.endpoint, bus: bus, profile: vehicle,
                                  logger: logger, monotonic: { monotonicNow().nanoseconds / 1_000_000 },
                                  utcNow: { UInt32(clamping: wallClockNow().nanoseconds / 1_000_000_000) })
+        // A large backlog in the outbox, flushed to the broker while the crashes are measured.
+        var outbox: OutboxService?
+        let outboxPath = "/tmp/tcu-bench-latency-\(getpid()).db"
+        defer { for suffix in ["", "-wal", "-shm"] { unlink(outboxPath + suffix) } }
+        if let broker {
+            let parts = broker.split(separator: ":")
+            guard parts.count == 2, let port = Int32(parts[1]) else { throw ValidationError("--broker: expected HOST:PORT") }
+            let store = try OutboxStore(path: outboxPath, maximumBytes: 1 << 30)
+            var n = 0
+            while n < backlog {
+                try store.append((0..<min(1000, backlog - n)).map { i in
+                    OutboxMessage(id: randomMessageID(), stream: "events", priority: .event, capturedAtMs: Int64(n + i),
+                                  payload: #"{"type":"opened","quantity":"doors.frontLeft.open","value":true}"#)
+                })
+                n += 1000
+            }
+            store.close()
+            var up = UplinkConfiguration(host: String(parts[0]), port: port, vin: vehicle.vin.value)
+            up.window = 64
+            outbox = OutboxService(path: outboxPath, maximumBytes: 1 << 30, logger: logger, uplink: up)
+        }
         let latencies = Mutex<[Int64]>([])
         let peer = PeerThread(listener: listener) { dialAt in
             if let crashAt = channel.takeCrashTime() { latencies.withLock { $0.append(dialAt - crashAt) } }
@@ -47,6 +71,7 @@ struct ECallLatencyBench: AsyncParsableCommand {
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await bus.run() }
             group.addTask { try await eCall.run() }
+            if let outbox { group.addTask { try await outbox.run() } }
             // Wait for the link, then crash, wait for the dial, reset, repeat.
             while !eCall.linkIsAttached { try await Task.sleep(for: .milliseconds(10)) }
             for i in 0..<samples {
@@ -60,6 +85,9 @@ struct ECallLatencyBench: AsyncParsableCommand {
             group.cancelAll()
         }
         peer.stop()
+        let flushed = outbox.map { o -> Double in
+            (o.report()["backend"]?["acknowledged"]?.numberValue) ?? 0
+        }
         let sorted = latencies.withLock { $0 }.sorted()
         func pct(_ p: Double) -> Double { Double(sorted[min(sorted.count - 1, Int(Double(sorted.count) * p))]) / 1000 }
         print(JSON.object([
@@ -68,6 +96,8 @@ struct ECallLatencyBench: AsyncParsableCommand {
             ("p50Microseconds", .number(pct(0.5))),
             ("p99Microseconds", .number(pct(0.99))),
             ("maxMicroseconds", .number(Double(sorted.last ?? 0) / 1000)),
+            ("outboxBacklog", .number(Double(broker == nil ? 0 : backlog))),
+            ("outboxFlushedDuringRun", .number(flushed ?? 0)),
         ]).text)
     }
 }
