@@ -84,9 +84,36 @@ for line in text.splitlines():
 
 ours = json.loads(subprocess.run([os.path.join(bin_dir, "tcu-bench"), "decode", "--dbc", dbc, trace],
                                  check=True, capture_output=True, text=True).stdout)
-ecall = json.loads(subprocess.run([os.path.join(bin_dir, "tcu-bench"), "ecall-latency", "--dbc", dbc,
-                                   "--profile", os.path.join(root, "hw", "vehicle-profile.conf"), "--samples", "500"],
-                                  check=True, capture_output=True, text=True).stdout)
+def ecall_latency(*extra):
+    return json.loads(subprocess.run([os.path.join(bin_dir, "tcu-bench"), "ecall-latency", "--dbc", dbc,
+                                      "--profile", os.path.join(root, "hw", "vehicle-profile.conf"), "--samples", "500", *extra],
+                                     check=True, capture_output=True, text=True).stdout)
+
+
+ecall = ecall_latency()
+# The same with the outbox flushing 50 000 messages to a broker at the same time. The broker
+# stands in for a remote server: it runs at nice 10 so that, on this 2-core machine, it does
+# not take the unit's CPU the way a server elsewhere would not.
+with tempfile.TemporaryDirectory() as broker_dir:
+    import socket
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        broker_port = sock.getsockname()[1]
+    with open(os.path.join(broker_dir, "mosquitto.conf"), "w") as c:
+        c.write(f"listener {broker_port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
+    broker = subprocess.Popen(["nice", "-n", "10", "mosquitto", "-c", os.path.join(broker_dir, "mosquitto.conf")],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", broker_port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        ecall_flush = ecall_latency("--broker", f"127.0.0.1:{broker_port}", "--backlog", "50000")
+    finally:
+        broker.terminate()
+        broker.wait()
 theirs = cantools_fps(frames)
 n, cpu, wall, rss_kb = daemon_cpu(text)
 
@@ -168,12 +195,13 @@ channel hands the crash frame to the reader thread to the moment the dial reques
 the network peer over the eCall's TCP link, through the real bus service, eCall service and
 state machine, with the bus loaded at {ecall["busLoadFramesPerSecond"]:,.0f} frames/s:
 
-| p50 | p99 | max |
-|---:|---:|---:|
-| {ecall["p50Microseconds"]:.0f} µs | {ecall["p99Microseconds"]:.0f} µs | {ecall["maxMicroseconds"]:.0f} µs |
+| conditions | p50 | p99 | max |
+|---|---:|---:|---:|
+| bus at full load | {ecall["p50Microseconds"]:.0f} µs | {ecall["p99Microseconds"]:.0f} µs | {ecall["maxMicroseconds"]:.0f} µs |
+| bus at full load, and the outbox flushing a 50 000-message backlog over MQTT (QoS 1, {ecall_flush["outboxFlushedDuringRun"]:,.0f} delivered during the run) to a local mosquitto | {ecall_flush["p50Microseconds"]:.0f} µs | {ecall_flush["p99Microseconds"]:.0f} µs | {ecall_flush["maxMicroseconds"]:.0f} µs |
 
-Goal: p99 under 1 ms. The outbox is not yet wired to a backend link, so the "outbox
-flushing a large backlog at the same time" part of that measurement comes with the link.
+Goal: p99 under 1 ms. With the backlog flushing, everything (the unit, the load generator, the
+outbox thread at nice 10 and the broker at nice 10) shares this machine's 2 cores.
 
 ## Durable outbox
 
