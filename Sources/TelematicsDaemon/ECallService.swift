@@ -64,7 +64,8 @@ public final class ECallService: Service, Sendable {
     public let warning = Atomic<Bool>(false)
 
     private let journal: ECallJournalStore?
-    private let triggers: AsyncStream<BusEvent>
+    /// The crash and SOS latches, shared with the watcher on the CAN reader thread.
+    private let latch: TriggerLatch
     /// Where a finished call's report goes (the outbox); handed over, never awaited.
     private let onReport: @Sendable (ECallReport) -> Void
 
@@ -83,8 +84,41 @@ public final class ECallService: Service, Sendable {
         self.utcNow = utcNow
         (inputs, input) = AsyncStream<Input>.makeStream(bufferingPolicy: .unbounded)
         let continuation = input
-        // Subscribed here, before any service runs: a crash in the first frames is not missed.
-        triggers = bus.subscribe(to: [.crashDetected, .sosButton, .ignitionOn])
+        // Watched here, before any service runs: a crash in the first frames is not missed.
+        // The watcher runs on the CAN reader thread and only hands the trigger over.
+        let latch = TriggerLatch()
+        let utc = utcNow
+        let input = continuation
+        bus.watch([.crashDetected, .sosButton, .ignitionOn]) { changes in
+            // Latched, so that a flag that stays set (or comes back after the bus went quiet)
+            // triggers once per event.
+            for c in changes {
+                let on = c.new?.flag
+                switch c.quantity {
+                case .crashDetected:
+                    let fire = latch.state.withLock { l -> Bool in
+                        if on == false { l.crash = false }
+                        guard on == true, !l.crash else { return false }
+                        l.crash = true
+                        return true
+                    }
+                    if fire { input.yield(.crash(utc: utc())) }
+                case .sosButton:
+                    let fire = latch.state.withLock { l -> Bool in
+                        if on == false { l.sos = false }
+                        guard on == true, !l.sos else { return false }
+                        l.sos = true
+                        return true
+                    }
+                    if fire { input.yield(.sos(utc: utc())) }
+                case .ignitionOn:
+                    if let on, c.old?.flag != on { input.yield(.ignition(on)) }
+                default:
+                    break
+                }
+            }
+        }
+        self.latch = latch
         let deliver: @Sendable (ECallLinkEvent) -> Void = { continuation.yield(.link($0)) }
         link = transport?(deliver) ?? ECallLinkClient(endpoint: linkEndpoint, vin: profile.vin.value, deliver: deliver)
         profileData = MSDVehicleData(profile: profile, occupiedSeats: [])
@@ -153,33 +187,10 @@ public final class ECallService: Service, Sendable {
         }
         journal?.start()
         link.start()
-        let triggers = self.triggers
         // A crash flag still set on the bus after a restart is the call being resumed.
-        let crashAlreadyHandled = resumed?.kind == .automatic
+        if resumed?.kind == .automatic { latch.state.withLock { $0.crash = true } }
         let input = self.input
-        let utcNow = self.utcNow
         await withTaskGroup(of: Void.self) { group in
-            // Crash and SOS edges, latched so that a flag that stays set (or comes back after
-            // the bus went quiet) triggers once per event.
-            group.addTask {
-                var crashLatched = crashAlreadyHandled
-                var sosLatched = false
-                for await event in triggers {
-                    guard case .changed(let changes) = event else { continue }
-                    for c in changes {
-                        let on = c.new?.flag
-                        if c.quantity == .crashDetected {
-                            if on == true, !crashLatched { crashLatched = true; input.yield(.crash(utc: utcNow())) }
-                            if on == false { crashLatched = false }
-                        } else if c.quantity == .sosButton {
-                            if on == true, !sosLatched { sosLatched = true; input.yield(.sos(utc: utcNow())) }
-                            if on == false { sosLatched = false }
-                        } else if c.quantity == .ignitionOn, let on, c.old?.flag != on {
-                            input.yield(.ignition(on))
-                        }
-                    }
-                }
-            }
             var machine = ECallStateMachine(configuration: machineConfig)
             // The call the link events belong to: the last one dialled, or the PSAP's callback.
             var call = 0
@@ -427,4 +438,9 @@ public final class ECallService: Service, Sendable {
         case .callbackWindow: 5
         }
     }
+}
+
+/// Whether the crash flag and the SOS button have already triggered (set until they clear).
+final class TriggerLatch: Sendable {
+    let state = Mutex((crash: false, sos: false))
 }

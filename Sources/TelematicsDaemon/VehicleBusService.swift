@@ -30,7 +30,9 @@ public final class VehicleBusService: Service, Sendable {
     private let interfaceName: String?
     private let stopRequested = Atomic<Bool>(false)
     private struct Subscriber: Sendable {
-        var continuation: AsyncStream<BusEvent>.Continuation
+        var continuation: AsyncStream<BusEvent>.Continuation?
+        /// Called on the reader thread itself (a watcher): no task hop at all.
+        var watcher: (@Sendable ([VehicleStateChange]) -> Void)?
         /// Only these quantities' changes are passed on (nil: all events).
         var quantities: Set<VehicleQuantity>?
     }
@@ -62,12 +64,19 @@ public final class VehicleBusService: Service, Sendable {
         return stream
     }
 
-    /// Only the changes of these quantities, nothing else: a trigger watcher (the eCall)
-    /// gets a stream that busy quantities can never fill.
+    /// Only the changes of these quantities, nothing else: a stream that busy quantities can
+    /// never fill.
     public func subscribe(to quantities: Set<VehicleQuantity>) -> AsyncStream<BusEvent> {
         let (stream, continuation) = AsyncStream<BusEvent>.makeStream(bufferingPolicy: .unbounded)
         subscribers.withLock { $0.append(Subscriber(continuation: continuation, quantities: quantities)) }
         return stream
+    }
+
+    /// Calls `watcher` on the CAN reader thread with the changes of these quantities, as they
+    /// are decoded: for the eCall's triggers, which must not wait for a task to be scheduled.
+    /// The watcher must return at once (hand over, never block).
+    public func watch(_ quantities: Set<VehicleQuantity>, _ watcher: @escaping @Sendable ([VehicleStateChange]) -> Void) {
+        subscribers.withLock { $0.append(Subscriber(continuation: nil, watcher: watcher, quantities: quantities)) }
     }
 
     /// The current value of a quantity, if available.
@@ -119,7 +128,7 @@ public final class VehicleBusService: Service, Sendable {
         thread.join()
         channel.close()
         transmitLog?.close()
-        for s in subscribers.withLock({ $0 }) { s.continuation.finish() }
+        for s in subscribers.withLock({ $0 }) { s.continuation?.finish() }
     }
 
     /// The reader thread: receive, decode, update, expire; never blocks longer than 100 ms so
@@ -192,10 +201,12 @@ public final class VehicleBusService: Service, Sendable {
         out.yield(event)
         subscribers.withLock { subs in
             for s in subs {
-                guard let wanted = s.quantities else { s.continuation.yield(event); continue }
+                guard let wanted = s.quantities else { s.continuation?.yield(event); continue }
                 if case .changed(let changes) = event {
                     let mine = changes.filter { wanted.contains($0.quantity) }
-                    if !mine.isEmpty { s.continuation.yield(.changed(mine)) }
+                    guard !mine.isEmpty else { continue }
+                    s.continuation?.yield(.changed(mine))
+                    s.watcher?(mine)
                 }
             }
         }
