@@ -15,7 +15,7 @@ PREFIX       ?= /usr/local
 # qemu, busybox and cpio to boot a guest kernel with vcan where the host has no CAN.
 DEB_PACKAGES := libsocketcan-dev libgps-dev libsqlite3-dev libmosquitto-dev pkg-config \
                 can-utils iproute2 kmod qemu-system-x86 busybox-static cpio xz-utils mosquitto \
-                python3 python3-venv
+                openssl python3 python3-venv
 PY_PACKAGES  := cantools==45.1.0 pytest
 
 .PHONY: all deps build release test unit-test integration-test vcan-bench demo bench clean

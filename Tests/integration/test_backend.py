@@ -38,7 +38,10 @@ class Rig:
         self.tmp = tmp
         self.port = free_port()
         (tmp / "broker").mkdir()
+        # As root, mosquitto would switch to its own user and lose access to the test's folder
+        # (certificates, persistence): "user root" keeps it as it is.
         (tmp / "mosquitto.conf").write_text(
+            ("user root\n" if os.geteuid() == 0 else "") +
             f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
             f"persistence true\npersistence_location {tmp}/broker/\nautosave_interval 1\n")
         self.broker = None
@@ -163,3 +166,71 @@ def test_kill_minus_9_at_random_moments_loses_no_event(rig):
     assert gaps["gaps"] == [], gaps
     events = rig.events()
     assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+
+
+def _pki(tmp):
+    """A CA, a broker certificate for 127.0.0.1 and a client certificate, made with openssl."""
+    def run(*args):
+        subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=tmp)
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
+        "-subj", "/CN=tcu-test-ca")
+    for name, extra in (("server", "subjectAltName=IP:127.0.0.1"), ("client", "extendedKeyUsage=clientAuth")):
+        run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={name}")
+        (tmp / f"{name}.ext").write_text(extra + "\n")
+        run("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+            "-out", f"{name}.pem", "-days", "2", "-extfile", f"{name}.ext")
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "other-ca.key", "-out", "other-ca.pem", "-days", "2",
+        "-subj", "/CN=someone-else")
+
+
+def _tls_rig(tmp_path):
+    _pki(tmp_path)
+    r = Rig(tmp_path)
+    # A second listener with mutual TLS for the car; the backend stays on the plain one.
+    r.tls_port = free_port()
+    conf = tmp_path / "mosquitto.conf"
+    conf.write_text(conf.read_text()
+                    + f"listener {r.tls_port} 127.0.0.1\ncafile {tmp_path}/ca.pem\ncertfile {tmp_path}/server.pem\n"
+                      f"keyfile {tmp_path}/server.key\nrequire_certificate true\n")
+    r.stop_broker()
+    r.start_broker()
+    return r
+
+
+def _start_tls_daemon(r, ca, with_client_cert=True):
+    log = os.path.join(ROOT, "hw", "traces", "alarm.log")
+    conf = r.tmp / "telematicsd.conf"
+    tls = f"tls-ca = {r.tmp}/{ca}\n" + (f"tls-cert = {r.tmp}/client.pem\ntls-key = {r.tmp}/client.key\n" if with_client_cert else "")
+    conf.write_text(f"[can]\nsource = candump:{log}\ndbc = {DBC}\nreplay = fast\ntransmit-status = false\n"
+                    f"[vehicle]\nprofile = {PROFILE}\n[control]\nsocket = {r.tmp}/ctl.sock\n"
+                    f"[outbox]\npath = {r.tmp}/outbox.db\n[ecall]\njournal = {r.tmp}/ecall.journal\nlink = 127.0.0.1:{free_port()}\n"
+                    f"[backend]\nbroker = 127.0.0.1:{r.tls_port}\n{tls}")
+    r.daemon = subprocess.Popen([os.path.join(BIN, "telematicsd"), "--config", str(conf)], stderr=open(r.tmp / "daemon.log", "a"))
+
+
+def _backend_status(r):
+    out = subprocess.run([os.path.join(BIN, "tcuctl"), "status", "--socket", f"{r.tmp}/ctl.sock"], capture_output=True, text=True).stdout
+    return dict(l.split(" = ", 1) for l in out.splitlines() if " = " in l)
+
+
+def test_mutual_tls_delivers(tmp_path):
+    r = _tls_rig(tmp_path)
+    try:
+        _start_tls_daemon(r, "ca.pem")
+        assert wait_until(lambda: any(e["type"] == "alarmTriggered" for e in r.events()))
+        assert _backend_status(r).get("outbox.backend.connected") == "true"
+    finally:
+        r.close()
+
+
+@pytest.mark.parametrize("ca, client_cert", [("other-ca.pem", True), ("ca.pem", False)])
+def test_a_wrong_ca_or_a_missing_client_certificate_is_refused_and_nothing_is_lost(tmp_path, ca, client_cert):
+    r = _tls_rig(tmp_path)
+    try:
+        _start_tls_daemon(r, ca, with_client_cert=client_cert)
+        assert wait_until(lambda: _backend_status(r).get("outbox.waiting.alarm") == "1")
+        st = _backend_status(r)
+        assert st["outbox.backend.connected"] == "false" and "outbox.backend.lastError" in st
+        assert r.events() == []
+    finally:
+        r.close()
