@@ -121,10 +121,10 @@ public final class ECallService: Service, Sendable {
         self.latch = latch
         let deliver: @Sendable (ECallLinkEvent) -> Void = { continuation.yield(.link($0)) }
         link = transport?(deliver) ?? ECallLinkClient(endpoint: linkEndpoint, vin: profile.vin.value, deliver: deliver)
-        profileData = MSDVehicleData(profile: profile, occupiedSeats: [])
+        self.profile = profile
     }
 
-    private let profileData: MSDVehicleData
+    private let profile: VehicleProfile
 
     // MARK: - Requests from tcuctl
 
@@ -421,9 +421,7 @@ public final class ECallService: Service, Sendable {
 
     private func buildMSD(messageIdentifier: Int, timestamp: UInt32, kind: ECallKind, now: ECallInstant) -> MSD {
         let seats: [VehicleQuantity] = [.occupiedDriver, .occupiedPassenger, .occupiedRearLeft, .occupiedRearCenter, .occupiedRearRight]
-        var data = profileData
-        let occupied = seats.map { bus.value($0)?.flag }
-        data.occupants = occupied.contains { $0 == nil } ? nil : occupied.filter { $0 == true }.count
+        let data = MSDVehicleData(profile: profile, occupiedSeats: seats.map { bus.value($0)?.flag })
         return MSDBuilder().build(vehicle: data, kind: kind, messageIdentifier: messageIdentifier, timestamp: timestamp,
                                   fixes: positions.withLock { $0.fixesForTrigger() }, now: now)
     }

@@ -139,22 +139,26 @@ public final class VehicleBusService: Service, Sendable {
         var failures = 0
         let replay = channel as? CandumpReplayChannel
         let decoder = tracker.withLock { $0.decoder }
-        let lengths = database.messages.map(\.length)
         var shortReported: [UInt32: Timestamp] = [:]
         while !stopRequested.load(ordering: .acquiring) {
             do {
                 if let frame = try channel.receive(timeoutMs: 100) {
                     failures = 0
-                    let changes = tracker.withLock { $0.ingest(frame) }
+                    // The tracker already tells a short frame (its truncated counter); only then
+                    // is the message looked up again, for the log.
+                    let (changes, short) = tracker.withLock { t -> ([VehicleStateChange], Bool) in
+                        let before = t.counters.truncated
+                        let changes = t.ingest(frame)
+                        return (changes, t.counters.truncated != before)
+                    }
                     if !changes.isEmpty { emit(out, .changed(changes)) }
                     if frame.isError, frame.id & 0x40 != 0 { recoverFromBusOff() }
-                    if !frame.isError, !frame.isRemote, let mi = decoder.messageIndex(id: frame.id, isExtended: frame.isExtended),
-                       frame.data.count < lengths[mi] {
+                    if short, let mi = decoder.messageIndex(id: frame.id, isExtended: frame.isExtended) {
                         let key = frame.dbcID
                         if shortReported[key].map({ frame.timestamp.milliseconds(since: $0) >= 60_000 }) ?? true {
                             shortReported[key] = frame.timestamp
-                            emit(out, .shortFrame(id: frame.id, message: database.messages[mi].name,
-                                                  length: frame.data.count, expected: lengths[mi]))
+                            let m = database.messages[mi]
+                            emit(out, .shortFrame(id: frame.id, message: m.name, length: frame.data.count, expected: m.length))
                         }
                     }
                 } else if channel.isExhausted {

@@ -131,12 +131,10 @@ public final class CandumpReplayChannel: CANChannel, @unchecked Sendable {
     public func receive(timeoutMs: Int) throws(VehicleBusError) -> CANFrame? {
         if pending == nil {
             pending = nextFromLog()
-            if var p = pending {
-                if loopOffset != 0 {
-                    p.timestamp = Timestamp(nanoseconds: p.timestamp.nanoseconds - firstLogTime!.nanoseconds + loopOffset + firstLogTime!.nanoseconds)
-                    if p.timestamp.nanoseconds < lastLogTime.nanoseconds { p.timestamp = lastLogTime }
-                    pending = p
-                }
+            if var p = pending, loopOffset != 0 {
+                // A later round of the loop: shifted past the end of the previous one.
+                p.timestamp = max(lastLogTime, Timestamp(nanoseconds: p.timestamp.nanoseconds + loopOffset))
+                pending = p
             }
         }
         guard let frame = pending else {

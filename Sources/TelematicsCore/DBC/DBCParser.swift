@@ -119,9 +119,6 @@ private struct Parser {
     var lexer: Lexer
     var tok: Token
     var db = DBCDatabase()
-    /// Line of each `VAL_` etc. that referred to a signal, so that late checks can name it.
-    var signalValueTypeLines: [String: Int] = [:]
-    var mulValLines: [(message: Int, signal: Int, line: Int)] = []
 
     init(_ lexer: Lexer) {
         self.lexer = lexer
@@ -320,7 +317,6 @@ private struct Parser {
             case "SG_MUL_VAL_":
                 try advance()
                 let m = try messageRef()
-                let lineTok = tok
                 let s = try signalRef(in: m)
                 let muxTok = tok
                 let mux = try identifier("the multiplexer signal")
@@ -338,7 +334,6 @@ private struct Parser {
                 } while try acceptPunct(",")
                 try expectPunct(";", "closing SG_MUL_VAL_")
                 db.update(m) { $0.signals[s].multiplexer = MultiplexCondition(multiplexer: mux, values: ranges) }
-                mulValLines.append((m, s, lineTok.line))
             default:
                 if skippedKeywords.contains(kw.text) {
                     try advance()
