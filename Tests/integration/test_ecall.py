@@ -76,6 +76,8 @@ class Bench:
     def start_psap(self):
         self.psap = subprocess.Popen([os.path.join(BIN, "tcu-psap"), "--listen", f"127.0.0.1:{self.port}",
                                       "--scenario", str(self.tmp / "scenario.conf"), "--log", str(self.psap_log)])
+        # The network must be there before the car starts, or its first attempt finds none.
+        assert wait_until(lambda: self.events("listening"))
 
     def events(self, kind=None):
         if not self.psap_log.exists():
