@@ -105,7 +105,7 @@ let package = Package(
         ),
 
         .testTarget(name: "TelematicsCoreTests", dependencies: ["TelematicsCore"], swiftSettings: strict),
-        .testTarget(name: "OutboxTests", dependencies: ["Outbox", "TelematicsCore"], swiftSettings: strict),
+        .testTarget(name: "OutboxTests", dependencies: ["Outbox", "Backend", "TelematicsCore"], swiftSettings: strict),
         .testTarget(name: "VehicleBusTests", dependencies: ["VehicleBus", "TelematicsCore"], swiftSettings: strict),
         .testTarget(
             name: "TelematicsDaemonTests",

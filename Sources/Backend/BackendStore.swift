@@ -18,31 +18,55 @@ public final class BackendStore {
             CREATE INDEX IF NOT EXISTS messages_vin_seq ON messages(vin, seq);
             CREATE TABLE IF NOT EXISTS duplicates(vin TEXT PRIMARY KEY, count INTEGER NOT NULL);
             CREATE TABLE IF NOT EXISTS connection(vin TEXT PRIMARY KEY, payload TEXT NOT NULL, at INTEGER NOT NULL);
+            CREATE TABLE IF NOT EXISTS state(
+                vin TEXT NOT NULL, block TEXT NOT NULL, seq INTEGER, captured_at INTEGER NOT NULL,
+                values_json TEXT NOT NULL, received_at INTEGER NOT NULL, PRIMARY KEY(vin, block));
             """)
     }
 
-    /// Stores a message from `vehicles/{vin}/{stream}`; false when it was a duplicate.
+    public enum Receipt: Equatable, Sendable {
+        case stored, duplicate
+        /// Not a message of the protocol; nothing was stored.
+        case rejected(String)
+    }
+
+    /// Stores a message from `vehicles/{vin}/{stream}` once.
     @discardableResult
-    public func receive(topic: String, payload: String, receivedAtMs: Int64) throws(OutboxError) -> Bool {
+    public func receive(topic: String, payload: String, receivedAtMs: Int64) throws(OutboxError) -> Receipt {
         let parts = topic.split(separator: "/", maxSplits: 2)
-        guard parts.count == 3, parts[0] == "vehicles" else { return false }
+        guard parts.count == 3, parts[0] == "vehicles" else { return .rejected("topic \(topic): expected vehicles/{vin}/{stream}") }
         let vin = String(parts[1])
         let stream = String(parts[2])
         if stream == "connection" {
             try db.run("INSERT INTO connection(vin, payload, at) VALUES (?, ?, ?) ON CONFLICT(vin) DO UPDATE SET payload = excluded.payload, at = excluded.at",
                        [.text(vin), .text(payload), .int(receivedAtMs)])
-            return true
+            return .stored
         }
-        guard let json = try? JSON.parse(payload), let id = json["id"]?.stringValue else { return false }
-        let seq = json["seq"]?.numberValue.map { Int64($0) }
-        try db.run("INSERT INTO messages(id, vin, seq, stream, type, payload, received_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO NOTHING",
-                   [.text(id), .text(vin), seq.map { .int($0) } ?? .null, .text(stream), json["type"]?.stringValue.map { .text($0) } ?? .null,
-                    .text(payload), .int(receivedAtMs)])
-        if db.changes == 0 {
-            try db.run("INSERT INTO duplicates(vin, count) VALUES (?, 1) ON CONFLICT(vin) DO UPDATE SET count = count + 1", [.text(vin)])
-            return false
+        let json: JSON
+        do { json = try JSON.parse(payload) } catch { return .rejected("topic \(topic): the payload is not JSON: \(error)") }
+        guard let id = json["id"]?.stringValue, !id.isEmpty else { return .rejected("topic \(topic): the message has no \"id\" string") }
+        return try db.transaction { () throws(OutboxError) -> Receipt in
+            let seq = json["seq"]?.numberValue.map { Int64($0) }
+            try db.run("INSERT INTO messages(id, vin, seq, stream, type, payload, received_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO NOTHING",
+                       [.text(id), .text(vin), seq.map { .int($0) } ?? .null, .text(stream), json["type"]?.stringValue.map { .text($0) } ?? .null,
+                        .text(payload), .int(receivedAtMs)])
+            if db.changes == 0 {
+                try db.run("INSERT INTO duplicates(vin, count) VALUES (?, 1) ON CONFLICT(vin) DO UPDATE SET count = count + 1", [.text(vin)])
+                return .duplicate
+            }
+            if stream == "state", let block = json["block"]?.stringValue, let values = json["values"],
+               let captured = json["capturedAt"]?.numberValue {
+                // The newest capture wins; a heartbeat (same capture, later seq) refreshes the time received.
+                try db.run("""
+                    INSERT INTO state(vin, block, seq, captured_at, values_json, received_at) VALUES (?, ?, ?, ?, ?, ?)
+                    ON CONFLICT(vin, block) DO UPDATE SET seq = excluded.seq, captured_at = excluded.captured_at,
+                        values_json = excluded.values_json, received_at = excluded.received_at
+                    WHERE excluded.captured_at > state.captured_at
+                       OR (excluded.captured_at = state.captured_at AND coalesce(excluded.seq, 0) >= coalesce(state.seq, 0))
+                    """, [.text(vin), .text(block), seq.map { .int($0) } ?? .null, .int(Int64(captured)), .text(values.text), .int(receivedAtMs)])
+            }
+            return .stored
         }
-        return true
     }
 
     /// Messages of a car in sequence order.
@@ -66,6 +90,14 @@ public final class BackendStore {
 
     public func duplicates(vin: String) throws(OutboxError) -> Int64 {
         try db.query("SELECT count FROM duplicates WHERE vin = ?", [.text(vin)]) { $0.int(0) }.first ?? 0
+    }
+
+    /// The newest value of every state block of a car: block, capture time, time received
+    /// (a heartbeat refreshes it), and the values as JSON text.
+    public func state(vin: String) throws(OutboxError) -> [(block: String, capturedAtMs: Int64, receivedAtMs: Int64, values: String)] {
+        try db.query("SELECT block, captured_at, received_at, values_json FROM state WHERE vin = ? ORDER BY block", [.text(vin)]) { row in
+            (row.text(0), row.int(1), row.int(2), row.text(3))
+        }
     }
 
     public func connection(vin: String) throws(OutboxError) -> String? {

@@ -27,13 +27,30 @@ public final class OutboxStore {
 
     public let path: String
     public let maximumBytes: Int64
+    /// Space kept free on the file system that holds the outbox, for the WAL and the rest of
+    /// the system: when less is left, low-priority messages are evicted as if the outbox were
+    /// full (a small disk fills before the byte bound is reached).
+    public let diskReserveBytes: Int64
+    /// Whether the last append found the disk below its reserve (or full).
+    public private(set) var isDiskLow = false
     /// Where a damaged database was moved at open, if it was.
     public private(set) var movedAside: String?
     private let db: SQLiteDatabase
+    private let directory: String
 
-    public init(path: String, maximumBytes: Int64 = 64 << 20) throws(OutboxError) {
+    /// `diskReserveBytes` nil: a quarter of the file system, at most 2 MiB.
+    public init(path: String, maximumBytes: Int64 = 64 << 20, diskReserveBytes: Int64? = nil) throws(OutboxError) {
         self.path = path
         self.maximumBytes = maximumBytes
+        let slash = path.lastIndex(of: "/")
+        directory = slash.map { $0 == path.startIndex ? "/" : String(path[..<$0]) } ?? "."
+        if let diskReserveBytes {
+            self.diskReserveBytes = diskReserveBytes
+        } else {
+            var fs = statvfs()
+            let size = statvfs(directory, &fs) == 0 ? Int64(fs.f_blocks) * Int64(fs.f_frsize) : 0
+            self.diskReserveBytes = min(size / 4, 2 << 20)
+        }
         var database = try SQLiteDatabase(path: path)
         do {
             try Self.prepare(database)
@@ -54,9 +71,13 @@ public final class OutboxStore {
     private static func prepare(_ db: SQLiteDatabase) throws(OutboxError) {
         try db.exec("PRAGMA journal_mode=WAL")
         try db.exec("PRAGMA synchronous=FULL")
+        // A bounded WAL (checkpoint at 1 MiB, trimmed back to it), so that a small disk has room.
+        try db.exec("PRAGMA wal_autocheckpoint=256")
+        try db.exec("PRAGMA journal_size_limit=1048576")
         let st = try db.statement("PRAGMA user_version")
         _ = try st.step()
         let version = Int(st.int(0))
+        db.finishReads()
         guard version <= schemaVersion else {
             throw OutboxError(message: "the outbox was written by a newer version (schema \(version), this one knows \(schemaVersion))", code: SQLITE_ERROR)
         }
@@ -98,9 +119,59 @@ public final class OutboxStore {
     }
 
     /// Stores a batch in one transaction. When this returns, every message is on disk.
+    /// A disk that fills up makes room from the low-priority messages (see `diskReserveBytes`).
     public func append(_ messages: [OutboxMessage]) throws(OutboxError) {
-        guard !messages.isEmpty else { return }
+        // Bounded transactions: the WAL grows by one transaction's pages before its checkpoint.
+        var rest = messages[...]
+        while !rest.isEmpty {
+            let chunk = Array(rest.prefix(Self.transactionLimit))
+            rest = rest.dropFirst(chunk.count)
+            let incoming = chunk.reduce(Int64(0)) { $0 + Self.size(of: $1) }
+            do {
+                try appendOnce(chunk, incoming: incoming)
+            } catch where error.isFull {
+                // Full under us after all: empty the WAL into the file, make room from the
+                // low-priority messages, and try once more.
+                isDiskLow = true
+                try? db.exec("PRAGMA wal_checkpoint(TRUNCATE)")
+                _ = try? db.transaction { () throws(OutboxError) in _ = try evict(Self.walFactor * incoming + (256 << 10)) }
+                try? db.exec("PRAGMA wal_checkpoint(TRUNCATE)")
+                try appendOnce(chunk, incoming: incoming)
+            }
+        }
+    }
+
+    /// Messages per transaction at most.
+    static let transactionLimit = 500
+    /// What a transaction may take on disk per byte of messages (rows, indexes, WAL frames).
+    static let walFactor: Int64 = 3
+
+    static func size(of m: OutboxMessage) -> Int64 {
+        Int64(m.payload.utf8.count + m.id.utf8.count + m.stream.utf8.count + 64)
+    }
+
+    /// Free space for the outbox: the file system's, plus the pages free inside the file.
+    private func available() throws(OutboxError) -> Int64 {
+        var fs = statvfs()
+        guard statvfs(directory, &fs) == 0 else { return .max }
+        let st = try db.statement("PRAGMA freelist_count")
+        let freePages = try st.step() ? st.int(0) : 0
+        let ps = try db.statement("PRAGMA page_size")
+        let pageSize = try ps.step() ? ps.int(0) : 4096
+        return Int64(fs.f_bavail) * Int64(fs.f_frsize) + freePages * pageSize
+    }
+
+    private func appendOnce(_ messages: [OutboxMessage], incoming: Int64) throws(OutboxError) {
         try db.transaction { () throws(OutboxError) in
+            let free = try available()
+            let deficit = diskReserveBytes + Self.walFactor * incoming - free
+            if deficit > 0 {
+                isDiskLow = true
+                _ = try evict(deficit)
+            } else if free >= 2 * diskReserveBytes {
+                // Room again only well above the reserve, so that a disk at the edge does not flap.
+                isDiskLow = false
+            }
             var bytes: Int64 = 0
             for m in messages {
                 if let key = m.coalesceKey {
@@ -116,7 +187,7 @@ public final class OutboxStore {
                         try add("coalesced", 1)
                     }
                 }
-                let size = Int64(m.payload.utf8.count + m.id.utf8.count + m.stream.utf8.count + 64)
+                let size = Self.size(of: m)
                 let ins = try db.statement("""
                     INSERT INTO messages(id, stream, priority, coalesce_key, captured_at, payload, size)
                     VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO NOTHING
@@ -132,35 +203,36 @@ public final class OutboxStore {
                 if db.changes > 0 { bytes += size }
             }
             try add("bytes", bytes)
-            try evictIfFull()
+            let over = try counter("bytes") - maximumBytes
+            if over > 0 { _ = try evict(over) }
         }
     }
 
-    /// Drops the lowest-priority, oldest messages not yet sent until the store fits its
-    /// bound. eCall reports and alarms are never dropped, nor messages already sent (their
-    /// sequence numbers are known to the backend).
-    private func evictIfFull() throws(OutboxError) {
-        var total = try counter("bytes")
-        guard total > maximumBytes else { return }
-        let pick = try db.statement("""
-            SELECT position, size, priority FROM messages
-            WHERE priority >= ? AND sequence IS NULL ORDER BY priority DESC, position ASC LIMIT 256
-            """)
-        pick.bind(1, Int64(OutboxPriority.commandResult.rawValue))
-        var victims: [(Int64, Int64, Int64)] = []
-        while try pick.step() { victims.append((pick.int(0), pick.int(1), pick.int(2))) }
+    /// Drops the lowest-priority, oldest messages not yet sent until `needed` bytes are freed
+    /// or nothing evictable is left; returns what it freed. eCall reports and alarms are never
+    /// dropped, nor messages already sent (their sequence numbers are known to the backend).
+    private func evict(_ needed: Int64) throws(OutboxError) -> Int64 {
         var freed: Int64 = 0
-        for (position, size, priority) in victims {
-            guard total - freed > maximumBytes else { break }
-            let del = try db.statement("DELETE FROM messages WHERE position = ?")
-            del.bind(1, position)
-            try del.run()
-            freed += size
-            try add("evicted_\(priority)", 1)
+        while freed < needed {
+            let pick = try db.statement("""
+                SELECT position, size, priority FROM messages
+                WHERE priority >= ? AND sequence IS NULL ORDER BY priority DESC, position ASC LIMIT 256
+                """)
+            pick.bind(1, Int64(OutboxPriority.commandResult.rawValue))
+            var victims: [(Int64, Int64, Int64)] = []
+            while try pick.step() { victims.append((pick.int(0), pick.int(1), pick.int(2))) }
+            for (position, size, priority) in victims {
+                guard freed < needed else { break }
+                let del = try db.statement("DELETE FROM messages WHERE position = ?")
+                del.bind(1, position)
+                try del.run()
+                freed += size
+                try add("evicted_\(priority)", 1)
+            }
+            if victims.count < 256 { break }
         }
         try add("bytes", -freed)
-        total -= freed
-        if total > maximumBytes, victims.count == 256 { try evictIfFull() }
+        return freed
     }
 
     /// The next messages to send, in order, skipping those in `excluding` (in flight).
@@ -222,6 +294,7 @@ public final class OutboxStore {
     }
 
     public func statistics() throws(OutboxError) -> Statistics {
+        defer { db.finishReads() }
         var s = Statistics()
         let st = try db.statement("SELECT priority, COUNT(*) FROM messages GROUP BY priority")
         while try st.step() {

@@ -70,12 +70,21 @@ final class SQLiteDatabase {
         try exec("BEGIN IMMEDIATE")
         do {
             let result = try body()
+            // Before the commit: the automatic checkpoint runs in it and needs no statement active.
+            finishReads()
             try exec("COMMIT")
             return result
         } catch {
+            finishReads()
             _ = sqlite3_exec(handle, "ROLLBACK", nil, nil, nil)
             throw error
         }
+    }
+
+    /// Resets every cached statement. While a statement is left on a row, the WAL cannot be
+    /// checkpointed, and it grows without end. Call after every read outside `transaction`.
+    func finishReads() {
+        for (_, s) in statements { sqlite3_reset(s) }
     }
 
     var changes: Int { Int(sqlite3_changes(handle)) }
@@ -132,6 +141,9 @@ public final class SQLiteHandle {
     public func exec(_ sql: String) throws(OutboxError) { try db.exec(sql) }
 
     public var changes: Int { db.changes }
+
+    /// Runs `body` in one transaction: all of it is stored, or none.
+    public func transaction<T>(_ body: () throws(OutboxError) -> T) throws(OutboxError) -> T { try db.transaction(body) }
 
     private func prepared(_ sql: String, _ values: [Value]) throws(OutboxError) -> Statement {
         let st = try db.statement(sql)

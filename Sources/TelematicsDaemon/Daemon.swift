@@ -118,7 +118,10 @@ public enum Daemon {
             u.tlsKey = config.tlsKey
             uplink = u
         }
-        let outbox = OutboxService(path: config.outboxPath, maximumBytes: config.outboxMaximumBytes, logger: logger, uplink: uplink)
+        let outbox = OutboxService(
+            path: config.outboxPath, maximumBytes: config.outboxMaximumBytes, diskReserveBytes: config.outboxDiskReserveBytes,
+            logger: logger, uplink: uplink
+        )
         let events = VehicleEventService(bus: bus, outbox: outbox, vin: profile.vin.value)
         let vin = profile.vin.value
         let eCall = ECallService(
@@ -145,6 +148,10 @@ public enum Daemon {
             .init(service: eCall),
             .init(service: outbox),
             .init(service: events),
+            // After the outbox: the group stops services in reverse order, so the last state
+            // is handed over before the outbox closes.
+            .init(service: VehicleStateService(bus: bus, outbox: outbox, vin: vin, minimumIntervalMs: config.stateIntervalMs,
+                                               heartbeatMs: config.stateHeartbeatSeconds * 1_000)),
         ]
         if config.transmitStatus {
             services.append(.init(service: StatusTransmitter(bus: bus, logger: logger) {

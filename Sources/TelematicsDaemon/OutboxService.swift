@@ -41,28 +41,34 @@ public final class OutboxService: Service, Sendable {
     private let link = Mutex<(connected: Bool, published: Int64, acknowledged: Int64, reconnects: Int64, lastError: String?)>((false, 0, 0, 0, nil))
     private let path: String
     private let maximumBytes: Int64
+    private let diskReserveBytes: Int64?
     private let logger: Logger
     private let queue = Mutex<[OutboxMessage]>([])
     private let wake = DispatchSemaphore(value: 0)
     private let stop = Atomic<Bool>(false)
-    private let stats = Mutex<(store: OutboxStore.Statistics?, error: String?, committed: Int64, dropped: Int64)>((nil, nil, 0, 0))
+    private let stats = Mutex<(store: OutboxStore.Statistics?, error: String?, committed: Int64, dropped: Int64, diskLow: Bool)>((nil, nil, 0, 0, false))
     /// While the store cannot be opened, at most this many messages wait in memory.
     static let memoryLimit = 10_000
     static let reopenIntervalMs: Int64 = 30_000
 
-    public init(path: String, maximumBytes: Int64, logger: Logger, uplink: UplinkConfiguration? = nil) {
+    public init(path: String, maximumBytes: Int64, diskReserveBytes: Int64? = nil, logger: Logger, uplink: UplinkConfiguration? = nil) {
+        self.diskReserveBytes = diskReserveBytes
         self.uplink = uplink
         self.path = path
         self.maximumBytes = maximumBytes
         self.logger = logger
     }
 
-    /// Queues a message for the next commit; never blocks.
+    /// Queues a message for the next commit; never blocks. While nothing can be committed, at
+    /// most `memoryLimit` wait in memory: beyond it the lowest-priority oldest one goes (never
+    /// an eCall report or an alarm, unless nothing else is left).
     public func submit(_ m: OutboxMessage) {
         let dropped = queue.withLock { q -> Bool in
-            if q.count >= Self.memoryLimit { q.removeFirst(); return true }
             q.append(m)
-            return false
+            guard q.count > Self.memoryLimit else { return false }
+            let lowest = q.map(\.priority).max()!
+            q.remove(at: q.firstIndex { $0.priority == lowest }!)
+            return true
         }
         if dropped { stats.withLock { $0.dropped += 1 } }
         wake.signal()
@@ -88,6 +94,7 @@ public final class OutboxService: Service, Sendable {
             o.append(("waiting", .object(OutboxPriority.allCases.compactMap { p in st.messages[p].map { (p.name, .number(Double($0))) } })))
             o.append(("evicted", .object(OutboxPriority.allCases.compactMap { p in st.evicted[p].map { (p.name, .number(Double($0))) } })))
             o.append(("coalesced", .number(Double(st.coalesced))))
+            o.append(("diskLow", .bool(s.diskLow)))
         }
         return .object(o)
     }
@@ -102,7 +109,7 @@ public final class OutboxService: Service, Sendable {
 
     private func open() -> OutboxStore? {
         do {
-            let store = try OutboxStore(path: path, maximumBytes: maximumBytes)
+            let store = try OutboxStore(path: path, maximumBytes: maximumBytes, diskReserveBytes: diskReserveBytes)
             if let aside = store.movedAside {
                 logger.error("the outbox database was damaged; moved aside, starting afresh", metadata: ["outbox.movedTo": "\(aside)"])
             }
@@ -143,8 +150,18 @@ public final class OutboxService: Service, Sendable {
                 let batch = queue.withLock { q in defer { q.removeAll(keepingCapacity: true) }; return q }
                 if !batch.isEmpty {
                     do {
+                        let wasLow = s.isDiskLow
                         try s.append(batch)
                         stats.withLock { $0.committed += Int64(batch.count); $0.error = nil }
+                        if s.isDiskLow != wasLow {
+                            if s.isDiskLow {
+                                logger.warning("the disk holding the outbox is nearly full: evicting low-priority messages (eCall reports and alarms are kept)", metadata: [
+                                    "outbox.path": "\(path)", "outbox.diskReserveBytes": "\(s.diskReserveBytes)",
+                                ])
+                            } else {
+                                logger.notice("the disk holding the outbox has room again")
+                            }
+                        }
                         if commitFailing {
                             commitFailing = false
                             logger.notice("the outbox commits again")
@@ -171,7 +188,7 @@ public final class OutboxService: Service, Sendable {
                 }
                 if monotonicNow().milliseconds(since: statsAt) >= 1_000 {
                     statsAt = monotonicNow()
-                    stats.withLock { $0.store = try? s.statistics() }
+                    stats.withLock { $0.store = try? s.statistics(); $0.diskLow = s.isDiskLow }
                 }
             }
             if stopping {
@@ -281,7 +298,8 @@ final class Uplink {
         connecting = false
         inflight.removeAll()
         scheduleRetry(monotonicNow(), "disconnected: \(MQTTClient.describe(rc))")
-        if was { logger.warning("backend link down", metadata: ["mqtt.reason": "\(MQTTClient.describe(rc))"]) }
+        // rc 0: the daemon closed it itself (stopping).
+        if was, rc != 0 { logger.warning("backend link down", metadata: ["mqtt.reason": "\(MQTTClient.describe(rc))"]) }
     }
 
     /// Deletes what was acknowledged, and fills the window while connected.

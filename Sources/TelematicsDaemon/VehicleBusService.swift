@@ -82,6 +82,9 @@ public final class VehicleBusService: Service, Sendable {
     /// The current value of a quantity, if available.
     public func value(_ q: VehicleQuantity) -> VehicleValue? { tracker.withLock { $0.value(q) } }
 
+    /// One state block's values and newest capture time.
+    public func stateBlock(_ name: String) -> (values: JSON, capturedAt: Timestamp?) { tracker.withLock { $0.block(name) } }
+
     /// Vehicle state and bus report, as JSON, for status queries.
     public func report() -> (state: JSON, bus: JSON) {
         let (s, b) = tracker.withLock { ($0.snapshot(), $0.busReport()) }

@@ -13,7 +13,7 @@ struct TCUBackend: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tcu-backend",
         abstract: "The reference backend's vehicle side: stores what the cars send over MQTT, and answers queries.",
-        subcommands: [Serve.self, Events.self, Gaps.self, Connection.self]
+        subcommands: [Serve.self, State.self, Events.self, Gaps.self, Connection.self]
     )
 }
 
@@ -64,8 +64,9 @@ struct Serve: ParsableCommand {
         }
         client.onMessage = { topic, payload in
             do {
-                try store.receive(topic: topic, payload: String(decoding: payload, as: UTF8.self),
-                                  receivedAtMs: wallClockNow().nanoseconds / 1_000_000)
+                let receipt = try store.receive(topic: topic, payload: String(decoding: payload, as: UTF8.self),
+                                                receivedAtMs: wallClockNow().nanoseconds / 1_000_000)
+                if case .rejected(let why) = receipt { note("rejected a message: \(why)") }
             } catch {
                 note("cannot store a message: \(error)")
             }
@@ -84,6 +85,26 @@ struct Serve: ParsableCommand {
             if client.loop(timeoutMs: 100) != 0 { connected = false }
         }
         client.disconnect()
+    }
+}
+
+struct State: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "A car's latest state, one object per block with the time the car captured it and the time it arrived."
+    )
+    @Argument(help: "The VIN.") var vin: String
+    @OptionGroup var database: DatabaseOption
+
+    func run() throws {
+        do {
+            var blocks: [(String, JSON)] = []
+            for b in try openStore(database.db).state(vin: vin) {
+                let values = (try? JSON.parse(b.values)) ?? .null
+                blocks.append((b.block, .object([("capturedAt", .number(Double(b.capturedAtMs))),
+                                                 ("receivedAt", .number(Double(b.receivedAtMs))), ("values", values)])))
+            }
+            print(JSON.object([("vin", .string(vin)), ("blocks", .object(blocks))]).text)
+        } catch { fail("\(error)", 65) }
     }
 }
 

@@ -130,3 +130,52 @@ struct OutboxStoreTests {
         #expect(id.count == 36 && Array(id)[14] == "4")
     }
 }
+
+@Suite("Outbox store on a disk that fills up")
+struct OutboxDiskTests {
+    @Test("below the disk reserve, low-priority messages are evicted to make room; eCall reports and alarms are kept")
+    func diskReserve() throws {
+        let path = scratch()
+        // A reserve larger than any disk: every append finds the disk "full".
+        let store = try OutboxStore(path: path, maximumBytes: 1 << 30, diskReserveBytes: 1 << 50)
+        #expect(!store.isDiskLow)
+        try store.append([message(1, .eCallReport, stream: "ecall"), message(2, .theftAlarm, stream: "alarms")])
+        try store.append((3...40).map { message($0, .event) } + [message(41, .state, stream: "state", key: "doors")])
+        #expect(store.isDiskLow)
+        try store.append([message(42, .theftAlarm, stream: "alarms"), message(43, .event)])
+        let s = try store.statistics()
+        #expect(s.messages[.eCallReport] == 1 && s.messages[.theftAlarm] == 2)
+        #expect((s.evicted[.event] ?? 0) >= 38 && s.evicted[.state] == 1)
+        #expect(s.evicted[.eCallReport] == nil && s.evicted[.theftAlarm] == nil)
+        #expect(try store.next(limit: 10).map(\.message.id).prefix(3) == ["m1", "m2", "m42"])
+    }
+
+    @Test("a disk with room leaves everything in place")
+    func roomy() throws {
+        let store = try OutboxStore(path: scratch(), maximumBytes: 1 << 30, diskReserveBytes: 0)
+        try store.append((1...50).map { message($0, .state, stream: "state") })
+        #expect(!store.isDiskLow)
+        #expect(try store.statistics().messages[.state] == 50)
+    }
+}
+
+@Suite("Outbox WAL")
+struct OutboxWALTests {
+    func fileSize(_ path: String) -> Int {
+        var st = stat()
+        return stat(path, &st) == 0 ? Int(st.st_size) : 0
+    }
+
+    @Test("the WAL is checkpointed and stays bounded while messages keep coming")
+    func walBounded() throws {
+        let path = scratch()
+        let store = try OutboxStore(path: path, maximumBytes: 1 << 30, diskReserveBytes: 0)
+        for round in 0..<40 {
+            try store.append((0..<250).map { message(round * 1000 + $0, .event, size: 200) })
+            _ = try store.statistics()
+        }
+        #expect(try store.statistics().messages[.event] == 10_000)
+        #expect(fileSize(path + "-wal") <= 2 << 20, "WAL \(fileSize(path + "-wal")) bytes")
+        #expect(fileSize(path) > 2 << 20)
+    }
+}

@@ -78,6 +78,12 @@ struct ConfigurationTests {
         ("[can]\nsource = socketcan:vcan0\ndbc = x\nreplay = fast\n[vehicle]\nprofile = p\n", "t.conf:4: can.replay: only applies to a candump: source"),
         ("[can]\nsource = candump:x.log\ndbc = x\nloop = maybe\n[vehicle]\nprofile = p\n", "can.loop: expected true or false, found 'maybe'"),
         ("[can]\nsource = socketcan:vcan0\nsource = socketcan:vcan1\n", "t.conf:3:1: key 'can.source' is set twice"),
+        ("[can]\nsource = socketcan:vcan0\ndbc = x\n[vehicle]\nprofile = p\n[backend]\nkeepalive-s = 2\n",
+         "t.conf:7: backend.keepalive-s: 2 is outside 5...600"),
+        ("[can]\nsource = socketcan:vcan0\ndbc = x\n[vehicle]\nprofile = p\n[backend]\nstate-heartbeat-s = 1\n",
+         "t.conf:7: backend.state-heartbeat-s: 1 is outside 10...86400"),
+        ("[can]\nsource = socketcan:vcan0\ndbc = x\n[vehicle]\nprofile = p\n[outbox]\ndisk-reserve-bytes = lots\n",
+         "t.conf:7: outbox.disk-reserve-bytes"),
         ("[can\n", "t.conf:1:1: section header"),
         ("just words\n", "expected 'key = value'"),
     ]

@@ -46,16 +46,13 @@ class Rig:
             f"persistence true\npersistence_location {tmp}/broker/\nautosave_interval 1\n")
         self.broker = None
         self.start_broker()
-        self.backend = subprocess.Popen([os.path.join(BIN, "tcu-backend"), "serve", "--broker", f"127.0.0.1:{self.port}",
-                                         "--db", str(tmp / "backend.db")], stderr=subprocess.PIPE, text=True)
         # The backend's subscription must exist before cars publish.
-        assert wait_until(lambda: os.path.exists(tmp / "backend.db") and self.connection() is not None or self.backend_ready())
+        self.start_backend()
         self.daemon = None
 
-    def backend_ready(self):
-        import select
-        r, _, _ = select.select([self.backend.stderr], [], [], 0)
-        return bool(r) and "connected" in self.backend.stderr.readline()
+    def backend_ready(self, connections):
+        log = self.tmp / "backend.log"
+        return log.exists() and log.read_text().count("connected to") >= connections
 
     def start_broker(self):
         self.broker = subprocess.Popen(["mosquitto", "-c", str(self.tmp / "mosquitto.conf")],
@@ -73,14 +70,33 @@ class Rig:
         self.broker.send_signal(signal.SIGTERM)
         self.broker.wait(timeout=10)
 
-    def start_daemon(self, log, replay="fast"):
+    def daemon_config(self, log, replay="fast", broker_port=None, keepalive=5, outbox=None):
         conf = self.tmp / "telematicsd.conf"
         conf.write_text(f"[can]\nsource = candump:{log}\ndbc = {DBC}\nreplay = {replay}\ntransmit-status = false\n"
                         f"[vehicle]\nprofile = {PROFILE}\n[control]\nsocket = {self.tmp}/ctl.sock\n"
-                        f"[outbox]\npath = {self.tmp}/outbox.db\n[ecall]\njournal = {self.tmp}/ecall.journal\n"
-                        f"link = 127.0.0.1:{free_port()}\n[backend]\nbroker = 127.0.0.1:{self.port}\nkeepalive-s = 5\n")
+                        f"[outbox]\npath = {outbox or self.tmp / 'outbox.db'}\n[ecall]\njournal = {self.tmp}/ecall.journal\n"
+                        f"link = 127.0.0.1:{free_port()}\n[backend]\nbroker = 127.0.0.1:{broker_port or self.port}\n"
+                        f"keepalive-s = {keepalive}\n")
+        return conf
+
+    def start_daemon(self, log, replay="fast", **options):
+        conf = self.daemon_config(log, replay, **options)
         self.daemon = subprocess.Popen([os.path.join(BIN, "telematicsd"), "--config", str(conf)],
                                        stderr=open(self.tmp / "daemon.log", "a"))
+
+    def start_backend(self):
+        log = self.tmp / "backend.log"
+        connections = log.read_text().count("connected to") + 1 if log.exists() else 1
+        self.backend = subprocess.Popen([os.path.join(BIN, "tcu-backend"), "serve", "--broker", f"127.0.0.1:{self.port}",
+                                         "--db", str(self.tmp / "backend.db")], stderr=open(log, "a"))
+        assert wait_until(lambda: self.backend_ready(connections))
+
+    def status(self):
+        r = subprocess.run([os.path.join(BIN, "tcuctl"), "status", "--socket", f"{self.tmp}/ctl.sock"], capture_output=True, text=True)
+        return dict(l.split(" = ", 1) for l in r.stdout.splitlines() if " = " in l)
+
+    def state(self):
+        return json.loads(self.backend_cli("state", VIN))
 
     def backend_cli(self, *args):
         r = subprocess.run([os.path.join(BIN, "tcu-backend"), *args, "--db", str(self.tmp / "backend.db")],
@@ -146,8 +162,51 @@ def test_a_broker_outage_loses_nothing_and_keeps_the_order(rig):
     assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
     assert rig.gaps()["gaps"] == []
     # Per-stream order: the capture times of the events stream never go back.
-    times = [e["capturedAt"] for e in events if e["type"] != "alarmTriggered"]
+    times = [e["capturedAt"] for e in events if e["type"] in EVENT_TYPES]
     assert times == sorted(times)
+    # State was coalesced while the broker was away: one message per block, the newest.
+    blocks = [e["block"] for e in events if e["type"] == "state"]
+    assert blocks and len(blocks) == len(set(blocks)), blocks
+    assert wait_until(lambda: state_matches(rig.state(), expected("drive")))
+
+
+EVENT_TYPES = {"opened", "closed", "lockStateChanged", "ignitionOn", "ignitionOff"}
+
+
+def expected(name):
+    with open(os.path.join(ROOT, "hw", "traces", f"{name}.expected")) as f:
+        return dict(l.split(" = ", 1) for l in (x.strip() for x in f) if l and not l.startswith("#"))
+
+
+def as_text(v):
+    return v if isinstance(v, str) else json.dumps(v)
+
+
+def state_matches(state, want):
+    """Whether every `block.rest.of.key = value` of an .expected file is the backend's state."""
+    for key, value in want.items():
+        block, *rest = key.split(".")
+        node = state["blocks"].get(block, {}).get("values")
+        for part in rest:
+            node = node.get(part) if isinstance(node, dict) else None
+        if node is None or as_text(node) != value:
+            return False
+    return True
+
+
+def test_the_backend_holds_the_latest_state_block_by_block(rig):
+    rig.start_daemon(os.path.join(ROOT, "hw", "traces", "drive.log"))
+    assert wait_until(lambda: state_matches(rig.state(), expected("drive"))), rig.state()
+    state = rig.state()
+    assert set(state["blocks"]) >= {"ignition", "driving", "doors", "locks", "windows", "lights", "climate", "cluster",
+                                    "service", "occupancy", "alarm", "battery"}
+    assert "crash" not in state["blocks"] and "buttons" not in state["blocks"]
+    for block in state["blocks"].values():
+        assert block["capturedAt"] > 1_700_000_000_000 and block["receivedAt"] > 1_700_000_000_000
+    # The car's speed changed hundreds of times; at most one driving block a second went out.
+    messages = [e for e in rig.events() if e["type"] == "state"]
+    assert 1 <= sum(1 for m in messages if m["block"] == "driving") <= 5
+    assert rig.gaps()["gaps"] == []
 
 
 def test_kill_minus_9_at_random_moments_loses_no_event(rig):
@@ -234,3 +293,186 @@ def test_a_wrong_ca_or_a_missing_client_certificate_is_refused_and_nothing_is_lo
         assert r.events() == []
     finally:
         r.close()
+
+
+def burst_log(path, frames=400, period_ms=20):
+    """A candump log in which the front left door opens and closes every frame: frames - 1
+    events, spread over frames × period of replay time."""
+    t0 = 1764000000.0
+    with open(path, "w") as f:
+        for i in range(frames):
+            f.write(f"({t0 + i * period_ms / 1000:.6f}) can0 583#{i % 2:02X}000000\n")
+    return frames - 1
+
+
+def door_events(rig):
+    return [e for e in rig.events() if e.get("quantity") == "doors.frontLeft.open"]
+
+
+def assert_complete(rig, count):
+    """Every door event arrived exactly once, in order, with no gap in the sequence."""
+    assert wait_until(lambda: len(door_events(rig)) >= count and rig.outbox_waiting() == 0, timeout=60), \
+        (len(door_events(rig)), rig.outbox_waiting())
+    events = door_events(rig)
+    assert len(events) == count
+    assert [e["type"] for e in events] == ["opened" if i % 2 == 1 else "closed" for i in range(1, count + 1)]
+    assert [e["capturedAt"] for e in events] == sorted(e["capturedAt"] for e in events)
+    everything = rig.events()
+    assert [e["seq"] for e in everything] == list(range(1, len(everything) + 1))
+    assert rig.gaps()["gaps"] == []
+
+
+def test_a_backend_restart_mid_burst_loses_nothing(rig):
+    count = burst_log(rig.tmp / "burst.log")
+    rig.start_daemon(rig.tmp / "burst.log", replay="original")
+    assert wait_until(lambda: len(door_events(rig)) >= 20)
+    rig.backend.kill()
+    rig.backend.wait()
+    stored = len(door_events(rig))
+    # The car goes on publishing; the broker keeps the messages for the backend's session.
+    assert wait_until(lambda: int(rig.status().get("outbox.backend.acknowledged", "0")) >= stored + 50)
+    rig.start_backend()
+    assert_complete(rig, count)
+
+
+class Proxy:
+    """A TCP relay between the car and the broker that the test can cut: `drop` discards
+    everything in both directions on open connections and refuses new ones (a dead link
+    the car must notice by its keepalive); `reset` closes every connection at once."""
+
+    def __init__(self, target_port):
+        import threading
+        self.target = target_port
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        self.dropping = threading.Event()
+        self.lock = threading.Lock()
+        self.sockets = []
+        self.connections = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        import threading
+        while True:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            if self.dropping.is_set():
+                client.close()
+                continue
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.target))
+            except OSError:
+                client.close()
+                continue
+            with self.lock:
+                self.sockets += [client, upstream]
+                self.connections += 1
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    def _pump(self, a, b):
+        while True:
+            try:
+                data = a.recv(65536)
+            except OSError:
+                data = b""
+            if not data:
+                for s in (a, b):
+                    try:
+                        s.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
+                return
+            if not self.dropping.is_set():
+                try:
+                    b.sendall(data)
+                except OSError:
+                    pass
+
+    def reset(self):
+        import struct
+        with self.lock:
+            for s in self.sockets:
+                try:
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    s.close()
+                except OSError:
+                    pass
+            self.sockets = []
+
+    def close(self):
+        self.server.close()
+        self.reset()
+
+
+def test_a_dead_link_with_the_broker_up_is_noticed_and_loses_nothing(rig):
+    count = burst_log(rig.tmp / "burst.log")
+    proxy = Proxy(rig.port)
+    try:
+        rig.start_daemon(rig.tmp / "burst.log", replay="original", broker_port=proxy.port, keepalive=5)
+        assert wait_until(lambda: len(door_events(rig)) >= 20)
+        # Packets vanish: no error, no FIN; only the keepalive can tell.
+        proxy.dropping.set()
+        assert wait_until(lambda: rig.status().get("outbox.backend.connected") == "false", timeout=20)
+        assert wait_until(lambda: rig.outbox_waiting() >= 20)
+        proxy.dropping.clear()
+        proxy.reset()
+        assert_complete(rig, count)
+        assert int(rig.status()["outbox.backend.reconnects"]) >= 1
+        assert proxy.connections >= 2
+    finally:
+        proxy.close()
+
+
+def test_connections_reset_mid_burst_lose_nothing(rig):
+    count = burst_log(rig.tmp / "burst.log")
+    proxy = Proxy(rig.port)
+    try:
+        rig.start_daemon(rig.tmp / "burst.log", replay="original", broker_port=proxy.port)
+        for round in range(3):
+            assert wait_until(lambda: proxy.connections == round + 1 and len(door_events(rig)) >= 20 * (round + 1))
+            proxy.reset()
+        assert_complete(rig, count)
+        assert int(rig.status()["outbox.backend.reconnects"]) >= 3
+    finally:
+        proxy.close()
+
+
+def in_private_tmpfs(directory, size, argv):
+    """argv run in a mount namespace of its own where `directory` is a fresh tmpfs of `size`:
+    a small disk, without touching the host's mounts (unprivileged: in a user namespace too)."""
+    user = [] if os.geteuid() == 0 else ["--user", "--map-root-user"]
+    script = 'mount -t tmpfs -o size="$1" tmpfs "$2" && shift 2 && exec "$@"'
+    return ["unshare", *user, "--mount", "sh", "-c", script, "sh", size, str(directory), *argv]
+
+
+def test_a_small_disk_filling_up_evicts_low_priority_data_and_keeps_the_alarms(rig):
+    # 30 000 door events (far more than a 4 MiB disk holds), then three alarms.
+    log = rig.tmp / "flood.log"
+    burst_log(log, frames=30_000, period_ms=1)
+    with open(log, "a") as f:
+        for i in range(6):
+            f.write(f"({1764000100 + i:.6f}) can0 5A0#{0x01 | (i % 2) << 1 | (i % 2) << 2:02X}010000\n")
+    rig.stop_broker()  # nothing drains: everything stays on the small disk
+    disk = rig.tmp / "disk"
+    disk.mkdir()
+    conf = rig.daemon_config(log, outbox=disk / "outbox.db")
+    rig.daemon = subprocess.Popen(in_private_tmpfs(disk, "4m", [os.path.join(BIN, "telematicsd"), "--config", str(conf)]),
+                                  stderr=open(rig.tmp / "daemon.log", "a"))
+    frames = sum(1 for _ in open(log))
+    assert wait_until(lambda: rig.status().get("bus.frames") == str(frames), timeout=120)
+    assert wait_until(lambda: rig.status().get("outbox.waiting.alarm") == "3", timeout=60), rig.status()
+    st = rig.status()
+    assert st["outbox.diskLow"] == "true"
+    assert int(st["outbox.evicted.event"]) > 10_000
+    assert "outbox.evicted.alarm" not in st and "outbox.error" not in st
+    assert "the disk holding the outbox is nearly full" in (rig.tmp / "daemon.log").read_text()
+    assert rig.daemon.poll() is None
+    # The link comes back: what was kept arrives, the alarms first, with no gap.
+    rig.start_broker()
+    assert wait_until(lambda: sum(e["type"] == "alarmTriggered" for e in rig.events()) == 3, timeout=60)
+    assert rig.events()[0]["type"] == "alarmTriggered"
+    assert wait_until(lambda: rig.status().get("outbox.waiting.event") is None, timeout=120)
+    assert rig.gaps()["gaps"] == []

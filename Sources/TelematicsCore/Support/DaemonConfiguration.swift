@@ -62,6 +62,8 @@ public struct DaemonConfiguration: Sendable, Equatable {
     /// The durable outbox (SQLite) and its size bound.
     public var outboxPath = "/var/lib/telematicsd/outbox.db"
     public var outboxMaximumBytes: Int64 = 64 << 20
+    /// Free space kept on the outbox's file system (nil: a quarter of it, at most 2 MiB).
+    public var outboxDiskReserveBytes: Int64?
     /// The backend's MQTT broker, `HOST:PORT`; nil: nothing is sent (the outbox keeps all).
     public var broker: String?
     public var brokerKeepaliveSeconds: Int64 = 10
@@ -70,14 +72,18 @@ public struct DaemonConfiguration: Sendable, Equatable {
     public var tlsCA: String?
     public var tlsCertificate: String?
     public var tlsKey: String?
+    /// A changed state block is sent at most this often.
+    public var stateIntervalMs: Int64 = 1_000
+    /// Every block is sent again this often, changed or not.
+    public var stateHeartbeatSeconds: Int64 = 900
 
     public static let knownKeys: [String: Set<String>] = [
         "can": ["source", "dbc", "replay", "loop", "exit-at-end", "silence-timeout-ms", "transmit-status", "transmit-log"],
         "vehicle": ["profile"],
         "control": ["socket"],
         "log": ["level"],
-        "outbox": ["path", "max-bytes"],
-        "backend": ["broker", "keepalive-s", "window", "tls-ca", "tls-cert", "tls-key"],
+        "outbox": ["path", "max-bytes", "disk-reserve-bytes"],
+        "backend": ["broker", "keepalive-s", "window", "tls-ca", "tls-cert", "tls-key", "state-interval-ms", "state-heartbeat-s"],
         "ecall": ["link", "journal", "t1-ms", "t2-ms", "t3-ms", "t5-ms", "t6-ms", "t7-ms", "t9-ms", "t10-ms",
                   "redial-interval-ms", "drop-redial-window-ms", "drop-redial-interval-ms", "maximum-attempts",
                   "push-mode", "ecall-only", "emergency-number", "test-number"],
@@ -126,6 +132,9 @@ public struct DaemonConfiguration: Sendable, Equatable {
         if let j = f.string("ecall", "journal") { c.eCallJournal = path(j) }
         if let o = f.string("outbox", "path") { c.outboxPath = path(o) }
         c.outboxMaximumBytes = try f.integer("outbox", "max-bytes", default: c.outboxMaximumBytes, range: 65_536...(1 << 40))
+        if f.entry("outbox", "disk-reserve-bytes") != nil {
+            c.outboxDiskReserveBytes = try f.integer("outbox", "disk-reserve-bytes", default: 0, range: 0...(1 << 40))
+        }
         if let e = f.entry("backend", "broker") {
             let parts = e.value.split(separator: ":")
             guard parts.count == 2, !parts[0].isEmpty, let port = Int(parts[1]), (1...65535).contains(port) else {
@@ -133,8 +142,10 @@ public struct DaemonConfiguration: Sendable, Equatable {
             }
             c.broker = e.value
         }
-        c.brokerKeepaliveSeconds = try f.integer("backend", "keepalive-s", default: 10, range: 2...600)
+        c.brokerKeepaliveSeconds = try f.integer("backend", "keepalive-s", default: 10, range: 5...600)
         c.brokerWindow = try f.integer("backend", "window", default: 16, range: 1...1000)
+        c.stateIntervalMs = try f.integer("backend", "state-interval-ms", default: c.stateIntervalMs, range: 0...3_600_000)
+        c.stateHeartbeatSeconds = try f.integer("backend", "state-heartbeat-s", default: c.stateHeartbeatSeconds, range: 10...86_400)
         c.tlsCA = f.string("backend", "tls-ca").map(path)
         c.tlsCertificate = f.string("backend", "tls-cert").map(path)
         c.tlsKey = f.string("backend", "tls-key").map(path)

@@ -1,0 +1,56 @@
+import Backend
+import Testing
+import TelematicsCore
+
+@Suite("Reference backend store")
+struct BackendStoreTests {
+    let vin = "VSSZZZKLZNR012345"
+
+    func state(_ id: String, seq: Int, block: String, captured: Int, open: Bool) -> String {
+        #"{"seq":\#(seq),"sentAt":0,"id":"\#(id)","vin":"\#(vin)","type":"state","block":"\#(block)","capturedAt":\#(captured),"values":{"frontLeft":{"open":\#(open)}}}"#
+    }
+
+    @Test("a message is stored once; a re-send with the same id is counted as a duplicate; gaps are found")
+    func duplicatesAndGaps() throws {
+        let store = try BackendStore(path: scratch())
+        let topic = "vehicles/\(vin)/events"
+        #expect(try store.receive(topic: topic, payload: #"{"seq":1,"id":"a","type":"opened"}"#, receivedAtMs: 1) == .stored)
+        #expect(try store.receive(topic: topic, payload: #"{"seq":1,"id":"a","type":"opened"}"#, receivedAtMs: 2) == .duplicate)
+        #expect(try store.receive(topic: topic, payload: #"{"seq":4,"id":"b","type":"closed"}"#, receivedAtMs: 3) == .stored)
+        #expect(try store.duplicates(vin: vin) == 1)
+        #expect(try store.gaps(vin: vin) == [2...3])
+        #expect(try store.messages(vin: vin).count == 2)
+    }
+
+    @Test("malformed messages are rejected with the reason and store nothing")
+    func rejected() throws {
+        let store = try BackendStore(path: scratch())
+        guard case .rejected(let why) = try store.receive(topic: "vehicles/\(vin)/events", payload: "{not json", receivedAtMs: 1) else {
+            Issue.record("accepted"); return
+        }
+        #expect(why.contains("not JSON"))
+        guard case .rejected(let noID) = try store.receive(topic: "vehicles/\(vin)/events", payload: #"{"seq":1}"#, receivedAtMs: 1) else {
+            Issue.record("accepted"); return
+        }
+        #expect(noID.contains("\"id\""))
+        guard case .rejected = try store.receive(topic: "cars/x", payload: #"{"id":"a"}"#, receivedAtMs: 1) else {
+            Issue.record("accepted"); return
+        }
+        #expect(try store.messages(vin: vin).isEmpty)
+    }
+
+    @Test("the state keeps the newest capture of each block; an older one arriving late does not replace it; a heartbeat refreshes the time received")
+    func stateBlocks() throws {
+        let store = try BackendStore(path: scratch())
+        let topic = "vehicles/\(vin)/state"
+        try store.receive(topic: topic, payload: state("1", seq: 1, block: "doors", captured: 100, open: true), receivedAtMs: 1_000)
+        try store.receive(topic: topic, payload: state("2", seq: 3, block: "doors", captured: 300, open: false), receivedAtMs: 2_000)
+        try store.receive(topic: topic, payload: state("3", seq: 2, block: "doors", captured: 200, open: true), receivedAtMs: 3_000)
+        var s = try store.state(vin: vin)
+        #expect(s.count == 1 && s[0].block == "doors" && s[0].capturedAtMs == 300 && s[0].receivedAtMs == 2_000)
+        #expect(try JSON.parse(s[0].values)["frontLeft"]?["open"] == .bool(false))
+        try store.receive(topic: topic, payload: state("4", seq: 4, block: "doors", captured: 300, open: false), receivedAtMs: 9_000)
+        s = try store.state(vin: vin)
+        #expect(s[0].receivedAtMs == 9_000)
+    }
+}
