@@ -1,6 +1,7 @@
 # The telematics unit simulator. Quick start (Debian 12 with a Swift 6 toolchain):
 #   make demo    replay a recorded drive through telematicsd and watch the vehicle state
-#   make test    unit tests, the cantools cross-check and the vcan bench
+#   make test    unit tests, the integration tests (cantools cross-check, broker, PSAP), the
+#                vcan bench and the power-cut test
 # Both install the Debian packages they need first (make deps).
 
 SWIFT        ?= swift
@@ -12,13 +13,14 @@ PREFIX       ?= /usr/local
 
 # C libraries the package links, and the bench's tools: can-utils and iproute2 for vcan, the
 # mosquitto broker for the backend link,
-# qemu, busybox and cpio to boot a guest kernel with vcan where the host has no CAN.
+# qemu, busybox and cpio to boot a guest kernel with vcan where the host has no CAN (and to
+# pull its power), e2fsprogs for the guest's disk.
 DEB_PACKAGES := libsocketcan-dev libgps-dev libsqlite3-dev libmosquitto-dev pkg-config \
                 can-utils iproute2 kmod qemu-system-x86 busybox-static cpio xz-utils mosquitto \
-                openssl python3 python3-venv
+                openssl python3 python3-venv e2fsprogs
 PY_PACKAGES  := cantools==45.1.0 pytest
 
-.PHONY: all deps build release test unit-test integration-test vcan-bench demo bench clean
+.PHONY: all deps build release test unit-test integration-test vcan-bench power-cut demo bench clean
 
 all: build
 
@@ -44,7 +46,7 @@ build: deps
 release:
 	$(SWIFT) build -c release
 
-test: unit-test integration-test vcan-bench
+test: unit-test integration-test vcan-bench power-cut
 
 unit-test: build
 	$(SWIFT) test
@@ -54,6 +56,9 @@ integration-test: build
 
 vcan-bench: build
 	hw/bench/vcan-bench $(BIN)
+
+power-cut: build
+	hw/bench/power-cut $(BIN)
 
 demo: build
 	hw/bench/demo $(BIN)
