@@ -44,16 +44,15 @@ public final class OutboxStore {
         self.maximumBytes = maximumBytes
         let slash = path.lastIndex(of: "/")
         directory = slash.map { $0 == path.startIndex ? "/" : String(path[..<$0]) } ?? "."
-        if let diskReserveBytes {
-            self.diskReserveBytes = diskReserveBytes
-        } else {
-            var fs = statvfs()
-            let size = statvfs(directory, &fs) == 0 ? Int64(fs.f_blocks) * Int64(fs.f_frsize) : 0
-            self.diskReserveBytes = min(size / 4, 2 << 20)
-        }
+        var fs = statvfs()
+        let diskSize = statvfs(directory, &fs) == 0 ? Int64(fs.f_blocks) * Int64(fs.f_frsize) : 64 << 20
+        self.diskReserveBytes = diskReserveBytes ?? min(diskSize / 4, 2 << 20)
+        // The WAL is checkpointed when it reaches 4 MiB (fewer checkpoints: faster group
+        // commits), less on a small disk: a sixteenth of it, at least 64 pages.
+        let walPages = max(64, min(1024, diskSize / 16 / 4096))
         var database = try SQLiteDatabase(path: path)
         do {
-            try Self.prepare(database)
+            try Self.prepare(database, walPages: walPages)
         } catch where error.isCorruption {
             // A damaged file is kept for analysis, never deleted; the outbox starts afresh.
             database.close()
@@ -63,17 +62,17 @@ public final class OutboxStore {
             unlink(path + "-shm")
             movedAside = aside
             database = try SQLiteDatabase(path: path)
-            try Self.prepare(database)
+            try Self.prepare(database, walPages: walPages)
         }
         db = database
     }
 
-    private static func prepare(_ db: SQLiteDatabase) throws(OutboxError) {
+    private static func prepare(_ db: SQLiteDatabase, walPages: Int64) throws(OutboxError) {
         try db.exec("PRAGMA journal_mode=WAL")
         try db.exec("PRAGMA synchronous=FULL")
-        // A bounded WAL (checkpoint at 1 MiB, trimmed back to it), so that a small disk has room.
-        try db.exec("PRAGMA wal_autocheckpoint=256")
-        try db.exec("PRAGMA journal_size_limit=1048576")
+        // A bounded WAL: checkpointed at `walPages`, and trimmed back to that size after.
+        try db.exec("PRAGMA wal_autocheckpoint=\(walPages)")
+        try db.exec("PRAGMA journal_size_limit=\(walPages * 4096)")
         let st = try db.statement("PRAGMA user_version")
         _ = try st.step()
         let version = Int(st.int(0))

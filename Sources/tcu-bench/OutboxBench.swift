@@ -53,3 +53,33 @@ struct OutboxBench: ParsableCommand {
         print(JSON.object(results).text)
     }
 }
+
+/// Fills an outbox file with a backlog of event messages (the daemon's own file format), for
+/// the drain and start-up measurements of `make bench`.
+struct OutboxFillBench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "outbox-fill",
+        abstract: "Appends N event messages to an outbox file in group commits; prints the rate."
+    )
+
+    @Option(help: "The outbox database file.") var path: String
+    @Option(help: "Messages to append.") var messages = 20_000
+    @Option(help: "Messages per commit.") var batch = 500
+
+    func run() throws {
+        let store = try OutboxStore(path: path, maximumBytes: 1 << 40)
+        let payload = #"{"id":"x","vin":"VSSZZZKLZNR012345","type":"opened","quantity":"doors.frontLeft.open","value":true,"capturedAt":1764000000123}"#
+        let start = monotonicNow()
+        var n = 0
+        while n < messages {
+            let count = min(batch, messages - n)
+            try store.append((0..<count).map { i in
+                OutboxMessage(id: randomMessageID(), stream: "events", priority: .event, capturedAtMs: Int64(n + i), payload: payload)
+            })
+            n += count
+        }
+        let seconds = Double(monotonicNow().nanoseconds - start.nanoseconds) / 1e9
+        store.close()
+        print(JSON.object([("messages", .number(Double(n))), ("perSecond", .number((Double(n) / seconds).rounded()))]).text)
+    }
+}

@@ -9,7 +9,7 @@ struct TCUBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tcu-bench",
         abstract: "The unit's benchmarks (prints JSON); make bench runs them.",
-        subcommands: [DecodeBench.self, ECallLatencyBench.self, OutboxBench.self],
+        subcommands: [DecodeBench.self, ECallLatencyBench.self, OutboxBench.self, OutboxFillBench.self],
         defaultSubcommand: DecodeBench.self
     )
 }

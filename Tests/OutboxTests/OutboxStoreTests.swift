@@ -175,7 +175,7 @@ struct OutboxWALTests {
             _ = try store.statistics()
         }
         #expect(try store.statistics().messages[.event] == 10_000)
-        #expect(fileSize(path + "-wal") <= 2 << 20, "WAL \(fileSize(path + "-wal")) bytes")
+        #expect(fileSize(path + "-wal") <= 5 << 20, "WAL \(fileSize(path + "-wal")) bytes")
         #expect(fileSize(path) > 2 << 20)
     }
 }

@@ -42,7 +42,7 @@ class Rig:
         # (certificates, persistence): "user root" keeps it as it is.
         (tmp / "mosquitto.conf").write_text(
             ("user root\n" if os.geteuid() == 0 else "") +
-            f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
+            f"listener {self.port} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 1000000\n"
             f"persistence true\npersistence_location {tmp}/broker/\nautosave_interval 1\n")
         self.broker = None
         self.start_broker()

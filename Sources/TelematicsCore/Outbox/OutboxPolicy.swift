@@ -63,7 +63,13 @@ public struct OutboxEntry: Sendable, Equatable {
 
 /// A random 128-bit identifier in the usual 8-4-4-4-12 hex form (version 4, RFC 9562).
 public func randomMessageID<G: RandomNumberGenerator>(using rng: inout G) -> String {
-    var bytes = (0..<16).map { _ in UInt8.random(in: 0...255, using: &rng) }
+    // Two 64-bit draws, not sixteen byte draws: the system generator is a syscall per draw.
+    var bytes: [UInt8] = []
+    bytes.reserveCapacity(16)
+    for _ in 0..<2 {
+        let word = rng.next()
+        for i in 0..<8 { bytes.append(UInt8(truncatingIfNeeded: word >> (8 * UInt64(i)))) }
+    }
     bytes[6] = (bytes[6] & 0x0F) | 0x40
     bytes[8] = (bytes[8] & 0x3F) | 0x80
     let h = hexBytes(bytes).lowercased()
