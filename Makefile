@@ -17,7 +17,7 @@ PREFIX       ?= /usr/local
 # pull its power), e2fsprogs for the guest's disk.
 DEB_PACKAGES := libsocketcan-dev libgps-dev libsqlite3-dev libmosquitto-dev pkg-config \
                 can-utils iproute2 kmod qemu-system-x86 busybox-static cpio xz-utils mosquitto \
-                openssl python3 python3-venv e2fsprogs
+                openssl python3 python3-venv e2fsprogs mosquitto-clients
 PY_PACKAGES  := cantools==45.1.0 pytest
 
 .PHONY: all deps build release test unit-test integration-test vcan-bench power-cut demo bench clean

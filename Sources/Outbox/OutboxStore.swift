@@ -237,7 +237,31 @@ public final class OutboxStore {
     /// The next messages to send, in order, skipping those in `excluding` (in flight).
     /// A message taken for the first time gets the next sequence number, kept on re-sends.
     public func next(limit: Int, excluding: Set<String> = []) throws(OutboxError) -> [OutboxEntry] {
-        try db.transaction { () throws(OutboxError) -> [OutboxEntry] in
+        try exchange(acknowledging: [], takeUpTo: limit, excluding: excluding)
+    }
+
+    /// Removes messages the backend acknowledged.
+    public func acknowledge(_ ids: [String]) throws(OutboxError) {
+        _ = try exchange(acknowledging: ids, takeUpTo: 0)
+    }
+
+    /// Removes what the backend acknowledged and takes the next messages to send (as `next`),
+    /// in one transaction: one disk flush for both, and none when nothing changed.
+    public func exchange(acknowledging ids: [String], takeUpTo limit: Int, excluding: Set<String> = []) throws(OutboxError) -> [OutboxEntry] {
+        guard !ids.isEmpty || limit > 0 else { return [] }
+        return try db.transaction { () throws(OutboxError) -> [OutboxEntry] in
+            var freed: Int64 = 0
+            for id in ids {
+                let find = try db.statement("SELECT size FROM messages WHERE id = ?")
+                find.bind(1, id)
+                guard try find.step() else { continue }
+                freed += find.int(0)
+                let del = try db.statement("DELETE FROM messages WHERE id = ?")
+                del.bind(1, id)
+                try del.run()
+            }
+            if freed != 0 { try add("bytes", -freed) }
+            guard limit > 0 else { return [] }
             let st = try db.statement("""
                 SELECT position, id, stream, priority, coalesce_key, captured_at, payload, sequence
                 FROM messages ORDER BY priority, position LIMIT ?
@@ -253,7 +277,8 @@ public final class OutboxStore {
                 )
                 rows.append((st.int(0), m, st.isNull(7) ? nil : st.int(7)))
             }
-            var next = try counter("next_sequence")
+            let first = try counter("next_sequence")
+            var next = first
             var out: [OutboxEntry] = []
             for (position, m, seq) in rows {
                 if let seq {
@@ -267,28 +292,12 @@ public final class OutboxStore {
                 out.append(OutboxEntry(message: m, sequence: next))
                 next += 1
             }
-            let set = try db.statement("UPDATE counters SET value = ? WHERE name = 'next_sequence'")
-            set.bind(1, next)
-            try set.run()
-            return out
-        }
-    }
-
-    /// Removes messages the backend acknowledged.
-    public func acknowledge(_ ids: [String]) throws(OutboxError) {
-        guard !ids.isEmpty else { return }
-        try db.transaction { () throws(OutboxError) in
-            var freed: Int64 = 0
-            for id in ids {
-                let find = try db.statement("SELECT size FROM messages WHERE id = ?")
-                find.bind(1, id)
-                guard try find.step() else { continue }
-                freed += find.int(0)
-                let del = try db.statement("DELETE FROM messages WHERE id = ?")
-                del.bind(1, id)
-                try del.run()
+            if next != first {
+                let set = try db.statement("UPDATE counters SET value = ? WHERE name = 'next_sequence'")
+                set.bind(1, next)
+                try set.run()
             }
-            try add("bytes", -freed)
+            return out
         }
     }
 

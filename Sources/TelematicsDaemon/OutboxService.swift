@@ -16,7 +16,7 @@ public struct UplinkConfiguration: Sendable {
     public var port: Int32
     public var vin: String
     public var keepaliveSeconds: Int32 = 10
-    public var window = 16
+    public var window = 64
     public var tlsCA: String?
     public var tlsCertificate: String?
     public var tlsKey: String?
@@ -304,13 +304,11 @@ final class Uplink {
 
     /// Deletes what was acknowledged, and fills the window while connected.
     func exchange(with store: OutboxStore) throws(OutboxError) {
-        if !acked.isEmpty {
-            try store.acknowledge(acked)
-            acknowledged += Int64(acked.count)
-            acked.removeAll()
-        }
-        guard connected, inflight.count < configuration.window else { return }
-        let entries = try store.next(limit: configuration.window - inflight.count, excluding: Set(inflight.values))
+        let room = connected ? max(0, configuration.window - inflight.count) : 0
+        guard !acked.isEmpty || room > 0 else { return }
+        let entries = try store.exchange(acknowledging: acked, takeUpTo: room, excluding: Set(inflight.values))
+        acknowledged += Int64(acked.count)
+        acked.removeAll()
         for e in entries {
             let payload = Self.envelope(e, sentAtMs: wallClockNow().nanoseconds / 1_000_000)
             guard let mid = client.publish(topic: "vehicles/\(configuration.vin)/\(e.message.stream)", payload: payload) else { break }

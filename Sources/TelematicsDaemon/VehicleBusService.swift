@@ -85,6 +85,9 @@ public final class VehicleBusService: Service, Sendable {
     /// One state block's values and newest capture time.
     public func stateBlock(_ name: String) -> (values: JSON, capturedAt: Timestamp?) { tracker.withLock { $0.block(name) } }
 
+    /// Every state block's signature (what changed since the last look).
+    public func stateSignatures() -> [String: BlockSignature] { tracker.withLock { $0.blockSignatures() } }
+
     /// Vehicle state and bus report, as JSON, for status queries.
     public func report() -> (state: JSON, bus: JSON) {
         let (s, b) = tracker.withLock { ($0.snapshot(), $0.busReport()) }

@@ -8,18 +8,19 @@ import VehicleBus
 /// at state priority: a changed block at once, then at most once per interval, and all blocks
 /// at every heartbeat (see `StatePublisher`). Unsent values of a block are coalesced by the
 /// outbox, so a long outage leaves one message per block, not one per change.
+///
+/// It costs the CAN path nothing: instead of following every change (a moving car's speed
+/// changes with every frame), it looks at each block's signature ten times a second.
 public final class VehicleStateService: Service, Sendable {
-    let changes: AsyncStream<BusEvent>
     let bus: VehicleBusService
     let outbox: OutboxService
     let vin: String
     let publisher: Mutex<StatePublisher>
     let now: @Sendable () -> Timestamp
+    static let tickMs: Int64 = 100
 
-    /// Subscribe at construction: before the bus runs, so the first readings are seen.
     public init(bus: VehicleBusService, outbox: OutboxService, vin: String, minimumIntervalMs: Int64, heartbeatMs: Int64,
                 now: @escaping @Sendable () -> Timestamp = { monotonicNow() }) {
-        changes = bus.subscribe(to: StateBlock.quantities)
         self.bus = bus
         self.outbox = outbox
         self.vin = vin
@@ -36,27 +37,24 @@ public final class VehicleStateService: Service, Sendable {
     }
 
     public func run() async throws {
-        let due = { @Sendable [self] in self.publisher.withLock { $0.due(now: self.now()) } }
-        await withTaskGroup(of: Void.self) { group in
-            group.addTask { [self] in
-                for await event in changes.cancelOnGracefulShutdown() {
-                    guard case .changed(let list) = event else { continue }
-                    publisher.withLock { $0.note(list) }
-                    send(due())
-                }
+        var seen: [String: BlockSignature] = [:]
+        func look() {
+            let signatures = bus.stateSignatures()
+            let changed = signatures.filter { $0.value.lastChange != nil && seen[$0.key] != $0.value }.map(\.key)
+            seen = signatures
+            publisher.withLock { $0.note(blocks: changed) }
+        }
+        while !Task.isShuttingDownGracefully {
+            look()
+            send(publisher.withLock { $0.due(now: now()) })
+            do {
+                try await cancelWhenGracefulShutdown { try await Task.sleep(for: .milliseconds(Self.tickMs)) }
+            } catch {
+                break
             }
-            // Blocks held back by the interval, and the heartbeat.
-            group.addTask { [self] in
-                while !Task.isCancelled {
-                    let wait = publisher.withLock { p in p.nextDue().map { max(10, $0.milliseconds(since: now())) } } ?? 1_000
-                    do { try await Task.sleep(for: .milliseconds(min(wait, 1_000))) } catch { return }
-                    send(due())
-                }
-            }
-            await group.next()
-            group.cancelAll()
         }
         // Stopping: the latest values go into the outbox before it closes (it stops after us).
+        look()
         send(publisher.withLock { $0.flush(now: now()) })
     }
 }

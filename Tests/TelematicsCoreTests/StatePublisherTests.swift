@@ -77,6 +77,28 @@ struct StatePublisherTests {
         #expect(never == nil && climate["fanLevel"] == .null)
     }
 
+    @Test("a block's signature changes with a value or an availability, not with a refresh of the same values")
+    func signatures() throws {
+        var t = try VehicleStateTracker(database: db)
+        #expect(t.blockSignatures()["doors"]?.lastChange == nil)
+        let m = db.message(named: "Door_Status")!
+        func frame(_ open: Double, _ ms: Int64) throws -> CANFrame {
+            CANFrame(id: m.id, data: try SignalCodec.encode(m, values: ["Door_FL_Open": open], missingAsZero: true), timestamp: .milliseconds(ms))
+        }
+        _ = t.ingest(try frame(1, 1_000))
+        let first = t.blockSignatures()["doors"]
+        #expect(first?.lastChange == .milliseconds(1_000))
+        _ = t.ingest(try frame(1, 1_100))
+        #expect(t.blockSignatures()["doors"] == first)
+        #expect(t.blockSignatures()["climate"]?.lastChange == nil)
+        _ = t.ingest(try frame(0, 1_200))
+        let second = t.blockSignatures()["doors"]
+        #expect(second != first)
+        // Door_Status every 100 ms: unavailable after 300 ms without it.
+        _ = t.expire(now: .milliseconds(2_000))
+        #expect(t.blockSignatures()["doors"]?.available == 0 && t.blockSignatures()["doors"] != second)
+    }
+
     @Test("a state message is coalesced per block, at state priority, on the state stream")
     func message() throws {
         let m = stateMessage(block: "doors", values: .object([("frontLeft", .object([("open", .bool(true))]))]),

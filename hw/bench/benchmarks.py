@@ -75,6 +75,129 @@ with tempfile.TemporaryDirectory() as outbox_dir:
     outbox = json.loads(subprocess.run([os.path.join(bin_dir, "tcu-bench"), "outbox", "--messages", "20000",
                                         "--folder", outbox_dir], check=True, capture_output=True, text=True).stdout)
 
+
+def free_port():
+    import socket
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_broker(folder, nice=0):
+    import socket
+    port = free_port()
+    with open(os.path.join(folder, "mosquitto.conf"), "w") as c:
+        c.write(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 1000000\n")
+    broker = subprocess.Popen(["nice", "-n", str(nice), "mosquitto", "-c", os.path.join(folder, "mosquitto.conf")],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(200):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return broker, port
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit("mosquitto did not start")
+
+
+def control(path, command):
+    """One request on the daemon's control socket; None while it is not there."""
+    import socket
+    try:
+        with socket.socket(socket.AF_UNIX) as c:
+            c.connect(path)
+            c.sendall((json.dumps({"command": command}) + "\n").encode())
+            buf = b""
+            while not buf.endswith(b"\n"):
+                chunk = c.recv(1 << 20)
+                if not chunk:
+                    break
+                buf += chunk
+        return json.loads(buf)
+    except (OSError, ValueError):
+        return None
+
+
+def fill(path, messages, batch=500):
+    return json.loads(subprocess.run([os.path.join(bin_dir, "tcu-bench"), "outbox-fill", "--path", path, "--messages",
+                                      str(messages), "--batch", str(batch)], check=True, capture_output=True, text=True).stdout)
+
+
+def daemon_with_outbox(folder, outbox_path, broker_port=None):
+    """telematicsd on a one-frame CAN log with the given outbox (and broker)."""
+    log = os.path.join(folder, "one.log")
+    with open(log, "w") as f:
+        f.write("(1764000000.000000) can0 3C0#00000000\n")
+    conf = os.path.join(folder, "link.conf")
+    with open(conf, "w") as c:
+        c.write(f"[can]\nsource = candump:{log}\ndbc = {dbc}\nreplay = fast\ntransmit-status = false\n"
+                f"[vehicle]\nprofile = {root}/hw/vehicle-profile.conf\n[control]\nsocket = {folder}/link.sock\n"
+                f"[outbox]\npath = {outbox_path}\nmax-bytes = 1099511627776\n[ecall]\njournal = {folder}/ecall.journal\n"
+                f"link = 127.0.0.1:{free_port()}\n[log]\nlevel = warning\n"
+                + (f"[backend]\nbroker = 127.0.0.1:{broker_port}\n" if broker_port else ""))
+    return subprocess.Popen([os.path.join(bin_dir, "telematicsd"), "--config", conf]), f"{folder}/link.sock"
+
+
+def vm_hwm_kib(pid):
+    """Peak resident memory, and the private (anonymous) part of what is resident now."""
+    with open(f"/proc/{pid}/status") as f:
+        fields = {l.split(":")[0]: int(l.split()[1]) for l in f if l.startswith(("VmHWM", "RssAnon"))}
+    return fields["VmHWM"], fields["RssAnon"]
+
+
+def stop(proc):
+    proc.terminate()
+    proc.wait()
+
+
+DRAIN = 20_000
+MILLION = 1_000_000
+with tempfile.TemporaryDirectory() as link_dir:
+    enqueue = fill(os.path.join(link_dir, "enqueue.db"), 100_000)
+    # Drain: the daemon starts with DRAIN messages waiting and a local broker; the clock runs from
+    # its start until the broker acknowledged the last one.
+    fill(os.path.join(link_dir, "drain.db"), DRAIN)
+    broker, port = start_broker(link_dir)
+    try:
+        t0 = time.perf_counter()
+        daemon, sock = daemon_with_outbox(link_dir, os.path.join(link_dir, "drain.db"), port)
+        while True:
+            st = control(sock, "status")
+            if st and st["outbox"].get("backend", {}).get("acknowledged", 0) >= DRAIN:
+                break
+            time.sleep(0.005)
+        drain_s = time.perf_counter() - t0
+        drain_rss = vm_hwm_kib(daemon.pid)
+        stop(daemon)
+        # mosquitto_pub sending the same messages (as the daemon sends them) at QoS 1.
+        body = '{"seq":1,"sentAt":1764000000200,"id":"00000000-0000-4000-8000-000000000000","vin":"VSSZZZKLZNR012345","type":"opened","quantity":"doors.frontLeft.open","value":true,"capturedAt":1764000000123}'
+        lines = os.path.join(link_dir, "lines.txt")
+        with open(lines, "w") as f:
+            f.write((body + "\n") * DRAIN)
+        pub_s = float("inf")
+        for _ in range(3):
+            with open(lines) as inp:
+                t0 = time.perf_counter()
+                subprocess.run(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(port), "-q", "1", "-t",
+                                "vehicles/VSSZZZKLZNR012345/events", "-l"], stdin=inp, check=True)
+                pub_s = min(pub_s, time.perf_counter() - t0)
+    finally:
+        stop(broker)
+    # Start-up with a million messages waiting.
+    million = fill(os.path.join(link_dir, "million.db"), MILLION)
+    t0 = time.perf_counter()
+    daemon, sock = daemon_with_outbox(link_dir, os.path.join(link_dir, "million.db"))
+    while not control(sock, "ping"):
+        time.sleep(0.001)
+    ready_ms = (time.perf_counter() - t0) * 1000
+    while True:
+        st = control(sock, "status")
+        if st and st["outbox"].get("waiting", {}).get("event") == MILLION:
+            break
+        time.sleep(0.001)
+    counted_ms = (time.perf_counter() - t0) * 1000
+    million_rss = vm_hwm_kib(daemon.pid)
+    stop(daemon)
+
 frames = []
 with open(trace) as f:
     text = f.read()
@@ -214,10 +337,31 @@ message and in group commits:
 | one message per commit | {outbox["batch1PerSecond"]:,.0f} |
 | 10 per commit | {outbox["batch10PerSecond"]:,.0f} |
 | 100 per commit | {outbox["batch100PerSecond"]:,.0f} |
+| 500 per commit (the daemon's largest; `tcu-bench outbox-fill`, 100 000 messages) | {enqueue["perSecond"]:,.0f} |
+| 500 per commit, filling a backlog of {MILLION:,} | {million["perSecond"]:,.0f} |
+
+Goal: at least 50 000 a second durable. The daemon commits whatever gathered since the last
+commit, up to 500 a transaction.
 
 Reopening the file with {outbox["backlog"]:,.0f} messages waiting takes {outbox["reopenMs"]} ms, and the
-first 100 to send are ready {outbox["firstBatchMs"]} ms after the open began: a large backlog
-does not delay the start.
+first 100 to send are ready {outbox["firstBatchMs"]} ms after the open began.
+
+## Backend link
+
+| measurement | figure |
+|---|---:|
+| drain: `telematicsd` started with {DRAIN:,} messages waiting, until the local mosquitto acknowledged the last (QoS 1, window 64) | {drain_s:.2f} s, {DRAIN / drain_s:,.0f} messages/s |
+| `mosquitto_pub -q 1 -l` sending the same {DRAIN:,} messages to the same broker (best of 3) | {pub_s:.2f} s, {DRAIN / pub_s:,.0f} messages/s |
+| the daemon's drain time ÷ mosquitto_pub's (goal: at most 2) | {drain_s / pub_s:.2f} |
+| peak resident memory of the daemon while draining (VmHWM), and its private part (RssAnon) | {drain_rss[0] / 1024:.1f} MiB, {drain_rss[1] / 1024:.1f} MiB |
+| `telematicsd` started with {MILLION:,} messages waiting: control socket answering | {ready_ms:.0f} ms |
+| the same: the backlog counted in its status | {counted_ms:.0f} ms |
+| peak resident memory with a million waiting (VmHWM), and its private part (RssAnon) | {million_rss[0] / 1024:.1f} MiB, {million_rss[1] / 1024:.1f} MiB |
+
+Goals: ready in under 200 ms with a million queued, RSS under 20 MB. The daemon's clock starts
+at its launch and includes connecting to the broker; mosquitto_pub's includes its start too.
+Most of the resident memory is shared libraries' code (the Swift runtime, libc, libcrypto for
+TLS, SQLite), mapped from disk and shared with other processes; the daemon's own is RssAnon.
 """
 with open(os.path.join(root, "docs", "benchmarks.md"), "w") as f:
     f.write(md)

@@ -68,7 +68,7 @@ public struct DaemonConfiguration: Sendable, Equatable {
     public var broker: String?
     public var brokerKeepaliveSeconds: Int64 = 10
     /// QoS 1 messages in flight at once.
-    public var brokerWindow: Int64 = 16
+    public var brokerWindow: Int64 = 64
     public var tlsCA: String?
     public var tlsCertificate: String?
     public var tlsKey: String?
@@ -143,7 +143,7 @@ public struct DaemonConfiguration: Sendable, Equatable {
             c.broker = e.value
         }
         c.brokerKeepaliveSeconds = try f.integer("backend", "keepalive-s", default: 10, range: 5...600)
-        c.brokerWindow = try f.integer("backend", "window", default: 16, range: 1...1000)
+        c.brokerWindow = try f.integer("backend", "window", default: c.brokerWindow, range: 1...1000)
         c.stateIntervalMs = try f.integer("backend", "state-interval-ms", default: c.stateIntervalMs, range: 0...3_600_000)
         c.stateHeartbeatSeconds = try f.integer("backend", "state-heartbeat-s", default: c.stateHeartbeatSeconds, range: 10...86_400)
         c.tlsCA = f.string("backend", "tls-ca").map(path)

@@ -27,6 +27,13 @@ public enum StateBlock {
     public static let quantities: Set<VehicleQuantity> = Set(VehicleQuantity.all.filter { name(of: $0) != nil })
 }
 
+/// What identifies a block's content without reading its values: the newest change and how
+/// many of its values are available. It changes exactly when a value or an availability does.
+public struct BlockSignature: Sendable, Equatable {
+    public var lastChange: Timestamp?
+    public var available: Int
+}
+
 extension VehicleStateTracker {
     /// One block's values, nested by the rest of their keys (`doors.frontLeft.open` →
     /// `{"frontLeft":{"open":true}}`), a value that is not available as null; and the newest
@@ -34,13 +41,29 @@ extension VehicleStateTracker {
     public func block(_ name: String) -> (values: JSON, capturedAt: Timestamp?) {
         var tree = JSONTree()
         var newest: Timestamp?
-        for q in StateBlock.quantities(in: name) {
-            let r = reading(q)
+        for qi in blockIndices[name] ?? [] {
+            let r = readings[qi]
             let leaf: JSON = r.flatMap { $0.isAvailable ? $0.value.json : nil } ?? .null
             if let r, r.isAvailable { newest = max(newest ?? r.capturedAt, r.capturedAt) }
-            tree.insert(path: q.key.split(separator: ".").dropFirst().map(String.init), leaf)
+            tree.insert(path: quantities[qi].key.split(separator: ".").dropFirst().map(String.init), leaf)
         }
         return (tree.json, newest)
+    }
+
+    /// The signatures of every block: compared with the last ones, they tell which blocks
+    /// changed, at no cost per frame.
+    public func blockSignatures() -> [String: BlockSignature] {
+        var out: [String: BlockSignature] = [:]
+        for (name, indices) in blockIndices {
+            var sig = BlockSignature(lastChange: nil, available: 0)
+            for qi in indices {
+                guard let r = readings[qi] else { continue }
+                sig.lastChange = max(sig.lastChange ?? r.changedAt, r.changedAt)
+                if r.isAvailable { sig.available += 1 }
+            }
+            out[name] = sig
+        }
+        return out
     }
 }
 
@@ -63,7 +86,12 @@ public struct StatePublisher: Sendable {
 
     /// Notes changed quantities (a value, or its availability).
     public mutating func note(_ changes: [VehicleStateChange]) {
-        for c in changes { if let b = StateBlock.name(of: c.quantity) { dirty.insert(b) } }
+        note(blocks: changes.compactMap { StateBlock.name(of: $0.quantity) })
+    }
+
+    /// Notes changed blocks.
+    public mutating func note(blocks: some Sequence<String>) {
+        for b in blocks where StateBlock.published.contains(b) { dirty.insert(b) }
     }
 
     /// The blocks to send now, in report order.

@@ -99,7 +99,7 @@ public struct VehicleStateTracker: Sendable {
     public let silenceTimeoutMs: Int64
     public private(set) var counters = BusCounters()
     public private(set) var activity = BusActivity.waiting
-    private var readings: [Reading?]
+    private(set) var readings: [Reading?]
     /// What a bound signal needs at decode time, resolved once.
     private struct Binding: Sendable {
         var position: Int
@@ -115,6 +115,8 @@ public struct VehicleStateTracker: Sendable {
     private var timeoutMs: [Int64?]
     private var lastFrameAt: Timestamp?
     private var watchingSince: Timestamp?
+    /// For each state block, the indices of its quantities.
+    let blockIndices: [String: [Int]]
 
     public init(database: DBCDatabase, quantities: [VehicleQuantity] = VehicleQuantity.all, silenceTimeoutMs: Int64 = 2000) throws(BindingError) {
         self.database = database
@@ -126,6 +128,9 @@ public struct VehicleStateTracker: Sendable {
         readings = Array(repeating: nil, count: quantities.count)
         bound = Array(repeating: [], count: database.messages.count)
         timeoutMs = Array(repeating: nil, count: quantities.count)
+        var blocks: [String: [Int]] = [:]
+        for (qi, q) in quantities.enumerated() { if let b = StateBlock.name(of: q) { blocks[b, default: []].append(qi) } }
+        blockIndices = blocks
         var missing: [String] = []
         for (qi, q) in quantities.enumerated() {
             guard let mi = database.messageIndex(named: q.message) else {
