@@ -49,6 +49,11 @@ let package = Package(
         // The reference backend's vehicle side behind tcu-backend.
         .target(name: "Backend", dependencies: ["TelematicsCore", "Outbox", "BackendLink"], swiftSettings: strict),
 
+        // libgps: the gpsd client library.
+        .systemLibrary(name: "CGPS", pkgConfig: "libgps", providers: [.apt(["libgps-dev"])]),
+        // Position from gpsd (its own thread, reconnects).
+        .target(name: "GNSS", dependencies: ["TelematicsCore", "CGPS"], swiftSettings: strict),
+
         // The eCall's own link to the network (simulator): no disk, no backend.
         .target(name: "ECallLink", dependencies: ["TelematicsCore"], swiftSettings: strict),
         // The PSAP and network simulator behind tcu-psap.
@@ -56,7 +61,7 @@ let package = Package(
         .target(
             name: "TelematicsDaemon",
             dependencies: [
-                "TelematicsCore", "VehicleBus", "ECallLink", "Outbox", "BackendLink",
+                "TelematicsCore", "VehicleBus", "ECallLink", "Outbox", "BackendLink", "GNSS",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],

@@ -95,7 +95,9 @@ public enum Daemon {
         case .candumpLog(let path):
             let replay: CandumpReplayChannel
             do {
-                replay = try CandumpReplayChannel(path: path, realtime: config.replay == .original, loop: config.replayLoop)
+                replay = try CandumpReplayChannel(
+                    path: path, realtime: config.replay == .original && !config.follow, loop: config.replayLoop, follow: config.follow
+                )
             } catch {
                 throw StartupError(kind: .noInput, message: error.description)
             }
@@ -128,15 +130,30 @@ public enum Daemon {
             configuration: config.eCall, linkEndpoint: TCPEndpoint.parse(config.eCallLink)!, bus: bus, profile: profile,
             logger: logger, monotonic: { monotonicNow().nanoseconds / 1_000_000 },
             utcNow: { UInt32(clamping: wallClockNow().nanoseconds / 1_000_000_000) },
-            journalPath: config.eCallJournal,
+            journalPath: config.eCallJournal, gnssFitted: config.gpsd != nil,
             onReport: { report in
                 outbox.submit(report.outboxMessage(vin: vin, id: randomMessageID(), nowMs: wallClockNow().nanoseconds / 1_000_000))
             }
         )
+        var gnss: GNSSService?
+        if let gpsd = config.gpsd {
+            let parts = gpsd.split(separator: ":")
+            var g = GNSSService.Configuration(host: String(parts[0]), port: String(parts[1]), parkingFile: config.parkingFile)
+            g.filter = config.gnssFilter
+            gnss = GNSSService(
+                configuration: g, bus: bus, logger: logger, eCallPositions: { eCall.record($0) },
+                onParking: { position in
+                    let now = wallClockNow().nanoseconds / 1_000_000
+                    outbox.submit(stateMessage(block: "parking", values: position?.json ?? .null,
+                                               capturedAtMs: position.map { $0.parkedAt.nanoseconds / 1_000_000 } ?? now,
+                                               vin: vin, id: randomMessageID()))
+                }
+            )
+        }
         let control: ControlServer
         do {
-            control = try ControlServer(path: config.controlSocket, logger: logger) { request in
-                ControlCommands.handle(request, bus: bus, profile: profile, eCall: eCall, outbox: outbox)
+            control = try ControlServer(path: config.controlSocket, logger: logger) { [gnss] request in
+                ControlCommands.handle(request, bus: bus, profile: profile, eCall: eCall, outbox: outbox, gnss: gnss)
             }
         } catch {
             channel.close()
@@ -153,6 +170,7 @@ public enum Daemon {
             .init(service: VehicleStateService(bus: bus, outbox: outbox, vin: vin, minimumIntervalMs: config.stateIntervalMs,
                                                heartbeatMs: config.stateHeartbeatSeconds * 1_000)),
         ]
+        if let gnss { services.append(.init(service: gnss)) }
         if config.transmitStatus {
             services.append(.init(service: StatusTransmitter(bus: bus, logger: logger) {
                 let state = Double(eCall.phase.load(ordering: .relaxed))
@@ -183,7 +201,7 @@ public enum ControlCommands {
     static func failure(_ message: String) -> JSON { .object([("ok", .bool(false)), ("error", .string(message))]) }
 
     public static func handle(_ request: JSON, bus: VehicleBusService, profile: VehicleProfile, eCall: ECallService? = nil,
-                              outbox: OutboxService? = nil) -> JSON {
+                              outbox: OutboxService? = nil, gnss: GNSSService? = nil) -> JSON {
         guard let command = request["command"]?.stringValue else {
             return failure("request needs a \"command\" string")
         }
@@ -195,6 +213,13 @@ public enum ControlCommands {
             var o: [(String, JSON)] = [("ok", .bool(true)), ("vehicle", profile.json), ("bus", busReport)]
             if let eCall { o.append(("ecall", eCall.report())) }
             if let outbox { o.append(("outbox", outbox.report())) }
+            if let gnss {
+                let (g, p) = gnss.report()
+                o.append(("gnss", g))
+                o.append(("parking", p))
+            } else {
+                o.append(("gnss", .object([("fitted", .bool(false))])))
+            }
             o.append(("state", state))
             return .object(o)
         case "ecall":

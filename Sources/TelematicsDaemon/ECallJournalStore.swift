@@ -72,10 +72,10 @@ final class ECallJournalStore: Sendable {
     func perform(_ op: Op) {
         let ok: Bool
         switch op {
-        case .write(let j): ok = writeDurably(j.text)
+        case .write(let j): ok = writeFileDurably(path, j.text)
         case .delete:
             ok = unlink(path) == 0 || errno == ENOENT
-            syncFolder()
+            syncFolder(of: path)
         }
         if ok, failing.exchange(false, ordering: .relaxed) {
             logger.notice("the eCall journal is written again", metadata: ["ecall.journal": "\(path)"])
@@ -84,24 +84,5 @@ final class ECallJournalStore: Sendable {
                 "ecall.journal": "\(path)", "error": "\(String(cString: strerror(errno)))",
             ])
         }
-    }
-
-    private func writeDurably(_ text: String) -> Bool {
-        let tmp = path + ".tmp"
-        let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { return false }
-        var bytes = Array(text.utf8)
-        let n = bytes.withUnsafeMutableBytes { write(fd, $0.baseAddress, $0.count) }
-        let synced = n == bytes.count && fsync(fd) == 0
-        close(fd)
-        guard synced, rename(tmp, path) == 0 else { unlink(tmp); return false }
-        syncFolder()
-        return true
-    }
-
-    private func syncFolder() {
-        let dir = directoryName(path)
-        let fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        if fd >= 0 { fsync(fd); close(fd) }
     }
 }

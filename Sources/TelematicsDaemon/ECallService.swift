@@ -3,6 +3,7 @@ import Logging
 import ServiceLifecycle
 import Synchronization
 import TelematicsCore
+import VehicleBus
 
 /// The eCall, on its own path: triggers come straight from the CAN reader thread (crash,
 /// SOS) or from tcuctl; the state machine decides; the link to the network is its own TCP
@@ -58,6 +59,18 @@ public final class ECallService: Service, Sendable {
     private let utcNow: @Sendable () -> UInt32
     /// The last three fixes (filled by the GNSS service); only read at a trigger.
     public let positions = Mutex(RecentPositions())
+    /// Whether a GNSS service feeds `positions` (the self-test's GNSS check).
+    let gnssFitted: Bool
+    /// N1 and N2 lie at least this far apart.
+    static let recentSpacingMs: Int64 = 3_000
+    /// The self-test's GNSS check passes with a fix at most this old.
+    static let gnssFreshMs: Int64 = 3_000
+
+    /// A fix from the GNSS service: the only way positions come in (they never go out but
+    /// into an MSD).
+    public func record(_ fix: PositionFix) {
+        positions.withLock { $0.record(fix, spacingMs: Self.recentSpacingMs) }
+    }
     /// The phase, for the unit's status frame on CAN.
     public let phase = Atomic<UInt8>(0)
     /// True while a self-test check fails: the eCall lamp shows red.
@@ -73,9 +86,11 @@ public final class ECallService: Service, Sendable {
         configuration: ECallConfiguration, linkEndpoint: TCPEndpoint, bus: VehicleBusService, profile: VehicleProfile,
         logger: Logger, monotonic: @escaping @Sendable () -> ECallInstant, utcNow: @escaping @Sendable () -> UInt32,
         journalPath: String? = nil, transport: ((@escaping @Sendable (ECallLinkEvent) -> Void) -> any ECallTransport)? = nil,
+        gnssFitted: Bool = false,
         onReport: @escaping @Sendable (ECallReport) -> Void = { _ in }
     ) {
         self.onReport = onReport
+        self.gnssFitted = gnssFitted
         journal = journalPath.map { ECallJournalStore(path: $0, logger: logger) }
         machineConfig = configuration
         self.bus = bus
@@ -407,7 +422,9 @@ public final class ECallService: Service, Sendable {
     }
 
     private func runSelfTest() -> ECallSelfTest {
-        let result = ECallSelfTest(linkAttached: link.isAttached, crashSignalFresh: bus.value(.crashDetected) != nil, gnssFix: nil)
+        let now = monotonic()
+        let gnssFix = gnssFitted ? positions.withLock { $0.newestTime.map { now - $0 <= Self.gnssFreshMs } ?? false } : nil
+        let result = ECallSelfTest(linkAttached: link.isAttached, crashSignalFresh: bus.value(.crashDetected) != nil, gnssFix: gnssFix)
         let before = status.withLock { s in defer { s.selfTest = result }; return s.selfTest }
         let failing = !result.failures.isEmpty
         warning.store(failing, ordering: .relaxed)

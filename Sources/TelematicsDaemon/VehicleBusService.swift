@@ -271,7 +271,3 @@ public struct TransmitError: Error, Sendable, CustomStringConvertible {
     public var description: String
     init(_ d: String) { description = d }
 }
-
-func sleepMs(_ ms: Int64) {
-    sleepUntil(monotonic: monotonicNow().adding(milliseconds: ms), maxMs: ms)
-}

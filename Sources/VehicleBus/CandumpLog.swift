@@ -9,6 +9,8 @@ public final class CandumpLogReader {
     private let file: UnsafeMutablePointer<FILE>
     public let path: String
     public private(set) var lineNumber = 0
+    /// A last line without its newline is left for later (another program is writing it).
+    public var waitsForWholeLines = false
 
     public init(path: String) throws(VehicleBusError) {
         guard let f = fopen(path, "re") else {
@@ -29,6 +31,10 @@ public final class CandumpLogReader {
         while true {
             let n = getline(&linePtr, &cap, file)
             guard n >= 0, let linePtr else { return nil }
+            if waitsForWholeLines, linePtr[n - 1] != 10 {
+                fseek(file, -n, SEEK_CUR)
+                return nil
+            }
             lineNumber += 1
             var bytes = UnsafeBufferPointer(start: UnsafeRawPointer(linePtr).assumingMemoryBound(to: UInt8.self), count: n)
             while let last = bytes.last, last == 10 || last == 13 { bytes = UnsafeBufferPointer(rebasing: bytes.dropLast()) }
@@ -40,6 +46,14 @@ public final class CandumpLogReader {
             }
         }
     }
+
+    /// Moves past everything written so far.
+    public func skipToEnd() {
+        fseek(file, 0, SEEK_END)
+    }
+
+    /// Clears the end-of-file state, so that lines appended since can be read.
+    public func resume() { clearerr(file) }
 
     /// Starts again from the first line.
     public func rewind() {
@@ -94,10 +108,17 @@ public final class CandumpReplayChannel: CANChannel, @unchecked Sendable {
     private var loopOffset: Int64 = 0
     private var lastLogTime = Timestamp.zero
 
-    public init(path: String, realtime: Bool, loop: Bool) throws(VehicleBusError) {
+    private let follow: Bool
+
+    /// `follow`: at the end, wait for more lines (`tail -f`) instead of ending.
+    public init(path: String, realtime: Bool, loop: Bool, follow: Bool = false) throws(VehicleBusError) {
         reader = try CandumpLogReader(path: path)
+        reader.waitsForWholeLines = follow
+        // Following is live: what the file held before is history, not the bus now.
+        if follow { reader.skipToEnd() }
         self.realtime = realtime
         self.loop = loop
+        self.follow = follow
     }
 
     public var isExhausted: Bool { exhausted.load(ordering: .acquiring) }
@@ -138,6 +159,12 @@ public final class CandumpReplayChannel: CANChannel, @unchecked Sendable {
             }
         }
         guard let frame = pending else {
+            if follow {
+                // Nothing new yet: look again shortly (a line may also be half written).
+                sleepMs(Int64(min(timeoutMs, 20)))
+                reader.resume()
+                return nil
+            }
             exhausted.store(true, ordering: .releasing)
             return nil
         }

@@ -91,6 +91,11 @@ public func sleepUntil(monotonic t: Timestamp, maxMs: Int64) {
     while nanosleep(&req, &rem) == -1, errno == EINTR { req = rem }
 }
 
+/// Sleeps on the calling (dedicated) thread for `ms` milliseconds.
+public func sleepMs(_ ms: Int64) {
+    sleepUntil(monotonic: monotonicNow().adding(milliseconds: ms), maxMs: ms)
+}
+
 /// Loads and parses a DBC file; errors name the file, line and column.
 public func loadDBC(path: String) throws(VehicleBusError) -> DBCDatabase {
     let text = try readTextFile(path)
@@ -99,4 +104,25 @@ public func loadDBC(path: String) throws(VehicleBusError) -> DBCDatabase {
     } catch {
         throw VehicleBusError(.invalidInput, error.description)
     }
+}
+
+/// Replaces a file so that a power cut leaves the old content or the new, never half: the text
+/// goes to a temporary file, is fsynced, renamed over the file, and the folder is fsynced.
+public func writeFileDurably(_ path: String, _ text: String, mode: mode_t = 0o600) -> Bool {
+    let tmp = path + ".tmp"
+    let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)
+    guard fd >= 0 else { return false }
+    var bytes = Array(text.utf8)
+    let n = bytes.withUnsafeMutableBytes { write(fd, $0.baseAddress, $0.count) }
+    let synced = n == bytes.count && fsync(fd) == 0
+    close(fd)
+    guard synced, rename(tmp, path) == 0 else { unlink(tmp); return false }
+    syncFolder(of: path)
+    return true
+}
+
+/// fsyncs the folder holding `path`, so that a rename or an unlink in it is durable.
+public func syncFolder(of path: String) {
+    let fd = open(directoryName(path), O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+    if fd >= 0 { fsync(fd); close(fd) }
 }

@@ -31,14 +31,24 @@ public struct RecentPositions: Sendable {
 
     public init() {}
 
-    /// Keeps the newest three.
-    public mutating func record(_ fix: PositionFix) {
+    /// Keeps the newest three. With `spacingMs`, the newest is always the latest fix but the
+    /// two before it lie at least that far apart, so that N1 and N2 show where the car came
+    /// from rather than the last second of it.
+    public mutating func record(_ fix: PositionFix, spacingMs: Int64 = 0) {
+        // The latest stays only once it lies `spacingMs` after the one before it.
+        if fixes.count >= 2, fixes[fixes.count - 1].time - fixes[fixes.count - 2].time < spacingMs {
+            fixes[fixes.count - 1] = fix
+            return
+        }
         fixes.append(fix)
         if fixes.count > 3 { fixes.removeFirst(fixes.count - 3) }
     }
 
     /// How many fixes are held (at most 3), for status and tests; never the positions.
     public var count: Int { fixes.count }
+
+    /// When the newest fix was taken (for the self-test); never where.
+    public var newestTime: ECallInstant? { fixes.last?.time }
 
     /// The fixes, newest first, handed to the MSD builder at a trigger.
     public func fixesForTrigger() -> [PositionFix] { fixes.reversed() }

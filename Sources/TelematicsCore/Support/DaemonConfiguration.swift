@@ -45,6 +45,10 @@ public struct DaemonConfiguration: Sendable, Equatable {
     public var profilePath: String
     public var replay: ReplaySpeed = .original
     public var replayLoop = false
+    /// Read a candump log live as it grows (`tail -f`): frames appended after the start by
+    /// another program (`candump -L can0 >> FILE` on a remote bus, or a test) arrive as they
+    /// are written; what the file held before is skipped.
+    public var follow = false
     /// Stop the daemon when a replayed log ends (for benches and tests).
     public var exitAtEndOfLog = false
     public var silenceTimeoutMs: Int64 = 2000
@@ -72,18 +76,24 @@ public struct DaemonConfiguration: Sendable, Equatable {
     public var tlsCA: String?
     public var tlsCertificate: String?
     public var tlsKey: String?
+    /// gpsd, `HOST:PORT`; nil: the unit has no GNSS (the eCall sends "position unknown").
+    public var gpsd: String?
+    public var gnssFilter = GNSSFilter.Configuration()
+    /// The parking position, kept across restarts.
+    public var parkingFile = "/var/lib/telematicsd/parking.json"
     /// A changed state block is sent at most this often.
     public var stateIntervalMs: Int64 = 1_000
     /// Every block is sent again this often, changed or not.
     public var stateHeartbeatSeconds: Int64 = 900
 
     public static let knownKeys: [String: Set<String>] = [
-        "can": ["source", "dbc", "replay", "loop", "exit-at-end", "silence-timeout-ms", "transmit-status", "transmit-log"],
+        "can": ["source", "dbc", "replay", "loop", "follow", "exit-at-end", "silence-timeout-ms", "transmit-status", "transmit-log"],
         "vehicle": ["profile"],
         "control": ["socket"],
         "log": ["level"],
         "outbox": ["path", "max-bytes", "disk-reserve-bytes"],
         "backend": ["broker", "keepalive-s", "window", "tls-ca", "tls-cert", "tls-key", "state-interval-ms", "state-heartbeat-s"],
+        "gnss": ["gpsd", "max-age-ms", "trust-radius-m", "min-speed-kmh", "max-speed-kmh", "parking-file"],
         "ecall": ["link", "journal", "t1-ms", "t2-ms", "t3-ms", "t5-ms", "t6-ms", "t7-ms", "t9-ms", "t10-ms",
                   "redial-interval-ms", "drop-redial-window-ms", "drop-redial-interval-ms", "maximum-attempts",
                   "push-mode", "ecall-only", "emergency-number", "test-number"],
@@ -112,6 +122,7 @@ public struct DaemonConfiguration: Sendable, Equatable {
             c.replay = r
         }
         c.replayLoop = try f.bool("can", "loop", default: false)
+        c.follow = try f.bool("can", "follow", default: false)
         c.exitAtEndOfLog = try f.bool("can", "exit-at-end", default: false)
         c.silenceTimeoutMs = try f.integer("can", "silence-timeout-ms", default: 2000, range: 100...3_600_000)
         c.transmitStatus = try f.bool("can", "transmit-status", default: true)
@@ -152,6 +163,18 @@ public struct DaemonConfiguration: Sendable, Equatable {
         if (c.tlsCertificate == nil) != (c.tlsKey == nil) {
             throw f.error(f.entry("backend", "tls-cert") ?? f.entry("backend", "tls-key")!, "tls-cert and tls-key go together")
         }
+        if let e = f.entry("gnss", "gpsd") {
+            let parts = e.value.split(separator: ":")
+            guard parts.count == 2, !parts[0].isEmpty, let port = Int(parts[1]), (1...65535).contains(port) else {
+                throw f.error(e, "expected HOST:PORT (gpsd listens on 2947), found '\(e.value)'")
+            }
+            c.gpsd = e.value
+        }
+        c.gnssFilter.maximumAgeMs = try f.integer("gnss", "max-age-ms", default: c.gnssFilter.maximumAgeMs, range: 100...600_000)
+        c.gnssFilter.trustRadiusMeters = Double(try f.integer("gnss", "trust-radius-m", default: 150, range: 1...100_000))
+        c.gnssFilter.minimumSpeedForDirection = Double(try f.integer("gnss", "min-speed-kmh", default: 5, range: 0...100)) / 3.6
+        c.gnssFilter.maximumPlausibleSpeed = Double(try f.integer("gnss", "max-speed-kmh", default: 360, range: 10...2_000)) / 3.6
+        if let p = f.string("gnss", "parking-file") { c.parkingFile = path(p) }
         var ec = ECallConfiguration()
         ec.t1Ms = try f.integer("ecall", "t1-ms", default: ec.t1Ms, range: 0...60_000)
         ec.t2Ms = try f.integer("ecall", "t2-ms", default: ec.t2Ms, range: 1...7_200_000)
@@ -175,8 +198,12 @@ public struct DaemonConfiguration: Sendable, Equatable {
         if c.replayLoop, c.exitAtEndOfLog {
             throw f.error(f.entry("can", "loop")!, "loop and exit-at-end cannot both be true")
         }
-        if case .socketCAN = c.source, let e = f.entry("can", "replay") ?? f.entry("can", "loop") ?? f.entry("can", "exit-at-end") {
-            // transmit-log applies to both sources; these three only to a log.
+        if c.follow, c.replayLoop || c.exitAtEndOfLog {
+            throw f.error(f.entry("can", "follow")!, "follow never reaches the end: not with loop or exit-at-end")
+        }
+        if case .socketCAN = c.source,
+           let e = f.entry("can", "replay") ?? f.entry("can", "loop") ?? f.entry("can", "exit-at-end") ?? f.entry("can", "follow") {
+            // transmit-log applies to both sources; these only to a log.
             throw f.error(e, "only applies to a candump: source")
         }
         return c

@@ -1,0 +1,196 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import GNSS
+import Logging
+import ServiceLifecycle
+import Synchronization
+import TelematicsCore
+import VehicleBus
+
+/// The car's position from gpsd: a client on its own thread (reconnecting with backoff when
+/// gpsd goes away), the fix filter, the eCall's last fixes, and the parking position.
+///
+/// Two consumers with different rules: every usable fix goes into the eCall's own memory
+/// (`ECallService.positions`: three fixes, never readable from outside); the parking position
+/// is taken at ignition-off, kept in a file across restarts, and sent to the backend as the
+/// `parking` state block (null while the car is in use).
+public final class GNSSService: Service, Sendable {
+    public struct Configuration: Sendable {
+        public var host: String
+        public var port: String
+        public var filter = GNSSFilter.Configuration()
+        public var parkingFile: String
+        /// N1 and N2 of the MSD lie at least this far apart.
+        public var recentSpacingMs: Int64 = 3_000
+
+        public init(host: String, port: String, parkingFile: String) {
+            self.host = host
+            self.port = port
+            self.parkingFile = parkingFile
+        }
+    }
+
+    private struct State: Sendable {
+        var filter: GNSSFilter
+        var parking: ParkingTracker
+        var connected = false
+        var outages = 0
+        var lastError: String?
+    }
+
+    let configuration: Configuration
+    let logger: Logger
+    let monotonic: @Sendable () -> Timestamp
+    let wallClock: @Sendable () -> Timestamp
+    let eCallPositions: (@Sendable (PositionFix) -> Void)?
+    let onParking: @Sendable (ParkingPosition?) -> Void
+    private let ignition: AsyncStream<BusEvent>
+    private let state: Mutex<State>
+    private let stop = Atomic<Bool>(false)
+
+    public init(
+        configuration: Configuration, bus: VehicleBusService, logger: Logger,
+        monotonic: @escaping @Sendable () -> Timestamp = { monotonicNow() },
+        wallClock: @escaping @Sendable () -> Timestamp = { wallClockNow() },
+        eCallPositions: (@Sendable (PositionFix) -> Void)? = nil,
+        onParking: @escaping @Sendable (ParkingPosition?) -> Void = { _ in }
+    ) {
+        self.configuration = configuration
+        self.logger = logger
+        self.monotonic = monotonic
+        self.wallClock = wallClock
+        self.eCallPositions = eCallPositions
+        self.onParking = onParking
+        ignition = bus.subscribe(to: [.ignitionOn])
+        var restored: ParkingPosition?
+        if let text = try? readTextFile(configuration.parkingFile) {
+            do {
+                restored = try ParkingPosition.parse(text, source: configuration.parkingFile)
+            } catch {
+                logger.error("the parking position file is damaged; moved aside", metadata: ["error": "\(error)"])
+                rename(configuration.parkingFile, configuration.parkingFile + ".bad")
+            }
+        }
+        state = Mutex(State(filter: GNSSFilter(configuration: configuration.filter), parking: ParkingTracker(restored: restored)))
+    }
+
+    /// Whether a fresh fix is there (the eCall self-test's GNSS check).
+    public func hasFix() -> Bool {
+        let now = monotonic()
+        return state.withLock { $0.filter.fresh(now: now) != nil }
+    }
+
+    public var parkingPosition: ParkingPosition? { state.withLock { $0.parking.position } }
+
+    public func report() -> (gnss: JSON, parking: JSON) {
+        let now = monotonic()
+        return state.withLock { s in
+            var o: [(String, JSON)] = [("gpsd", .string("\(configuration.host):\(configuration.port)")), ("connected", .bool(s.connected))]
+            if let c = s.filter.current {
+                let fresh = now.milliseconds(since: c.receivedAt) <= configuration.filter.maximumAgeMs
+                o.append(("fix", .string(fresh ? (c.mode == 3 ? "3D" : "2D") : "stale")))
+                o.append(("ageMs", .number(Double(now.milliseconds(since: c.receivedAt)))))
+                o.append(("trusted", .bool(fresh && c.trusted)))
+                if let e = c.error95 { o.append(("error95", .number((e * 10).rounded() / 10))) }
+                if let n = c.satellites { o.append(("satellites", .number(Double(n)))) }
+                o.append(("moving", .bool(c.direction != nil)))
+            } else {
+                o.append(("fix", .string("none")))
+                o.append(("trusted", .bool(false)))
+            }
+            o += [
+                ("reports", .number(Double(s.filter.reports))), ("fixes", .number(Double(s.filter.accepted))), ("fixLosses", .number(Double(s.filter.fixLosses))),
+                ("jumps", .number(Double(s.filter.jumps))), ("outages", .number(Double(s.outages))),
+            ]
+            if let e = s.lastError { o.append(("lastError", .string(e))) }
+            return (.object(o), s.parking.position?.json ?? .string("none"))
+        }
+    }
+
+    public func run() async throws {
+        let thread = DedicatedThread(name: "gnss") { [self] in self.readLoop() }
+        // The current parking position (a restored one, or none) goes to the backend once.
+        onParking(parkingPosition)
+        for await event in ignition.cancelOnGracefulShutdown() {
+            guard case .changed(let changes) = event else { continue }
+            for c in changes where c.quantity == .ignitionOn {
+                guard let on = c.new?.flag, c.old?.flag != on else { continue }
+                // The first reading after a start: off keeps the stored position (the car was
+                // parked while the unit was down); on means the car is in use.
+                if c.old == nil, !on { continue }
+                ignitionChanged(on: on)
+            }
+        }
+        stop.store(true, ordering: .releasing)
+        thread.join()
+    }
+
+    private func ignitionChanged(on: Bool) {
+        let now = wallClock()
+        let (changed, position) = state.withLock { s in
+            (s.parking.ignition(on: on, at: now, lastTrusted: s.filter.lastTrusted), s.parking.position)
+        }
+        guard changed else { return }
+        if let position {
+            if !writeFileDurably(configuration.parkingFile, position.json.text + "\n") {
+                logger.error("cannot store the parking position", metadata: ["gnss.parkingFile": "\(configuration.parkingFile)"])
+            }
+            logger.notice("parked", metadata: ["gnss.parkedAt": "\(utcText(position.parkedAt.nanoseconds / 1_000_000_000))"])
+        } else {
+            unlink(configuration.parkingFile)
+            syncFolder(of: configuration.parkingFile)
+        }
+        onParking(position)
+    }
+
+    private func readLoop() {
+        let client = GPSDClient(host: configuration.host, port: configuration.port)
+        var failures = 0
+        var rng = SystemRandomNumberGenerator()
+        while !stop.load(ordering: .acquiring) {
+            do {
+                try client.connect()
+                if failures > 0 { logger.notice("gpsd is back", metadata: ["gnss.gpsd": "\(configuration.host):\(configuration.port)"]) }
+                failures = 0
+                state.withLock { $0.connected = true; $0.lastError = nil }
+                while !stop.load(ordering: .acquiring) {
+                    if case .fix(let fix) = try client.next(timeoutMs: 200) { take(fix) }
+                }
+                client.close()
+            } catch {
+                let first = state.withLock { s -> Bool in
+                    let was = s.connected
+                    if was { s.outages += 1 }
+                    s.connected = false
+                    s.lastError = error.description
+                    return was || failures == 0
+                }
+                if first { logger.warning("no gpsd: no position until it is back", metadata: ["error": "\(error)"]) }
+                failures += 1
+                // Capped exponential backoff with jitter: 0.25 s, 0.5 s ... 5 s, each × 0.5-1.0.
+                let cap = min(5_000, 250 * (1 << min(failures - 1, 5)))
+                var waited: Int64 = 0
+                let delay = Int64(Double(cap) * Double.random(in: 0.5...1.0, using: &rng))
+                while waited < delay, !stop.load(ordering: .acquiring) {
+                    sleepMs(min(50, delay - waited))
+                    waited += 50
+                }
+            }
+        }
+    }
+
+    private func take(_ fix: GNSSFix) {
+        let now = monotonic()
+        let result = state.withLock { $0.filter.accept(fix, receivedAt: now) }
+        guard case .success(let f) = result else { return }
+        if f.jump {
+            logger.warning("an impossible position jump; the fix is not used", metadata: ["gnss.jumps": "\(state.withLock { $0.filter.jumps })"])
+            return
+        }
+        eCallPositions?(PositionFix(
+            latitude: f.latitude, longitude: f.longitude, time: now.nanoseconds / 1_000_000, horizontalError95: f.error95,
+            track: f.direction, speed: f.speed
+        ))
+    }
+}

@@ -1,0 +1,202 @@
+"""GNSS end to end: a real gpsd (Debian's) fed with the recorded NMEA traces of hw/gnss/ over
+UDP, telematicsd reading it through libgps, and the CAN bus written by the test (a candump log
+the daemon follows as it grows)."""
+import os
+import signal
+import socket
+import subprocess
+import time
+
+import pytest
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+BIN = os.path.dirname(os.environ.get("TCUCTL", os.path.join(ROOT, ".build", "debug", "tcuctl")))
+DBC = os.path.join(ROOT, "hw", "vehicle.dbc")
+PROFILE = os.path.join(ROOT, "hw", "vehicle-profile.conf")
+GNSS = os.path.join(ROOT, "hw", "gnss")
+IGNITION_ON = "3C0#00030000"
+IGNITION_OFF = "3C0#00000000"
+
+
+def free_port(kind=socket.SOCK_STREAM):
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(predicate, timeout=30):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.02)
+    return None
+
+
+def epochs(name):
+    """The trace's reports grouped by second (each second starts with its RMC)."""
+    with open(os.path.join(GNSS, f"{name}.nmea"), newline="") as f:
+        lines = [l for l in f.read().split("\r\n") if l]
+    groups = []
+    for line in lines:
+        if line.startswith("$GPRMC") or not groups:
+            groups.append([])
+        groups[-1].append(line)
+    return groups
+
+
+def expected(name):
+    with open(os.path.join(GNSS, f"{name}.expected")) as f:
+        return dict(l.split(" = ", 1) for l in (x.strip() for x in f) if l and not l.startswith("#"))
+
+
+class Rig:
+    def __init__(self, tmp):
+        self.tmp = tmp
+        self.gpsd_port = free_port()
+        self.udp_port = free_port(socket.SOCK_DGRAM)
+        self.gpsd = None
+        self.start_gpsd()
+        self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.can_log = tmp / "bus.log"
+        self.can_log.write_text("")
+        self.daemon = None
+
+    def start_gpsd(self):
+        # -N foreground, -n read the feed without waiting for a client, -S the client port.
+        self.gpsd = subprocess.Popen(["gpsd", "-N", "-n", "-S", str(self.gpsd_port), f"udp://127.0.0.1:{self.udp_port}"],
+                                     stdout=subprocess.DEVNULL, stderr=open(self.tmp / "gpsd.log", "a"))
+        assert wait_until(self.gpsd_up)
+
+    def gpsd_up(self):
+        try:
+            socket.create_connection(("127.0.0.1", self.gpsd_port), timeout=0.2).close()
+            return True
+        except OSError:
+            return False
+
+    def stop_gpsd(self):
+        self.gpsd.send_signal(signal.SIGTERM)
+        self.gpsd.wait(timeout=10)
+
+    def start_daemon(self):
+        conf = self.tmp / "telematicsd.conf"
+        conf.write_text(f"[can]\nsource = candump:{self.can_log}\ndbc = {DBC}\nreplay = fast\nfollow = true\n"
+                        f"transmit-status = false\n[vehicle]\nprofile = {PROFILE}\n[control]\nsocket = {self.tmp}/ctl.sock\n"
+                        f"[outbox]\npath = {self.tmp}/outbox.db\n[ecall]\njournal = {self.tmp}/ecall.journal\n"
+                        f"link = 127.0.0.1:{free_port()}\n[gnss]\ngpsd = 127.0.0.1:{self.gpsd_port}\n"
+                        f"parking-file = {self.tmp}/parking.json\n")
+        self.daemon = subprocess.Popen([os.path.join(BIN, "telematicsd"), "--config", str(conf)],
+                                       stderr=open(self.tmp / "daemon.log", "a"))
+        assert wait_until(lambda: self.status().get("gnss.connected") == "true"), self.status()
+
+    def stop_daemon(self):
+        self.daemon.send_signal(signal.SIGTERM)
+        assert self.daemon.wait(timeout=20) == 0
+
+    def can(self, frame):
+        with open(self.can_log, "a") as f:
+            f.write(f"({time.time():.6f}) can0 {frame}\n")
+
+    def status(self):
+        r = subprocess.run([os.path.join(BIN, "tcuctl"), "status", "--socket", f"{self.tmp}/ctl.sock"],
+                           capture_output=True, text=True)
+        return dict(l.split(" = ", 1) for l in r.stdout.splitlines() if " = " in l)
+
+    def reports(self):
+        return int(self.status().get("gnss.reports", "0"))
+
+    def feed(self, groups):
+        """Sends each second of the trace and waits until the daemon has gpsd's report of it."""
+        for group in groups:
+            before = self.reports()
+            self.udp.sendto(("\r\n".join(group) + "\r\n").encode(), ("127.0.0.1", self.udp_port))
+            assert wait_until(lambda: self.reports() > before, timeout=10), f"no report for {group[0]}"
+
+    def close(self):
+        for p in (self.daemon, self.gpsd):
+            if p and p.poll() is None:
+                p.terminate()
+                p.wait(timeout=10)
+
+
+@pytest.fixture
+def rig(tmp_path):
+    r = Rig(tmp_path)
+    yield r
+    r.close()
+
+
+def assert_expected(rig, name):
+    st = rig.status()
+    for key, want in expected(name).items():
+        assert st.get(key) == want, f"{name}: {key} = {st.get(key)}, expected {want}"
+
+
+@pytest.mark.parametrize("trace", ["drive-park", "tunnel", "standstill-noise", "cold-start", "jump"])
+def test_a_recorded_trace_through_gpsd_ends_in_the_expected_state(rig, trace):
+    rig.start_daemon()
+    rig.feed(epochs(trace))
+    assert_expected(rig, trace)
+
+
+def test_the_trust_flag_follows_the_trace_through_a_tunnel(rig):
+    rig.start_daemon()
+    groups = epochs("tunnel")
+    rig.feed(groups[:20])
+    assert rig.status()["gnss.trusted"] == "true"
+    rig.feed(groups[20:24])  # HDOP 12 at the entrance: about 230 m
+    st = rig.status()
+    assert st["gnss.trusted"] == "false" and float(st["gnss.error95"]) > 150
+    rig.feed(groups[24:36])  # no fix
+    st = rig.status()
+    assert st["gnss.fix"] == "none" and st["gnss.fixLosses"] == "1"
+    rig.feed(groups[36:])
+    assert rig.status()["gnss.trusted"] == "true"
+
+
+def test_a_fix_goes_stale_when_reports_stop(rig):
+    rig.start_daemon()
+    rig.feed(epochs("drive-park")[:5])
+    assert rig.status()["gnss.fix"] == "3D"
+    assert wait_until(lambda: rig.status()["gnss.fix"] == "stale", timeout=15)
+    assert rig.status()["gnss.trusted"] == "false"
+
+
+def test_the_parking_position_is_taken_at_ignition_off_and_survives_a_restart(rig):
+    rig.start_daemon()
+    rig.can(IGNITION_ON)
+    assert wait_until(lambda: rig.status().get("ignition.on") == "true")
+    rig.feed(epochs("drive-park"))
+    # While the car is in use there is no parking position.
+    assert rig.status()["parking"] == "none"
+    rig.can(IGNITION_OFF)
+    lat, lon = (float(x) for x in open(os.path.join(GNSS, "drive-park.position")).read().split())
+    st = wait_until(lambda: (s := rig.status()).get("parking.latitude") and s)
+    assert abs(float(st["parking.latitude"]) - lat) < 1e-5 and abs(float(st["parking.longitude"]) - lon) < 1e-5
+    assert int(st["parking.fixTime"]) == 1764000054000  # the last fix of the trace
+    rig.stop_daemon()
+    rig.start_daemon()
+    again = rig.status()
+    assert again["parking.latitude"] == st["parking.latitude"] and again["parking.parkedAt"] == st["parking.parkedAt"]
+    # Driving again: no parking position, and the file is gone.
+    rig.can(IGNITION_ON)
+    assert wait_until(lambda: rig.status().get("parking") == "none")
+    assert not os.path.exists(rig.tmp / "parking.json")
+
+
+def test_gpsd_killed_and_restarted_mid_drive_is_survived(rig):
+    rig.start_daemon()
+    groups = epochs("drive-park")
+    rig.feed(groups[:20])
+    rig.gpsd.kill()
+    rig.gpsd.wait()
+    assert wait_until(lambda: rig.status().get("gnss.connected") == "false", timeout=15)
+    assert rig.status()["gnss.outages"] == "1" and "gnss.lastError" in rig.status()
+    rig.start_gpsd()
+    assert wait_until(lambda: rig.status().get("gnss.connected") == "true", timeout=15)
+    rig.feed(groups[20:])
+    assert_expected(rig, "drive-park")
+    assert "no gpsd: no position until it is back" in (rig.tmp / "daemon.log").read_text()
+    assert "gpsd is back" in (rig.tmp / "daemon.log").read_text()
