@@ -190,7 +190,7 @@ public final class GNSSService: Service, Sendable {
         }
         eCallPositions?(PositionFix(
             latitude: f.latitude, longitude: f.longitude, time: now.nanoseconds / 1_000_000, horizontalError95: f.error95,
-            track: f.direction, speed: f.speed
+            track: f.direction, speed: f.speed, fixTimeMs: f.utc.map { $0.nanoseconds / 1_000_000 }
         ))
     }
 }

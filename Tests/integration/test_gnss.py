@@ -62,6 +62,7 @@ class Rig:
         self.can_log = tmp / "bus.log"
         self.can_log.write_text("")
         self.daemon = None
+        self.ecall_link = free_port()
 
     def start_gpsd(self):
         # -N foreground, -n read the feed without waiting for a client, -S the client port.
@@ -85,7 +86,7 @@ class Rig:
         conf.write_text(f"[can]\nsource = candump:{self.can_log}\ndbc = {DBC}\nreplay = fast\nfollow = true\n"
                         f"transmit-status = false\n[vehicle]\nprofile = {PROFILE}\n[control]\nsocket = {self.tmp}/ctl.sock\n"
                         f"[outbox]\npath = {self.tmp}/outbox.db\n[ecall]\njournal = {self.tmp}/ecall.journal\n"
-                        f"link = 127.0.0.1:{free_port()}\n[gnss]\ngpsd = 127.0.0.1:{self.gpsd_port}\n"
+                        f"link = 127.0.0.1:{self.ecall_link}\n[gnss]\ngpsd = 127.0.0.1:{self.gpsd_port}\n"
                         f"parking-file = {self.tmp}/parking.json\n")
         self.daemon = subprocess.Popen([os.path.join(BIN, "telematicsd"), "--config", str(conf)],
                                        stderr=open(self.tmp / "daemon.log", "a"))
@@ -200,3 +201,47 @@ def test_gpsd_killed_and_restarted_mid_drive_is_survived(rig):
     assert_expected(rig, "drive-park")
     assert "no gpsd: no position until it is back" in (rig.tmp / "daemon.log").read_text()
     assert "gpsd is back" in (rig.tmp / "daemon.log").read_text()
+
+
+def nmea_degrees(field, hemisphere):
+    head = 2 if hemisphere in "NS" else 3
+    value = int(field[:head]) + float(field[head:]) / 60
+    return -value if hemisphere in "SW" else value
+
+
+def test_a_crash_sends_the_last_fixes_in_the_msd(rig):
+    import json
+    psap_port = free_port()
+    psap_log = rig.tmp / "psap.log"
+    (rig.tmp / "scenario.conf").write_text("")
+    psap = subprocess.Popen([os.path.join(BIN, "tcu-psap"), "--listen", f"127.0.0.1:{psap_port}",
+                             "--scenario", str(rig.tmp / "scenario.conf"), "--log", str(psap_log)])
+    try:
+        def events(kind):
+            if not psap_log.exists():
+                return []
+            return [e for e in (json.loads(l) for l in psap_log.read_text().splitlines() if l.strip()) if e["event"] == kind]
+        assert wait_until(lambda: events("listening"))
+        rig.ecall_link = psap_port
+        rig.start_daemon()
+        groups = epochs("drive-park")
+        rig.feed(groups[:30])  # driving east-north-east (75°) at 50 km/h
+        st = rig.status()
+        assert st["gnss.trusted"] == "true" and st["ecall.recentPositions"] == "3"
+        rig.can("040#0015000000000000")  # Airbag_01: crash detected, front, severity 2
+        msd = wait_until(lambda: events("msd"))[0]["decoded"]
+        assert msd["control"]["automaticActivation"] and msd["control"]["positionCanBeTrusted"]
+        rmc = groups[29][0].split(",")
+        lat, lon = nmea_degrees(rmc[3], rmc[4]), nmea_degrees(rmc[5], rmc[6])
+        location = msd["vehicleLocation"]
+        assert abs(location["positionLatitude"] - lat * 3_600_000) < 10
+        assert abs(location["positionLongitude"] - lon * 3_600_000) < 10
+        assert msd["vehicleDirection"] == 38  # 75° in steps of 2°
+        # N1: where the car was 1 to 3 s before (the fix before the current one), N2: 3 s before
+        # N1; west-south-west, at 5.8 (east) and 1.2 (north) units of 100 mas a second.
+        n1, n2 = msd["recentVehicleLocationN1"], msd["recentVehicleLocationN2"]
+        assert -19 <= n1["longitudeDelta"] <= -5 and -5 <= n1["latitudeDelta"] <= -1, n1
+        assert -19 <= n2["longitudeDelta"] <= -16 and -5 <= n2["latitudeDelta"] <= -2, n2
+    finally:
+        psap.terminate()
+        psap.wait(timeout=10)

@@ -11,15 +11,26 @@ public struct PositionFix: Sendable, Equatable {
     public var track: Double?
     /// Speed over ground in m/s, if known.
     public var speed: Double?
+    /// The receiver's own time of the fix (UTC milliseconds), if it gave one: the spacing of
+    /// the recent positions is measured with it.
+    public var fixTimeMs: Int64?
 
     public init(latitude: Double, longitude: Double, time: ECallInstant, horizontalError95: Double? = nil,
-                track: Double? = nil, speed: Double? = nil) {
+                track: Double? = nil, speed: Double? = nil, fixTimeMs: Int64? = nil) {
         self.latitude = latitude
         self.longitude = longitude
         self.time = time
         self.horizontalError95 = horizontalError95
         self.track = track
         self.speed = speed
+        self.fixTimeMs = fixTimeMs
+    }
+
+    /// Milliseconds from `earlier` to `self`: by the receiver's clock when both fixes carry
+    /// it, by the unit's otherwise.
+    public func milliseconds(since earlier: PositionFix) -> Int64 {
+        if let a = earlier.fixTimeMs, let b = fixTimeMs { return b - a }
+        return time - earlier.time
     }
 }
 
@@ -36,7 +47,7 @@ public struct RecentPositions: Sendable {
     /// from rather than the last second of it.
     public mutating func record(_ fix: PositionFix, spacingMs: Int64 = 0) {
         // The latest stays only once it lies `spacingMs` after the one before it.
-        if fixes.count >= 2, fixes[fixes.count - 1].time - fixes[fixes.count - 2].time < spacingMs {
+        if fixes.count >= 2, fixes[fixes.count - 1].milliseconds(since: fixes[fixes.count - 2]) < spacingMs {
             fixes[fixes.count - 1] = fix
             return
         }
@@ -135,7 +146,7 @@ public struct MSDBuilder: Sendable {
         // fixes within 15 s of the current one count.
         var previous = current
         for (i, fix) in fixes.dropFirst().prefix(2).enumerated() {
-            guard current.time - fix.time <= recentSpanMs else { break }
+            guard current.milliseconds(since: fix) <= recentSpanMs else { break }
             let delta = MSD.LocationDelta(
                 latitude: Self.delta(fix.latitude - previous.latitude),
                 longitude: Self.delta(fix.longitude - previous.longitude)
