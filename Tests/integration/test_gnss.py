@@ -209,7 +209,7 @@ def nmea_degrees(field, hemisphere):
     return -value if hemisphere in "SW" else value
 
 
-def test_a_crash_sends_the_last_fixes_in_the_msd(rig):
+def test_a_crash_sends_the_last_fixes_in_the_msd_and_none_is_readable_before(rig):
     import json
     psap_port = free_port()
     psap_log = rig.tmp / "psap.log"
@@ -228,11 +228,15 @@ def test_a_crash_sends_the_last_fixes_in_the_msd(rig):
         rig.feed(groups[:30])  # driving east-north-east (75°) at 50 km/h
         st = rig.status()
         assert st["gnss.trusted"] == "true" and st["ecall.recentPositions"] == "3"
+        rmc = groups[29][0].split(",")
+        lat, lon = nmea_degrees(rmc[3], rmc[4]), nmea_degrees(rmc[5], rmc[6])
+        # Before a trigger the positions are not readable from outside: a count, no coordinates.
+        full = subprocess.run([os.path.join(BIN, "tcuctl"), "status", "--json", "--socket", f"{rig.tmp}/ctl.sock"],
+                              capture_output=True, text=True).stdout
+        assert "41.47" not in full and str(round(lat * 3_600_000))[:6] not in full
         rig.can("040#0015000000000000")  # Airbag_01: crash detected, front, severity 2
         msd = wait_until(lambda: events("msd"))[0]["decoded"]
         assert msd["control"]["automaticActivation"] and msd["control"]["positionCanBeTrusted"]
-        rmc = groups[29][0].split(",")
-        lat, lon = nmea_degrees(rmc[3], rmc[4]), nmea_degrees(rmc[5], rmc[6])
         location = msd["vehicleLocation"]
         assert abs(location["positionLatitude"] - lat * 3_600_000) < 10
         assert abs(location["positionLongitude"] - lon * 3_600_000) < 10
