@@ -21,8 +21,6 @@ public final class GNSSService: Service, Sendable {
         public var port: String
         public var filter = GNSSFilter.Configuration()
         public var parkingFile: String
-        /// N1 and N2 of the MSD lie at least this far apart.
-        public var recentSpacingMs: Int64 = 3_000
 
         public init(host: String, port: String, parkingFile: String) {
             self.host = host
@@ -73,12 +71,6 @@ public final class GNSSService: Service, Sendable {
             }
         }
         state = Mutex(State(filter: GNSSFilter(configuration: configuration.filter), parking: ParkingTracker(restored: restored)))
-    }
-
-    /// Whether a fresh fix is there (the eCall self-test's GNSS check).
-    public func hasFix() -> Bool {
-        let now = monotonic()
-        return state.withLock { $0.filter.fresh(now: now) != nil }
     }
 
     public var parkingPosition: ParkingPosition? { state.withLock { $0.parking.position } }

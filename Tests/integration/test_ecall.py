@@ -369,3 +369,33 @@ def test_the_ecall_report_goes_to_the_outbox_at_the_highest_priority(bench, tmp_
     assert body["vin"] == "VSSZZZKLZNR012345" and body["msdAcknowledged"] is True
     # The report holds the call's facts, never a position.
     assert "latitude" not in payload and "position" not in payload
+
+
+def test_the_ecall_goes_through_while_the_outbox_is_stalled_and_the_backend_link_hangs(bench, tmp_path):
+    """Another process holds the outbox database locked (every commit waits out its busy
+    timeout and fails) and the broker accepts the connection but never answers: the crash
+    10 s into the recording still gives a call placed on time, with its MSD."""
+    import sqlite3
+    import threading
+    lock = sqlite3.connect(tmp_path / "outbox.db", isolation_level=None)
+    lock.execute("BEGIN EXCLUSIVE")
+    lock.execute("CREATE TABLE held(x)")
+    hung = socket.create_server(("127.0.0.1", 0))
+    held = []
+    threading.Thread(target=lambda: [held.append(hung.accept()) for _ in range(100)], daemon=True).start()
+    try:
+        b = bench(replay="original", ecall=f"\n[backend]\nbroker = 127.0.0.1:{hung.getsockname()[1]}\nkeepalive-s = 60\n")
+        msd = wait_until(lambda: b.events("msd"), timeout=40)
+        assert msd and msd[0]["decoded"]["control"]["automaticActivation"]
+        hello = b.events("received")[0]["t"]
+        dial = next(e["t"] for e in b.events("received") if e["message"]["type"] == "dial")
+        # The crash is 10.0 s after the first frame; the unit connected to the network at its start.
+        assert dial - hello < 10_500, (hello, dial)
+        call = wait_until(b.last_call, timeout=30)
+        assert call["msdAcknowledged"]
+        st = b.tcuctl("status").stdout
+        assert "outbox.error" in st and "outbox.backend.connected = false" in st
+        assert held, "the daemon never reached the hung broker"
+    finally:
+        lock.close()
+        hung.close()
