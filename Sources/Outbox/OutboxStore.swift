@@ -15,7 +15,7 @@ import TelematicsCore
 /// (never eCall reports or alarms), and what went is counted.
 public final class OutboxStore {
     /// The schema this code writes; older files are migrated forward step by step.
-    public static let schemaVersion = 1
+    public static let schemaVersion = 2
 
     public struct Statistics: Sendable, Equatable {
         public var messages: [OutboxPriority: Int] = [:]
@@ -99,6 +99,15 @@ public final class OutboxStore {
                     CREATE TABLE counters(name TEXT PRIMARY KEY, value INTEGER NOT NULL);
                     INSERT INTO counters VALUES ('next_sequence', 1), ('bytes', 0), ('coalesced', 0);
                     PRAGMA user_version = 1;
+                    """)
+            }
+        }
+        if version < 2 {
+            // Version 2: which messages hold a position (privacy "use my position" keeps them in).
+            try db.transaction { () throws(OutboxError) in
+                try db.exec("""
+                    ALTER TABLE messages ADD COLUMN carries_position INTEGER NOT NULL DEFAULT 0;
+                    PRAGMA user_version = 2;
                     """)
             }
         }
@@ -188,8 +197,8 @@ public final class OutboxStore {
                 }
                 let size = Self.size(of: m)
                 let ins = try db.statement("""
-                    INSERT INTO messages(id, stream, priority, coalesce_key, captured_at, payload, size)
-                    VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO NOTHING
+                    INSERT INTO messages(id, stream, priority, coalesce_key, captured_at, payload, size, carries_position)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO NOTHING
                     """)
                 ins.bind(1, m.id)
                 ins.bind(2, m.stream)
@@ -198,6 +207,7 @@ public final class OutboxStore {
                 ins.bind(5, m.capturedAtMs)
                 ins.bind(6, m.payload)
                 ins.bind(7, size)
+                ins.bind(8, m.carriesPosition ? 1 : 0)
                 try ins.run()
                 if db.changes > 0 { bytes += size }
             }
@@ -236,8 +246,8 @@ public final class OutboxStore {
 
     /// The next messages to send, in order, skipping those in `excluding` (in flight).
     /// A message taken for the first time gets the next sequence number, kept on re-sends.
-    public func next(limit: Int, excluding: Set<String> = []) throws(OutboxError) -> [OutboxEntry] {
-        try exchange(acknowledging: [], takeUpTo: limit, excluding: excluding)
+    public func next(limit: Int, excluding: Set<String> = [], positions: Bool = true) throws(OutboxError) -> [OutboxEntry] {
+        try exchange(acknowledging: [], takeUpTo: limit, excluding: excluding, positions: positions)
     }
 
     /// Removes messages the backend acknowledged.
@@ -246,8 +256,10 @@ public final class OutboxStore {
     }
 
     /// Removes what the backend acknowledged and takes the next messages to send (as `next`),
-    /// in one transaction: one disk flush for both, and none when nothing changed.
-    public func exchange(acknowledging ids: [String], takeUpTo limit: Int, excluding: Set<String> = []) throws(OutboxError) -> [OutboxEntry] {
+    /// in one transaction: one disk flush for both, and none when nothing changed. With
+    /// `positions` false, messages that hold a position stay where they are.
+    public func exchange(acknowledging ids: [String], takeUpTo limit: Int, excluding: Set<String> = [],
+                         positions: Bool = true) throws(OutboxError) -> [OutboxEntry] {
         guard !ids.isEmpty || limit > 0 else { return [] }
         return try db.transaction { () throws(OutboxError) -> [OutboxEntry] in
             var freed: Int64 = 0
@@ -263,17 +275,19 @@ public final class OutboxStore {
             if freed != 0 { try add("bytes", -freed) }
             guard limit > 0 else { return [] }
             let st = try db.statement("""
-                SELECT position, id, stream, priority, coalesce_key, captured_at, payload, sequence
-                FROM messages ORDER BY priority, position LIMIT ?
+                SELECT position, id, stream, priority, coalesce_key, captured_at, payload, sequence, carries_position
+                FROM messages WHERE carries_position = 0 OR ? ORDER BY priority, position LIMIT ?
                 """)
-            st.bind(1, Int64(limit + excluding.count))
+            st.bind(1, positions ? 1 : 0)
+            st.bind(2, Int64(limit + excluding.count))
             var rows: [(Int64, OutboxMessage, Int64?)] = []
             while try st.step(), rows.count < limit {
                 let id = st.text(1)
                 if excluding.contains(id) { continue }
                 let m = OutboxMessage(
                     id: id, stream: st.text(2), priority: OutboxPriority(rawValue: Int(st.int(3))) ?? .state,
-                    coalesceKey: st.isNull(4) ? nil : st.text(4), capturedAtMs: st.int(5), payload: st.text(6)
+                    coalesceKey: st.isNull(4) ? nil : st.text(4), capturedAtMs: st.int(5), payload: st.text(6),
+                    carriesPosition: st.int(8) != 0
                 )
                 rows.append((st.int(0), m, st.isNull(7) ? nil : st.int(7)))
             }
@@ -298,6 +312,24 @@ public final class OutboxStore {
                 try set.run()
             }
             return out
+        }
+    }
+
+    /// Deletes the unsent messages that hold a position (the user stopped sharing it); returns
+    /// how many.
+    @discardableResult
+    public func discardUnsentPositions() throws(OutboxError) -> Int {
+        try db.transaction { () throws(OutboxError) -> Int in
+            let st = try db.statement("SELECT id, size FROM messages WHERE carries_position = 1 AND sequence IS NULL")
+            var rows: [(String, Int64)] = []
+            while try st.step() { rows.append((st.text(0), st.int(1))) }
+            for (id, _) in rows {
+                let del = try db.statement("DELETE FROM messages WHERE id = ?")
+                del.bind(1, id)
+                try del.run()
+            }
+            try add("bytes", -rows.reduce(0) { $0 + $1.1 })
+            return rows.count
         }
     }
 

@@ -124,6 +124,8 @@ public enum Daemon {
             path: config.outboxPath, maximumBytes: config.outboxMaximumBytes, diskReserveBytes: config.outboxDiskReserveBytes,
             logger: logger, uplink: uplink
         )
+        let privacy = PrivacySetting(path: config.settingsFile, initial: config.privacy, logger: logger)
+        privacy.observe { outbox.setPrivacy($0) }
         let events = VehicleEventService(bus: bus, outbox: outbox, vin: profile.vin.value)
         let vin = profile.vin.value
         let eCall = ECallService(
@@ -143,17 +145,29 @@ public enum Daemon {
             gnss = GNSSService(
                 configuration: g, bus: bus, logger: logger, eCallPositions: { eCall.record($0) },
                 onParking: { position in
+                    // "Use my position": the backend hears there is none to tell.
+                    let shared = privacy.current == .shareMyPosition ? position : nil
                     let now = wallClockNow().nanoseconds / 1_000_000
-                    outbox.submit(stateMessage(block: "parking", values: position?.json ?? .null,
-                                               capturedAtMs: position.map { $0.parkedAt.nanoseconds / 1_000_000 } ?? now,
-                                               vin: vin, id: randomMessageID()))
+                    var m = stateMessage(block: "parking", values: shared?.json ?? .null,
+                                         capturedAtMs: shared.map { $0.parkedAt.nanoseconds / 1_000_000 } ?? now,
+                                         vin: vin, id: randomMessageID())
+                    m.carriesPosition = shared != nil
+                    outbox.submit(m)
                 }
             )
+        }
+        let stateService = VehicleStateService(bus: bus, outbox: outbox, vin: vin, minimumIntervalMs: config.stateIntervalMs,
+                                               heartbeatMs: config.stateHeartbeatSeconds * 1_000)
+        privacy.observe(initially: false) { [gnss] mode in
+            // A new level: the parking block says what may now be said; back online, the
+            // backend gets the whole state again.
+            gnss?.resendParking()
+            if mode.connects { stateService.resendAll() }
         }
         let control: ControlServer
         do {
             control = try ControlServer(path: config.controlSocket, logger: logger) { [gnss] request in
-                ControlCommands.handle(request, bus: bus, profile: profile, eCall: eCall, outbox: outbox, gnss: gnss)
+                ControlCommands.handle(request, bus: bus, profile: profile, eCall: eCall, outbox: outbox, gnss: gnss, privacy: privacy)
             }
         } catch {
             channel.close()
@@ -167,8 +181,7 @@ public enum Daemon {
             .init(service: events),
             // After the outbox: the group stops services in reverse order, so the last state
             // is handed over before the outbox closes.
-            .init(service: VehicleStateService(bus: bus, outbox: outbox, vin: vin, minimumIntervalMs: config.stateIntervalMs,
-                                               heartbeatMs: config.stateHeartbeatSeconds * 1_000)),
+            .init(service: stateService),
         ]
         if let gnss { services.append(.init(service: gnss)) }
         if config.transmitStatus {
@@ -201,7 +214,7 @@ public enum ControlCommands {
     static func failure(_ message: String) -> JSON { .object([("ok", .bool(false)), ("error", .string(message))]) }
 
     public static func handle(_ request: JSON, bus: VehicleBusService, profile: VehicleProfile, eCall: ECallService? = nil,
-                              outbox: OutboxService? = nil, gnss: GNSSService? = nil) -> JSON {
+                              outbox: OutboxService? = nil, gnss: GNSSService? = nil, privacy: PrivacySetting? = nil) -> JSON {
         guard let command = request["command"]?.stringValue else {
             return failure("request needs a \"command\" string")
         }
@@ -211,6 +224,7 @@ public enum ControlCommands {
         case "status":
             let (state, busReport) = bus.report()
             var o: [(String, JSON)] = [("ok", .bool(true)), ("vehicle", profile.json), ("bus", busReport)]
+            if let privacy { o.append(("privacy", .string(privacy.current.rawValue))) }
             if let eCall { o.append(("ecall", eCall.report())) }
             if let outbox { o.append(("outbox", outbox.report())) }
             if let gnss {
@@ -235,6 +249,15 @@ public enum ControlCommands {
             default:
                 return failure("ecall needs an \"action\": test, cancel or status")
             }
+        case "privacy":
+            guard let privacy else { return failure("the privacy setting is not available") }
+            if let word = request["mode"]?.stringValue {
+                guard let mode = PrivacyMode(word: word) else {
+                    return failure("privacy mode '\(word)': expected share, use or offline")
+                }
+                privacy.set(mode)
+            }
+            return .object([("ok", .bool(true)), ("privacy", .string(privacy.current.rawValue))])
         case "transmit":
             guard let message = request["message"]?.stringValue else { return failure("transmit needs a \"message\" name") }
             var signals: [String: Double] = [:]
@@ -249,7 +272,7 @@ public enum ControlCommands {
                 return failure(error.description)
             }
         default:
-            return failure("unknown command '\(command)'; known: ping, status, transmit, ecall")
+            return failure("unknown command '\(command)'; known: ping, status, transmit, ecall, privacy")
         }
     }
 }

@@ -75,6 +75,9 @@ public final class GNSSService: Service, Sendable {
 
     public var parkingPosition: ParkingPosition? { state.withLock { $0.parking.position } }
 
+    /// Hands the current parking position (or none) over again, e.g. after a privacy change.
+    public func resendParking() { onParking(parkingPosition) }
+
     public func report() -> (gnss: JSON, parking: JSON) {
         let now = monotonic()
         return state.withLock { s in

@@ -47,6 +47,8 @@ public final class OutboxService: Service, Sendable {
     private let wake = DispatchSemaphore(value: 0)
     private let stop = Atomic<Bool>(false)
     private let stats = Mutex<(store: OutboxStore.Statistics?, error: String?, committed: Int64, dropped: Int64, diskLow: Bool)>((nil, nil, 0, 0, false))
+    /// The user's privacy level, and whether unsent positions must go (they stopped sharing).
+    private let privacy = Mutex<(mode: PrivacyMode, discardPositions: Bool, withheld: Int64)>((.shareMyPosition, false, 0))
     /// While the store cannot be opened, at most this many messages wait in memory.
     static let memoryLimit = 10_000
     static let reopenIntervalMs: Int64 = 30_000
@@ -63,6 +65,13 @@ public final class OutboxService: Service, Sendable {
     /// most `memoryLimit` wait in memory: beyond it the lowest-priority oldest one goes (never
     /// an eCall report or an alarm, unless nothing else is left).
     public func submit(_ m: OutboxMessage) {
+        // What the privacy level does not let out is not even kept.
+        let allowed = privacy.withLock { p -> Bool in
+            if p.mode.allows(m) { return true }
+            p.withheld += 1
+            return false
+        }
+        guard allowed else { return }
         let dropped = queue.withLock { q -> Bool in
             q.append(m)
             guard q.count > Self.memoryLimit else { return false }
@@ -74,9 +83,21 @@ public final class OutboxService: Service, Sendable {
         wake.signal()
     }
 
+    /// Follows the user's privacy level: "offline" closes the backend link, anything but
+    /// "share my position" keeps positions in (and deletes the unsent ones).
+    public func setPrivacy(_ mode: PrivacyMode) {
+        privacy.withLock { p in
+            if mode != .shareMyPosition, p.mode == .shareMyPosition { p.discardPositions = true }
+            p.mode = mode
+        }
+        wake.signal()
+    }
+
     public func report() -> JSON {
         let s = stats.withLock { $0 }
         var o: [(String, JSON)] = [("path", .string(path)), ("committed", .number(Double(s.committed)))]
+        let withheld = privacy.withLock { $0.withheld }
+        if withheld > 0 { o.append(("withheldByPrivacy", .number(Double(withheld)))) }
         if let e = s.error { o.append(("error", .string(e))) }
         if s.dropped > 0 { o.append(("droppedInMemory", .number(Double(s.dropped)))) }
         if let uplink {
@@ -134,17 +155,31 @@ public final class OutboxService: Service, Sendable {
         var statsAt = Timestamp.zero
         var commitFailing = false
         while true {
-            if let u = uplink {
+            let (mode, discard) = privacy.withLock { p in defer { p.discardPositions = false }; return (p.mode, p.discardPositions) }
+            if let u = uplink, mode.connects {
                 // The MQTT loop is this thread's wait: it returns on network activity or after 50 ms.
                 u.service(now: monotonicNow())
                 link.withLock { $0.connected = u.connected; $0.reconnects = u.reconnects; $0.lastError = u.lastError }
             } else {
-                _ = wake.wait(timeout: .now() + .milliseconds(1000))
+                // Offline: no data leaves the car; the link says goodbye and stays down.
+                if let u = uplink, u.connected || u.isConnecting {
+                    u.close()
+                    link.withLock { $0.connected = false; $0.lastError = "offline (privacy)" }
+                }
+                _ = wake.wait(timeout: .now() + .milliseconds(uplink == nil ? 1000 : 50))
             }
             let stopping = stop.load(ordering: .acquiring)
             if store == nil, stopping || monotonicNow().milliseconds(since: lastAttempt) >= Self.reopenIntervalMs {
                 lastAttempt = monotonicNow()
                 store = open()
+            }
+            if let s = store, discard {
+                do {
+                    let n = try s.discardUnsentPositions()
+                    if n > 0 { logger.notice("unsent positions deleted: the user stopped sharing the position", metadata: ["outbox.deleted": "\(n)"]) }
+                } catch {
+                    logger.error("cannot delete the unsent positions", metadata: ["error": "\(error)"])
+                }
             }
             if let s = store {
                 let batch = queue.withLock { q in defer { q.removeAll(keepingCapacity: true) }; return q }
@@ -180,7 +215,7 @@ public final class OutboxService: Service, Sendable {
                 }
                 if let u = uplink {
                     do {
-                        try u.exchange(with: s)
+                        try u.exchange(with: s, positions: mode == .shareMyPosition)
                         link.withLock { $0.published = u.published; $0.acknowledged = u.acknowledged }
                     } catch {
                         logger.error("outbox read failed", metadata: ["error": "\(error)"])
@@ -212,6 +247,7 @@ final class Uplink {
     private(set) var acknowledged: Int64 = 0
     private(set) var lastError: String?
     private var connecting = false
+    var isConnecting: Bool { connecting }
     private var nextAttempt = Timestamp.zero
     private var failures = 0
     /// Message id of each publish in flight → outbox id.
@@ -303,10 +339,10 @@ final class Uplink {
     }
 
     /// Deletes what was acknowledged, and fills the window while connected.
-    func exchange(with store: OutboxStore) throws(OutboxError) {
+    func exchange(with store: OutboxStore, positions: Bool) throws(OutboxError) {
         let room = connected ? max(0, configuration.window - inflight.count) : 0
         guard !acked.isEmpty || room > 0 else { return }
-        let entries = try store.exchange(acknowledging: acked, takeUpTo: room, excluding: Set(inflight.values))
+        let entries = try store.exchange(acknowledging: acked, takeUpTo: room, excluding: Set(inflight.values), positions: positions)
         acknowledged += Int64(acked.count)
         acked.removeAll()
         for e in entries {
@@ -331,7 +367,13 @@ final class Uplink {
             // A clean goodbye: the retained state says offline (the will covers a crash).
             _ = client.publish(topic: connectionTopic, payload: Array(#"{"online":false}"#.utf8), retain: true)
             _ = client.loop(timeoutMs: 100)
-            client.disconnect()
         }
+        if connected || connecting {
+            client.disconnect()
+            _ = client.loop(timeoutMs: 10)
+        }
+        connected = false
+        connecting = false
+        inflight.removeAll()
     }
 }

@@ -18,6 +18,10 @@ public final class VehicleStateService: Service, Sendable {
     let publisher: Mutex<StatePublisher>
     let now: @Sendable () -> Timestamp
     static let tickMs: Int64 = 100
+    private let everything = Atomic<Bool>(false)
+
+    /// Sends every block again at the next look (the backend link came back from "offline").
+    public func resendAll() { everything.store(true, ordering: .relaxed) }
 
     public init(bus: VehicleBusService, outbox: OutboxService, vin: String, minimumIntervalMs: Int64, heartbeatMs: Int64,
                 now: @escaping @Sendable () -> Timestamp = { monotonicNow() }) {
@@ -42,7 +46,8 @@ public final class VehicleStateService: Service, Sendable {
             let signatures = bus.stateSignatures()
             let changed = signatures.filter { $0.value.lastChange != nil && seen[$0.key] != $0.value }.map(\.key)
             seen = signatures
-            publisher.withLock { $0.note(blocks: changed) }
+            let all = everything.exchange(false, ordering: .relaxed)
+            publisher.withLock { $0.note(blocks: all ? Array(signatures.keys) : changed) }
         }
         while !Task.isShuttingDownGracefully {
             look()

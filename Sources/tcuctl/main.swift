@@ -12,7 +12,7 @@ struct TCUCtl: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tcuctl",
         abstract: "Operate and inspect the telematics unit, and work with its CAN data offline.",
-        subcommands: [Status.self, CAN.self, MSDCommand.self, ECallCommand.self]
+        subcommands: [Status.self, CAN.self, MSDCommand.self, ECallCommand.self, PrivacyCommand.self]
     )
 }
 
@@ -343,5 +343,34 @@ struct ECallCommand: ParsableCommand {
     func run() throws {
         let reply = ask(options.socket, .object([("command", .string("ecall")), ("action", .string(action.rawValue))]))
         if action == .status { printFlat(reply["ecall"] ?? .null, prefix: "ecall") } else { print("ok") }
+    }
+}
+
+struct PrivacyCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "privacy",
+        abstract: "Show or set the privacy level (Settings → Online services → Service management).",
+        discussion: """
+            share: everything the services need goes to the backend, positions included. use: the \
+            car uses its position but never sends it (no parking position). offline: no data leaves \
+            the car except the legal eCall, which works in every mode.
+            """
+    )
+
+    @OptionGroup var options: SocketOption
+
+    @Argument(help: "share, use or offline; without it, the current level.")
+    var mode: String?
+
+    func validate() throws {
+        if let mode, PrivacyMode(word: mode) == nil {
+            throw ValidationError("'\(mode)' is not a privacy level: expected share, use or offline")
+        }
+    }
+
+    func run() throws {
+        var request: [(String, JSON)] = [("command", .string("privacy"))]
+        if let mode { request.append(("mode", .string(mode))) }
+        print(ask(options.socket, .object(request))["privacy"]?.stringValue ?? "unknown")
     }
 }

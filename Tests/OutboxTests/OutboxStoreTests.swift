@@ -121,6 +121,45 @@ struct OutboxStoreTests {
         do { _ = try OutboxStore(path: path) } catch { #expect(error.description.contains("newer version (schema 99")) }
     }
 
+    @Test("a version 1 file migrates forward and keeps its messages and sequence numbers")
+    func migratesFromVersion1() throws {
+        let path = scratch()
+        let db = try SQLiteDatabase(path: path)
+        try db.exec("""
+            PRAGMA journal_mode=WAL;
+            CREATE TABLE messages(position INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, stream TEXT NOT NULL,
+                priority INTEGER NOT NULL, coalesce_key TEXT, captured_at INTEGER NOT NULL, payload TEXT NOT NULL,
+                size INTEGER NOT NULL, sequence INTEGER);
+            CREATE INDEX messages_order ON messages(priority, position);
+            CREATE INDEX messages_coalesce ON messages(coalesce_key) WHERE coalesce_key IS NOT NULL;
+            CREATE TABLE counters(name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+            INSERT INTO counters VALUES ('next_sequence', 8), ('bytes', 100), ('coalesced', 0);
+            INSERT INTO messages(id, stream, priority, captured_at, payload, size, sequence) VALUES ('old', 'events', 3, 1, '{}', 100, 7);
+            INSERT INTO messages(id, stream, priority, captured_at, payload, size) VALUES ('new', 'events', 3, 2, '{}', 100);
+            PRAGMA user_version = 1;
+            """)
+        db.close()
+        let store = try OutboxStore(path: path)
+        let next = try store.next(limit: 10)
+        #expect(next.map(\.message.id) == ["old", "new"] && next.map(\.sequence) == [7, 8])
+        #expect(next.allSatisfy { !$0.message.carriesPosition })
+        try store.append([OutboxMessage(id: "p", stream: "state", priority: .state, capturedAtMs: 3, payload: "{}", carriesPosition: true)])
+        #expect(try store.next(limit: 10, excluding: ["old", "new"]).first?.message.carriesPosition == true)
+    }
+
+    @Test("while positions may not be sent they stay in; when the user stops sharing them they are deleted")
+    func positions() throws {
+        let store = try OutboxStore(path: scratch())
+        try store.append([
+            OutboxMessage(id: "parking", stream: "state", priority: .state, coalesceKey: "state.parking", capturedAtMs: 1, payload: "{}",
+                          carriesPosition: true),
+            message(2, .event),
+        ])
+        #expect(try store.next(limit: 10, positions: false).map(\.message.id) == ["m2"])
+        #expect(try store.discardUnsentPositions() == 1)
+        #expect(try store.next(limit: 10).map(\.message.id) == ["m2"])
+    }
+
     @Test("message ids are random version-4 identifiers")
     func ids() {
         var seen = Set<String>()

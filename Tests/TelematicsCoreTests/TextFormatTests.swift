@@ -84,6 +84,11 @@ struct ConfigurationTests {
          "t.conf:7: backend.state-heartbeat-s: 1 is outside 10...86400"),
         ("[can]\nsource = socketcan:vcan0\ndbc = x\n[vehicle]\nprofile = p\n[outbox]\ndisk-reserve-bytes = lots\n",
          "t.conf:7: outbox.disk-reserve-bytes"),
+        ("[can]\nsource = socketcan:vcan0\ndbc = x\n[vehicle]\nprofile = p\n[privacy]\nmode = loud\n",
+         "t.conf:7: privacy.mode: expected share, use or offline, found 'loud'"),
+        ("[can]\nsource = socketcan:vcan0\ndbc = x\n[vehicle]\nprofile = p\n[gnss]\ngpsd = localhost\n",
+         "t.conf:7: gnss.gpsd: expected HOST:PORT"),
+        ("[can]\nsource = socketcan:vcan0\ndbc = x\nfollow = true\n[vehicle]\nprofile = p\n", "t.conf:4: can.follow: only applies to a candump: source"),
         ("[can\n", "t.conf:1:1: section header"),
         ("just words\n", "expected 'key = value'"),
     ]

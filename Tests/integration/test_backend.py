@@ -70,13 +70,14 @@ class Rig:
         self.broker.send_signal(signal.SIGTERM)
         self.broker.wait(timeout=10)
 
-    def daemon_config(self, log, replay="fast", broker_port=None, keepalive=5, outbox=None):
+    def daemon_config(self, log, replay="fast", broker_port=None, keepalive=5, outbox=None, follow=False):
         conf = self.tmp / "telematicsd.conf"
         conf.write_text(f"[can]\nsource = candump:{log}\ndbc = {DBC}\nreplay = {replay}\ntransmit-status = false\n"
+                        f"follow = {'true' if follow else 'false'}\n"
                         f"[vehicle]\nprofile = {PROFILE}\n[control]\nsocket = {self.tmp}/ctl.sock\n"
                         f"[outbox]\npath = {outbox or self.tmp / 'outbox.db'}\n[ecall]\njournal = {self.tmp}/ecall.journal\n"
                         f"link = 127.0.0.1:{free_port()}\n[backend]\nbroker = 127.0.0.1:{broker_port or self.port}\n"
-                        f"keepalive-s = {keepalive}\n")
+                        f"keepalive-s = {keepalive}\n[privacy]\nsettings-file = {self.tmp}/settings.json\n")
         return conf
 
     def start_daemon(self, log, replay="fast", **options):
@@ -475,4 +476,45 @@ def test_a_small_disk_filling_up_evicts_low_priority_data_and_keeps_the_alarms(r
     assert wait_until(lambda: sum(e["type"] == "alarmTriggered" for e in rig.events()) == 3, timeout=60)
     assert rig.events()[0]["type"] == "alarmTriggered"
     assert wait_until(lambda: rig.status().get("outbox.waiting.event") is None, timeout=120)
+    assert rig.gaps()["gaps"] == []
+
+
+def test_privacy_offline_sends_nothing_and_keeps_nothing_until_the_user_allows_it_again(rig):
+    log = rig.tmp / "live.log"
+    log.write_text("")
+    conf = rig.daemon_config(log, follow=True)
+    rig.daemon = subprocess.Popen([os.path.join(BIN, "telematicsd"), "--config", str(conf)], stderr=open(rig.tmp / "daemon.log", "a"))
+
+    def door(open_):
+        with open(log, "a") as f:
+            f.write(f"({time.time():.6f}) can0 583#{1 if open_ else 0:02X}000000\n")
+
+    def privacy(*mode):
+        return subprocess.run([os.path.join(BIN, "tcuctl"), "privacy", *mode, "--socket", f"{rig.tmp}/ctl.sock"],
+                              capture_output=True, text=True).stdout.strip()
+    assert wait_until(lambda: rig.connection() == {"online": True})
+    door(False)
+    door(True)
+    assert wait_until(lambda: len(door_events(rig)) == 1)
+    assert privacy("offline") == "offline"
+    # The link says goodbye and stays down; what happens meanwhile is neither sent nor kept.
+    assert wait_until(lambda: rig.connection() == {"online": False})
+    door(False)
+    door(True)
+    assert wait_until(lambda: int(rig.status().get("outbox.withheldByPrivacy", "0")) >= 2)
+    assert rig.status()["outbox.backend.connected"] == "false"
+    # The choice survives a restart.
+    rig.daemon.terminate()
+    rig.daemon.wait(timeout=10)
+    rig.daemon = subprocess.Popen([os.path.join(BIN, "telematicsd"), "--config", str(conf)], stderr=open(rig.tmp / "daemon.log", "a"))
+    assert wait_until(lambda: rig.status().get("privacy") == "offline")
+    assert privacy("share") == "shareMyPosition"
+    allowed_at = time.time() * 1000
+    assert wait_until(lambda: rig.connection() == {"online": True})
+    door(False)  # the first reading after the restart: state, not an event
+    door(True)
+    assert wait_until(lambda: len(door_events(rig)) == 2)
+    events = door_events(rig)
+    # The first opening, and the one after sharing was allowed again; none from the offline time.
+    assert [e["type"] for e in events] == ["opened", "opened"] and events[1]["capturedAt"] >= allowed_at
     assert rig.gaps()["gaps"] == []

@@ -399,3 +399,17 @@ def test_the_ecall_goes_through_while_the_outbox_is_stalled_and_the_backend_link
     finally:
         lock.close()
         hung.close()
+
+
+def test_the_ecall_works_with_privacy_offline_and_no_registration_and_its_report_stays_in_the_car(bench, tmp_path):
+    """No account, no registration, no licence (none exists in the car), privacy at its
+    strictest: the legal eCall still calls and sends its MSD; nothing goes to the backend."""
+    b = bench(ecall="\n[privacy]\nmode = offline\n")
+    call = wait_until(b.last_call)
+    assert call["msdAcknowledged"] and call["ending"] == "clearedByRemote"
+    msd = b.events("msd")[0]["decoded"]
+    assert msd["control"]["automaticActivation"]
+    st = b.tcuctl("status").stdout
+    assert "privacy = offline" in st
+    assert wait_until(lambda: "outbox.withheldByPrivacy" in b.tcuctl("status").stdout)
+    assert "outbox.waiting.ecall" not in b.tcuctl("status").stdout

@@ -36,15 +36,52 @@ public struct OutboxMessage: Sendable, Equatable {
     public var capturedAtMs: Int64
     /// The JSON body.
     public var payload: String
+    /// It holds where the car is (the parking position): only "share my position" sends it.
+    public var carriesPosition: Bool
 
-    public init(id: String, stream: String, priority: OutboxPriority, coalesceKey: String? = nil, capturedAtMs: Int64, payload: String) {
+    public init(id: String, stream: String, priority: OutboxPriority, coalesceKey: String? = nil, capturedAtMs: Int64, payload: String,
+                carriesPosition: Bool = false) {
         self.id = id
         self.stream = stream
         self.priority = priority
         self.coalesceKey = coalesceKey
         self.capturedAtMs = capturedAtMs
         self.payload = payload
+        self.carriesPosition = carriesPosition
     }
+}
+
+/// The privacy level the car's user chose (Settings → Online services → Service management).
+/// The legal eCall is never affected: it has its own link and works in every mode.
+public enum PrivacyMode: String, Sendable, CaseIterable {
+    /// Everything the services need goes to the backend, positions included.
+    case shareMyPosition
+    /// The car uses its position but never sends it: no parking position, no tracking.
+    case useMyPosition
+    /// No data leaves the car except the legal eCall.
+    case offline
+
+    /// The short words of the command line: share, use, offline.
+    public init?(word: String) {
+        switch word {
+        case "share", "shareMyPosition": self = .shareMyPosition
+        case "use", "useMyPosition": self = .useMyPosition
+        case "offline": self = .offline
+        default: return nil
+        }
+    }
+
+    /// Whether a message may leave the car in this mode.
+    public func allows(_ m: OutboxMessage) -> Bool {
+        switch self {
+        case .shareMyPosition: true
+        case .useMyPosition: !m.carriesPosition
+        case .offline: false
+        }
+    }
+
+    /// Whether the backend link is up at all in this mode.
+    public var connects: Bool { self != .offline }
 }
 
 /// A message as the outbox holds it, ready to send.

@@ -81,6 +81,10 @@ public struct DaemonConfiguration: Sendable, Equatable {
     public var gnssFilter = GNSSFilter.Configuration()
     /// The parking position, kept across restarts.
     public var parkingFile = "/var/lib/telematicsd/parking.json"
+    /// The privacy level until the user chooses one in the car.
+    public var privacy = PrivacyMode.shareMyPosition
+    /// Where the car's settings (the user's privacy choice) are kept.
+    public var settingsFile = "/var/lib/telematicsd/settings.json"
     /// A changed state block is sent at most this often.
     public var stateIntervalMs: Int64 = 1_000
     /// Every block is sent again this often, changed or not.
@@ -93,6 +97,7 @@ public struct DaemonConfiguration: Sendable, Equatable {
         "log": ["level"],
         "outbox": ["path", "max-bytes", "disk-reserve-bytes"],
         "backend": ["broker", "keepalive-s", "window", "tls-ca", "tls-cert", "tls-key", "state-interval-ms", "state-heartbeat-s"],
+        "privacy": ["mode", "settings-file"],
         "gnss": ["gpsd", "max-age-ms", "trust-radius-m", "min-speed-kmh", "max-speed-kmh", "parking-file"],
         "ecall": ["link", "journal", "t1-ms", "t2-ms", "t3-ms", "t5-ms", "t6-ms", "t7-ms", "t9-ms", "t10-ms",
                   "redial-interval-ms", "drop-redial-window-ms", "drop-redial-interval-ms", "maximum-attempts",
@@ -163,6 +168,11 @@ public struct DaemonConfiguration: Sendable, Equatable {
         if (c.tlsCertificate == nil) != (c.tlsKey == nil) {
             throw f.error(f.entry("backend", "tls-cert") ?? f.entry("backend", "tls-key")!, "tls-cert and tls-key go together")
         }
+        if let e = f.entry("privacy", "mode") {
+            guard let m = PrivacyMode(word: e.value) else { throw f.error(e, "expected share, use or offline, found '\(e.value)'") }
+            c.privacy = m
+        }
+        if let p = f.string("privacy", "settings-file") { c.settingsFile = path(p) }
         if let e = f.entry("gnss", "gpsd") {
             let parts = e.value.split(separator: ":")
             guard parts.count == 2, !parts[0].isEmpty, let port = Int(parts[1]), (1...65535).contains(port) else {
