@@ -21,6 +21,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        // The reference backend's password and S-PIN hashes (PBKDF2); the car's command keys later.
+        .package(url: "https://github.com/apple/swift-crypto", exact: "4.5.2"),
     ],
     targets: [
         // Pure domain: standard library only, no Foundation, no IO.
@@ -47,7 +49,15 @@ let package = Package(
         .systemLibrary(name: "CMosquitto", pkgConfig: "libmosquitto", providers: [.apt(["libmosquitto-dev"])]),
         .target(name: "BackendLink", dependencies: ["TelematicsCore", "CMosquitto"], swiftSettings: strict),
         // The reference backend's vehicle side behind tcu-backend.
-        .target(name: "Backend", dependencies: ["TelematicsCore", "Outbox", "BackendLink"], swiftSettings: strict),
+        .target(
+            name: "Backend",
+            dependencies: [
+                "TelematicsCore", "Outbox", "BackendLink",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "CryptoExtras", package: "swift-crypto"),
+            ],
+            swiftSettings: strict
+        ),
 
         // libgps: the gpsd client library.
         .systemLibrary(name: "CGPS", pkgConfig: "libgps", providers: [.apt(["libgps-dev"])]),

@@ -12,8 +12,8 @@ import Glibc
 struct TCUBackend: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tcu-backend",
-        abstract: "The reference backend's vehicle side: stores what the cars send over MQTT, and answers queries.",
-        subcommands: [Serve.self, State.self, Events.self, Gaps.self, Connection.self]
+        abstract: "The reference backend: stores what the cars send over MQTT and answers queries; the portal's accounts and garages.",
+        subcommands: [Serve.self, State.self, Events.self, Gaps.self, Connection.self, UserCommand.self, GarageCommand.self]
     )
 }
 
@@ -143,5 +143,114 @@ struct Connection: ParsableCommand {
 
     func run() throws {
         do { print(try openStore(database.db).connection(vin: vin) ?? "null") } catch { fail("\(error)", 65) }
+    }
+}
+
+func openPortal(_ path: String) -> Portal {
+    do { return try Portal(path: path) } catch { fail(error.description, 66) }
+}
+
+/// Runs a portal action; a refusal ends the command with its reason and code (exit 65).
+func portal<T>(_ body: () throws(PortalError) -> T) -> T {
+    do { return try body() } catch { fail("\(error.message) (\(error.code))", 65) }
+}
+
+struct UserCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "user", abstract: "Accounts (the SEAT ID): sign up, verify the e-mail address.",
+        subcommands: [Add.self, Verify.self]
+    )
+
+    struct Add: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Create an account; the password (10 characters or more) and the 4-digit S-PIN are stored as salted PBKDF2 hashes."
+        )
+        @Argument(help: "The e-mail address.") var email: String
+        @Option(help: "The password.") var password: String
+        @Option(help: "The 4-digit S-PIN that guards remote functions.") var spin: String
+        @OptionGroup var database: DatabaseOption
+
+        func run() throws {
+            let p = openPortal(database.db)
+            portal { () throws(PortalError) in try p.addUser(email: email, password: password, spin: spin, nowMs: wallClockNow().nanoseconds / 1_000_000) }
+            print(JSON.object([("user", .string(email.lowercased())), ("verified", .bool(false))]).text)
+        }
+    }
+
+    struct Verify: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Mark the e-mail address as verified (the link in the sign-up mail).")
+        @Argument(help: "The e-mail address.") var email: String
+        @OptionGroup var database: DatabaseOption
+
+        func run() throws {
+            let p = openPortal(database.db)
+            portal { () throws(PortalError) in try p.verifyEmail(email) }
+            print(JSON.object([("user", .string(email.lowercased())), ("verified", .bool(true))]).text)
+        }
+    }
+}
+
+struct GarageCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "garage", abstract: "A user's cars: add one by VIN (and get its pairing code), remove it, list them.",
+        subcommands: [Add.self, Remove.self, List.self]
+    )
+
+    struct Add: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Add a car by VIN; prints it with its 8-digit pairing code (valid one year).",
+            discussion: "The model, build date and country come from --profile (a vehicle profile such as hw/vehicle-profile.conf) or from the options; they are checked against the compatible models and supported countries."
+        )
+        @Argument(help: "The VIN.") var vin: String
+        @Option(help: "The account's e-mail address.") var user: String
+        @Option(help: "A vehicle profile to take the model, build date and country from.") var profile: String?
+        @Option(help: "The model (Leon, Arona, ...).") var model: String?
+        @Option(help: "The build date, YYYY-MM or YYYY-MM-DD.") var built: String?
+        @Option(help: "The country of registration (ISO 3166, two letters).") var country: String?
+        @Flag(help: "Accept the terms of use and the privacy policy.") var acceptTerms = false
+        @OptionGroup var database: DatabaseOption
+
+        func run() throws {
+            var model = self.model, built = self.built, country = self.country
+            if let profile {
+                do {
+                    let v = try VehicleProfile.parse(try readTextFile(profile), source: profile)
+                    model = model ?? v.model
+                    built = built ?? v.buildDate
+                    country = country ?? v.country
+                } catch { fail("\(error)", 66) }
+            }
+            guard let model, let built, let country else { fail("give --profile, or --model, --built and --country", 64) }
+            let p = openPortal(database.db)
+            let car = portal { () throws(PortalError) in
+                try p.addCar(vin: vin, email: user, model: model, built: built, country: country, acceptedTerms: acceptTerms,
+                             nowMs: wallClockNow().nanoseconds / 1_000_000)
+            }
+            print(car.json.text)
+        }
+    }
+
+    struct Remove: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Remove a car from the garage: its pairing code is void.")
+        @Argument(help: "The VIN.") var vin: String
+        @Option(help: "The account's e-mail address.") var user: String
+        @OptionGroup var database: DatabaseOption
+
+        func run() throws {
+            let p = openPortal(database.db)
+            portal { () throws(PortalError) in try p.removeCar(vin: vin, email: user) }
+            print(JSON.object([("vin", .string(vin)), ("removed", .bool(true))]).text)
+        }
+    }
+
+    struct List: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "The cars in a user's garage, one JSON line each.")
+        @Option(help: "The account's e-mail address.") var user: String
+        @OptionGroup var database: DatabaseOption
+
+        func run() throws {
+            let p = openPortal(database.db)
+            for car in portal({ () throws(PortalError) in try p.garage(email: user) }) { print(car.json.text) }
+        }
     }
 }

@@ -518,3 +518,31 @@ def test_privacy_offline_sends_nothing_and_keeps_nothing_until_the_user_allows_i
     # The first opening, and the one after sharing was allowed again; none from the offline time.
     assert [e["type"] for e in events] == ["opened", "opened"] and events[1]["capturedAt"] >= allowed_at
     assert rig.gaps()["gaps"] == []
+
+
+def test_the_portal_cli_signs_up_adds_the_car_and_gives_a_pairing_code(tmp_path):
+    db = str(tmp_path / "portal.db")
+
+    def cli(*args):
+        return subprocess.run([os.path.join(BIN, "tcu-backend"), *args, "--db", db], capture_output=True, text=True)
+    assert cli("user", "add", "ana@example.com", "--password", "correct horse", "--spin", "4711").returncode == 0
+    early = cli("garage", "add", VIN, "--user", "ana@example.com", "--profile", PROFILE, "--accept-terms")
+    assert early.returncode == 65 and "(emailNotVerified)" in early.stderr
+    assert cli("user", "verify", "ana@example.com").returncode == 0
+    no_terms = cli("garage", "add", VIN, "--user", "ana@example.com", "--profile", PROFILE)
+    assert no_terms.returncode == 65 and "(termsNotAccepted)" in no_terms.stderr
+    old = cli("garage", "add", VIN, "--user", "ana@example.com", "--model", "Leon", "--built", "2019-12", "--country", "ES",
+              "--accept-terms")
+    assert old.returncode == 65 and "(modelNotSupported)" in old.stderr
+    car = json.loads(cli("garage", "add", VIN, "--user", "ana@example.com", "--profile", PROFILE, "--accept-terms").stdout)
+    assert car["vin"] == VIN and len(car["pairingCode"]) == 8 and car["pairingCode"].isdigit()
+    assert car["model"] == "Leon" and car["country"] == "ES" and not car["codeUsed"]
+    assert [json.loads(l) for l in cli("garage", "list", "--user", "ana@example.com").stdout.splitlines()] == [car]
+    assert cli("garage", "remove", VIN, "--user", "ana@example.com").returncode == 0
+    again = json.loads(cli("garage", "add", VIN, "--user", "ana@example.com", "--profile", PROFILE, "--accept-terms").stdout)
+    assert again["pairingCode"] != car["pairingCode"]
+    # Nothing secret is stored as typed.
+    import sqlite3
+    with sqlite3.connect(db) as c:
+        row = c.execute("SELECT hash, spin_hash FROM accounts").fetchone()
+    assert "correct horse" not in row[0] and row[1] != "4711" and len(row[0]) == 64

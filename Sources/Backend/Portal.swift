@@ -1,0 +1,217 @@
+import Crypto
+import CryptoExtras
+import Outbox
+import TelematicsCore
+
+/// Why the portal refused something: a stable code for scripts and apps, and the sentence a
+/// person reads.
+public struct PortalError: Error, Equatable, Sendable, CustomStringConvertible {
+    public var code: String
+    public var message: String
+    public var description: String { message }
+
+    public init(_ code: String, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+}
+
+/// Which cars the connected services support (the seed's list; the real one is the
+/// manufacturer's). Pure rules, checked when a car is added to a garage.
+public enum Compatibility {
+    /// Model → first build month (YYYY-MM) that has the connectivity unit.
+    public static let models: [String: String] = [
+        "Mii electric": "2019-09", "Leon": "2020-05",
+        "Arona": "2020-09", "Ateca": "2020-09", "Ibiza": "2020-09", "Tarraco": "2020-09",
+    ]
+
+    /// The seed names 38 supported countries without listing them; this list (the EU, the
+    /// EEA, Switzerland, the United Kingdom, and six more European markets) is the project's
+    /// assumption, documented in docs/protocol.md.
+    public static let countries: Set<String> = [
+        "AT", "BE", "BG", "HR", "CY", "CZ", "DK", "EE", "FI", "FR", "DE", "GR", "HU", "IE", "IT", "LV", "LT", "LU",
+        "MT", "NL", "PL", "PT", "RO", "SK", "SI", "ES", "SE", "IS", "LI", "NO", "CH", "GB",
+        "AD", "MC", "SM", "RS", "BA", "ME",
+    ]
+
+    /// nil when supported; otherwise why not.
+    public static func check(model: String, built: String, country: String) -> PortalError? {
+        guard built.count >= 7, built.utf8.prefix(7).enumerated().allSatisfy({ i, c in i == 4 ? c == UInt8(ascii: "-") : (48...57).contains(c) }) else {
+            return PortalError("invalidBuildDate", "the build date '\(built)' is not YYYY-MM or YYYY-MM-DD")
+        }
+        guard let from = models[model] else {
+            return PortalError("modelNotSupported", "the \(model) is not compatible with the connected services")
+        }
+        guard String(built.prefix(7)) >= from else {
+            return PortalError("modelNotSupported", "a \(model) built in \(built.prefix(7)) is not compatible (from \(from))")
+        }
+        guard countries.contains(country) else {
+            return PortalError("countryNotSupported", "the connected services are not offered in \(country)")
+        }
+        return nil
+    }
+}
+
+/// The portal side of the reference backend: accounts ("SEAT ID") and garages, and the
+/// pairing code a car is registered with. Kept in the backend's SQLite file.
+public final class Portal {
+    private let db: SQLiteHandle
+    /// PBKDF2-HMAC-SHA256 rounds for passwords and S-PINs (OWASP 2023: 600 000).
+    public static let rounds = 600_000
+    /// A pairing code is valid this long.
+    public static let codeValidityMs: Int64 = 365 * 24 * 3_600_000
+
+    public init(path: String) throws(OutboxError) {
+        db = try SQLiteHandle(path: path)
+        try db.exec("PRAGMA journal_mode=WAL")
+        try db.exec("PRAGMA synchronous=NORMAL")
+        try db.exec("""
+            CREATE TABLE IF NOT EXISTS accounts(
+                email TEXT PRIMARY KEY, salt TEXT NOT NULL, hash TEXT NOT NULL, spin_salt TEXT NOT NULL, spin_hash TEXT NOT NULL,
+                verified INTEGER NOT NULL DEFAULT 0, created_at INTEGER NOT NULL);
+            CREATE TABLE IF NOT EXISTS garage(
+                vin TEXT PRIMARY KEY, email TEXT NOT NULL, model TEXT NOT NULL, built TEXT NOT NULL, country TEXT NOT NULL,
+                code TEXT NOT NULL, code_expires_at INTEGER NOT NULL, code_used_at INTEGER, added_at INTEGER NOT NULL,
+                terms_accepted_at INTEGER NOT NULL);
+            """)
+    }
+
+    static func hash(_ secret: String, salt: [UInt8]) -> String {
+        // Errors only for out-of-range parameters, which these are not.
+        let key = try! KDF.Insecure.PBKDF2.deriveKey(from: Array(secret.utf8), salt: salt, using: .sha256, outputByteCount: 32, rounds: rounds)
+        return key.withUnsafeBytes { hexBytes(Array($0)) }
+    }
+
+    static func salt() -> [UInt8] {
+        var g = SystemRandomNumberGenerator()
+        return (0..<2).flatMap { _ -> [UInt8] in
+            let w = g.next()
+            return (0..<8).map { UInt8(truncatingIfNeeded: w >> (8 * UInt64($0))) }
+        }
+    }
+
+    /// Creates an account: the password (at least 10 characters) and the 4-digit S-PIN are
+    /// stored as salted PBKDF2 hashes, never as they are. The e-mail must be verified before
+    /// a car can be added.
+    public func addUser(email: String, password: String, spin: String, nowMs: Int64) throws(PortalError) {
+        let at = email.firstIndex(of: "@")
+        guard let at, at != email.startIndex, email[email.index(after: at)...].contains("."), !email.contains(" ") else {
+            throw PortalError("invalidEmail", "'\(email)' is not an e-mail address")
+        }
+        guard password.count >= 10 else { throw PortalError("weakPassword", "the password needs at least 10 characters") }
+        guard spin.count == 4, spin.allSatisfy({ $0.isASCII && $0.isNumber }) else {
+            throw PortalError("invalidSPIN", "the S-PIN is 4 digits")
+        }
+        let salt = Self.salt(), spinSalt = Self.salt()
+        do {
+            guard try db.query("SELECT 1 FROM accounts WHERE email = ?", [.text(email.lowercased())], { _ in true }).isEmpty else {
+                throw PortalError("accountExists", "there already is an account for \(email)")
+            }
+            try db.run("INSERT INTO accounts(email, salt, hash, spin_salt, spin_hash, created_at) VALUES (?, ?, ?, ?, ?, ?)", [
+                .text(email.lowercased()), .text(hexBytes(salt)), .text(Self.hash(password, salt: salt)),
+                .text(hexBytes(spinSalt)), .text(Self.hash(spin, salt: spinSalt)), .int(nowMs),
+            ])
+        } catch let e as PortalError {
+            throw e
+        } catch {
+            throw PortalError("storage", "\(error)")
+        }
+    }
+
+    public func verifyEmail(_ email: String) throws(PortalError) {
+        try run("UPDATE accounts SET verified = 1 WHERE email = ?", [.text(email.lowercased())])
+        guard db.changes == 1 else { throw PortalError("noAccount", "there is no account for \(email)") }
+    }
+
+    /// Whether the password is the account's.
+    public func checkPassword(email: String, password: String) throws(PortalError) -> Bool {
+        try check(email: email, secret: password, columns: "salt, hash")
+    }
+
+    public func checkSPIN(email: String, spin: String) throws(PortalError) -> Bool {
+        try check(email: email, secret: spin, columns: "spin_salt, spin_hash")
+    }
+
+    private func check(email: String, secret: String, columns: String) throws(PortalError) -> Bool {
+        let rows = try query("SELECT \(columns) FROM accounts WHERE email = ?", [.text(email.lowercased())]) { ($0.text(0), $0.text(1)) }
+        guard let (salt, stored) = rows.first, let saltBytes = bytes(fromHex: salt) else { return false }
+        return Self.hash(secret, salt: saltBytes) == stored
+    }
+
+    public struct Car: Sendable, Equatable {
+        public var vin: String
+        public var email: String
+        public var model: String
+        public var built: String
+        public var country: String
+        public var code: String
+        public var codeExpiresAtMs: Int64
+        public var codeUsed: Bool
+
+        public var json: JSON {
+            .object([
+                ("vin", .string(vin)), ("user", .string(email)), ("model", .string(model)), ("built", .string(built)),
+                ("country", .string(country)), ("pairingCode", .string(code)), ("codeExpiresAt", .number(Double(codeExpiresAtMs))),
+                ("codeUsed", .bool(codeUsed)),
+            ])
+        }
+    }
+
+    /// Adds a car to the user's garage: the VIN is checked (a SEAT's, not in another garage),
+    /// the model, build date and country against the compatible list, and the terms and the
+    /// privacy policy must be accepted. Returns the car with its new 8-digit pairing code,
+    /// valid one year.
+    public func addCar(vin text: String, email: String, model: String, built: String, country: String, acceptedTerms: Bool,
+                       nowMs: Int64) throws(PortalError) -> Car {
+        let vin: VIN
+        do { vin = try VIN(text) } catch { throw PortalError("invalidVIN", error.description) }
+        guard vin.wmi == "VSS" else { throw PortalError("invalidVIN", "\(vin) is not a SEAT (its maker code is \(vin.wmi), SEAT's is VSS)") }
+        let account = try query("SELECT verified FROM accounts WHERE email = ?", [.text(email.lowercased())]) { $0.int(0) }
+        guard let verified = account.first else { throw PortalError("noAccount", "there is no account for \(email)") }
+        guard verified == 1 else { throw PortalError("emailNotVerified", "verify the e-mail address \(email) first") }
+        if let e = Compatibility.check(model: model, built: built, country: country) { throw e }
+        guard acceptedTerms else { throw PortalError("termsNotAccepted", "the terms of use and the privacy policy must be accepted") }
+        let owner = try query("SELECT email FROM garage WHERE vin = ?", [.text(vin.value)]) { $0.text(0) }
+        if let owner = owner.first {
+            throw PortalError("vehicleInAnotherGarage", owner == email.lowercased()
+                ? "\(vin) is already in this garage" : "\(vin) is in another user's garage")
+        }
+        var code: String
+        repeat {
+            var g = SystemRandomNumberGenerator()
+            code = String(UInt64.random(in: 0..<100_000_000, using: &g))
+            code = String(repeating: "0", count: 8 - code.count) + code
+        } while try !query("SELECT 1 FROM garage WHERE code = ?", [.text(code)], { _ in true }).isEmpty
+        let car = Car(vin: vin.value, email: email.lowercased(), model: model, built: built, country: country, code: code,
+                      codeExpiresAtMs: nowMs + Self.codeValidityMs, codeUsed: false)
+        try run("""
+            INSERT INTO garage(vin, email, model, built, country, code, code_expires_at, added_at, terms_accepted_at)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+            """, [.text(car.vin), .text(car.email), .text(model), .text(built), .text(country), .text(code),
+                  .int(car.codeExpiresAtMs), .int(nowMs), .int(nowMs)])
+        return car
+    }
+
+    /// Removes a car from the user's garage; its pairing code is void from then on.
+    public func removeCar(vin: String, email: String) throws(PortalError) {
+        try run("DELETE FROM garage WHERE vin = ? AND email = ?", [.text(vin), .text(email.lowercased())])
+        guard db.changes == 1 else { throw PortalError("notInGarage", "\(vin) is not in the garage of \(email)") }
+    }
+
+    public func garage(email: String) throws(PortalError) -> [Car] {
+        try query("""
+            SELECT vin, email, model, built, country, code, code_expires_at, code_used_at FROM garage WHERE email = ? ORDER BY vin
+            """, [.text(email.lowercased())]) { r in
+            Car(vin: r.text(0), email: r.text(1), model: r.text(2), built: r.text(3), country: r.text(4), code: r.text(5),
+                codeExpiresAtMs: r.int(6), codeUsed: !r.isNull(7))
+        }
+    }
+
+    private func run(_ sql: String, _ values: [SQLiteHandle.Value]) throws(PortalError) {
+        do { try db.run(sql, values) } catch { throw PortalError("storage", "\(error)") }
+    }
+
+    private func query<T>(_ sql: String, _ values: [SQLiteHandle.Value], _ row: (SQLiteHandle.Row) -> T) throws(PortalError) -> [T] {
+        do { return try db.query(sql, values, row) } catch { throw PortalError("storage", "\(error)") }
+    }
+}

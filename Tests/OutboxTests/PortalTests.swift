@@ -1,0 +1,84 @@
+import Backend
+import Testing
+import TelematicsCore
+
+@Suite("Portal: accounts, garage, pairing codes")
+struct PortalTests {
+    let vin = "VSSZZZKLZNR012345"
+    let now: Int64 = 1_764_000_000_000
+
+    func portal() throws -> Portal { try Portal(path: scratch()) }
+
+    func user(_ p: Portal, _ email: String = "ana@example.com") throws {
+        try p.addUser(email: email, password: "correct horse", spin: "4711", nowMs: now)
+        try p.verifyEmail(email)
+    }
+
+    func refusal(_ body: () throws -> Void) -> String? {
+        do { try body(); return nil } catch let e as PortalError { return e.code } catch { return "\(error)" }
+    }
+
+    @Test("passwords and S-PINs are kept as salted hashes and checked against them")
+    func hashes() throws {
+        let p = try portal()
+        try user(p)
+        #expect(try p.checkPassword(email: "Ana@example.com", password: "correct horse"))
+        #expect(try !p.checkPassword(email: "ana@example.com", password: "correct horsE"))
+        #expect(try p.checkSPIN(email: "ana@example.com", spin: "4711") && !p.checkSPIN(email: "ana@example.com", spin: "1147"))
+        #expect(try !p.checkPassword(email: "nobody@example.com", password: "correct horse"))
+    }
+
+    @Test("bad sign-ups are refused with their reason", arguments: [
+        ("ana", "correct horse", "4711", "invalidEmail"), ("ana@example.com", "short", "4711", "weakPassword"),
+        ("ana@example.com", "correct horse", "47111", "invalidSPIN"), ("ana@example.com", "correct horse", "47a1", "invalidSPIN"),
+    ])
+    func badSignUps(email: String, password: String, spin: String, code: String) throws {
+        let p = try portal()
+        #expect(refusal { try p.addUser(email: email, password: password, spin: spin, nowMs: now) } == code)
+    }
+
+    @Test("adding a car gives an 8-digit pairing code valid one year")
+    func addCar() throws {
+        let p = try portal()
+        try user(p)
+        let car = try p.addCar(vin: vin, email: "ana@example.com", model: "Leon", built: "2021-11-15", country: "ES", acceptedTerms: true, nowMs: now)
+        #expect(car.code.count == 8 && car.code.allSatisfy(\.isNumber))
+        #expect(car.codeExpiresAtMs == now + 365 * 24 * 3_600_000 && !car.codeUsed)
+        #expect(try p.garage(email: "ana@example.com") == [car])
+    }
+
+    @Test("each check of the garage has its own refusal")
+    func refusals() throws {
+        let p = try portal()
+        try p.addUser(email: "ben@example.com", password: "correct horse", spin: "1234", nowMs: now)
+        #expect(refusal { _ = try p.addCar(vin: vin, email: "ben@example.com", model: "Leon", built: "2021-11", country: "ES", acceptedTerms: true, nowMs: now) } == "emailNotVerified")
+        try p.verifyEmail("ben@example.com")
+        func add(_ v: String = "VSSZZZKLZNR012345", model: String = "Leon", built: String = "2021-11", country: String = "ES", terms: Bool = true) -> String? {
+            refusal { _ = try p.addCar(vin: v, email: "ben@example.com", model: model, built: built, country: country, acceptedTerms: terms, nowMs: now) }
+        }
+        #expect(add("VSSZZZKLZNR01234") == "invalidVIN")
+        #expect(add("WVWZZZAUZGW000001") == "invalidVIN")  // a VW, not a SEAT
+        #expect(add(model: "Leon", built: "2020-04") == "modelNotSupported")
+        #expect(add(model: "Toledo") == "modelNotSupported")
+        #expect(add(model: "Arona", built: "2020-08") == "modelNotSupported")
+        #expect(add(country: "US") == "countryNotSupported")
+        #expect(add(built: "11/2021") == "invalidBuildDate")
+        #expect(add(terms: false) == "termsNotAccepted")
+        #expect(add() == nil)
+        try user(p, "cleo@example.com")
+        #expect(refusal { _ = try p.addCar(vin: vin, email: "cleo@example.com", model: "Leon", built: "2021-11", country: "ES", acceptedTerms: true, nowMs: now) } == "vehicleInAnotherGarage")
+        #expect(Compatibility.countries.count == 38)
+    }
+
+    @Test("removing the car voids its code; adding it again gives a new one")
+    func readd() throws {
+        let p = try portal()
+        try user(p)
+        let first = try p.addCar(vin: vin, email: "ana@example.com", model: "Leon", built: "2021-11", country: "ES", acceptedTerms: true, nowMs: now)
+        try p.removeCar(vin: vin, email: "ana@example.com")
+        #expect(try p.garage(email: "ana@example.com").isEmpty)
+        #expect(refusal { try p.removeCar(vin: vin, email: "ana@example.com") } == "notInGarage")
+        let second = try p.addCar(vin: vin, email: "ana@example.com", model: "Leon", built: "2021-11", country: "ES", acceptedTerms: true, nowMs: now)
+        #expect(second.code != first.code)
+    }
+}
