@@ -8,11 +8,14 @@ import TelematicsCore
 public struct PortalError: Error, Equatable, Sendable, CustomStringConvertible {
     public var code: String
     public var message: String
+    /// For "locked": how long until a try is allowed again.
+    public var retryAfterMs: Int64?
     public var description: String { message }
 
-    public init(_ code: String, _ message: String) {
+    public init(_ code: String, _ message: String, retryAfterMs: Int64? = nil) {
         self.code = code
         self.message = message
+        self.retryAfterMs = retryAfterMs
     }
 }
 
@@ -72,7 +75,9 @@ public final class Portal {
             CREATE TABLE IF NOT EXISTS garage(
                 vin TEXT PRIMARY KEY, email TEXT NOT NULL, model TEXT NOT NULL, built TEXT NOT NULL, country TEXT NOT NULL,
                 code TEXT NOT NULL, code_expires_at INTEGER NOT NULL, code_used_at INTEGER, added_at INTEGER NOT NULL,
-                terms_accepted_at INTEGER NOT NULL);
+                terms_accepted_at INTEGER NOT NULL, role TEXT, enrolment TEXT NOT NULL DEFAULT 'notStarted',
+                licence_expires_at INTEGER);
+            CREATE TABLE IF NOT EXISTS registration_attempts(vin TEXT PRIMARY KEY, failures INTEGER NOT NULL, locked_until INTEGER);
             """)
     }
 
@@ -205,6 +210,56 @@ public final class Portal {
             Car(vin: r.text(0), email: r.text(1), model: r.text(2), built: r.text(3), country: r.text(4), code: r.text(5),
                 codeExpiresAtMs: r.int(6), codeUsed: !r.isNull(7))
         }
+    }
+
+    /// What a successful registration gives the car.
+    public struct Enrolment: Sendable, Equatable {
+        public var user: String
+        public var role: String
+        public var services: [String]
+        public var licenceExpiresAtMs: Int64
+    }
+
+    /// The services of the trial licence every new registration starts (the seed's "Radio"
+    /// package: Safety & Service and Remote Access).
+    public static let trialServices = ["emergencyCall", "breakdownCall", "serviceScheduling", "vehicleStatus",
+                                       "parkingPosition", "remoteLockUnlock", "remoteClimatisation", "honkAndFlash", "alerts"]
+
+    /// Checks a pairing code the car sent: it exists, is this car's, unused, unexpired; the car
+    /// is compatible; its privacy lets data out; and guessing is locked (3 wrong codes free, then
+    /// 30 s doubling). Success makes the account holder the primary user, starts the 12-month
+    /// trial licence and uses up the code. Failures carry the code the car shows
+    /// (`RegistrationFailure`) and, when locked, the seconds left.
+    public func register(vin: String, code: String, model: String, built: String, country: String, privacy: String?,
+                         nowMs: Int64) throws(PortalError) -> Enrolment {
+        let attempts = try query("SELECT failures, locked_until FROM registration_attempts WHERE vin = ?", [.text(vin)]) {
+            GuessLimiter(failures: Int($0.int(0)), lockedUntilMs: $0.isNull(1) ? nil : $0.int(1))
+        }
+        var limiter = attempts.first ?? GuessLimiter()
+        if let left = limiter.lockedFor(nowMs: nowMs) {
+            throw PortalError("locked", "too many wrong codes for \(vin); try again in \((left + 999) / 1000) s", retryAfterMs: left)
+        }
+        func wrong(_ e: PortalError) throws(PortalError) -> Never {
+            limiter.wrongCode(nowMs: nowMs)
+            try run("INSERT INTO registration_attempts(vin, failures, locked_until) VALUES (?, ?, ?) ON CONFLICT(vin) DO UPDATE SET failures = excluded.failures, locked_until = excluded.locked_until",
+                    [.text(vin), .int(Int64(limiter.failures)), limiter.lockedUntilMs.map { .int($0) } ?? .null])
+            throw e
+        }
+        guard isPairingCode(code) else { try wrong(PortalError("codeUnknown", "a pairing code is 8 digits")) }
+        let rows = try query("SELECT vin, email, code_expires_at, code_used_at FROM garage WHERE code = ?", [.text(code)]) {
+            ($0.text(0), $0.text(1), $0.int(2), $0.isNull(3) ? nil : $0.int(3))
+        }
+        guard let (codeVIN, email, expires, used) = rows.first else { try wrong(PortalError("codeUnknown", "no car has this pairing code")) }
+        guard codeVIN == vin else { try wrong(PortalError("codeForAnotherVehicle", "this pairing code belongs to another car")) }
+        guard used == nil else { throw PortalError("codeUsed", "this pairing code was already used") }
+        guard expires > nowMs else { throw PortalError("codeExpired", "this pairing code expired") }
+        if let e = Compatibility.check(model: model, built: built, country: country) { throw e }
+        guard privacy != "offline" else { throw PortalError("privacyOffline", "the car's privacy level lets no data out") }
+        let licence = nowMs + Self.codeValidityMs
+        try run("UPDATE garage SET code_used_at = ?, role = 'primary', enrolment = 'completed', licence_expires_at = ? WHERE vin = ?",
+                [.int(nowMs), .int(licence), .text(vin)])
+        try run("DELETE FROM registration_attempts WHERE vin = ?", [.text(vin)])
+        return Enrolment(user: email, role: "primary", services: Self.trialServices, licenceExpiresAtMs: licence)
     }
 
     private func run(_ sql: String, _ values: [SQLiteHandle.Value]) throws(PortalError) {

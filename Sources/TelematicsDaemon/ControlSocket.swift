@@ -16,6 +16,9 @@ public final class ControlServer: Service, Sendable {
     private let logger: Logger
     private let listenFD: Int32
     private let stop = Atomic<Bool>(false)
+    private let active = Atomic<Int>(0)
+    /// Clients served at once on their own threads; beyond, one at a time.
+    static let maximumClients = 16
 
     /// Binds the socket now, so that a configuration or permission problem stops the daemon
     /// at start instead of later.
@@ -61,8 +64,19 @@ public final class ControlServer: Service, Sendable {
                 guard poll(&pfd, 1, 100) > 0 else { continue }
                 let conn = accept(fd, nil, nil)
                 guard conn >= 0 else { continue }
-                self.serve(conn)
-                Glibc.close(conn)
+                // Each client on its own thread: a registration waits for the backend, and a
+                // client that never sends must not hold up the next one.
+                if self.active.add(1, ordering: .relaxed).newValue <= Self.maximumClients {
+                    DedicatedThread.detached(name: "control-client") { [self] in
+                        self.serve(conn)
+                        Glibc.close(conn)
+                        self.active.subtract(1, ordering: .relaxed)
+                    }
+                } else {
+                    self.active.subtract(1, ordering: .relaxed)
+                    self.serve(conn)
+                    Glibc.close(conn)
+                }
             }
         }
         try? await gracefulShutdown()

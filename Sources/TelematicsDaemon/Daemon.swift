@@ -164,10 +164,13 @@ public enum Daemon {
             gnss?.resendParking()
             if mode.connects { stateService.resendAll() }
         }
+        let registration = CarRegistration(path: config.registrationFile, timeoutMs: config.registrationTimeoutMs, outbox: outbox,
+                                           privacy: privacy, profile: profile, logger: logger)
         let control: ControlServer
         do {
             control = try ControlServer(path: config.controlSocket, logger: logger) { [gnss] request in
-                ControlCommands.handle(request, bus: bus, profile: profile, eCall: eCall, outbox: outbox, gnss: gnss, privacy: privacy)
+                ControlCommands.handle(request, bus: bus, profile: profile, eCall: eCall, outbox: outbox, gnss: gnss, privacy: privacy,
+                                       registration: registration)
             }
         } catch {
             channel.close()
@@ -214,7 +217,8 @@ public enum ControlCommands {
     static func failure(_ message: String) -> JSON { .object([("ok", .bool(false)), ("error", .string(message))]) }
 
     public static func handle(_ request: JSON, bus: VehicleBusService, profile: VehicleProfile, eCall: ECallService? = nil,
-                              outbox: OutboxService? = nil, gnss: GNSSService? = nil, privacy: PrivacySetting? = nil) -> JSON {
+                              outbox: OutboxService? = nil, gnss: GNSSService? = nil, privacy: PrivacySetting? = nil,
+                              registration: CarRegistration? = nil) -> JSON {
         guard let command = request["command"]?.stringValue else {
             return failure("request needs a \"command\" string")
         }
@@ -225,6 +229,7 @@ public enum ControlCommands {
             let (state, busReport) = bus.report()
             var o: [(String, JSON)] = [("ok", .bool(true)), ("vehicle", profile.json), ("bus", busReport)]
             if let privacy { o.append(("privacy", .string(privacy.current.rawValue))) }
+            if let registration { o.append(("registration", registration.current.json)) }
             if let eCall { o.append(("ecall", eCall.report())) }
             if let outbox { o.append(("outbox", outbox.report())) }
             if let gnss {
@@ -249,6 +254,10 @@ public enum ControlCommands {
             default:
                 return failure("ecall needs an \"action\": test, cancel or status")
             }
+        case "register":
+            guard let registration else { return failure("registration is not available") }
+            guard let code = request["code"]?.stringValue else { return failure("register needs a \"code\" string") }
+            return registration.register(code: code)
         case "privacy":
             guard let privacy else { return failure("the privacy setting is not available") }
             if let word = request["mode"]?.stringValue {
@@ -272,7 +281,7 @@ public enum ControlCommands {
                 return failure(error.description)
             }
         default:
-            return failure("unknown command '\(command)'; known: ping, status, transmit, ecall, privacy")
+            return failure("unknown command '\(command)'; known: ping, status, transmit, ecall, privacy, register")
         }
     }
 }

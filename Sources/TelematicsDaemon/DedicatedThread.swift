@@ -24,4 +24,10 @@ final class DedicatedThread: @unchecked Sendable {
     }
 
     func join() { pthread_join(thread, nil) }
+
+    /// A thread nobody joins: it ends with its body.
+    static func detached(name: String, _ body: @escaping @Sendable () -> Void) {
+        let t = DedicatedThread(name: name, body)
+        pthread_detach(t.thread)
+    }
 }

@@ -47,6 +47,8 @@ public final class OutboxService: Service, Sendable {
     private let wake = DispatchSemaphore(value: 0)
     private let stop = Atomic<Bool>(false)
     private let stats = Mutex<(store: OutboxStore.Statistics?, error: String?, committed: Int64, dropped: Int64, diskLow: Bool)>((nil, nil, 0, 0, false))
+    /// Interactive requests (registration): to publish, and the answers by request id.
+    private let interactions = Mutex<(outgoing: [(suffix: String, payload: [UInt8])], answers: [String: JSON], waiting: Set<String>)>(([], [:], []))
     /// The user's privacy level, and whether unsent positions must go (they stopped sharing).
     private let privacy = Mutex<(mode: PrivacyMode, discardPositions: Bool, withheld: Int64)>((.shareMyPosition, false, 0))
     /// While the store cannot be opened, at most this many messages wait in memory.
@@ -81,6 +83,44 @@ public final class OutboxService: Service, Sendable {
         }
         if dropped { stats.withLock { $0.dropped += 1 } }
         wake.signal()
+    }
+
+    public enum Interaction: Sendable {
+        case answer(JSON)
+        case noConnection
+        case timeout
+    }
+
+    /// Sends a request straight over the backend link, not through the outbox (with no link it
+    /// fails at once: the person in the car must know now, not when the link returns), and
+    /// waits up to `timeoutMs` for the answer carrying the same `requestId` on
+    /// `vehicles/{vin}/{suffix}/response`. Blocks the calling thread (the control socket's).
+    public func interact(suffix: String, body: JSON, requestId: String, timeoutMs: Int64) -> Interaction {
+        guard link.withLock({ $0.connected }), privacy.withLock({ $0.mode.connects }) else { return .noConnection }
+        interactions.withLock { i in
+            i.outgoing.append((suffix + "/request", Array(body.text.utf8)))
+            i.waiting.insert(requestId)
+        }
+        wake.signal()
+        let deadline = monotonicNow().adding(milliseconds: timeoutMs)
+        while monotonicNow() < deadline {
+            if let answer = interactions.withLock({ i -> JSON? in
+                guard let a = i.answers.removeValue(forKey: requestId) else { return nil }
+                i.waiting.remove(requestId)
+                return a
+            }) {
+                return .answer(answer)
+            }
+            sleepMs(5)
+        }
+        interactions.withLock { _ = $0.waiting.remove(requestId) }
+        return .timeout
+    }
+
+    /// An answer from the backend: kept for the request that waits for it, dropped otherwise.
+    private func answered(_ body: JSON) {
+        guard let id = body["requestId"]?.stringValue else { return }
+        interactions.withLock { i in if i.waiting.contains(id) { i.answers[id] = body } }
     }
 
     /// Follows the user's privacy level: "offline" closes the backend link, anything but
@@ -151,6 +191,7 @@ public final class OutboxService: Service, Sendable {
         var store = open()
         var lastAttempt = monotonicNow()
         var uplink = self.uplink.flatMap { Uplink(configuration: $0, logger: logger) }
+        uplink?.onResponse = { [self] body in self.answered(body) }
         // Counting the rows is a scan: refresh the status at most once a second.
         var statsAt = Timestamp.zero
         var commitFailing = false
@@ -213,6 +254,11 @@ public final class OutboxService: Service, Sendable {
                         }
                     }
                 }
+                if let u = uplink, u.connected {
+                    for r in interactions.withLock({ i in defer { i.outgoing.removeAll() }; return i.outgoing }) {
+                        u.publishDirect(suffix: r.suffix, payload: r.payload)
+                    }
+                }
                 if let u = uplink {
                     do {
                         try u.exchange(with: s, positions: mode == .shareMyPosition)
@@ -254,6 +300,8 @@ final class Uplink {
     private var inflight: [Int32: String] = [:]
     private var acked: [String] = []
     private var rng = SystemRandomNumberGenerator()
+    /// Answers to interactive requests (`vehicles/{vin}/.../response`).
+    var onResponse: ((JSON) -> Void)?
 
     var connectionTopic: String { "vehicles/\(configuration.vin)/connection" }
 
@@ -279,6 +327,10 @@ final class Uplink {
             if let id = self.inflight.removeValue(forKey: mid) { self.acked.append(id) }
         }
         client.onMessage = { [unowned self] topic, payload in
+            if topic.hasSuffix("/response"), let body = try? JSON.parse(String(decoding: payload, as: UTF8.self)) {
+                self.onResponse?(body)
+                return
+            }
             self.logger.info("message from the backend", metadata: ["mqtt.topic": "\(topic)", "mqtt.bytes": "\(payload.count)"])
         }
     }
@@ -325,6 +377,7 @@ final class Uplink {
         let online = Array(#"{"online":true}"#.utf8)
         _ = client.publish(topic: connectionTopic, payload: online, retain: true)
         _ = client.subscribe("vehicles/\(configuration.vin)/commands")
+        _ = client.subscribe("vehicles/\(configuration.vin)/+/response")
         logger.notice("backend link up", metadata: ["mqtt.broker": "\(configuration.host):\(configuration.port)"])
     }
 
@@ -351,6 +404,11 @@ final class Uplink {
             inflight[mid] = e.message.id
             published += 1
         }
+    }
+
+    /// Publishes straight away (QoS 1), not through the outbox: interactive requests.
+    func publishDirect(suffix: String, payload: [UInt8]) {
+        _ = client.publish(topic: "vehicles/\(configuration.vin)/\(suffix)", payload: payload)
     }
 
     /// The stored message with its sequence number and send time in front.

@@ -50,6 +50,7 @@ struct Serve: ParsableCommand {
         let parts = broker.split(separator: ":")
         guard parts.count == 2, let port = Int32(parts[1]) else { fail("--broker: expected HOST:PORT", 64) }
         let store = openStore(database.db)
+        let portal = openPortal(database.db)
         signal(SIGTERM) { _ in stopRequested = 1 }
         signal(SIGINT) { _ in stopRequested = 1 }
         // A persistent session: the broker keeps QoS 1 messages for the backend while it is down.
@@ -63,6 +64,11 @@ struct Serve: ParsableCommand {
             }
         }
         client.onMessage = { topic, payload in
+            if topic.hasSuffix("/registration/request") {
+                let reply = registrationReply(portal, topic: topic, payload: payload)
+                _ = client.publish(topic: reply.topic, payload: Array(reply.body.text.utf8))
+                return
+            }
             do {
                 let receipt = try store.receive(topic: topic, payload: String(decoding: payload, as: UTF8.self),
                                                 receivedAtMs: wallClockNow().nanoseconds / 1_000_000)
@@ -252,5 +258,33 @@ struct GarageCommand: ParsableCommand {
             let p = openPortal(database.db)
             for car in portal({ () throws(PortalError) in try p.garage(email: user) }) { print(car.json.text) }
         }
+    }
+}
+
+/// The answer to a car's registration request (`vehicles/{vin}/registration/request`).
+func registrationReply(_ portal: Portal, topic: String, payload: [UInt8]) -> (topic: String, body: JSON) {
+    let vin = String(topic.split(separator: "/")[1])
+    let responseTopic = "vehicles/\(vin)/registration/response"
+    guard let request = try? JSON.parse(String(decoding: payload, as: UTF8.self)), let id = request["requestId"]?.stringValue else {
+        note("rejected a registration request from \(vin): not JSON with a requestId")
+        return (responseTopic, .object([("ok", .bool(false)), ("error", .string("codeUnknown")), ("message", .string("malformed request"))]))
+    }
+    do {
+        let e = try portal.register(
+            vin: vin, code: request["code"]?.stringValue ?? "", model: request["model"]?.stringValue ?? "",
+            built: request["buildDate"]?.stringValue ?? "", country: request["country"]?.stringValue ?? "",
+            privacy: request["privacy"]?.stringValue, nowMs: wallClockNow().nanoseconds / 1_000_000
+        )
+        note("registered \(vin): \(e.user) is its primary user")
+        return (responseTopic, .object([
+            ("requestId", .string(id)), ("ok", .bool(true)), ("user", .string(e.user)), ("role", .string(e.role)),
+            ("services", .array(e.services.map { .string($0) })), ("licenceExpiresAt", .number(Double(e.licenceExpiresAtMs))),
+        ]))
+    } catch {
+        note("registration of \(vin) refused: \(error.code)")
+        var o: [(String, JSON)] = [("requestId", .string(id)), ("ok", .bool(false)), ("error", .string(error.code)),
+                                   ("message", .string(error.message))]
+        if let ms = error.retryAfterMs { o.append(("retryAfterS", .number(Double((ms + 999) / 1000)))) }
+        return (responseTopic, .object(o))
     }
 }

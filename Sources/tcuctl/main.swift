@@ -12,7 +12,7 @@ struct TCUCtl: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tcuctl",
         abstract: "Operate and inspect the telematics unit, and work with its CAN data offline.",
-        subcommands: [Status.self, CAN.self, MSDCommand.self, ECallCommand.self, PrivacyCommand.self]
+        subcommands: [Status.self, CAN.self, MSDCommand.self, ECallCommand.self, PrivacyCommand.self, RegisterCommand.self]
     )
 }
 
@@ -372,5 +372,39 @@ struct PrivacyCommand: ParsableCommand {
         var request: [(String, JSON)] = [("command", .string("privacy"))]
         if let mode { request.append(("mode", .string(mode))) }
         print(ask(options.socket, .object(request))["privacy"]?.stringValue ?? "unknown")
+    }
+}
+
+struct RegisterCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "register",
+        abstract: "Register the car with the 8-digit pairing code from the portal (Settings → Online services → Registration).",
+        discussion: "The code goes to the backend at once (nothing is queued: without a data connection it fails right away); the answer is the registration, or the reason and what to do. A few wrong codes lock registration for a growing time."
+    )
+
+    @OptionGroup var options: SocketOption
+
+    @Argument(help: "The pairing code: 8 digits.")
+    var code: String
+
+    func validate() throws {
+        guard isPairingCode(code) else { throw ValidationError("the pairing code is 8 digits, found '\(code)'") }
+    }
+
+    func run() throws {
+        let reply: JSON
+        do {
+            reply = try ControlClient.request(options.socket, .object([("command", .string("register")), ("code", .string(code))]), timeoutMs: 130_000)
+        } catch {
+            die(error.description, code: 69)
+        }
+        if reply["ok"]?.boolValue == true {
+            printFlat(reply["registration"] ?? .null, prefix: "registration")
+        } else {
+            var text = "registration failed: \(reply["error"]?.stringValue ?? "unknown")"
+            if let advice = reply["advice"]?.stringValue { text += ": \(advice)" }
+            if let s = reply["retryAfterS"]?.numberValue { text += " (try again in \(Int(s)) s)" }
+            die(text, code: 75)
+        }
     }
 }

@@ -82,3 +82,62 @@ struct PortalTests {
         #expect(second.code != first.code)
     }
 }
+
+@Suite("Portal: the registration handshake")
+struct PortalRegistrationTests {
+    let vin = "VSSZZZKLZNR012345"
+    let now: Int64 = 1_764_000_000_000
+
+    func setUp() throws -> (Portal, Portal.Car) {
+        let p = try Portal(path: scratch())
+        try p.addUser(email: "ana@example.com", password: "correct horse", spin: "4711", nowMs: now)
+        try p.verifyEmail("ana@example.com")
+        return (p, try p.addCar(vin: vin, email: "ana@example.com", model: "Leon", built: "2021-11", country: "ES", acceptedTerms: true, nowMs: now))
+    }
+
+    func code(_ body: () throws -> Any) -> String? {
+        do { _ = try body(); return nil } catch let e as PortalError { return e.code } catch { return "\(error)" }
+    }
+
+    @Test("the right code makes the account holder the primary user, starts the trial and is used up")
+    func success() throws {
+        let (p, car) = try setUp()
+        let e = try p.register(vin: vin, code: car.code, model: "Leon", built: "2021-11", country: "ES", privacy: "shareMyPosition", nowMs: now + 1)
+        #expect(e.user == "ana@example.com" && e.role == "primary" && e.services.contains("emergencyCall"))
+        #expect(e.licenceExpiresAtMs >= now + 365 * 24 * 3_600_000)
+        #expect(try p.garage(email: "ana@example.com").first?.codeUsed == true)
+        #expect(code { try p.register(vin: self.vin, code: car.code, model: "Leon", built: "2021-11", country: "ES", privacy: nil, nowMs: now + 2) } == "codeUsed")
+    }
+
+    @Test("each check has its own refusal")
+    func refusals() throws {
+        let (p, car) = try setUp()
+        func reg(_ c: String = "", vin v: String? = nil, model: String = "Leon", country: String = "ES", privacy: String? = nil, at: Int64? = nil) -> String? {
+            code { try p.register(vin: v ?? self.vin, code: c.isEmpty ? car.code : c, model: model, built: "2021-11", country: country,
+                                  privacy: privacy, nowMs: at ?? now + 1) }
+        }
+        #expect(reg(vin: "VSSZZZKLZNR099999") == "codeForAnotherVehicle")
+        #expect(reg(model: "Toledo") == "modelNotSupported")
+        #expect(reg(country: "US") == "countryNotSupported")
+        #expect(reg(privacy: "offline") == "privacyOffline")
+        #expect(reg(at: now + Portal.codeValidityMs + 1) == "codeExpired")
+        #expect(reg("00000000") == "codeUnknown" || car.code == "00000000")
+    }
+
+    @Test("guessing is locked on the backend after three wrong codes, for a growing time")
+    func lock() throws {
+        let (p, car) = try setUp()
+        let wrong = car.code == "11111111" ? "22222222" : "11111111"
+        for _ in 0..<3 {
+            #expect(code { try p.register(vin: self.vin, code: wrong, model: "Leon", built: "2021-11", country: "ES", privacy: nil, nowMs: now) } == "codeUnknown")
+        }
+        do {
+            _ = try p.register(vin: vin, code: car.code, model: "Leon", built: "2021-11", country: "ES", privacy: nil, nowMs: now + 1_000)
+            Issue.record("not locked")
+        } catch {
+            #expect(error.code == "locked" && error.retryAfterMs == 29_000)
+        }
+        // After the lock the right code works.
+        #expect(code { try p.register(vin: self.vin, code: car.code, model: "Leon", built: "2021-11", country: "ES", privacy: nil, nowMs: now + 30_001) } == nil)
+    }
+}

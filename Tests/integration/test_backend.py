@@ -546,3 +546,71 @@ def test_the_portal_cli_signs_up_adds_the_car_and_gives_a_pairing_code(tmp_path)
     with sqlite3.connect(db) as c:
         row = c.execute("SELECT hash, spin_hash FROM accounts").fetchone()
     assert "correct horse" not in row[0] and row[1] != "4711" and len(row[0]) == 64
+
+
+def test_registration_with_the_pairing_code_end_to_end(rig):
+    def cli(*args):
+        return subprocess.run([os.path.join(BIN, "tcu-backend"), *args, "--db", str(rig.tmp / "backend.db")],
+                              capture_output=True, text=True)
+
+    def register(code):
+        return subprocess.run([os.path.join(BIN, "tcuctl"), "register", code, "--socket", f"{rig.tmp}/ctl.sock"],
+                              capture_output=True, text=True)
+    assert cli("user", "add", "ana@example.com", "--password", "correct horse", "--spin", "4711").returncode == 0
+    assert cli("user", "verify", "ana@example.com").returncode == 0
+    car = json.loads(cli("garage", "add", VIN, "--user", "ana@example.com", "--profile", PROFILE, "--accept-terms").stdout)
+    log = rig.tmp / "live.log"
+    log.write_text("")
+    conf = rig.daemon_config(log, follow=True)
+    conf.write_text(conf.read_text() + f"[registration]\nfile = {rig.tmp}/registration.json\n")
+    rig.daemon = subprocess.Popen([os.path.join(BIN, "telematicsd"), "--config", str(conf)], stderr=open(rig.tmp / "daemon.log", "a"))
+    assert wait_until(lambda: rig.status().get("outbox.backend.connected") == "true")
+    assert rig.status()["registration.status"] == "notStarted"
+    # Input is checked in the car: nothing else than 8 digits is sent.
+    bad = register("1234")
+    assert bad.returncode != 0 and "8 digits" in bad.stderr
+    # Two wrong codes: each refused by the backend with its advice.
+    wrong = "11111111" if car["pairingCode"] != "11111111" else "22222222"
+    for _ in range(2):
+        r = register(wrong)
+        assert r.returncode == 75 and "codeUnknown" in r.stderr and "remove the car from the garage" in r.stderr
+    # The right code: the account holder becomes the primary user.
+    ok = register(car["pairingCode"])
+    assert ok.returncode == 0, ok.stderr
+    assert "registration.status = completed" in ok.stdout and "registration.user = ana@example.com" in ok.stdout
+    assert "registration.role = primary" in ok.stdout
+    assert json.loads(cli("garage", "list", "--user", "ana@example.com").stdout)["codeUsed"] is True
+    again = register(car["pairingCode"])
+    assert again.returncode == 75 and "codeUsed" in again.stderr
+    # Kept across a restart.
+    rig.daemon.terminate()
+    rig.daemon.wait(timeout=10)
+    rig.daemon = subprocess.Popen([os.path.join(BIN, "telematicsd"), "--config", str(conf)], stderr=open(rig.tmp / "daemon.log", "a"))
+    assert wait_until(lambda: rig.status().get("registration.status") == "completed")
+    # Without a connection the car says so at once.
+    rig.stop_broker()
+    assert wait_until(lambda: rig.status().get("outbox.backend.connected") == "false", timeout=20)
+    t0 = time.monotonic()
+    offline = register(car["pairingCode"])
+    assert offline.returncode == 75 and "noConnection" in offline.stderr and "data connection" in offline.stderr
+    assert time.monotonic() - t0 < 2
+
+
+def test_wrong_codes_lock_registration_in_the_car(rig):
+    log = rig.tmp / "live.log"
+    log.write_text("")
+    conf = rig.daemon_config(log, follow=True)
+    conf.write_text(conf.read_text() + f"[registration]\nfile = {rig.tmp}/registration.json\n")
+    rig.daemon = subprocess.Popen([os.path.join(BIN, "telematicsd"), "--config", str(conf)], stderr=open(rig.tmp / "daemon.log", "a"))
+    assert wait_until(lambda: rig.status().get("outbox.backend.connected") == "true")
+
+    def register(code):
+        return subprocess.run([os.path.join(BIN, "tcuctl"), "register", code, "--socket", f"{rig.tmp}/ctl.sock"],
+                              capture_output=True, text=True)
+    for code in ("11111111", "22222222", "33333333"):
+        assert "codeUnknown" in register(code).stderr
+    locked = register("44444444")
+    assert locked.returncode == 75 and "locked" in locked.stderr and "try again in" in locked.stderr
+    assert rig.status()["registration.wrongCodes"] == "3"
+    # The backend saw three requests only: the fourth never left the car.
+    assert (rig.tmp / "backend.log").read_text().count("registration of VSSZZZKLZNR012345 refused") == 3

@@ -85,6 +85,10 @@ public struct DaemonConfiguration: Sendable, Equatable {
     public var privacy = PrivacyMode.shareMyPosition
     /// Where the car's settings (the user's privacy choice) are kept.
     public var settingsFile = "/var/lib/telematicsd/settings.json"
+    /// The car's registration (enrolment) and its wrong-code lock.
+    public var registrationFile = "/var/lib/telematicsd/registration.json"
+    /// How long the car waits for the backend's answer to a pairing code.
+    public var registrationTimeoutMs: Int64 = 10_000
     /// A changed state block is sent at most this often.
     public var stateIntervalMs: Int64 = 1_000
     /// Every block is sent again this often, changed or not.
@@ -98,6 +102,7 @@ public struct DaemonConfiguration: Sendable, Equatable {
         "outbox": ["path", "max-bytes", "disk-reserve-bytes"],
         "backend": ["broker", "keepalive-s", "window", "tls-ca", "tls-cert", "tls-key", "state-interval-ms", "state-heartbeat-s"],
         "privacy": ["mode", "settings-file"],
+        "registration": ["file", "timeout-ms"],
         "gnss": ["gpsd", "max-age-ms", "trust-radius-m", "min-speed-kmh", "max-speed-kmh", "parking-file"],
         "ecall": ["link", "journal", "t1-ms", "t2-ms", "t3-ms", "t5-ms", "t6-ms", "t7-ms", "t9-ms", "t10-ms",
                   "redial-interval-ms", "drop-redial-window-ms", "drop-redial-interval-ms", "maximum-attempts",
@@ -173,6 +178,8 @@ public struct DaemonConfiguration: Sendable, Equatable {
             c.privacy = m
         }
         if let p = f.string("privacy", "settings-file") { c.settingsFile = path(p) }
+        if let p = f.string("registration", "file") { c.registrationFile = path(p) }
+        c.registrationTimeoutMs = try f.integer("registration", "timeout-ms", default: c.registrationTimeoutMs, range: 100...120_000)
         if let e = f.entry("gnss", "gpsd") {
             let parts = e.value.split(separator: ":")
             guard parts.count == 2, !parts[0].isEmpty, let port = Int(parts[1]), (1...65535).contains(port) else {

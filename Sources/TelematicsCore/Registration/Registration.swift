@@ -1,0 +1,116 @@
+/// Why a registration (entering the portal's pairing code in the car) did not complete. The
+/// car shows the advice of the seed's FAQ with each.
+public enum RegistrationFailure: String, Sendable, CaseIterable {
+    /// Checked in the car before anything is sent.
+    case invalidCode, noConnection, privacyOffline, locked
+    /// The backend did not answer in time.
+    case timeout
+    /// The backend's checks.
+    case codeUnknown, codeForAnotherVehicle, codeUsed, codeExpired, modelNotSupported, countryNotSupported, licenceInvalid
+
+    public var advice: String {
+        switch self {
+        case .invalidCode: "The pairing code is 8 digits. Enter it as the portal shows it."
+        case .noConnection: "No data connection. Check the car's data connection and try again."
+        case .privacyOffline: "The online services are off (privacy: offline). Choose another privacy level first."
+        case .locked: "Too many wrong codes. Wait, then try again."
+        case .timeout: "The server did not answer. Check the car's data connection and try again."
+        case .codeUnknown, .codeForAnotherVehicle:
+            "The code is not valid for this car. Check the code and the VIN in the portal; otherwise remove the car from the garage and add it again for a new code."
+        case .codeUsed: "This code was already used. Remove the car from the garage and add it again for a new code."
+        case .codeExpired: "The code has expired (it is valid one year). Remove the car from the garage and add it again for a new code."
+        case .modelNotSupported: "This model is not compatible with the online services."
+        case .countryNotSupported: "The online services are not offered in this car's country."
+        case .licenceInvalid: "Check that the car's licence for the online services is valid."
+        }
+    }
+
+    /// Whether the failure counts as a guess (a wrong code), for the lock.
+    public var isWrongCode: Bool { self == .codeUnknown || self == .codeForAnotherVehicle }
+}
+
+/// Whether `text` is a pairing code: exactly 8 digits, nothing else.
+public func isPairingCode(_ text: String) -> Bool {
+    text.utf8.count == 8 && text.utf8.allSatisfy { (48...57).contains($0) }
+}
+
+/// Stops guessing: a few wrong codes are free, then registration is locked for a time that
+/// doubles with every further wrong code. Used by the car and by the backend.
+public struct GuessLimiter: Sendable, Equatable {
+    public static let freeTries = 3
+    public static let firstLockMs: Int64 = 30_000
+    public static let longestLockMs: Int64 = 3_600_000
+
+    public private(set) var failures = 0
+    public private(set) var lockedUntilMs: Int64?
+
+    public init(failures: Int = 0, lockedUntilMs: Int64? = nil) {
+        self.failures = failures
+        self.lockedUntilMs = lockedUntilMs
+    }
+
+    /// Milliseconds left of the lock, or nil when a try is allowed.
+    public func lockedFor(nowMs: Int64) -> Int64? {
+        guard let until = lockedUntilMs, until > nowMs else { return nil }
+        return until - nowMs
+    }
+
+    public mutating func wrongCode(nowMs: Int64) {
+        failures += 1
+        guard failures >= Self.freeTries else { return }
+        let doublings = min(failures - Self.freeTries, 20)
+        lockedUntilMs = nowMs + min(Self.longestLockMs, Self.firstLockMs << Int64(doublings))
+    }
+
+    public mutating func succeeded() {
+        failures = 0
+        lockedUntilMs = nil
+    }
+}
+
+/// The car's registration with the backend (its enrolment state), kept across restarts.
+public struct Registration: Sendable, Equatable {
+    public enum Status: String, Sendable { case notStarted, started, completed, inactive }
+
+    public var status: Status = .notStarted
+    /// The primary user's account, once registered.
+    public var user: String?
+    public var role: String?
+    public var registeredAtMs: Int64?
+    /// The services the backend enabled, and the licence's end (UTC ms).
+    public var services: [String] = []
+    public var licenceExpiresAtMs: Int64?
+    public var limiter = GuessLimiter()
+
+    public init() {}
+
+    public var json: JSON {
+        var o: [(String, JSON)] = [("status", .string(status.rawValue))]
+        if let user { o.append(("user", .string(user))) }
+        if let role { o.append(("role", .string(role))) }
+        if let registeredAtMs { o.append(("registeredAt", .number(Double(registeredAtMs)))) }
+        if !services.isEmpty { o.append(("services", .array(services.map { .string($0) }))) }
+        if let licenceExpiresAtMs { o.append(("licenceExpiresAt", .number(Double(licenceExpiresAtMs)))) }
+        if limiter.failures > 0 { o.append(("wrongCodes", .number(Double(limiter.failures)))) }
+        if let until = limiter.lockedUntilMs { o.append(("lockedUntil", .number(Double(until)))) }
+        return .object(o)
+    }
+
+    public static func parse(_ text: String, source: String) throws(ParseError) -> Registration {
+        let json: JSON
+        do { json = try JSON.parse(text) } catch { throw ParseError(source: source, line: error.line, column: error.column, "not JSON: \(error.message)") }
+        guard let raw = json["status"]?.stringValue, let status = Status(rawValue: raw) else {
+            throw ParseError(source: source, line: 1, "status: expected notStarted, started, completed or inactive")
+        }
+        var r = Registration()
+        r.status = status
+        r.user = json["user"]?.stringValue
+        r.role = json["role"]?.stringValue
+        r.registeredAtMs = json["registeredAt"]?.numberValue.map { Int64($0) }
+        r.services = json["services"]?.arrayValue?.compactMap(\.stringValue) ?? []
+        r.licenceExpiresAtMs = json["licenceExpiresAt"]?.numberValue.map { Int64($0) }
+        r.limiter = GuessLimiter(failures: Int(json["wrongCodes"]?.numberValue ?? 0),
+                                 lockedUntilMs: json["lockedUntil"]?.numberValue.map { Int64($0) })
+        return r
+    }
+}

@@ -1,0 +1,107 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Logging
+import Synchronization
+import TelematicsCore
+import VehicleBus
+
+/// The car's side of the registration: the user types the portal's 8-digit pairing code
+/// (Settings → Online services → Registration, or `tcuctl register`); the code goes to the
+/// backend as an interactive request, and the answer decides the car's enrolment. The state
+/// (and the wrong-code lock) is kept in a file across restarts.
+public final class CarRegistration: Sendable {
+    private let state: Mutex<Registration>
+    let path: String
+    let timeoutMs: Int64
+    let logger: Logger
+    let outbox: OutboxService
+    let privacy: PrivacySetting
+    let profile: VehicleProfile
+    let wallClock: @Sendable () -> Timestamp
+
+    public init(path: String, timeoutMs: Int64, outbox: OutboxService, privacy: PrivacySetting, profile: VehicleProfile,
+                logger: Logger, wallClock: @escaping @Sendable () -> Timestamp = { wallClockNow() }) {
+        self.path = path
+        self.timeoutMs = timeoutMs
+        self.outbox = outbox
+        self.privacy = privacy
+        self.profile = profile
+        self.logger = logger
+        self.wallClock = wallClock
+        var r = Registration()
+        if let text = try? readTextFile(path) {
+            do {
+                r = try Registration.parse(text, source: path)
+            } catch {
+                logger.error("the registration file is damaged; moved aside, the car is not registered", metadata: ["error": "\(error)"])
+                rename(path, path + ".bad")
+            }
+        }
+        state = Mutex(r)
+    }
+
+    public var current: Registration { state.withLock { $0 } }
+
+    private func store(_ r: Registration) {
+        if !writeFileDurably(path, r.json.text + "\n") {
+            logger.error("cannot store the registration", metadata: ["registration.file": "\(path)"])
+        }
+    }
+
+    private func failure(_ f: RegistrationFailure, retryAfterMs: Int64? = nil, detail: String? = nil) -> JSON {
+        var o: [(String, JSON)] = [("ok", .bool(false)), ("error", .string(f.rawValue)), ("advice", .string(f.advice))]
+        if let retryAfterMs { o.append(("retryAfterS", .number(Double((retryAfterMs + 999) / 1000)))) }
+        if let detail { o.append(("detail", .string(detail))) }
+        return .object(o)
+    }
+
+    /// Registers the car with `code`; blocks up to the timeout. The reply names the failure
+    /// and the advice to show.
+    public func register(code: String) -> JSON {
+        let now = wallClock().nanoseconds / 1_000_000
+        guard isPairingCode(code) else { return failure(.invalidCode) }
+        guard privacy.current.connects else { return failure(.privacyOffline) }
+        if let left = state.withLock({ $0.limiter.lockedFor(nowMs: now) }) { return failure(.locked, retryAfterMs: left) }
+        let requestId = randomMessageID()
+        let body = JSON.object([
+            ("requestId", .string(requestId)), ("vin", .string(profile.vin.value)), ("code", .string(code)),
+            ("model", .string(profile.model)), ("buildDate", .string(profile.buildDate)), ("country", .string(profile.country)),
+            ("privacy", .string(privacy.current.rawValue)),
+        ])
+        state.withLock { r in if r.status == .notStarted { r.status = .started } }
+        logger.notice("registration requested", metadata: ["registration.requestId": "\(requestId)"])
+        switch outbox.interact(suffix: "registration", body: body, requestId: requestId, timeoutMs: timeoutMs) {
+        case .noConnection:
+            return failure(.noConnection)
+        case .timeout:
+            logger.warning("registration: no answer from the backend", metadata: ["registration.timeoutMs": "\(timeoutMs)"])
+            return failure(.timeout)
+        case .answer(let a):
+            if a["ok"]?.boolValue == true {
+                let r = state.withLock { r -> Registration in
+                    r.status = .completed
+                    r.user = a["user"]?.stringValue
+                    r.role = a["role"]?.stringValue ?? "primary"
+                    r.registeredAtMs = now
+                    r.services = a["services"]?.arrayValue?.compactMap(\.stringValue) ?? []
+                    r.licenceExpiresAtMs = a["licenceExpiresAt"]?.numberValue.map { Int64($0) }
+                    r.limiter.succeeded()
+                    return r
+                }
+                store(r)
+                logger.notice("registered", metadata: ["registration.role": "\(r.role ?? "")"])
+                return .object([("ok", .bool(true)), ("registration", r.json)])
+            }
+            let f = a["error"]?.stringValue.flatMap(RegistrationFailure.init(rawValue:)) ?? .codeUnknown
+            let r = state.withLock { r -> Registration in
+                if f.isWrongCode { r.limiter.wrongCode(nowMs: now) }
+                return r
+            }
+            store(r)
+            logger.warning("registration refused", metadata: ["registration.error": "\(f.rawValue)"])
+            let backendLock = a["retryAfterS"]?.numberValue.map { Int64($0 * 1000) }
+            return failure(f, retryAfterMs: backendLock ?? r.limiter.lockedFor(nowMs: now), detail: a["message"]?.stringValue)
+        }
+    }
+}

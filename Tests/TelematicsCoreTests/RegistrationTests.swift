@@ -1,0 +1,48 @@
+import Testing
+@testable import TelematicsCore
+
+@Suite("Registration")
+struct RegistrationTests {
+    @Test("a pairing code is exactly 8 digits", arguments: [("12345678", true), ("1234567", false), ("123456789", false),
+                                                             ("1234567a", false), (" 2345678", false), ("１２３４５６７８", false)])
+    func codes(text: String, valid: Bool) {
+        #expect(isPairingCode(text) == valid)
+    }
+
+    @Test("three wrong codes are free, then the lock doubles from 30 s up to an hour; success clears it")
+    func limiter() {
+        var g = GuessLimiter()
+        g.wrongCode(nowMs: 0)
+        g.wrongCode(nowMs: 0)
+        #expect(g.lockedFor(nowMs: 0) == nil)
+        g.wrongCode(nowMs: 1_000)
+        #expect(g.lockedFor(nowMs: 1_000) == 30_000)
+        #expect(g.lockedFor(nowMs: 31_000) == nil)
+        g.wrongCode(nowMs: 31_000)
+        #expect(g.lockedFor(nowMs: 31_000) == 60_000)
+        for _ in 0..<20 { g.wrongCode(nowMs: 100_000) }
+        #expect(g.lockedFor(nowMs: 100_000) == 3_600_000)
+        g.succeeded()
+        #expect(g.lockedFor(nowMs: 100_000) == nil && g.failures == 0)
+    }
+
+    @Test("the registration is stored and read back; a damaged file is an error that says why")
+    func file() throws {
+        var r = Registration()
+        r.status = .completed
+        r.user = "ana@example.com"
+        r.role = "primary"
+        r.registeredAtMs = 1_764_000_000_000
+        r.services = ["emergencyCall", "parkingPosition"]
+        r.licenceExpiresAtMs = 1_795_536_000_000
+        r.limiter = GuessLimiter(failures: 1)
+        #expect(try Registration.parse(r.json.text, source: "registration.json") == r)
+        #expect(throws: ParseError.self) { try Registration.parse(#"{"status":"maybe"}"#, source: "registration.json") }
+    }
+
+    @Test("every failure has advice; only wrong codes count as guesses")
+    func advice() {
+        for f in RegistrationFailure.allCases { #expect(!f.advice.isEmpty) }
+        #expect(RegistrationFailure.allCases.filter(\.isWrongCode) == [.codeUnknown, .codeForAnotherVehicle])
+    }
+}
