@@ -126,6 +126,8 @@ public enum Daemon {
         )
         let privacy = PrivacySetting(path: config.settingsFile, initial: config.privacy, logger: logger)
         privacy.observe { outbox.setPrivacy($0) }
+        let registration = CarRegistration(path: config.registrationFile, timeoutMs: config.registrationTimeoutMs, outbox: outbox,
+                                           privacy: privacy, profile: profile, logger: logger)
         let events = VehicleEventService(bus: bus, outbox: outbox, vin: profile.vin.value)
         let vin = profile.vin.value
         let eCall = ECallService(
@@ -134,6 +136,11 @@ public enum Daemon {
             utcNow: { UInt32(clamping: wallClockNow().nanoseconds / 1_000_000_000) },
             journalPath: config.eCallJournal, gnssFitted: config.gpsd != nil,
             onReport: { report in
+                // To the backend only for a registered car (and where privacy lets it out).
+                guard registration.current.status == .completed else {
+                    logger.info("the eCall report stays in the car: it is not registered")
+                    return
+                }
                 outbox.submit(report.outboxMessage(vin: vin, id: randomMessageID(), nowMs: wallClockNow().nanoseconds / 1_000_000))
             }
         )
@@ -145,9 +152,11 @@ public enum Daemon {
             gnss = GNSSService(
                 configuration: g, bus: bus, logger: logger, eCallPositions: { eCall.record($0) },
                 onParking: { position in
+                    let now = wallClockNow().nanoseconds / 1_000_000
+                    // A remote service: only for a registered car whose licence has it.
+                    guard registration.current.allows("parkingPosition", nowMs: now) else { return }
                     // "Use my position": the backend hears there is none to tell.
                     let shared = privacy.current == .shareMyPosition ? position : nil
-                    let now = wallClockNow().nanoseconds / 1_000_000
                     var m = stateMessage(block: "parking", values: shared?.json ?? .null,
                                          capturedAtMs: shared.map { $0.parkedAt.nanoseconds / 1_000_000 } ?? now,
                                          vin: vin, id: randomMessageID())
@@ -164,8 +173,6 @@ public enum Daemon {
             gnss?.resendParking()
             if mode.connects { stateService.resendAll() }
         }
-        let registration = CarRegistration(path: config.registrationFile, timeoutMs: config.registrationTimeoutMs, outbox: outbox,
-                                           privacy: privacy, profile: profile, logger: logger)
         let control: ControlServer
         do {
             control = try ControlServer(path: config.controlSocket, logger: logger) { [gnss] request in

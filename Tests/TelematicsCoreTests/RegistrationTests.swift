@@ -40,6 +40,18 @@ struct RegistrationTests {
         #expect(throws: ParseError.self) { try Registration.parse(#"{"status":"maybe"}"#, source: "registration.json") }
     }
 
+    @Test("a remote service works only for a registered car whose unexpired licence has it")
+    func licence() {
+        var r = Registration()
+        #expect(!r.allows("parkingPosition", nowMs: 0))
+        r.status = .completed
+        r.services = ["parkingPosition"]
+        r.licenceExpiresAtMs = 1_000
+        #expect(r.allows("parkingPosition", nowMs: 999))
+        #expect(!r.allows("parkingPosition", nowMs: 1_000))
+        #expect(!r.allows("remoteLockUnlock", nowMs: 0))
+    }
+
     @Test("every failure has advice; only wrong codes count as guesses")
     func advice() {
         for f in RegistrationFailure.allCases { #expect(!f.advice.isEmpty) }

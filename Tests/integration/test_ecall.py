@@ -353,7 +353,9 @@ def test_the_ecall_goes_through_while_log_disk_and_menu_are_blocked(bench, tmp_p
 
 def test_the_ecall_report_goes_to_the_outbox_at_the_highest_priority(bench, tmp_path):
     import sqlite3
-    b = bench()
+    # A registered car (as tcuctl register leaves it; the handshake is tested with the backend).
+    (tmp_path / "registration.json").write_text('{"status":"completed","user":"ana@example.com","role":"primary"}')
+    b = bench(ecall=f"\n[registration]\nfile = {tmp_path}/registration.json\n")
     assert wait_until(b.last_call)
 
     def report():
@@ -412,4 +414,12 @@ def test_the_ecall_works_with_privacy_offline_and_no_registration_and_its_report
     st = b.tcuctl("status").stdout
     assert "privacy = offline" in st
     assert wait_until(lambda: "outbox.withheldByPrivacy" in b.tcuctl("status").stdout)
+    assert "outbox.waiting.ecall" not in b.tcuctl("status").stdout
+
+
+def test_an_unregistered_car_keeps_its_ecall_report(bench, tmp_path):
+    b = bench(ecall=f"\n[registration]\nfile = {tmp_path}/registration.json\n")
+    call = wait_until(b.last_call)
+    assert call["msdAcknowledged"]
+    assert wait_until(lambda: "the eCall report stays in the car: it is not registered" in (tmp_path / "daemon.log").read_text())
     assert "outbox.waiting.ecall" not in b.tcuctl("status").stdout

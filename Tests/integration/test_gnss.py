@@ -87,7 +87,8 @@ class Rig:
                         f"transmit-status = false\n[vehicle]\nprofile = {PROFILE}\n[control]\nsocket = {self.tmp}/ctl.sock\n"
                         f"[outbox]\npath = {self.tmp}/outbox.db\n[ecall]\njournal = {self.tmp}/ecall.journal\n"
                         f"link = 127.0.0.1:{self.ecall_link}\n[gnss]\ngpsd = 127.0.0.1:{self.gpsd_port}\n"
-                        f"parking-file = {self.tmp}/parking.json\n[privacy]\nsettings-file = {self.tmp}/settings.json\n")
+                        f"parking-file = {self.tmp}/parking.json\n[privacy]\nsettings-file = {self.tmp}/settings.json\n"
+                        f"[registration]\nfile = {self.tmp}/registration.json\n")
         self.daemon = subprocess.Popen([os.path.join(BIN, "telematicsd"), "--config", str(conf)],
                                        stderr=open(self.tmp / "daemon.log", "a"))
         assert wait_until(lambda: self.status().get("gnss.connected") == "true"), self.status()
@@ -251,29 +252,57 @@ def test_a_crash_sends_the_last_fixes_in_the_msd_and_none_is_readable_before(rig
         psap.wait(timeout=10)
 
 
-def test_use_my_position_keeps_the_parking_position_in_the_car(rig):
+def registered(rig, services=("parkingPosition",), licence_left_ms=86_400_000):
+    """The car as a registration leaves it (tcuctl register is tested with the backend)."""
+    import json
+    (rig.tmp / "registration.json").write_text(json.dumps({
+        "status": "completed", "user": "ana@example.com", "role": "primary", "services": list(services),
+        "licenceExpiresAt": int(time.time() * 1000) + licence_left_ms}))
+
+
+def parking_messages(rig):
     import json
     import sqlite3
+    try:
+        with sqlite3.connect(rig.tmp / "outbox.db") as db:
+            return [(json.loads(p)["values"], c) for p, c in
+                    db.execute("SELECT payload, carries_position FROM messages WHERE coalesce_key = 'state.parking'")]
+    except sqlite3.Error:
+        return []
+
+
+@pytest.mark.parametrize("case", ["not registered", "licence expired"])
+def test_no_parking_position_leaves_the_car_without_a_valid_licence(rig, case):
+    if case == "licence expired":
+        registered(rig, licence_left_ms=-1)
+    rig.start_daemon()
+    rig.can(IGNITION_ON)
+    assert wait_until(lambda: rig.status().get("ignition.on") == "true")
+    rig.feed(epochs("drive-park"))
+    rig.can(IGNITION_OFF)
+    # The car keeps it (it is the car's own data), the backend is not told.
+    assert wait_until(lambda: rig.status().get("parking.latitude"))
+    assert wait_until(lambda: int(rig.status().get("outbox.committed", "0")) > 0)
+    assert parking_messages(rig) == []
+
+
+def test_use_my_position_keeps_the_parking_position_in_the_car(rig):
+    registered(rig)
     rig.start_daemon()
     rig.can(IGNITION_ON)
     assert wait_until(lambda: rig.status().get("ignition.on") == "true")
     rig.feed(epochs("drive-park"))
     rig.can(IGNITION_OFF)
     assert wait_until(lambda: rig.status().get("parking.latitude"))
-
-    def parking_messages():
-        with sqlite3.connect(rig.tmp / "outbox.db") as db:
-            return [(json.loads(p)["values"], c) for p, c in
-                    db.execute("SELECT payload, carries_position FROM messages WHERE coalesce_key = 'state.parking'")]
     # Shared: the position waits in the outbox (no broker here), marked as a position.
-    assert wait_until(lambda: any(v and c for v, c in parking_messages()))
+    assert wait_until(lambda: any(v and c for v, c in parking_messages(rig)))
     r = subprocess.run([os.path.join(BIN, "tcuctl"), "privacy", "use", "--socket", f"{rig.tmp}/ctl.sock"],
                        capture_output=True, text=True)
     assert r.stdout.strip() == "useMyPosition"
     # The car still knows where it is parked; the backend is told nothing: the unsent position
     # is deleted and the parking block says none.
     assert rig.status()["parking.latitude"]
-    assert wait_until(lambda: parking_messages() == [(None, 0)]), parking_messages()
+    assert wait_until(lambda: parking_messages(rig) == [(None, 0)]), parking_messages(rig)
     bad = subprocess.run([os.path.join(BIN, "tcuctl"), "privacy", "nobody", "--socket", f"{rig.tmp}/ctl.sock"],
                          capture_output=True, text=True)
     assert bad.returncode != 0 and "expected share, use or offline" in bad.stderr

@@ -84,6 +84,12 @@ public struct Registration: Sendable, Equatable {
 
     public init() {}
 
+    /// Whether a remote service may work: the car is registered, the service is in its
+    /// licence, and the licence has not expired. (The eCall never asks.)
+    public func allows(_ service: String, nowMs: Int64) -> Bool {
+        status == .completed && services.contains(service) && (licenceExpiresAtMs.map { $0 > nowMs } ?? false)
+    }
+
     public var json: JSON {
         var o: [(String, JSON)] = [("status", .string(status.rawValue))]
         if let user { o.append(("user", .string(user))) }
