@@ -12,12 +12,12 @@ PY           := $(VENV)/bin/python3
 PREFIX       ?= /usr/local
 
 # C libraries the package links, and the bench's tools: can-utils and iproute2 for vcan, the
-# mosquitto broker for the backend link, gpsd for the position,
+# mosquitto broker for the backend link, gpsd for the position, tmux to type into the menu,
 # qemu, busybox and cpio to boot a guest kernel with vcan where the host has no CAN (and to
 # pull its power), e2fsprogs for the guest's disk.
 DEB_PACKAGES := libsocketcan-dev libgps-dev libsqlite3-dev libmosquitto-dev pkg-config \
                 can-utils iproute2 kmod qemu-system-x86 busybox-static cpio xz-utils mosquitto \
-                openssl python3 python3-venv e2fsprogs mosquitto-clients gpsd
+                openssl python3 python3-venv e2fsprogs mosquitto-clients gpsd tmux
 PY_PACKAGES  := cantools==45.1.0 pytest
 
 .PHONY: all deps build release test unit-test integration-test vcan-bench power-cut demo bench clean

@@ -614,3 +614,63 @@ def test_wrong_codes_lock_registration_in_the_car(rig):
     assert rig.status()["registration.wrongCodes"] == "3"
     # The backend saw three requests only: the fourth never left the car.
     assert (rig.tmp / "backend.log").read_text().count("registration of VSSZZZKLZNR012345 refused") == 3
+
+
+def test_the_menu_as_a_person_uses_it_in_a_terminal(rig):
+    """tcuctl menu in a real terminal (tmux): keys typed, the screen read back."""
+    def cli(*args):
+        return subprocess.run([os.path.join(BIN, "tcu-backend"), *args, "--db", str(rig.tmp / "backend.db")],
+                              capture_output=True, text=True)
+    cli("user", "add", "ana@example.com", "--password", "correct horse", "--spin", "4711")
+    cli("user", "verify", "ana@example.com")
+    code = json.loads(cli("garage", "add", VIN, "--user", "ana@example.com", "--profile", PROFILE, "--accept-terms").stdout)["pairingCode"]
+    log = rig.tmp / "live.log"
+    log.write_text("")
+    conf = rig.daemon_config(log, follow=True)
+    conf.write_text(conf.read_text() + f"[registration]\nfile = {rig.tmp}/registration.json\n")
+    rig.daemon = subprocess.Popen([os.path.join(BIN, "telematicsd"), "--config", str(conf)], stderr=open(rig.tmp / "daemon.log", "a"))
+    assert wait_until(lambda: rig.status().get("outbox.backend.connected") == "true")
+    session = f"tcu-menu-{os.getpid()}"
+    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "120", "-y", "60",
+                    f"{os.path.join(BIN, 'tcuctl')} menu --socket {rig.tmp}/ctl.sock; sleep 30"], check=True)
+    try:
+        def screen():
+            return subprocess.run(["tmux", "capture-pane", "-p", "-t", session], capture_output=True, text=True).stdout
+
+        def type_(text):
+            subprocess.run(["tmux", "send-keys", "-t", session, text, "Enter"], check=True)
+
+        def shows(text):
+            assert wait_until(lambda: text in screen(), timeout=15), screen()
+
+        shows("== Settings")
+        type_("7")
+        shows("Choose one of the numbers shown.")
+        type_("1")
+        shows("Registration: notStarted")
+        type_("1")
+        shows("State: notStarted")
+        type_("1")
+        shows("Pairing code from the portal (8 digits; 0 to go back)")
+        type_("12ab")
+        shows("The code is 8 digits, nothing else.")
+        type_(code)
+        shows("Registered. Primary user: ana@example.com")
+        shows("Primary user: ana@example.com")
+        assert rig.status()["registration.status"] == "completed"
+        type_("0")
+        shows("Registration: completed")
+        type_("2")
+        shows("Privacy: Share my position")
+        type_("3")
+        shows("Privacy: Offline")
+        assert wait_until(lambda: rig.status().get("privacy") == "offline")
+        type_("0")
+        type_("3")
+        shows("Licence valid until")
+        type_("0")
+        type_("0")
+        type_("0")
+        shows("Goodbye.")
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)

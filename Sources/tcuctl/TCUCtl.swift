@@ -12,7 +12,7 @@ struct TCUCtl: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tcuctl",
         abstract: "Operate and inspect the telematics unit, and work with its CAN data offline.",
-        subcommands: [Status.self, CAN.self, MSDCommand.self, ECallCommand.self, PrivacyCommand.self, RegisterCommand.self]
+        subcommands: [Status.self, CAN.self, MSDCommand.self, ECallCommand.self, PrivacyCommand.self, RegisterCommand.self, MenuCommand.self]
     )
 }
 

@@ -1,0 +1,165 @@
+import ArgumentParser
+import TelematicsCore
+import TelematicsDaemon
+
+/// The head unit's menu in a terminal: Settings → Online services → Registration, Service
+/// management (privacy), Licences, and the status. Every screen lists numbered choices and
+/// 0 to go back; anything else is refused with a line that says so and the screen again.
+struct MenuCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "menu",
+        abstract: "The infotainment menu in a terminal: registration, privacy, licences, status.",
+        discussion: "Type the number of a choice and Enter; 0 goes back. The same actions exist as plain subcommands for scripts: tcuctl register, tcuctl privacy, tcuctl status."
+    )
+
+    @OptionGroup var options: SocketOption
+
+    func run() throws {
+        var menu = Menu(socket: options.socket)
+        menu.settings()
+        print("Goodbye.")
+    }
+}
+
+struct Menu {
+    let socket: String
+
+    /// One request; a daemon that does not answer is shown, not fatal.
+    func request(_ body: [(String, JSON)], timeoutMs: Int = 5_000) -> JSON? {
+        do { return try ControlClient.request(socket, .object(body), timeoutMs: timeoutMs) } catch {
+            print("The unit does not answer (\(error)).")
+            return nil
+        }
+    }
+
+    func status() -> JSON? { request([("command", .string("status"))]) }
+
+    /// Shows a screen until a valid choice; nil on 0 or the end of input.
+    func choose(_ title: String, _ lines: [String], _ choices: [String]) -> Int? {
+        while true {
+            print("")
+            print("== \(title)")
+            for l in lines { print("   \(l)") }
+            for (i, c) in choices.enumerated() { print(" \(i + 1)) \(c)") }
+            print(" 0) Back")
+            print("> ", terminator: "")
+            guard let line = readLine()?.trimmingCharacters() else { return nil }
+            if line == "0" { return nil }
+            if let n = Int(line), (1...choices.count).contains(n) { return n }
+            print("Choose one of the numbers shown.")
+        }
+    }
+
+    mutating func settings() {
+        while let c = choose("Settings", [], ["Online services", "Status"]) {
+            switch c {
+            case 1: onlineServices()
+            default: showStatus()
+            }
+        }
+    }
+
+    mutating func onlineServices() {
+        while true {
+            let st = status()
+            let reg = st?["registration"]?["status"]?.stringValue ?? "unknown"
+            let privacy = st?["privacy"]?.stringValue ?? "unknown"
+            guard let c = choose("Settings › Online services", ["Registration: \(reg)", "Privacy: \(Self.privacyName(privacy))"],
+                                 ["Registration", "Service management", "Licences"]) else { return }
+            switch c {
+            case 1: registration()
+            case 2: serviceManagement()
+            default: licences()
+            }
+        }
+    }
+
+    mutating func registration() {
+        while true {
+            let r = status()?["registration"]
+            var lines = ["State: \(r?["status"]?.stringValue ?? "unknown")"]
+            if let user = r?["user"]?.stringValue { lines.append("Primary user: \(user)") }
+            guard choose("Online services › Registration", lines, ["Enter the pairing code"]) != nil else { return }
+            enterCode()
+        }
+    }
+
+    func enterCode() {
+        while true {
+            print("Pairing code from the portal (8 digits; 0 to go back): ", terminator: "")
+            guard let code = readLine()?.trimmingCharacters(), code != "0" else { return }
+            guard isPairingCode(code) else {
+                print("The code is 8 digits, nothing else.")
+                continue
+            }
+            print("Registering...")
+            guard let reply = request([("command", .string("register")), ("code", .string(code))], timeoutMs: 130_000) else { return }
+            if reply["ok"]?.boolValue == true {
+                print("Registered. Primary user: \(reply["registration"]?["user"]?.stringValue ?? "?")")
+            } else {
+                print("Registration failed (\(reply["error"]?.stringValue ?? "?")).")
+                if let advice = reply["advice"]?.stringValue { print(advice) }
+                if let s = reply["retryAfterS"]?.numberValue { print("Try again in \(Int(s)) s.") }
+            }
+            return
+        }
+    }
+
+    static func privacyName(_ raw: String) -> String {
+        switch raw {
+        case "shareMyPosition": "Share my position"
+        case "useMyPosition": "Use my position"
+        case "offline": "Offline"
+        default: raw
+        }
+    }
+
+    func serviceManagement() {
+        while true {
+            let current = status()?["privacy"]?.stringValue ?? "unknown"
+            guard let c = choose("Online services › Service management", [
+                "Privacy: \(Self.privacyName(current))",
+                "Share my position: everything the services need, positions included.",
+                "Use my position: the car uses its position but never sends it.",
+                "Offline: nothing leaves the car but the legal eCall.",
+            ], ["Share my position", "Use my position", "Offline"]) else { return }
+            let word = ["share", "use", "offline"][c - 1]
+            if let reply = request([("command", .string("privacy")), ("mode", .string(word))]) {
+                print("Privacy: \(Self.privacyName(reply["privacy"]?.stringValue ?? "?"))")
+            }
+        }
+    }
+
+    func licences() {
+        let r = status()?["registration"]
+        var lines: [String] = []
+        if r?["status"]?.stringValue == "completed", let until = r?["licenceExpiresAt"]?.numberValue {
+            lines.append("Licence valid until \(utcText(Int64(until / 1000)))")
+            lines.append("Services: " + (r?["services"]?.arrayValue?.compactMap(\.stringValue).joined(separator: ", ") ?? ""))
+        } else {
+            lines.append("No licence: register the car first.")
+        }
+        _ = choose("Online services › Licences", lines, [])
+    }
+
+    func showStatus() {
+        guard let st = status() else { return }
+        var lines = ["VIN: \(st["vehicle"]?["vin"]?.stringValue ?? "?")"]
+        lines.append("Backend link: \(st["outbox"]?["backend"]?["connected"]?.boolValue == true ? "connected" : "not connected")")
+        lines.append("eCall: \(st["ecall"]?["phase"]?.stringValue ?? "?")")
+        if let fix = st["gnss"]?["fix"]?.stringValue { lines.append("GNSS: \(fix)") }
+        lines.append("Privacy: \(Self.privacyName(st["privacy"]?.stringValue ?? "?"))")
+        lines.append("Registration: \(st["registration"]?["status"]?.stringValue ?? "?")")
+        _ = choose("Settings › Status", lines, [])
+    }
+}
+
+extension String {
+    /// Without leading and trailing spaces and tabs.
+    func trimmingCharacters() -> String {
+        var s = Substring(self)
+        while let f = s.first, f == " " || f == "\t" || f == "\r" { s.removeFirst() }
+        while let l = s.last, l == " " || l == "\t" || l == "\r" { s.removeLast() }
+        return String(s)
+    }
+}
