@@ -21,6 +21,7 @@ public final class BackendStore {
             CREATE INDEX IF NOT EXISTS messages_vin_seq ON messages(vin, seq);
             CREATE TABLE IF NOT EXISTS duplicates(vin TEXT PRIMARY KEY, count INTEGER NOT NULL);
             CREATE TABLE IF NOT EXISTS connection(vin TEXT PRIMARY KEY, payload TEXT NOT NULL, at INTEGER NOT NULL);
+            CREATE TABLE IF NOT EXISTS resets(vin TEXT PRIMARY KEY, seq INTEGER NOT NULL, at INTEGER NOT NULL);
             CREATE TABLE IF NOT EXISTS state(
                 vin TEXT NOT NULL, block TEXT NOT NULL, seq INTEGER, captured_at INTEGER NOT NULL,
                 values_json TEXT NOT NULL, received_at INTEGER NOT NULL, PRIMARY KEY(vin, block));
@@ -29,6 +30,8 @@ public final class BackendStore {
 
     public enum Receipt: Equatable, Sendable {
         case stored, duplicate
+        /// The car asked for its data to be deleted (a factory reset), and it was.
+        case dataDeleted(requestId: String)
         /// Not a message of the protocol; nothing was stored.
         case rejected(String)
     }
@@ -50,6 +53,13 @@ public final class BackendStore {
         guard let id = json["id"]?.stringValue, !id.isEmpty else { return .rejected("topic \(topic): the message has no \"id\" string") }
         return try db.transaction { () throws(OutboxError) -> Receipt in
             let seq = json["seq"]?.numberValue.map { Int64($0) }
+            if stream == "requests", json["type"]?.stringValue == "deleteMyData" {
+                // Everything of this car goes; sequence numbers start over after this one.
+                for table in ["messages", "state", "duplicates"] { try db.run("DELETE FROM \(table) WHERE vin = ?", [.text(vin)]) }
+                try db.run("INSERT INTO resets(vin, seq, at) VALUES (?, ?, ?) ON CONFLICT(vin) DO UPDATE SET seq = max(resets.seq, excluded.seq), at = excluded.at",
+                           [.text(vin), .int(seq ?? 0), .int(receivedAtMs)])
+                return .dataDeleted(requestId: id)
+            }
             try db.run("INSERT INTO messages(id, vin, seq, stream, type, payload, received_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO NOTHING",
                        [.text(id), .text(vin), seq.map { .int($0) } ?? .null, .text(stream), json["type"]?.stringValue.map { .text($0) } ?? .null,
                         .text(payload), .int(receivedAtMs)])
@@ -79,11 +89,13 @@ public final class BackendStore {
         }
     }
 
-    /// Missing sequence numbers between 1 and the highest seen, as ranges.
+    /// Missing sequence numbers between 1 (or the car's last data deletion) and the highest
+    /// seen, as ranges.
     public func gaps(vin: String) throws(OutboxError) -> [ClosedRange<Int64>] {
-        let seqs = try db.query("SELECT seq FROM messages WHERE vin = ? AND seq IS NOT NULL ORDER BY seq", [.text(vin)]) { $0.int(0) }
+        let from = try db.query("SELECT seq FROM resets WHERE vin = ?", [.text(vin)]) { $0.int(0) }.first ?? 0
+        let seqs = try db.query("SELECT seq FROM messages WHERE vin = ? AND seq > ? ORDER BY seq", [.text(vin), .int(from)]) { $0.int(0) }
         var out: [ClosedRange<Int64>] = []
-        var expected: Int64 = 1
+        var expected: Int64 = from + 1
         for s in seqs {
             if s > expected { out.append(expected...(s - 1)) }
             expected = max(expected, s + 1)

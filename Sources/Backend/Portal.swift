@@ -203,6 +203,13 @@ public final class Portal {
         guard db.changes == 1 else { throw PortalError("notInGarage", "\(vin) is not in the garage of \(email)") }
     }
 
+    /// The car leaves its garage and its registration is undone (a factory reset in the car:
+    /// the next owner registers it anew).
+    public func forgetCar(vin: String) throws(PortalError) {
+        try run("DELETE FROM garage WHERE vin = ?", [.text(vin)])
+        try run("DELETE FROM registration_attempts WHERE vin = ?", [.text(vin)])
+    }
+
     public func garage(email: String) throws(PortalError) -> [Car] {
         try query("""
             SELECT vin, email, model, built, country, code, code_expires_at, code_used_at FROM garage WHERE email = ? ORDER BY vin

@@ -315,6 +315,20 @@ public final class OutboxStore {
         }
     }
 
+    /// Deletes every message (a factory reset: nothing personal stays in the car); the
+    /// sequence counter goes on, so the backend sees no number twice. Returns how many.
+    @discardableResult
+    public func deleteAll() throws(OutboxError) -> Int {
+        try db.transaction { () throws(OutboxError) -> Int in
+            let st = try db.statement("SELECT COUNT(*) FROM messages")
+            let n = try st.step() ? Int(st.int(0)) : 0
+            try db.exec("DELETE FROM messages")
+            let zero = try db.statement("UPDATE counters SET value = 0 WHERE name = 'bytes'")
+            try zero.run()
+            return n
+        }
+    }
+
     /// Deletes the unsent messages that hold a position (the user stopped sharing it); returns
     /// how many.
     @discardableResult

@@ -43,6 +43,13 @@ public final class CarRegistration: Sendable {
 
     public var current: Registration { state.withLock { $0 } }
 
+    /// Forgets the registration (a factory reset): the file is deleted.
+    public func reset() {
+        state.withLock { $0 = Registration() }
+        unlink(path)
+        syncFolder(of: path)
+    }
+
     private func store(_ r: Registration) {
         if !writeFileDurably(path, r.json.text + "\n") {
             logger.error("cannot store the registration", metadata: ["registration.file": "\(path)"])

@@ -176,8 +176,26 @@ public enum Daemon {
         let control: ControlServer
         do {
             control = try ControlServer(path: config.controlSocket, logger: logger) { [gnss] request in
-                ControlCommands.handle(request, bus: bus, profile: profile, eCall: eCall, outbox: outbox, gnss: gnss, privacy: privacy,
-                                       registration: registration)
+                if request["command"]?.stringValue == "factoryReset" {
+                    guard request["confirm"]?.boolValue == true else {
+                        return .object([("ok", .bool(false)), ("error", .string("a factory reset deletes the user's data: send \"confirm\": true"))])
+                    }
+                    let now = wallClockNow().nanoseconds / 1_000_000
+                    registration.reset()
+                    gnss?.clearParking()
+                    privacy.reset(to: config.privacy)
+                    let id = randomMessageID()
+                    // Delivered like an alarm: never evicted, kept until the backend has it.
+                    let ask = OutboxMessage(id: id, stream: "requests", priority: .theftAlarm, capturedAtMs: now, payload: JSON.object([
+                        ("id", .string(id)), ("vin", .string(vin)), ("type", .string("deleteMyData")), ("capturedAt", .number(Double(now))),
+                    ]).text)
+                    let deleted = outbox.factoryReset(then: ask)
+                    logger.notice("factory reset: registration, parking position, privacy choice and queued data deleted in the car")
+                    return .object([("ok", .bool(deleted != nil)), ("outboxMessagesDeleted", .number(Double(deleted ?? 0))),
+                                    ("backendAsked", .bool(deleted != nil))] + (deleted == nil ? [("error", .string("the outbox could not be emptied"))] : []))
+                }
+                return ControlCommands.handle(request, bus: bus, profile: profile, eCall: eCall, outbox: outbox, gnss: gnss, privacy: privacy,
+                                              registration: registration)
             }
         } catch {
             channel.close()

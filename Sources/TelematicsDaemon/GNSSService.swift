@@ -75,6 +75,13 @@ public final class GNSSService: Service, Sendable {
 
     public var parkingPosition: ParkingPosition? { state.withLock { $0.parking.position } }
 
+    /// Forgets the parking position (a factory reset): the file is deleted, nothing is sent.
+    public func clearParking() {
+        state.withLock { $0.parking = ParkingTracker() }
+        unlink(configuration.parkingFile)
+        syncFolder(of: configuration.parkingFile)
+    }
+
     /// Hands the current parking position (or none) over again, e.g. after a privacy change.
     public func resendParking() { onParking(parkingPosition) }
 

@@ -47,6 +47,10 @@ public final class OutboxService: Service, Sendable {
     private let wake = DispatchSemaphore(value: 0)
     private let stop = Atomic<Bool>(false)
     private let stats = Mutex<(store: OutboxStore.Statistics?, error: String?, committed: Int64, dropped: Int64, diskLow: Bool)>((nil, nil, 0, 0, false))
+    /// When the backend confirmed deleting the car's data (UTC ms).
+    private let deletionConfirmed = Mutex<Int64?>(nil)
+    /// A factory reset asked for: the thread empties the store, then queues this message.
+    private let reset = Mutex<(pending: OutboxMessage?, deleted: Int?)>((nil, nil))
     /// Interactive requests (registration): to publish, and the answers by request id.
     private let interactions = Mutex<(outgoing: [(suffix: String, payload: [UInt8])], answers: [String: JSON], waiting: Set<String>)>(([], [:], []))
     /// The user's privacy level, and whether unsent positions must go (they stopped sharing).
@@ -85,6 +89,21 @@ public final class OutboxService: Service, Sendable {
         wake.signal()
     }
 
+    /// Empties the outbox (queue and file) and then stores `request` (the backend is asked to
+    /// delete the car's data, delivered like everything else). Blocks until done, at most
+    /// `timeoutMs`; returns how many messages were deleted, nil when the store could not do it.
+    public func factoryReset(then request: OutboxMessage, timeoutMs: Int64 = 5_000) -> Int? {
+        queue.withLock { $0.removeAll() }
+        reset.withLock { $0 = (request, nil) }
+        wake.signal()
+        let deadline = monotonicNow().adding(milliseconds: timeoutMs)
+        while monotonicNow() < deadline {
+            if let n = reset.withLock({ r -> Int? in defer { if r.deleted != nil { r.deleted = nil } }; return r.deleted }) { return n }
+            sleepMs(5)
+        }
+        return nil
+    }
+
     public enum Interaction: Sendable {
         case answer(JSON)
         case noConnection
@@ -120,6 +139,11 @@ public final class OutboxService: Service, Sendable {
     /// An answer from the backend: kept for the request that waits for it, dropped otherwise.
     private func answered(_ body: JSON) {
         guard let id = body["requestId"]?.stringValue else { return }
+        if body["type"]?.stringValue == "dataDeleted" {
+            deletionConfirmed.withLock { $0 = wallClockNow().nanoseconds / 1_000_000 }
+            logger.notice("the backend deleted the car's data (factory reset)", metadata: ["outbox.requestId": "\(id)"])
+            return
+        }
         interactions.withLock { i in if i.waiting.contains(id) { i.answers[id] = body } }
     }
 
@@ -138,6 +162,7 @@ public final class OutboxService: Service, Sendable {
         var o: [(String, JSON)] = [("path", .string(path)), ("committed", .number(Double(s.committed)))]
         let withheld = privacy.withLock { $0.withheld }
         if withheld > 0 { o.append(("withheldByPrivacy", .number(Double(withheld)))) }
+        if let at = deletionConfirmed.withLock({ $0 }) { o.append(("dataDeletionConfirmedAt", .number(Double(at)))) }
         if let e = s.error { o.append(("error", .string(e))) }
         if s.dropped > 0 { o.append(("droppedInMemory", .number(Double(s.dropped)))) }
         if let uplink {
@@ -213,6 +238,17 @@ public final class OutboxService: Service, Sendable {
             if store == nil, stopping || monotonicNow().milliseconds(since: lastAttempt) >= Self.reopenIntervalMs {
                 lastAttempt = monotonicNow()
                 store = open()
+            }
+            if let s = store, let request = reset.withLock({ r in defer { r.pending = nil }; return r.pending }) {
+                do {
+                    let n = try s.deleteAll()
+                    try s.append([request])
+                    uplink?.forgetInFlight()
+                    reset.withLock { $0.deleted = n }
+                    logger.notice("factory reset: the outbox is empty", metadata: ["outbox.deleted": "\(n)"])
+                } catch {
+                    logger.error("factory reset: cannot empty the outbox", metadata: ["error": "\(error)"])
+                }
             }
             if let s = store, discard {
                 do {
@@ -405,6 +441,9 @@ final class Uplink {
             published += 1
         }
     }
+
+    /// Forgets what is in flight (its rows are gone): their acknowledgements free nothing.
+    func forgetInFlight() { inflight.removeAll() }
 
     /// Publishes straight away (QoS 1), not through the outbox: interactive requests.
     func publishDirect(suffix: String, payload: [UInt8]) {

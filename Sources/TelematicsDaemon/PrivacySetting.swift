@@ -40,6 +40,14 @@ public final class PrivacySetting: Sendable {
         if initially { observer(current) }
     }
 
+    /// Back to the configured level (a factory reset): the user's choice is deleted.
+    public func reset(to initial: PrivacyMode) {
+        let old = mode.withLock { m in defer { m = initial }; return m }
+        unlink(path)
+        syncFolder(of: path)
+        if old != initial { for o in observers.withLock({ $0 }) { o(initial) } }
+    }
+
     /// Sets and stores the mode; false when it could not be stored (it applies all the same:
     /// the user's choice is never ignored, and it is stored again at the next change).
     @discardableResult

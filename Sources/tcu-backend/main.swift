@@ -72,7 +72,16 @@ struct Serve: ParsableCommand {
             do {
                 let receipt = try store.receive(topic: topic, payload: String(decoding: payload, as: UTF8.self),
                                                 receivedAtMs: wallClockNow().nanoseconds / 1_000_000)
-                if case .rejected(let why) = receipt { note("rejected a message: \(why)") }
+                switch receipt {
+                case .rejected(let why): note("rejected a message: \(why)")
+                case .dataDeleted(let requestId):
+                    let vin = String(topic.split(separator: "/")[1])
+                    do { try portal.forgetCar(vin: vin) } catch { note("cannot remove \(vin) from its garage: \(error)") }
+                    note("deleted the data of \(vin) (factory reset in the car)")
+                    let body = JSON.object([("type", .string("dataDeleted")), ("requestId", .string(requestId))])
+                    _ = client.publish(topic: "vehicles/\(vin)/reset/response", payload: Array(body.text.utf8))
+                default: break
+                }
             } catch {
                 note("cannot store a message: \(error)")
             }

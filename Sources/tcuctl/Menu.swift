@@ -65,11 +65,12 @@ struct Menu {
             let reg = st?["registration"]?["status"]?.stringValue ?? "unknown"
             let privacy = st?["privacy"]?.stringValue ?? "unknown"
             guard let c = choose("Settings › Online services", ["Registration: \(reg)", "Privacy: \(Self.privacyName(privacy))"],
-                                 ["Registration", "Service management", "Licences"]) else { return }
+                                 ["Registration", "Service management", "Licences", "Users"]) else { return }
             switch c {
             case 1: registration()
             case 2: serviceManagement()
-            default: licences()
+            case 3: licences()
+            default: users()
             }
         }
     }
@@ -140,6 +141,23 @@ struct Menu {
             lines.append("No licence: register the car first.")
         }
         _ = choose("Online services › Licences", lines, [])
+    }
+
+    func users() {
+        while true {
+            let user = status()?["registration"]?["user"]?.stringValue
+            guard choose("Online services › Users", [user.map { "Primary user: \($0)" } ?? "No user."],
+                         ["Delete user / restore factory settings"]) != nil else { return }
+            print("This deletes the registration, the parking position, the privacy choice and all queued data in the car,")
+            print("and asks the server to delete the car's data. Type YES to go on, anything else to go back: ", terminator: "")
+            guard readLine()?.trimmingCharacters() == "YES" else {
+                print("Nothing was deleted.")
+                continue
+            }
+            if let reply = request([("command", .string("factoryReset")), ("confirm", .bool(true))]) {
+                print(reply["ok"]?.boolValue == true ? "Factory settings restored." : "The reset failed: \(reply["error"]?.stringValue ?? "?")")
+            }
+        }
     }
 
     func showStatus() {

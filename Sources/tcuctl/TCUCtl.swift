@@ -12,7 +12,7 @@ struct TCUCtl: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tcuctl",
         abstract: "Operate and inspect the telematics unit, and work with its CAN data offline.",
-        subcommands: [Status.self, CAN.self, MSDCommand.self, ECallCommand.self, PrivacyCommand.self, RegisterCommand.self, MenuCommand.self]
+        subcommands: [Status.self, CAN.self, MSDCommand.self, ECallCommand.self, PrivacyCommand.self, RegisterCommand.self, ResetCommand.self, MenuCommand.self]
     )
 }
 
@@ -406,5 +406,27 @@ struct RegisterCommand: ParsableCommand {
             if let s = reply["retryAfterS"]?.numberValue { text += " (try again in \(Int(s)) s)" }
             die(text, code: 75)
         }
+    }
+}
+
+struct ResetCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "reset",
+        abstract: "Delete user / restore factory settings: the car forgets its registration, parking position, privacy choice and queued data, and asks the backend to delete the car's data.",
+        discussion: "Needed on a change of owner. The backend's deletion request is queued until delivered; tcuctl status shows outbox.dataDeletionConfirmedAt once the backend confirmed it. The eCall is not affected."
+    )
+
+    @OptionGroup var options: SocketOption
+
+    @Flag(help: "Yes, delete it all.")
+    var yes = false
+
+    func validate() throws {
+        guard yes else { throw ValidationError("a factory reset deletes the user's data in the car and in the backend: add --yes") }
+    }
+
+    func run() throws {
+        let reply = ask(options.socket, .object([("command", .string("factoryReset")), ("confirm", .bool(true))]))
+        print("factory settings restored: \(Int(reply["outboxMessagesDeleted"]?.numberValue ?? 0)) queued messages deleted; the backend is asked to delete the car's data")
     }
 }

@@ -53,4 +53,17 @@ struct BackendStoreTests {
         s = try store.state(vin: vin)
         #expect(s[0].receivedAtMs == 9_000)
     }
+
+    @Test("a car's request to delete its data deletes everything of it; sequence numbers count from there")
+    func deleteMyData() throws {
+        let store = try BackendStore(path: scratch())
+        try store.receive(topic: "vehicles/\(vin)/events", payload: #"{"seq":1,"id":"a","type":"opened"}"#, receivedAtMs: 1)
+        try store.receive(topic: "vehicles/\(vin)/state", payload: state("s", seq: 2, block: "doors", captured: 100, open: true), receivedAtMs: 1)
+        let receipt = try store.receive(topic: "vehicles/\(vin)/requests", payload: #"{"seq":5,"id":"r","type":"deleteMyData"}"#, receivedAtMs: 2)
+        #expect(receipt == .dataDeleted(requestId: "r"))
+        #expect(try store.messages(vin: vin).isEmpty && store.state(vin: vin).isEmpty)
+        #expect(try store.gaps(vin: vin).isEmpty)
+        try store.receive(topic: "vehicles/\(vin)/events", payload: #"{"seq":7,"id":"b","type":"opened"}"#, receivedAtMs: 3)
+        #expect(try store.gaps(vin: vin) == [6...6])
+    }
 }

@@ -160,6 +160,17 @@ struct OutboxStoreTests {
         #expect(try store.next(limit: 10).map(\.message.id) == ["m2"])
     }
 
+    @Test("a factory reset empties the outbox and the sequence goes on")
+    func deleteAll() throws {
+        let store = try OutboxStore(path: scratch())
+        try store.append([message(1, .event), message(2, .theftAlarm, stream: "alarms")])
+        #expect(try store.next(limit: 1).first?.sequence == 1)
+        #expect(try store.deleteAll() == 2)
+        #expect(try store.statistics().bytes == 0 && store.next(limit: 10).isEmpty)
+        try store.append([message(3, .event)])
+        #expect(try store.next(limit: 10).first?.sequence == 2)
+    }
+
     @Test("message ids are random version-4 identifiers")
     func ids() {
         var seen = Set<String>()

@@ -669,8 +669,72 @@ def test_the_menu_as_a_person_uses_it_in_a_terminal(rig):
         type_("3")
         shows("Licence valid until")
         type_("0")
+        type_("4")
+        shows("Delete user / restore factory settings")
+        type_("1")
+        shows("Type YES to go on")
+        type_("no")
+        shows("Nothing was deleted.")
+        assert rig.status()["registration.status"] == "completed"
+        type_("1")
+        type_("YES")
+        shows("Factory settings restored.")
+        assert wait_until(lambda: rig.status().get("registration.status") == "notStarted")
+        type_("0")
         type_("0")
         type_("0")
         shows("Goodbye.")
     finally:
         subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+
+
+def test_a_factory_reset_deletes_the_users_data_in_the_car_and_in_the_backend(rig):
+    import sqlite3
+
+    def cli(*args):
+        return subprocess.run([os.path.join(BIN, "tcu-backend"), *args, "--db", str(rig.tmp / "backend.db")],
+                              capture_output=True, text=True)
+
+    def tcuctl(*args):
+        return subprocess.run([os.path.join(BIN, "tcuctl"), *args, "--socket", f"{rig.tmp}/ctl.sock"], capture_output=True, text=True)
+    cli("user", "add", "ana@example.com", "--password", "correct horse", "--spin", "4711")
+    cli("user", "verify", "ana@example.com")
+    code = json.loads(cli("garage", "add", VIN, "--user", "ana@example.com", "--profile", PROFILE, "--accept-terms").stdout)["pairingCode"]
+    files = {name: rig.tmp / f"{name}.json" for name in ("registration", "parking", "settings")}
+    files["parking"].write_text('{"latitude":41.4745,"longitude":1.9305,"fixTime":1764000000000,"parkedAt":1764000005000}\n')
+    log = rig.tmp / "live.log"
+    log.write_text("")
+    conf = rig.daemon_config(log, follow=True)
+    conf.write_text(conf.read_text() + f"[registration]\nfile = {files['registration']}\n"
+                    f"[gnss]\ngpsd = 127.0.0.1:{free_port()}\nparking-file = {files['parking']}\n")
+    rig.daemon = subprocess.Popen([os.path.join(BIN, "telematicsd"), "--config", str(conf)], stderr=open(rig.tmp / "daemon.log", "a"))
+    assert wait_until(lambda: rig.status().get("outbox.backend.connected") == "true")
+    assert tcuctl("register", code).returncode == 0
+    assert tcuctl("privacy", "use").returncode == 0
+    with open(log, "a") as f:
+        f.write(f"({time.time():.6f}) can0 583#00000000\n({time.time():.6f}) can0 583#01000000\n")
+    assert wait_until(lambda: len(door_events(rig)) == 1 and rig.state()["blocks"])
+    # The link goes down; more happens: it waits in the car.
+    rig.stop_broker()
+    with open(log, "a") as f:
+        f.write(f"({time.time():.6f}) can0 583#00000000\n")
+    assert wait_until(lambda: rig.outbox_waiting() >= 1)
+    assert all(p.exists() for p in files.values())
+    refused = tcuctl("reset")
+    assert refused.returncode != 0 and "--yes" in refused.stderr
+    done = tcuctl("reset", "--yes")
+    assert done.returncode == 0, done.stderr
+    # In the car: the files are gone and the outbox holds only the request to the backend.
+    assert not any(p.exists() for p in files.values())
+    with sqlite3.connect(rig.tmp / "outbox.db") as db:
+        rows = db.execute("SELECT stream, payload FROM messages").fetchall()
+    assert [(s, json.loads(p)["type"]) for s, p in rows] == [("requests", "deleteMyData")]
+    st = rig.status()
+    assert st["registration.status"] == "notStarted" and st["parking"] == "none" and st["privacy"] == "shareMyPosition"
+    # The link returns: the backend deletes the car's data and confirms.
+    rig.start_broker()
+    assert wait_until(lambda: "outbox.dataDeletionConfirmedAt" in rig.status(), timeout=30)
+    assert door_events(rig) == [] and rig.state()["blocks"] == {}
+    assert cli("garage", "list", "--user", "ana@example.com").stdout == ""
+    assert rig.gaps()["gaps"] == []
+    assert "deleted the data of VSSZZZKLZNR012345" in (rig.tmp / "backend.log").read_text()
