@@ -76,7 +76,7 @@ public final class Portal {
                 vin TEXT PRIMARY KEY, email TEXT NOT NULL, model TEXT NOT NULL, built TEXT NOT NULL, country TEXT NOT NULL,
                 code TEXT NOT NULL, code_expires_at INTEGER NOT NULL, code_used_at INTEGER, added_at INTEGER NOT NULL,
                 terms_accepted_at INTEGER NOT NULL, role TEXT, enrolment TEXT NOT NULL DEFAULT 'notStarted',
-                licence_expires_at INTEGER);
+                licence_expires_at INTEGER, licence_package TEXT);
             CREATE TABLE IF NOT EXISTS registration_attempts(vin TEXT PRIMARY KEY, failures INTEGER NOT NULL, locked_until INTEGER);
             """)
     }
@@ -263,10 +263,54 @@ public final class Portal {
         if let e = Compatibility.check(model: model, built: built, country: country) { throw e }
         guard privacy != "offline" else { throw PortalError("privacyOffline", "the car's privacy level lets no data out") }
         let licence = nowMs + Self.codeValidityMs
-        try run("UPDATE garage SET code_used_at = ?, role = 'primary', enrolment = 'completed', licence_expires_at = ? WHERE vin = ?",
+        try run("UPDATE garage SET code_used_at = ?, role = 'primary', enrolment = 'completed', licence_expires_at = ?, licence_package = 'trial' WHERE vin = ?",
                 [.int(nowMs), .int(licence), .text(vin)])
         try run("DELETE FROM registration_attempts WHERE vin = ?", [.text(vin)])
         return Enrolment(user: email, role: "primary", services: Self.trialServices, licenceExpiresAtMs: licence)
+    }
+
+    /// The seed's packages: "Radio" (Safety & Service and Remote Access) and "Navi" (those, online
+    /// infotainment and apps); price in euros by years.
+    public static let packages: [String: (services: [String], prices: [Int: Int])] = [
+        "radio": (trialServices, [1: 50, 2: 85]),
+        "navi": (trialServices + ["onlineNavigation", "infotainmentApps"], [1: 135, 2: 225]),
+    ]
+
+    public struct Licence: Sendable, Equatable {
+        public var package: String
+        public var expiresAtMs: Int64
+        public var services: [String]
+        /// What the last renewal cost, in euros.
+        public var priceEUR: Int?
+
+        public var json: JSON {
+            var o: [(String, JSON)] = [("package", .string(package)), ("licenceExpiresAt", .number(Double(expiresAtMs))),
+                                       ("services", .array(services.map { .string($0) }))]
+            if let priceEUR { o.append(("priceEUR", .number(Double(priceEUR)))) }
+            return .object(o)
+        }
+    }
+
+    /// A registered car's licence.
+    public func licence(vin: String) throws(PortalError) -> Licence {
+        let rows = try query("SELECT enrolment, licence_package, licence_expires_at FROM garage WHERE vin = ?", [.text(vin)]) {
+            ($0.text(0), $0.isNull(1) ? nil : $0.text(1), $0.isNull(2) ? nil : $0.int(2))
+        }
+        guard let (enrolment, package, expires) = rows.first, enrolment == "completed", let package, let expires else {
+            throw PortalError("notRegistered", "\(vin) is not registered: it has no licence")
+        }
+        return Licence(package: package, expiresAtMs: expires, services: Self.packages[package]?.services ?? Self.trialServices)
+    }
+
+    /// Renews (or upgrades) a registered car's licence by 1 or 2 years, from its end or from now
+    /// when it has expired.
+    public func renew(vin: String, package: String, years: Int, nowMs: Int64) throws(PortalError) -> Licence {
+        guard let p = Self.packages[package] else { throw PortalError("unknownPackage", "the packages are radio and navi, not '\(package)'") }
+        guard let price = p.prices[years] else { throw PortalError("invalidTerm", "a licence is renewed for 1 or 2 years, not \(years)") }
+        let current = try licence(vin: vin)
+        let end = max(current.expiresAtMs, nowMs) + Int64(years) * Self.codeValidityMs
+        try run("UPDATE garage SET licence_package = ?, licence_expires_at = ? WHERE vin = ?", [.text(package), .int(end), .text(vin)])
+        return Licence(package: package, expiresAtMs: end, services: p.services, priceEUR: price)
     }
 
     private func run(_ sql: String, _ values: [SQLiteHandle.Value]) throws(PortalError) {

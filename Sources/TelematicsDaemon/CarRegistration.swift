@@ -43,6 +43,37 @@ public final class CarRegistration: Sendable {
 
     public var current: Registration { state.withLock { $0 } }
 
+    /// Renews the licence from the car (the menu's Licences screen): an interactive request like
+    /// the registration; the answer's end and services are kept.
+    public func renew(package: String, years: Int) -> JSON {
+        guard current.status == .completed else {
+            return .object([("ok", .bool(false)), ("error", .string("notRegistered")), ("advice", .string("Register the car first."))])
+        }
+        guard privacy.current.connects else { return failure(.privacyOffline) }
+        let requestId = randomMessageID()
+        let body = JSON.object([("requestId", .string(requestId)), ("vin", .string(profile.vin.value)), ("action", .string("renew")),
+                                ("package", .string(package)), ("years", .number(Double(years)))])
+        switch outbox.interact(suffix: "licence", body: body, requestId: requestId, timeoutMs: timeoutMs) {
+        case .noConnection: return failure(.noConnection)
+        case .timeout: return failure(.timeout)
+        case .answer(let a):
+            guard a["ok"]?.boolValue == true, let end = a["licenceExpiresAt"]?.numberValue else {
+                return .object([("ok", .bool(false)), ("error", .string(a["error"]?.stringValue ?? "refused")),
+                                ("advice", .string(a["message"]?.stringValue ?? "The server refused the renewal."))])
+            }
+            let r = state.withLock { r -> Registration in
+                r.licenceExpiresAtMs = Int64(end)
+                r.services = a["services"]?.arrayValue?.compactMap(\.stringValue) ?? r.services
+                return r
+            }
+            store(r)
+            logger.notice("licence renewed", metadata: ["licence.package": "\(a["package"]?.stringValue ?? "")"])
+            var o: [(String, JSON)] = [("ok", .bool(true)), ("registration", r.json)]
+            if let price = a["priceEUR"] { o.append(("priceEUR", price)) }
+            return .object(o)
+        }
+    }
+
     /// Forgets the registration (a factory reset): the file is deleted.
     public func reset() {
         state.withLock { $0 = Registration() }

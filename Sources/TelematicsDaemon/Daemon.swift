@@ -283,6 +283,15 @@ public enum ControlCommands {
             guard let registration else { return failure("registration is not available") }
             guard let code = request["code"]?.stringValue else { return failure("register needs a \"code\" string") }
             return registration.register(code: code)
+        case "renewLicence":
+            guard let registration else { return failure("registration is not available") }
+            guard let package = request["package"]?.stringValue, ["radio", "navi"].contains(package) else {
+                return failure("renewLicence needs a \"package\": radio or navi")
+            }
+            guard let years = request["years"]?.numberValue, years == 1 || years == 2 else {
+                return failure("renewLicence needs \"years\": 1 or 2")
+            }
+            return registration.renew(package: package, years: Int(years))
         case "privacy":
             guard let privacy else { return failure("the privacy setting is not available") }
             if let word = request["mode"]?.stringValue {
@@ -306,7 +315,7 @@ public enum ControlCommands {
                 return failure(error.description)
             }
         default:
-            return failure("unknown command '\(command)'; known: ping, status, transmit, ecall, privacy, register")
+            return failure("unknown command '\(command)'; known: ping, status, transmit, ecall, privacy, register, renewLicence, factoryReset")
         }
     }
 }

@@ -13,7 +13,7 @@ struct TCUBackend: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tcu-backend",
         abstract: "The reference backend: stores what the cars send over MQTT and answers queries; the portal's accounts and garages.",
-        subcommands: [Serve.self, State.self, Events.self, Gaps.self, Connection.self, UserCommand.self, GarageCommand.self]
+        subcommands: [Serve.self, State.self, Events.self, Gaps.self, Connection.self, UserCommand.self, GarageCommand.self, LicenceCommand.self]
     )
 }
 
@@ -64,6 +64,11 @@ struct Serve: ParsableCommand {
             }
         }
         client.onMessage = { topic, payload in
+            if topic.hasSuffix("/licence/request") {
+                let reply = licenceReply(portal, topic: topic, payload: payload)
+                _ = client.publish(topic: reply.topic, payload: Array(reply.body.text.utf8))
+                return
+            }
             if topic.hasSuffix("/registration/request") {
                 let reply = registrationReply(portal, topic: topic, payload: payload)
                 _ = client.publish(topic: reply.topic, payload: Array(reply.body.text.utf8))
@@ -295,5 +300,58 @@ func registrationReply(_ portal: Portal, topic: String, payload: [UInt8]) -> (to
                                    ("message", .string(error.message))]
         if let ms = error.retryAfterMs { o.append(("retryAfterS", .number(Double((ms + 999) / 1000)))) }
         return (responseTopic, .object(o))
+    }
+}
+
+/// The answer to a car's licence renewal (`vehicles/{vin}/licence/request`).
+func licenceReply(_ portal: Portal, topic: String, payload: [UInt8]) -> (topic: String, body: JSON) {
+    let vin = String(topic.split(separator: "/")[1])
+    let responseTopic = "vehicles/\(vin)/licence/response"
+    guard let request = try? JSON.parse(String(decoding: payload, as: UTF8.self)), let id = request["requestId"]?.stringValue else {
+        note("rejected a licence request from \(vin): not JSON with a requestId")
+        return (responseTopic, .object([("ok", .bool(false)), ("error", .string("malformed")), ("message", .string("malformed request"))]))
+    }
+    do {
+        let l = try portal.renew(vin: vin, package: request["package"]?.stringValue ?? "", years: Int(request["years"]?.numberValue ?? 0),
+                                 nowMs: wallClockNow().nanoseconds / 1_000_000)
+        note("renewed the licence of \(vin): \(l.package) until \(l.expiresAtMs)")
+        guard case .object(let fields) = l.json else { return (responseTopic, .null) }
+        return (responseTopic, .object([("requestId", .string(id)), ("ok", .bool(true))] + fields))
+    } catch {
+        return (responseTopic, .object([("requestId", .string(id)), ("ok", .bool(false)), ("error", .string(error.code)),
+                                        ("message", .string(error.message))]))
+    }
+}
+
+struct LicenceCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "licence", abstract: "A registered car's licence: show it, renew it (radio or navi, 1 or 2 years).",
+        subcommands: [Show.self, Renew.self]
+    )
+
+    struct Show: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "The car's licence: package, end, services.")
+        @Argument(help: "The VIN.") var vin: String
+        @OptionGroup var database: DatabaseOption
+
+        func run() throws {
+            let p = openPortal(database.db)
+            print(portal { () throws(PortalError) in try p.licence(vin: vin) }.json.text)
+        }
+    }
+
+    struct Renew: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Renew from the portal: radio (1 year 50 €, 2 years 85 €) or navi (135 €, 225 €); from its end, or from now when expired."
+        )
+        @Argument(help: "The VIN.") var vin: String
+        @Option(help: "radio or navi.") var package: String
+        @Option(help: "1 or 2.") var years: Int
+        @OptionGroup var database: DatabaseOption
+
+        func run() throws {
+            let p = openPortal(database.db)
+            print(portal { () throws(PortalError) in try p.renew(vin: vin, package: package, years: years, nowMs: wallClockNow().nanoseconds / 1_000_000) }.json.text)
+        }
     }
 }

@@ -45,7 +45,7 @@ struct Menu {
             print("> ", terminator: "")
             guard let line = readLine()?.trimmingCharacters() else { return nil }
             if line == "0" { return nil }
-            if let n = Int(line), (1...choices.count).contains(n) { return n }
+            if let n = Int(line), n >= 1, n <= choices.count { return n }
             print("Choose one of the numbers shown.")
         }
     }
@@ -132,15 +132,29 @@ struct Menu {
     }
 
     func licences() {
-        let r = status()?["registration"]
-        var lines: [String] = []
-        if r?["status"]?.stringValue == "completed", let until = r?["licenceExpiresAt"]?.numberValue {
-            lines.append("Licence valid until \(utcText(Int64(until / 1000)))")
-            lines.append("Services: " + (r?["services"]?.arrayValue?.compactMap(\.stringValue).joined(separator: ", ") ?? ""))
-        } else {
-            lines.append("No licence: register the car first.")
+        while true {
+            let r = status()?["registration"]
+            var lines: [String] = []
+            let registered = r?["status"]?.stringValue == "completed"
+            if registered, let until = r?["licenceExpiresAt"]?.numberValue {
+                lines.append("Licence valid until \(utcText(Int64(until / 1000)))")
+                lines.append("Services: " + (r?["services"]?.arrayValue?.compactMap(\.stringValue).joined(separator: ", ") ?? ""))
+            } else {
+                lines.append("No licence: register the car first.")
+            }
+            let offers = [("radio", 1, "Radio, 1 year (50 €)"), ("radio", 2, "Radio, 2 years (85 €)"),
+                          ("navi", 1, "Navi, 1 year (135 €)"), ("navi", 2, "Navi, 2 years (225 €)")]
+            guard let c = choose("Online services › Licences", lines, registered ? offers.map { "Renew: \($0.2)" } : []) else { return }
+            let (package, years, _) = offers[c - 1]
+            print("Renewing...")
+            guard let reply = request([("command", .string("renewLicence")), ("package", .string(package)), ("years", .number(Double(years)))],
+                                      timeoutMs: 130_000) else { continue }
+            if reply["ok"]?.boolValue == true {
+                print("Renewed.")
+            } else {
+                print("The renewal failed (\(reply["error"]?.stringValue ?? "?")). \(reply["advice"]?.stringValue ?? "")")
+            }
         }
-        _ = choose("Online services › Licences", lines, [])
     }
 
     func users() {

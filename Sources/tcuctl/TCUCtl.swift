@@ -12,7 +12,7 @@ struct TCUCtl: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tcuctl",
         abstract: "Operate and inspect the telematics unit, and work with its CAN data offline.",
-        subcommands: [Status.self, CAN.self, MSDCommand.self, ECallCommand.self, PrivacyCommand.self, RegisterCommand.self, ResetCommand.self, MenuCommand.self]
+        subcommands: [Status.self, CAN.self, MSDCommand.self, ECallCommand.self, PrivacyCommand.self, RegisterCommand.self, LicenceCommand.self, ResetCommand.self, MenuCommand.self]
     )
 }
 
@@ -428,5 +428,47 @@ struct ResetCommand: ParsableCommand {
     func run() throws {
         let reply = ask(options.socket, .object([("command", .string("factoryReset")), ("confirm", .bool(true))]))
         print("factory settings restored: \(Int(reply["outboxMessagesDeleted"]?.numberValue ?? 0)) queued messages deleted; the backend is asked to delete the car's data")
+    }
+}
+
+struct LicenceCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "licence",
+        abstract: "Show the car's licence, or renew it from the car: radio (1 year 50 €, 2 years 85 €) or navi (135 €, 225 €).",
+        discussion: "An expired licence stops the remote services (parking position, remote access), never the eCall."
+    )
+
+    enum Package: String, ExpressibleByArgument, CaseIterable { case radio, navi }
+
+    @OptionGroup var options: SocketOption
+
+    @Flag(help: "Renew (with --package and --years); without it, show the licence.")
+    var renew = false
+
+    @Option(help: "radio or navi.") var package: Package = .radio
+    @Option(help: "1 or 2 years.") var years: Int = 1
+
+    func validate() throws {
+        guard years == 1 || years == 2 else { throw ValidationError("a licence is renewed for 1 or 2 years, not \(years)") }
+    }
+
+    func run() throws {
+        guard renew else {
+            printFlat(ask(options.socket, .object([("command", .string("status"))]))["registration"] ?? .null, prefix: "registration")
+            return
+        }
+        let reply: JSON
+        do {
+            reply = try ControlClient.request(options.socket, .object([
+                ("command", .string("renewLicence")), ("package", .string(package.rawValue)), ("years", .number(Double(years))),
+            ]), timeoutMs: 130_000)
+        } catch {
+            die(error.description, code: 69)
+        }
+        guard reply["ok"]?.boolValue == true else {
+            die("renewal failed: \(reply["error"]?.stringValue ?? "?"): \(reply["advice"]?.stringValue ?? reply["error"]?.stringValue ?? "")", code: 75)
+        }
+        printFlat(reply["registration"] ?? .null, prefix: "registration")
+        if let price = reply["priceEUR"]?.numberValue { print("price = \(Int(price)) EUR") }
     }
 }

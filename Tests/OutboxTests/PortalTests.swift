@@ -141,3 +141,41 @@ struct PortalRegistrationTests {
         #expect(code { try p.register(vin: self.vin, code: car.code, model: "Leon", built: "2021-11", country: "ES", privacy: nil, nowMs: now + 30_001) } == nil)
     }
 }
+
+@Suite("Portal: licences")
+struct PortalLicenceTests {
+    let vin = "VSSZZZKLZNR012345"
+    let now: Int64 = 1_764_000_000_000
+    let year = Portal.codeValidityMs
+
+    func registered() throws -> Portal {
+        let p = try Portal(path: scratch())
+        try p.addUser(email: "ana@example.com", password: "correct horse", spin: "4711", nowMs: now)
+        try p.verifyEmail("ana@example.com")
+        let car = try p.addCar(vin: vin, email: "ana@example.com", model: "Leon", built: "2021-11", country: "ES", acceptedTerms: true, nowMs: now)
+        _ = try p.register(vin: vin, code: car.code, model: "Leon", built: "2021-11", country: "ES", privacy: nil, nowMs: now)
+        return p
+    }
+
+    @Test("registration starts a 12-month trial; renewals extend it from its end, or from now when it expired, at the seed's prices")
+    func renewals() throws {
+        let p = try registered()
+        let trial = try p.licence(vin: vin)
+        #expect(trial.package == "trial" && trial.expiresAtMs == now + year && trial.services == Portal.trialServices)
+        let radio = try p.renew(vin: vin, package: "radio", years: 2, nowMs: now + 10)
+        #expect(radio.expiresAtMs == now + 3 * year && radio.priceEUR == 85)
+        let navi = try p.renew(vin: vin, package: "navi", years: 1, nowMs: now + 5 * year)
+        #expect(navi.expiresAtMs == now + 6 * year && navi.priceEUR == 135 && navi.services.contains("onlineNavigation"))
+    }
+
+    @Test("renewal refusals: not registered, unknown package, a term other than 1 or 2 years")
+    func refusals() throws {
+        let p = try registered()
+        func code(_ body: () throws -> Any) -> String? {
+            do { _ = try body(); return nil } catch let e as PortalError { return e.code } catch { return "\(error)" }
+        }
+        #expect(code { try p.renew(vin: "VSSZZZKLZNR099999", package: "radio", years: 1, nowMs: now) } == "notRegistered")
+        #expect(code { try p.renew(vin: self.vin, package: "gold", years: 1, nowMs: now) } == "unknownPackage")
+        #expect(code { try p.renew(vin: self.vin, package: "radio", years: 3, nowMs: now) } == "invalidTerm")
+    }
+}

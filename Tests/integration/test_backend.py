@@ -582,6 +582,16 @@ def test_registration_with_the_pairing_code_end_to_end(rig):
     assert json.loads(cli("garage", "list", "--user", "ana@example.com").stdout)["codeUsed"] is True
     again = register(car["pairingCode"])
     assert again.returncode == 75 and "codeUsed" in again.stderr
+    # The licence: the 12-month trial, renewed from the car for 2 years of Navi.
+    trial = json.loads(cli("licence", "show", VIN).stdout)
+    assert trial["package"] == "trial" and trial["licenceExpiresAt"] > time.time() * 1000 + 364 * 86_400_000
+    renewed = subprocess.run([os.path.join(BIN, "tcuctl"), "licence", "--renew", "--package", "navi", "--years", "2",
+                              "--socket", f"{rig.tmp}/ctl.sock"], capture_output=True, text=True)
+    assert renewed.returncode == 0, renewed.stderr
+    assert "price = 225 EUR" in renewed.stdout and "onlineNavigation" in renewed.stdout
+    shown = json.loads(cli("licence", "show", VIN).stdout)
+    assert shown["package"] == "navi" and shown["licenceExpiresAt"] == trial["licenceExpiresAt"] + 2 * 365 * 86_400_000
+    assert rig.status()["registration.licenceExpiresAt"] == str(shown["licenceExpiresAt"])
     # Kept across a restart.
     rig.daemon.terminate()
     rig.daemon.wait(timeout=10)
