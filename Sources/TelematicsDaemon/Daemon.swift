@@ -175,27 +175,11 @@ public enum Daemon {
         }
         let control: ControlServer
         do {
+            let reset = FactoryReset(registration: registration, gnss: gnss, privacy: privacy, configuredPrivacy: config.privacy,
+                                     outbox: outbox, vin: vin, logger: logger)
             control = try ControlServer(path: config.controlSocket, logger: logger) { [gnss] request in
-                if request["command"]?.stringValue == "factoryReset" {
-                    guard request["confirm"]?.boolValue == true else {
-                        return .object([("ok", .bool(false)), ("error", .string("a factory reset deletes the user's data: send \"confirm\": true"))])
-                    }
-                    let now = wallClockNow().nanoseconds / 1_000_000
-                    registration.reset()
-                    gnss?.clearParking()
-                    privacy.reset(to: config.privacy)
-                    let id = randomMessageID()
-                    // Delivered like an alarm: never evicted, kept until the backend has it.
-                    let ask = OutboxMessage(id: id, stream: "requests", priority: .theftAlarm, capturedAtMs: now, payload: JSON.object([
-                        ("id", .string(id)), ("vin", .string(vin)), ("type", .string("deleteMyData")), ("capturedAt", .number(Double(now))),
-                    ]).text)
-                    let deleted = outbox.factoryReset(then: ask)
-                    logger.notice("factory reset: registration, parking position, privacy choice and queued data deleted in the car")
-                    return .object([("ok", .bool(deleted != nil)), ("outboxMessagesDeleted", .number(Double(deleted ?? 0))),
-                                    ("backendAsked", .bool(deleted != nil))] + (deleted == nil ? [("error", .string("the outbox could not be emptied"))] : []))
-                }
-                return ControlCommands.handle(request, bus: bus, profile: profile, eCall: eCall, outbox: outbox, gnss: gnss, privacy: privacy,
-                                              registration: registration)
+                ControlCommands.handle(request, bus: bus, profile: profile, eCall: eCall, outbox: outbox, gnss: gnss, privacy: privacy,
+                                       registration: registration, reset: reset)
             }
         } catch {
             channel.close()
@@ -243,7 +227,7 @@ public enum ControlCommands {
 
     public static func handle(_ request: JSON, bus: VehicleBusService, profile: VehicleProfile, eCall: ECallService? = nil,
                               outbox: OutboxService? = nil, gnss: GNSSService? = nil, privacy: PrivacySetting? = nil,
-                              registration: CarRegistration? = nil) -> JSON {
+                              registration: CarRegistration? = nil, reset: FactoryReset? = nil) -> JSON {
         guard let command = request["command"]?.stringValue else {
             return failure("request needs a \"command\" string")
         }
@@ -279,6 +263,12 @@ public enum ControlCommands {
             default:
                 return failure("ecall needs an \"action\": test, cancel or status")
             }
+        case "factoryReset":
+            guard let reset else { return failure("the factory reset is not available") }
+            guard request["confirm"]?.boolValue == true else {
+                return failure("a factory reset deletes the user's data: send \"confirm\": true")
+            }
+            return reset.perform()
         case "register":
             guard let registration else { return failure("registration is not available") }
             guard let code = request["code"]?.stringValue else { return failure("register needs a \"code\" string") }

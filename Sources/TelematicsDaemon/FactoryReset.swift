@@ -1,0 +1,46 @@
+import Logging
+import TelematicsCore
+import VehicleBus
+
+/// Delete user / restore factory settings: the car forgets its registration, the parking
+/// position, the user's privacy choice and every queued message, then asks the backend (through
+/// the outbox, never evicted) to delete the car's data. The eCall is not touched.
+public struct FactoryReset: Sendable {
+    let registration: CarRegistration
+    let gnss: GNSSService?
+    let privacy: PrivacySetting
+    let configuredPrivacy: PrivacyMode
+    let outbox: OutboxService
+    let vin: String
+    let logger: Logger
+
+    public init(registration: CarRegistration, gnss: GNSSService?, privacy: PrivacySetting, configuredPrivacy: PrivacyMode,
+                outbox: OutboxService, vin: String, logger: Logger) {
+        self.registration = registration
+        self.gnss = gnss
+        self.privacy = privacy
+        self.configuredPrivacy = configuredPrivacy
+        self.outbox = outbox
+        self.vin = vin
+        self.logger = logger
+    }
+
+    /// The control socket's answer.
+    public func perform() -> JSON {
+        let now = wallClockNow().nanoseconds / 1_000_000
+        registration.reset()
+        gnss?.clearParking()
+        privacy.reset(to: configuredPrivacy)
+        let id = randomMessageID()
+        // At alarm priority: never evicted, kept until the backend has it.
+        let ask = OutboxMessage(id: id, stream: "requests", priority: .theftAlarm, capturedAtMs: now, payload: JSON.object([
+            ("id", .string(id)), ("vin", .string(vin)), ("type", .string("deleteMyData")), ("capturedAt", .number(Double(now))),
+        ]).text)
+        guard let deleted = outbox.factoryReset(then: ask) else {
+            logger.error("factory reset: the outbox could not be emptied")
+            return .object([("ok", .bool(false)), ("error", .string("the outbox could not be emptied"))])
+        }
+        logger.notice("factory reset: registration, parking position, privacy choice and queued data deleted in the car")
+        return .object([("ok", .bool(true)), ("outboxMessagesDeleted", .number(Double(deleted))), ("backendAsked", .bool(true))])
+    }
+}
