@@ -59,19 +59,23 @@ public enum Compatibility {
 /// pairing code a car is registered with. Kept in the backend's SQLite file.
 public final class Portal {
     private let db: SQLiteHandle
-    /// PBKDF2-HMAC-SHA256 rounds for passwords and S-PINs (OWASP 2023: 600 000).
+    /// PBKDF2-HMAC-SHA256 rounds for new passwords and S-PINs (OWASP 2023: 600 000); each
+    /// account keeps the rounds it was hashed with, so the figure can grow.
     public static let rounds = 600_000
+    let rounds: Int
     /// A pairing code is valid this long.
     public static let codeValidityMs: Int64 = 365 * 24 * 3_600_000
 
-    public init(path: String) throws(OutboxError) {
+    /// `rounds`: fewer only in tests, where the hash's cost is not what is tested.
+    public init(path: String, rounds: Int = Portal.rounds) throws(OutboxError) {
+        self.rounds = rounds
         db = try SQLiteHandle(path: path)
         try db.exec("PRAGMA journal_mode=WAL")
         try db.exec("PRAGMA synchronous=NORMAL")
         try db.exec("""
             CREATE TABLE IF NOT EXISTS accounts(
                 email TEXT PRIMARY KEY, salt TEXT NOT NULL, hash TEXT NOT NULL, spin_salt TEXT NOT NULL, spin_hash TEXT NOT NULL,
-                verified INTEGER NOT NULL DEFAULT 0, created_at INTEGER NOT NULL);
+                rounds INTEGER NOT NULL, verified INTEGER NOT NULL DEFAULT 0, created_at INTEGER NOT NULL);
             CREATE TABLE IF NOT EXISTS garage(
                 vin TEXT PRIMARY KEY, email TEXT NOT NULL, model TEXT NOT NULL, built TEXT NOT NULL, country TEXT NOT NULL,
                 code TEXT NOT NULL, code_expires_at INTEGER NOT NULL, code_used_at INTEGER, added_at INTEGER NOT NULL,
@@ -81,9 +85,10 @@ public final class Portal {
             """)
     }
 
-    static func hash(_ secret: String, salt: [UInt8]) -> String {
+    static func hash(_ secret: String, salt: [UInt8], rounds: Int) -> String {
         // Errors only for out-of-range parameters, which these are not.
-        let key = try! KDF.Insecure.PBKDF2.deriveKey(from: Array(secret.utf8), salt: salt, using: .sha256, outputByteCount: 32, rounds: rounds)
+        let key = try! KDF.Insecure.PBKDF2.deriveKey(from: Array(secret.utf8), salt: salt, using: .sha256, outputByteCount: 32,
+                                                     unsafeUncheckedRounds: rounds)
         return key.withUnsafeBytes { hexBytes(Array($0)) }
     }
 
@@ -112,9 +117,9 @@ public final class Portal {
             guard try db.query("SELECT 1 FROM accounts WHERE email = ?", [.text(email.lowercased())], { _ in true }).isEmpty else {
                 throw PortalError("accountExists", "there already is an account for \(email)")
             }
-            try db.run("INSERT INTO accounts(email, salt, hash, spin_salt, spin_hash, created_at) VALUES (?, ?, ?, ?, ?, ?)", [
-                .text(email.lowercased()), .text(hexBytes(salt)), .text(Self.hash(password, salt: salt)),
-                .text(hexBytes(spinSalt)), .text(Self.hash(spin, salt: spinSalt)), .int(nowMs),
+            try db.run("INSERT INTO accounts(email, salt, hash, spin_salt, spin_hash, rounds, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)", [
+                .text(email.lowercased()), .text(hexBytes(salt)), .text(Self.hash(password, salt: salt, rounds: rounds)),
+                .text(hexBytes(spinSalt)), .text(Self.hash(spin, salt: spinSalt, rounds: rounds)), .int(Int64(rounds)), .int(nowMs),
             ])
         } catch let e as PortalError {
             throw e
@@ -138,9 +143,11 @@ public final class Portal {
     }
 
     private func check(email: String, secret: String, columns: String) throws(PortalError) -> Bool {
-        let rows = try query("SELECT \(columns) FROM accounts WHERE email = ?", [.text(email.lowercased())]) { ($0.text(0), $0.text(1)) }
-        guard let (salt, stored) = rows.first, let saltBytes = bytes(fromHex: salt) else { return false }
-        return Self.hash(secret, salt: saltBytes) == stored
+        let rows = try query("SELECT \(columns), rounds FROM accounts WHERE email = ?", [.text(email.lowercased())]) {
+            ($0.text(0), $0.text(1), Int($0.int(2)))
+        }
+        guard let (salt, stored, rounds) = rows.first, let saltBytes = bytes(fromHex: salt) else { return false }
+        return Self.hash(secret, salt: saltBytes, rounds: rounds) == stored
     }
 
     public struct Car: Sendable, Equatable {
