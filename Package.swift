@@ -74,6 +74,7 @@ let package = Package(
                 "TelematicsCore", "VehicleBus", "ECallLink", "Outbox", "BackendLink", "GNSS",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ],
             swiftSettings: strict
         ),

@@ -134,7 +134,7 @@ public enum Daemon {
             configuration: config.eCall, linkEndpoint: TCPEndpoint.parse(config.eCallLink)!, bus: bus, profile: profile,
             logger: logger, monotonic: { monotonicNow().nanoseconds / 1_000_000 },
             utcNow: { UInt32(clamping: wallClockNow().nanoseconds / 1_000_000_000) },
-            journalPath: config.eCallJournal, gnssFitted: config.gpsd != nil,
+            journalPath: config.eCallJournal, gnssFitted: config.gpsd != nil, shutdownGraceMs: config.eCallShutdownGraceMs,
             onReport: { report in
                 // To the backend only for a registered car (and where privacy lets it out).
                 guard registration.current.status == .completed else {
@@ -188,8 +188,10 @@ public enum Daemon {
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
             .init(service: bus, successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup),
             .init(service: control),
-            .init(service: eCall),
+            // The outbox before the eCall: the group stops services in reverse order, so a call
+            // that ends during a stop still hands its report to a running outbox.
             .init(service: outbox),
+            .init(service: eCall),
             .init(service: events),
             // After the outbox: the group stops services in reverse order, so the last state
             // is handed over before the outbox closes.

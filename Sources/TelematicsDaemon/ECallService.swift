@@ -3,6 +3,7 @@ import Logging
 import ServiceLifecycle
 import Synchronization
 import TelematicsCore
+import UnixSignals
 import VehicleBus
 
 /// The eCall, on its own path: triggers come straight from the CAN reader thread (crash,
@@ -24,6 +25,10 @@ public final class ECallService: Service, Sendable {
         /// Every few seconds: keeps the journal's time fresh during a long call, so that a
         /// restart measures the 120 s redial window from (about) the moment the daemon died.
         case tick
+        /// The daemon is asked to stop: at once when no call is in progress, otherwise when it ends.
+        case stop
+        /// Stop now (a second SIGTERM, or the grace time is over): the journal keeps the call.
+        case stopNow
     }
 
     static let journalRefreshSeconds: Int64 = 5
@@ -61,6 +66,8 @@ public final class ECallService: Service, Sendable {
     public let positions = Mutex(RecentPositions())
     /// Whether a GNSS service feeds `positions` (the self-test's GNSS check).
     let gnssFitted: Bool
+    /// How long a stop waits for the call in progress to end.
+    let shutdownGraceMs: Int64
     /// N1 and N2 lie at least this far apart.
     static let recentSpacingMs: Int64 = 3_000
     /// The self-test's GNSS check passes with a fix at most this old.
@@ -86,10 +93,11 @@ public final class ECallService: Service, Sendable {
         configuration: ECallConfiguration, linkEndpoint: TCPEndpoint, bus: VehicleBusService, profile: VehicleProfile,
         logger: Logger, monotonic: @escaping @Sendable () -> ECallInstant, utcNow: @escaping @Sendable () -> UInt32,
         journalPath: String? = nil, transport: ((@escaping @Sendable (ECallLinkEvent) -> Void) -> any ECallTransport)? = nil,
-        gnssFitted: Bool = false,
+        gnssFitted: Bool = false, shutdownGraceMs: Int64 = 60_000,
         onReport: @escaping @Sendable (ECallReport) -> Void = { _ in }
     ) {
         self.onReport = onReport
+        self.shutdownGraceMs = shutdownGraceMs
         self.gnssFitted = gnssFitted
         journal = journalPath.map { ECallJournalStore(path: $0, logger: logger) }
         machineConfig = configuration
@@ -228,11 +236,32 @@ public final class ECallService: Service, Sendable {
                 }
                 self.status.withLock { $0.phase = machine.phase; $0.kind = machine.activeKind }
             }
+            var stopping = false
             await withGracefulShutdownHandler {
-                for await event in self.inputs {
+                events: for await event in self.inputs {
                     let now = self.monotonic()
                     var actions: [ECallAction]
                     switch event {
+                    case .stop:
+                        guard Self.callInProgress(machine.phase) else { break events }
+                        // A stop must not hang up on a person in need: the call goes on for up
+                        // to the grace time, the bus and the link with it (they stop after us).
+                        stopping = true
+                        self.logger.notice("stopping once the eCall in progress ends", metadata: [
+                            "ecall.state": "\(machine.phase)", "ecall.graceMs": "\(self.shutdownGraceMs)",
+                        ])
+                        self.after(self.shutdownGraceMs, .stopNow, group: &group)
+                        group.addTask {
+                            for await _ in await UnixSignalsSequence(trapping: .sigterm) {
+                                input.yield(.stopNow)
+                                return
+                            }
+                        }
+                        actions = []
+                    case .stopNow:
+                        self.logger.warning("stopping during the eCall: the journal lets the next start resume it",
+                                            metadata: ["ecall.state": "\(machine.phase)"])
+                        break events
                     case .crash(let utc):
                         self.logger.critical("crash detected: automatic eCall", metadata: ["ecall.trigger": "crash"])
                         self.status.withLock { $0.triggers += 1 }
@@ -304,9 +333,13 @@ public final class ECallService: Service, Sendable {
                             journal.submit(.delete)
                         }
                     }
+                    if stopping, !Self.callInProgress(machine.phase) {
+                        self.logger.notice("the eCall ended; stopping")
+                        break events
+                    }
                 }
             } onGracefulShutdown: {
-                input.finish()
+                input.yield(.stop)
             }
             group.cancelAll()
         }
@@ -441,6 +474,15 @@ public final class ECallService: Service, Sendable {
         let data = MSDVehicleData(profile: profile, occupiedSeats: seats.map { bus.value($0)?.flag })
         return MSDBuilder().build(vehicle: data, kind: kind, messageIdentifier: messageIdentifier, timestamp: timestamp,
                                   fixes: positions.withLock { $0.fixesForTrigger() }, now: now)
+    }
+
+    /// Whether a stop waits: a call is being placed or is on (not idle, not waiting for a
+    /// callback, which the journal keeps).
+    static func callInProgress(_ p: ECallPhase) -> Bool {
+        switch p {
+        case .idle, .callbackWindow: false
+        case .manualPending, .dialling, .redialWait, .waitingForSendMSD, .transmittingMSD, .waitingForALACK, .voice: true
+        }
     }
 
     /// TCU_eCall_State values of the DBC.

@@ -19,7 +19,9 @@ def config(tmp_path, source, **extra):
     lines = ["[can]", f"source = {source}", f"dbc = {DBC}"]
     lines += [f"{k.replace('_', '-')} = {v}" for k, v in extra.items()]
     lines += ["[vehicle]", f"profile = {PROFILE}", "[control]", f"socket = {tmp_path}/ctl.sock",
-              "[outbox]", f"path = {tmp_path}/outbox.db", "[ecall]", f"journal = {tmp_path}/ecall.journal"]
+              "[outbox]", f"path = {tmp_path}/outbox.db", "[ecall]", f"journal = {tmp_path}/ecall.journal",
+              # No network for the eCall here: a stop need not wait for the call.
+              "shutdown-grace-ms = 0"]
     path = tmp_path / "telematicsd.conf"
     path.write_text("\n".join(lines) + "\n")
     return str(path)

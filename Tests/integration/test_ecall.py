@@ -57,7 +57,9 @@ class Bench:
         conf.write_text(f"[can]\nsource = candump:{log}\ndbc = {DBC}\nreplay = {self.replay}\n"
                         f"[vehicle]\nprofile = {PROFILE}\n[control]\nsocket = {self.tmp}/ctl.sock\n"
                         f"[outbox]\npath = {self.tmp}/outbox.db\n"
-                        f"[ecall]\nlink = 127.0.0.1:{self.port}\njournal = {self.journal}\n{self.ecall_conf}")
+                        f"[ecall]\nlink = 127.0.0.1:{self.port}\njournal = {self.journal}\n"
+                        # Stops at once unless a test is about stopping during a call.
+                        + ("" if "shutdown-grace-ms" in self.ecall_conf else "shutdown-grace-ms = 0\n") + self.ecall_conf)
         if self.stderr_pipe:
             # A one-page pipe that nobody reads: the daemon's log stalls almost at once.
             r, w = os.pipe()
@@ -423,3 +425,29 @@ def test_an_unregistered_car_keeps_its_ecall_report(bench, tmp_path):
     assert call["msdAcknowledged"]
     assert wait_until(lambda: "the eCall report stays in the car: it is not registered" in (tmp_path / "daemon.log").read_text())
     assert "outbox.waiting.ecall" not in b.tcuctl("status").stdout
+
+
+def test_sigterm_during_an_ecall_lets_the_call_finish_then_stops(bench, tmp_path):
+    import signal as sig
+    b = bench(scenario="hang-up-after-ms = 3000\n", ecall="shutdown-grace-ms = 30000\n")
+    assert wait_until(lambda: (b.ecall() or {}).get("phase") == "voice")
+    b.daemon.send_signal(sig.SIGTERM)
+    assert wait_until(lambda: "stopping once the eCall in progress ends" in (tmp_path / "daemon.log").read_text())
+    # Still on the call until the PSAP clears it, then a clean exit.
+    assert b.daemon.poll() is None
+    assert b.daemon.wait(timeout=30) == 0
+    log = (tmp_path / "daemon.log").read_text()
+    assert "the eCall ended; stopping" in log and "eCall ended" in log
+    assert [m for m in b.events("sent") if m["message"]["type"] == "cleared"]
+
+
+def test_a_second_sigterm_stops_during_the_call_and_the_journal_keeps_it(bench, tmp_path):
+    import signal as sig
+    b = bench(scenario="hang-up-after-ms = 120000\n", ecall="shutdown-grace-ms = 60000\n")
+    assert wait_until(lambda: (b.ecall() or {}).get("phase") == "voice")
+    b.daemon.send_signal(sig.SIGTERM)
+    assert wait_until(lambda: "stopping once the eCall in progress ends" in (tmp_path / "daemon.log").read_text())
+    b.daemon.send_signal(sig.SIGTERM)
+    assert b.daemon.wait(timeout=20) == 0
+    assert "stopping during the eCall: the journal lets the next start resume it" in (tmp_path / "daemon.log").read_text()
+    assert (tmp_path / "ecall.journal").exists()

@@ -86,7 +86,7 @@ class Rig:
         conf.write_text(f"[can]\nsource = candump:{self.can_log}\ndbc = {DBC}\nreplay = fast\nfollow = true\n"
                         f"transmit-status = false\n[vehicle]\nprofile = {PROFILE}\n[control]\nsocket = {self.tmp}/ctl.sock\n"
                         f"[outbox]\npath = {self.tmp}/outbox.db\n[ecall]\njournal = {self.tmp}/ecall.journal\n"
-                        f"link = 127.0.0.1:{self.ecall_link}\n[gnss]\ngpsd = 127.0.0.1:{self.gpsd_port}\n"
+                        f"link = 127.0.0.1:{self.ecall_link}\nshutdown-grace-ms = 0\n[gnss]\ngpsd = 127.0.0.1:{self.gpsd_port}\n"
                         f"parking-file = {self.tmp}/parking.json\n[privacy]\nsettings-file = {self.tmp}/settings.json\n"
                         f"[registration]\nfile = {self.tmp}/registration.json\n")
         self.daemon = subprocess.Popen([os.path.join(BIN, "telematicsd"), "--config", str(conf)],

@@ -68,6 +68,8 @@ socket = $work/ctl.sock
 path = $work/outbox.db
 [ecall]
 journal = $work/ecall.journal
+# No network for the eCall on this bench: a stop need not wait for the crash trace's call.
+shutdown-grace-ms = 0
 [log]
 level = info
 CONF

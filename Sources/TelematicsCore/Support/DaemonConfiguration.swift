@@ -63,6 +63,8 @@ public struct DaemonConfiguration: Sendable, Equatable {
     /// The eCall journal (resume after a crash of the daemon); kept in the state directory.
     public var eCallJournal = "/var/lib/telematicsd/ecall.journal"
     public var eCall = ECallConfiguration()
+    /// A stop during an eCall waits this long for the call to end.
+    public var eCallShutdownGraceMs: Int64 = 60_000
     /// The durable outbox (SQLite) and its size bound.
     public var outboxPath = "/var/lib/telematicsd/outbox.db"
     public var outboxMaximumBytes: Int64 = 64 << 20
@@ -106,7 +108,7 @@ public struct DaemonConfiguration: Sendable, Equatable {
         "gnss": ["gpsd", "max-age-ms", "trust-radius-m", "min-speed-kmh", "max-speed-kmh", "parking-file"],
         "ecall": ["link", "journal", "t1-ms", "t2-ms", "t3-ms", "t5-ms", "t6-ms", "t7-ms", "t9-ms", "t10-ms",
                   "redial-interval-ms", "drop-redial-window-ms", "drop-redial-interval-ms", "maximum-attempts",
-                  "push-mode", "ecall-only", "emergency-number", "test-number"],
+                  "push-mode", "ecall-only", "emergency-number", "test-number", "shutdown-grace-ms"],
     ]
 
     /// Parses and validates; relative paths are taken from `baseDirectory` (the file's folder).
@@ -212,6 +214,7 @@ public struct DaemonConfiguration: Sendable, Equatable {
         ec.emergencyNumber = f.string("ecall", "emergency-number") ?? ec.emergencyNumber
         ec.testNumber = f.string("ecall", "test-number") ?? ec.testNumber
         c.eCall = ec
+        c.eCallShutdownGraceMs = try f.integer("ecall", "shutdown-grace-ms", default: c.eCallShutdownGraceMs, range: 0...600_000)
         if c.replayLoop, c.exitAtEndOfLog {
             throw f.error(f.entry("can", "loop")!, "loop and exit-at-end cannot both be true")
         }
