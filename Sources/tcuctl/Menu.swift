@@ -51,10 +51,18 @@ struct Menu {
     }
 
     mutating func settings() {
-        while let c = choose("Settings", [], ["Online services", "Status"]) {
+        while true {
+            // An SOS call in its cancellation window can be cancelled from here, as in the car.
+            let pending = status()?["ecall"]?["phase"]?.stringValue == "manualPending"
+            var choices = ["Online services", "Status"]
+            if pending { choices.append("Cancel the emergency call") }
+            guard let c = choose("Settings", pending ? ["An emergency call is about to be placed."] : [], choices) else { return }
             switch c {
             case 1: onlineServices()
-            default: showStatus()
+            case 2: showStatus()
+            default:
+                guard let reply = request([("command", .string("ecall")), ("action", .string("cancel"))]) else { continue }
+                print(reply["ok"]?.boolValue == true ? "The emergency call is cancelled." : "It cannot be cancelled now (\(reply["error"]?.stringValue ?? "?")).")
             }
         }
     }

@@ -451,3 +451,25 @@ def test_a_second_sigterm_stops_during_the_call_and_the_journal_keeps_it(bench, 
     assert b.daemon.wait(timeout=20) == 0
     assert "stopping during the eCall: the journal lets the next start resume it" in (tmp_path / "daemon.log").read_text()
     assert (tmp_path / "ecall.journal").exists()
+
+
+def test_the_menu_cancels_an_sos_call_in_its_window(bench, tmp_path):
+    """The SOS button pressed, and the occupant cancels from the head unit's menu (tmux)."""
+    log = tmp_path / "sos.log"
+    log.write_text("(1764000000.000000) can0 5C1#0000\n(1764000000.100000) can0 5C1#0100\n"
+                   "(1764000000.200000) can0 5C1#0000\n")
+    b = bench(log=str(log), ecall="t1-ms = 60000\n")
+    assert wait_until(lambda: (b.ecall() or {}).get("phase") == "manualPending")
+    session = f"tcu-sos-{os.getpid()}"
+    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "120", "-y", "40",
+                    f"{os.path.join(BIN, 'tcuctl')} menu --socket {tmp_path}/ctl.sock; sleep 30"], check=True)
+    try:
+        def screen():
+            return subprocess.run(["tmux", "capture-pane", "-p", "-t", session], capture_output=True, text=True).stdout
+        assert wait_until(lambda: "3) Cancel the emergency call" in screen()), screen()
+        subprocess.run(["tmux", "send-keys", "-t", session, "3", "Enter"], check=True)
+        assert wait_until(lambda: "The emergency call is cancelled." in screen()), screen()
+        assert wait_until(lambda: b.ecall()["phase"] == "idle")
+        assert b.received("dial") == []
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
