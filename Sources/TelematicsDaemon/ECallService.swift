@@ -243,7 +243,7 @@ public final class ECallService: Service, Sendable {
                     var actions: [ECallAction]
                     switch event {
                     case .stop:
-                        guard Self.callInProgress(machine.phase) else { break events }
+                        guard machine.phase.isCallInProgress else { break events }
                         // A stop must not hang up on a person in need: the call goes on for up
                         // to the grace time, the bus and the link with it (they stop after us).
                         stopping = true
@@ -333,7 +333,7 @@ public final class ECallService: Service, Sendable {
                             journal.submit(.delete)
                         }
                     }
-                    if stopping, !Self.callInProgress(machine.phase) {
+                    if stopping, !machine.phase.isCallInProgress {
                         self.logger.notice("the eCall ended; stopping")
                         break events
                     }
@@ -474,15 +474,6 @@ public final class ECallService: Service, Sendable {
         let data = MSDVehicleData(profile: profile, occupiedSeats: seats.map { bus.value($0)?.flag })
         return MSDBuilder().build(vehicle: data, kind: kind, messageIdentifier: messageIdentifier, timestamp: timestamp,
                                   fixes: positions.withLock { $0.fixesForTrigger() }, now: now)
-    }
-
-    /// Whether a stop waits: a call is being placed or is on (not idle, not waiting for a
-    /// callback, which the journal keeps).
-    static func callInProgress(_ p: ECallPhase) -> Bool {
-        switch p {
-        case .idle, .callbackWindow: false
-        case .manualPending, .dialling, .redialWait, .waitingForSendMSD, .transmittingMSD, .waitingForALACK, .voice: true
-        }
     }
 
     /// TCU_eCall_State values of the DBC.

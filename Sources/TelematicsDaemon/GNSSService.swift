@@ -90,7 +90,7 @@ public final class GNSSService: Service, Sendable {
         return state.withLock { s in
             var o: [(String, JSON)] = [("gpsd", .string("\(configuration.host):\(configuration.port)")), ("connected", .bool(s.connected))]
             if let c = s.filter.current {
-                let fresh = now.milliseconds(since: c.receivedAt) <= configuration.filter.maximumAgeMs
+                let fresh = s.filter.fresh(now: now) != nil
                 o.append(("fix", .string(fresh ? (c.mode == 3 ? "3D" : "2D") : "stale")))
                 o.append(("ageMs", .number(Double(now.milliseconds(since: c.receivedAt)))))
                 o.append(("trusted", .bool(fresh && c.trusted)))

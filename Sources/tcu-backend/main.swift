@@ -64,13 +64,7 @@ struct Serve: ParsableCommand {
             }
         }
         client.onMessage = { topic, payload in
-            if topic.hasSuffix("/licence/request") {
-                let reply = licenceReply(portal, topic: topic, payload: payload)
-                _ = client.publish(topic: reply.topic, payload: Array(reply.body.text.utf8))
-                return
-            }
-            if topic.hasSuffix("/registration/request") {
-                let reply = registrationReply(portal, topic: topic, payload: payload)
+            if let reply = interactiveReply(portal, topic: topic, payload: payload) {
                 _ = client.publish(topic: reply.topic, payload: Array(reply.body.text.utf8))
                 return
             }
@@ -275,51 +269,49 @@ struct GarageCommand: ParsableCommand {
     }
 }
 
-/// The answer to a car's registration request (`vehicles/{vin}/registration/request`).
-func registrationReply(_ portal: Portal, topic: String, payload: [UInt8]) -> (topic: String, body: JSON) {
-    let vin = String(topic.split(separator: "/")[1])
-    let responseTopic = "vehicles/\(vin)/registration/response"
+/// The answer to a car's interactive request (`vehicles/{vin}/{kind}/request`: a registration
+/// or a licence renewal) on `vehicles/{vin}/{kind}/response`, carrying its `requestId`; nil
+/// for any other topic.
+func interactiveReply(_ portal: Portal, topic: String, payload: [UInt8]) -> (topic: String, body: JSON)? {
+    let parts = topic.split(separator: "/")
+    guard parts.count == 4, parts[0] == "vehicles", parts[3] == "request" else { return nil }
+    let vin = String(parts[1]), kind = String(parts[2])
+    let handle: (JSON, Int64) throws(PortalError) -> [(String, JSON)]
+    switch kind {
+    case "registration":
+        handle = { (r, now) throws(PortalError) in
+            let e = try portal.register(
+                vin: vin, code: r["code"]?.stringValue ?? "", model: r["model"]?.stringValue ?? "",
+                built: r["buildDate"]?.stringValue ?? "", country: r["country"]?.stringValue ?? "",
+                privacy: r["privacy"]?.stringValue, nowMs: now
+            )
+            note("registered \(vin): \(e.user) is its primary user")
+            return [("user", .string(e.user)), ("role", .string(e.role)), ("services", .array(e.services.map { .string($0) })),
+                    ("licenceExpiresAt", .number(Double(e.licenceExpiresAtMs)))]
+        }
+    case "licence":
+        handle = { (r, now) throws(PortalError) in
+            let l = try portal.renew(vin: vin, package: r["package"]?.stringValue ?? "", years: Int(r["years"]?.numberValue ?? 0), nowMs: now)
+            note("renewed the licence of \(vin): \(l.package) until \(l.expiresAtMs)")
+            return l.json.objectValue ?? []
+        }
+    default:
+        return nil
+    }
+    let responseTopic = "vehicles/\(vin)/\(kind)/response"
     guard let request = try? JSON.parse(String(decoding: payload, as: UTF8.self)), let id = request["requestId"]?.stringValue else {
-        note("rejected a registration request from \(vin): not JSON with a requestId")
-        return (responseTopic, .object([("ok", .bool(false)), ("error", .string("codeUnknown")), ("message", .string("malformed request"))]))
+        note("rejected a \(kind) request from \(vin): not JSON with a requestId")
+        return (responseTopic, .object([("ok", .bool(false)), ("error", .string("malformedRequest")), ("message", .string("malformed request"))]))
     }
     do {
-        let e = try portal.register(
-            vin: vin, code: request["code"]?.stringValue ?? "", model: request["model"]?.stringValue ?? "",
-            built: request["buildDate"]?.stringValue ?? "", country: request["country"]?.stringValue ?? "",
-            privacy: request["privacy"]?.stringValue, nowMs: wallClockNow().nanoseconds / 1_000_000
-        )
-        note("registered \(vin): \(e.user) is its primary user")
-        return (responseTopic, .object([
-            ("requestId", .string(id)), ("ok", .bool(true)), ("user", .string(e.user)), ("role", .string(e.role)),
-            ("services", .array(e.services.map { .string($0) })), ("licenceExpiresAt", .number(Double(e.licenceExpiresAtMs))),
-        ]))
+        let fields = try handle(request, wallClockNow().nanoseconds / 1_000_000)
+        return (responseTopic, .object([("requestId", .string(id)), ("ok", .bool(true))] + fields))
     } catch {
-        note("registration of \(vin) refused: \(error.code)")
+        note("\(kind) of \(vin) refused: \(error.code)")
         var o: [(String, JSON)] = [("requestId", .string(id)), ("ok", .bool(false)), ("error", .string(error.code)),
                                    ("message", .string(error.message))]
         if let ms = error.retryAfterMs { o.append(("retryAfterS", .number(Double((ms + 999) / 1000)))) }
         return (responseTopic, .object(o))
-    }
-}
-
-/// The answer to a car's licence renewal (`vehicles/{vin}/licence/request`).
-func licenceReply(_ portal: Portal, topic: String, payload: [UInt8]) -> (topic: String, body: JSON) {
-    let vin = String(topic.split(separator: "/")[1])
-    let responseTopic = "vehicles/\(vin)/licence/response"
-    guard let request = try? JSON.parse(String(decoding: payload, as: UTF8.self)), let id = request["requestId"]?.stringValue else {
-        note("rejected a licence request from \(vin): not JSON with a requestId")
-        return (responseTopic, .object([("ok", .bool(false)), ("error", .string("malformed")), ("message", .string("malformed request"))]))
-    }
-    do {
-        let l = try portal.renew(vin: vin, package: request["package"]?.stringValue ?? "", years: Int(request["years"]?.numberValue ?? 0),
-                                 nowMs: wallClockNow().nanoseconds / 1_000_000)
-        note("renewed the licence of \(vin): \(l.package) until \(l.expiresAtMs)")
-        guard case .object(let fields) = l.json else { return (responseTopic, .null) }
-        return (responseTopic, .object([("requestId", .string(id)), ("ok", .bool(true))] + fields))
-    } catch {
-        return (responseTopic, .object([("requestId", .string(id)), ("ok", .bool(false)), ("error", .string(error.code)),
-                                        ("message", .string(error.message))]))
     }
 }
 

@@ -102,7 +102,7 @@ struct Menu {
                 continue
             }
             print("Registering...")
-            guard let reply = request([("command", .string("register")), ("code", .string(code))], timeoutMs: 130_000) else { return }
+            guard let reply = request([("command", .string("register")), ("code", .string(code))], timeoutMs: interactiveTimeoutMs) else { return }
             if reply["ok"]?.boolValue == true {
                 print("Registered. Primary user: \(reply["registration"]?["user"]?.stringValue ?? "?")")
             } else {
@@ -156,7 +156,7 @@ struct Menu {
             let (package, years, _) = offers[c - 1]
             print("Renewing...")
             guard let reply = request([("command", .string("renewLicence")), ("package", .string(package)), ("years", .number(Double(years)))],
-                                      timeoutMs: 130_000) else { continue }
+                                      timeoutMs: interactiveTimeoutMs) else { continue }
             if reply["ok"]?.boolValue == true {
                 print("Renewed.")
             } else {

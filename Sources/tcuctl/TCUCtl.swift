@@ -34,6 +34,15 @@ func ask(_ socket: String, _ request: JSON) -> JSON {
     return reply
 }
 
+/// How long a request that waits for the backend (a registration, a renewal) may take: the
+/// daemon's own timeout is at most 120 s.
+let interactiveTimeoutMs = 130_000
+
+/// A request that waits for the backend; the reply may say it failed (the caller shows why).
+func askBackend(_ socket: String, _ request: JSON) -> JSON {
+    do { return try ControlClient.request(socket, request, timeoutMs: interactiveTimeoutMs) } catch { die(error.description, code: 69) }
+}
+
 /// A leaf value for people: strings without quotes.
 func plain(_ v: JSON) -> String { v.stringValue ?? v.text }
 
@@ -392,12 +401,7 @@ struct RegisterCommand: ParsableCommand {
     }
 
     func run() throws {
-        let reply: JSON
-        do {
-            reply = try ControlClient.request(options.socket, .object([("command", .string("register")), ("code", .string(code))]), timeoutMs: 130_000)
-        } catch {
-            die(error.description, code: 69)
-        }
+        let reply = askBackend(options.socket, .object([("command", .string("register")), ("code", .string(code))]))
         if reply["ok"]?.boolValue == true {
             printFlat(reply["registration"] ?? .null, prefix: "registration")
         } else {
@@ -457,14 +461,9 @@ struct LicenceCommand: ParsableCommand {
             printFlat(ask(options.socket, .object([("command", .string("status"))]))["registration"] ?? .null, prefix: "registration")
             return
         }
-        let reply: JSON
-        do {
-            reply = try ControlClient.request(options.socket, .object([
-                ("command", .string("renewLicence")), ("package", .string(package.rawValue)), ("years", .number(Double(years))),
-            ]), timeoutMs: 130_000)
-        } catch {
-            die(error.description, code: 69)
-        }
+        let reply = askBackend(options.socket, .object([
+            ("command", .string("renewLicence")), ("package", .string(package.rawValue)), ("years", .number(Double(years))),
+        ]))
         guard reply["ok"]?.boolValue == true else {
             die("renewal failed: \(reply["error"]?.stringValue ?? "?"): \(reply["advice"]?.stringValue ?? reply["error"]?.stringValue ?? "")", code: 75)
         }

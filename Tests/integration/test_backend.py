@@ -10,27 +10,8 @@ import time
 
 import pytest
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-BIN = os.path.dirname(os.environ.get("TCUCTL", os.path.join(ROOT, ".build", "debug", "tcuctl")))
-DBC = os.path.join(ROOT, "hw", "vehicle.dbc")
-PROFILE = os.path.join(ROOT, "hw", "vehicle-profile.conf")
-VIN = "VSSZZZKLZNR012345"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_until(predicate, timeout=30):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    return None
+from support import BIN, DBC, PROFILE, ROOT, VIN, free_port, wait_until
+from support import expected as expected_in
 
 
 class Rig:
@@ -85,6 +66,34 @@ class Rig:
         self.daemon = subprocess.Popen([os.path.join(BIN, "telematicsd"), "--config", str(conf)],
                                        stderr=open(self.tmp / "daemon.log", "a"))
 
+    def start_live_daemon(self, extra=""):
+        """telematicsd on a CAN log the test writes to as it goes (`follow`), with `extra`
+        configuration appended; returns the log and the configuration file."""
+        log = self.tmp / "live.log"
+        log.write_text("")
+        conf = self.daemon_config(log, follow=True)
+        conf.write_text(conf.read_text() + extra)
+        self.run_daemon(conf)
+        return log, conf
+
+    def run_daemon(self, conf):
+        self.daemon = subprocess.Popen([os.path.join(BIN, "telematicsd"), "--config", str(conf)],
+                                       stderr=open(self.tmp / "daemon.log", "a"))
+
+    def portal(self, *args):
+        """tcu-backend on the backend's database: its queries and the portal's commands."""
+        return subprocess.run([os.path.join(BIN, "tcu-backend"), *args, "--db", str(self.tmp / "backend.db")],
+                              capture_output=True, text=True)
+
+    def tcuctl(self, *args):
+        return subprocess.run([os.path.join(BIN, "tcuctl"), *args, "--socket", f"{self.tmp}/ctl.sock"], capture_output=True, text=True)
+
+    def add_car(self):
+        """Ana signs up, verifies her address and adds the car: the car's entry, with its pairing code."""
+        self.portal("user", "add", "ana@example.com", "--password", "correct horse", "--spin", "4711")
+        self.portal("user", "verify", "ana@example.com")
+        return json.loads(self.portal("garage", "add", VIN, "--user", "ana@example.com", "--profile", PROFILE, "--accept-terms").stdout)
+
     def start_backend(self):
         log = self.tmp / "backend.log"
         connections = log.read_text().count("connected to") + 1 if log.exists() else 1
@@ -100,9 +109,7 @@ class Rig:
         return json.loads(self.backend_cli("state", VIN))
 
     def backend_cli(self, *args):
-        r = subprocess.run([os.path.join(BIN, "tcu-backend"), *args, "--db", str(self.tmp / "backend.db")],
-                           capture_output=True, text=True)
-        return r.stdout
+        return self.portal(*args).stdout
 
     def events(self):
         return [json.loads(l) for l in self.backend_cli("events", VIN).splitlines() if l.strip()]
@@ -175,8 +182,7 @@ EVENT_TYPES = {"opened", "closed", "lockStateChanged", "ignitionOn", "ignitionOf
 
 
 def expected(name):
-    with open(os.path.join(ROOT, "hw", "traces", f"{name}.expected")) as f:
-        return dict(l.split(" = ", 1) for l in (x.strip() for x in f) if l and not l.startswith("#"))
+    return expected_in("traces", name)
 
 
 def as_text(v):
@@ -480,18 +486,14 @@ def test_a_small_disk_filling_up_evicts_low_priority_data_and_keeps_the_alarms(r
 
 
 def test_privacy_offline_sends_nothing_and_keeps_nothing_until_the_user_allows_it_again(rig):
-    log = rig.tmp / "live.log"
-    log.write_text("")
-    conf = rig.daemon_config(log, follow=True)
-    rig.daemon = subprocess.Popen([os.path.join(BIN, "telematicsd"), "--config", str(conf)], stderr=open(rig.tmp / "daemon.log", "a"))
+    log, conf = rig.start_live_daemon()
 
     def door(open_):
         with open(log, "a") as f:
             f.write(f"({time.time():.6f}) can0 583#{1 if open_ else 0:02X}000000\n")
 
     def privacy(*mode):
-        return subprocess.run([os.path.join(BIN, "tcuctl"), "privacy", *mode, "--socket", f"{rig.tmp}/ctl.sock"],
-                              capture_output=True, text=True).stdout.strip()
+        return rig.tcuctl("privacy", *mode).stdout.strip()
     assert wait_until(lambda: rig.connection() == {"online": True})
     door(False)
     door(True)
@@ -506,7 +508,7 @@ def test_privacy_offline_sends_nothing_and_keeps_nothing_until_the_user_allows_i
     # The choice survives a restart.
     rig.daemon.terminate()
     rig.daemon.wait(timeout=10)
-    rig.daemon = subprocess.Popen([os.path.join(BIN, "telematicsd"), "--config", str(conf)], stderr=open(rig.tmp / "daemon.log", "a"))
+    rig.run_daemon(conf)
     assert wait_until(lambda: rig.status().get("privacy") == "offline")
     assert privacy("share") == "shareMyPosition"
     allowed_at = time.time() * 1000
@@ -549,21 +551,14 @@ def test_the_portal_cli_signs_up_adds_the_car_and_gives_a_pairing_code(tmp_path)
 
 
 def test_registration_with_the_pairing_code_end_to_end(rig):
-    def cli(*args):
-        return subprocess.run([os.path.join(BIN, "tcu-backend"), *args, "--db", str(rig.tmp / "backend.db")],
-                              capture_output=True, text=True)
+    cli = rig.portal
 
     def register(code):
-        return subprocess.run([os.path.join(BIN, "tcuctl"), "register", code, "--socket", f"{rig.tmp}/ctl.sock"],
-                              capture_output=True, text=True)
+        return rig.tcuctl("register", code)
     assert cli("user", "add", "ana@example.com", "--password", "correct horse", "--spin", "4711").returncode == 0
     assert cli("user", "verify", "ana@example.com").returncode == 0
     car = json.loads(cli("garage", "add", VIN, "--user", "ana@example.com", "--profile", PROFILE, "--accept-terms").stdout)
-    log = rig.tmp / "live.log"
-    log.write_text("")
-    conf = rig.daemon_config(log, follow=True)
-    conf.write_text(conf.read_text() + f"[registration]\nfile = {rig.tmp}/registration.json\n")
-    rig.daemon = subprocess.Popen([os.path.join(BIN, "telematicsd"), "--config", str(conf)], stderr=open(rig.tmp / "daemon.log", "a"))
+    _, conf = rig.start_live_daemon(f"[registration]\nfile = {rig.tmp}/registration.json\n")
     assert wait_until(lambda: rig.status().get("outbox.backend.connected") == "true")
     assert rig.status()["registration.status"] == "notStarted"
     # Input is checked in the car: nothing else than 8 digits is sent.
@@ -585,8 +580,7 @@ def test_registration_with_the_pairing_code_end_to_end(rig):
     # The licence: the 12-month trial, renewed from the car for 2 years of Navi.
     trial = json.loads(cli("licence", "show", VIN).stdout)
     assert trial["package"] == "trial" and trial["licenceExpiresAt"] > time.time() * 1000 + 364 * 86_400_000
-    renewed = subprocess.run([os.path.join(BIN, "tcuctl"), "licence", "--renew", "--package", "navi", "--years", "2",
-                              "--socket", f"{rig.tmp}/ctl.sock"], capture_output=True, text=True)
+    renewed = rig.tcuctl("licence", "--renew", "--package", "navi", "--years", "2")
     assert renewed.returncode == 0, renewed.stderr
     assert "price = 225 EUR" in renewed.stdout and "onlineNavigation" in renewed.stdout
     shown = json.loads(cli("licence", "show", VIN).stdout)
@@ -595,7 +589,7 @@ def test_registration_with_the_pairing_code_end_to_end(rig):
     # Kept across a restart.
     rig.daemon.terminate()
     rig.daemon.wait(timeout=10)
-    rig.daemon = subprocess.Popen([os.path.join(BIN, "telematicsd"), "--config", str(conf)], stderr=open(rig.tmp / "daemon.log", "a"))
+    rig.run_daemon(conf)
     assert wait_until(lambda: rig.status().get("registration.status") == "completed")
     # Without a connection the car says so at once.
     rig.stop_broker()
@@ -607,16 +601,11 @@ def test_registration_with_the_pairing_code_end_to_end(rig):
 
 
 def test_wrong_codes_lock_registration_in_the_car(rig):
-    log = rig.tmp / "live.log"
-    log.write_text("")
-    conf = rig.daemon_config(log, follow=True)
-    conf.write_text(conf.read_text() + f"[registration]\nfile = {rig.tmp}/registration.json\n")
-    rig.daemon = subprocess.Popen([os.path.join(BIN, "telematicsd"), "--config", str(conf)], stderr=open(rig.tmp / "daemon.log", "a"))
+    rig.start_live_daemon(f"[registration]\nfile = {rig.tmp}/registration.json\n")
     assert wait_until(lambda: rig.status().get("outbox.backend.connected") == "true")
 
     def register(code):
-        return subprocess.run([os.path.join(BIN, "tcuctl"), "register", code, "--socket", f"{rig.tmp}/ctl.sock"],
-                              capture_output=True, text=True)
+        return rig.tcuctl("register", code)
     for code in ("11111111", "22222222", "33333333"):
         assert "codeUnknown" in register(code).stderr
     locked = register("44444444")
@@ -628,17 +617,8 @@ def test_wrong_codes_lock_registration_in_the_car(rig):
 
 def test_the_menu_as_a_person_uses_it_in_a_terminal(rig):
     """tcuctl menu in a real terminal (tmux): keys typed, the screen read back."""
-    def cli(*args):
-        return subprocess.run([os.path.join(BIN, "tcu-backend"), *args, "--db", str(rig.tmp / "backend.db")],
-                              capture_output=True, text=True)
-    cli("user", "add", "ana@example.com", "--password", "correct horse", "--spin", "4711")
-    cli("user", "verify", "ana@example.com")
-    code = json.loads(cli("garage", "add", VIN, "--user", "ana@example.com", "--profile", PROFILE, "--accept-terms").stdout)["pairingCode"]
-    log = rig.tmp / "live.log"
-    log.write_text("")
-    conf = rig.daemon_config(log, follow=True)
-    conf.write_text(conf.read_text() + f"[registration]\nfile = {rig.tmp}/registration.json\n")
-    rig.daemon = subprocess.Popen([os.path.join(BIN, "telematicsd"), "--config", str(conf)], stderr=open(rig.tmp / "daemon.log", "a"))
+    code = rig.add_car()["pairingCode"]
+    rig.start_live_daemon(f"[registration]\nfile = {rig.tmp}/registration.json\n")
     assert wait_until(lambda: rig.status().get("outbox.backend.connected") == "true")
     session = f"tcu-menu-{os.getpid()}"
     subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "120", "-y", "60",
@@ -700,24 +680,12 @@ def test_the_menu_as_a_person_uses_it_in_a_terminal(rig):
 
 def test_a_factory_reset_deletes_the_users_data_in_the_car_and_in_the_backend(rig):
     import sqlite3
-
-    def cli(*args):
-        return subprocess.run([os.path.join(BIN, "tcu-backend"), *args, "--db", str(rig.tmp / "backend.db")],
-                              capture_output=True, text=True)
-
-    def tcuctl(*args):
-        return subprocess.run([os.path.join(BIN, "tcuctl"), *args, "--socket", f"{rig.tmp}/ctl.sock"], capture_output=True, text=True)
-    cli("user", "add", "ana@example.com", "--password", "correct horse", "--spin", "4711")
-    cli("user", "verify", "ana@example.com")
-    code = json.loads(cli("garage", "add", VIN, "--user", "ana@example.com", "--profile", PROFILE, "--accept-terms").stdout)["pairingCode"]
+    cli, tcuctl = rig.portal, rig.tcuctl
+    code = rig.add_car()["pairingCode"]
     files = {name: rig.tmp / f"{name}.json" for name in ("registration", "parking", "settings")}
     files["parking"].write_text('{"latitude":41.4745,"longitude":1.9305,"fixTime":1764000000000,"parkedAt":1764000005000}\n')
-    log = rig.tmp / "live.log"
-    log.write_text("")
-    conf = rig.daemon_config(log, follow=True)
-    conf.write_text(conf.read_text() + f"[registration]\nfile = {files['registration']}\n"
-                    f"[gnss]\ngpsd = 127.0.0.1:{free_port()}\nparking-file = {files['parking']}\n")
-    rig.daemon = subprocess.Popen([os.path.join(BIN, "telematicsd"), "--config", str(conf)], stderr=open(rig.tmp / "daemon.log", "a"))
+    log, _ = rig.start_live_daemon(f"[registration]\nfile = {files['registration']}\n"
+                                   f"[gnss]\ngpsd = 127.0.0.1:{free_port()}\nparking-file = {files['parking']}\n")
     assert wait_until(lambda: rig.status().get("outbox.backend.connected") == "true")
     assert tcuctl("register", code).returncode == 0
     assert tcuctl("privacy", "use").returncode == 0

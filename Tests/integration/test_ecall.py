@@ -12,28 +12,15 @@ import time
 
 import pytest
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-BIN = os.path.dirname(os.environ.get("TCUCTL", os.path.join(ROOT, ".build", "debug", "tcuctl")))
-DBC = os.path.join(ROOT, "hw", "vehicle.dbc")
-PROFILE = os.path.join(ROOT, "hw", "vehicle-profile.conf")
+import support
+from support import BIN, DBC, PROFILE, ROOT, free_port
+
 CRASH = os.path.join(ROOT, "hw", "traces", "crash.log")
 DRIVE = os.path.join(ROOT, "hw", "traces", "drive.log")
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def wait_until(predicate, timeout=20):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    return None
+    return support.wait_until(predicate, timeout)
 
 
 class Bench:
@@ -225,12 +212,16 @@ def test_no_network_then_network_the_call_goes_through(bench):
     assert call["msdAcknowledged"] and call["attempts"] >= 2
 
 
-def test_sos_button_waits_t1_and_a_cancel_in_time_stops_it(bench, tmp_path):
-    # The SOS button pressed once on an otherwise quiet bus.
+def _sos_log(tmp_path):
+    """The SOS button pressed once on an otherwise quiet bus."""
     log = tmp_path / "sos.log"
     log.write_text("(1764000000.000000) can0 5C1#0000\n(1764000000.100000) can0 5C1#0100\n"
                    "(1764000000.200000) can0 5C1#0000\n")
-    b = bench(log=str(log), ecall="t1-ms = 3000\n")
+    return str(log)
+
+
+def test_sos_button_waits_t1_and_a_cancel_in_time_stops_it(bench, tmp_path):
+    b = bench(log=_sos_log(tmp_path), ecall="t1-ms = 3000\n")
     assert wait_until(lambda: (b.ecall() or {}).get("phase") == "manualPending")
     assert b.tcuctl("ecall", "cancel").returncode == 0
     assert wait_until(lambda: b.ecall()["phase"] == "idle")
@@ -455,10 +446,7 @@ def test_a_second_sigterm_stops_during_the_call_and_the_journal_keeps_it(bench, 
 
 def test_the_menu_cancels_an_sos_call_in_its_window(bench, tmp_path):
     """The SOS button pressed, and the occupant cancels from the head unit's menu (tmux)."""
-    log = tmp_path / "sos.log"
-    log.write_text("(1764000000.000000) can0 5C1#0000\n(1764000000.100000) can0 5C1#0100\n"
-                   "(1764000000.200000) can0 5C1#0000\n")
-    b = bench(log=str(log), ecall="t1-ms = 60000\n")
+    b = bench(log=_sos_log(tmp_path), ecall="t1-ms = 60000\n")
     assert wait_until(lambda: (b.ecall() or {}).get("phase") == "manualPending")
     session = f"tcu-sos-{os.getpid()}"
     subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "120", "-y", "40",

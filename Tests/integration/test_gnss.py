@@ -9,29 +9,12 @@ import time
 
 import pytest
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-BIN = os.path.dirname(os.environ.get("TCUCTL", os.path.join(ROOT, ".build", "debug", "tcuctl")))
-DBC = os.path.join(ROOT, "hw", "vehicle.dbc")
-PROFILE = os.path.join(ROOT, "hw", "vehicle-profile.conf")
+from support import BIN, DBC, PROFILE, ROOT, free_port, wait_until
+from support import expected as expected_in
+
 GNSS = os.path.join(ROOT, "hw", "gnss")
 IGNITION_ON = "3C0#00030000"
 IGNITION_OFF = "3C0#00000000"
-
-
-def free_port(kind=socket.SOCK_STREAM):
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_until(predicate, timeout=30):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    return None
 
 
 def epochs(name):
@@ -47,8 +30,7 @@ def epochs(name):
 
 
 def expected(name):
-    with open(os.path.join(GNSS, f"{name}.expected")) as f:
-        return dict(l.split(" = ", 1) for l in (x.strip() for x in f) if l and not l.startswith("#"))
+    return expected_in("gnss", name)
 
 
 class Rig:
@@ -115,6 +97,14 @@ class Rig:
             before = self.reports()
             self.udp.sendto(("\r\n".join(group) + "\r\n").encode(), ("127.0.0.1", self.udp_port))
             assert wait_until(lambda: self.reports() > before, timeout=10), f"no report for {group[0]}"
+
+    def drive_and_park(self):
+        """Ignition on, the recorded drive through gpsd, ignition off: the car is parked."""
+        self.can(IGNITION_ON)
+        assert wait_until(lambda: self.status().get("ignition.on") == "true")
+        self.feed(epochs("drive-park"))
+        self.can(IGNITION_OFF)
+        assert wait_until(lambda: self.status().get("parking.latitude"))
 
     def close(self):
         for p in (self.daemon, self.gpsd):
@@ -276,12 +266,8 @@ def test_no_parking_position_leaves_the_car_without_a_valid_licence(rig, case):
     if case == "licence expired":
         registered(rig, licence_left_ms=-1)
     rig.start_daemon()
-    rig.can(IGNITION_ON)
-    assert wait_until(lambda: rig.status().get("ignition.on") == "true")
-    rig.feed(epochs("drive-park"))
-    rig.can(IGNITION_OFF)
+    rig.drive_and_park()
     # The car keeps it (it is the car's own data), the backend is not told.
-    assert wait_until(lambda: rig.status().get("parking.latitude"))
     assert wait_until(lambda: int(rig.status().get("outbox.committed", "0")) > 0)
     assert parking_messages(rig) == []
 
@@ -289,11 +275,7 @@ def test_no_parking_position_leaves_the_car_without_a_valid_licence(rig, case):
 def test_use_my_position_keeps_the_parking_position_in_the_car(rig):
     registered(rig)
     rig.start_daemon()
-    rig.can(IGNITION_ON)
-    assert wait_until(lambda: rig.status().get("ignition.on") == "true")
-    rig.feed(epochs("drive-park"))
-    rig.can(IGNITION_OFF)
-    assert wait_until(lambda: rig.status().get("parking.latitude"))
+    rig.drive_and_park()
     # Shared: the position waits in the outbox (no broker here), marked as a position.
     assert wait_until(lambda: any(v and c for v, c in parking_messages(rig)))
     r = subprocess.run([os.path.join(BIN, "tcuctl"), "privacy", "use", "--socket", f"{rig.tmp}/ctl.sock"],

@@ -92,6 +92,15 @@ public enum ECallKind: String, Sendable, Equatable {
 public enum ECallPhase: String, Sendable, Equatable {
     case idle, manualPending, dialling, redialWait, waitingForSendMSD, transmittingMSD,
          waitingForALACK, voice, callbackWindow
+
+    /// A call is being placed or is on (a pending SOS press counts); not idle, and not the
+    /// callback window, which the journal keeps for as long as it lasts.
+    public var isCallInProgress: Bool {
+        switch self {
+        case .idle, .callbackWindow: false
+        case .manualPending, .dialling, .redialWait, .waitingForSendMSD, .transmittingMSD, .waitingForALACK, .voice: true
+        }
+    }
 }
 
 /// Why the IVS switched to voice without a confirmed MSD.

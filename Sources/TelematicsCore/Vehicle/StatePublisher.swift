@@ -18,11 +18,6 @@ public enum StateBlock {
         return out
     }()
 
-    /// The quantities of a block.
-    public static func quantities(in block: String) -> [VehicleQuantity] {
-        VehicleQuantity.all.filter { name(of: $0) == block }
-    }
-
     /// Every quantity published as state.
     public static let quantities: Set<VehicleQuantity> = Set(VehicleQuantity.all.filter { name(of: $0) != nil })
 }

@@ -1,0 +1,34 @@
+"""What the integration tests share: where the project's files and binaries are, free loopback
+ports, and waiting for a condition (polling, never sleeping for timing)."""
+import os
+import socket
+import time
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+BIN = os.path.dirname(os.environ.get("TCUCTL", os.path.join(ROOT, ".build", "debug", "tcuctl")))
+DBC = os.path.join(ROOT, "hw", "vehicle.dbc")
+PROFILE = os.path.join(ROOT, "hw", "vehicle-profile.conf")
+VIN = "VSSZZZKLZNR012345"
+
+
+def free_port(kind=socket.SOCK_STREAM):
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(predicate, timeout=30):
+    """The predicate's first true value, or None when `timeout` seconds passed without one."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.02)
+    return None
+
+
+def expected(folder, name):
+    """A recorded trace's expected end state: the `key = value` lines of FOLDER/NAME.expected."""
+    with open(os.path.join(ROOT, "hw", folder, f"{name}.expected")) as f:
+        return dict(l.split(" = ", 1) for l in (x.strip() for x in f) if l and not l.startswith("#"))
