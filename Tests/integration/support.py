@@ -17,6 +17,15 @@ def free_port(kind=socket.SOCK_STREAM):
         return s.getsockname()[1]
 
 
+def listening(port):
+    """Whether something accepts TCP connections on this loopback port."""
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+        return True
+    except OSError:
+        return False
+
+
 def wait_until(predicate, timeout=30):
     """The predicate's first true value, or None when `timeout` seconds passed without one."""
     deadline = time.monotonic() + timeout

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from support import BIN, DBC, PROFILE, ROOT, VIN, free_port, wait_until
+from support import BIN, DBC, PROFILE, ROOT, VIN, free_port, listening, wait_until
 from support import expected as expected_in
 
 
@@ -41,11 +41,7 @@ class Rig:
         assert wait_until(self.broker_up)
 
     def broker_up(self):
-        try:
-            socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-            return True
-        except OSError:
-            return False
+        return listening(self.port)
 
     def stop_broker(self):
         self.broker.send_signal(signal.SIGTERM)

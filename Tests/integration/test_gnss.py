@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from support import BIN, DBC, PROFILE, ROOT, free_port, wait_until
+from support import BIN, DBC, PROFILE, ROOT, free_port, listening, wait_until
 from support import expected as expected_in
 
 GNSS = os.path.join(ROOT, "hw", "gnss")
@@ -53,11 +53,7 @@ class Rig:
         assert wait_until(self.gpsd_up)
 
     def gpsd_up(self):
-        try:
-            socket.create_connection(("127.0.0.1", self.gpsd_port), timeout=0.2).close()
-            return True
-        except OSError:
-            return False
+        return listening(self.gpsd_port)
 
     def stop_gpsd(self):
         self.gpsd.send_signal(signal.SIGTERM)
