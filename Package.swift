@@ -60,7 +60,7 @@ let package = Package(
         ),
 
         // libgps: the gpsd client library.
-        .systemLibrary(name: "CGPS", pkgConfig: "libgps", providers: [.apt(["libgps-dev"])]),
+        .systemLibrary(name: "CGPS", providers: [.apt(["libgps-dev"])]),  // loaded at run time: see shim.h
         // Position from gpsd (its own thread, reconnects).
         .target(name: "GNSS", dependencies: ["TelematicsCore", "CGPS"], swiftSettings: strict),
 

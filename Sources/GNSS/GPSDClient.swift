@@ -26,6 +26,10 @@ public final class GPSDClient {
     /// Connects and asks for a stream of reports.
     public func connect() throws(Failure) {
         close()
+        var why = [CChar](repeating: 0, count: 256)
+        guard tcu_gps_library(&why, why.count) != nil else {
+            throw Failure(description: String(decoding: why.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
+        }
         let rc = tcu_gps_open(data, host, port)
         guard rc == 0 else {
             throw Failure(description: "cannot connect to gpsd at \(host):\(port): \(String(cString: tcu_gps_error(rc)))")

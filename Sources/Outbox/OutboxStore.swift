@@ -73,6 +73,9 @@ public final class OutboxStore {
         // A bounded WAL: checkpointed at `walPages`, and trimmed back to that size after.
         try db.exec("PRAGMA wal_autocheckpoint=\(walPages)")
         try db.exec("PRAGMA journal_size_limit=\(walPages * 4096)")
+        // The outbox appends at one end and reads from the other: 512 KiB of page cache does it
+        // as fast as SQLite's default 2 MB (measured by make bench), in a quarter of the memory.
+        try db.exec("PRAGMA cache_size=-512")
         let st = try db.statement("PRAGMA user_version")
         _ = try st.step()
         let version = Int(st.int(0))
