@@ -60,6 +60,7 @@ public final class ControlServer: Service, Sendable {
         let fd = listenFD
         let thread = DedicatedThread(name: "control") { [self] in
             while !self.stop.load(ordering: .acquiring) {
+                LoopMonitor.shared.turn(.control) { self.stop.load(ordering: .acquiring) }
                 var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
                 guard poll(&pfd, 1, 100) > 0 else { continue }
                 let conn = accept(fd, nil, nil)

@@ -1,6 +1,7 @@
 import ECallLink
 import Logging
 import ServiceLifecycle
+import Synchronization
 import TelematicsCore
 import VehicleBus
 
@@ -26,6 +27,8 @@ public struct StartupError: Error, Sendable, CustomStringConvertible {
 
 /// Everything the daemon is built from, loaded and checked.
 public struct LoadedSetup: Sendable {
+    /// The file it was loaded from (a reload reads it again).
+    public var configPath: String
     public var configuration: DaemonConfiguration
     public var database: DBCDatabase
     public var profile: VehicleProfile
@@ -70,11 +73,12 @@ public enum Daemon {
         guard TCPEndpoint.parse(config.eCallLink) != nil else {
             throw StartupError(kind: .config, message: "\(configPath): ecall.link: expected an IPv4 HOST:PORT, found '\(config.eCallLink)'")
         }
-        return LoadedSetup(configuration: config, database: db, profile: profile, tracker: tracker)
+        return LoadedSetup(configPath: configPath, configuration: config, database: db, profile: profile, tracker: tracker)
     }
 
     /// Runs the daemon until SIGTERM/SIGINT (or the end of a replayed log when configured).
-    public static func run(_ setup: LoadedSetup, logger: Logger) async throws(StartupError) {
+    /// `logLevelFixed`: the level came from the command line, and a reload leaves it alone.
+    public static func run(_ setup: LoadedSetup, logger: Logger, logLevelFixed: Bool = false) async throws(StartupError) {
         let config = setup.configuration
         let channel: any CANChannel
         let now: @Sendable () -> Timestamp
@@ -173,13 +177,26 @@ public enum Daemon {
             gnss?.resendParking()
             if mode.connects { stateService.resendAll() }
         }
+        let notifier = SystemdNotifier()
+        let running = RunningConfiguration(config)
+        let supervisor = Supervisor(notifier: notifier, logger: logger, hooks: .init(
+            isReady: { outbox.hasTriedToOpen },
+            status: { statusLine(bus: bus, outbox: outbox, eCall: eCall) },
+            probe: { eCall.probe() },
+            reload: {
+                reloadConfiguration(path: setup.configPath, running: running, logLevelFixed: logLevelFixed, logger: logger) { new in
+                    stateService.setIntervals(minimumIntervalMs: new.stateIntervalMs, heartbeatMs: new.stateHeartbeatSeconds * 1_000)
+                }
+            }
+        ))
         let control: ControlServer
         do {
             let reset = FactoryReset(registration: registration, gnss: gnss, privacy: privacy, configuredPrivacy: config.privacy,
                                      outbox: outbox, vin: vin, logger: logger)
             control = try ControlServer(path: config.controlSocket, logger: logger) { [gnss] request in
                 ControlCommands.handle(request, bus: bus, profile: profile, eCall: eCall, outbox: outbox, gnss: gnss, privacy: privacy,
-                                       registration: registration, reset: reset)
+                                       registration: registration, reset: reset, supervisor: supervisor,
+                                       running: running, faultInjection: config.faultInjection)
             }
         } catch {
             channel.close()
@@ -206,6 +223,8 @@ public enum Daemon {
                 return ["TCU_eCall_State": state, "TCU_eCall_Lamp": lamp]
             }))
         }
+        // Last: the group stops services in reverse order, so systemd hears STOPPING=1 first.
+        services.append(.init(service: supervisor))
         var groupConfig = ServiceGroupConfiguration(services: services, logger: logger)
         groupConfig.gracefulShutdownSignals = [.sigterm, .sigint]
         let group = ServiceGroup(configuration: groupConfig)
@@ -221,6 +240,72 @@ public enum Daemon {
         }
         logger.notice("telematicsd stopped")
     }
+
+    /// What systemd shows as the unit's status: the bus, the backend link, the eCall.
+    static func statusLine(bus: VehicleBusService, outbox: OutboxService, eCall: ECallService) -> String {
+        let b = bus.report().bus
+        var line = "CAN \(b["activity"]?.stringValue ?? "?"), \(Int(b["frames"]?.numberValue ?? 0)) frames"
+        let o = outbox.report()
+        if let e = o["error"]?.stringValue {
+            line += "; outbox unavailable (\(e))"
+        } else {
+            let waiting = o["waiting"]?.objectValue?.reduce(0.0) { $0 + ($1.1.numberValue ?? 0) } ?? 0
+            line += "; outbox \(Int(waiting)) waiting"
+        }
+        if let link = o["backend"] {
+            line += link["connected"]?.boolValue == true ? ", backend connected" : ", backend unreachable"
+        }
+        line += "; eCall \(eCall.phaseNow)"
+        return line
+    }
+
+    /// Reads the configuration again (SIGHUP). An invalid file changes nothing; a valid one
+    /// changes what can change at run time, and the log says which sections need a restart.
+    /// Returns nil when applied, otherwise why not.
+    static func reloadConfiguration(path: String, running: RunningConfiguration, logLevelFixed: Bool, logger: Logger,
+                                    apply: (DaemonConfiguration) -> Void) -> String? {
+        let new: DaemonConfiguration
+        do {
+            new = try load(configPath: path).configuration
+        } catch {
+            logger.error("reload refused: the configuration is invalid; running with the previous one", metadata: ["error": "\(error.message)"])
+            return error.message
+        }
+        let old = running.value.withLock { $0 }
+        var changed = old.reloadableChanges(to: new)
+        if logLevelFixed { changed.removeAll { $0 == "log.level" } }
+        if changed.contains("log.level"), let level = Logger.Level(rawValue: new.logLevel.rawValue) {
+            JournalLogHandler.level = level
+        }
+        apply(new)
+        let restart = old.sectionsNeedingRestart(for: new)
+        // The running configuration takes the new reloadable values only: the rest still runs as it was.
+        running.value.withLock { r in
+            if !logLevelFixed { r.logLevel = new.logLevel }
+            r.stateIntervalMs = new.stateIntervalMs
+            r.stateHeartbeatSeconds = new.stateHeartbeatSeconds
+        }
+        logger.notice("configuration reloaded", metadata: ["config.path": "\(path)", "config.changed": "\(changed.joined(separator: ","))"])
+        if !restart.isEmpty {
+            logger.warning("changes that take effect at the next restart", metadata: ["config.sections": "\(restart.joined(separator: ","))"])
+        }
+        return nil
+    }
+}
+
+/// The configuration the daemon runs with (a reload changes its reloadable values).
+public final class RunningConfiguration: Sendable {
+    let value: Mutex<DaemonConfiguration>
+    init(_ c: DaemonConfiguration) { value = Mutex(c) }
+
+    /// The values a reload can change, as they are now (for `tcuctl status`).
+    func report() -> JSON {
+        let c = value.withLock { $0 }
+        return .object([
+            ("log.level", .string(c.logLevel.rawValue)), ("backend.state-interval-ms", .number(Double(c.stateIntervalMs))),
+            ("backend.state-heartbeat-s", .number(Double(c.stateHeartbeatSeconds))),
+        ])
+    }
 }
 
 /// The control socket's commands.
@@ -229,12 +314,21 @@ public enum ControlCommands {
 
     public static func handle(_ request: JSON, bus: VehicleBusService, profile: VehicleProfile, eCall: ECallService? = nil,
                               outbox: OutboxService? = nil, gnss: GNSSService? = nil, privacy: PrivacySetting? = nil,
-                              registration: CarRegistration? = nil, reset: FactoryReset? = nil) -> JSON {
+                              registration: CarRegistration? = nil, reset: FactoryReset? = nil, supervisor: Supervisor? = nil,
+                              running: RunningConfiguration? = nil, faultInjection: Bool = false) -> JSON {
         guard let command = request["command"]?.stringValue else {
             return failure("request needs a \"command\" string")
         }
         switch command {
         case "ping":
+            return .object([("ok", .bool(true))])
+        case "fault":
+            // Only when the configuration allows it: a test makes a main loop hang.
+            guard faultInjection else { return failure("fault injection is off ([control] fault-injection)") }
+            guard let name = request["hang"]?.stringValue, let loop = LoopMonitor.Loop(rawValue: name) else {
+                return failure("\"hang\" must name a loop: \(LoopMonitor.Loop.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            LoopMonitor.shared.injectHang(loop)
             return .object([("ok", .bool(true))])
         case "status":
             let (state, busReport) = bus.report()
@@ -243,6 +337,8 @@ public enum ControlCommands {
             if let registration { o.append(("registration", registration.current.json)) }
             if let eCall { o.append(("ecall", eCall.report())) }
             if let outbox { o.append(("outbox", outbox.report())) }
+            if let supervisor { o.append(("health", supervisor.report())) }
+            if let running { o.append(("configuration", running.report())) }
             if let gnss {
                 let (g, p) = gnss.report()
                 o.append(("gnss", g))

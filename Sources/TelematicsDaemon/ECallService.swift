@@ -29,9 +29,14 @@ public final class ECallService: Service, Sendable {
         case stop
         /// Stop now (a second SIGTERM, or the grace time is over): the journal keeps the call.
         case stopNow
+        /// The watchdog asks whether the loop still turns.
+        case probe
     }
 
     static let journalRefreshSeconds: Int64 = 5
+
+    /// Asks the event loop to show it turns (it beats `LoopMonitor.shared` when it takes this).
+    public func probe() { input.yield(.probe) }
 
     /// A control request's answer, filled by the service loop.
     final class Reply: Sendable {
@@ -294,6 +299,14 @@ public final class ECallService: Service, Sendable {
                             self.warning.store(false, ordering: .relaxed)
                         }
                         actions = []
+                    case .probe:
+                        actions = []
+                        if LoopMonitor.shared.mustHang(.eCall) {
+                            // Fault injection: stuck in an await, as a loop waiting on something
+                            // that never comes would be, until the daemon stops.
+                            while !Task.isShuttingDownGracefully { try? await Task.sleep(for: .milliseconds(50)) }
+                        }
+                        LoopMonitor.shared.beat(.eCall)
                     case .tick:
                         actions = []
                         self.after(Self.journalRefreshSeconds * 1000, .tick, group: &group)

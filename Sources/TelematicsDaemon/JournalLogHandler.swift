@@ -2,19 +2,32 @@
 import Glibc
 #endif
 import Logging
+import Synchronization
 
 /// Writes one line per log record to stderr in the form journald reads well: a `<N>` syslog
 /// priority prefix when stderr is the journal (JOURNAL_STREAM is set), then the message and
 /// its metadata as `key=value` pairs with dotted keys (`can.id=0x3C0`).
+///
+/// The level is one for the whole process, so that a reload (SIGHUP) changes it for every logger.
 public struct JournalLogHandler: LogHandler {
     public var metadata: Logger.Metadata = [:]
-    public var logLevel: Logger.Level
+    private static let threshold = Atomic<Int>(Logger.Level.allCases.firstIndex(of: .info)!)
     private let label: String
     private let journal: Bool
 
-    public init(label: String, level: Logger.Level) {
+    public var logLevel: Logger.Level {
+        get { Self.level }
+        set { Self.level = newValue }
+    }
+
+    /// The process's log level.
+    public static var level: Logger.Level {
+        get { Logger.Level.allCases[threshold.load(ordering: .relaxed)] }
+        set { threshold.store(Logger.Level.allCases.firstIndex(of: newValue)!, ordering: .relaxed) }
+    }
+
+    public init(label: String) {
         self.label = label
-        self.logLevel = level
         self.journal = getenv("JOURNAL_STREAM") != nil
     }
 

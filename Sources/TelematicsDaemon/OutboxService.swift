@@ -193,7 +193,14 @@ public final class OutboxService: Service, Sendable {
         thread.join()
     }
 
+    private let openAttempted = Atomic<Bool>(false)
+
+    /// True once the first attempt to open the database has ended, well or not: the daemon is
+    /// ready then (a unit whose disk failed still makes its eCalls).
+    public var hasTriedToOpen: Bool { openAttempted.load(ordering: .acquiring) }
+
     private func open() -> OutboxStore? {
+        defer { openAttempted.store(true, ordering: .releasing) }
         do {
             let store = try OutboxStore(path: path, maximumBytes: maximumBytes, diskReserveBytes: diskReserveBytes)
             if let aside = store.movedAside {
@@ -221,6 +228,7 @@ public final class OutboxService: Service, Sendable {
         var statsAt = Timestamp.zero
         var commitFailing = false
         while true {
+            LoopMonitor.shared.turn(.outbox) { stop.load(ordering: .acquiring) }
             let (mode, discard) = privacy.withLock { p in defer { p.discardPositions = false }; return (p.mode, p.discardPositions) }
             if let u = uplink, mode.connects {
                 // The MQTT loop is this thread's wait: it returns on network activity or after 50 ms.

@@ -146,7 +146,10 @@ public final class VehicleBusService: Service, Sendable {
         let replay = channel as? CandumpReplayChannel
         let decoder = tracker.withLock { $0.decoder }
         var shortReported: [UInt32: Timestamp] = [:]
-        while !stopRequested.load(ordering: .acquiring) {
+        let monitor = LoopMonitor.shared
+        let stopping = { self.stopRequested.load(ordering: .acquiring) }
+        while !stopping() {
+            monitor.turn(.canReader, stopping: stopping)
             do {
                 if let frame = try channel.receive(timeoutMs: 100) {
                     failures = 0
@@ -170,7 +173,8 @@ public final class VehicleBusService: Service, Sendable {
                 } else if channel.isExhausted {
                     emit(out, .endOfLog)
                     if exitAtEndOfLog { return }
-                    while !stopRequested.load(ordering: .acquiring) {
+                    while !stopping() {
+                        monitor.turn(.canReader, stopping: stopping)
                         sleepMs(100)
                         expireAndReport(&lastActivity, out)
                     }
@@ -180,7 +184,7 @@ public final class VehicleBusService: Service, Sendable {
                 failures += 1
                 emit(out, .receiveFailed(error.description))
                 // An interface that went down comes back (ip link set up); keep trying gently.
-                sleepMs(min(5000, 100 * Int64(1 << min(failures, 6))))
+                monitor.pause(.canReader, ms: min(5000, 100 * Int64(1 << min(failures, 6))), stopping: stopping)
             }
             if let replay {
                 for e in replay.takeMalformed() { emit(out, .malformedInput(e)) }

@@ -20,6 +20,11 @@ public final class VehicleStateService: Service, Sendable {
     static let tickMs: Int64 = 100
     private let everything = Atomic<Bool>(false)
 
+    /// New intervals from a reloaded configuration; they apply from the next look.
+    public func setIntervals(minimumIntervalMs: Int64, heartbeatMs: Int64) {
+        publisher.withLock { $0.minimumIntervalMs = minimumIntervalMs; $0.heartbeatMs = heartbeatMs }
+    }
+
     /// Sends every block again at the next look (the backend link came back from "offline").
     public func resendAll() { everything.store(true, ordering: .relaxed) }
 

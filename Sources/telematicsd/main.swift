@@ -51,10 +51,11 @@ struct Telematicsd: AsyncParsableCommand {
             levelName = logLevel
         }
         let level = Logger.Level(rawValue: levelName) ?? .info
-        LoggingSystem.bootstrap { label in JournalLogHandler(label: label, level: level) }
+        JournalLogHandler.level = level
+        LoggingSystem.bootstrap { label in JournalLogHandler(label: label) }
         let logger = Logger(label: "telematicsd")
         do {
-            try await Daemon.run(setup, logger: logger)
+            try await Daemon.run(setup, logger: logger, logLevelFixed: logLevel != nil)
             LogWriter.shared.flush()
         } catch {
             logger.critical("cannot start", metadata: ["error": "\(error.message)"])

@@ -144,6 +144,22 @@ def test_daemon_links_no_full_foundation():
     assert "libFoundation.so" not in libs and "libFoundationNetworking" not in libs
 
 
+def test_libgps_is_loaded_only_with_gnss_configured(tmp_path):
+    # libgps brings libsystemd, dbus and libgcrypt: about 1 MB a unit without GNSS should not carry.
+    libs = subprocess.run(["ldd", DAEMON], capture_output=True, text=True, check=True).stdout
+    assert "libgps" not in libs and "libdbus" not in libs
+    log = os.path.join(ROOT, "hw", "traces", "drive.log")
+    daemon = subprocess.Popen([DAEMON, "--config", config(tmp_path, f"candump:{log}", transmit_status="false")],
+                              stderr=subprocess.DEVNULL)
+    try:
+        assert wait_until(lambda: status(tmp_path))
+        with open(f"/proc/{daemon.pid}/maps") as f:
+            assert "libgps.so" not in f.read()
+    finally:
+        daemon.terminate()
+        daemon.wait(timeout=20)
+
+
 def test_vehicle_events_reach_the_outbox_alarms_at_alarm_priority(tmp_path):
     import sqlite3
     log = os.path.join(ROOT, "hw", "traces", "alarm.log")

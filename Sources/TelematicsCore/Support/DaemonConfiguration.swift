@@ -55,6 +55,8 @@ public struct DaemonConfiguration: Sendable, Equatable {
     public var transmitStatus = true
     /// Where `tcuctl` reaches the daemon.
     public var controlSocket: String
+    /// Lets the control socket make a main loop hang, to test the watchdog. Never on a real unit.
+    public var faultInjection = false
     public var logLevel: LogLevel = .info
     /// Optional candump log of every frame the daemon transmits (any source).
     public var transmitLogPath: String?
@@ -99,7 +101,7 @@ public struct DaemonConfiguration: Sendable, Equatable {
     public static let knownKeys: [String: Set<String>] = [
         "can": ["source", "dbc", "replay", "loop", "follow", "exit-at-end", "silence-timeout-ms", "transmit-status", "transmit-log"],
         "vehicle": ["profile"],
-        "control": ["socket"],
+        "control": ["socket", "fault-injection"],
         "log": ["level"],
         "outbox": ["path", "max-bytes", "disk-reserve-bytes"],
         "backend": ["broker", "keepalive-s", "window", "tls-ca", "tls-cert", "tls-key", "state-interval-ms", "state-heartbeat-s"],
@@ -129,6 +131,7 @@ public struct DaemonConfiguration: Sendable, Equatable {
             source: src, dbcPath: path(dbc.value), profilePath: path(profile.value),
             controlSocket: path(f.string("control", "socket") ?? "/run/telematicsd/control.sock")
         )
+        c.faultInjection = try f.bool("control", "fault-injection", default: false)
         if let e = f.entry("can", "replay") {
             guard let r = ReplaySpeed(rawValue: e.value) else { throw f.error(e, "expected original or fast, found '\(e.value)'") }
             c.replay = r
@@ -227,5 +230,49 @@ public struct DaemonConfiguration: Sendable, Equatable {
             throw f.error(e, "only applies to a candump: source")
         }
         return c
+    }
+}
+
+// MARK: - Reload
+
+extension DaemonConfiguration {
+    /// What a reload (SIGHUP) changes in a running daemon; everything else needs a restart.
+    public static let reloadableKeys = ["log.level", "backend.state-interval-ms", "backend.state-heartbeat-s"]
+
+    /// The reloadable keys whose values differ in `new`.
+    public func reloadableChanges(to new: DaemonConfiguration) -> [String] {
+        var keys: [String] = []
+        if logLevel != new.logLevel { keys.append("log.level") }
+        if stateIntervalMs != new.stateIntervalMs { keys.append("backend.state-interval-ms") }
+        if stateHeartbeatSeconds != new.stateHeartbeatSeconds { keys.append("backend.state-heartbeat-s") }
+        return keys
+    }
+
+    /// The sections of `new` with changes that only a restart applies, in file order.
+    public func sectionsNeedingRestart(for new: DaemonConfiguration) -> [String] {
+        var a = self
+        // The reloadable values take no part in the comparison.
+        a.logLevel = new.logLevel
+        a.stateIntervalMs = new.stateIntervalMs
+        a.stateHeartbeatSeconds = new.stateHeartbeatSeconds
+        let b = new
+        var sections: [String] = []
+        if a.source != b.source || a.dbcPath != b.dbcPath || a.replay != b.replay || a.replayLoop != b.replayLoop
+            || a.follow != b.follow || a.exitAtEndOfLog != b.exitAtEndOfLog || a.silenceTimeoutMs != b.silenceTimeoutMs
+            || a.transmitStatus != b.transmitStatus || a.transmitLogPath != b.transmitLogPath { sections.append("can") }
+        if a.profilePath != b.profilePath { sections.append("vehicle") }
+        if a.controlSocket != b.controlSocket || a.faultInjection != b.faultInjection { sections.append("control") }
+        if a.outboxPath != b.outboxPath || a.outboxMaximumBytes != b.outboxMaximumBytes
+            || a.outboxDiskReserveBytes != b.outboxDiskReserveBytes { sections.append("outbox") }
+        if a.broker != b.broker || a.brokerKeepaliveSeconds != b.brokerKeepaliveSeconds || a.brokerWindow != b.brokerWindow
+            || a.tlsCA != b.tlsCA || a.tlsCertificate != b.tlsCertificate || a.tlsKey != b.tlsKey { sections.append("backend") }
+        if a.privacy != b.privacy || a.settingsFile != b.settingsFile { sections.append("privacy") }
+        if a.registrationFile != b.registrationFile || a.registrationTimeoutMs != b.registrationTimeoutMs { sections.append("registration") }
+        if a.gpsd != b.gpsd || a.gnssFilter != b.gnssFilter || a.parkingFile != b.parkingFile { sections.append("gnss") }
+        if a.eCallLink != b.eCallLink || a.eCallJournal != b.eCallJournal || a.eCall != b.eCall
+            || a.eCallShutdownGraceMs != b.eCallShutdownGraceMs { sections.append("ecall") }
+        // Anything not covered above still counts: a new field must not slip through a reload.
+        if sections.isEmpty, a != b { sections.append("(other)") }
+        return sections
     }
 }

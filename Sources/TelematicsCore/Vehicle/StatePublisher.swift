@@ -68,8 +68,8 @@ extension VehicleStateTracker {
 /// `heartbeatMs` all blocks seen so far go again, so that the backend knows the state is current.
 /// Time is injected (a monotonic clock in the daemon).
 public struct StatePublisher: Sendable {
-    public let minimumIntervalMs: Int64
-    public let heartbeatMs: Int64
+    public var minimumIntervalMs: Int64
+    public var heartbeatMs: Int64
     private var dirty: Set<String> = []
     private var lastSent: [String: Timestamp] = [:]
     private var heartbeatFrom: Timestamp?

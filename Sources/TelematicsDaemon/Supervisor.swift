@@ -1,0 +1,147 @@
+import Logging
+import ServiceLifecycle
+import Synchronization
+import TelematicsCore
+import UnixSignals
+import VehicleBus
+
+/// The daemon's health and its conversation with systemd (Type=notify):
+/// - `READY=1` once the CAN source, the control socket and the outbox are up (a broken disk
+///   does not hold readiness back: the eCall works without it);
+/// - `WATCHDOG=1` at half of `WATCHDOG_USEC`, only while every main loop turns (see
+///   `LoopMonitor`); a stuck loop stops the pings and systemd restarts the unit;
+/// - `STATUS=` with what the unit is doing, when it changes;
+/// - SIGHUP reloads the configuration between `RELOADING=1` and `READY=1`;
+/// - `STOPPING=1` when the stop begins (this service is the group's last, so it stops first).
+public final class Supervisor: Service, Sendable {
+    public struct Hooks: Sendable {
+        /// True when the daemon is up (checked until it is).
+        public var isReady: @Sendable () -> Bool
+        /// One line of what the daemon is doing.
+        public var status: @Sendable () -> String
+        /// Asks the loops that only wake for work (the eCall's) to show they turn.
+        public var probe: @Sendable () -> Void
+        /// Reloads the configuration: nil when it was applied, otherwise why it was refused.
+        public var reload: @Sendable () -> String?
+
+        public init(isReady: @escaping @Sendable () -> Bool, status: @escaping @Sendable () -> String,
+                    probe: @escaping @Sendable () -> Void, reload: @escaping @Sendable () -> String?) {
+            self.isReady = isReady
+            self.status = status
+            self.probe = probe
+            self.reload = reload
+        }
+    }
+
+    static let tickMs: Int64 = 250
+    /// How often the STATUS line is looked at (it is sent only when it changed).
+    static let statusIntervalMs: Int64 = 1_000
+    /// A loop is stuck after this long without a beat (or half the watchdog interval, if longer).
+    static let minimumSilenceMs: Int64 = 2_000
+
+    private let notifier: SystemdNotifier
+    private let monitor: LoopMonitor
+    private let hooks: Hooks
+    private let logger: Logger
+    private struct State {
+        var ready = false
+        var pings = 0
+        var stalled: [LoopMonitor.Loop] = []
+        var reloads = 0
+        var lastReloadError: String?
+    }
+    private let state = Mutex(State())
+
+    public init(notifier: SystemdNotifier, monitor: LoopMonitor = .shared, logger: Logger, hooks: Hooks) {
+        self.notifier = notifier
+        self.monitor = monitor
+        self.logger = logger
+        self.hooks = hooks
+    }
+
+    var watchdogMs: Int64? { notifier.watchdogMicroseconds.map { max(1, $0 / 1000) } }
+    var silenceMs: Int64 { max(Self.minimumSilenceMs, (watchdogMs ?? 0) / 2) }
+
+    /// For `tcuctl status`.
+    public func report() -> JSON {
+        let s = state.withLock { $0 }
+        var o: [(String, JSON)] = [
+            ("ready", .bool(s.ready)), ("systemd", .bool(notifier.isActive)),
+            ("stalledLoops", .array(s.stalled.map { .string($0.rawValue) })), ("reloads", .number(Double(s.reloads))),
+        ]
+        if let w = watchdogMs { o += [("watchdogMs", .number(Double(w))), ("watchdogPings", .number(Double(s.pings)))] }
+        if let e = s.lastReloadError { o.append(("lastReloadError", .string(e))) }
+        return .object(o)
+    }
+
+    public func run() async throws {
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { [self] in
+                for await _ in await UnixSignalsSequence(trapping: .sighup) { reload() }
+            }
+            await supervise()
+            group.cancelAll()
+        }
+        notifier.notify("STOPPING=1", "STATUS=Stopping")
+    }
+
+    private func reload() {
+        notifier.notify("RELOADING=1", "STATUS=Reloading the configuration")
+        let refusal = hooks.reload()
+        state.withLock { $0.reloads += 1; $0.lastReloadError = refusal }
+        let status = refusal.map { "Reload refused, running with the previous configuration: \($0)" } ?? hooks.status()
+        notifier.notify("READY=1", "STATUS=\(status)")
+    }
+
+    private func supervise() async {
+        var lastPing: Int64?
+        var lastStatus = ""
+        var lastStatusAt: Int64 = .min / 2
+        while !Task.isShuttingDownGracefully {
+            hooks.probe()
+            let now = monotonicNow().nanoseconds / 1_000_000
+            var ready = state.withLock { $0.ready }
+            if !ready, hooks.isReady() {
+                ready = true
+                state.withLock { $0.ready = true }
+                lastStatus = hooks.status()
+                notifier.notify("READY=1", "STATUS=\(lastStatus)")
+                logger.notice("ready", metadata: ["systemd.notify": "\(notifier.isActive)"])
+            }
+            let stalled = monitor.stalled(silenceMs: silenceMs)
+            let before = state.withLock { s in defer { s.stalled = stalled }; return s.stalled }
+            if stalled != before {
+                if stalled.isEmpty {
+                    logger.notice("every main loop turns again")
+                } else {
+                    logger.critical("a main loop is stuck: the watchdog is no longer fed", metadata: [
+                        "loops": "\(stalled.map(\.rawValue).joined(separator: ","))", "silenceMs": "\(silenceMs)",
+                    ])
+                }
+            }
+            var sleepMs = Self.tickMs
+            if let w = watchdogMs {
+                let half = max(1, w / 2)
+                if stalled.isEmpty, lastPing.map({ now - $0 >= half }) ?? true {
+                    if notifier.notify("WATCHDOG=1") { state.withLock { $0.pings += 1 } }
+                    lastPing = now
+                }
+                if let lastPing { sleepMs = min(sleepMs, max(1, lastPing + half - now)) }
+            }
+            if ready, now - lastStatusAt >= Self.statusIntervalMs || stalled != before {
+                lastStatusAt = now
+                let status = stalled.isEmpty ? hooks.status() : "Stuck: \(stalled.map(\.rawValue).joined(separator: ", ")) not turning"
+                if status != lastStatus {
+                    lastStatus = status
+                    notifier.notify("STATUS=\(status)")
+                }
+            }
+            let wait = sleepMs
+            do {
+                try await cancelWhenGracefulShutdown { try await Task.sleep(for: .milliseconds(wait)) }
+            } catch {
+                break
+            }
+        }
+    }
+}

@@ -1,0 +1,81 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Synchronization
+import Testing
+import TelematicsCore
+@testable import TelematicsDaemon
+
+@Suite("Supervision: sd_notify, loop health, reload")
+struct SupervisionTests {
+    @Test func notifyAddressesArePathsOrAbstractNames() {
+        #expect(SystemdNotifier.Address("/run/systemd/notify")?.path == Array("/run/systemd/notify".utf8))
+        #expect(SystemdNotifier.Address("@tcu")?.path == [0] + Array("tcu".utf8))
+        #expect(SystemdNotifier.Address("relative/path") == nil)
+        #expect(SystemdNotifier.Address("@") == nil)
+        #expect(SystemdNotifier.Address("/" + String(repeating: "x", count: 200)) == nil)
+    }
+
+    @Test func withoutNotifySocketNothingIsSentAndThereIsNoWatchdog() {
+        let n = SystemdNotifier(socket: nil, watchdogMicroseconds: 2_000_000)
+        #expect(!n.isActive && n.watchdogMicroseconds == nil && !n.notify("READY=1"))
+    }
+
+    @Test func notificationsArriveAsOneDatagramEach() throws {
+        let dir = tempDir()
+        let path = dir + "/notify.sock"
+        let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue), 0)
+        defer { close(fd) }
+        var sa = sockaddr_un()
+        sa.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &sa.sun_path) { raw in for (i, b) in path.utf8.enumerated() { raw[i] = b } }
+        let bound = withUnsafePointer(to: &sa) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) } }
+        try #require(bound == 0)
+        let n = SystemdNotifier(socket: path, watchdogMicroseconds: 4_000_000)
+        #expect(n.watchdogMicroseconds == 4_000_000)
+        #expect(n.notify("READY=1", "STATUS=up"))
+        #expect(n.notify("WATCHDOG=1"))
+        var buffer = [UInt8](repeating: 0, count: 256)
+        let first = recv(fd, &buffer, buffer.count, 0)
+        #expect(String(decoding: buffer[..<first], as: UTF8.self) == "READY=1\nSTATUS=up")
+        let second = recv(fd, &buffer, buffer.count, 0)
+        #expect(String(decoding: buffer[..<second], as: UTF8.self) == "WATCHDOG=1")
+    }
+
+    @Test func aLoopIsStalledOnlyAfterTheSilence() {
+        let now = Atomic<Int64>(1_000)
+        let m = LoopMonitor(clock: { now.load(ordering: .relaxed) })
+        now.store(2_500, ordering: .relaxed)
+        #expect(m.stalled(silenceMs: 2_000).isEmpty)
+        m.beat(.canReader)
+        m.beat(.outbox)
+        m.beat(.eCall)
+        now.store(3_001 + 1_000, ordering: .relaxed)
+        // control last beat at 1 000 (its start): 3 001 ms of silence.
+        #expect(m.stalled(silenceMs: 2_000) == [.control])
+        m.turn(.control) { true }
+        #expect(m.stalled(silenceMs: 2_000).isEmpty)
+    }
+
+    @Test func anInjectedHangHoldsTheLoopUntilTheStop() {
+        let now = Atomic<Int64>(0)
+        let m = LoopMonitor(clock: { now.load(ordering: .relaxed) })
+        m.injectHang(.outbox)
+        #expect(m.mustHang(.outbox) && !m.mustHang(.canReader))
+        let asked = Atomic<Int>(0)
+        // The loop asks whether to stop until told so; it does not return before.
+        m.turn(.outbox) { asked.add(1, ordering: .relaxed).newValue >= 3 }
+        #expect(asked.load(ordering: .relaxed) == 3)
+    }
+
+    @Test func aReloadSaysWhatItChangesAndWhatNeedsARestart() throws {
+        let base = "[can]\nsource = socketcan:vcan0\ndbc = a.dbc\n[vehicle]\nprofile = p.conf\n"
+        let old = try DaemonConfiguration.parse(base)
+        let new = try DaemonConfiguration.parse(base + "[log]\nlevel = debug\n[backend]\nstate-interval-ms = 250\nwindow = 8\n[ecall]\nt2-ms = 1000\n")
+        #expect(old.reloadableChanges(to: new) == ["log.level", "backend.state-interval-ms"])
+        #expect(old.sectionsNeedingRestart(for: new) == ["backend", "ecall"])
+        let onlyReloadable = try DaemonConfiguration.parse(base + "[log]\nlevel = error\n")
+        #expect(old.sectionsNeedingRestart(for: onlyReloadable).isEmpty)
+        #expect(old.reloadableChanges(to: old).isEmpty && old.sectionsNeedingRestart(for: old).isEmpty)
+    }
+}
