@@ -9,7 +9,19 @@ CONFIG       ?= debug
 BIN          := .build/$(CONFIG)
 VENV         := .build/venv
 PY           := $(VENV)/bin/python3
+# Installation (make install / uninstall, DESTDIR for staging); make deb uses PREFIX=/usr.
 PREFIX       ?= /usr/local
+BINDIR       ?= $(PREFIX)/bin
+MANDIR       ?= $(PREFIX)/share/man
+DATADIR      ?= $(PREFIX)/share/telematicsd
+DOCDIR       ?= $(PREFIX)/share/doc/telematicsd
+UNITDIR      ?= $(PREFIX)/lib/systemd/system
+SYSUSERSDIR  ?= $(PREFIX)/lib/sysusers.d
+SYSCONFDIR   ?= /etc
+TOOLS        := telematicsd tcuctl tcu-backend tcu-psap
+STRIP        ?=
+VERSION      ?= 0.1.0+git$(shell git rev-list --count HEAD 2>/dev/null || echo 0)
+DEB          := .build/telematicsd_$(VERSION)_$(shell dpkg --print-architecture).deb
 # Release builds carry the Swift runtime inside each binary (only the parts they use): a head
 # unit needs no Swift toolchain, and the daemon stays under 20 MB resident.
 RELEASE      := -c release --static-swift-stdlib
@@ -20,10 +32,12 @@ RELEASE      := -c release --static-swift-stdlib
 # pull its power), e2fsprogs for the guest's disk.
 DEB_PACKAGES := libsocketcan-dev libgps-dev libsqlite3-dev libmosquitto-dev pkg-config \
                 can-utils iproute2 kmod qemu-system-x86 busybox-static cpio xz-utils mosquitto \
-                openssl python3 python3-venv e2fsprogs mosquitto-clients gpsd tmux
+                openssl python3 python3-venv e2fsprogs mosquitto-clients gpsd tmux \
+                systemd fakeroot
 PY_PACKAGES  := cantools==45.1.0 pytest
 
-.PHONY: all deps build release test unit-test integration-test vcan-bench power-cut demo bench clean
+.PHONY: all deps build release test unit-test integration-test vcan-bench power-cut demo bench clean \
+        install uninstall deb man
 
 all: build
 
@@ -68,6 +82,48 @@ demo: build
 
 bench: release
 	hw/bench/benchmarks .build/release $(PY)
+
+# Binaries, the systemd unit and sysusers file, man pages, documentation, the systemd-networkd
+# examples; the configuration with the DBC and the vehicle profile only where none is yet.
+install: release
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(MANDIR)/man1 \
+	  $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(DATADIR)/systemd-networkd $(DESTDIR)$(DOCDIR) \
+	  $(DESTDIR)$(SYSCONFDIR)/telematicsd
+	for t in $(TOOLS); do install -m 755 $(STRIP) .build/release/$$t $(DESTDIR)$(BINDIR)/$$t; done
+	sed 's#@BINDIR@#$(BINDIR)#g' systemd/telematicsd.service > $(DESTDIR)$(UNITDIR)/telematicsd.service
+	chmod 644 $(DESTDIR)$(UNITDIR)/telematicsd.service
+	install -m 644 systemd/telematicsd.sysusers $(DESTDIR)$(SYSUSERSDIR)/telematicsd.conf
+	install -m 644 docs/telematicsd.8 $(DESTDIR)$(MANDIR)/man8/
+	install -m 644 docs/tcuctl.1 docs/tcu-backend.1 docs/tcu-psap.1 $(DESTDIR)$(MANDIR)/man1/
+	install -m 644 systemd/80-*.net* $(DESTDIR)$(DATADIR)/systemd-networkd/
+	install -m 644 README.md docs/*.md $(DESTDIR)$(DOCDIR)/
+	for f in systemd/telematicsd.conf hw/vehicle.dbc hw/vehicle-profile.conf; do \
+	  t=$(DESTDIR)$(SYSCONFDIR)/telematicsd/$$(basename $$f); [ -e $$t ] || install -m 644 $$f $$t; done
+
+# Removes what install put in place except the configuration (it may hold the car's own).
+uninstall:
+	for t in $(TOOLS); do rm -f $(DESTDIR)$(BINDIR)/$$t; done
+	rm -f $(DESTDIR)$(UNITDIR)/telematicsd.service $(DESTDIR)$(SYSUSERSDIR)/telematicsd.conf \
+	  $(DESTDIR)$(MANDIR)/man8/telematicsd.8 $(DESTDIR)$(MANDIR)/man1/tcuctl.1 \
+	  $(DESTDIR)$(MANDIR)/man1/tcu-backend.1 $(DESTDIR)$(MANDIR)/man1/tcu-psap.1
+	rm -rf $(DESTDIR)$(DATADIR) $(DESTDIR)$(DOCDIR)
+
+# A Debian package of the release build (the Swift runtime inside the binaries).
+deb: release
+	rm -rf .build/deb && mkdir -p .build/deb/DEBIAN
+	$(MAKE) --no-print-directory install DESTDIR=$(abspath .build/deb) PREFIX=/usr UNITDIR=/lib/systemd/system STRIP=-s
+	sed -e 's/@VERSION@/$(VERSION)/' -e "s/@ARCH@/$$(dpkg --print-architecture)/" packaging/debian/control.in \
+	  > .build/deb/DEBIAN/control
+	echo "Installed-Size: $$(du -sk --exclude=DEBIAN .build/deb | cut -f1)" >> .build/deb/DEBIAN/control
+	install -m 644 packaging/debian/conffiles .build/deb/DEBIAN/
+	install -m 755 packaging/debian/postinst packaging/debian/prerm packaging/debian/postrm .build/deb/DEBIAN/
+	dpkg-deb --root-owner-group -Zxz --build .build/deb $(DEB)
+
+# The man pages of the tools, from their --help (swift-argument-parser's generator; builds the
+# package in release mode). telematicsd.8 is written by hand.
+man:
+	$(SWIFT) package plugin generate-manual
+	for t in tcuctl tcu-backend tcu-psap; do cp .build/plugins/GenerateManual/outputs/$$t/$$t.1 docs/; done
 
 clean:
 	rm -rf .build

@@ -4,16 +4,24 @@ import Glibc
 import Logging
 import Synchronization
 
-/// Writes one line per log record to stderr in the form journald reads well: a `<N>` syslog
-/// priority prefix when stderr is the journal (JOURNAL_STREAM is set), then the message and
-/// its metadata as `key=value` pairs with dotted keys (`can.id=0x3C0`).
+/// Hands each log record to `LogWriter`, which sends it to journald with its metadata as
+/// journal fields (`can.id` becomes `CAN_ID=0x3C0`, searchable with `journalctl CAN_ID=0x3C0`)
+/// when stderr is the journal, and otherwise writes one line to stderr: a `<N>` syslog
+/// priority prefix when JOURNAL_STREAM is set, then the message and its metadata as `key=value`.
 ///
 /// The level is one for the whole process, so that a reload (SIGHUP) changes it for every logger.
+/// One log record on its way to the journal or stderr.
+public struct LogRecord: Sendable {
+    public var priority: Int
+    public var level: String
+    public var message: String
+    public var fields: [(String, String)]
+}
+
 public struct JournalLogHandler: LogHandler {
     public var metadata: Logger.Metadata = [:]
     private static let threshold = Atomic<Int>(Logger.Level.allCases.firstIndex(of: .info)!)
     private let label: String
-    private let journal: Bool
 
     public var logLevel: Logger.Level {
         get { Self.level }
@@ -28,7 +36,6 @@ public struct JournalLogHandler: LogHandler {
 
     public init(label: String) {
         self.label = label
-        self.journal = getenv("JOURNAL_STREAM") != nil
     }
 
     public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
@@ -48,16 +55,55 @@ public struct JournalLogHandler: LogHandler {
     }
 
     public func log(event: LogEvent) {
-        var line = journal ? "<\(Self.priority(event.level))>" : "\(event.level.rawValue.uppercased()) "
-        line += event.message.description
         var all = metadata
         if let m = event.metadata { all.merge(m) { $1 } }
-        for key in all.keys.sorted() {
-            line += " " + key + "=" + Self.quoteIfNeeded(all[key]!.description)
-        }
-        line += "\n"
+        let fields = all.keys.sorted().map { ($0, all[$0]!.description) }
         // Queued, never written here: the caller may be the CAN reader or the eCall.
-        LogWriter.shared.write(line)
+        LogWriter.shared.write(LogRecord(priority: Self.priority(event.level), level: event.level.rawValue,
+                                         message: event.message.description, fields: fields))
+    }
+
+    /// The record as one stderr line (journal: with its `<N>` priority prefix).
+    static func line(_ r: LogRecord, journal: Bool) -> String {
+        var line = journal ? "<\(r.priority)>" : "\(r.level.uppercased()) "
+        line += r.message
+        for (key, value) in r.fields { line += " " + key + "=" + quoteIfNeeded(value) }
+        return line + "\n"
+    }
+
+    /// A metadata key as a journal field name: upper case, `.` and `-` as `_`, nothing else
+    /// than A-Z, 0-9 and `_`, not starting with `_` (those are journald's own) nor a digit.
+    static func journalFieldName(_ key: String) -> String {
+        var name = String(key.uppercased().map { c -> Character in
+            c.isASCII && (c.isLetter || c.isNumber) ? c : "_"
+        })
+        while name.hasPrefix("_") { name.removeFirst() }
+        if name.first?.isNumber ?? true { name = "F" + name }
+        return String(name.prefix(64))
+    }
+
+    /// The journal's native datagram: `KEY=value` lines, and a value holding a newline as
+    /// `KEY`, newline, its length (64-bit little endian), the value, newline.
+    static func journalDatagram(_ r: LogRecord, identifier: String) -> [UInt8] {
+        var out: [UInt8] = []
+        func add(_ key: String, _ value: String) {
+            out += Array(key.utf8)
+            if value.contains("\n") {
+                out.append(UInt8(ascii: "\n"))
+                let bytes = Array(value.utf8)
+                withUnsafeBytes(of: UInt64(bytes.count).littleEndian) { out += $0 }
+                out += bytes
+            } else {
+                out.append(UInt8(ascii: "="))
+                out += Array(value.utf8)
+            }
+            out.append(UInt8(ascii: "\n"))
+        }
+        add("MESSAGE", r.message)
+        add("PRIORITY", String(r.priority))
+        add("SYSLOG_IDENTIFIER", identifier)
+        for (key, value) in r.fields where !key.isEmpty { add(journalFieldName(key), value) }
+        return out
     }
 
     static func quoteIfNeeded(_ s: String) -> String {

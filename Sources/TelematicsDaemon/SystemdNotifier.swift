@@ -2,12 +2,10 @@
 import Glibc
 #endif
 
-/// The sd_notify protocol without libsystemd: one datagram per message to `$NOTIFY_SOCKET`
-/// (`READY=1`, `STATUS=...`, `WATCHDOG=1`, `RELOADING=1`, `STOPPING=1`). Outside systemd (no
-/// `NOTIFY_SOCKET`) every call does nothing.
-public final class SystemdNotifier: Sendable {
-    /// Where the notifications go, as `sockaddr_un` wants it: an abstract name (written `@name`
-    /// in the environment) starts with a NUL byte.
+/// A Unix datagram socket that sends to one address: an absolute path, or an abstract name
+/// written `@name`. What sd_notify and the journal's native protocol both need.
+public final class UnixDatagramSender: Sendable {
+    /// The address as `sockaddr_un` wants it: an abstract name starts with a NUL byte.
     public struct Address: Sendable, Equatable {
         public var path: [UInt8]
 
@@ -21,10 +19,45 @@ public final class SystemdNotifier: Sendable {
         }
     }
 
-    public let address: Address?
+    public let address: Address
+    private let fd: Int32
+
+    public init?(_ text: String) {
+        guard let a = Address(text) else { return nil }
+        let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { return nil }
+        address = a
+        self.fd = fd
+    }
+
+    deinit { close(fd) }
+
+    /// Sends one datagram; false when it could not be sent whole.
+    public func send(_ bytes: [UInt8]) -> Bool {
+        var sa = sockaddr_un()
+        sa.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &sa.sun_path) { raw in
+            for (i, b) in address.path.enumerated() { raw[i] = b }
+        }
+        // The address is as long as the name, not the whole structure: an abstract name would
+        // otherwise include the trailing NULs and name another socket.
+        let length = socklen_t(MemoryLayout.offset(of: \sockaddr_un.sun_path)! + address.path.count)
+        let sent = bytes.withUnsafeBytes { body in
+            withUnsafePointer(to: &sa) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { sendto(fd, body.baseAddress, body.count, Int32(MSG_NOSIGNAL), $0, length) }
+            }
+        }
+        return sent == bytes.count
+    }
+}
+
+/// The sd_notify protocol without libsystemd: one datagram per message to `$NOTIFY_SOCKET`
+/// (`READY=1`, `STATUS=...`, `WATCHDOG=1`, `RELOADING=1`, `STOPPING=1`). Outside systemd (no
+/// `NOTIFY_SOCKET`) every call does nothing.
+public final class SystemdNotifier: Sendable {
+    private let sender: UnixDatagramSender?
     /// The watchdog interval systemd asked for (`WATCHDOG_USEC`), when it is meant for this process.
     public let watchdogMicroseconds: Int64?
-    private let fd: Int32
 
     /// Reads `NOTIFY_SOCKET`, `WATCHDOG_USEC` and `WATCHDOG_PID` from the environment.
     public convenience init() {
@@ -36,33 +69,15 @@ public final class SystemdNotifier: Sendable {
     }
 
     public init(socket: String?, watchdogMicroseconds: Int64?) {
-        address = socket.flatMap(Address.init)
-        self.watchdogMicroseconds = address == nil ? nil : watchdogMicroseconds
-        fd = address == nil ? -1 : Glibc.socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        sender = socket.flatMap(UnixDatagramSender.init)
+        self.watchdogMicroseconds = sender == nil ? nil : watchdogMicroseconds
     }
 
-    deinit { if fd >= 0 { Glibc.close(fd) } }
-
-    public var isActive: Bool { fd >= 0 }
+    public var isActive: Bool { sender != nil }
 
     /// Sends one notification (lines joined by newlines). False when it could not be sent.
     @discardableResult
     public func notify(_ lines: String...) -> Bool {
-        guard fd >= 0, let address else { return false }
-        var message = Array(lines.joined(separator: "\n").utf8)
-        var sa = sockaddr_un()
-        sa.sun_family = sa_family_t(AF_UNIX)
-        withUnsafeMutableBytes(of: &sa.sun_path) { raw in
-            for (i, b) in address.path.enumerated() { raw[i] = b }
-        }
-        // The address is as long as the name, not the whole structure: an abstract name would
-        // otherwise include the trailing NULs and name another socket.
-        let length = socklen_t(MemoryLayout.offset(of: \sockaddr_un.sun_path)! + address.path.count)
-        let sent = message.withUnsafeMutableBytes { body in
-            withUnsafePointer(to: &sa) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { sendto(fd, body.baseAddress, body.count, Int32(MSG_NOSIGNAL), $0, length) }
-            }
-        }
-        return sent == message.count
+        sender?.send(Array(lines.joined(separator: "\n").utf8)) ?? false
     }
 }

@@ -9,11 +9,11 @@ import TelematicsCore
 @Suite("Supervision: sd_notify, loop health, reload")
 struct SupervisionTests {
     @Test func notifyAddressesArePathsOrAbstractNames() {
-        #expect(SystemdNotifier.Address("/run/systemd/notify")?.path == Array("/run/systemd/notify".utf8))
-        #expect(SystemdNotifier.Address("@tcu")?.path == [0] + Array("tcu".utf8))
-        #expect(SystemdNotifier.Address("relative/path") == nil)
-        #expect(SystemdNotifier.Address("@") == nil)
-        #expect(SystemdNotifier.Address("/" + String(repeating: "x", count: 200)) == nil)
+        #expect(UnixDatagramSender.Address("/run/systemd/notify")?.path == Array("/run/systemd/notify".utf8))
+        #expect(UnixDatagramSender.Address("@tcu")?.path == [0] + Array("tcu".utf8))
+        #expect(UnixDatagramSender.Address("relative/path") == nil)
+        #expect(UnixDatagramSender.Address("@") == nil)
+        #expect(UnixDatagramSender.Address("/" + String(repeating: "x", count: 200)) == nil)
     }
 
     @Test func withoutNotifySocketNothingIsSentAndThereIsNoWatchdog() {
@@ -77,5 +77,30 @@ struct SupervisionTests {
         let onlyReloadable = try DaemonConfiguration.parse(base + "[log]\nlevel = error\n")
         #expect(old.sectionsNeedingRestart(for: onlyReloadable).isEmpty)
         #expect(old.reloadableChanges(to: old).isEmpty && old.sectionsNeedingRestart(for: old).isEmpty)
+    }
+}
+
+@Suite("Logs for journald")
+struct JournalLogTests {
+    @Test func metadataKeysBecomeJournalFieldNames() {
+        #expect(JournalLogHandler.journalFieldName("can.id") == "CAN_ID")
+        #expect(JournalLogHandler.journalFieldName("ecall.graceMs") == "ECALL_GRACEMS")
+        #expect(JournalLogHandler.journalFieldName("_private") == "PRIVATE")
+        #expect(JournalLogHandler.journalFieldName("1st") == "F1ST")
+        #expect(JournalLogHandler.journalFieldName("mqtt-topic/x") == "MQTT_TOPIC_X")
+    }
+
+    @Test func aRecordIsOneNativeDatagramAndMultilineValuesCarryTheirLength() {
+        let r = LogRecord(priority: 4, level: "warning", message: "link down", fields: [("mqtt.reason", "a\nb")])
+        let bytes = JournalLogHandler.journalDatagram(r, identifier: "telematicsd")
+        let head = Array("MESSAGE=link down\nPRIORITY=4\nSYSLOG_IDENTIFIER=telematicsd\nMQTT_REASON\n".utf8)
+        #expect(Array(bytes.prefix(head.count)) == head)
+        #expect(Array(bytes.dropFirst(head.count)) == [3, 0, 0, 0, 0, 0, 0, 0] + Array("a\nb\n".utf8))
+    }
+
+    @Test func asALineTheRecordKeepsItsPriorityPrefixAndQuotesValuesWithSpaces() {
+        let r = LogRecord(priority: 5, level: "notice", message: "ready", fields: [("a.b", "x y"), ("c", "1")])
+        #expect(JournalLogHandler.line(r, journal: true) == "<5>ready a.b=\"x y\" c=1\n")
+        #expect(JournalLogHandler.line(r, journal: false) == "NOTICE ready a.b=\"x y\" c=1\n")
     }
 }

@@ -594,6 +594,12 @@ def test_registration_with_the_pairing_code_end_to_end(rig):
     offline = register(car["pairingCode"])
     assert offline.returncode == 75 and "noConnection" in offline.stderr and "data connection" in offline.stderr
     assert time.monotonic() - t0 < 2
+    # No secret in any log (the daemon's, the backend's): not the pairing code, not the password.
+    logs = list(rig.tmp.glob("*.log"))
+    assert any("registered" in l.read_text() for l in logs)
+    for log in logs:
+        text = log.read_text()
+        assert car["pairingCode"] not in text and "correct horse" not in text, log
 
 
 def test_wrong_codes_lock_registration_in_the_car(rig):

@@ -254,3 +254,49 @@ def test_unit_is_a_notify_service_with_watchdog_reload_and_its_own_user(unit):
     for line in ["Type=notify", "WatchdogSec=", "Restart=on-failure", "User=telematicsd", "StateDirectory=telematicsd",
                  "ConfigurationDirectory=telematicsd", "ExecReload=/bin/kill -HUP $MAINPID", "CapabilityBoundingSet=\n"]:
         assert line in text, line
+
+
+def journal_fields(datagram):
+    """journald's native protocol: KEY=value lines, or KEY, newline, 64-bit length, value."""
+    fields, i = {}, 0
+    while i < len(datagram):
+        end = datagram.index(b"\n", i)
+        line = datagram[i:end]
+        if b"=" in line:
+            key, value = line.split(b"=", 1)
+            i = end + 1
+        else:
+            key, size = line, int.from_bytes(datagram[end + 1:end + 9], "little")
+            value = datagram[end + 9:end + 9 + size]
+            i = end + 9 + size + 1
+        fields[key.decode()] = value.decode()
+    return fields
+
+
+def test_under_systemd_records_go_to_the_journal_with_their_metadata_as_fields(tmp_path):
+    journal = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    journal.bind(str(tmp_path / "journal.sock"))
+    journal.settimeout(0.05)
+    stderr = open(tmp_path / "stderr", "w")
+    st = os.fstat(stderr.fileno())
+    env = dict(os.environ, JOURNAL_STREAM=f"{st.st_dev}:{st.st_ino}", TELEMATICSD_JOURNAL_SOCKET=str(tmp_path / "journal.sock"))
+    daemon = subprocess.Popen([DAEMON, "--config", write_config(tmp_path)], env=env, stderr=stderr)
+    records = []
+
+    def started():
+        try:
+            records.append(journal_fields(journal.recv(65536)))
+        except socket.timeout:
+            pass
+        return next((r for r in records if r["MESSAGE"] == "telematicsd started"), None)
+    try:
+        r = wait_until(started)
+        assert r, records
+        assert r["PRIORITY"] == "5" and r["SYSLOG_IDENTIFIER"] == "telematicsd"
+        assert r["VEHICLE_VIN"] == "VSSZZZKLZNR012345" and r["CAN_SOURCE"].startswith("candump:")
+    finally:
+        daemon.terminate()
+        daemon.wait(timeout=30)
+        journal.close()
+    # Nothing went to stderr as well: each record once, where journald reads it best.
+    assert "telematicsd started" not in (tmp_path / "stderr").read_text()
