@@ -82,6 +82,20 @@ public final class Portal {
                 terms_accepted_at INTEGER NOT NULL, role TEXT, enrolment TEXT NOT NULL DEFAULT 'notStarted',
                 licence_expires_at INTEGER, licence_package TEXT);
             CREATE TABLE IF NOT EXISTS registration_attempts(vin TEXT PRIMARY KEY, failures INTEGER NOT NULL, locked_until INTEGER);
+            CREATE TABLE IF NOT EXISTS login_attempts(email TEXT PRIMARY KEY, failures INTEGER NOT NULL, locked_until INTEGER);
+            CREATE TABLE IF NOT EXISTS car_users(
+                vin TEXT NOT NULL, email TEXT NOT NULL, role TEXT NOT NULL CHECK(role IN ('secondary', 'guest')),
+                added_at INTEGER NOT NULL, PRIMARY KEY(vin, email));
+            """)
+        // The licence belongs to the car, not to a garage entry: removing the car from a garage
+        // and adding it again neither ends it nor starts a second trial. (Before, it was kept
+        // in the garage row; such licences move here once.)
+        try db.exec("""
+            CREATE TABLE IF NOT EXISTS licences(
+                vin TEXT PRIMARY KEY, package TEXT NOT NULL, expires_at INTEGER NOT NULL, trial_started_at INTEGER NOT NULL);
+            INSERT OR IGNORE INTO licences(vin, package, expires_at, trial_started_at)
+                SELECT vin, licence_package, licence_expires_at, code_used_at FROM garage
+                WHERE licence_expires_at IS NOT NULL AND code_used_at IS NOT NULL;
             """)
     }
 
@@ -138,6 +152,29 @@ public final class Portal {
         try check(email: email, secret: password, columns: "salt, hash")
     }
 
+    /// Logs in (the in-car activation assistant, an app): the password must be right and the
+    /// e-mail verified. Wrong passwords are limited like wrong pairing codes (three free, then
+    /// a lock from 30 s doubling to an hour), per account.
+    public func logIn(email: String, password: String, nowMs: Int64) throws(PortalError) {
+        let key = email.lowercased()
+        let rows = try query("SELECT failures, locked_until FROM login_attempts WHERE email = ?", [.text(key)]) {
+            GuessLimiter(failures: Int($0.int(0)), lockedUntilMs: $0.isNull(1) ? nil : $0.int(1))
+        }
+        var limiter = rows.first ?? GuessLimiter()
+        if let left = limiter.lockedFor(nowMs: nowMs) {
+            throw PortalError("locked", "too many wrong passwords; try again in \((left + 999) / 1000) s", retryAfterMs: left)
+        }
+        guard try checkPassword(email: key, password: password) else {
+            limiter.wrongCode(nowMs: nowMs)
+            try run("INSERT INTO login_attempts(email, failures, locked_until) VALUES (?, ?, ?) ON CONFLICT(email) DO UPDATE SET failures = excluded.failures, locked_until = excluded.locked_until",
+                    [.text(key), .int(Int64(limiter.failures)), limiter.lockedUntilMs.map { .int($0) } ?? .null])
+            throw PortalError("wrongPassword", "the e-mail address or the password is wrong")
+        }
+        try run("DELETE FROM login_attempts WHERE email = ?", [.text(key)])
+        let verified = try query("SELECT verified FROM accounts WHERE email = ?", [.text(key)]) { $0.int(0) }
+        guard verified.first == 1 else { throw PortalError("emailNotVerified", "open the link sent to \(email) to verify the address first") }
+    }
+
     public func checkSPIN(email: String, spin: String) throws(PortalError) -> Bool {
         try check(email: email, secret: spin, columns: "spin_salt, spin_hash")
     }
@@ -159,12 +196,15 @@ public final class Portal {
         public var code: String
         public var codeExpiresAtMs: Int64
         public var codeUsed: Bool
+        /// notStarted, started (the car sent the code, the enrolment did not complete),
+        /// completed, inactive (completed, but the licence has expired).
+        public var enrolment: String = "notStarted"
 
         public var json: JSON {
             .object([
-                ("vin", .string(vin)), ("user", .string(email)), ("model", .string(model)), ("built", .string(built)),
-                ("country", .string(country)), ("pairingCode", .string(code)), ("codeExpiresAt", .number(Double(codeExpiresAtMs))),
-                ("codeUsed", .bool(codeUsed)),
+                ("vin", .string(vin)), ("user", .string(email)), ("role", .string("primary")), ("model", .string(model)),
+                ("built", .string(built)), ("country", .string(country)), ("pairingCode", .string(code)),
+                ("codeExpiresAt", .number(Double(codeExpiresAtMs))), ("codeUsed", .bool(codeUsed)), ("enrolment", .string(enrolment)),
             ])
         }
     }
@@ -208,22 +248,69 @@ public final class Portal {
     public func removeCar(vin: String, email: String) throws(PortalError) {
         try run("DELETE FROM garage WHERE vin = ? AND email = ?", [.text(vin), .text(email.lowercased())])
         guard db.changes == 1 else { throw PortalError("notInGarage", "\(vin) is not in the garage of \(email)") }
+        try run("DELETE FROM car_users WHERE vin = ?", [.text(vin)])
     }
 
     /// The car leaves its garage and its registration is undone (a factory reset in the car:
     /// the next owner registers it anew).
     public func forgetCar(vin: String) throws(PortalError) {
         try run("DELETE FROM garage WHERE vin = ?", [.text(vin)])
+        try run("DELETE FROM car_users WHERE vin = ?", [.text(vin)])
         try run("DELETE FROM registration_attempts WHERE vin = ?", [.text(vin)])
     }
 
-    public func garage(email: String) throws(PortalError) -> [Car] {
+    /// The cars in the user's garage (the user is their primary user), with their enrolment.
+    public func garage(email: String, nowMs: Int64) throws(PortalError) -> [Car] {
         try query("""
-            SELECT vin, email, model, built, country, code, code_expires_at, code_used_at FROM garage WHERE email = ? ORDER BY vin
+            SELECT g.vin, g.email, g.model, g.built, g.country, g.code, g.code_expires_at, g.code_used_at, g.enrolment, l.expires_at
+            FROM garage g LEFT JOIN licences l ON l.vin = g.vin WHERE g.email = ? ORDER BY g.vin
             """, [.text(email.lowercased())]) { r in
-            Car(vin: r.text(0), email: r.text(1), model: r.text(2), built: r.text(3), country: r.text(4), code: r.text(5),
-                codeExpiresAtMs: r.int(6), codeUsed: !r.isNull(7))
+            var enrolment = r.text(8)
+            if enrolment == "completed", !r.isNull(9), r.int(9) <= nowMs { enrolment = "inactive" }
+            return Car(vin: r.text(0), email: r.text(1), model: r.text(2), built: r.text(3), country: r.text(4), code: r.text(5),
+                       codeExpiresAtMs: r.int(6), codeUsed: !r.isNull(7), enrolment: enrolment)
         }
+    }
+
+    /// A user of a car and their role: the primary user (the garage's owner, who registered
+    /// it), and the secondary users and guests the primary user added.
+    public struct CarUser: Sendable, Equatable {
+        public var email: String
+        public var role: String
+        public var json: JSON { .object([("user", .string(email)), ("role", .string(role))]) }
+    }
+
+    /// The primary user adds another account to a registered car as a secondary user (sees the
+    /// car, no remote functions) or a guest (for a time, status only). Only the primary user
+    /// gets remote functions.
+    public func share(vin: String, owner: String, with email: String, role: String, nowMs: Int64) throws(PortalError) {
+        guard role == "secondary" || role == "guest" else {
+            throw PortalError("invalidRole", "a car is shared with a secondary user or a guest, not '\(role)'")
+        }
+        let rows = try query("SELECT email, enrolment FROM garage WHERE vin = ?", [.text(vin)]) { ($0.text(0), $0.text(1)) }
+        guard let (primary, enrolment) = rows.first, primary == owner.lowercased() else {
+            throw PortalError("insufficientRights", "only the primary user of \(vin) can share it")
+        }
+        guard enrolment == "completed" else { throw PortalError("notRegistered", "\(vin) is not registered yet") }
+        let account = try query("SELECT verified FROM accounts WHERE email = ?", [.text(email.lowercased())]) { $0.int(0) }
+        guard let verified = account.first else { throw PortalError("noAccount", "there is no account for \(email)") }
+        guard verified == 1 else { throw PortalError("emailNotVerified", "\(email) has not verified the e-mail address") }
+        guard email.lowercased() != primary else { throw PortalError("alreadyPrimary", "\(email) is the primary user") }
+        try run("INSERT INTO car_users(vin, email, role, added_at) VALUES (?, ?, ?, ?) ON CONFLICT(vin, email) DO UPDATE SET role = excluded.role",
+                [.text(vin), .text(email.lowercased()), .text(role), .int(nowMs)])
+    }
+
+    /// Everyone who may use the car, the primary user first.
+    public func users(vin: String) throws(PortalError) -> [CarUser] {
+        let primary = try query("SELECT email FROM garage WHERE vin = ? AND enrolment = 'completed'", [.text(vin)]) { $0.text(0) }
+        guard let p = primary.first else { return [] }
+        return [CarUser(email: p, role: "primary")]
+            + (try query("SELECT email, role FROM car_users WHERE vin = ? ORDER BY role, email", [.text(vin)]) { CarUser(email: $0.text(0), role: $0.text(1)) })
+    }
+
+    /// The role of an account for a car, or nil when it has none.
+    public func role(of email: String, vin: String) throws(PortalError) -> String? {
+        try users(vin: vin).first { $0.email == email.lowercased() }?.role
     }
 
     /// What a successful registration gives the car.
@@ -267,13 +354,28 @@ public final class Portal {
         guard codeVIN == vin else { try wrong(PortalError("codeForAnotherVehicle", "this pairing code belongs to another car")) }
         guard used == nil else { throw PortalError("codeUsed", "this pairing code was already used") }
         guard expires > nowMs else { throw PortalError("codeExpired", "this pairing code expired") }
-        if let e = Compatibility.check(model: model, built: built, country: country) { throw e }
-        guard privacy != "offline" else { throw PortalError("privacyOffline", "the car's privacy level lets no data out") }
-        let licence = nowMs + Self.codeValidityMs
-        try run("UPDATE garage SET code_used_at = ?, role = 'primary', enrolment = 'completed', licence_expires_at = ?, licence_package = 'trial' WHERE vin = ?",
-                [.int(nowMs), .int(licence), .text(vin)])
+        // The right code for this car: from here on a failure leaves the enrolment "started".
+        func refuse(_ e: PortalError) throws(PortalError) -> Never {
+            try run("UPDATE garage SET enrolment = 'started' WHERE vin = ?", [.text(vin)])
+            throw e
+        }
+        if let e = Compatibility.check(model: model, built: built, country: country) { try refuse(e) }
+        guard privacy != "offline" else { try refuse(PortalError("privacyOffline", "the car's privacy level lets no data out")) }
+        // A car registered before keeps its licence (one trial per car); an expired one must be
+        // renewed first.
+        let existing = try query("SELECT package, expires_at FROM licences WHERE vin = ?", [.text(vin)]) { ($0.text(0), $0.int(1)) }
+        let package: String, end: Int64
+        if let (p, e) = existing.first {
+            guard e > nowMs else { try refuse(PortalError("licenceInvalid", "the licence of \(vin) expired; renew it in the portal first")) }
+            (package, end) = (p, e)
+        } else {
+            (package, end) = ("trial", nowMs + Self.codeValidityMs)
+            try run("INSERT INTO licences(vin, package, expires_at, trial_started_at) VALUES (?, ?, ?, ?)",
+                    [.text(vin), .text(package), .int(end), .int(nowMs)])
+        }
+        try run("UPDATE garage SET code_used_at = ?, role = 'primary', enrolment = 'completed' WHERE vin = ?", [.int(nowMs), .text(vin)])
         try run("DELETE FROM registration_attempts WHERE vin = ?", [.text(vin)])
-        return Enrolment(user: email, role: "primary", services: Self.trialServices, licenceExpiresAtMs: licence)
+        return Enrolment(user: email, role: "primary", services: Self.packages[package]?.services ?? Self.trialServices, licenceExpiresAtMs: end)
     }
 
     /// The seed's packages: "Radio" (Safety & Service and Remote Access) and "Navi" (those, online
@@ -298,13 +400,11 @@ public final class Portal {
         }
     }
 
-    /// A registered car's licence.
+    /// A car's licence (it has one from its first registration on).
     public func licence(vin: String) throws(PortalError) -> Licence {
-        let rows = try query("SELECT enrolment, licence_package, licence_expires_at FROM garage WHERE vin = ?", [.text(vin)]) {
-            ($0.text(0), $0.isNull(1) ? nil : $0.text(1), $0.isNull(2) ? nil : $0.int(2))
-        }
-        guard let (enrolment, package, expires) = rows.first, enrolment == "completed", let package, let expires else {
-            throw PortalError("notRegistered", "\(vin) is not registered: it has no licence")
+        let rows = try query("SELECT package, expires_at FROM licences WHERE vin = ?", [.text(vin)]) { ($0.text(0), $0.int(1)) }
+        guard let (package, expires) = rows.first else {
+            throw PortalError("notRegistered", "\(vin) has never been registered: it has no licence")
         }
         return Licence(package: package, expiresAtMs: expires, services: Self.packages[package]?.services ?? Self.trialServices)
     }
@@ -316,7 +416,7 @@ public final class Portal {
         guard let price = p.prices[years] else { throw PortalError("invalidTerm", "a licence is renewed for 1 or 2 years, not \(years)") }
         let current = try licence(vin: vin)
         let end = max(current.expiresAtMs, nowMs) + Int64(years) * Self.codeValidityMs
-        try run("UPDATE garage SET licence_package = ?, licence_expires_at = ? WHERE vin = ?", [.text(package), .int(end), .text(vin)])
+        try run("UPDATE licences SET package = ?, expires_at = ? WHERE vin = ?", [.text(package), .int(end), .text(vin)])
         return Licence(package: package, expiresAtMs: end, services: p.services, priceEUR: price)
     }
 

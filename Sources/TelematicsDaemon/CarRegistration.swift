@@ -74,6 +74,55 @@ public final class CarRegistration: Sendable {
         }
     }
 
+    // MARK: - The in-car activation assistant
+
+    /// Creates the user's account from the car (the assistant's first step). The backend sends
+    /// a verification link to the address; the password and S-PIN travel once, over the
+    /// backend link, and are neither kept in the car nor logged.
+    public func createAccount(email: String, password: String, spin: String) -> JSON {
+        let reply = accountRequest([("action", .string("createAccount")), ("email", .string(email)),
+                                    ("password", .string(password)), ("spin", .string(spin))])
+        guard reply["ok"]?.boolValue == true else { return reply }
+        logger.notice("account created from the car; its e-mail address waits for verification")
+        return .object([("ok", .bool(true)), ("user", reply["user"] ?? .string(email)),
+                        ("advice", .string("Open the link sent to \(email), then log in to add the car."))])
+    }
+
+    /// The assistant's next steps at once: log in, add this car to the account's garage with the
+    /// terms of use and the privacy policy accepted, and register it with the code that gives.
+    public func addCarAndRegister(email: String, password: String, acceptedTerms: Bool) -> JSON {
+        guard acceptedTerms else {
+            return .object([("ok", .bool(false)), ("error", .string("termsNotAccepted")),
+                            ("advice", .string("The online services need the terms of use and the privacy policy accepted."))])
+        }
+        let reply = accountRequest([
+            ("action", .string("addCar")), ("email", .string(email)), ("password", .string(password)), ("acceptTerms", .bool(true)),
+            ("model", .string(profile.model)), ("buildDate", .string(profile.buildDate)), ("country", .string(profile.country)),
+        ])
+        guard reply["ok"]?.boolValue == true, let code = reply["pairingCode"]?.stringValue else { return reply }
+        logger.notice("the car is in the user's garage; registering it")
+        return register(code: code)
+    }
+
+    /// An account request to the backend, with the failures the car shows.
+    private func accountRequest(_ fields: [(String, JSON)]) -> JSON {
+        guard privacy.current.connects else { return failure(.privacyOffline) }
+        let requestId = randomMessageID()
+        let body = JSON.object([("requestId", .string(requestId)), ("vin", .string(profile.vin.value))] + fields)
+        switch outbox.interact(suffix: "account", body: body, requestId: requestId, timeoutMs: timeoutMs) {
+        case .noConnection: return failure(.noConnection)
+        case .timeout: return failure(.timeout)
+        case .answer(let a):
+            guard a["ok"]?.boolValue == true else {
+                var o: [(String, JSON)] = [("ok", .bool(false)), ("error", .string(a["error"]?.stringValue ?? "refused")),
+                                           ("advice", .string(a["message"]?.stringValue ?? "The server refused."))]
+                if let s = a["retryAfterS"] { o.append(("retryAfterS", s)) }
+                return .object(o)
+            }
+            return a
+        }
+    }
+
     /// Forgets the registration (a factory reset): the file is deleted.
     public func reset() {
         state.withLock { $0 = Registration() }

@@ -171,11 +171,15 @@ public enum Daemon {
         }
         let stateService = VehicleStateService(bus: bus, outbox: outbox, vin: vin, minimumIntervalMs: config.stateIntervalMs,
                                                heartbeatMs: config.stateHeartbeatSeconds * 1_000)
+        let capabilities = CapabilityService(registration: registration, privacy: privacy, outbox: outbox, vin: vin)
         privacy.observe(initially: false) { [gnss] mode in
             // A new level: the parking block says what may now be said; back online, the
             // backend gets the whole state again.
             gnss?.resendParking()
-            if mode.connects { stateService.resendAll() }
+            if mode.connects {
+                stateService.resendAll()
+                capabilities.resend()
+            }
         }
         let notifier = SystemdNotifier()
         let running = RunningConfiguration(config)
@@ -196,7 +200,7 @@ public enum Daemon {
             control = try ControlServer(path: config.controlSocket, logger: logger) { [gnss] request in
                 ControlCommands.handle(request, bus: bus, profile: profile, eCall: eCall, outbox: outbox, gnss: gnss, privacy: privacy,
                                        registration: registration, reset: reset, supervisor: supervisor,
-                                       running: running, faultInjection: config.faultInjection)
+                                       running: running, capabilities: capabilities, faultInjection: config.faultInjection)
             }
         } catch {
             channel.close()
@@ -213,6 +217,7 @@ public enum Daemon {
             // After the outbox: the group stops services in reverse order, so the last state
             // is handed over before the outbox closes.
             .init(service: stateService),
+            .init(service: capabilities),
         ]
         if let gnss { services.append(.init(service: gnss)) }
         if config.transmitStatus {
@@ -315,7 +320,8 @@ public enum ControlCommands {
     public static func handle(_ request: JSON, bus: VehicleBusService, profile: VehicleProfile, eCall: ECallService? = nil,
                               outbox: OutboxService? = nil, gnss: GNSSService? = nil, privacy: PrivacySetting? = nil,
                               registration: CarRegistration? = nil, reset: FactoryReset? = nil, supervisor: Supervisor? = nil,
-                              running: RunningConfiguration? = nil, faultInjection: Bool = false) -> JSON {
+                              running: RunningConfiguration? = nil, capabilities: CapabilityService? = nil,
+                              faultInjection: Bool = false) -> JSON {
         guard let command = request["command"]?.stringValue else {
             return failure("request needs a \"command\" string")
         }
@@ -335,6 +341,7 @@ public enum ControlCommands {
             var o: [(String, JSON)] = [("ok", .bool(true)), ("vehicle", profile.json), ("bus", busReport)]
             if let privacy { o.append(("privacy", .string(privacy.current.rawValue))) }
             if let registration { o.append(("registration", registration.current.json)) }
+            if let capabilities { o.append(("capabilities", capabilities.current())) }
             if let eCall { o.append(("ecall", eCall.report())) }
             if let outbox { o.append(("outbox", outbox.report())) }
             if let supervisor { o.append(("health", supervisor.report())) }
@@ -371,6 +378,19 @@ public enum ControlCommands {
             guard let registration else { return failure("registration is not available") }
             guard let code = request["code"]?.stringValue else { return failure("register needs a \"code\" string") }
             return registration.register(code: code)
+        case "assistant":
+            // The in-car activation assistant: create the account; log in, add the car, register.
+            guard let registration else { return failure("registration is not available") }
+            let email = request["email"]?.stringValue ?? "", password = request["password"]?.stringValue ?? ""
+            switch request["action"]?.stringValue {
+            case "createAccount":
+                guard let spin = request["spin"]?.stringValue else { return failure("createAccount needs \"email\", \"password\" and \"spin\"") }
+                return registration.createAccount(email: email, password: password, spin: spin)
+            case "addCar":
+                return registration.addCarAndRegister(email: email, password: password, acceptedTerms: request["acceptTerms"]?.boolValue == true)
+            default:
+                return failure("assistant needs an \"action\": createAccount or addCar")
+            }
         case "renewLicence":
             guard let registration else { return failure("registration is not available") }
             guard let package = request["package"]?.stringValue, ["radio", "navi"].contains(package) else {

@@ -19,6 +19,12 @@ struct TCUBackend: ParsableCommand {
 
 struct DatabaseOption: ParsableArguments {
     @Option(help: "The backend's SQLite database.") var db = "tcu-backend.db"
+    @Option(help: ArgumentHelp("For tests: the backend's clock runs this many days ahead (negative: behind).",
+                               valueName: "days"))
+    var clockOffsetDays: Int = 0
+
+    /// The backend's time, UTC milliseconds.
+    var nowMs: Int64 { wallClockNow().nanoseconds / 1_000_000 + Int64(clockOffsetDays) * 86_400_000 }
 }
 
 func fail(_ message: String, _ code: Int32) -> Never {
@@ -64,13 +70,13 @@ struct Serve: ParsableCommand {
             }
         }
         client.onMessage = { topic, payload in
-            if let reply = interactiveReply(portal, topic: topic, payload: payload) {
+            if let reply = interactiveReply(portal, topic: topic, payload: payload, nowMs: database.nowMs) {
                 _ = client.publish(topic: reply.topic, payload: Array(reply.body.text.utf8))
                 return
             }
             do {
                 let receipt = try store.receive(topic: topic, payload: String(decoding: payload, as: UTF8.self),
-                                                receivedAtMs: wallClockNow().nanoseconds / 1_000_000)
+                                                receivedAtMs: database.nowMs)
                 switch receipt {
                 case .rejected(let why): note("rejected a message: \(why)")
                 case .dataDeleted(let requestId):
@@ -186,7 +192,7 @@ struct UserCommand: ParsableCommand {
 
         func run() throws {
             let p = openPortal(database.db)
-            portal { () throws(PortalError) in try p.addUser(email: email, password: password, spin: spin, nowMs: wallClockNow().nanoseconds / 1_000_000) }
+            portal { () throws(PortalError) in try p.addUser(email: email, password: password, spin: spin, nowMs: database.nowMs) }
             print(JSON.object([("user", .string(email.lowercased())), ("verified", .bool(false))]).text)
         }
     }
@@ -206,9 +212,38 @@ struct UserCommand: ParsableCommand {
 
 struct GarageCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "garage", abstract: "A user's cars: add one by VIN (and get its pairing code), remove it, list them.",
-        subcommands: [Add.self, Remove.self, List.self]
+        commandName: "garage", abstract: "A user's cars: add one by VIN (and get its pairing code), remove it, list them, share them.",
+        subcommands: [Add.self, Remove.self, List.self, Share.self, Users.self]
     )
+
+    struct Share: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "The primary user shares a registered car with another account, as a secondary user or a guest.",
+            discussion: "Roles: the primary user (who registered the car) has every service, remote functions included; a secondary user and a guest see the car but get no remote functions."
+        )
+        @Argument(help: "The VIN.") var vin: String
+        @Option(help: "The primary user's e-mail address.") var user: String
+        @Option(name: .customLong("with"), help: "The account to share the car with.") var other: String
+        @Option(help: "secondary or guest.") var role: String
+        @OptionGroup var database: DatabaseOption
+
+        func run() throws {
+            let p = openPortal(database.db)
+            portal { () throws(PortalError) in try p.share(vin: vin, owner: user, with: other, role: role, nowMs: database.nowMs) }
+            print(JSON.object([("vin", .string(vin)), ("user", .string(other.lowercased())), ("role", .string(role))]).text)
+        }
+    }
+
+    struct Users: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Who may use a car and in which role, one JSON line each (the primary user first).")
+        @Argument(help: "The VIN.") var vin: String
+        @OptionGroup var database: DatabaseOption
+
+        func run() throws {
+            let p = openPortal(database.db)
+            for u in portal({ () throws(PortalError) in try p.users(vin: vin) }) { print(u.json.text) }
+        }
+    }
 
     struct Add: ParsableCommand {
         static let configuration = CommandConfiguration(
@@ -238,7 +273,7 @@ struct GarageCommand: ParsableCommand {
             let p = openPortal(database.db)
             let car = portal { () throws(PortalError) in
                 try p.addCar(vin: vin, email: user, model: model, built: built, country: country, acceptedTerms: acceptTerms,
-                             nowMs: wallClockNow().nanoseconds / 1_000_000)
+                             nowMs: database.nowMs)
             }
             print(car.json.text)
         }
@@ -264,7 +299,7 @@ struct GarageCommand: ParsableCommand {
 
         func run() throws {
             let p = openPortal(database.db)
-            for car in portal({ () throws(PortalError) in try p.garage(email: user) }) { print(car.json.text) }
+            for car in portal({ () throws(PortalError) in try p.garage(email: user, nowMs: database.nowMs) }) { print(car.json.text) }
         }
     }
 }
@@ -272,7 +307,7 @@ struct GarageCommand: ParsableCommand {
 /// The answer to a car's interactive request (`vehicles/{vin}/{kind}/request`: a registration
 /// or a licence renewal) on `vehicles/{vin}/{kind}/response`, carrying its `requestId`; nil
 /// for any other topic.
-func interactiveReply(_ portal: Portal, topic: String, payload: [UInt8]) -> (topic: String, body: JSON)? {
+func interactiveReply(_ portal: Portal, topic: String, payload: [UInt8], nowMs: Int64) -> (topic: String, body: JSON)? {
     let parts = topic.split(separator: "/")
     guard parts.count == 4, parts[0] == "vehicles", parts[3] == "request" else { return nil }
     let vin = String(parts[1]), kind = String(parts[2])
@@ -289,6 +324,27 @@ func interactiveReply(_ portal: Portal, topic: String, payload: [UInt8]) -> (top
             return [("user", .string(e.user)), ("role", .string(e.role)), ("services", .array(e.services.map { .string($0) })),
                     ("licenceExpiresAt", .number(Double(e.licenceExpiresAtMs)))]
         }
+    case "account":
+        // The in-car activation assistant: create the account, then log in and add the car to
+        // the garage (the car registers with the code it gets back). The password is checked
+        // here and never stored nor logged as it is.
+        handle = { (r, now) throws(PortalError) in
+            let email = r["email"]?.stringValue ?? "", password = r["password"]?.stringValue ?? ""
+            switch r["action"]?.stringValue {
+            case "createAccount":
+                try portal.addUser(email: email, password: password, spin: r["spin"]?.stringValue ?? "", nowMs: now)
+                note("account created from the car \(vin); its e-mail address waits for verification")
+                return [("user", .string(email.lowercased())), ("verified", .bool(false))]
+            case "addCar":
+                try portal.logIn(email: email, password: password, nowMs: now)
+                let car = try portal.addCar(vin: vin, email: email, model: r["model"]?.stringValue ?? "", built: r["buildDate"]?.stringValue ?? "",
+                                            country: r["country"]?.stringValue ?? "", acceptedTerms: r["acceptTerms"]?.boolValue == true, nowMs: now)
+                note("\(vin) added to a garage from the car")
+                return [("pairingCode", .string(car.code)), ("codeExpiresAt", .number(Double(car.codeExpiresAtMs)))]
+            default:
+                throw PortalError("unknownAction", "an account request is createAccount or addCar")
+            }
+        }
     case "licence":
         handle = { (r, now) throws(PortalError) in
             let l = try portal.renew(vin: vin, package: r["package"]?.stringValue ?? "", years: Int(r["years"]?.numberValue ?? 0), nowMs: now)
@@ -304,7 +360,7 @@ func interactiveReply(_ portal: Portal, topic: String, payload: [UInt8]) -> (top
         return (responseTopic, .object([("ok", .bool(false)), ("error", .string("malformedRequest")), ("message", .string("malformed request"))]))
     }
     do {
-        let fields = try handle(request, wallClockNow().nanoseconds / 1_000_000)
+        let fields = try handle(request, nowMs)
         return (responseTopic, .object([("requestId", .string(id)), ("ok", .bool(true))] + fields))
     } catch {
         note("\(kind) of \(vin) refused: \(error.code)")
@@ -343,7 +399,7 @@ struct LicenceCommand: ParsableCommand {
 
         func run() throws {
             let p = openPortal(database.db)
-            print(portal { () throws(PortalError) in try p.renew(vin: vin, package: package, years: years, nowMs: wallClockNow().nanoseconds / 1_000_000) }.json.text)
+            print(portal { () throws(PortalError) in try p.renew(vin: vin, package: package, years: years, nowMs: database.nowMs) }.json.text)
         }
     }
 }

@@ -88,8 +88,62 @@ struct Menu {
             let r = status()?["registration"]
             var lines = ["State: \(r?["status"]?.stringValue ?? "unknown")"]
             if let user = r?["user"]?.stringValue { lines.append("Primary user: \(user)") }
-            guard choose("Online services › Registration", lines, ["Enter the pairing code"]) != nil else { return }
-            enterCode()
+            guard let c = choose("Online services › Registration", lines, ["Enter the pairing code", "Activation assistant"]) else { return }
+            if c == 1 { enterCode() } else { assistant() }
+        }
+    }
+
+    /// Asks for one line; nil on "0" or the end of input.
+    func ask(_ prompt: String) -> String? {
+        print("\(prompt) (0 to go back): ", terminator: "")
+        guard let line = readLine()?.trimmingCharacters(), line != "0" else { return nil }
+        return line
+    }
+
+    /// The in-car activation assistant: without a SEAT ID the user creates one; with one (its
+    /// e-mail address verified) the user logs in, reads and accepts the terms and the privacy
+    /// policy, and the car is added to the garage and registered in one go.
+    func assistant() {
+        while true {
+            guard let c = choose("Registration › Activation assistant", ["Register this car without the portal."],
+                                 ["I have a SEAT ID: log in", "Create a SEAT ID"]) else { return }
+            if c == 2 {
+                guard let email = ask("E-mail address"), let password = ask("Password (at least 10 characters)") else { continue }
+                var spin: String?
+                while spin == nil {
+                    guard let s = ask("S-PIN for remote functions (4 digits)") else { break }
+                    if s.count == 4, s.allSatisfy({ $0.isASCII && $0.isNumber }) { spin = s } else { print("The S-PIN is 4 digits.") }
+                }
+                guard let spin else { continue }
+                print("Creating the account...")
+                guard let reply = request([("command", .string("assistant")), ("action", .string("createAccount")), ("email", .string(email)),
+                                           ("password", .string(password)), ("spin", .string(spin))], timeoutMs: interactiveTimeoutMs) else { continue }
+                if reply["ok"]?.boolValue == true {
+                    print("Account created. \(reply["advice"]?.stringValue ?? "")")
+                } else {
+                    print("The account was not created (\(reply["error"]?.stringValue ?? "?")). \(reply["advice"]?.stringValue ?? "")")
+                }
+                continue
+            }
+            guard let email = ask("E-mail address"), let password = ask("Password") else { continue }
+            guard choose("Activation assistant › Terms", [
+                "Terms of use: the online services are provided for this car while its licence is valid.",
+                "Privacy policy: the car sends its state, events and (if you allow it) its position to the",
+                "service; you choose what in Service management, and can delete everything with a factory reset.",
+            ], ["I accept the terms of use and the privacy policy"]) != nil else {
+                print("Without accepting them the car cannot be registered.")
+                continue
+            }
+            print("Adding the car to your garage and registering...")
+            guard let reply = request([("command", .string("assistant")), ("action", .string("addCar")), ("email", .string(email)),
+                                       ("password", .string(password)), ("acceptTerms", .bool(true))], timeoutMs: interactiveTimeoutMs) else { continue }
+            if reply["ok"]?.boolValue == true {
+                print("Registered. Primary user: \(reply["registration"]?["user"]?.stringValue ?? "?")")
+                return
+            }
+            print("Registration failed (\(reply["error"]?.stringValue ?? "?")).")
+            if let advice = reply["advice"]?.stringValue { print(advice) }
+            if let s = reply["retryAfterS"]?.numberValue { print("Try again in \(Int(s)) s.") }
         }
     }
 

@@ -12,7 +12,7 @@ struct TCUCtl: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tcuctl",
         abstract: "Operate and inspect the telematics unit, and work with its CAN data offline.",
-        subcommands: [Status.self, CAN.self, MSDCommand.self, ECallCommand.self, PrivacyCommand.self, RegisterCommand.self, LicenceCommand.self, ResetCommand.self, MenuCommand.self]
+        subcommands: [Status.self, CAN.self, MSDCommand.self, ECallCommand.self, PrivacyCommand.self, RegisterCommand.self, AssistantCommand.self, LicenceCommand.self, ResetCommand.self, MenuCommand.self]
     )
 }
 
@@ -409,6 +409,62 @@ struct RegisterCommand: ParsableCommand {
             if let advice = reply["advice"]?.stringValue { text += ": \(advice)" }
             if let s = reply["retryAfterS"]?.numberValue { text += " (try again in \(Int(s)) s)" }
             die(text, code: 75)
+        }
+    }
+}
+
+struct AssistantCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "assistant",
+        abstract: "The in-car activation assistant: create the account in the car, then log in, add the car to the garage and register it.",
+        discussion: "The seed product's other path to registration, without the portal: create-account, then (after the e-mail address is verified) add-car. The password travels once over the backend link and is kept nowhere in the car.",
+        subcommands: [CreateAccount.self, AddCar.self]
+    )
+
+    static func report(_ reply: JSON, what: String) {
+        guard reply["ok"]?.boolValue == true else {
+            var text = "\(what) failed: \(reply["error"]?.stringValue ?? "unknown")"
+            if let advice = reply["advice"]?.stringValue { text += ": \(advice)" }
+            if let s = reply["retryAfterS"]?.numberValue { text += " (try again in \(Int(s)) s)" }
+            die(text, code: 75)
+        }
+    }
+
+    struct CreateAccount: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "create-account", abstract: "Create the user's account (SEAT ID) from the car.")
+        @OptionGroup var options: SocketOption
+        @Option(help: "The e-mail address.") var email: String
+        @Option(help: "The password (at least 10 characters).") var password: String
+        @Option(help: "The 4-digit S-PIN that will guard remote functions.") var spin: String
+
+        func validate() throws {
+            guard spin.count == 4, spin.allSatisfy({ $0.isASCII && $0.isNumber }) else { throw ValidationError("the S-PIN is 4 digits") }
+        }
+
+        func run() throws {
+            let reply = askBackend(options.socket, .object([("command", .string("assistant")), ("action", .string("createAccount")),
+                                                            ("email", .string(email)), ("password", .string(password)), ("spin", .string(spin))]))
+            AssistantCommand.report(reply, what: "creating the account")
+            print("account = \(plain(reply["user"] ?? .null))")
+            if let advice = reply["advice"]?.stringValue { print("next = \(advice)") }
+        }
+    }
+
+    struct AddCar: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "add-car", abstract: "Log in, add this car to the account's garage and register it (the account holder becomes its primary user)."
+        )
+        @OptionGroup var options: SocketOption
+        @Option(help: "The account's e-mail address.") var email: String
+        @Option(help: "The password.") var password: String
+        @Flag(help: "Accept the terms of use and the privacy policy (required).") var acceptTerms = false
+
+        func run() throws {
+            let reply = askBackend(options.socket, .object([("command", .string("assistant")), ("action", .string("addCar")),
+                                                            ("email", .string(email)), ("password", .string(password)),
+                                                            ("acceptTerms", .bool(acceptTerms))]))
+            AssistantCommand.report(reply, what: "registration")
+            printFlat(reply["registration"] ?? .null, prefix: "registration")
         }
     }
 }

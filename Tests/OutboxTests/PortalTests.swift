@@ -46,7 +46,7 @@ struct PortalTests {
         let car = try p.addCar(vin: vin, email: "ana@example.com", model: "Leon", built: "2021-11-15", country: "ES", acceptedTerms: true, nowMs: now)
         #expect(car.code.count == 8 && car.code.allSatisfy(\.isNumber))
         #expect(car.codeExpiresAtMs == now + 365 * 24 * 3_600_000 && !car.codeUsed)
-        #expect(try p.garage(email: "ana@example.com") == [car])
+        #expect(try p.garage(email: "ana@example.com", nowMs: now) == [car])
     }
 
     @Test("each check of the garage has its own refusal")
@@ -78,7 +78,7 @@ struct PortalTests {
         try user(p)
         let first = try p.addCar(vin: vin, email: "ana@example.com", model: "Leon", built: "2021-11", country: "ES", acceptedTerms: true, nowMs: now)
         try p.removeCar(vin: vin, email: "ana@example.com")
-        #expect(try p.garage(email: "ana@example.com").isEmpty)
+        #expect(try p.garage(email: "ana@example.com", nowMs: now).isEmpty)
         #expect(refusal { try p.removeCar(vin: vin, email: "ana@example.com") } == "notInGarage")
         let second = try p.addCar(vin: vin, email: "ana@example.com", model: "Leon", built: "2021-11", country: "ES", acceptedTerms: true, nowMs: now)
         #expect(second.code != first.code)
@@ -107,7 +107,8 @@ struct PortalRegistrationTests {
         let e = try p.register(vin: vin, code: car.code, model: "Leon", built: "2021-11", country: "ES", privacy: "shareMyPosition", nowMs: now + 1)
         #expect(e.user == "ana@example.com" && e.role == "primary" && e.services.contains("emergencyCall"))
         #expect(e.licenceExpiresAtMs >= now + 365 * 24 * 3_600_000)
-        #expect(try p.garage(email: "ana@example.com").first?.codeUsed == true)
+        #expect(try p.garage(email: "ana@example.com", nowMs: now).first?.codeUsed == true)
+        #expect(try p.garage(email: "ana@example.com", nowMs: now).first?.enrolment == "completed")
         #expect(code { try p.register(vin: self.vin, code: car.code, model: "Leon", built: "2021-11", country: "ES", privacy: nil, nowMs: now + 2) } == "codeUsed")
     }
 
@@ -179,5 +180,73 @@ struct PortalLicenceTests {
         #expect(code { try p.renew(vin: "VSSZZZKLZNR099999", package: "radio", years: 1, nowMs: now) } == "notRegistered")
         #expect(code { try p.renew(vin: self.vin, package: "gold", years: 1, nowMs: now) } == "unknownPackage")
         #expect(code { try p.renew(vin: self.vin, package: "radio", years: 3, nowMs: now) } == "invalidTerm")
+    }
+}
+
+@Suite("Portal: enrolment states, roles, the licence that stays with the car")
+struct PortalEnrolmentTests {
+    let vin = "VSSZZZKLZNR012345"
+    let now: Int64 = 1_764_000_000_000
+    let year = Portal.codeValidityMs
+
+    func code(_ body: () throws -> Any) -> String? {
+        do { _ = try body(); return nil } catch let e as PortalError { return e.code } catch { return "\(error)" }
+    }
+
+    func account(_ p: Portal, _ email: String) throws {
+        try p.addUser(email: email, password: "correct horse", spin: "4711", nowMs: now)
+        try p.verifyEmail(email)
+    }
+
+    func enrolment(_ p: Portal, at: Int64) throws -> String? { try p.garage(email: "ana@example.com", nowMs: at).first?.enrolment }
+
+    @Test("not started, started after the right code failed a later check, completed, inactive once the licence expired")
+    func states() throws {
+        let p = try Portal(path: scratch(), rounds: 1_000)
+        try account(p, "ana@example.com")
+        let car = try p.addCar(vin: vin, email: "ana@example.com", model: "Leon", built: "2021-11", country: "ES", acceptedTerms: true, nowMs: now)
+        #expect(try enrolment(p, at: now) == "notStarted")
+        #expect(code { try p.register(vin: self.vin, code: car.code, model: "Leon", built: "2021-11", country: "ES", privacy: "offline", nowMs: now) } == "privacyOffline")
+        #expect(try enrolment(p, at: now) == "started")
+        _ = try p.register(vin: vin, code: car.code, model: "Leon", built: "2021-11", country: "ES", privacy: nil, nowMs: now)
+        #expect(try enrolment(p, at: now) == "completed")
+        #expect(try enrolment(p, at: now + year) == "inactive")
+        _ = try p.renew(vin: vin, package: "radio", years: 1, nowMs: now + year)
+        #expect(try enrolment(p, at: now + year) == "completed")
+    }
+
+    @Test("the licence stays with the car: no second trial, and an expired one must be renewed before registering again")
+    func licenceStaysWithTheCar() throws {
+        let p = try Portal(path: scratch(), rounds: 1_000)
+        try account(p, "ana@example.com")
+        let first = try p.addCar(vin: vin, email: "ana@example.com", model: "Leon", built: "2021-11", country: "ES", acceptedTerms: true, nowMs: now)
+        _ = try p.register(vin: vin, code: first.code, model: "Leon", built: "2021-11", country: "ES", privacy: nil, nowMs: now)
+        // A factory reset and, 13 months later, the same owner adds the car again.
+        try p.forgetCar(vin: vin)
+        let later = now + year + 30 * 86_400_000
+        let again = try p.addCar(vin: vin, email: "ana@example.com", model: "Leon", built: "2021-11", country: "ES", acceptedTerms: true, nowMs: later)
+        #expect(code { try p.register(vin: self.vin, code: again.code, model: "Leon", built: "2021-11", country: "ES", privacy: nil, nowMs: later) } == "licenceInvalid")
+        _ = try p.renew(vin: vin, package: "navi", years: 1, nowMs: later)
+        let e = try p.register(vin: vin, code: again.code, model: "Leon", built: "2021-11", country: "ES", privacy: nil, nowMs: later + 1)
+        #expect(e.licenceExpiresAtMs == later + year && e.services.contains("onlineNavigation"))
+    }
+
+    @Test("the primary user shares the car with secondary users and guests; only the primary user may")
+    func roles() throws {
+        let p = try Portal(path: scratch(), rounds: 1_000)
+        for who in ["ana@example.com", "ben@example.com", "cleo@example.com"] { try account(p, who) }
+        let car = try p.addCar(vin: vin, email: "ana@example.com", model: "Leon", built: "2021-11", country: "ES", acceptedTerms: true, nowMs: now)
+        #expect(code { try p.share(vin: self.vin, owner: "ana@example.com", with: "ben@example.com", role: "secondary", nowMs: self.now) } == "notRegistered")
+        _ = try p.register(vin: vin, code: car.code, model: "Leon", built: "2021-11", country: "ES", privacy: nil, nowMs: now)
+        try p.share(vin: vin, owner: "ana@example.com", with: "ben@example.com", role: "secondary", nowMs: now)
+        try p.share(vin: vin, owner: "ana@example.com", with: "cleo@example.com", role: "guest", nowMs: now)
+        #expect(try p.users(vin: vin).map { "\($0.email) \($0.role)" } == ["ana@example.com primary", "cleo@example.com guest", "ben@example.com secondary"])
+        #expect(try p.role(of: "BEN@example.com", vin: vin) == "secondary" && p.role(of: "dan@example.com", vin: vin) == nil)
+        #expect(code { try p.share(vin: self.vin, owner: "ben@example.com", with: "cleo@example.com", role: "secondary", nowMs: self.now) } == "insufficientRights")
+        #expect(code { try p.share(vin: self.vin, owner: "ana@example.com", with: "cleo@example.com", role: "primary", nowMs: self.now) } == "invalidRole")
+        #expect(code { try p.share(vin: self.vin, owner: "ana@example.com", with: "dan@example.com", role: "guest", nowMs: self.now) } == "noAccount")
+        // A factory reset ends every role.
+        try p.forgetCar(vin: vin)
+        #expect(try p.users(vin: vin).isEmpty)
     }
 }

@@ -58,3 +58,54 @@ struct RegistrationTests {
         #expect(RegistrationFailure.allCases.filter(\.isWrongCode) == [.codeUnknown, .codeForAnotherVehicle])
     }
 }
+
+@Suite("Capabilities and their status codes")
+struct CapabilityTests {
+    func registered(role: String = "primary", licenceEnd: Int64 = 2_000) -> Registration {
+        var r = Registration()
+        r.status = .completed
+        r.role = role
+        r.services = ["vehicleStatus", "parkingPosition", "remoteLockUnlock", "alerts"]
+        r.licenceExpiresAtMs = licenceEnd
+        return r
+    }
+
+    func codes(_ list: [Capability], _ id: String) -> [Int] { list.first { $0.id == id }!.codes.map(\.rawValue) }
+
+    @Test func theEmergencyCallIsAlwaysEnabled() {
+        for privacy in [PrivacyMode.shareMyPosition, .useMyPosition, .offline] {
+            for r in [Registration(), registered(licenceEnd: 0), registered(role: "guest")] {
+                let e = Capabilities.evaluate(r, privacy: privacy, nowMs: 1_000).first { $0.id == "emergencyCall" }!
+                #expect(e.isEnabled && e.expiresAtMs == Capabilities.farFutureMs)
+            }
+        }
+    }
+
+    @Test func aCarWithoutRegistrationOrWithoutTheServiceMissesTheLicence() {
+        let none = Capabilities.evaluate(Registration(), privacy: .shareMyPosition, nowMs: 1_000)
+        #expect(codes(none, "remoteLockUnlock") == [2003] && codes(none, "breakdownCall") == [])
+        let some = Capabilities.evaluate(registered(), privacy: .shareMyPosition, nowMs: 1_000)
+        #expect(codes(some, "remoteLockUnlock") == [] && codes(some, "onlineNavigation") == [2003])
+        #expect(some.first { $0.id == "remoteLockUnlock" }!.expiresAtMs == 2_000)
+    }
+
+    @Test func anExpiredLicenceStopsRemoteServicesNotSafety() {
+        let list = Capabilities.evaluate(registered(licenceEnd: 2_000), privacy: .shareMyPosition, nowMs: 2_000)
+        #expect(codes(list, "remoteLockUnlock") == [2002] && codes(list, "vehicleStatus") == [2002])
+        #expect(codes(list, "breakdownCall") == [] && codes(list, "emergencyCall") == [])
+        var inactive = registered()
+        inactive.status = .inactive
+        #expect(codes(Capabilities.evaluate(inactive, privacy: .shareMyPosition, nowMs: 0), "alerts") == [2001])
+    }
+
+    @Test func privacyAndRoleAddTheirCodes() {
+        let use = Capabilities.evaluate(registered(), privacy: .useMyPosition, nowMs: 1_000)
+        #expect(codes(use, "parkingPosition") == [1013] && codes(use, "vehicleStatus") == [])
+        let offline = Capabilities.evaluate(registered(licenceEnd: 500), privacy: .offline, nowMs: 1_000)
+        #expect(codes(offline, "vehicleStatus") == [1005, 2002] && codes(offline, "breakdownCall") == [1005])
+        let guest = Capabilities.evaluate(registered(role: "guest"), privacy: .shareMyPosition, nowMs: 1_000)
+        #expect(codes(guest, "remoteLockUnlock") == [3003] && codes(guest, "vehicleStatus") == [])
+        #expect(!registered(role: "secondary").allows("remoteLockUnlock", nowMs: 1_000))
+        #expect(registered(role: "secondary").allows("vehicleStatus", nowMs: 1_000))
+    }
+}

@@ -90,12 +90,18 @@ class Rig:
         self.portal("user", "verify", "ana@example.com")
         return json.loads(self.portal("garage", "add", VIN, "--user", "ana@example.com", "--profile", PROFILE, "--accept-terms").stdout)
 
-    def start_backend(self):
+    def start_backend(self, clock_offset_days=0):
         log = self.tmp / "backend.log"
         connections = log.read_text().count("connected to") + 1 if log.exists() else 1
         self.backend = subprocess.Popen([os.path.join(BIN, "tcu-backend"), "serve", "--broker", f"127.0.0.1:{self.port}",
-                                         "--db", str(self.tmp / "backend.db")], stderr=open(log, "a"))
+                                         "--db", str(self.tmp / "backend.db"), f"--clock-offset-days={clock_offset_days}"],
+                                        stderr=open(log, "a"))
         assert wait_until(lambda: self.backend_ready(connections))
+
+    def restart_backend(self, clock_offset_days=0):
+        self.backend.terminate()
+        self.backend.wait(timeout=10)
+        self.start_backend(clock_offset_days)
 
     def status(self):
         r = subprocess.run([os.path.join(BIN, "tcuctl"), "status", "--socket", f"{self.tmp}/ctl.sock"], capture_output=True, text=True)
@@ -291,8 +297,9 @@ def test_a_wrong_ca_or_a_missing_client_certificate_is_refused_and_nothing_is_lo
     try:
         _start_tls_daemon(r, ca, with_client_cert=client_cert)
         assert wait_until(lambda: _backend_status(r).get("outbox.waiting.alarm") == "1")
-        st = _backend_status(r)
-        assert st["outbox.backend.connected"] == "false" and "outbox.backend.lastError" in st
+        # The refused handshake is recorded once the link's first attempt has ended.
+        assert wait_until(lambda: "outbox.backend.lastError" in _backend_status(r))
+        assert _backend_status(r)["outbox.backend.connected"] == "false"
         assert r.events() == []
     finally:
         r.close()
@@ -602,6 +609,95 @@ def test_registration_with_the_pairing_code_end_to_end(rig):
         assert car["pairingCode"] not in text and "correct horse" not in text, log
 
 
+def capabilities(rig):
+    return json.loads(rig.tcuctl("status", "--json").stdout)["capabilities"]
+
+
+def test_an_expired_licence_stops_remote_services_never_the_ecall_injected_clock(rig):
+    # The backend's clock 395 days behind: the car registers "13 months ago", so its 12-month
+    # trial ended a month ago by the car's own clock.
+    rig.restart_backend(clock_offset_days=-395)
+
+    def past(*args):
+        return rig.portal(*args, "--clock-offset-days=-395")
+    past("user", "add", "ana@example.com", "--password", "correct horse", "--spin", "4711")
+    past("user", "verify", "ana@example.com")
+    car = json.loads(past("garage", "add", VIN, "--user", "ana@example.com", "--profile", PROFILE, "--accept-terms").stdout)
+    # No eCall network here: the test call must not hold up the stop.
+    rig.start_live_daemon(f"[registration]\nfile = {rig.tmp}/registration.json\n[ecall]\nshutdown-grace-ms = 0\n")
+    assert wait_until(lambda: rig.status().get("outbox.backend.connected") == "true")
+    # Before registration: only the safety services.
+    before = capabilities(rig)
+    assert before["emergencyCall"]["isEnabled"] and before["breakdownCall"]["isEnabled"]
+    assert before["remoteLockUnlock"]["statusCodes"] == [2003]
+    ok = rig.tcuctl("register", car["pairingCode"])
+    assert ok.returncode == 0, ok.stderr
+    expired = capabilities(rig)
+    for service in ["remoteLockUnlock", "vehicleStatus", "parkingPosition", "alerts"]:
+        assert expired[service] == {"id": service, "isEnabled": False, "expirationDate": expired[service]["expirationDate"],
+                                    "statusCodes": [2002]}
+        assert expired[service]["expirationDate"] < time.time() * 1000
+    assert expired["emergencyCall"]["isEnabled"] and expired["breakdownCall"]["isEnabled"]
+    # The backend hears the codes in the car's state, and the portal shows the enrolment inactive.
+    assert wait_until(lambda: rig.state()["blocks"].get("capabilities", {}).get("values", {})
+                      .get("remoteLockUnlock", {}).get("statusCodes") == [2002])
+    assert json.loads(rig.portal("garage", "list", "--user", "ana@example.com").stdout)["enrolment"] == "inactive"
+    # The eCall does not ask the licence: a test call is taken (test_ecall.py calls a PSAP with
+    # no account, licence or backend at all).
+    assert rig.tcuctl("ecall", "test").returncode == 0
+    # Renewed from the car: the remote services are back, on the backend too.
+    renewed = rig.tcuctl("licence", "--renew", "--package", "radio", "--years", "1")
+    assert renewed.returncode == 0, renewed.stderr
+    assert capabilities(rig)["remoteLockUnlock"]["statusCodes"] == []
+    assert wait_until(lambda: rig.state()["blocks"]["capabilities"]["values"]["remoteLockUnlock"]["isEnabled"])
+    # "Use my position": the parking position says why it is off.
+    assert rig.tcuctl("privacy", "use").returncode == 0
+    assert capabilities(rig)["parkingPosition"]["statusCodes"] == [1013]
+
+
+def test_a_car_whose_licence_expired_registers_again_only_after_a_renewal(rig):
+    past_days = -395
+    rig.restart_backend(clock_offset_days=past_days)
+    rig.portal("user", "add", "ana@example.com", "--password", "correct horse", "--spin", "4711", f"--clock-offset-days={past_days}")
+    rig.portal("user", "verify", "ana@example.com")
+    car = json.loads(rig.portal("garage", "add", VIN, "--user", "ana@example.com", "--profile", PROFILE, "--accept-terms",
+                                f"--clock-offset-days={past_days}").stdout)
+    rig.start_live_daemon(f"[registration]\nfile = {rig.tmp}/registration.json\n")
+    assert wait_until(lambda: rig.status().get("outbox.backend.connected") == "true")
+    assert rig.tcuctl("register", car["pairingCode"]).returncode == 0
+    # A factory reset, then today (the backend's clock right again) the owner adds the car anew.
+    assert rig.tcuctl("reset", "--yes").returncode == 0
+    assert wait_until(lambda: "outbox.dataDeletionConfirmedAt" in rig.status(), timeout=30)
+    rig.restart_backend()
+    again = json.loads(rig.portal("garage", "add", VIN, "--user", "ana@example.com", "--profile", PROFILE, "--accept-terms").stdout)
+    refused = rig.tcuctl("register", again["pairingCode"])
+    assert refused.returncode == 75 and "licenceInvalid" in refused.stderr and "licence" in refused.stderr
+    assert json.loads(rig.portal("garage", "list", "--user", "ana@example.com").stdout)["enrolment"] == "started"
+    # No second trial: the owner renews in the portal, then the same code works.
+    assert rig.portal("licence", "renew", VIN, "--package", "navi", "--years", "1").returncode == 0
+    ok = rig.tcuctl("register", again["pairingCode"])
+    assert ok.returncode == 0, ok.stderr
+    assert "onlineNavigation" in ok.stdout
+    assert json.loads(rig.portal("garage", "list", "--user", "ana@example.com").stdout)["enrolment"] == "completed"
+
+
+def test_roles_from_the_portal_cli(rig):
+    car = rig.add_car()
+    for who in ["ben@example.com", "cleo@example.com"]:
+        rig.portal("user", "add", who, "--password", "correct horse", "--spin", "1234")
+        rig.portal("user", "verify", who)
+    rig.start_live_daemon(f"[registration]\nfile = {rig.tmp}/registration.json\n")
+    assert wait_until(lambda: rig.status().get("outbox.backend.connected") == "true")
+    assert rig.tcuctl("register", car["pairingCode"]).returncode == 0
+    assert rig.portal("garage", "share", VIN, "--user", "ana@example.com", "--with", "ben@example.com", "--role", "secondary").returncode == 0
+    assert rig.portal("garage", "share", VIN, "--user", "ana@example.com", "--with", "cleo@example.com", "--role", "guest").returncode == 0
+    users = [json.loads(l) for l in rig.portal("garage", "users", VIN).stdout.splitlines()]
+    assert users == [{"user": "ana@example.com", "role": "primary"}, {"user": "cleo@example.com", "role": "guest"},
+                     {"user": "ben@example.com", "role": "secondary"}]
+    refused = rig.portal("garage", "share", VIN, "--user", "ben@example.com", "--with", "cleo@example.com", "--role", "secondary")
+    assert refused.returncode != 0 and "insufficientRights" in refused.stderr
+
+
 def test_wrong_codes_lock_registration_in_the_car(rig):
     rig.start_live_daemon(f"[registration]\nfile = {rig.tmp}/registration.json\n")
     assert wait_until(lambda: rig.status().get("outbox.backend.connected") == "true")
@@ -617,24 +713,35 @@ def test_wrong_codes_lock_registration_in_the_car(rig):
     assert (rig.tmp / "backend.log").read_text().count("registration of VSSZZZKLZNR012345 refused") == 3
 
 
-def test_the_menu_as_a_person_uses_it_in_a_terminal(rig):
+class Terminal:
     """tcuctl menu in a real terminal (tmux): keys typed, the screen read back."""
+
+    def __init__(self, rig):
+        self.session = f"tcu-menu-{os.getpid()}-{time.monotonic_ns()}"
+        # The pane stays a while after the menu ends, so that its last words can be read.
+        subprocess.run(["tmux", "new-session", "-d", "-s", self.session, "-x", "120", "-y", "60",
+                        f"{os.path.join(BIN, 'tcuctl')} menu --socket {rig.tmp}/ctl.sock; sleep 30"], check=True)
+
+    def screen(self):
+        return subprocess.run(["tmux", "capture-pane", "-p", "-t", self.session], capture_output=True, text=True).stdout
+
+    def type_(self, text):
+        subprocess.run(["tmux", "send-keys", "-t", self.session, text, "Enter"], check=True)
+
+    def shows(self, text):
+        assert wait_until(lambda: text in self.screen(), timeout=15), self.screen()
+
+    def close(self):
+        subprocess.run(["tmux", "kill-session", "-t", self.session], capture_output=True)
+
+
+def test_the_menu_as_a_person_uses_it_in_a_terminal(rig):
     code = rig.add_car()["pairingCode"]
     rig.start_live_daemon(f"[registration]\nfile = {rig.tmp}/registration.json\n")
     assert wait_until(lambda: rig.status().get("outbox.backend.connected") == "true")
-    session = f"tcu-menu-{os.getpid()}"
-    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "120", "-y", "60",
-                    f"{os.path.join(BIN, 'tcuctl')} menu --socket {rig.tmp}/ctl.sock; sleep 30"], check=True)
+    term = Terminal(rig)
+    shows, type_ = term.shows, term.type_
     try:
-        def screen():
-            return subprocess.run(["tmux", "capture-pane", "-p", "-t", session], capture_output=True, text=True).stdout
-
-        def type_(text):
-            subprocess.run(["tmux", "send-keys", "-t", session, text, "Enter"], check=True)
-
-        def shows(text):
-            assert wait_until(lambda: text in screen(), timeout=15), screen()
-
         shows("== Settings")
         type_("7")
         shows("Choose one of the numbers shown.")
@@ -677,7 +784,77 @@ def test_the_menu_as_a_person_uses_it_in_a_terminal(rig):
         type_("0")
         shows("Goodbye.")
     finally:
-        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+        term.close()
+
+
+def test_the_activation_assistant_registers_the_car_without_the_portal(rig):
+    """The seed's other path, from the car alone: create the account, verify the address (the
+    link in the e-mail: here the portal's command), log in, accept the terms, done."""
+    rig.start_live_daemon(f"[registration]\nfile = {rig.tmp}/registration.json\n")
+    assert wait_until(lambda: rig.status().get("outbox.backend.connected") == "true")
+
+    def assistant(*args):
+        return rig.tcuctl("assistant", *args)
+    weak = assistant("create-account", "--email", "ana@example.com", "--password", "short", "--spin", "4711")
+    assert weak.returncode == 75 and "weakPassword" in weak.stderr and "10 characters" in weak.stderr
+    made = assistant("create-account", "--email", "ana@example.com", "--password", "correct horse", "--spin", "4711")
+    assert made.returncode == 0 and "account = ana@example.com" in made.stdout and "Open the link" in made.stdout
+    early = assistant("add-car", "--email", "ana@example.com", "--password", "correct horse", "--accept-terms")
+    assert early.returncode == 75 and "emailNotVerified" in early.stderr
+    assert rig.portal("user", "verify", "ana@example.com").returncode == 0
+    no_terms = assistant("add-car", "--email", "ana@example.com", "--password", "correct horse")
+    assert no_terms.returncode == 75 and "termsNotAccepted" in no_terms.stderr
+    wrong = assistant("add-car", "--email", "ana@example.com", "--password", "wrong horse!", "--accept-terms")
+    assert wrong.returncode == 75 and "wrongPassword" in wrong.stderr
+    ok = assistant("add-car", "--email", "ana@example.com", "--password", "correct horse", "--accept-terms")
+    assert ok.returncode == 0, ok.stderr
+    assert "registration.status = completed" in ok.stdout and "registration.role = primary" in ok.stdout
+    car = json.loads(rig.portal("garage", "list", "--user", "ana@example.com").stdout)
+    assert car["vin"] == VIN and car["codeUsed"] and car["enrolment"] == "completed"
+    for log in rig.tmp.glob("*.log"):
+        assert "correct horse" not in log.read_text() and car["pairingCode"] not in log.read_text(), log
+
+
+def test_the_activation_assistant_in_the_menu(rig):
+    rig.portal("user", "add", "ana@example.com", "--password", "correct horse", "--spin", "4711")
+    rig.start_live_daemon(f"[registration]\nfile = {rig.tmp}/registration.json\n")
+    assert wait_until(lambda: rig.status().get("outbox.backend.connected") == "true")
+    term = Terminal(rig)
+    shows, type_ = term.shows, term.type_
+    try:
+        shows("== Settings")
+        for key, screen in [("1", "== Settings › Online services"), ("1", "== Online services › Registration"),
+                            ("2", "== Registration › Activation assistant"), ("2", "E-mail address")]:
+            type_(key)
+            shows(screen)
+        # Creating an account that exists: refused, with the portal's reason.
+        type_("ana@example.com")
+        shows("Password (at least 10 characters)")
+        type_("correct horse")
+        shows("S-PIN for remote functions (4 digits)")
+        type_("47")
+        shows("The S-PIN is 4 digits.")
+        type_("4711")
+        shows("The account was not created (accountExists)")
+        # Log in before the address is verified, then after.
+        type_("1")
+        shows("E-mail address")
+        type_("ana@example.com")
+        type_("correct horse")
+        shows("== Activation assistant › Terms")
+        type_("1")
+        shows("Registration failed (emailNotVerified)")
+        assert rig.portal("user", "verify", "ana@example.com").returncode == 0
+        type_("1")
+        type_("ana@example.com")
+        type_("correct horse")
+        shows("Privacy policy")
+        type_("1")
+        shows("Registered. Primary user: ana@example.com")
+        assert rig.status()["registration.status"] == "completed"
+        shows("State: completed")
+    finally:
+        term.close()
 
 
 def test_a_factory_reset_deletes_the_users_data_in_the_car_and_in_the_backend(rig):

@@ -85,9 +85,11 @@ public struct Registration: Sendable, Equatable {
     public init() {}
 
     /// Whether a remote service may work: the car is registered, the service is in its
-    /// licence, and the licence has not expired. (The eCall never asks.)
+    /// licence, the licence has not expired, and a remote function is the primary user's.
+    /// (The eCall never asks.)
     public func allows(_ service: String, nowMs: Int64) -> Bool {
         status == .completed && services.contains(service) && (licenceExpiresAtMs.map { $0 > nowMs } ?? false)
+            && (!Capabilities.remote.contains(service) || role == "primary")
     }
 
     public var json: JSON {
