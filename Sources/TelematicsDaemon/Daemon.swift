@@ -249,7 +249,8 @@ public enum Daemon {
     /// What systemd shows as the unit's status: the bus, the backend link, the eCall.
     static func statusLine(bus: VehicleBusService, outbox: OutboxService, eCall: ECallService) -> String {
         let b = bus.report().bus
-        var line = "CAN \(b["activity"]?.stringValue ?? "?"), \(Int(b["frames"]?.numberValue ?? 0)) frames"
+        // What the unit is doing, not counters: systemd shows the line, and it is sent when it changes.
+        var line = "CAN \(b["activity"]?.stringValue ?? "?")"
         let o = outbox.report()
         if let e = o["error"]?.stringValue {
             line += "; outbox unavailable (\(e))"
