@@ -30,7 +30,7 @@ RELEASE      := -c release --static-swift-stdlib
 # mosquitto broker for the backend link, gpsd for the position, tmux to type into the menu,
 # qemu, busybox and cpio to boot a guest kernel with vcan where the host has no CAN (and to
 # pull its power), e2fsprogs for the guest's disk.
-DEB_PACKAGES := libsocketcan-dev libgps-dev libsqlite3-dev libmosquitto-dev pkg-config \
+DEB_PACKAGES := libsocketcan-dev libgps-dev libsqlite3-dev libmosquitto-dev libssl-dev pkg-config \
                 can-utils iproute2 kmod qemu-system-x86 busybox-static cpio xz-utils mosquitto \
                 openssl python3 python3-venv e2fsprogs mosquitto-clients gpsd tmux \
                 systemd fakeroot

@@ -61,6 +61,8 @@ let package = Package(
 
         // libgps: the gpsd client library.
         .systemLibrary(name: "CGPS", providers: [.apt(["libgps-dev"])]),  // loaded at run time: see shim.h
+        // HMAC-SHA256 for the remote commands' signatures (libcrypto: libmosquitto loads it anyway).
+        .systemLibrary(name: "COpenSSL", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
         // Position from gpsd (its own thread, reconnects).
         .target(name: "GNSS", dependencies: ["TelematicsCore", "CGPS"], swiftSettings: strict),
 
@@ -71,7 +73,7 @@ let package = Package(
         .target(
             name: "TelematicsDaemon",
             dependencies: [
-                "TelematicsCore", "VehicleBus", "ECallLink", "Outbox", "BackendLink", "GNSS",
+                "TelematicsCore", "VehicleBus", "ECallLink", "Outbox", "BackendLink", "GNSS", "COpenSSL",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),

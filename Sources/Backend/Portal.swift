@@ -83,6 +83,11 @@ public final class Portal {
                 licence_expires_at INTEGER, licence_package TEXT);
             CREATE TABLE IF NOT EXISTS registration_attempts(vin TEXT PRIMARY KEY, failures INTEGER NOT NULL, locked_until INTEGER);
             CREATE TABLE IF NOT EXISTS login_attempts(email TEXT PRIMARY KEY, failures INTEGER NOT NULL, locked_until INTEGER);
+            CREATE TABLE IF NOT EXISTS spin_attempts(email TEXT PRIMARY KEY, failures INTEGER NOT NULL, locked_until INTEGER);
+            CREATE TABLE IF NOT EXISTS command_keys(vin TEXT PRIMARY KEY, key TEXT NOT NULL, counter INTEGER NOT NULL DEFAULT 0);
+            CREATE TABLE IF NOT EXISTS commands(
+                id TEXT PRIMARY KEY, vin TEXT NOT NULL, action TEXT NOT NULL, user TEXT NOT NULL, status TEXT NOT NULL,
+                cause TEXT, expires_at INTEGER NOT NULL, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL, body TEXT NOT NULL);
             CREATE TABLE IF NOT EXISTS car_users(
                 vin TEXT NOT NULL, email TEXT NOT NULL, role TEXT NOT NULL CHECK(role IN ('secondary', 'guest')),
                 added_at INTEGER NOT NULL, PRIMARY KEY(vin, email));
@@ -257,6 +262,7 @@ public final class Portal {
         try run("DELETE FROM garage WHERE vin = ?", [.text(vin)])
         try run("DELETE FROM car_users WHERE vin = ?", [.text(vin)])
         try run("DELETE FROM registration_attempts WHERE vin = ?", [.text(vin)])
+        try run("UPDATE command_keys SET key = '' WHERE vin = ?", [.text(vin)])
     }
 
     /// The cars in the user's garage (the user is their primary user), with their enrolment.
@@ -319,6 +325,8 @@ public final class Portal {
         public var role: String
         public var services: [String]
         public var licenceExpiresAtMs: Int64
+        /// The key the backend signs this car's remote commands with, given to the car once.
+        public var commandKey: [UInt8] = []
     }
 
     /// The services of the trial licence every new registration starts (the seed's "Radio"
@@ -375,7 +383,12 @@ public final class Portal {
         }
         try run("UPDATE garage SET code_used_at = ?, role = 'primary', enrolment = 'completed' WHERE vin = ?", [.int(nowMs), .text(vin)])
         try run("DELETE FROM registration_attempts WHERE vin = ?", [.text(vin)])
-        return Enrolment(user: email, role: "primary", services: Self.packages[package]?.services ?? Self.trialServices, licenceExpiresAtMs: end)
+        // A new key for the remote commands at every registration: a former owner's is void.
+        let key = SymmetricKey(size: .bits256).withUnsafeBytes { Array($0) }
+        try run("INSERT INTO command_keys(vin, key, counter) VALUES (?, ?, 0) ON CONFLICT(vin) DO UPDATE SET key = excluded.key",
+                [.text(vin), .text(hexBytes(key))])
+        return Enrolment(user: email, role: "primary", services: Self.packages[package]?.services ?? Self.trialServices,
+                         licenceExpiresAtMs: end, commandKey: key)
     }
 
     /// The seed's packages: "Radio" (Safety & Service and Remote Access) and "Navi" (those, online
@@ -418,6 +431,111 @@ public final class Portal {
         let end = max(current.expiresAtMs, nowMs) + Int64(years) * Self.codeValidityMs
         try run("UPDATE licences SET package = ?, expires_at = ? WHERE vin = ?", [.text(package), .int(end), .text(vin)])
         return Licence(package: package, expiresAtMs: end, services: p.services, priceEUR: price)
+    }
+
+    // MARK: - Remote commands
+
+    /// Checks the user's S-PIN: a wrong one answers with the tries left; after three the
+    /// S-PIN is locked from 30 s, doubling up to an hour.
+    public func verifySPIN(email: String, spin: String, nowMs: Int64) throws(PortalError) {
+        let key = email.lowercased()
+        let rows = try query("SELECT failures, locked_until FROM spin_attempts WHERE email = ?", [.text(key)]) {
+            GuessLimiter(failures: Int($0.int(0)), lockedUntilMs: $0.isNull(1) ? nil : $0.int(1))
+        }
+        var limiter = rows.first ?? GuessLimiter()
+        if let left = limiter.lockedFor(nowMs: nowMs) {
+            throw PortalError("spinLocked", "the S-PIN is locked after wrong tries; try again in \((left + 999) / 1000) s", retryAfterMs: left)
+        }
+        guard try checkSPIN(email: key, spin: spin) else {
+            limiter.wrongCode(nowMs: nowMs)
+            try run("INSERT INTO spin_attempts(email, failures, locked_until) VALUES (?, ?, ?) ON CONFLICT(email) DO UPDATE SET failures = excluded.failures, locked_until = excluded.locked_until",
+                    [.text(key), .int(Int64(limiter.failures)), limiter.lockedUntilMs.map { .int($0) } ?? .null])
+            let left = max(0, GuessLimiter.freeTries - limiter.failures)
+            if let wait = limiter.lockedFor(nowMs: nowMs) {
+                throw PortalError("spinLocked", "wrong S-PIN; it is locked for \((wait + 999) / 1000) s", retryAfterMs: wait)
+            }
+            throw PortalError("wrongSPIN", "wrong S-PIN; \(left) \(left == 1 ? "try" : "tries") left")
+        }
+        try run("DELETE FROM spin_attempts WHERE email = ?", [.text(key)])
+    }
+
+    /// The actions that need the S-PIN (the real service asks it for unlocking and locking).
+    public static let spinActions: Set<RemoteCommand.Action> = [.lock, .unlock]
+
+    /// A remote command for the car, signed with its key: the user must be one of the car's
+    /// users (the car itself refuses remote functions to anyone but the primary user, and the
+    /// backend says so first), with the S-PIN where the action needs it, and with no command
+    /// of the same type still pending. Recorded as `queued`.
+    public func issueCommand(vin: String, user: String, spin: String?, action: RemoteCommand.Action, targetTemperature: Double?,
+                             ttlMs: Int64, nowMs: Int64) throws(PortalError) -> RemoteCommand {
+        guard let role = try role(of: user, vin: vin) else {
+            throw PortalError("insufficientRights", "\(user) is not a user of \(vin)")
+        }
+        guard role == "primary" else { throw PortalError("insufficientRights", "only the primary user has remote functions (\(user) is \(role))") }
+        if Self.spinActions.contains(action) {
+            guard let spin else { throw PortalError("spinRequired", "\(action.rawValue) needs the S-PIN") }
+            try verifySPIN(email: user, spin: spin, nowMs: nowMs)
+        }
+        if action == .climatisationStart, !RemoteCommand.isValidTargetTemperature(targetTemperature ?? 0) {
+            throw PortalError("invalidTemperature", "the target temperature is 16 to 30 °C in 0.5 steps")
+        }
+        let pending = try query("SELECT id FROM commands WHERE vin = ? AND action = ? AND status IN ('queued', 'inProgress') AND expires_at > ?",
+                                [.text(vin), .text(action.rawValue), .int(nowMs)]) { $0.text(0) }
+        if let other = pending.first { throw PortalError("requestPending", "a \(action.rawValue) request is still pending (\(other))") }
+        let keys = try query("SELECT key, counter FROM command_keys WHERE vin = ?", [.text(vin)]) { ($0.text(0), $0.int(1)) }
+        guard let (hex, counter) = keys.first, let key = bytes(fromHex: hex), !key.isEmpty else {
+            throw PortalError("notRegistered", "\(vin) has no command key: register it first")
+        }
+        try run("UPDATE command_keys SET counter = ? WHERE vin = ?", [.int(counter + 1), .text(vin)])
+        var c = RemoteCommand(id: randomMessageID(), vin: vin, action: action, counter: counter + 1, issuedAtMs: nowMs,
+                              expiresAtMs: nowMs + ttlMs, user: user.lowercased(), role: role,
+                              targetTemperature: action == .climatisationStart ? targetTemperature : nil)
+        c.signature = Self.sign(c, key: key)
+        try run("INSERT INTO commands(id, vin, action, user, status, expires_at, created_at, updated_at, body) VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, ?)",
+                [.text(c.id), .text(vin), .text(action.rawValue), .text(c.user), .int(c.expiresAtMs), .int(nowMs), .int(nowMs), .text(c.json.text)])
+        return c
+    }
+
+    /// HMAC-SHA256 of the command's signed text with the car's key, in hex.
+    public static func sign(_ c: RemoteCommand, key: [UInt8]) -> String {
+        let mac = HMAC<SHA256>.authenticationCode(for: Array(c.signedText.utf8), using: SymmetricKey(data: key))
+        return hexBytes(Array(mac))
+    }
+
+    /// The car's key (tests sign their own forgeries with another).
+    public func commandKey(vin: String) throws(PortalError) -> [UInt8]? {
+        try query("SELECT key FROM command_keys WHERE vin = ?", [.text(vin)]) { bytes(fromHex: $0.text(0)) }.first ?? nil
+    }
+
+    /// A result from the car (`inProgress`, `successful`, `failed`); a later status never goes back.
+    public func commandResult(id: String, status: String, cause: String?, nowMs: Int64) throws(PortalError) {
+        try run("""
+            UPDATE commands SET status = ?, cause = ?, updated_at = ? WHERE id = ?
+            AND (status IN ('queued') OR (status = 'inProgress' AND ? IN ('successful', 'failed')))
+            """, [.text(status), cause.map { .text($0) } ?? .null, .int(nowMs), .text(id), .text(status)])
+    }
+
+    public struct CommandStatus: Sendable, Equatable {
+        public var id: String
+        public var action: String
+        /// queued, inProgress, successful, failed, timedOut (no final result before its expiry).
+        public var status: String
+        public var cause: String?
+        public var json: JSON {
+            var o: [(String, JSON)] = [("id", .string(id)), ("action", .string(action)), ("status", .string(status))]
+            if let cause { o.append(("cause", .string(cause))) }
+            return .object(o)
+        }
+    }
+
+    public func commandStatus(id: String, nowMs: Int64) throws(PortalError) -> CommandStatus {
+        let rows = try query("SELECT action, status, cause, expires_at FROM commands WHERE id = ?", [.text(id)]) {
+            ($0.text(0), $0.text(1), $0.isNull(2) ? nil : $0.text(2), $0.int(3))
+        }
+        guard let (action, status, cause, expires) = rows.first else { throw PortalError("unknownRequest", "no request \(id)") }
+        // A command the car never finished before it expired has timed out.
+        let final = ["successful", "failed"].contains(status) || expires > nowMs ? status : "timedOut"
+        return CommandStatus(id: id, action: action, status: final, cause: cause)
     }
 
     private func run(_ sql: String, _ values: [SQLiteHandle.Value]) throws(PortalError) {

@@ -123,6 +123,16 @@ public final class CarRegistration: Sendable {
         }
     }
 
+    /// Records a remote command's counter as used, durably, before the command runs: a
+    /// replay is refused even after a restart.
+    public func useCommandCounter(_ counter: Int64) {
+        let r = state.withLock { r -> Registration in
+            r.lastCommandCounter = max(r.lastCommandCounter, counter)
+            return r
+        }
+        store(r)
+    }
+
     /// Forgets the registration (a factory reset): the file is deleted.
     public func reset() {
         state.withLock { $0 = Registration() }
@@ -131,7 +141,7 @@ public final class CarRegistration: Sendable {
     }
 
     private func store(_ r: Registration) {
-        if !writeFileDurably(path, r.json.text + "\n") {
+        if !writeFileDurably(path, r.stored.text + "\n") {
             logger.error("cannot store the registration", metadata: ["registration.file": "\(path)"])
         }
     }
@@ -173,6 +183,8 @@ public final class CarRegistration: Sendable {
                     r.registeredAtMs = now
                     r.services = a["services"]?.arrayValue?.compactMap(\.stringValue) ?? []
                     r.licenceExpiresAtMs = a["licenceExpiresAt"]?.numberValue.map { Int64($0) }
+                    r.commandKey = a["commandKey"]?.stringValue.flatMap { bytes(fromHex: $0) }
+                    r.lastCommandCounter = 0
                     r.limiter.succeeded()
                     return r
                 }

@@ -172,6 +172,9 @@ public enum Daemon {
         let stateService = VehicleStateService(bus: bus, outbox: outbox, vin: vin, minimumIntervalMs: config.stateIntervalMs,
                                                heartbeatMs: config.stateHeartbeatSeconds * 1_000)
         let capabilities = CapabilityService(registration: registration, privacy: privacy, outbox: outbox, vin: vin)
+        let remote = RemoteCommandService(bus: bus, registration: registration, privacy: privacy, outbox: outbox, vin: vin,
+                                          logger: logger, confirmTimeoutMs: config.remoteConfirmTimeoutMs)
+        outbox.onCommand { remote.receive($0) }
         privacy.observe(initially: false) { [gnss] mode in
             // A new level: the parking block says what may now be said; back online, the
             // backend gets the whole state again.
@@ -218,6 +221,7 @@ public enum Daemon {
             // is handed over before the outbox closes.
             .init(service: stateService),
             .init(service: capabilities),
+            .init(service: remote),
         ]
         if let gnss { services.append(.init(service: gnss)) }
         if config.transmitStatus {

@@ -53,6 +53,11 @@ public final class OutboxService: Service, Sendable {
     private let reset = Mutex<(pending: OutboxMessage?, deleted: Int?)>((nil, nil))
     /// Interactive requests (registration): to publish, and the answers by request id.
     private let interactions = Mutex<(outgoing: [(suffix: String, payload: [UInt8])], answers: [String: JSON], waiting: Set<String>)>(([], [:], []))
+    private let commandHandler = Mutex<(@Sendable ([UInt8]) -> Void)?>(nil)
+
+    /// Who takes the remote commands that arrive on `vehicles/{vin}/commands` (called on the
+    /// link's thread; hand them over, do not work there).
+    public func onCommand(_ handler: @escaping @Sendable ([UInt8]) -> Void) { commandHandler.withLock { $0 = handler } }
     /// The user's privacy level, and whether unsent positions must go (they stopped sharing).
     private let privacy = Mutex<(mode: PrivacyMode, discardPositions: Bool, withheld: Int64)>((.shareMyPosition, false, 0))
     /// While the store cannot be opened, at most this many messages wait in memory.
@@ -224,6 +229,7 @@ public final class OutboxService: Service, Sendable {
         var lastAttempt = monotonicNow()
         var uplink = self.uplink.flatMap { Uplink(configuration: $0, logger: logger) }
         uplink?.onResponse = { [self] body in self.answered(body) }
+        uplink?.onCommand = { [self] payload in self.commandHandler.withLock { $0 }?(payload) }
         // Counting the rows is a scan: refresh the status at most once a second.
         var statsAt = Timestamp.zero
         var commitFailing = false
@@ -346,6 +352,7 @@ final class Uplink {
     private var rng = SystemRandomNumberGenerator()
     /// Answers to interactive requests (`vehicles/{vin}/.../response`).
     var onResponse: ((JSON) -> Void)?
+    var onCommand: (([UInt8]) -> Void)?
 
     var connectionTopic: String { "vehicles/\(configuration.vin)/connection" }
 
@@ -373,6 +380,10 @@ final class Uplink {
         client.onMessage = { [unowned self] topic, payload in
             if topic.hasSuffix("/response"), let body = try? JSON.parse(String(decoding: payload, as: UTF8.self)) {
                 self.onResponse?(body)
+                return
+            }
+            if topic.hasSuffix("/commands") {
+                self.onCommand?(payload)
                 return
             }
             self.logger.info("message from the backend", metadata: ["mqtt.topic": "\(topic)", "mqtt.bytes": "\(payload.count)"])

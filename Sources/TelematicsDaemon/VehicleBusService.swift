@@ -100,12 +100,20 @@ public final class VehicleBusService: Service, Sendable {
         return (s, .object(o))
     }
 
-    /// Encodes a DBC message from physical values and transmits it.
+    /// Encodes a DBC message from physical values and transmits it. `xorChecksum` names a
+    /// signal that carries the XOR of the bytes before its own (the body requests' checksum).
     @discardableResult
-    public func transmit(message name: String, signals: [String: Double], missingAsZero: Bool = false) throws(TransmitError) -> CANFrame {
+    public func transmit(message name: String, signals: [String: Double], missingAsZero: Bool = false,
+                         xorChecksum: String? = nil) throws(TransmitError) -> CANFrame {
         guard let m = database.message(named: name) else { throw TransmitError("the DBC has no message '\(name)'") }
-        let data: [UInt8]
+        var data: [UInt8]
         do { data = try SignalCodec.encode(m, values: signals, missingAsZero: missingAsZero) } catch { throw TransmitError(error.description) }
+        if let xorChecksum {
+            guard let cs = m.signals.first(where: { $0.name == xorChecksum }) else { throw TransmitError("\(name) has no signal '\(xorChecksum)'") }
+            var values = signals
+            values[xorChecksum] = Double(data.prefix(Int(cs.startBit) / 8).reduce(UInt8(0), ^))
+            do { data = try SignalCodec.encode(m, values: values, missingAsZero: missingAsZero) } catch { throw TransmitError(error.description) }
+        }
         var frame = CANFrame(id: m.id, data: data, isExtended: m.isExtended, isFD: m.isFD)
         frame.timestamp = now()
         frame.interface = interfaceName ?? "replay"

@@ -13,7 +13,8 @@ struct TCUBackend: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tcu-backend",
         abstract: "The reference backend: stores what the cars send over MQTT and answers queries; the portal's accounts and garages.",
-        subcommands: [Serve.self, State.self, Events.self, Gaps.self, Connection.self, UserCommand.self, GarageCommand.self, LicenceCommand.self]
+        subcommands: [Serve.self, State.self, Events.self, Gaps.self, Connection.self, UserCommand.self, GarageCommand.self, LicenceCommand.self,
+                      RemoteCommandCLI.self, CommandStatusCLI.self]
     )
 }
 
@@ -75,8 +76,15 @@ struct Serve: ParsableCommand {
                 return
             }
             do {
-                let receipt = try store.receive(topic: topic, payload: String(decoding: payload, as: UTF8.self),
-                                                receivedAtMs: database.nowMs)
+                let text = String(decoding: payload, as: UTF8.self)
+                let receipt = try store.receive(topic: topic, payload: text, receivedAtMs: database.nowMs)
+                // A command's result also moves the request's status on.
+                if topic.hasSuffix("/results"), case .stored = receipt, let r = try? JSON.parse(text),
+                   let id = r["commandId"]?.stringValue, let status = r["status"]?.stringValue {
+                    do { try portal.commandResult(id: id, status: status, cause: r["cause"]?.stringValue, nowMs: database.nowMs) } catch {
+                        note("cannot record the result of \(id): \(error)")
+                    }
+                }
                 switch receipt {
                 case .rejected(let why): note("rejected a message: \(why)")
                 case .dataDeleted(let requestId):
@@ -322,7 +330,7 @@ func interactiveReply(_ portal: Portal, topic: String, payload: [UInt8], nowMs: 
             )
             note("registered \(vin): \(e.user) is its primary user")
             return [("user", .string(e.user)), ("role", .string(e.role)), ("services", .array(e.services.map { .string($0) })),
-                    ("licenceExpiresAt", .number(Double(e.licenceExpiresAtMs)))]
+                    ("licenceExpiresAt", .number(Double(e.licenceExpiresAtMs))), ("commandKey", .string(hexBytes(e.commandKey)))]
         }
     case "account":
         // The in-car activation assistant: create the account, then log in and add the car to
@@ -401,5 +409,70 @@ struct LicenceCommand: ParsableCommand {
             let p = openPortal(database.db)
             print(portal { () throws(PortalError) in try p.renew(vin: vin, package: package, years: years, nowMs: database.nowMs) }.json.text)
         }
+    }
+}
+
+struct RemoteCommandCLI: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "command",
+        abstract: "Send a remote command to a car as an app would: signed with the car's key, bound to its VIN, with an expiry and a counter.",
+        discussion: "lock and unlock need the user's S-PIN (three wrong ones lock it for a growing time). Only the primary user has remote functions; one request per type may be pending. Prints the request, then (with --wait-s) its final status: successful, failed with a cause, or timedOut."
+    )
+
+    @Argument(help: "The VIN.") var vin: String
+    @Argument(help: "lock, unlock, honkAndFlash, flash, climatisationStart or climatisationStop.") var action: String
+    @Option(help: "The user's e-mail address.") var user: String
+    @Option(help: "The user's 4-digit S-PIN.") var spin: String?
+    @Option(help: "climatisationStart: the target temperature, 16 to 30 °C in 0.5 steps.") var temperature: Double?
+    @Option(help: "How long the command is valid, in seconds.") var ttlS: Int = 60
+    @Option(help: "How long to wait for the car's final result, in seconds (0: do not wait).") var waitS: Int = 30
+    @Option(help: "The MQTT broker, HOST:PORT.") var broker = "127.0.0.1:1883"
+    @OptionGroup var database: DatabaseOption
+
+    func run() throws {
+        guard let a = RemoteCommand.Action(rawValue: action) else {
+            fail("unknown action '\(action)': \(RemoteCommand.Action.allCases.map(\.rawValue).joined(separator: ", "))", 64)
+        }
+        let parts = broker.split(separator: ":")
+        guard parts.count == 2, let port = Int32(parts[1]) else { fail("--broker: expected HOST:PORT", 64) }
+        let p = openPortal(database.db)
+        let command = portal { () throws(PortalError) in
+            try p.issueCommand(vin: vin, user: user, spin: spin, action: a, targetTemperature: temperature, ttlMs: Int64(ttlS) * 1000,
+                               nowMs: database.nowMs)
+        }
+        let client: MQTTClient
+        do { client = try MQTTClient(clientID: "tcu-backend-command-\(command.id.prefix(8))", host: String(parts[0]), port: port) } catch {
+            fail("\(error)", 69)
+        }
+        nonisolated(unsafe) var published = false
+        client.onPublish = { _ in published = true }
+        guard client.connect() == 0 else { fail("cannot reach the broker at \(broker)", 69) }
+        _ = client.publish(topic: "vehicles/\(vin)/commands", payload: Array(command.json.text.utf8))
+        for _ in 0..<100 where !published { _ = client.loop(timeoutMs: 50) }
+        client.disconnect()
+        guard published else { fail("the broker did not take the command", 69) }
+        print(JSON.object([("request", command.json)]).text)
+        guard waitS > 0 else { return }
+        var status = portal { () throws(PortalError) in try p.commandStatus(id: command.id, nowMs: database.nowMs) }
+        // Until the car says how it ended, or the wait is over (then an expired request has timed out).
+        for _ in 0..<(waitS * 20) where !["successful", "failed"].contains(status.status) {
+            usleep(50_000)
+            status = portal { () throws(PortalError) in try p.commandStatus(id: command.id, nowMs: database.nowMs) }
+        }
+        print(status.json.text)
+        if status.status != "successful" { Glibc.exit(75) }
+    }
+}
+
+struct CommandStatusCLI: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "command-status", abstract: "The status of a remote command: queued, inProgress, successful, failed (with a cause) or timedOut."
+    )
+    @Argument(help: "The request's id.") var id: String
+    @OptionGroup var database: DatabaseOption
+
+    func run() throws {
+        let p = openPortal(database.db)
+        print(portal { () throws(PortalError) in try p.commandStatus(id: id, nowMs: database.nowMs) }.json.text)
     }
 }

@@ -81,6 +81,10 @@ public struct Registration: Sendable, Equatable {
     public var services: [String] = []
     public var licenceExpiresAtMs: Int64?
     public var limiter = GuessLimiter()
+    /// The key the backend signs this car's remote commands with (provisioned at registration),
+    /// and the counter of the last command the car accepted. Kept in the file, never shown.
+    public var commandKey: [UInt8]?
+    public var lastCommandCounter: Int64 = 0
 
     public init() {}
 
@@ -101,6 +105,15 @@ public struct Registration: Sendable, Equatable {
         if let licenceExpiresAtMs { o.append(("licenceExpiresAt", .number(Double(licenceExpiresAtMs)))) }
         if limiter.failures > 0 { o.append(("wrongCodes", .number(Double(limiter.failures)))) }
         if let until = limiter.lockedUntilMs { o.append(("lockedUntil", .number(Double(until)))) }
+        o.append(("remoteCommands", .bool(commandKey != nil)))
+        return .object(o)
+    }
+
+    /// What the registration file holds: the public view and the command key and counter.
+    public var stored: JSON {
+        guard case .object(var o) = json else { return json }
+        if let commandKey { o.append(("commandKey", .string(hexBytes(commandKey)))) }
+        if lastCommandCounter > 0 { o.append(("lastCommandCounter", .number(Double(lastCommandCounter)))) }
         return .object(o)
     }
 
@@ -119,6 +132,8 @@ public struct Registration: Sendable, Equatable {
         r.licenceExpiresAtMs = json["licenceExpiresAt"]?.numberValue.map { Int64($0) }
         r.limiter = GuessLimiter(failures: Int(json["wrongCodes"]?.numberValue ?? 0),
                                  lockedUntilMs: json["lockedUntil"]?.numberValue.map { Int64($0) })
+        r.commandKey = json["commandKey"]?.stringValue.flatMap { bytes(fromHex: $0) }
+        r.lastCommandCounter = Int64(json["lastCommandCounter"]?.numberValue ?? 0)
         return r
     }
 }

@@ -24,6 +24,8 @@ public enum VehicleValue: Sendable, Equatable, CustomStringConvertible {
 
     public var flag: Bool? { if case .flag(let b) = self { b } else { nil } }
     public var number: Double? { if case .number(let d) = self { d } else { nil } }
+    /// A choice's raw value (the DBC's value-table number).
+    public var raw: Int64? { if case .choice(let r, _) = self { r } else { nil } }
 }
 
 /// The latest value of a quantity and when it was seen.

@@ -1,0 +1,185 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import COpenSSL
+import Logging
+import ServiceLifecycle
+import Synchronization
+import TelematicsCore
+import VehicleBus
+
+/// Carries out remote commands from the backend (`vehicles/{vin}/commands`): verifies each
+/// (signature, VIN, expiry, counter, licence, role, privacy: see `CommandVerifier`), checks the
+/// car can do it (not moving, ignition off, doors shut, battery), transmits the DBC's request
+/// frame on the CAN bus and confirms from the status frames within a timeout. Every command
+/// gets its results on `vehicles/{vin}/results` at command-result priority: `inProgress`, then
+/// `successful` or `failed` with a cause. A refused command runs nothing.
+public final class RemoteCommandService: Service, Sendable {
+    let bus: VehicleBusService
+    let registration: CarRegistration
+    let privacy: PrivacySetting
+    let outbox: OutboxService
+    let vin: String
+    let logger: Logger
+    let confirmTimeoutMs: Int64
+    let wallClock: @Sendable () -> Timestamp
+    private let inputs: AsyncStream<[UInt8]>
+    private let input: AsyncStream<[UInt8]>.Continuation
+    private let rolling = Atomic<Int>(0)
+    /// The 12 V battery below which the car does not act remotely (it would not start).
+    static let minimumVoltage = 11.8
+
+    public init(bus: VehicleBusService, registration: CarRegistration, privacy: PrivacySetting, outbox: OutboxService, vin: String,
+                logger: Logger, confirmTimeoutMs: Int64 = 10_000, wallClock: @escaping @Sendable () -> Timestamp = { wallClockNow() }) {
+        self.bus = bus
+        self.registration = registration
+        self.privacy = privacy
+        self.outbox = outbox
+        self.vin = vin
+        self.logger = logger
+        self.confirmTimeoutMs = confirmTimeoutMs
+        self.wallClock = wallClock
+        (inputs, input) = AsyncStream.makeStream(bufferingPolicy: .bufferingOldest(64))
+    }
+
+    /// A command as it arrived (from the backend link's thread); handled in arrival order.
+    public func receive(_ payload: [UInt8]) { input.yield(payload) }
+
+    static func hmac(_ key: [UInt8], _ message: [UInt8]) -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: 32)
+        let ok = key.withUnsafeBufferPointer { k in
+            message.withUnsafeBufferPointer { m in tcu_hmac_sha256(k.baseAddress, Int32(k.count), m.baseAddress, m.count, &out) }
+        }
+        return ok == 1 ? out : []
+    }
+
+    public func run() async throws {
+        await withGracefulShutdownHandler {
+            for await payload in inputs { await handle(payload) }
+        } onGracefulShutdown: { [input] in
+            input.finish()
+        }
+    }
+
+    private var nowMs: Int64 { wallClock().nanoseconds / 1_000_000 }
+
+    private func result(_ id: String, _ action: String, _ status: String, cause: String? = nil) {
+        let now = nowMs
+        var o: [(String, JSON)] = [
+            ("id", .string(randomMessageID())), ("vin", .string(vin)), ("type", .string("commandResult")), ("commandId", .string(id)),
+            ("action", .string(action)), ("status", .string(status)),
+        ]
+        if let cause { o.append(("cause", .string(cause))) }
+        o.append(("capturedAt", .number(Double(now))))
+        let body = JSON.object(o)
+        outbox.submit(OutboxMessage(id: body["id"]!.stringValue!, stream: "results", priority: .commandResult, capturedAtMs: now, payload: body.text))
+    }
+
+    func handle(_ payload: [UInt8]) async {
+        guard let json = try? JSON.parse(String(decoding: payload, as: UTF8.self)) else {
+            logger.warning("remote command refused: not JSON", metadata: ["command.bytes": "\(payload.count)"])
+            return
+        }
+        let command: RemoteCommand
+        switch RemoteCommand.parse(json) {
+        case .failure(let m):
+            logger.warning("remote command refused: malformed", metadata: ["command.field": "\(m.field)"])
+            if let id = json["id"]?.stringValue { result(id, json["action"]?.stringValue ?? "?", "failed", cause: "malformed: \(m.field)") }
+            return
+        case .success(let c):
+            command = c
+        }
+        let r = registration.current
+        if let rejection = CommandVerifier.verify(command, vin: vin, key: r.commandKey, lastCounter: r.lastCommandCounter, nowMs: nowMs,
+                                                  registration: r, privacy: privacy.current, mac: Self.hmac) {
+            logger.warning("remote command refused", metadata: ["command.id": "\(command.id)", "command.action": "\(command.action.rawValue)",
+                                                                "command.cause": "\(rejection.cause)"])
+            // A command for another car is not this car's to answer.
+            if rejection != .wrongVehicle { result(command.id, command.action.rawValue, "failed", cause: rejection.cause) }
+            return
+        }
+        // Used before it runs, durably: a replay after a restart is refused too.
+        registration.useCommandCounter(command.counter)
+        logger.notice("remote command", metadata: ["command.id": "\(command.id)", "command.action": "\(command.action.rawValue)"])
+        if let cause = precondition(command.action) {
+            result(command.id, command.action.rawValue, "failed", cause: cause)
+            return
+        }
+        result(command.id, command.action.rawValue, "inProgress")
+        let outcome = await execute(command)
+        logger.notice("remote command done", metadata: ["command.id": "\(command.id)", "command.result": "\(outcome ?? "successful")"])
+        result(command.id, command.action.rawValue, outcome == nil ? "successful" : "failed", cause: outcome)
+    }
+
+    /// Why the car cannot do it now, as the real service says it; nil when it can.
+    func precondition(_ action: RemoteCommand.Action) -> String? {
+        let moving = (bus.value(.speed)?.number ?? 0) > 2
+        let ignition = bus.value(.ignitionOn)?.flag ?? false
+        let doors: [VehicleQuantity] = [.doorFrontLeftOpen, .doorFrontRightOpen, .doorRearLeftOpen, .doorRearRightOpen]
+        let doorOpen = doors.contains { bus.value($0)?.flag == true }
+        if let v = bus.value(.batteryVoltage)?.number, v < Self.minimumVoltage { return "batteryLow" }
+        switch action {
+        case .lock:
+            if moving { return "vehicleMoving" }
+            if ignition { return "ignitionOn" }
+            if doorOpen { return "doorOpen" }
+        case .unlock, .honkAndFlash, .flash:
+            if moving { return "vehicleMoving" }
+        case .climatisationStart:
+            if ignition { return "ignitionOn" }
+        case .climatisationStop:
+            break
+        }
+        return nil
+    }
+
+    /// Transmits the request and waits for the status frames to show it done; the failure's cause, or nil.
+    func execute(_ c: RemoteCommand) async -> String? {
+        let counter = Double(rolling.add(1, ordering: .relaxed).newValue % 16)
+        let confirmed: @Sendable () -> Bool
+        do {
+            switch c.action {
+            case .lock, .unlock, .honkAndFlash, .flash:
+                let request: Double
+                switch c.action {
+                case .lock: request = 1
+                case .unlock: request = 2
+                case .honkAndFlash: request = 3
+                default: request = 4
+                }
+                let duration: Double = c.action == .lock || c.action == .unlock ? 0 : 10
+                try bus.transmit(message: "TCU_Body_Request", signals: [
+                    "Body_Request": request, "Body_Request_Counter": counter, "Honk_Flash_Duration": duration,
+                ], missingAsZero: true, xorChecksum: "Body_Request_Checksum")
+                let bus = self.bus
+                switch c.action {
+                case .lock: confirmed = { [1, 2].contains(bus.value(.centralLock)?.raw ?? -1) }
+                case .unlock: confirmed = { bus.value(.centralLock)?.raw == 0 }
+                default: confirmed = { bus.value(.hazardLights)?.flag == true }
+                }
+            case .climatisationStart, .climatisationStop:
+                let start = c.action == .climatisationStart
+                let signals: [String: Double] = [
+                    "Clima_Request": start ? 1 : 2, "Clima_Request_Counter": counter,
+                    "Clima_Target_Temperature": c.targetTemperature ?? 16, "Clima_Duration": start ? 30 : 0,
+                ]
+                try bus.transmit(message: "TCU_Clima_Request", signals: signals, missingAsZero: true)
+                let bus = self.bus
+                if start {
+                    confirmed = { (bus.value(.climatisationState)?.raw ?? 0) != 0 }
+                } else {
+                    confirmed = { bus.value(.climatisationState)?.raw == 0 }
+                }
+            }
+        } catch {
+            logger.error("cannot transmit the remote command", metadata: ["error": "\(error)"])
+            return "transmitFailed"
+        }
+        let deadline = monotonicNow().adding(milliseconds: confirmTimeoutMs)
+        while monotonicNow() < deadline {
+            if confirmed() { return nil }
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        return "noConfirmation"
+    }
+}
