@@ -71,6 +71,8 @@ struct Serve: ParsableCommand {
             }
         }
         client.onMessage = { topic, payload in
+            // The backend's own commands to the cars come back through vehicles/#: not the cars' messages.
+            if topic.hasSuffix("/commands") { return }
             if let reply = interactiveReply(portal, topic: topic, payload: payload, nowMs: database.nowMs) {
                 _ = client.publish(topic: reply.topic, payload: Array(reply.body.text.utf8))
                 return

@@ -95,8 +95,10 @@ def test_lock_and_unlock_reach_the_can_bus_and_come_back_confirmed(car):
     assert wait_until(lambda: car.state()["blocks"].get("locks", {}).get("values", {}).get("central") == "Locked")
     r, request, status = command(car, "unlock")
     assert status["status"] == "successful" and car.body.requests[1]["request"] == 2
-    # The request's history is the backend's too.
+    # The request's history is the backend's too; its own commands (back through vehicles/#)
+    # are not taken for the car's messages.
     assert json.loads(car.portal("command-status", request["id"]).stdout)["status"] == "successful"
+    assert all(e.get("type") for e in car.events())
 
 
 def test_a_wrong_spin_says_the_tries_left_then_locks(car):
