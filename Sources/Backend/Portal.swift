@@ -162,17 +162,13 @@ public final class Portal {
     /// a lock from 30 s doubling to an hour), per account.
     public func logIn(email: String, password: String, nowMs: Int64) throws(PortalError) {
         let key = email.lowercased()
-        let rows = try query("SELECT failures, locked_until FROM login_attempts WHERE email = ?", [.text(key)]) {
-            GuessLimiter(failures: Int($0.int(0)), lockedUntilMs: $0.isNull(1) ? nil : $0.int(1))
-        }
-        var limiter = rows.first ?? GuessLimiter()
+        var limiter = try limiter("login_attempts", "email", key)
         if let left = limiter.lockedFor(nowMs: nowMs) {
             throw PortalError("locked", "too many wrong passwords; try again in \((left + 999) / 1000) s", retryAfterMs: left)
         }
         guard try checkPassword(email: key, password: password) else {
             limiter.wrongCode(nowMs: nowMs)
-            try run("INSERT INTO login_attempts(email, failures, locked_until) VALUES (?, ?, ?) ON CONFLICT(email) DO UPDATE SET failures = excluded.failures, locked_until = excluded.locked_until",
-                    [.text(key), .int(Int64(limiter.failures)), limiter.lockedUntilMs.map { .int($0) } ?? .null])
+            try save(limiter, "login_attempts", "email", key)
             throw PortalError("wrongPassword", "the e-mail address or the password is wrong")
         }
         try run("DELETE FROM login_attempts WHERE email = ?", [.text(key)])
@@ -341,17 +337,13 @@ public final class Portal {
     /// (`RegistrationFailure`) and, when locked, the seconds left.
     public func register(vin: String, code: String, model: String, built: String, country: String, privacy: String?,
                          nowMs: Int64) throws(PortalError) -> Enrolment {
-        let attempts = try query("SELECT failures, locked_until FROM registration_attempts WHERE vin = ?", [.text(vin)]) {
-            GuessLimiter(failures: Int($0.int(0)), lockedUntilMs: $0.isNull(1) ? nil : $0.int(1))
-        }
-        var limiter = attempts.first ?? GuessLimiter()
+        var limiter = try limiter("registration_attempts", "vin", vin)
         if let left = limiter.lockedFor(nowMs: nowMs) {
             throw PortalError("locked", "too many wrong codes for \(vin); try again in \((left + 999) / 1000) s", retryAfterMs: left)
         }
         func wrong(_ e: PortalError) throws(PortalError) -> Never {
             limiter.wrongCode(nowMs: nowMs)
-            try run("INSERT INTO registration_attempts(vin, failures, locked_until) VALUES (?, ?, ?) ON CONFLICT(vin) DO UPDATE SET failures = excluded.failures, locked_until = excluded.locked_until",
-                    [.text(vin), .int(Int64(limiter.failures)), limiter.lockedUntilMs.map { .int($0) } ?? .null])
+            try save(limiter, "registration_attempts", "vin", vin)
             throw e
         }
         guard isPairingCode(code) else { try wrong(PortalError("codeUnknown", "a pairing code is 8 digits")) }
@@ -439,17 +431,13 @@ public final class Portal {
     /// S-PIN is locked from 30 s, doubling up to an hour.
     public func verifySPIN(email: String, spin: String, nowMs: Int64) throws(PortalError) {
         let key = email.lowercased()
-        let rows = try query("SELECT failures, locked_until FROM spin_attempts WHERE email = ?", [.text(key)]) {
-            GuessLimiter(failures: Int($0.int(0)), lockedUntilMs: $0.isNull(1) ? nil : $0.int(1))
-        }
-        var limiter = rows.first ?? GuessLimiter()
+        var limiter = try limiter("spin_attempts", "email", key)
         if let left = limiter.lockedFor(nowMs: nowMs) {
             throw PortalError("spinLocked", "the S-PIN is locked after wrong tries; try again in \((left + 999) / 1000) s", retryAfterMs: left)
         }
         guard try checkSPIN(email: key, spin: spin) else {
             limiter.wrongCode(nowMs: nowMs)
-            try run("INSERT INTO spin_attempts(email, failures, locked_until) VALUES (?, ?, ?) ON CONFLICT(email) DO UPDATE SET failures = excluded.failures, locked_until = excluded.locked_until",
-                    [.text(key), .int(Int64(limiter.failures)), limiter.lockedUntilMs.map { .int($0) } ?? .null])
+            try save(limiter, "spin_attempts", "email", key)
             let left = max(0, GuessLimiter.freeTries - limiter.failures)
             if let wait = limiter.lockedFor(nowMs: nowMs) {
                 throw PortalError("spinLocked", "wrong S-PIN; it is locked for \((wait + 999) / 1000) s", retryAfterMs: wait)
@@ -536,6 +524,20 @@ public final class Portal {
         // A command the car never finished before it expired has timed out.
         let final = ["successful", "failed"].contains(status) || expires > nowMs ? status : "timedOut"
         return CommandStatus(id: id, action: action, status: final, cause: cause)
+    }
+
+    /// A guessing lock (wrong codes, passwords, S-PINs) as `table` keeps it for `key` in `column`.
+    private func limiter(_ table: String, _ column: String, _ key: String) throws(PortalError) -> GuessLimiter {
+        try query("SELECT failures, locked_until FROM \(table) WHERE \(column) = ?", [.text(key)]) {
+            GuessLimiter(failures: Int($0.int(0)), lockedUntilMs: $0.isNull(1) ? nil : $0.int(1))
+        }.first ?? GuessLimiter()
+    }
+
+    private func save(_ limiter: GuessLimiter, _ table: String, _ column: String, _ key: String) throws(PortalError) {
+        try run("""
+            INSERT INTO \(table)(\(column), failures, locked_until) VALUES (?, ?, ?)
+            ON CONFLICT(\(column)) DO UPDATE SET failures = excluded.failures, locked_until = excluded.locked_until
+            """, [.text(key), .int(Int64(limiter.failures)), limiter.lockedUntilMs.map { .int($0) } ?? .null])
     }
 
     private func run(_ sql: String, _ values: [SQLiteHandle.Value]) throws(PortalError) {

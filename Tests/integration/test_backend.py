@@ -72,6 +72,13 @@ class Rig:
         self.run_daemon(conf)
         return log, conf
 
+    def start_car(self, extra=""):
+        """The live daemon with a registration file (and `extra` configuration), connected to the
+        broker; returns the CAN log and the configuration file."""
+        log, conf = self.start_live_daemon(f"[registration]\nfile = {self.tmp}/registration.json\n" + extra)
+        assert wait_until(lambda: self.status().get("outbox.backend.connected") == "true")
+        return log, conf
+
     def run_daemon(self, conf):
         self.daemon = subprocess.Popen([os.path.join(BIN, "telematicsd"), "--config", str(conf)],
                                        stderr=open(self.tmp / "daemon.log", "a"))
@@ -561,8 +568,7 @@ def test_registration_with_the_pairing_code_end_to_end(rig):
     assert cli("user", "add", "ana@example.com", "--password", "correct horse", "--spin", "4711").returncode == 0
     assert cli("user", "verify", "ana@example.com").returncode == 0
     car = json.loads(cli("garage", "add", VIN, "--user", "ana@example.com", "--profile", PROFILE, "--accept-terms").stdout)
-    _, conf = rig.start_live_daemon(f"[registration]\nfile = {rig.tmp}/registration.json\n")
-    assert wait_until(lambda: rig.status().get("outbox.backend.connected") == "true")
+    _, conf = rig.start_car()
     assert rig.status()["registration.status"] == "notStarted"
     # Input is checked in the car: nothing else than 8 digits is sent.
     bad = register("1234")
@@ -624,8 +630,7 @@ def test_an_expired_licence_stops_remote_services_never_the_ecall_injected_clock
     past("user", "verify", "ana@example.com")
     car = json.loads(past("garage", "add", VIN, "--user", "ana@example.com", "--profile", PROFILE, "--accept-terms").stdout)
     # No eCall network here: the test call must not hold up the stop.
-    rig.start_live_daemon(f"[registration]\nfile = {rig.tmp}/registration.json\n[ecall]\nshutdown-grace-ms = 0\n")
-    assert wait_until(lambda: rig.status().get("outbox.backend.connected") == "true")
+    rig.start_car("[ecall]\nshutdown-grace-ms = 0\n")
     # Before registration: only the safety services.
     before = capabilities(rig)
     assert before["emergencyCall"]["isEnabled"] and before["breakdownCall"]["isEnabled"]
@@ -662,8 +667,7 @@ def test_a_car_whose_licence_expired_registers_again_only_after_a_renewal(rig):
     rig.portal("user", "verify", "ana@example.com")
     car = json.loads(rig.portal("garage", "add", VIN, "--user", "ana@example.com", "--profile", PROFILE, "--accept-terms",
                                 f"--clock-offset-days={past_days}").stdout)
-    rig.start_live_daemon(f"[registration]\nfile = {rig.tmp}/registration.json\n")
-    assert wait_until(lambda: rig.status().get("outbox.backend.connected") == "true")
+    rig.start_car()
     assert rig.tcuctl("register", car["pairingCode"]).returncode == 0
     # A factory reset, then today (the backend's clock right again) the owner adds the car anew.
     assert rig.tcuctl("reset", "--yes").returncode == 0
@@ -686,8 +690,7 @@ def test_roles_from_the_portal_cli(rig):
     for who in ["ben@example.com", "cleo@example.com"]:
         rig.portal("user", "add", who, "--password", "correct horse", "--spin", "1234")
         rig.portal("user", "verify", who)
-    rig.start_live_daemon(f"[registration]\nfile = {rig.tmp}/registration.json\n")
-    assert wait_until(lambda: rig.status().get("outbox.backend.connected") == "true")
+    rig.start_car()
     assert rig.tcuctl("register", car["pairingCode"]).returncode == 0
     assert rig.portal("garage", "share", VIN, "--user", "ana@example.com", "--with", "ben@example.com", "--role", "secondary").returncode == 0
     assert rig.portal("garage", "share", VIN, "--user", "ana@example.com", "--with", "cleo@example.com", "--role", "guest").returncode == 0
@@ -699,8 +702,7 @@ def test_roles_from_the_portal_cli(rig):
 
 
 def test_wrong_codes_lock_registration_in_the_car(rig):
-    rig.start_live_daemon(f"[registration]\nfile = {rig.tmp}/registration.json\n")
-    assert wait_until(lambda: rig.status().get("outbox.backend.connected") == "true")
+    rig.start_car()
 
     def register(code):
         return rig.tcuctl("register", code)
@@ -737,8 +739,7 @@ class Terminal:
 
 def test_the_menu_as_a_person_uses_it_in_a_terminal(rig):
     code = rig.add_car()["pairingCode"]
-    rig.start_live_daemon(f"[registration]\nfile = {rig.tmp}/registration.json\n")
-    assert wait_until(lambda: rig.status().get("outbox.backend.connected") == "true")
+    rig.start_car()
     term = Terminal(rig)
     shows, type_ = term.shows, term.type_
     try:
@@ -790,8 +791,7 @@ def test_the_menu_as_a_person_uses_it_in_a_terminal(rig):
 def test_the_activation_assistant_registers_the_car_without_the_portal(rig):
     """The seed's other path, from the car alone: create the account, verify the address (the
     link in the e-mail: here the portal's command), log in, accept the terms, done."""
-    rig.start_live_daemon(f"[registration]\nfile = {rig.tmp}/registration.json\n")
-    assert wait_until(lambda: rig.status().get("outbox.backend.connected") == "true")
+    rig.start_car()
 
     def assistant(*args):
         return rig.tcuctl("assistant", *args)
@@ -817,8 +817,7 @@ def test_the_activation_assistant_registers_the_car_without_the_portal(rig):
 
 def test_the_activation_assistant_in_the_menu(rig):
     rig.portal("user", "add", "ana@example.com", "--password", "correct horse", "--spin", "4711")
-    rig.start_live_daemon(f"[registration]\nfile = {rig.tmp}/registration.json\n")
-    assert wait_until(lambda: rig.status().get("outbox.backend.connected") == "true")
+    rig.start_car()
     term = Terminal(rig)
     shows, type_ = term.shows, term.type_
     try:

@@ -59,9 +59,7 @@ def car(tmp_path):
     """A registered car with its body controller; Ana is its primary user (S-PIN 4711)."""
     rig = Rig(tmp_path)
     code = rig.add_car()["pairingCode"]
-    log, _ = rig.start_live_daemon(f"[registration]\nfile = {rig.tmp}/registration.json\n"
-                                   f"[can]\ntransmit-log = {rig.tmp}/transmitted.log\n[remote]\nconfirm-timeout-ms = 1500\n")
-    assert wait_until(lambda: rig.status().get("outbox.backend.connected") == "true")
+    log, _ = rig.start_car(f"[can]\ntransmit-log = {rig.tmp}/transmitted.log\n[remote]\nconfirm-timeout-ms = 1500\n")
     assert rig.tcuctl("register", code).returncode == 0
     body = BodyController(rig, log)
     rig.body = body
@@ -144,8 +142,7 @@ def test_an_expired_licence_refuses_remote_commands(tmp_path):
             rig.portal(*args, "--clock-offset-days=-395")
         car = json.loads(rig.portal("garage", "add", VIN, "--user", "ana@example.com", "--profile", PROFILE, "--accept-terms",
                                     "--clock-offset-days=-395").stdout)
-        rig.start_live_daemon(f"[registration]\nfile = {rig.tmp}/registration.json\n")
-        assert wait_until(lambda: rig.status().get("outbox.backend.connected") == "true")
+        rig.start_car()
         assert rig.tcuctl("register", car["pairingCode"]).returncode == 0
         rig.restart_backend()
         r, request, status = command(rig, "lock")
