@@ -196,3 +196,22 @@ def test_a_damaged_outbox_is_moved_aside_and_the_daemon_runs(tmp_path):
         daemon.terminate()
         _, err = daemon.communicate(timeout=10)
     assert "the outbox database was damaged; moved aside, starting afresh" in err
+
+
+@pytest.mark.parametrize("tool", ["tcuctl", "tcu-backend", "tcu-psap"])
+def test_the_man_pages_cover_every_subcommand_and_option(tool):
+    """docs/TOOL.1 is generated from --help (make man): it must not fall behind the tool."""
+    page = open(os.path.join(ROOT, "docs", f"{tool}.1")).read()
+    info = json.loads(subprocess.run([os.path.join(BIN, tool), "--experimental-dump-help"], capture_output=True, text=True,
+                                     check=True).stdout)["command"]
+
+    def walk(command):
+        for sub in command.get("subcommands", []):
+            if sub["commandName"] != "help":
+                assert f"Em {sub['commandName']}" in page, f"{tool}.1 lacks the subcommand {sub['commandName']}: run make man"
+                walk(sub)
+        for arg in command.get("arguments", []):
+            for name in arg.get("names", []):
+                if name["kind"] == "long":
+                    assert f"Fl -{name['name']}" in page, f"{tool}.1 lacks --{name['name']}: run make man"
+    walk(info)
