@@ -10,6 +10,8 @@ public struct PortalError: Error, Equatable, Sendable, CustomStringConvertible {
     public var message: String
     /// For "locked": how long until a try is allowed again.
     public var retryAfterMs: Int64?
+    /// For "wrongSPIN": how many tries are left before the S-PIN locks.
+    public var remainingTries: Int?
     public var description: String { message }
 
     public init(_ code: String, _ message: String, retryAfterMs: Int64? = nil) {
@@ -310,6 +312,14 @@ public final class Portal {
             + (try query("SELECT email, role FROM car_users WHERE vin = ? ORDER BY role, email", [.text(vin)]) { CarUser(email: $0.text(0), role: $0.text(1)) })
     }
 
+    /// The cars an account may use, with its role for each.
+    public func vehicles(of email: String) throws(PortalError) -> [(vin: String, role: String)] {
+        let key = email.lowercased()
+        let own = try query("SELECT vin FROM garage WHERE email = ? ORDER BY vin", [.text(key)]) { ($0.text(0), "primary") }
+        let shared = try query("SELECT vin, role FROM car_users WHERE email = ? ORDER BY vin", [.text(key)]) { ($0.text(0), $0.text(1)) }
+        return (own + shared).map { (vin: $0.0, role: $0.1) }
+    }
+
     /// The role of an account for a car, or nil when it has none.
     public func role(of email: String, vin: String) throws(PortalError) -> String? {
         try users(vin: vin).first { $0.email == email.lowercased() }?.role
@@ -442,7 +452,9 @@ public final class Portal {
             if let wait = limiter.lockedFor(nowMs: nowMs) {
                 throw PortalError("spinLocked", "wrong S-PIN; it is locked for \((wait + 999) / 1000) s", retryAfterMs: wait)
             }
-            throw PortalError("wrongSPIN", "wrong S-PIN; \(left) \(left == 1 ? "try" : "tries") left")
+            var e = PortalError("wrongSPIN", "wrong S-PIN; \(left) \(left == 1 ? "try" : "tries") left")
+            e.remainingTries = left
+            throw e
         }
         try run("DELETE FROM spin_attempts WHERE email = ?", [.text(key)])
     }
@@ -454,15 +466,24 @@ public final class Portal {
     /// users (the car itself refuses remote functions to anyone but the primary user, and the
     /// backend says so first), with the S-PIN where the action needs it, and with no command
     /// of the same type still pending. Recorded as `queued`.
-    public func issueCommand(vin: String, user: String, spin: String?, action: RemoteCommand.Action, targetTemperature: Double?,
+    /// How a request shows the user's S-PIN: not at all, the S-PIN itself (checked here, after
+    /// the user's rights), or an app's short-lived security token (checked when it was issued).
+    public enum SPINProof: Sendable, Equatable {
+        case none, spin(String), securityToken
+    }
+
+    public func issueCommand(vin: String, user: String, spin: SPINProof, action: RemoteCommand.Action, targetTemperature: Double?,
                              ttlMs: Int64, nowMs: Int64) throws(PortalError) -> RemoteCommand {
         guard let role = try role(of: user, vin: vin) else {
             throw PortalError("insufficientRights", "\(user) is not a user of \(vin)")
         }
         guard role == "primary" else { throw PortalError("insufficientRights", "only the primary user has remote functions (\(user) is \(role))") }
         if Self.spinActions.contains(action) {
-            guard let spin else { throw PortalError("spinRequired", "\(action.rawValue) needs the S-PIN") }
-            try verifySPIN(email: user, spin: spin, nowMs: nowMs)
+            switch spin {
+            case .none: throw PortalError("spinRequired", "\(action.rawValue) needs the S-PIN")
+            case .spin(let pin): try verifySPIN(email: user, spin: pin, nowMs: nowMs)
+            case .securityToken: break
+            }
         }
         if action == .climatisationStart, !RemoteCommand.isValidTargetTemperature(targetTemperature ?? 0) {
             throw PortalError("invalidTemperature", "the target temperature is 16 to 30 °C in 0.5 steps")

@@ -45,12 +45,26 @@ func openStore(_ path: String) -> BackendStore {
 
 nonisolated(unsafe) var stopRequested: sig_atomic_t = 0
 
+/// Runs `body` on a thread of its own (the HTTP API's accept loop).
+func startThread(_ body: @escaping @Sendable () -> Void) {
+    final class Box { let body: @Sendable () -> Void; init(_ b: @escaping @Sendable () -> Void) { body = b } }
+    var thread = pthread_t()
+    let box = Unmanaged.passRetained(Box(body)).toOpaque()
+    guard pthread_create(&thread, nil, { raw in Unmanaged<Box>.fromOpaque(raw!).takeRetainedValue().body(); return nil }, box) == 0 else {
+        fail("cannot start a thread", 71)
+    }
+    pthread_detach(thread)
+}
+
 struct Serve: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Subscribe to vehicles/# at QoS 1 and store every message once (duplicates removed by id)."
     )
 
     @Option(help: "The MQTT broker, HOST:PORT.") var broker = "127.0.0.1:1883"
+    @Option(help: "Serve the HTTP API for apps on this IPv4 HOST:PORT (docs/openapi.yaml).") var http: String?
+    @Option(help: "HTTP API: reads a user may make per car and UTC day.") var dailyReadQuota = 1_000
+    @Option(help: "HTTP API: actions a car takes per rolling hour.") var actionsPerHour = 20
     @OptionGroup var database: DatabaseOption
 
     func run() throws {
@@ -58,6 +72,21 @@ struct Serve: ParsableCommand {
         guard parts.count == 2, let port = Int32(parts[1]) else { fail("--broker: expected HOST:PORT", 64) }
         let store = openStore(database.db)
         let portal = openPortal(database.db)
+        if let http {
+            let hp = http.split(separator: ":")
+            guard hp.count == 2, let httpPort = UInt16(hp[1]) else { fail("--http: expected HOST:PORT", 64) }
+            var limits = AppAPI.Limits()
+            limits.dailyReadQuota = dailyReadQuota
+            limits.actionsPerHour = actionsPerHour
+            let offset = database
+            let brokerHost = String(parts[0])
+            let api = AppAPI(portalPath: database.db, storePath: database.db, limits: limits, now: { offset.nowMs },
+                             publish: { publishCommand($0, host: brokerHost, port: port) })
+            let server: HTTPServer
+            do { server = try HTTPServer(host: String(hp[0]), port: httpPort) { api.handle($0) } } catch { fail(error.description, 69) }
+            startThread { server.run { stopRequested != 0 } }
+            note("HTTP API on \(hp[0]):\(server.port)")
+        }
         signal(SIGTERM) { _ in stopRequested = 1 }
         signal(SIGINT) { _ in stopRequested = 1 }
         // A persistent session: the broker keeps QoS 1 messages for the backend while it is down.
@@ -439,20 +468,10 @@ struct RemoteCommandCLI: ParsableCommand {
         guard parts.count == 2, let port = Int32(parts[1]) else { fail("--broker: expected HOST:PORT", 64) }
         let p = openPortal(database.db)
         let command = portal { () throws(PortalError) in
-            try p.issueCommand(vin: vin, user: user, spin: spin, action: a, targetTemperature: temperature, ttlMs: Int64(ttlS) * 1000,
-                               nowMs: database.nowMs)
+            try p.issueCommand(vin: vin, user: user, spin: spin.map { .spin($0) } ?? .none, action: a, targetTemperature: temperature,
+                               ttlMs: Int64(ttlS) * 1000, nowMs: database.nowMs)
         }
-        let client: MQTTClient
-        do { client = try MQTTClient(clientID: "tcu-backend-command-\(command.id.prefix(8))", host: String(parts[0]), port: port) } catch {
-            fail("\(error)", 69)
-        }
-        nonisolated(unsafe) var published = false
-        client.onPublish = { _ in published = true }
-        guard client.connect() == 0 else { fail("cannot reach the broker at \(broker)", 69) }
-        _ = client.publish(topic: "vehicles/\(vin)/commands", payload: Array(command.json.text.utf8))
-        for _ in 0..<100 where !published { _ = client.loop(timeoutMs: 50) }
-        client.disconnect()
-        guard published else { fail("the broker did not take the command", 69) }
+        guard publishCommand(command, host: String(parts[0]), port: port) else { fail("the broker at \(broker) did not take the command", 69) }
         print(JSON.object([("request", command.json)]).text)
         guard waitS > 0 else { return }
         var status = portal { () throws(PortalError) in try p.commandStatus(id: command.id, nowMs: database.nowMs) }
@@ -464,6 +483,19 @@ struct RemoteCommandCLI: ParsableCommand {
         print(status.json.text)
         if status.status != "successful" { Glibc.exit(75) }
     }
+}
+
+/// Publishes a signed command on `vehicles/{vin}/commands` at QoS 1 over its own short
+/// connection; true once the broker acknowledged it (PUBACK), within 5 s.
+func publishCommand(_ command: RemoteCommand, host: String, port: Int32) -> Bool {
+    guard let client = try? MQTTClient(clientID: "tcu-backend-command-\(command.id.prefix(8))", host: host, port: port) else { return false }
+    nonisolated(unsafe) var published = false
+    client.onPublish = { _ in published = true }
+    guard client.connect() == 0 else { return false }
+    _ = client.publish(topic: "vehicles/\(command.vin)/commands", payload: Array(command.json.text.utf8))
+    for _ in 0..<100 where !published { _ = client.loop(timeoutMs: 50) }
+    client.disconnect()
+    return published
 }
 
 struct CommandStatusCLI: ParsableCommand {

@@ -97,18 +97,18 @@ class Rig:
         self.portal("user", "verify", "ana@example.com")
         return json.loads(self.portal("garage", "add", VIN, "--user", "ana@example.com", "--profile", PROFILE, "--accept-terms").stdout)
 
-    def start_backend(self, clock_offset_days=0):
+    def start_backend(self, clock_offset_days=0, extra=()):
         log = self.tmp / "backend.log"
         connections = log.read_text().count("connected to") + 1 if log.exists() else 1
         self.backend = subprocess.Popen([os.path.join(BIN, "tcu-backend"), "serve", "--broker", f"127.0.0.1:{self.port}",
-                                         "--db", str(self.tmp / "backend.db"), f"--clock-offset-days={clock_offset_days}"],
+                                         "--db", str(self.tmp / "backend.db"), f"--clock-offset-days={clock_offset_days}", *extra],
                                         stderr=open(log, "a"))
         assert wait_until(lambda: self.backend_ready(connections))
 
-    def restart_backend(self, clock_offset_days=0):
+    def restart_backend(self, clock_offset_days=0, extra=()):
         self.backend.terminate()
         self.backend.wait(timeout=10)
-        self.start_backend(clock_offset_days)
+        self.start_backend(clock_offset_days, extra)
 
     def status(self):
         r = subprocess.run([os.path.join(BIN, "tcuctl"), "status", "--socket", f"{self.tmp}/ctl.sock"], capture_output=True, text=True)

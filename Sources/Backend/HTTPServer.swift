@@ -1,0 +1,189 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import TelematicsCore
+
+/// A small HTTP/1.1 server for the reference backend's app API: one request per connection
+/// (`Connection: close`), JSON in and out, each connection on its own thread, bodies up to
+/// 64 KiB. Enough for apps, home-automation clients and tests on a bench; a production backend
+/// sits behind a real web server.
+public final class HTTPServer: @unchecked Sendable {
+    public struct Request: Sendable {
+        public var method: String
+        public var path: String
+        public var query: [String: String]
+        /// Header names in lower case.
+        public var headers: [String: String]
+        public var body: [UInt8]
+
+        /// The body as JSON, or nil when there is none or it is not JSON.
+        public var json: JSON? { body.isEmpty ? nil : try? JSON.parse(String(decoding: body, as: UTF8.self)) }
+    }
+
+    public struct Response: Sendable {
+        public var status: Int
+        public var body: JSON?
+        public var headers: [(String, String)] = []
+
+        public init(_ status: Int, _ body: JSON? = nil, headers: [(String, String)] = []) {
+            self.status = status
+            self.body = body
+            self.headers = headers
+        }
+    }
+
+    public struct Failure: Error, CustomStringConvertible {
+        public var description: String
+    }
+
+    static let maximumBody = 65_536
+    private let fd: Int32
+    public let port: UInt16
+    private let handler: @Sendable (Request) -> Response
+
+    /// Listens on `host:port` (port 0: any free port, see `port`).
+    public init(host: String, port: UInt16, handler: @escaping @Sendable (Request) -> Response) throws(Failure) {
+        self.handler = handler
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw Failure(description: "socket: \(String(cString: strerror(errno)))") }
+        var one: Int32 = 1
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = port.bigEndian
+        guard inet_pton(AF_INET, host, &addr.sin_addr) == 1 else {
+            close(fd)
+            throw Failure(description: "--http: '\(host)' is not an IPv4 address")
+        }
+        let bound = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        guard bound == 0, listen(fd, 64) == 0 else {
+            let why = String(cString: strerror(errno))
+            close(fd)
+            throw Failure(description: "cannot listen on \(host):\(port): \(why)")
+        }
+        var actual = sockaddr_in()
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &actual) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
+        self.fd = fd
+        self.port = UInt16(bigEndian: actual.sin_port)
+    }
+
+    deinit { close(fd) }
+
+    /// Accepts connections until `stopping` says so (checked every 100 ms); blocks.
+    public func run(stopping: () -> Bool) {
+        while !stopping() {
+            var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            guard poll(&pfd, 1, 100) > 0 else { continue }
+            let conn = accept(fd, nil, nil)
+            guard conn >= 0 else { continue }
+            var box = pthread_t()
+            let context = Unmanaged.passRetained(Connection(fd: conn, server: self)).toOpaque()
+            if pthread_create(&box, nil, { raw in
+                let c = Unmanaged<Connection>.fromOpaque(raw!).takeRetainedValue()
+                c.server.serve(c.fd)
+                close(c.fd)
+                return nil
+            }, context) == 0 {
+                pthread_detach(box)
+            } else {
+                Unmanaged<Connection>.fromOpaque(context).release()
+                close(conn)
+            }
+        }
+    }
+
+    private final class Connection {
+        let fd: Int32
+        let server: HTTPServer
+        init(fd: Int32, server: HTTPServer) {
+            self.fd = fd
+            self.server = server
+        }
+    }
+
+    private func serve(_ conn: Int32) {
+        var timeout = timeval(tv_sec: 5, tv_usec: 0)
+        setsockopt(conn, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        let response: Response
+        switch Self.read(conn) {
+        case .success(let request): response = handler(request)
+        case .failure(let f): response = Response(400, .object([("error", .string("badRequest")), ("message", .string(f.description))]))
+        }
+        write(conn, response)
+    }
+
+    /// Reads one request: the request line, the headers, and a body of Content-Length bytes.
+    static func read(_ conn: Int32) -> Result<Request, Failure> {
+        var data: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 8192)
+        var headerEnd: Int?
+        while headerEnd == nil {
+            let n = recv(conn, &buffer, buffer.count, 0)
+            guard n > 0 else { return .failure(Failure(description: "the request ended before its headers")) }
+            data += buffer[..<n]
+            headerEnd = find([13, 10, 13, 10], in: data)
+            if headerEnd == nil, data.count > 16_384 { return .failure(Failure(description: "headers longer than 16 KiB")) }
+        }
+        let head = String(decoding: data[..<headerEnd!], as: UTF8.self).split(separator: "\r\n", omittingEmptySubsequences: false)
+        let line = head[0].split(separator: " ")
+        guard line.count == 3, line[2].hasPrefix("HTTP/1.") else { return .failure(Failure(description: "not an HTTP/1.x request line")) }
+        var headers: [String: String] = [:]
+        for h in head.dropFirst() {
+            guard let colon = h.firstIndex(of: ":") else { continue }
+            headers[h[..<colon].lowercased()] = String(h[h.index(after: colon)...]).trimmingSpaces()
+        }
+        let length = Int(headers["content-length"] ?? "0") ?? -1
+        guard length >= 0, length <= maximumBody else { return .failure(Failure(description: "Content-Length must be 0 to \(maximumBody)")) }
+        var body = Array(data[(headerEnd! + 4)...])
+        while body.count < length {
+            let n = recv(conn, &buffer, min(buffer.count, length - body.count), 0)
+            guard n > 0 else { return .failure(Failure(description: "the body ended early")) }
+            body += buffer[..<n]
+        }
+        let target = String(line[1])
+        let parts = target.split(separator: "?", maxSplits: 1)
+        var query: [String: String] = [:]
+        if parts.count == 2 {
+            for pair in parts[1].split(separator: "&") {
+                let kv = pair.split(separator: "=", maxSplits: 1)
+                query[String(kv[0])] = kv.count == 2 ? String(kv[1]) : ""
+            }
+        }
+        return .success(Request(method: String(line[0]), path: String(parts.first ?? ""), query: query, headers: headers,
+                                body: Array(body.prefix(length))))
+    }
+
+    static func find(_ needle: [UInt8], in hay: [UInt8]) -> Int? {
+        guard hay.count >= needle.count else { return nil }
+        for i in 0...(hay.count - needle.count) where hay[i] == needle[0] && Array(hay[i..<(i + needle.count)]) == needle { return i }
+        return nil
+    }
+
+    static let reasons = [200: "OK", 202: "Accepted", 204: "No Content", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden",
+                          404: "Not Found", 405: "Method Not Allowed", 409: "Conflict", 423: "Locked", 429: "Too Many Requests",
+                          500: "Internal Server Error", 502: "Bad Gateway"]
+
+    private func write(_ conn: Int32, _ r: Response) {
+        let body = r.body.map { Array(($0.text + "\n").utf8) } ?? []
+        var head = "HTTP/1.1 \(r.status) \(Self.reasons[r.status] ?? "Status")\r\nConnection: close\r\nContent-Length: \(body.count)\r\n"
+        if !body.isEmpty { head += "Content-Type: application/json\r\n" }
+        for (k, v) in r.headers { head += "\(k): \(v)\r\n" }
+        let bytes = Array((head + "\r\n").utf8) + body
+        var off = 0
+        while off < bytes.count {
+            let n = bytes.withUnsafeBytes { send(conn, $0.baseAddress! + off, $0.count - off, Int32(MSG_NOSIGNAL)) }
+            guard n > 0 else { return }
+            off += n
+        }
+    }
+}
+
+extension StringProtocol {
+    func trimmingSpaces() -> String {
+        var s = Substring(self)
+        while s.first == " " || s.first == "\t" { s.removeFirst() }
+        while s.last == " " || s.last == "\t" { s.removeLast() }
+        return String(s)
+    }
+}

@@ -1,0 +1,170 @@
+"""The backend's HTTP API for apps (docs/openapi.yaml), end to end: an app logs in, reads the
+car's status, parking position and capabilities, verifies the S-PIN for a security token and
+locks the car; the command goes over MQTT to telematicsd, onto the CAN bus, a body controller
+(played by the test) answers, and the request ends successful. Quotas, throttling, roles."""
+import json
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+from support import VIN, free_port, wait_until
+from test_backend import Rig
+from test_remote import BodyController
+
+
+class App:
+    """What an app does with the API: JSON over HTTP with its session token."""
+
+    def __init__(self, port):
+        self.base, self.token = f"http://127.0.0.1:{port}/v1", None
+
+    def call(self, method, path, body=None, raw=None):
+        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+        req = urllib.request.Request(self.base + path, data=data, method=method)
+        if self.token:
+            req.add_header("Authorization", f"Bearer {self.token}")
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                text = r.read().decode()
+                return r.status, (json.loads(text) if text else None)
+        except urllib.error.HTTPError as e:
+            text = e.read().decode()
+            return e.code, (json.loads(text) if text else None)
+
+    def login(self, email, password="correct horse"):
+        status, body = self.call("POST", "/login", {"email": email, "password": password})
+        if status == 200:
+            self.token = body["token"]
+        return status, body
+
+
+@pytest.fixture
+def api(tmp_path):
+    """A registered car (Ana primary, Ben secondary) with its body controller, and the backend
+    serving the API with small limits: 6 reads a day, 4 actions an hour."""
+    rig = Rig(tmp_path)
+    code = rig.add_car()["pairingCode"]
+    rig.http = free_port()
+    rig.restart_backend(extra=["--http", f"127.0.0.1:{rig.http}", "--daily-read-quota", "6", "--actions-per-hour", "4"])
+    log, _ = rig.start_car(f"[can]\ntransmit-log = {rig.tmp}/transmitted.log\n[remote]\nconfirm-timeout-ms = 1500\n")
+    assert rig.tcuctl("register", code).returncode == 0
+    rig.portal("user", "add", "ben@example.com", "--password", "correct horse", "--spin", "1234")
+    rig.portal("user", "verify", "ben@example.com")
+    assert rig.portal("garage", "share", VIN, "--user", "ana@example.com", "--with", "ben@example.com", "--role", "secondary").returncode == 0
+    rig.body = BodyController(rig, log)
+    # The car's doors and locks: one status frame, so that the backend has blocks to show.
+    rig.body.write("583#003F0100")
+    assert wait_until(lambda: "locks" in rig.state()["blocks"] and "capabilities" in rig.state()["blocks"])
+    yield rig
+    rig.body.close()
+    rig.close()
+
+
+def test_an_app_logs_in_reads_the_car_and_locks_it(api):
+    app = App(api.http)
+    assert app.call("GET", f"/vehicles/{VIN}/status")[0] == 401
+    status, body = app.login("ana@example.com", "wrong horse!")
+    assert status == 401 and body["error"] == "wrongPassword"
+    assert app.login("ana@example.com")[0] == 200
+    assert app.call("GET", "/vehicles") == (200, {"vehicles": [{"vin": VIN, "role": "primary"}]})
+    status, car = app.call("GET", f"/vehicles/{VIN}/status")
+    assert status == 200 and car["blocks"]["locks"]["values"]["central"] == "Locked"
+    assert car["blocks"]["locks"]["capturedAt"] <= car["blocks"]["locks"]["receivedAt"]
+    status, caps = app.call("GET", f"/vehicles/{VIN}/capabilities")
+    assert status == 200 and caps["role"] == "primary" and caps["capabilities"]["remoteLockUnlock"]["isEnabled"]
+    # No parking position yet; then the car in use (null): "no content"; then parked.
+    assert app.call("GET", f"/vehicles/{VIN}/parkingposition")[0] == 404
+    # Locking needs the S-PIN: a wrong one says the tries left; the right one gives a security token.
+    status, body = app.call("POST", f"/vehicles/{VIN}/actions/lock", {})
+    assert status == 403 and body["error"] == "spinRequired"
+    status, body = app.call("POST", f"/vehicles/{VIN}/spin/verify", {"spin": "1111"})
+    assert status == 403 and body["error"] == "wrongSPIN" and body["remainingTries"] == 2
+    status, body = app.call("POST", f"/vehicles/{VIN}/spin/verify", {"spin": "4711"})
+    assert status == 200 and body["expiresInS"] == 300
+    token = body["securityToken"]
+    status, body = app.call("POST", f"/vehicles/{VIN}/actions/unlock", {"securityToken": token})
+    assert status == 202 and body["status"] == "queued"
+    request = body["requestId"]
+    # One request per type at a time.
+    assert app.call("POST", f"/vehicles/{VIN}/actions/unlock", {"securityToken": token})[1]["error"] == "requestPending"
+    assert wait_until(lambda: app.call("GET", f"/vehicles/{VIN}/requests/{request}")[1]["status"] == "successful")
+    assert api.body.requests[0]["request"] == 2 and api.body.requests[0]["checksumOk"]
+    # Three reads so far (status, capabilities, parking position; following a request is free):
+    # three more spend the daily quota of 6, and the seventh is refused until tomorrow.
+    for _ in range(3):
+        assert app.call("GET", f"/vehicles/{VIN}/status")[0] == 200
+    status, body = app.call("GET", f"/vehicles/{VIN}/status")
+    assert status == 429 and body["error"] == "quotaExceeded" and 0 < body["retryAfterS"] <= 86_400
+
+
+def test_parking_position_is_no_content_while_the_car_is_in_use(api):
+    app = App(api.http)
+    app.login("ana@example.com")
+
+    def car_says(values):
+        body = {"id": f"p-{time.monotonic_ns()}", "vin": VIN, "type": "state", "block": "parking",
+                "capturedAt": int(time.time() * 1000), "values": values}
+        import subprocess
+        subprocess.run(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(api.port), "-q", "1", "-t", f"vehicles/{VIN}/state",
+                        "-m", json.dumps(body)], check=True)
+    car_says(None)
+    assert wait_until(lambda: app.call("GET", f"/vehicles/{VIN}/parkingposition")[0] == 204)
+    car_says({"latitude": 41.4756, "longitude": 1.9361, "fixTime": 1764000054000, "parkedAt": 1764000060000})
+    assert wait_until(lambda: app.call("GET", f"/vehicles/{VIN}/parkingposition")[1] == {
+        "latitude": 41.4756, "longitude": 1.9361, "fixTime": 1764000054000, "parkedAt": 1764000060000})
+
+
+def test_actions_are_throttled_per_car(api):
+    app = App(api.http)
+    app.login("ana@example.com")
+    token = app.call("POST", f"/vehicles/{VIN}/spin/verify", {"spin": "4711"})[1]["securityToken"]
+    for action in ["lock", "unlock", "flash", "honkandflash"]:
+        status, body = app.call("POST", f"/vehicles/{VIN}/actions/{action}", {"securityToken": token})
+        assert status == 202, body
+        assert wait_until(lambda: app.call("GET", f"/vehicles/{VIN}/requests/{body['requestId']}")[1]["status"]
+                          in ("successful", "failed"))
+    status, body = app.call("POST", f"/vehicles/{VIN}/actions/lock", {"securityToken": token})
+    assert status == 429 and body["error"] == "throttled" and 0 < body["retryAfterS"] <= 3600
+
+
+def test_a_secondary_user_reads_but_has_no_remote_functions(api):
+    app = App(api.http)
+    app.login("ben@example.com")
+    assert app.call("GET", "/vehicles")[1] == {"vehicles": [{"vin": VIN, "role": "secondary"}]}
+    assert app.call("GET", f"/vehicles/{VIN}/status")[0] == 200
+    status, body = app.call("POST", f"/vehicles/{VIN}/actions/honkandflash", {})
+    assert status == 403 and body["error"] == "insufficientRights"
+    # A security token is bound to its user and car.
+    ana = App(api.http)
+    ana.login("ana@example.com")
+    token = ana.call("POST", f"/vehicles/{VIN}/spin/verify", {"spin": "4711"})[1]["securityToken"]
+    status, body = app.call("POST", f"/vehicles/{VIN}/actions/unlock", {"securityToken": token})
+    assert status == 403 and body["error"] == "invalidSecurityToken"
+    assert api.body.requests == []
+
+
+def test_bad_requests_get_a_clear_error(api):
+    app = App(api.http)
+    assert app.call("POST", "/login", raw=b"{not json")[1]["error"] == "badRequest"
+    app.login("ana@example.com")
+    status, body = app.call("POST", f"/vehicles/{VIN}/actions/climatisation-start", {"targetTemperature": 31})
+    assert status == 400 and body["error"] == "invalidTemperature"
+    status, body = app.call("POST", f"/vehicles/{VIN}/actions/selfdestruct", {})
+    assert status == 404 and "lock" in body["message"]
+    assert app.call("GET", "/vehicles/VSSZZZKLZNR099999/status")[1]["error"] == "insufficientRights"
+    assert app.call("GET", f"/vehicles/{VIN}/requests/nope")[1]["error"] == "unknownRequest"
+
+
+def test_the_openapi_file_names_every_action_and_path():
+    import os
+    import re
+    from support import ROOT
+    text = open(os.path.join(ROOT, "docs", "openapi.yaml")).read()
+    actions = re.search(r"enum: \[(lock, [^\]]+)\]", text).group(1).split(", ")
+    assert actions == ["lock", "unlock", "honkandflash", "flash", "climatisation-start", "climatisation-stop"]
+    for path in ["/login:", "/vehicles:", "/vehicles/{vin}/status:", "/vehicles/{vin}/parkingposition:",
+                 "/vehicles/{vin}/capabilities:", "/vehicles/{vin}/spin/verify:", "/vehicles/{vin}/actions/{action}:",
+                 "/vehicles/{vin}/requests/{id}:"]:
+        assert f"\n  {path}" in text, path
