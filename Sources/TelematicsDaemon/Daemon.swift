@@ -175,6 +175,8 @@ public enum Daemon {
         let remote = RemoteCommandService(bus: bus, registration: registration, privacy: privacy, outbox: outbox, vin: vin,
                                           logger: logger, confirmTimeoutMs: config.remoteConfirmTimeoutMs)
         outbox.onCommand { remote.receive($0) }
+        let buttons = ServiceButtonService(bus: bus, outbox: outbox, registration: registration, privacy: privacy, gnss: gnss,
+                                           vin: vin, logger: logger)
         privacy.observe(initially: false) { [gnss] mode in
             // A new level: the parking block says what may now be said; back online, the
             // backend gets the whole state again.
@@ -222,6 +224,7 @@ public enum Daemon {
             .init(service: stateService),
             .init(service: capabilities),
             .init(service: remote),
+            .init(service: buttons),
         ]
         if let gnss { services.append(.init(service: gnss)) }
         if config.transmitStatus {

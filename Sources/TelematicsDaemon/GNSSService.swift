@@ -85,6 +85,12 @@ public final class GNSSService: Service, Sendable {
     /// Hands the current parking position (or none) over again, e.g. after a privacy change.
     public func resendParking() { onParking(parkingPosition) }
 
+    /// The current fix while it is fresh (a service request's position), nil otherwise.
+    public func currentFix() -> FilteredFix? {
+        let now = monotonic()
+        return state.withLock { $0.filter.fresh(now: now) }
+    }
+
     public func report() -> (gnss: JSON, parking: JSON) {
         let now = monotonic()
         return state.withLock { s in

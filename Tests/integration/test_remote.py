@@ -192,3 +192,25 @@ def test_climatisation_checks_the_temperature_before_anything_is_sent(car):
     for bad in ["15.5", "30.5", "21.3"]:
         r, _, _ = command(car, "climatisationStart", f"--temperature={bad}", spin=None)
         assert r.returncode != 0 and "invalidTemperature" in r.stderr
+
+
+def test_the_service_buttons_send_their_requests(car):
+    def press(bit):
+        # The cluster's odometer (page 0) and service page (1), then the button pressed and released.
+        for frame in ["6B2#00095D0000000000", "6B2#017800DC05000000", "5C1#0000", f"5C1#{1 << bit:02X}00", "5C1#0000"]:
+            car.body.write(frame)
+
+    def requests(kind):
+        return [e for e in car.events() if e.get("type") == kind]
+    press(1)
+    assert wait_until(lambda: requests("serviceRequest"))
+    breakdown = requests("serviceRequest")[0]
+    # No GNSS on this car: the request goes with "position": null.
+    assert breakdown["service"] == "breakdown" and breakdown["odometer"] == 23817 and breakdown["position"] is None
+    press(3)
+    assert wait_until(lambda: requests("maintenanceRequest"))
+    due = requests("maintenanceRequest")[0]
+    assert due["odometer"] == 23817 and due["serviceDue"]["inspectionDays"] == 120 and due["serviceDue"]["inspectionDistance"] == 15000
+    press(2)
+    assert wait_until(lambda: len(requests("serviceRequest")) == 2)
+    assert requests("serviceRequest")[1]["service"] == "customerService"

@@ -111,6 +111,7 @@ extension VehicleQuantity {
     public static let sosButton = VehicleQuantity("buttons.sos", .flag, "Roof_Module_Buttons", "SOS_Button")
     public static let breakdownButton = VehicleQuantity("buttons.breakdown", .flag, "Roof_Module_Buttons", "Breakdown_Button")
     public static let serviceButton = VehicleQuantity("buttons.service", .flag, "Roof_Module_Buttons", "Service_Button")
+    public static let schedulingButton = VehicleQuantity("buttons.scheduling", .flag, "Roof_Module_Buttons", "Scheduling_Button")
     // 12 V battery.
     public static let batteryVoltage = VehicleQuantity("battery.voltage", .number, "Battery_12V", "Battery_Voltage")
     public static let batteryStateOfCharge = VehicleQuantity("battery.stateOfCharge", .number, "Battery_12V", "Battery_SoC")
@@ -130,7 +131,7 @@ extension VehicleQuantity {
         .crashDetected, .crashSeverity, .crashFront, .crashSideLeft, .crashSideRight, .crashRear, .crashRollover,
         .occupiedDriver, .occupiedPassenger, .occupiedRearLeft, .occupiedRearCenter, .occupiedRearRight,
         .alarmArmed, .alarmTriggered, .alarmSource,
-        .sosButton, .breakdownButton, .serviceButton,
+        .sosButton, .breakdownButton, .serviceButton, .schedulingButton,
         .batteryVoltage, .batteryStateOfCharge,
     ]
 }
