@@ -181,7 +181,7 @@ public final class AppAPI: Sendable {
     /// The actions' path names, as the real service spells them.
     static let actions: [String: RemoteCommand.Action] = [
         "lock": .lock, "unlock": .unlock, "honkandflash": .honkAndFlash, "flash": .flash,
-        "climatisation-start": .climatisationStart, "climatisation-stop": .climatisationStop,
+        "climatisation-start": .climatisationStart, "climatisation-stop": .climatisationStop, "wakeup": .wakeUp,
     ]
 
     private func action(_ name: String, _ r: HTTPServer.Request, portal: Portal, email: String, vin: String, nowMs: Int64) -> HTTPServer.Response {

@@ -173,7 +173,11 @@ public enum Daemon {
                                                heartbeatMs: config.stateHeartbeatSeconds * 1_000)
         let capabilities = CapabilityService(registration: registration, privacy: privacy, outbox: outbox, vin: vin)
         let remote = RemoteCommandService(bus: bus, registration: registration, privacy: privacy, outbox: outbox, vin: vin,
-                                          logger: logger, confirmTimeoutMs: config.remoteConfirmTimeoutMs)
+                                          logger: logger, confirmTimeoutMs: config.remoteConfirmTimeoutMs,
+                                          wakeUpsPerDay: config.wakeUpsPerDay, onWakeUp: {
+                                              stateService.resendAll()
+                                              capabilities.resend()
+                                          })
         outbox.onCommand { remote.receive($0) }
         let buttons = ServiceButtonService(bus: bus, outbox: outbox, registration: registration, privacy: privacy, gnss: gnss,
                                            vin: vin, logger: logger)

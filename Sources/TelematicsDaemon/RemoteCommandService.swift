@@ -22,7 +22,12 @@ public final class RemoteCommandService: Service, Sendable {
     let vin: String
     let logger: Logger
     let confirmTimeoutMs: Int64
+    let wakeUpsPerDay: Int64
+    /// A wake-up's work: every state block sent again.
+    let onWakeUp: @Sendable () -> Void
     let wallClock: @Sendable () -> Timestamp
+    /// (UTC day, wake-ups taken that day).
+    private let wakeUps = Mutex<(day: Int64, count: Int64)>((0, 0))
     private let inputs: AsyncStream<[UInt8]>
     private let input: AsyncStream<[UInt8]>.Continuation
     private let rolling = Atomic<Int>(0)
@@ -30,7 +35,8 @@ public final class RemoteCommandService: Service, Sendable {
     static let minimumVoltage = 11.8
 
     public init(bus: VehicleBusService, registration: CarRegistration, privacy: PrivacySetting, outbox: OutboxService, vin: String,
-                logger: Logger, confirmTimeoutMs: Int64 = 10_000, wallClock: @escaping @Sendable () -> Timestamp = { wallClockNow() }) {
+                logger: Logger, confirmTimeoutMs: Int64 = 10_000, wakeUpsPerDay: Int64 = 10, onWakeUp: @escaping @Sendable () -> Void = {},
+                wallClock: @escaping @Sendable () -> Timestamp = { wallClockNow() }) {
         self.bus = bus
         self.registration = registration
         self.privacy = privacy
@@ -38,6 +44,8 @@ public final class RemoteCommandService: Service, Sendable {
         self.vin = vin
         self.logger = logger
         self.confirmTimeoutMs = confirmTimeoutMs
+        self.wakeUpsPerDay = wakeUpsPerDay
+        self.onWakeUp = onWakeUp
         self.wallClock = wallClock
         (inputs, input) = AsyncStream.makeStream(bufferingPolicy: .bufferingOldest(64))
     }
@@ -127,7 +135,7 @@ public final class RemoteCommandService: Service, Sendable {
             if moving { return "vehicleMoving" }
         case .climatisationStart:
             if ignition { return "ignitionOn" }
-        case .climatisationStop:
+        case .climatisationStop, .wakeUp:
             break
         }
         return nil
@@ -139,6 +147,18 @@ public final class RemoteCommandService: Service, Sendable {
         let confirmed: @Sendable () -> Bool
         do {
             switch c.action {
+            case .wakeUp:
+                // The command arriving woke the car; the budget protects the 12 V battery.
+                let day = nowMs / 86_400_000
+                let allowed = wakeUps.withLock { w -> Bool in
+                    if w.day != day { w = (day, 0) }
+                    guard w.count < wakeUpsPerDay else { return false }
+                    w.count += 1
+                    return true
+                }
+                guard allowed else { return "wakeUpBudgetExhausted" }
+                onWakeUp()
+                return nil
             case .lock, .unlock, .honkAndFlash, .flash:
                 let request: Double
                 switch c.action {

@@ -100,8 +100,9 @@ struct Serve: ParsableCommand {
             }
         }
         client.onMessage = { topic, payload in
-            // The backend's own commands to the cars come back through vehicles/#: not the cars' messages.
-            if topic.hasSuffix("/commands") { return }
+            // The backend's own messages to the cars (commands, answers) come back through
+            // vehicles/#: they are not the cars' messages.
+            if topic.hasSuffix("/commands") || topic.hasSuffix("/response") { return }
             if let reply = interactiveReply(portal, topic: topic, payload: payload, nowMs: database.nowMs) {
                 _ = client.publish(topic: reply.topic, payload: Array(reply.body.text.utf8))
                 return

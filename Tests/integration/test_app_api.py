@@ -163,7 +163,7 @@ def test_the_openapi_file_names_every_action_and_path():
     from support import ROOT
     text = open(os.path.join(ROOT, "docs", "openapi.yaml")).read()
     actions = re.search(r"enum: \[(lock, [^\]]+)\]", text).group(1).split(", ")
-    assert actions == ["lock", "unlock", "honkandflash", "flash", "climatisation-start", "climatisation-stop"]
+    assert actions == ["lock", "unlock", "honkandflash", "flash", "climatisation-start", "climatisation-stop", "wakeup"]
     for path in ["/login:", "/vehicles:", "/vehicles/{vin}/status:", "/vehicles/{vin}/parkingposition:",
                  "/vehicles/{vin}/capabilities:", "/vehicles/{vin}/spin/verify:", "/vehicles/{vin}/actions/{action}:",
                  "/vehicles/{vin}/requests/{id}:"]:

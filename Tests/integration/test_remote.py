@@ -59,7 +59,8 @@ def car(tmp_path):
     """A registered car with its body controller; Ana is its primary user (S-PIN 4711)."""
     rig = Rig(tmp_path)
     code = rig.add_car()["pairingCode"]
-    log, _ = rig.start_car(f"[can]\ntransmit-log = {rig.tmp}/transmitted.log\n[remote]\nconfirm-timeout-ms = 1500\n")
+    log, _ = rig.start_car(f"[can]\ntransmit-log = {rig.tmp}/transmitted.log\n[remote]\nconfirm-timeout-ms = 1500\n"
+                           "wake-ups-per-day = 2\n")
     assert rig.tcuctl("register", code).returncode == 0
     body = BodyController(rig, log)
     rig.body = body
@@ -214,3 +215,16 @@ def test_the_service_buttons_send_their_requests(car):
     press(2)
     assert wait_until(lambda: len(requests("serviceRequest")) == 2)
     assert requests("serviceRequest")[1]["service"] == "customerService"
+
+
+def test_wake_ups_are_limited_per_day_to_protect_the_battery(car):
+    # Each wake-up sends every state block again (the app wants a fresh status).
+    assert wait_until(lambda: "capabilities" in car.state()["blocks"])
+    before = car.state()["blocks"]["capabilities"]["receivedAt"]
+    for _ in range(2):
+        r, request, status = command(car, "wakeUp", spin=None)
+        assert status == {"id": request["id"], "action": "wakeUp", "status": "successful"}
+    assert wait_until(lambda: car.state()["blocks"]["capabilities"]["receivedAt"] > before)
+    r, request, status = command(car, "wakeUp", spin=None)
+    assert status == {"id": request["id"], "action": "wakeUp", "status": "failed", "cause": "wakeUpBudgetExhausted"}
+    assert car.body.requests == []

@@ -5,6 +5,8 @@
 public struct RemoteCommand: Sendable, Equatable {
     public enum Action: String, Sendable, CaseIterable {
         case lock, unlock, honkAndFlash, flash, climatisationStart, climatisationStop
+        /// Wake the car for a fresh status (every block sent again); limited per day for the 12 V battery.
+        case wakeUp
 
         /// The connected service the action belongs to (its capability).
         public var service: String {
@@ -12,6 +14,7 @@ public struct RemoteCommand: Sendable, Equatable {
             case .lock, .unlock: "remoteLockUnlock"
             case .honkAndFlash, .flash: "honkAndFlash"
             case .climatisationStart, .climatisationStop: "remoteClimatisation"
+            case .wakeUp: "vehicleStatus"
             }
         }
     }

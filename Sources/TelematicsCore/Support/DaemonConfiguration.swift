@@ -99,6 +99,8 @@ public struct DaemonConfiguration: Sendable, Equatable {
     public var stateHeartbeatSeconds: Int64 = 900
     /// How long a remote command waits for the status frames to confirm it.
     public var remoteConfirmTimeoutMs: Int64 = 10_000
+    /// Remote wake-ups the car takes per UTC day (each costs the 12 V battery).
+    public var wakeUpsPerDay: Int64 = 10
 
     public static let knownKeys: [String: Set<String>] = [
         "can": ["source", "dbc", "replay", "loop", "follow", "exit-at-end", "silence-timeout-ms", "transmit-status", "transmit-log"],
@@ -109,7 +111,7 @@ public struct DaemonConfiguration: Sendable, Equatable {
         "backend": ["broker", "keepalive-s", "window", "tls-ca", "tls-cert", "tls-key", "state-interval-ms", "state-heartbeat-s"],
         "privacy": ["mode", "settings-file"],
         "registration": ["file", "timeout-ms"],
-        "remote": ["confirm-timeout-ms"],
+        "remote": ["confirm-timeout-ms", "wake-ups-per-day"],
         "gnss": ["gpsd", "max-age-ms", "trust-radius-m", "min-speed-kmh", "max-speed-kmh", "parking-file"],
         "ecall": ["link", "journal", "t1-ms", "t2-ms", "t3-ms", "t5-ms", "t6-ms", "t7-ms", "t9-ms", "t10-ms",
                   "redial-interval-ms", "drop-redial-window-ms", "drop-redial-interval-ms", "maximum-attempts",
@@ -189,6 +191,7 @@ public struct DaemonConfiguration: Sendable, Equatable {
         if let p = f.string("registration", "file") { c.registrationFile = path(p) }
         c.registrationTimeoutMs = try f.integer("registration", "timeout-ms", default: c.registrationTimeoutMs, range: 100...120_000)
         c.remoteConfirmTimeoutMs = try f.integer("remote", "confirm-timeout-ms", default: c.remoteConfirmTimeoutMs, range: 100...120_000)
+        c.wakeUpsPerDay = try f.integer("remote", "wake-ups-per-day", default: c.wakeUpsPerDay, range: 0...1_000)
         if let e = f.entry("gnss", "gpsd") {
             let parts = e.value.split(separator: ":")
             guard parts.count == 2, !parts[0].isEmpty, let port = Int(parts[1]), (1...65535).contains(port) else {
@@ -272,7 +275,7 @@ extension DaemonConfiguration {
             || a.tlsCA != b.tlsCA || a.tlsCertificate != b.tlsCertificate || a.tlsKey != b.tlsKey { sections.append("backend") }
         if a.privacy != b.privacy || a.settingsFile != b.settingsFile { sections.append("privacy") }
         if a.registrationFile != b.registrationFile || a.registrationTimeoutMs != b.registrationTimeoutMs { sections.append("registration") }
-        if a.remoteConfirmTimeoutMs != b.remoteConfirmTimeoutMs { sections.append("remote") }
+        if a.remoteConfirmTimeoutMs != b.remoteConfirmTimeoutMs || a.wakeUpsPerDay != b.wakeUpsPerDay { sections.append("remote") }
         if a.gpsd != b.gpsd || a.gnssFilter != b.gnssFilter || a.parkingFile != b.parkingFile { sections.append("gnss") }
         if a.eCallLink != b.eCallLink || a.eCallJournal != b.eCallJournal || a.eCall != b.eCall
             || a.eCallShutdownGraceMs != b.eCallShutdownGraceMs { sections.append("ecall") }
