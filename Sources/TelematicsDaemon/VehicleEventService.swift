@@ -3,14 +3,15 @@ import ServiceLifecycle
 import TelematicsCore
 
 /// Turns vehicle state changes into events for the backend and hands them to the outbox:
-/// the anti-theft alarm at alarm priority, doors, locks and ignition as events.
+/// the anti-theft alarm at alarm priority, doors, locks, ignition and climatisation as events
+/// (lights, windows and ventilation go in their state blocks, sent on change).
 public struct VehicleEventService: Service {
     let changes: AsyncStream<BusEvent>
     let outbox: OutboxService
     let vin: String
 
     static let watched: Set<VehicleQuantity> = [
-        .alarmTriggered, .centralLock, .ignitionOn,
+        .alarmTriggered, .centralLock, .ignitionOn, .climatisationState,
         .doorFrontLeftOpen, .doorFrontRightOpen, .doorRearLeftOpen, .doorRearRightOpen, .hoodOpen, .trunkOpen,
     ]
 
@@ -36,6 +37,11 @@ public struct VehicleEventService: Service {
             priority = .theftAlarm
             stream = "alarms"
         case .centralLock: type = "lockStateChanged"
+        case .climatisationState:
+            // Started (from off to heating, cooling, ...) or stopped; a change of mode is state.
+            let on = (new.raw ?? 0) != 0, was = (c.old?.raw ?? 0) != 0
+            guard on != was else { return nil }
+            type = on ? "climatisationStarted" : "climatisationStopped"
         case .ignitionOn: type = new.flag == true ? "ignitionOn" : "ignitionOff"
         default: type = new.flag == true ? "opened" : "closed"
         }

@@ -82,6 +82,17 @@ struct VehicleEventTests {
         #expect(VehicleEventService.message(for: VehicleStateChange(quantity: .centralLock, old: .choice(raw: 0, label: "Unlocked"), new: nil, at: t), vin: "V", id: "x") == nil)
     }
 
+    @Test("climatisation starting and stopping are events; a change of mode while on is state")
+    func climatisation() throws {
+        let t = Timestamp(seconds: 1_764_000_000)
+        func type(_ old: Int64, _ new: Int64) throws -> String? {
+            let m = VehicleEventService.message(for: VehicleStateChange(quantity: .climatisationState, old: .choice(raw: old, label: nil),
+                                                                        new: .choice(raw: new, label: nil), at: t), vin: "V", id: "c")
+            return try m.map { try JSON.parse($0.payload)["type"]?.stringValue ?? "" }
+        }
+        #expect(try type(0, 1) == "climatisationStarted" && type(2, 0) == "climatisationStopped" && type(1, 2) == nil)
+    }
+
     @Test("an eCall report carries the call's facts at the highest priority, and no position")
     func report() throws {
         let r = ECallReport(kind: .automatic, ending: .clearedByRemote, attempts: 2, msdAcknowledged: true,
