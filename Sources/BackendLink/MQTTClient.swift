@@ -81,8 +81,24 @@ public final class MQTTClient {
     }
 
     /// Network work for at most `timeoutMs`; callbacks run in here. Non-zero: the link is down.
-    public func loop(timeoutMs: Int32) -> Int32 {
-        mosquitto_loop(mosq, timeoutMs, 1)
+    /// `wake` ends the wait early when another thread signals it (urgent work to publish).
+    public func loop(timeoutMs: Int32, wake: WakePipe? = nil) -> Int32 {
+        let sock = mosquitto_socket(mosq)
+        guard let wake, sock >= 0 else { return mosquitto_loop(mosq, timeoutMs, 1) }
+        // libmosquitto's external-loop pattern: wait on its socket and on the wake pipe together.
+        var fds = [pollfd(fd: sock, events: Int16(POLLIN) | (mosquitto_want_write(mosq) ? Int16(POLLOUT) : 0), revents: 0),
+                   pollfd(fd: wake.readFD, events: Int16(POLLIN), revents: 0)]
+        if poll(&fds, 2, timeoutMs) < 0, errno != EINTR { return Int32(MOSQ_ERR_ERRNO.rawValue) }
+        if fds[1].revents != 0 { wake.drain() }
+        if fds[0].revents & Int16(POLLIN | POLLHUP | POLLERR) != 0 {
+            let rc = mosquitto_loop_read(mosq, 1)
+            if rc != MOSQ_ERR_SUCCESS.rawValue { return rc }
+        }
+        if mosquitto_socket(mosq) >= 0, mosquitto_want_write(mosq) {
+            let rc = mosquitto_loop_write(mosq, 1)
+            if rc != MOSQ_ERR_SUCCESS.rawValue { return rc }
+        }
+        return mosquitto_loop_misc(mosq)
     }
 
     /// Publishes at QoS 1; the message id, whose PUBACK comes as `onPublish(mid)`.
@@ -124,4 +140,37 @@ private let mqttOnMessage: @convention(c) (OpaquePointer?, UnsafeMutableRawPoint
 public struct MQTTError: Error, Sendable, CustomStringConvertible {
     public var description: String
     init(_ what: String, _ rc: Int32) { description = "\(what): \(MQTTClient.describe(rc))" }
+}
+
+/// A pipe another thread writes a byte to, to end the link thread's wait early.
+public final class WakePipe: Sendable {
+    public let readFD: Int32
+    private let writeFD: Int32
+
+    public init() {
+        var fds: [Int32] = [-1, -1]
+        _ = pipe(&fds)
+        for fd in fds {
+            _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+            _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+        }
+        readFD = fds[0]
+        writeFD = fds[1]
+    }
+
+    deinit {
+        close(readFD)
+        close(writeFD)
+    }
+
+    /// From any thread; never blocks (a full pipe already says "wake").
+    public func signal() {
+        var b: UInt8 = 1
+        _ = write(writeFD, &b, 1)
+    }
+
+    public func drain() {
+        var buffer = [UInt8](repeating: 0, count: 64)
+        while read(readFD, &buffer, buffer.count) > 0 {}
+    }
 }

@@ -92,7 +92,13 @@ public final class OutboxService: Service, Sendable {
         }
         if dropped { stats.withLock { $0.dropped += 1 } }
         wake.signal()
+        // eCall reports, alarms and command results go out at once; events and state wait for the
+        // link's next turn (at most 50 ms), which gathers them into one commit.
+        if m.priority < .event { linkWake.signal() }
     }
+
+    /// Ends the link thread's network wait early (see `submit`).
+    private let linkWake = WakePipe()
 
     /// Empties the outbox (queue and file) and then stores `request` (the backend is asked to
     /// delete the car's data, delivered like everything else). Blocks until done, at most
@@ -238,7 +244,7 @@ public final class OutboxService: Service, Sendable {
             let (mode, discard) = privacy.withLock { p in defer { p.discardPositions = false }; return (p.mode, p.discardPositions) }
             if let u = uplink, mode.connects {
                 // The MQTT loop is this thread's wait: it returns on network activity or after 50 ms.
-                u.service(now: monotonicNow())
+                u.service(now: monotonicNow(), wake: linkWake)
                 link.withLock { $0.connected = u.connected; $0.reconnects = u.reconnects; $0.lastError = u.lastError }
             } else {
                 // Offline: no data leaves the car; the link says goodbye and stays down.
@@ -391,7 +397,7 @@ final class Uplink {
     }
 
     /// Connects when due, then runs the network for up to 50 ms.
-    func service(now: Timestamp) {
+    func service(now: Timestamp, wake: WakePipe? = nil) {
         if !connected && !connecting {
             guard now >= nextAttempt else { sleepMs(min(50, max(1, nextAttempt.milliseconds(since: now)))); return }
             let rc = client.connect()
@@ -401,7 +407,7 @@ final class Uplink {
             }
             connecting = true
         }
-        let rc = client.loop(timeoutMs: 50)
+        let rc = client.loop(timeoutMs: 50, wake: wake)
         if rc != 0, connected || connecting {
             didDisconnect(rc)
         }

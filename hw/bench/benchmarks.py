@@ -237,6 +237,45 @@ with tempfile.TemporaryDirectory() as broker_dir:
     finally:
         broker.terminate()
         broker.wait()
+
+
+def alarm_push_latency(rounds=40):
+    """From an alarm frame appended to the CAN log the daemon follows, to the alarm message in
+    the hands of a subscriber to the broker (mosquitto_sub, as a backend or an app would be)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        broker, port = start_broker(tmp)
+        log = os.path.join(tmp, "live.log")
+        open(log, "w").close()
+        conf = os.path.join(tmp, "alarm.conf")
+        with open(conf, "w") as c:
+            c.write(f"[can]\nsource = candump:{log}\ndbc = {dbc}\nfollow = true\ntransmit-status = false\n"
+                    f"[vehicle]\nprofile = {root}/hw/vehicle-profile.conf\n[control]\nsocket = {tmp}/alarm.sock\n"
+                    f"[outbox]\npath = {tmp}/outbox.db\n[ecall]\njournal = {tmp}/ecall.journal\nlink = 127.0.0.1:{free_port()}\n"
+                    f"shutdown-grace-ms = 0\n[backend]\nbroker = 127.0.0.1:{port}\n[log]\nlevel = warning\n")
+        daemon = subprocess.Popen([os.path.join(bin_dir, "telematicsd"), "--config", conf])
+        sub = subprocess.Popen(["mosquitto_sub", "-h", "127.0.0.1", "-p", str(port), "-q", "1", "-t", "vehicles/+/alarms"],
+                               stdout=subprocess.PIPE, text=True, bufsize=1)
+        try:
+            while not (control(f"{tmp}/alarm.sock", "status") or {}).get("outbox", {}).get("backend", {}).get("connected"):
+                time.sleep(0.01)
+            samples = []
+            with open(log, "a", buffering=1) as f:
+                for i in range(rounds + 1):
+                    now = time.time()
+                    f.write(f"({now:.6f}) can0 5A0#01000000\n({now:.6f}) can0 5A0#03000000\n")
+                    t0 = time.perf_counter()
+                    sub.stdout.readline()
+                    if i:  # the first one also waits for the subscription: not counted
+                        samples.append((time.perf_counter() - t0) * 1000)
+            samples.sort()
+            return samples[len(samples) // 2], samples[int(len(samples) * 0.9)], samples[-1]
+        finally:
+            sub.terminate()
+            stop(daemon)
+            stop(broker)
+
+
+alarm_p50, alarm_p90, alarm_max = alarm_push_latency()
 theirs = cantools_fps(frames)
 n, cpu, wall, rss_kb = daemon_cpu(text)
 
@@ -357,6 +396,16 @@ first 100 to send are ready {outbox["firstBatchMs"]} ms after the open began.
 | `telematicsd` started with {MILLION:,} messages waiting: control socket answering | {ready_ms:.0f} ms |
 | the same: the backlog counted in its status | {counted_ms:.0f} ms |
 | peak resident memory with a million waiting (VmHWM), and its private part (RssAnon) | {million_rss[0] / 1024:.1f} MiB, {million_rss[1] / 1024:.1f} MiB |
+
+Alarm push: an anti-theft alarm frame appended to the CAN log the daemon follows, until the
+alarm message reaches a subscriber of the same local broker (`mosquitto_sub -q 1`, as a
+backend or an app would be), 40 alarms: p50 {alarm_p50:.1f} ms, p90 {alarm_p90:.1f} ms, max
+{alarm_max:.1f} ms. Nearly all of it is the log follower's look every 20 ms (a SocketCAN
+source hands the frame over at once); the rest is the event, the outbox's commit (SQLite,
+`synchronous=FULL`) and the broker's hop. Alarms, eCall reports and command results wake the
+link thread at once (a pipe it waits on beside the MQTT socket); events and state wait for its
+next turn, at most 50 ms, which gathers them into one commit. (Before the wake pipe the same
+run measured a p50 of 52 ms.)
 
 Goals: ready in under 200 ms with a million queued, RSS under 20 MB. The daemon's clock starts
 at its launch and includes connecting to the broker; mosquitto_pub's includes its start too.
