@@ -2,7 +2,8 @@
 # The checks of the vcan bench, run where vcan0 can exist (the host, or the qemu guest that
 # hw/bench/vcan-bench boots). Starts telematicsd on vcan0, drives the bus with can-utils
 # (cansend, canplayer of the recorded logs), reads the state the daemon reports through
-# tcuctl, and watches what it transmits with candump.
+# tcuctl, and watches what it transmits with candump; then a remote lock end to end through
+# tcu-backend and mosquitto, with a body controller made of candump and cansend.
 #
 # Usage: vcan-checks.sh BIN_DIR OUT_DIR     Prints "N passed, N failed"; exit 0 when none failed.
 set -uo pipefail
@@ -148,13 +149,17 @@ fi
 log "canplayer: hw/traces/drive.log (candump -L records the bus meanwhile)"
 candump -L "$iface" > "$work/recorded.log" 2>/dev/null &
 recorder=$!
+# candump has no readiness signal: a frame the DBC does not have (the daemon's kernel filter
+# keeps it away) is sent until the recorder has it, so that the replay's first frames are not lost.
+recording() { cansend "$iface" 7AC#00; grep -q " $iface 7AC#00" "$work/recorded.log"; }
+wait_for 30 recording
 canplayer -I "$root/hw/traces/drive.log" "$iface=can0"
 check_state "drive: the car ends locked (locks.central)" locks.central "unavailable (last Locked)" 20
 check_state "drive: the alarm ends armed" alarm.armed "unavailable (last true)" 20
 check_state "drive: the odometer advanced from 23816 to 23817 km" cluster.odometer "unavailable (last 23817)" 20
 if wait_for 20 bus_is activity silent; then ok "drive: the bus is reported silent after the car sleeps"; else bad "bus silent after the drive"; fi
 kill "$recorder" 2>/dev/null; wait "$recorder" 2>/dev/null
-recorded=$(grep -vc " $iface 5F0#" "$work/recorded.log" || true)
+recorded=$(grep -v " $iface 5F0#" "$work/recorded.log" | grep -vc " $iface 7AC#" || true)
 if "$bin/tcuctl" can decode --dbc "$root/hw/vehicle.dbc" "$work/recorded.log" > "$work/recorded.json" \
    && [ "$(wc -l < "$work/recorded.json")" = "$(wc -l < "$work/recorded.log")" ] \
    && [ "$recorded" = "$(wc -l < "$root/hw/traces/drive.log")" ]; then
@@ -200,6 +205,63 @@ else
   bad "canplayer replays the daemon's transmit log" "$(head -3 "$work/transmitted.log")"
 fi
 kill "$watcher" 2>/dev/null; wait "$watcher" 2>/dev/null
+
+# A remote lock end to end on the real bus: an app's request through tcu-backend and a
+# mosquitto broker to the daemon, which verifies it and sends TCU_Body_Request on vcan0; a
+# body controller (candump and cansend) answers with the Door_Status frame that shows the car
+# locked, and the result goes back to the backend.
+log "remote lock over MQTT and $iface"
+port=$(( 20000 + RANDOM % 20000 ))
+printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence false\n%s' "$port" \
+  "$([ "$(id -u)" = 0 ] && echo 'user root')" > "$work/mosquitto.conf"
+mosquitto -c "$work/mosquitto.conf" > "$out/mosquitto.log" 2>&1 &
+broker=$!
+backend_db="$work/backend.db"
+"$bin/tcu-backend" serve --broker "127.0.0.1:$port" --db "$backend_db" > "$out/backend.log" 2>&1 &
+backend=$!
+vin=$(sed -n 's/^vin *= *//p' "$root/hw/vehicle-profile.conf")
+"$bin/tcu-backend" user add ana@example.com --password 'correct horse' --spin 4711 --db "$backend_db" >/dev/null
+"$bin/tcu-backend" user verify ana@example.com --db "$backend_db" >/dev/null
+code=$("$bin/tcu-backend" garage add "$vin" --user ana@example.com --profile "$root/hw/vehicle-profile.conf" --accept-terms \
+  --db "$backend_db" | python3 -c 'import json, sys; print(json.load(sys.stdin)["pairingCode"])')
+sed -e "s#^path = .*#path = $work/remote-outbox.db#" -e "s#^socket = .*#socket = $work/remote.sock#" \
+  -e "s#^journal = .*#journal = $work/remote-ecall.journal#" "$work/telematicsd.conf" > "$work/remote.conf"
+printf '[backend]\nbroker = 127.0.0.1:%s\n[registration]\nfile = %s/registration.json\n[remote]\nconfirm-timeout-ms = 5000\n' \
+  "$port" "$work" >> "$work/remote.conf"
+"$bin/telematicsd" --config "$work/remote.conf" > "$out/telematicsd-remote.log" 2>&1 &
+daemon=$!
+connected() { "$bin/tcuctl" status --socket "$work/remote.sock" | grep -q 'outbox.backend.connected = true'; }
+if wait_for 60 connected && registered=$("$bin/tcuctl" register "$code" --socket "$work/remote.sock" 2>&1); then
+  ok "the car registers with the backend over MQTT"
+else
+  bad "the car registers" "code '$code': ${registered:-not connected}"
+fi
+# The body control module: a lock request (Body_Request 1, the second hex digit) is answered
+# with Central_Lock_State locked by telematics, an unlock (2) with unlocked.
+( candump -L "$iface,5F1:7FF" | while read -r _ _ frame; do
+    echo "$frame" >> "$work/body-requests.log"
+    data=${frame#*#}
+    case ${data:1:1} in
+      1) cansend "$iface" 583#003F2100 ;;
+      2) cansend "$iface" 583#00002000 ;;
+    esac
+  done ) &
+controller=$!
+result=$("$bin/tcu-backend" command "$vin" lock --user ana@example.com --spin 4711 --broker "127.0.0.1:$port" --wait-s 90 \
+  --db "$backend_db" 2>&1 | tail -1)
+if echo "$result" | grep -q '"status":"successful"'; then
+  ok "remote lock: backend → MQTT → daemon → $iface → body controller → confirmed → backend ($(head -1 "$work/body-requests.log"))"
+else
+  bad "remote lock confirmed" "$result; body requests: $(cat "$work/body-requests.log" 2>/dev/null)"
+fi
+if grep -Eq '^5F1#[0-9A-F]1[0-9A-F]{6}$' "$work/body-requests.log" \
+   && python3 -c 'import sys; b = bytes.fromhex(sys.argv[1].split("#")[1]); sys.exit(b[3] != b[0] ^ b[1] ^ b[2])' "$(head -1 "$work/body-requests.log")"; then
+  ok "the lock request on $iface carries its rolling counter and XOR checksum"
+else
+  bad "the lock request's checksum" "$(head -1 "$work/body-requests.log")"
+fi
+kill "$controller" 2>/dev/null; pkill -f "candump -L $iface,5F1:7FF" 2>/dev/null; wait "$controller" 2>/dev/null
+kill -TERM "$daemon" "$backend" "$broker" 2>/dev/null; wait "$daemon" "$backend" "$broker" 2>/dev/null
 
 rm -rf "$work"
 echo "$passed passed, $failed failed"
