@@ -217,7 +217,8 @@ printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence false\n%s' "$po
 mosquitto -c "$work/mosquitto.conf" > "$out/mosquitto.log" 2>&1 &
 broker=$!
 backend_db="$work/backend.db"
-"$bin/tcu-backend" serve --broker "127.0.0.1:$port" --db "$backend_db" > "$out/backend.log" 2>&1 &
+http=$(( port + 1 ))
+"$bin/tcu-backend" serve --broker "127.0.0.1:$port" --http "127.0.0.1:$http" --db "$backend_db" > "$out/backend.log" 2>&1 &
 backend=$!
 vin=$(sed -n 's/^vin *= *//p' "$root/hw/vehicle-profile.conf")
 "$bin/tcu-backend" user add ana@example.com --password 'correct horse' --spin 4711 --db "$backend_db" >/dev/null
@@ -247,10 +248,30 @@ fi
     esac
   done ) &
 controller=$!
-result=$("$bin/tcu-backend" command "$vin" lock --user ana@example.com --spin 4711 --broker "127.0.0.1:$port" --wait-s 90 \
-  --db "$backend_db" 2>&1 | tail -1)
-if echo "$result" | grep -q '"status":"successful"'; then
-  ok "remote lock: backend → MQTT → daemon → $iface → body controller → confirmed → backend ($(head -1 "$work/body-requests.log"))"
+# The app's side, through the backend's HTTP API: log in, the S-PIN's security token, lock,
+# then follow the request until the car has answered.
+result=$(python3 - "$http" "$vin" <<'APP' 2>&1
+import json, sys, time, urllib.request
+base, vin, token = f"http://127.0.0.1:{sys.argv[1]}/v1", sys.argv[2], None
+def call(method, path, body=None):
+    req = urllib.request.Request(base + path, data=json.dumps(body).encode() if body is not None else None, method=method)
+    if token:
+        req.add_header("Authorization", "Bearer " + token)
+    with urllib.request.urlopen(req, timeout=60) as r:
+        return json.loads(r.read() or b"null")
+token = call("POST", "/login", {"email": "ana@example.com", "password": "correct horse"})["token"]
+security = call("POST", f"/vehicles/{vin}/spin/verify", {"spin": "4711"})["securityToken"]
+request = call("POST", f"/vehicles/{vin}/actions/lock", {"securityToken": security})["requestId"]
+deadline = time.monotonic() + 90
+status = call("GET", f"/vehicles/{vin}/requests/{request}")
+while status["status"] not in ("successful", "failed") and time.monotonic() < deadline:
+    time.sleep(0.2)
+    status = call("GET", f"/vehicles/{vin}/requests/{request}")
+print(json.dumps(status))
+APP
+)
+if echo "$result" | grep -q '"status": "successful"'; then
+  ok "remote lock: app → HTTP → backend → MQTT → daemon → $iface → body controller → confirmed → app ($(head -1 "$work/body-requests.log"))"
 else
   bad "remote lock confirmed" "$result; body requests: $(cat "$work/body-requests.log" 2>/dev/null)"
 fi
