@@ -77,28 +77,11 @@ public final class HTTPServer: @unchecked Sendable {
             guard poll(&pfd, 1, 100) > 0 else { continue }
             let conn = accept(fd, nil, nil)
             guard conn >= 0 else { continue }
-            var box = pthread_t()
-            let context = Unmanaged.passRetained(Connection(fd: conn, server: self)).toOpaque()
-            if pthread_create(&box, nil, { raw in
-                let c = Unmanaged<Connection>.fromOpaque(raw!).takeRetainedValue()
-                c.server.serve(c.fd)
-                close(c.fd)
-                return nil
-            }, context) == 0 {
-                pthread_detach(box)
-            } else {
-                Unmanaged<Connection>.fromOpaque(context).release()
+            let started = startDetachedThread { [self] in
+                serve(conn)
                 close(conn)
             }
-        }
-    }
-
-    private final class Connection {
-        let fd: Int32
-        let server: HTTPServer
-        init(fd: Int32, server: HTTPServer) {
-            self.fd = fd
-            self.server = server
+            if !started { close(conn) }
         }
     }
 
@@ -177,6 +160,23 @@ public final class HTTPServer: @unchecked Sendable {
             off += n
         }
     }
+}
+
+/// Runs `body` on a thread of its own that nobody joins; false when no thread could be made.
+@discardableResult
+public func startDetachedThread(_ body: @escaping @Sendable () -> Void) -> Bool {
+    final class Box {
+        let body: @Sendable () -> Void
+        init(_ body: @escaping @Sendable () -> Void) { self.body = body }
+    }
+    var thread = pthread_t()
+    let box = Unmanaged.passRetained(Box(body)).toOpaque()
+    guard pthread_create(&thread, nil, { raw in Unmanaged<Box>.fromOpaque(raw!).takeRetainedValue().body(); return nil }, box) == 0 else {
+        Unmanaged<Box>.fromOpaque(box).release()
+        return false
+    }
+    pthread_detach(thread)
+    return true
 }
 
 extension StringProtocol {

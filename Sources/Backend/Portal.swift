@@ -511,11 +511,6 @@ public final class Portal {
         return hexBytes(Array(mac))
     }
 
-    /// The car's key (tests sign their own forgeries with another).
-    public func commandKey(vin: String) throws(PortalError) -> [UInt8]? {
-        try query("SELECT key FROM command_keys WHERE vin = ?", [.text(vin)]) { bytes(fromHex: $0.text(0)) }.first ?? nil
-    }
-
     /// A result from the car (`inProgress`, `successful`, `failed`); a later status never goes back.
     public func commandResult(id: String, status: String, cause: String?, nowMs: Int64) throws(PortalError) {
         try run("""

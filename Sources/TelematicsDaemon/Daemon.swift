@@ -259,7 +259,7 @@ public enum Daemon {
 
     /// What systemd shows as the unit's status: the bus, the backend link, the eCall.
     static func statusLine(bus: VehicleBusService, outbox: OutboxService, eCall: ECallService) -> String {
-        let b = bus.report().bus
+        let b = bus.busReport()
         // What the unit is doing, not counters: systemd shows the line, and it is sent when it changes.
         var line = "CAN \(b["activity"]?.stringValue ?? "?")"
         let o = outbox.report()

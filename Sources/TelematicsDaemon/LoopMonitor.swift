@@ -21,52 +21,64 @@ public final class LoopMonitor: Sendable {
     /// The daemon's loops report here.
     public static let shared = LoopMonitor(clock: { monotonicNow().nanoseconds / 1_000_000 })
 
-    private struct Loops {
-        var beats: [Int64]
-        var hangs: [Bool]
-    }
-    private let loops: Mutex<Loops>
+    // One atomic per loop, no lock: the CAN reader beats at every turn, frame by frame.
+    private let canReader: Atomic<Int64>
+    private let outbox: Atomic<Int64>
+    private let eCall: Atomic<Int64>
+    private let control: Atomic<Int64>
+    /// The loops that must hang (fault injection), one bit each in `Loop.allCases` order.
+    private let hangs = Atomic<UInt8>(0)
     private let clock: @Sendable () -> Int64
 
     /// `clock` is in milliseconds, monotonic.
     public init(clock: @escaping @Sendable () -> Int64) {
         self.clock = clock
         let now = clock()
-        loops = Mutex(Loops(beats: Loop.allCases.map { _ in now }, hangs: Loop.allCases.map { _ in false }))
+        canReader = Atomic(now)
+        outbox = Atomic(now)
+        eCall = Atomic(now)
+        control = Atomic(now)
     }
 
-    private func index(_ loop: Loop) -> Int { Loop.allCases.firstIndex(of: loop)! }
+    private func lastBeat(_ loop: Loop) -> Int64 {
+        switch loop {
+        case .canReader: canReader.load(ordering: .relaxed)
+        case .outbox: outbox.load(ordering: .relaxed)
+        case .eCall: eCall.load(ordering: .relaxed)
+        case .control: control.load(ordering: .relaxed)
+        }
+    }
+
+    private static func bit(_ loop: Loop) -> UInt8 { 1 << UInt8(Loop.allCases.firstIndex(of: loop)!) }
 
     /// The loop is alive and turning.
     public func beat(_ loop: Loop) {
-        let now = clock(), i = index(loop)
-        loops.withLock { $0.beats[i] = now }
+        let now = clock()
+        switch loop {
+        case .canReader: canReader.store(now, ordering: .relaxed)
+        case .outbox: outbox.store(now, ordering: .relaxed)
+        case .eCall: eCall.store(now, ordering: .relaxed)
+        case .control: control.store(now, ordering: .relaxed)
+        }
     }
 
     /// The loops that have not beaten for more than `silenceMs`.
     public func stalled(silenceMs: Int64) -> [Loop] {
         let now = clock()
-        let beats = loops.withLock { $0.beats }
-        return Loop.allCases.filter { now - beats[index($0)] > silenceMs }
+        return Loop.allCases.filter { now - lastBeat($0) > silenceMs }
     }
 
     /// Fault injection: from now on the loop hangs at its next turn.
-    public func injectHang(_ loop: Loop) {
-        let i = index(loop)
-        loops.withLock { $0.hangs[i] = true }
-    }
+    public func injectHang(_ loop: Loop) { hangs.bitwiseOr(Self.bit(loop), ordering: .relaxed) }
 
     /// True when the loop must hang (fault injection).
-    public func mustHang(_ loop: Loop) -> Bool {
-        let i = index(loop)
-        return loops.withLock { $0.hangs[i] }
-    }
+    public func mustHang(_ loop: Loop) -> Bool { hangs.load(ordering: .relaxed) & Self.bit(loop) != 0 }
 
     /// A thread loop's turn: beats, or, when a hang was injected, blocks until `stopping` says so
     /// (a real hang would not end at all; ending at the stop keeps test runs tidy).
     public func turn(_ loop: Loop, stopping: () -> Bool) {
-        let now = clock(), i = index(loop)
-        guard loops.withLock({ l in l.beats[i] = now; return l.hangs[i] }) else { return }
+        beat(loop)
+        guard mustHang(loop) else { return }
         while !stopping() { sleepMs(50) }
     }
 

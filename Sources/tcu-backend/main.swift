@@ -45,17 +45,6 @@ func openStore(_ path: String) -> BackendStore {
 
 nonisolated(unsafe) var stopRequested: sig_atomic_t = 0
 
-/// Runs `body` on a thread of its own (the HTTP API's accept loop).
-func startThread(_ body: @escaping @Sendable () -> Void) {
-    final class Box { let body: @Sendable () -> Void; init(_ b: @escaping @Sendable () -> Void) { body = b } }
-    var thread = pthread_t()
-    let box = Unmanaged.passRetained(Box(body)).toOpaque()
-    guard pthread_create(&thread, nil, { raw in Unmanaged<Box>.fromOpaque(raw!).takeRetainedValue().body(); return nil }, box) == 0 else {
-        fail("cannot start a thread", 71)
-    }
-    pthread_detach(thread)
-}
-
 struct Serve: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Subscribe to vehicles/# at QoS 1 and store every message once (duplicates removed by id)."
@@ -84,7 +73,7 @@ struct Serve: ParsableCommand {
                              publish: { publishCommand($0, host: brokerHost, port: port) })
             let server: HTTPServer
             do { server = try HTTPServer(host: String(hp[0]), port: httpPort) { api.handle($0) } } catch { fail(error.description, 69) }
-            startThread { server.run { stopRequested != 0 } }
+            guard startDetachedThread({ server.run { stopRequested != 0 } }) else { fail("cannot start the HTTP API's thread", 71) }
             note("HTTP API on \(hp[0]):\(server.port)")
         }
         signal(SIGTERM) { _ in stopRequested = 1 }

@@ -37,6 +37,14 @@ def wait_until(predicate, timeout=30):
     return None
 
 
+def terminate(*processes):
+    """Stops the processes that are still running (SIGTERM) and waits for each."""
+    for p in processes:
+        if p and p.poll() is None:
+            p.terminate()
+            p.wait(timeout=10)
+
+
 def expected(folder, name):
     """A recorded trace's expected end state: the `key = value` lines of FOLDER/NAME.expected."""
     with open(os.path.join(ROOT, "hw", folder, f"{name}.expected")) as f:

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from support import BIN, DBC, PROFILE, ROOT, VIN, free_port, listening, wait_until
+from support import BIN, DBC, PROFILE, ROOT, VIN, free_port, listening, wait_until, terminate
 from support import expected as expected_in
 
 
@@ -139,10 +139,7 @@ class Rig:
             return 0  # not created yet
 
     def close(self):
-        for p in (self.daemon, self.backend, self.broker):
-            if p and p.poll() is None:
-                p.terminate()
-                p.wait(timeout=10)
+        terminate(self.daemon, self.backend, self.broker)
 
 
 @pytest.fixture

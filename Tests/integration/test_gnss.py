@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from support import BIN, DBC, PROFILE, ROOT, free_port, listening, wait_until
+from support import BIN, DBC, PROFILE, ROOT, free_port, listening, wait_until, terminate
 from support import expected as expected_in
 
 GNSS = os.path.join(ROOT, "hw", "gnss")
@@ -103,10 +103,7 @@ class Rig:
         assert wait_until(lambda: self.status().get("parking.latitude"))
 
     def close(self):
-        for p in (self.daemon, self.gpsd):
-            if p and p.poll() is None:
-                p.terminate()
-                p.wait(timeout=10)
+        terminate(self.daemon, self.gpsd)
 
 
 @pytest.fixture

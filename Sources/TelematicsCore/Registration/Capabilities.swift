@@ -4,7 +4,6 @@
 public struct Capability: Sendable, Equatable {
     /// The service's status codes (the real service's numbers).
     public enum Code: Int, Sendable, Comparable {
-        case disabledByUser = 1004
         case offlineMode = 1005
         case locationDataDisabled = 1013
         case licenceInactive = 2001
