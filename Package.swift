@@ -16,6 +16,7 @@ let package = Package(
         .executable(name: "tcuctl", targets: ["tcuctl"]),
         .executable(name: "tcu-psap", targets: ["tcu-psap"]),
         .executable(name: "tcu-backend", targets: ["tcu-backend"]),
+        .executable(name: "tcu-car", targets: ["tcu-car"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -74,6 +75,26 @@ let package = Package(
             name: "TelematicsDaemon",
             dependencies: [
                 "TelematicsCore", "VehicleBus", "ECallLink", "Outbox", "BackendLink", "GNSS", "COpenSSL",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict
+        ),
+        // The simulated car's shell: its loop, bus, gpsd feed and control (the models are in the core).
+        .target(
+            name: "VehicleSim",
+            dependencies: [
+                "TelematicsCore", "VehicleBus", "TelematicsDaemon",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "tcu-car",
+            dependencies: [
+                "VehicleSim", "TelematicsCore", "TelematicsDaemon", "VehicleBus",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),

@@ -107,6 +107,11 @@ public enum Daemon {
             }
             channel = replay
             now = { replay.replayNow }
+        case .logBus(let directory):
+            do { channel = try LogBusChannel(directory: directory, side: .unit) } catch {
+                throw StartupError(kind: .unavailable, message: error.description)
+            }
+            now = { wallClockNow() }
         }
         let bus = VehicleBusService(
             channel: channel, tracker: setup.tracker, now: now, logger: logger,

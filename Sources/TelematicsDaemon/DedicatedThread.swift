@@ -4,7 +4,7 @@ import Glibc
 
 /// A named OS thread for blocking reads (a CAN socket, a log file, an accept loop), so that
 /// they never occupy the cooperative pool that the async services run on.
-final class DedicatedThread: @unchecked Sendable {
+public final class DedicatedThread: @unchecked Sendable {
     // Set once in start(); joined once by the owner.
     private var thread = pthread_t()
 
@@ -13,7 +13,7 @@ final class DedicatedThread: @unchecked Sendable {
         init(_ body: @escaping @Sendable () -> Void) { self.body = body }
     }
 
-    init(name: String, _ body: @escaping @Sendable () -> Void) {
+    public init(name: String, _ body: @escaping @Sendable () -> Void) {
         let box = Unmanaged.passRetained(Box(body)).toOpaque()
         let rc = pthread_create(&thread, nil, { raw in
             let box = Unmanaged<Box>.fromOpaque(raw!).takeRetainedValue()
@@ -23,10 +23,10 @@ final class DedicatedThread: @unchecked Sendable {
         precondition(rc == 0, "pthread_create failed for \(name): \(rc)")
     }
 
-    func join() { pthread_join(thread, nil) }
+    public func join() { pthread_join(thread, nil) }
 
     /// A thread nobody joins: it ends with its body.
-    static func detached(name: String, _ body: @escaping @Sendable () -> Void) {
+    public static func detached(name: String, _ body: @escaping @Sendable () -> Void) {
         let t = DedicatedThread(name: name, body)
         pthread_detach(t.thread)
     }

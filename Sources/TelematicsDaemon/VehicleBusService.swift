@@ -155,7 +155,9 @@ public final class VehicleBusService: Service, Sendable {
         var lastExpire = now()
         var lastActivity = BusActivity.waiting
         var failures = 0
-        let replay = channel as? CandumpReplayChannel
+        // Log sources report the malformed lines they skipped.
+        let malformed: (() -> [ParseError])? = (channel as? CandumpReplayChannel).map { r in { r.takeMalformed() } }
+            ?? (channel as? LogBusChannel).map { r in { r.takeMalformed() } }
         let decoder = tracker.withLock { $0.decoder }
         var shortReported: [UInt32: Timestamp] = [:]
         let monitor = LoopMonitor.shared
@@ -198,8 +200,8 @@ public final class VehicleBusService: Service, Sendable {
                 // An interface that went down comes back (ip link set up); keep trying gently.
                 monitor.pause(.canReader, ms: min(5000, 100 * Int64(1 << min(failures, 6))), stopping: stopping)
             }
-            if let replay {
-                for e in replay.takeMalformed() { emit(out, .malformedInput(e)) }
+            if let malformed {
+                for e in malformed() { emit(out, .malformedInput(e)) }
             }
             let t = now()
             if t.milliseconds(since: lastExpire) >= 50 {

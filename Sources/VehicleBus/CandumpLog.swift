@@ -201,3 +201,53 @@ public final class CandumpReplayChannel: CANChannel, @unchecked Sendable {
         realtime || firstLogTime == nil ? wallClockNow() : lastLogTime
     }
 }
+
+/// The software bus between the unit and the simulated car on a host without kernel CAN:
+/// a folder with two candump logs, `car.log` (the car's frames) and `unit.log` (the unit's).
+/// Each side appends what it sends to its own log and follows the other's, so both stay
+/// readable with can-utils (`canplayer`, `log2asc`) and nothing is lost if one side restarts.
+public final class LogBusChannel: CANChannel, @unchecked Sendable {
+    public enum Side: Sendable { case unit, car }
+
+    public static func carLog(_ directory: String) -> String { directory + "/car.log" }
+    public static func unitLog(_ directory: String) -> String { directory + "/unit.log" }
+
+    private let incoming: CandumpReplayChannel
+    private let outgoing: CandumpLogWriter
+    private let interface: String
+
+    /// Opens the bus in `directory` (made when missing) for one side.
+    public init(directory: String, side: Side, interface: String = "can0") throws(VehicleBusError) {
+        if access(directory, F_OK) != 0, mkdir(directory, 0o755) != 0, errno != EEXIST {
+            throw VehicleBusError(.unavailable, "cannot make the log bus folder \(directory)", errno: errno)
+        }
+        let (mine, theirs) = side == .unit ? (Self.unitLog(directory), Self.carLog(directory))
+                                           : (Self.carLog(directory), Self.unitLog(directory))
+        outgoing = try CandumpLogWriter(path: mine)
+        // The other side's log exists from the start, so it can be followed before it writes.
+        try CandumpLogWriter(path: theirs).close()
+        incoming = try CandumpReplayChannel(path: theirs, realtime: false, loop: false, follow: true)
+        self.interface = interface
+    }
+
+    public var isExhausted: Bool { false }
+    public var kernelDrops: UInt64 { 0 }
+
+    public func receive(timeoutMs: Int) throws(VehicleBusError) -> CANFrame? {
+        guard var f = try incoming.receive(timeoutMs: timeoutMs) else { return nil }
+        f.timestamp = wallClockNow()
+        return f
+    }
+
+    public func send(_ frame: CANFrame) throws(VehicleBusError) {
+        var f = frame
+        f.timestamp = wallClockNow()
+        f.interface = interface
+        outgoing.write(f)
+    }
+
+    /// Malformed lines the other side wrote, with their errors.
+    public func takeMalformed() -> [ParseError] { incoming.takeMalformed() }
+
+    public func close() { outgoing.close() }
+}

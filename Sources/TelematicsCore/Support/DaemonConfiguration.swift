@@ -6,6 +6,10 @@ public struct DaemonConfiguration: Sendable, Equatable {
         case socketCAN(interface: String)
         /// A `candump -l` log, replayed.
         case candumpLog(path: String)
+        /// The software bus shared with the simulated car (`tcu-car --bus logbus:DIR`) on a
+        /// host without kernel CAN: two candump logs in DIR, each side appending to its own
+        /// and following the other's.
+        case logBus(directory: String)
 
         public static func parse(_ text: String) -> CANSource? {
             if text.hasPrefix("socketcan:") {
@@ -18,13 +22,24 @@ public struct DaemonConfiguration: Sendable, Equatable {
                 let path = String(text.dropFirst("candump:".count))
                 return path.isEmpty ? nil : .candumpLog(path: path)
             }
+            if text.hasPrefix("logbus:") {
+                let dir = String(text.dropFirst("logbus:".count))
+                return dir.isEmpty ? nil : .logBus(directory: dir)
+            }
             return nil
+        }
+
+        /// A live bus (no replay options apply).
+        public var isLive: Bool {
+            if case .candumpLog = self { return false }
+            return true
         }
 
         public var description: String {
             switch self {
             case .socketCAN(let i): "socketcan:\(i)"
             case .candumpLog(let p): "candump:\(p)"
+            case .logBus(let d): "logbus:\(d)"
             }
         }
     }
@@ -127,9 +142,10 @@ public struct DaemonConfiguration: Sendable, Equatable {
         }
         let srcEntry = try f.required("can", "source")
         guard var src = CANSource.parse(srcEntry.value) else {
-            throw f.error(srcEntry, "expected socketcan:IFACE (at most 15 characters) or candump:FILE, found '\(srcEntry.value)'")
+            throw f.error(srcEntry, "expected socketcan:IFACE (at most 15 characters), candump:FILE or logbus:DIR, found '\(srcEntry.value)'")
         }
         if case .candumpLog(let p) = src { src = .candumpLog(path: path(p)) }
+        if case .logBus(let d) = src { src = .logBus(directory: path(d)) }
         let dbc = try f.required("can", "dbc")
         let profile = try f.required("vehicle", "profile")
         var c = DaemonConfiguration(
@@ -231,7 +247,7 @@ public struct DaemonConfiguration: Sendable, Equatable {
         if c.follow, c.replayLoop || c.exitAtEndOfLog {
             throw f.error(f.entry("can", "follow")!, "follow never reaches the end: not with loop or exit-at-end")
         }
-        if case .socketCAN = c.source,
+        if c.source.isLive,
            let e = f.entry("can", "replay") ?? f.entry("can", "loop") ?? f.entry("can", "exit-at-end") ?? f.entry("can", "follow") {
             // transmit-log applies to both sources; these only to a log.
             throw f.error(e, "only applies to a candump: source")
