@@ -49,3 +49,47 @@ def expected(folder, name):
     """A recorded trace's expected end state: the `key = value` lines of FOLDER/NAME.expected."""
     with open(os.path.join(ROOT, "hw", folder, f"{name}.expected")) as f:
         return dict(l.split(" = ", 1) for l in (x.strip() for x in f) if l and not l.startswith("#"))
+
+
+class SimCar:
+    """The simulated car (tcu-car) on the software bus (`logbus:DIR`) the unit reads: it answers
+    the unit's requests as a real car does, and the test drives it with `do`, as a person would."""
+
+    def __init__(self, tmp, bus, *extra):
+        import subprocess
+        self.tmp, self.sock = tmp, f"{tmp}/car.sock"
+        self.proc = subprocess.Popen([os.path.join(BIN, "tcu-car"), "run", "--bus", f"logbus:{bus}", "--dbc", DBC,
+                                      "--control", self.sock, "--sleep-after", "1h", *extra],
+                                     stdout=open(tmp / "tcu-car.out", "a"), stderr=subprocess.STDOUT)
+        assert wait_until(lambda: os.path.exists(self.sock)), "tcu-car did not start"
+
+    def run(self, *args, timeout=60):
+        import subprocess
+        return subprocess.run([os.path.join(BIN, "tcu-car"), args[0], "--control", self.sock, *args[1:]], capture_output=True,
+                              text=True, timeout=timeout)
+
+    def do(self, *words):
+        """A live command; the car's events in reply (an error when the car refuses)."""
+        r = self.run("do", *words)
+        assert r.returncode == 0, r.stderr
+        return r.stdout.splitlines()
+
+    def status(self):
+        import json
+        r = self.run("status", "--json")
+        assert r.returncode == 0, r.stderr
+        return json.loads(r.stdout)
+
+    def wait(self, *condition, timeout="20s"):
+        r = self.run("wait", "--timeout", timeout, *condition)
+        assert r.returncode == 0, f"{' '.join(condition)}: {r.stderr}"
+
+    def events(self):
+        return self.run("events").stdout.splitlines()
+
+    def requests(self):
+        """The unit's requests the car received (and whether it ignored them), in order."""
+        return [e.split(": ", 1)[1] for e in self.events() if "unit request" in e or "ignored (" in e]
+
+    def close(self):
+        terminate(self.proc)

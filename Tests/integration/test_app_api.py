@@ -1,7 +1,9 @@
 """The backend's HTTP API for apps (docs/openapi.yaml), end to end: an app logs in, reads the
 car's status, parking position and capabilities, verifies the S-PIN for a security token and
-locks the car; the command goes over MQTT to telematicsd, onto the CAN bus, a body controller
-(played by the test) answers, and the request ends successful. Quotas, throttling, roles."""
+locks the car; the command goes over MQTT to telematicsd, onto the CAN bus, the simulated car
+(tcu-car) answers, and the request ends successful. Each remote action (lock, unlock, honk and
+flash, climatisation) is confirmed from the app's HTTP call to the car's frame and back.
+Quotas, throttling, roles."""
 import json
 import time
 import urllib.error
@@ -11,7 +13,6 @@ import pytest
 
 from support import VIN, free_port, wait_until
 from test_backend import Rig
-from test_remote import BodyController
 
 
 class App:
@@ -42,23 +43,22 @@ class App:
 
 @pytest.fixture
 def api(tmp_path):
-    """A registered car (Ana primary, Ben secondary) with its body controller, and the backend
+    """A registered car (Ana primary, Ben secondary), simulated by tcu-car, and the backend
     serving the API with small limits: 6 reads a day, 4 actions an hour."""
     rig = Rig(tmp_path)
     code = rig.add_car()["pairingCode"]
     rig.http = free_port()
     rig.restart_backend(extra=["--http", f"127.0.0.1:{rig.http}", "--daily-read-quota", "6", "--actions-per-hour", "4"])
-    log, _ = rig.start_car(f"[can]\ntransmit-log = {rig.tmp}/transmitted.log\n[remote]\nconfirm-timeout-ms = 1500\n")
+    rig.start_sim_car("[remote]\nconfirm-timeout-ms = 3000\n")
     assert rig.tcuctl("register", code).returncode == 0
     rig.portal("user", "add", "ben@example.com", "--password", "correct horse", "--spin", "1234")
     rig.portal("user", "verify", "ben@example.com")
     assert rig.portal("garage", "share", VIN, "--user", "ana@example.com", "--with", "ben@example.com", "--role", "secondary").returncode == 0
-    rig.body = BodyController(rig, log)
-    # The car's doors and locks: one status frame, so that the backend has blocks to show.
-    rig.body.write("583#003F0100")
-    assert wait_until(lambda: "locks" in rig.state()["blocks"] and "capabilities" in rig.state()["blocks"])
+    # Locked with the key fob before the owner walked away.
+    rig.car.do("lock", "keyFob")
+    assert wait_until(lambda: rig.state()["blocks"].get("locks", {}).get("values", {}).get("central") == "Locked"
+                      and "capabilities" in rig.state()["blocks"])
     yield rig
-    rig.body.close()
     rig.close()
 
 
@@ -90,13 +90,50 @@ def test_an_app_logs_in_reads_the_car_and_locks_it(api):
     # One request per type at a time.
     assert app.call("POST", f"/vehicles/{VIN}/actions/unlock", {"securityToken": token})[1]["error"] == "requestPending"
     assert wait_until(lambda: app.call("GET", f"/vehicles/{VIN}/requests/{request}")[1]["status"] == "successful")
-    assert api.body.requests[0]["request"] == 2 and api.body.requests[0]["checksumOk"]
+    assert api.car.requests() == ["unit request unlock"]
+    assert api.car.status()["locks"] == {"central": "unlocked", "source": "telematics"}
     # Three reads so far (status, capabilities, parking position; following a request is free):
     # three more spend the daily quota of 6, and the seventh is refused until tomorrow.
     for _ in range(3):
         assert app.call("GET", f"/vehicles/{VIN}/status")[0] == 200
     status, body = app.call("GET", f"/vehicles/{VIN}/status")
     assert status == 429 and body["error"] == "quotaExceeded" and 0 < body["retryAfterS"] <= 86_400
+
+
+def test_every_remote_action_is_confirmed_by_the_car_from_the_app_and_back(api):
+    """Lock, unlock, honk and flash, climatisation start and stop: each from the app's HTTP call
+    through the backend, the broker and the unit onto the bus, done by the simulated car (its
+    Door_Status, Light_Status and Climate_Status frames), and back to the app as successful."""
+    app = App(api.http)
+    app.login("ana@example.com")
+    api.car.do("outside-temperature", "-4")
+    api.car.do("cabin-temperature", "-3")
+
+    def act(action, body=None):
+        token = app.call("POST", f"/vehicles/{VIN}/spin/verify", {"spin": "4711"})[1]["securityToken"]
+        status, reply = app.call("POST", f"/vehicles/{VIN}/actions/{action}", dict(body or {}, securityToken=token))
+        assert status == 202, reply
+        return wait_until(lambda: app.call("GET", f"/vehicles/{VIN}/requests/{reply['requestId']}")[1]
+                          if app.call("GET", f"/vehicles/{VIN}/requests/{reply['requestId']}")[1]["status"] in ("successful", "failed", "timedOut")
+                          else None)
+    # Unlocking is the first test's; four actions fill this car's hourly budget.
+    assert act("lock")["status"] == "successful"
+    assert api.car.status()["locks"] == {"central": "locked", "source": "telematics"}
+    assert act("honkandflash")["status"] == "successful"
+    lights = api.car.status()["lights"]
+    assert lights["hazard"] and lights["honk"]
+    assert act("climatisation-start", {"targetTemperature": 22})["status"] == "successful"
+    climate = api.car.status()["climate"]
+    assert climate["remote"] and climate["state"] == "heating" and climate["target"] == 22
+    # The cabin warms (the car's clock is real: a few tenths of a degree in seconds).
+    cabin = climate["cabin"]
+    api.car.wait("cabin", ">", str(cabin + 0.1), timeout="30s")
+    assert wait_until(lambda: api.state()["blocks"].get("climate", {}).get("values", {}).get("climatisation") == "Heating")
+    assert act("climatisation-stop")["status"] == "successful"
+    assert api.car.status()["climate"]["remote"] is False
+    assert api.car.requests() == ["unit request lock", "unit request honk 10 s",
+                                  "unit request clima-start 22.0 °C 30 min",
+                                  "unit request clima-stop: remote climatisation stopped"]
 
 
 def test_parking_position_is_no_content_while_the_car_is_in_use(api):
@@ -142,7 +179,7 @@ def test_a_secondary_user_reads_but_has_no_remote_functions(api):
     token = ana.call("POST", f"/vehicles/{VIN}/spin/verify", {"spin": "4711"})[1]["securityToken"]
     status, body = app.call("POST", f"/vehicles/{VIN}/actions/unlock", {"securityToken": token})
     assert status == 403 and body["error"] == "invalidSecurityToken"
-    assert api.body.requests == []
+    assert api.car.requests() == []
 
 
 def test_bad_requests_get_a_clear_error(api):

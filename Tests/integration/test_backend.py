@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from support import BIN, DBC, PROFILE, ROOT, VIN, free_port, listening, wait_until, terminate
+from support import BIN, DBC, PROFILE, ROOT, VIN, SimCar, free_port, listening, wait_until, terminate
 from support import expected as expected_in
 
 
@@ -47,10 +47,11 @@ class Rig:
         self.broker.send_signal(signal.SIGTERM)
         self.broker.wait(timeout=10)
 
-    def daemon_config(self, log, replay="fast", broker_port=None, keepalive=5, outbox=None, follow=False):
+    def daemon_config(self, log, replay="fast", broker_port=None, keepalive=5, outbox=None, follow=False, bus=None):
         conf = self.tmp / "telematicsd.conf"
-        conf.write_text(f"[can]\nsource = candump:{log}\ndbc = {DBC}\nreplay = {replay}\ntransmit-status = false\n"
-                        f"follow = {'true' if follow else 'false'}\n"
+        source = (f"source = logbus:{bus}\n" if bus else
+                  f"source = candump:{log}\nreplay = {replay}\nfollow = {'true' if follow else 'false'}\n")
+        conf.write_text(f"[can]\n{source}dbc = {DBC}\ntransmit-status = false\n"
                         f"[vehicle]\nprofile = {PROFILE}\n[control]\nsocket = {self.tmp}/ctl.sock\n"
                         f"[outbox]\npath = {outbox or self.tmp / 'outbox.db'}\n[ecall]\njournal = {self.tmp}/ecall.journal\n"
                         f"link = 127.0.0.1:{free_port()}\n[backend]\nbroker = 127.0.0.1:{broker_port or self.port}\n"
@@ -71,6 +72,17 @@ class Rig:
         conf.write_text(conf.read_text() + extra)
         self.run_daemon(conf)
         return log, conf
+
+    def start_sim_car(self, extra="", car_args=()):
+        """The simulated car (tcu-car) and the daemon on their software bus, the daemon registered-
+        ready (a registration file, `extra` configuration) and connected; returns the car."""
+        bus = self.tmp / "bus"
+        self.car = SimCar(self.tmp, bus, *car_args)
+        conf = self.daemon_config(None, bus=bus)
+        conf.write_text(conf.read_text() + f"[registration]\nfile = {self.tmp}/registration.json\n" + extra)
+        self.run_daemon(conf)
+        assert wait_until(lambda: self.status().get("outbox.backend.connected") == "true")
+        return self.car
 
     def start_car(self, extra=""):
         """The live daemon with a registration file (and `extra` configuration), connected to the
@@ -139,6 +151,8 @@ class Rig:
             return 0  # not created yet
 
     def close(self):
+        if getattr(self, "car", None):
+            self.car.close()
         terminate(self.daemon, self.backend, self.broker)
 
 

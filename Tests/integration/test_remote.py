@@ -1,6 +1,6 @@
 """Remote commands end to end: tcu-backend (as an app would ask it) → MQTT → telematicsd →
-the request frame on the CAN bus → a body controller played by the test answers with the
-status frame → the result back to the backend. And every refusal: wrong S-PIN and its lock,
+the request frame on the CAN bus → the simulated car (tcu-car) answers with its status frames
+→ the result back to the backend. And every refusal: wrong S-PIN and its lock,
 a replayed, expired, forged or misrouted command, an expired licence, a user who is not the
 primary user, privacy offline, no confirmation, a car that cannot (ignition on)."""
 import json
@@ -15,57 +15,14 @@ from support import BIN, PROFILE, VIN, wait_until
 from test_backend import Rig
 
 
-class BodyController:
-    """Plays the body control module on the car's CAN: reads the frames the unit transmits
-    (its candump transmit log), checks each body request's checksum, and answers a lock or
-    unlock with the Door_Status frame that shows it done (unless told to stay silent)."""
-
-    def __init__(self, rig, log):
-        self.rig, self.log, self.transmitted = rig, log, rig.tmp / "transmitted.log"
-        self.requests, self.answer, self.ignition_on = [], True, False
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self.run, daemon=True)
-        self.thread.start()
-
-    def write(self, frame):
-        with open(self.log, "a") as f:
-            f.write(f"({time.time():.6f}) can0 {frame}\n")
-
-    def run(self):
-        seen = 0
-        while not self.stop.is_set():
-            if self.ignition_on:
-                self.write("3C0#00030000")  # Terminal_Status: key in, ignition on (every 20 ms)
-            lines = self.transmitted.read_text().splitlines() if self.transmitted.exists() else []
-            for line in lines[seen:]:
-                ident, data = line.split()[2].split("#")
-                if ident != "5F1":
-                    continue
-                b = bytes.fromhex(data)
-                self.requests.append({"request": b[0] & 0x0F, "counter": b[0] >> 4, "checksumOk": b[3] == b[0] ^ b[1] ^ b[2]})
-                if self.answer and b[0] & 0x0F in (1, 2):
-                    # Central_Lock_State Locked (1) or Unlocked (0), Lock_Source Telematics (4).
-                    self.write("583#003F2100" if b[0] & 0x0F == 1 else "583#00002000")
-            seen = len(lines)
-            time.sleep(0.02)
-
-    def close(self):
-        self.stop.set()
-        self.thread.join(timeout=5)
-
-
 @pytest.fixture
 def car(tmp_path):
-    """A registered car with its body controller; Ana is its primary user (S-PIN 4711)."""
+    """A registered car, simulated by tcu-car; Ana is its primary user (S-PIN 4711)."""
     rig = Rig(tmp_path)
     code = rig.add_car()["pairingCode"]
-    log, _ = rig.start_car(f"[can]\ntransmit-log = {rig.tmp}/transmitted.log\n[remote]\nconfirm-timeout-ms = 1500\n"
-                           "wake-ups-per-day = 2\n")
+    rig.start_sim_car("[remote]\nconfirm-timeout-ms = 3000\nwake-ups-per-day = 2\n")
     assert rig.tcuctl("register", code).returncode == 0
-    body = BodyController(rig, log)
-    rig.body = body
     yield rig
-    body.close()
     rig.close()
 
 
@@ -89,11 +46,13 @@ def test_lock_and_unlock_reach_the_can_bus_and_come_back_confirmed(car):
     r, request, status = command(car, "lock")
     assert r.returncode == 0, r.stdout + r.stderr
     assert status == {"id": request["id"], "action": "lock", "status": "successful"}
-    assert car.body.requests[0] == {"request": 1, "counter": 1, "checksumOk": True}
+    # The car took the request: its checksum and counter were right, and it locked for Telematics.
+    assert car.car.requests() == ["unit request lock"]
+    assert car.car.status()["locks"] == {"central": "locked", "source": "telematics"}
     assert results(car, request["id"]) == [("inProgress", None), ("successful", None)]
     assert wait_until(lambda: car.state()["blocks"].get("locks", {}).get("values", {}).get("central") == "Locked")
     r, request, status = command(car, "unlock")
-    assert status["status"] == "successful" and car.body.requests[1]["request"] == 2
+    assert status["status"] == "successful" and car.car.requests()[1] == "unit request unlock"
     # The request's history is the backend's too; its own commands (back through vehicles/#)
     # are not taken for the car's messages.
     assert json.loads(car.portal("command-status", request["id"]).stdout)["status"] == "successful"
@@ -109,7 +68,7 @@ def test_a_wrong_spin_says_the_tries_left_then_locks(car):
     # Even the right S-PIN waits for the lock to pass; nothing reached the car.
     r, _, _ = command(car, "unlock")
     assert "spinLocked" in r.stderr
-    assert car.body.requests == []
+    assert car.car.requests() == []
 
 
 def test_replayed_forged_misrouted_and_expired_commands_run_nothing(car):
@@ -130,7 +89,7 @@ def test_replayed_forged_misrouted_and_expired_commands_run_nothing(car):
     assert results(car, "forged-1") == [("failed", "badSignature")]
     # A command for another car is not this car's to answer: no result at all.
     assert results(car, "other-1") == []
-    assert [q["request"] for q in car.body.requests] == [1]
+    assert car.car.requests() == ["unit request lock"]
 
 
 def test_an_expired_licence_refuses_remote_commands(tmp_path):
@@ -160,25 +119,25 @@ def test_only_the_primary_user_has_remote_functions(car):
     assert r.returncode != 0 and "insufficientRights" in r.stderr
     r, _, _ = command(car, "lock", spin="1234", user="eve@example.com")
     assert r.returncode != 0 and "insufficientRights" in r.stderr
-    assert car.body.requests == []
+    assert car.car.requests() == []
 
 
 def test_no_confirmation_from_the_body_controller_fails_the_command(car):
-    car.body.answer = False
+    car.car.do("fault", "silent-body")
     r, request, status = command(car, "lock")
     assert status == {"id": request["id"], "action": "lock", "status": "failed", "cause": "noConfirmation"}
-    assert len(car.body.requests) == 1
+    assert car.car.requests() == ["unit request lock ignored (silent body controller)"]
     # One request per type at a time; this one is over, so another may go.
-    car.body.answer = True
+    car.car.do("fault", "clear")
     assert command(car, "lock")[2]["status"] == "successful"
 
 
 def test_a_car_with_its_ignition_on_does_not_lock(car):
-    car.body.ignition_on = True
+    car.car.do("ignition", "on")
     assert wait_until(lambda: car.status().get("ignition.on") == "true")
     r, request, status = command(car, "lock")
     assert status["status"] == "failed" and status["cause"] == "ignitionOn"
-    assert car.body.requests == []
+    assert car.car.requests() == []
 
 
 def test_privacy_offline_lets_no_command_in(car):
@@ -186,7 +145,7 @@ def test_privacy_offline_lets_no_command_in(car):
     assert wait_until(lambda: car.status().get("outbox.backend.connected") == "false")
     r, request, status = command(car, "lock", "--ttl-s=2", wait=5)
     assert status == {"id": request["id"], "action": "lock", "status": "timedOut"}
-    assert car.body.requests == []
+    assert car.car.requests() == []
 
 
 def test_climatisation_checks_the_temperature_before_anything_is_sent(car):
@@ -195,24 +154,42 @@ def test_climatisation_checks_the_temperature_before_anything_is_sent(car):
         assert r.returncode != 0 and "invalidTemperature" in r.stderr
 
 
+def test_a_stale_counter_or_a_wrong_checksum_is_ignored_by_the_car(car):
+    """The car's own rules (docs/vehicle-sim.md): a repeated counter or a wrong checksum in the
+    unit's request frame is ignored, as a real body controller does."""
+    bus = car.tmp / "bus" / "unit.log"
+    with open(bus, "a") as f:
+        # Lock with counter 5 and its checksum (0x51 ^ 0 ^ 0 = 0x51): done; the same frame again: stale.
+        f.write(f"({time.time():.6f}) can0 5F1#51000051\n")
+        f.write(f"({time.time():.6f}) can0 5F1#51000051\n")
+        # Unlock, counter 6, with a wrong checksum.
+        f.write(f"({time.time():.6f}) can0 5F1#620000FF\n")
+    assert wait_until(lambda: len(car.car.requests()) == 3)
+    assert car.car.requests() == ["unit request lock", "TCU_Body_Request ignored (stale counter 5)",
+                                  "TCU_Body_Request ignored (wrong checksum)"]
+    assert car.car.status()["locks"]["central"] == "locked"
+
+
 def test_the_service_buttons_send_their_requests(car):
-    def press(bit):
-        # The cluster's odometer (page 0) and service page (1), then the button pressed and released.
-        for frame in ["6B2#00095D0000000000", "6B2#017800DC05000000", "5C1#0000", f"5C1#{1 << bit:02X}00", "5C1#0000"]:
-            car.body.write(frame)
+    def press(button):
+        car.car.do("press", button)
+    # The cluster shows its pages in turn: the unit knows the odometer and what is due first.
+    assert wait_until(lambda: car.status().get("cluster.odometer", "").startswith("23817")
+                      and car.status().get("service.inspectionDays", "").startswith("412"))
 
     def requests(kind):
         return [e for e in car.events() if e.get("type") == kind]
-    press(1)
+    press("breakdown")
     assert wait_until(lambda: requests("serviceRequest"))
     breakdown = requests("serviceRequest")[0]
     # No GNSS on this car: the request goes with "position": null.
     assert breakdown["service"] == "breakdown" and breakdown["odometer"] == 23817 and breakdown["position"] is None
-    press(3)
+    press("scheduling")
     assert wait_until(lambda: requests("maintenanceRequest"))
     due = requests("maintenanceRequest")[0]
-    assert due["odometer"] == 23817 and due["serviceDue"]["inspectionDays"] == 120 and due["serviceDue"]["inspectionDistance"] == 15000
-    press(2)
+    # The simulated car's cluster: inspection in 412 days or 18 400 km.
+    assert due["odometer"] == 23817 and due["serviceDue"]["inspectionDays"] == 412 and due["serviceDue"]["inspectionDistance"] == 18400
+    press("service")
     assert wait_until(lambda: len(requests("serviceRequest")) == 2)
     assert requests("serviceRequest")[1]["service"] == "customerService"
 
@@ -227,4 +204,4 @@ def test_wake_ups_are_limited_per_day_to_protect_the_battery(car):
     assert wait_until(lambda: car.state()["blocks"]["capabilities"]["receivedAt"] > before)
     r, request, status = command(car, "wakeUp", spin=None)
     assert status == {"id": request["id"], "action": "wakeUp", "status": "failed", "cause": "wakeUpBudgetExhausted"}
-    assert car.body.requests == []
+    assert car.car.requests() == []

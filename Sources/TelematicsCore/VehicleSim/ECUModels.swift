@@ -394,7 +394,8 @@ public struct PowertrainModel: Sendable, Equatable {
     public var reverse = false
     public var accelerationMs2 = 0.0
     public var yawRate = 0.0
-    public var odometerKm = 0.0
+    /// A three-year-old car.
+    public var odometerKm = 23_817.0
 
     public static let maxAcceleration = 2.5
     public static let maxDeceleration = 3.5

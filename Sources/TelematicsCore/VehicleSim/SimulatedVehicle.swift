@@ -702,7 +702,8 @@ public struct SimulatedVehicle: Sendable {
         }
     }
 
-    private func climbDown(_ days: Double) -> Double { days.rounded(.down) }
+    /// A cluster shows whole days left until a whole day has passed.
+    private func climbDown(_ days: Double) -> Double { days.rounded(.up) }
 }
 
 /// Something the simulated car did, for its log, the scenario goldens and the control socket.
