@@ -18,7 +18,7 @@ DOCDIR       ?= $(PREFIX)/share/doc/telematicsd
 UNITDIR      ?= $(PREFIX)/lib/systemd/system
 SYSUSERSDIR  ?= $(PREFIX)/lib/sysusers.d
 SYSCONFDIR   ?= /etc
-TOOLS        := telematicsd tcuctl tcu-backend tcu-psap
+TOOLS        := telematicsd tcuctl tcu-backend tcu-psap tcu-car
 STRIP        ?=
 VERSION      ?= 0.1.0+git$(shell git rev-list --count HEAD 2>/dev/null || echo 0)
 DEB          := .build/telematicsd_$(VERSION)_$(shell dpkg --print-architecture).deb
@@ -37,7 +37,7 @@ DEB_PACKAGES := libsocketcan-dev libgps-dev libsqlite3-dev libmosquitto-dev libs
 PY_PACKAGES  := cantools==45.1.0 pytest
 
 .PHONY: all deps build release test unit-test integration-test vcan-bench power-cut demo bench clean \
-        install uninstall deb man
+        install uninstall deb man scenarios-golden
 
 all: build
 
@@ -79,6 +79,11 @@ power-cut: build
 
 demo: build
 	hw/bench/demo $(BIN)
+
+# Rewrites the scenario library's golden files (hw/scenarios/*.chk) from the simulated car;
+# make test checks them (tcu-car scenario check). Review the diff before committing it.
+scenarios-golden: build
+	$(BIN)/tcu-car scenario check --update --dbc hw/vehicle.dbc hw/scenarios/*.scn
 
 bench: release
 	hw/bench/benchmarks .build/release $(PY)

@@ -338,10 +338,8 @@ public enum ScenarioPlayback {
             for step in runner.due(at: t, vehicle: car, requests: car.takeRequests()) {
                 var command = step.command
                 if case .routeFile(let path, let kmh) = command { command = .route(try routes(path), kmh: kmh) }
-                let outcome = car.apply(command)
-                if case .refused(let why) = outcome {
-                    out += "\(Geodesy.fixed(Double(t) / 1_000, 3)) scenario: line \(step.line) refused (\(why))\n"
-                }
+                // A refusal is in the car's own events.
+                car.apply(command)
             }
             for e in car.takeEvents() { out += e.description + "\n" }
             t += 100
