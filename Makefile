@@ -99,7 +99,7 @@ install: release
 	chmod 644 $(DESTDIR)$(UNITDIR)/telematicsd.service
 	install -m 644 systemd/telematicsd.sysusers $(DESTDIR)$(SYSUSERSDIR)/telematicsd.conf
 	install -m 644 docs/telematicsd.8 $(DESTDIR)$(MANDIR)/man8/
-	install -m 644 docs/tcuctl.1 docs/tcu-backend.1 docs/tcu-psap.1 $(DESTDIR)$(MANDIR)/man1/
+	install -m 644 docs/tcuctl.1 docs/tcu-backend.1 docs/tcu-psap.1 docs/tcu-car.1 $(DESTDIR)$(MANDIR)/man1/
 	install -m 644 systemd/80-*.net* $(DESTDIR)$(DATADIR)/systemd-networkd/
 	install -m 644 README.md docs/*.md $(DESTDIR)$(DOCDIR)/
 	for f in systemd/telematicsd.conf hw/vehicle.dbc hw/vehicle-profile.conf; do \
@@ -110,7 +110,7 @@ uninstall:
 	for t in $(TOOLS); do rm -f $(DESTDIR)$(BINDIR)/$$t; done
 	rm -f $(DESTDIR)$(UNITDIR)/telematicsd.service $(DESTDIR)$(SYSUSERSDIR)/telematicsd.conf \
 	  $(DESTDIR)$(MANDIR)/man8/telematicsd.8 $(DESTDIR)$(MANDIR)/man1/tcuctl.1 \
-	  $(DESTDIR)$(MANDIR)/man1/tcu-backend.1 $(DESTDIR)$(MANDIR)/man1/tcu-psap.1
+	  $(DESTDIR)$(MANDIR)/man1/tcu-backend.1 $(DESTDIR)$(MANDIR)/man1/tcu-psap.1 $(DESTDIR)$(MANDIR)/man1/tcu-car.1
 	rm -rf $(DESTDIR)$(DATADIR) $(DESTDIR)$(DOCDIR)
 
 # A Debian package of the release build (the Swift runtime inside the binaries).
@@ -127,8 +127,8 @@ deb: release
 # The man pages of the tools, from their --help (swift-argument-parser's generator; builds the
 # package in release mode). telematicsd.8 is written by hand.
 man:
-	$(SWIFT) package plugin generate-manual
-	for t in tcuctl tcu-backend tcu-psap; do cp .build/plugins/GenerateManual/outputs/$$t/$$t.1 docs/; done
+	$(SWIFT) package plugin generate-manual --authors "the telematics unit simulator's authors"
+	for t in tcuctl tcu-backend tcu-psap tcu-car; do cp .build/plugins/GenerateManual/outputs/$$t/$$t.1 docs/; done
 
 clean:
 	rm -rf .build

@@ -115,7 +115,7 @@ public final class VehicleBusService: Service, Sendable {
         if let xorChecksum {
             guard let cs = m.signals.first(where: { $0.name == xorChecksum }) else { throw TransmitError("\(name) has no signal '\(xorChecksum)'") }
             var values = signals
-            values[xorChecksum] = Double(data.prefix(Int(cs.startBit) / 8).reduce(UInt8(0), ^))
+            values[xorChecksum] = Double(TelematicsCore.xorChecksum(data, checksumByte: cs.startBit / 8))
             do { data = try SignalCodec.encode(m, values: values, missingAsZero: missingAsZero) } catch { throw TransmitError(error.description) }
         }
         var frame = CANFrame(id: m.id, data: data, isExtended: m.isExtended, isFD: m.isFD)

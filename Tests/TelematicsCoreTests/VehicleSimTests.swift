@@ -466,3 +466,57 @@ struct ScenarioTests {
         #expect(abs(Geodesy.distance(a, moved) - 1_000) < 1 && abs(Geodesy.bearing(a, moved) - 45) < 0.1)
     }
 }
+
+@Suite("Outside input never traps")
+struct SimInputRobustnessTests {
+    /// A fixed generator, so that a failure is repeatable.
+    struct SplitMix: RandomNumberGenerator {
+        var state: UInt64
+        mutating func next() -> UInt64 {
+            state &+= 0x9E37_79B9_7F4A_7C15
+            var z = state
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            return z ^ (z >> 31)
+        }
+    }
+
+    @Test("random and mutated scenario, route and command text is refused or accepted, never a trap")
+    func fuzzish() {
+        var rng = SplitMix(state: 13)
+        let words = ["at", "after", "when", "1e300s", "-5s", "9999999999999999999h", "speed", ">", "1e999", "nan", "-inf", "crash",
+                     "severity", "99999999999999999999", "drive", "to", "91,181", "1e308,1e308", ":", "door", "open", "press", "sos",
+                     "for", "0ms", "route", "<trkpt lat=\"x\" lon='1e400'>", "battery", "-0", "window", "frontLeft", "--", "ü", "\t"]
+        for _ in 0..<3_000 {
+            var text = ""
+            for _ in 0..<Int.random(in: 1...12, using: &rng) {
+                text += words.randomElement(using: &rng)! + (Bool.random(using: &rng) ? " " : "")
+                if Int.random(in: 0..<8, using: &rng) == 0 { text += "\n" }
+            }
+            _ = try? Scenario.parse(text, source: "f")
+            _ = try? CarCommand.parse(Substring(text))
+            _ = try? RouteFile.parse(text, source: "r")
+            _ = try? RouteFile.parse("<gpx>" + text, source: "r")
+            _ = parseDuration(Substring(text))
+        }
+        var bytes: [UInt8] = []
+        for _ in 0..<2_000 {
+            bytes = (0..<Int.random(in: 0...64, using: &rng)).map { _ in UInt8.random(in: 0...255, using: &rng) }
+            let text = String(decoding: bytes, as: UTF8.self)
+            _ = try? Scenario.parse(text, source: "f")
+            _ = try? CarCommand.parse(Substring(text))
+        }
+    }
+
+    @Test("any frame the unit could send is checked, never a trap", arguments: [UInt32(0x5F1), 0x5F2, 0x5F0])
+    func frames(_ id: UInt32) {
+        var rng = SplitMix(state: UInt64(id))
+        var v = SimulatedVehicle(database: ProjectFiles.database)
+        for i in 0..<2_000 {
+            let data = (0..<Int.random(in: 0...8, using: &rng)).map { _ in UInt8.random(in: 0...255, using: &rng) }
+            _ = v.receive(CANFrame(id: id, data: data))
+            v.advance(to: Int64(i) * 10)
+            _ = v.dueFrames(at: Int64(i) * 10)
+        }
+    }
+}

@@ -140,6 +140,18 @@ def test_a_car_with_its_ignition_on_does_not_lock(car):
     assert car.car.requests() == []
 
 
+def test_locking_from_the_app_with_a_door_left_open_fails_with_the_cause(car):
+    car.car.do("door", "open", "rearLeft")
+    assert wait_until(lambda: car.status().get("doors.rearLeft.open") == "true")
+    r, request, status = command(car, "lock")
+    assert status == {"id": request["id"], "action": "lock", "status": "failed", "cause": "doorOpen"}
+    # The unit refused it before the bus: the car never saw a request.
+    assert car.car.requests() == []
+    car.car.do("door", "close", "rearLeft")
+    assert wait_until(lambda: car.status().get("doors.rearLeft.open") == "false")
+    assert command(car, "lock")[2]["status"] == "successful"
+
+
 def test_privacy_offline_lets_no_command_in(car):
     assert car.tcuctl("privacy", "offline").returncode == 0
     assert wait_until(lambda: car.status().get("outbox.backend.connected") == "false")

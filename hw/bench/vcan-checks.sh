@@ -2,8 +2,9 @@
 # The checks of the vcan bench, run where vcan0 can exist (the host, or the qemu guest that
 # hw/bench/vcan-bench boots). Starts telematicsd on vcan0, drives the bus with can-utils
 # (cansend, canplayer of the recorded logs), reads the state the daemon reports through
-# tcuctl, and watches what it transmits with candump; then a remote lock end to end through
-# tcu-backend and mosquitto, with a body controller made of candump and cansend.
+# tcuctl, and watches what it transmits with candump; then the simulated car (tcu-car) on the
+# same vcan0, watched by candump: its cyclic frames, and a remote lock end to end through
+# tcu-backend and mosquitto that the car's body controller confirms.
 #
 # Usage: vcan-checks.sh BIN_DIR OUT_DIR     Prints "N passed, N failed"; exit 0 when none failed.
 set -uo pipefail
@@ -206,10 +207,37 @@ else
 fi
 kill "$watcher" 2>/dev/null; wait "$watcher" 2>/dev/null
 
+# The simulated car on the real bus, as candump sees it: every cyclic message at its cycle,
+# with its counter and checksum.
+log "the simulated car on $iface"
+"$bin/tcu-car" run --bus "socketcan:$iface" --dbc "$root/hw/vehicle.dbc" --control "$work/car.sock" --sleep-after 10m \
+  > "$out/tcu-car.log" 2>&1 &
+car=$!
+wait_for 30 test -S "$work/car.sock" || bad "tcu-car starts on $iface" "$(tail -3 "$out/tcu-car.log")"
+timeout 4 candump -t d -n 400 "$iface,040:7FF" > "$work/airbag.log" 2>/dev/null
+cycle=$(python3 - "$work/airbag.log" <<'PY'
+import statistics, sys
+gaps, sums = [], 0
+for line in open(sys.argv[1]):
+    f = line.split()
+    gaps.append(float(f[0].strip("()")) * 1000)
+    data = bytes.fromhex("".join(f[4:]))
+    sums += data[7] == data[0] ^ data[1] ^ data[2] ^ data[3] ^ data[4] ^ data[5] ^ data[6]
+gaps = gaps[1:]
+print("%d %.1f %d" % (len(gaps), statistics.median(gaps) if gaps else 0, sums))
+PY
+)
+read -r n median sums <<< "$cycle"
+if [ "${n:-0}" -ge 100 ] && python3 -c "import sys; sys.exit(not 18 <= float('$median') <= 22)" && [ "$sums" -eq $((n + 1)) ]; then
+  ok "the car sends Airbag_01 every $median ms (median of $n gaps, GenMsgCycleTime 20) with right checksums"
+else
+  bad "Airbag_01 at its cycle" "$n gaps, median $median ms, $sums right checksums"
+fi
+
 # A remote lock end to end on the real bus: an app's request through tcu-backend and a
-# mosquitto broker to the daemon, which verifies it and sends TCU_Body_Request on vcan0; a
-# body controller (candump and cansend) answers with the Door_Status frame that shows the car
-# locked, and the result goes back to the backend.
+# mosquitto broker to the daemon, which verifies it and sends TCU_Body_Request on vcan0; the
+# simulated car's body controller locks and answers with Door_Status (source Telematics), and
+# the result goes back to the backend.
 log "remote lock over MQTT and $iface"
 port=$(( 20000 + RANDOM % 20000 ))
 printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence false\n%s' "$port" \
@@ -237,16 +265,8 @@ if wait_for 60 connected && registered=$("$bin/tcuctl" register "$code" --socket
 else
   bad "the car registers" "code '$code': ${registered:-not connected}"
 fi
-# The body control module: a lock request (Body_Request 1, the second hex digit) is answered
-# with Central_Lock_State locked by telematics, an unlock (2) with unlocked.
-( candump -L "$iface,5F1:7FF" | while read -r _ _ frame; do
-    echo "$frame" >> "$work/body-requests.log"
-    data=${frame#*#}
-    case ${data:1:1} in
-      1) cansend "$iface" 583#003F2100 ;;
-      2) cansend "$iface" 583#00002000 ;;
-    esac
-  done ) &
+# candump watches the unit's body requests on the bus.
+( candump -L "$iface,5F1:7FF" | while read -r _ _ frame; do echo "$frame" >> "$work/body-requests.log"; done ) &
 controller=$!
 # The app's side, through the backend's HTTP API: log in, the S-PIN's security token, lock,
 # then follow the request until the car has answered.
@@ -271,7 +291,7 @@ print(json.dumps(status))
 APP
 )
 if echo "$result" | grep -q '"status": "successful"'; then
-  ok "remote lock: app → HTTP → backend → MQTT → daemon → $iface → body controller → confirmed → app ($(head -1 "$work/body-requests.log"))"
+  ok "remote lock: app → HTTP → backend → MQTT → daemon → $iface → simulated car → confirmed → app ($(head -1 "$work/body-requests.log"))"
 else
   bad "remote lock confirmed" "$result; body requests: $(cat "$work/body-requests.log" 2>/dev/null)"
 fi
@@ -281,8 +301,14 @@ if grep -Eq '^5F1#[0-9A-F]1[0-9A-F]{6}$' "$work/body-requests.log" \
 else
   bad "the lock request's checksum" "$(head -1 "$work/body-requests.log")"
 fi
+locks=$("$bin/tcu-car" status --control "$work/car.sock" --json | python3 -c 'import json, sys; print(json.load(sys.stdin)["locks"])')
+if [ "$locks" = "{'central': 'locked', 'source': 'telematics'}" ]; then
+  ok "the simulated car is locked by Telematics"
+else
+  bad "the simulated car's locks" "$locks"
+fi
 kill "$controller" 2>/dev/null; pkill -f "candump -L $iface,5F1:7FF" 2>/dev/null; wait "$controller" 2>/dev/null
-kill -TERM "$daemon" "$backend" "$broker" 2>/dev/null; wait "$daemon" "$backend" "$broker" 2>/dev/null
+kill -TERM "$daemon" "$backend" "$broker" "$car" 2>/dev/null; wait "$daemon" "$backend" "$broker" "$car" 2>/dev/null
 
 rm -rf "$work"
 echo "$passed passed, $failed failed"
