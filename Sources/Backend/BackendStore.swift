@@ -5,6 +5,9 @@ import TelematicsCore
 /// at least once; duplicates are removed by id and counted), with the sequence numbers to find
 /// what is missing.
 public final class BackendStore {
+    /// The largest integer a JSON number carries exactly (2^53): bigger sequence numbers and
+    /// times are refused, not rounded.
+    public static let largestExactInteger: Int64 = 1 << 53
     private let db: SQLiteHandle
 
     public init(path: String) throws(OutboxError) {
@@ -51,8 +54,23 @@ public final class BackendStore {
         let json: JSON
         do { json = try JSON.parse(payload) } catch { return .rejected("topic \(topic): the payload is not JSON: \(error)") }
         guard let id = json["id"]?.stringValue, !id.isEmpty else { return .rejected("topic \(topic): the message has no \"id\" string") }
+        // Numbers from outside are checked before they are converted: a message with a bad one
+        // is refused whole, with the field named.
+        var seq: Int64?
+        if let raw = json["seq"] {
+            guard let s = raw.integer(in: 0...Self.largestExactInteger) else {
+                return .rejected("topic \(topic): \"seq\" must be a whole number from 0 to 2^53, found \(raw.text)")
+            }
+            seq = s
+        }
+        var captured: Int64?
+        if let raw = json["capturedAt"] {
+            guard let c = raw.integer(in: 0...Self.largestExactInteger) else {
+                return .rejected("topic \(topic): \"capturedAt\" must be milliseconds since 1970 (a whole number from 0 to 2^53), found \(raw.text)")
+            }
+            captured = c
+        }
         return try db.transaction { () throws(OutboxError) -> Receipt in
-            let seq = json["seq"]?.numberValue.map { Int64($0) }
             if stream == "requests", json["type"]?.stringValue == "deleteMyData" {
                 // Everything of this car goes; sequence numbers start over after this one.
                 for table in ["messages", "state", "duplicates"] { try db.run("DELETE FROM \(table) WHERE vin = ?", [.text(vin)]) }
@@ -67,8 +85,7 @@ public final class BackendStore {
                 try db.run("INSERT INTO duplicates(vin, count) VALUES (?, 1) ON CONFLICT(vin) DO UPDATE SET count = count + 1", [.text(vin)])
                 return .duplicate
             }
-            if stream == "state", let block = json["block"]?.stringValue, let values = json["values"],
-               let captured = json["capturedAt"]?.numberValue {
+            if stream == "state", let block = json["block"]?.stringValue, let values = json["values"], let captured {
                 // The newest capture wins; a heartbeat (same capture, later seq) refreshes the time received.
                 try db.run("""
                     INSERT INTO state(vin, block, seq, captured_at, values_json, received_at) VALUES (?, ?, ?, ?, ?, ?)
@@ -76,7 +93,7 @@ public final class BackendStore {
                         values_json = excluded.values_json, received_at = excluded.received_at
                     WHERE excluded.captured_at > state.captured_at
                        OR (excluded.captured_at = state.captured_at AND coalesce(excluded.seq, 0) >= coalesce(state.seq, 0))
-                    """, [.text(vin), .text(block), seq.map { .int($0) } ?? .null, .int(Int64(captured)), .text(values.text), .int(receivedAtMs)])
+                    """, [.text(vin), .text(block), seq.map { .int($0) } ?? .null, .int(captured), .text(values.text), .int(receivedAtMs)])
             }
             return .stored
         }

@@ -128,9 +128,11 @@ public final class HTTPServer: @unchecked Sendable {
         let parts = target.split(separator: "?", maxSplits: 1)
         var query: [String: String] = [:]
         if parts.count == 2 {
+            // `?=`, `?a=1&=&b=2`: a pair with no name is skipped (splitting "=" gives no name).
             for pair in parts[1].split(separator: "&") {
-                let kv = pair.split(separator: "=", maxSplits: 1)
-                query[String(kv[0])] = kv.count == 2 ? String(kv[1]) : ""
+                let kv = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+                guard let name = kv.first, !name.isEmpty else { continue }
+                query[String(name)] = kv.count == 2 ? String(kv[1]) : ""
             }
         }
         return .success(Request(method: String(line[0]), path: String(parts.first ?? ""), query: query, headers: headers,

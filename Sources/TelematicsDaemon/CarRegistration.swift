@@ -11,6 +11,8 @@ import VehicleBus
 /// backend as an interactive request, and the answer decides the car's enrolment. The state
 /// (and the wrong-code lock) is kept in a file across restarts.
 public final class CarRegistration: Sendable {
+    /// The latest time an answer may name (the year 9999, in ms): later is out of range.
+    static let latestTimeMs: Int64 = 253_402_300_799_000
     private let state: Mutex<Registration>
     let path: String
     let timeoutMs: Int64
@@ -57,12 +59,12 @@ public final class CarRegistration: Sendable {
         case .noConnection: return failure(.noConnection)
         case .timeout: return failure(.timeout)
         case .answer(let a):
-            guard a["ok"]?.boolValue == true, let end = a["licenceExpiresAt"]?.numberValue else {
+            guard a["ok"]?.boolValue == true, let end = a["licenceExpiresAt"]?.integer(in: 0...Self.latestTimeMs) else {
                 return .object([("ok", .bool(false)), ("error", .string(a["error"]?.stringValue ?? "refused")),
                                 ("advice", .string(a["message"]?.stringValue ?? "The server refused the renewal."))])
             }
             let r = state.withLock { r -> Registration in
-                r.licenceExpiresAtMs = Int64(end)
+                r.licenceExpiresAtMs = end
                 r.services = a["services"]?.arrayValue?.compactMap(\.stringValue) ?? r.services
                 return r
             }
@@ -182,7 +184,8 @@ public final class CarRegistration: Sendable {
                     r.role = a["role"]?.stringValue ?? "primary"
                     r.registeredAtMs = now
                     r.services = a["services"]?.arrayValue?.compactMap(\.stringValue) ?? []
-                    r.licenceExpiresAtMs = a["licenceExpiresAt"]?.numberValue.map { Int64($0) }
+                    // Out of range (or missing): no expiry is known, and the licence checks say so.
+                    r.licenceExpiresAtMs = a["licenceExpiresAt"]?.integer(in: 0...Self.latestTimeMs)
                     r.commandKey = a["commandKey"]?.stringValue.flatMap { bytes(fromHex: $0) }
                     r.lastCommandCounter = 0
                     r.limiter.succeeded()
@@ -199,7 +202,7 @@ public final class CarRegistration: Sendable {
             }
             store(r)
             logger.warning("registration refused", metadata: ["registration.error": "\(f.rawValue)"])
-            let backendLock = a["retryAfterS"]?.numberValue.map { Int64($0 * 1000) }
+            let backendLock = a["retryAfterS"]?.integer(in: 0...86_400 * 366).map { $0 * 1000 }
             return failure(f, retryAfterMs: backendLock ?? r.limiter.lockedFor(nowMs: now), detail: a["message"]?.stringValue)
         }
     }

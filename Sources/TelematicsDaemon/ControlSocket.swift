@@ -67,6 +67,8 @@ public final class ControlServer: Service, Sendable {
                 guard conn >= 0 else { continue }
                 // Each client on its own thread: a registration waits for the backend, and a
                 // client that never sends must not hold up the next one.
+                // Beyond that many, a client is told to come back: the accept loop never serves one
+                // itself, so slow clients cannot stall it (nor the watchdog that watches it).
                 if self.active.add(1, ordering: .relaxed).newValue <= Self.maximumClients {
                     DedicatedThread.detached(name: "control-client") { [self] in
                         self.serve(conn)
@@ -75,7 +77,7 @@ public final class ControlServer: Service, Sendable {
                     }
                 } else {
                     self.active.subtract(1, ordering: .relaxed)
-                    self.serve(conn)
+                    writeAll(conn, JSON.object([("ok", .bool(false)), ("error", .string("busy: \(Self.maximumClients) clients are being served; try again"))]).text + "\n")
                     Glibc.close(conn)
                 }
             }
@@ -164,12 +166,20 @@ func writeAll(_ fd: Int32, _ text: String) {
     }
 }
 
+/// Reads one line, all of it within `timeoutMs` (a deadline for the whole line, not per
+/// `recv`: a client sending a byte a second is cut off like a silent one).
 func readLine(_ fd: Int32, timeoutMs: Int, limit: Int) -> String? {
     var out: [UInt8] = []
     var buf = [UInt8](repeating: 0, count: 4096)
+    var now = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &now)
+    let deadline = Int64(now.tv_sec) * 1_000 + Int64(now.tv_nsec) / 1_000_000 + Int64(timeoutMs)
     while out.count < limit {
+        clock_gettime(CLOCK_MONOTONIC, &now)
+        let left = deadline - (Int64(now.tv_sec) * 1_000 + Int64(now.tv_nsec) / 1_000_000)
+        guard left > 0 else { return nil }
         var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-        guard poll(&pfd, 1, Int32(timeoutMs)) > 0 else { return nil }
+        guard poll(&pfd, 1, Int32(left)) > 0 else { return nil }
         let n = buf.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
         if n < 0 { if errno == EINTR { continue }; return nil }
         if n == 0 { break }

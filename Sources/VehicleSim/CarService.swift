@@ -235,7 +235,7 @@ public final class CarService: Service, Sendable {
                 return .object([("ok", .bool(true)), ("car", status)])
             }
         case "events":
-            let since = Int(request["since"]?.numberValue.map { max(0, min($0, 1e12)) } ?? 0)
+            let since = Int(request["since"]?.integer(in: 0...Int64(Int32.max)) ?? 0)
             return state.withLock { s in
                 .object([("ok", .bool(true)), ("last", .number(Double(s.seq))),
                          ("events", .array(s.log.filter { $0.seq > since }.map { .string($0.event.description) }))])
@@ -244,7 +244,7 @@ public final class CarService: Service, Sendable {
             guard let text = request["condition"]?.stringValue else { return fail("wait needs a condition") }
             let condition: Scenario.Condition
             do { condition = try Scenario.Condition.parse(Substring(text), source: "wait") } catch { return fail(error.description) }
-            let timeout = Int64(request["timeoutMs"]?.numberValue.map { max(0, min($0, 3_600_000)) } ?? 30_000)
+            let timeout = request["timeoutMs"]?.integer(in: 0...3_600_000) ?? 30_000
             let deadline = nowMs + timeout
             let (seq0, arrivals0) = state.withLock { ($0.seq, $0.car.arrivals) }
             while true {
@@ -329,12 +329,4 @@ final class UDPSender: Sendable {
             }
         }
     }
-}
-
-func hex(_ id: UInt32) -> String {
-    let digits = Array("0123456789ABCDEF")
-    var s = ""
-    var v = id
-    repeat { s = String(digits[Int(v & 15)]) + s; v >>= 4 } while v > 0
-    return s
 }

@@ -376,7 +376,9 @@ func interactiveReply(_ portal: Portal, topic: String, payload: [UInt8], nowMs: 
         }
     case "licence":
         handle = { (r, now) throws(PortalError) in
-            let l = try portal.renew(vin: vin, package: r["package"]?.stringValue ?? "", years: Int(r["years"]?.numberValue ?? 0), nowMs: now)
+            // A year count from outside: anything but a small whole number is refused by renew.
+            let years = r["years"]?.integer(in: -100...100).map { Int($0) } ?? 0
+            let l = try portal.renew(vin: vin, package: r["package"]?.stringValue ?? "", years: years, nowMs: now)
             note("renewed the licence of \(vin): \(l.package) until \(l.expiresAtMs)")
             return l.json.objectValue ?? []
         }

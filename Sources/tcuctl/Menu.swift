@@ -143,7 +143,7 @@ struct Menu {
             }
             print("Registration failed (\(reply["error"]?.stringValue ?? "?")).")
             if let advice = reply["advice"]?.stringValue { print(advice) }
-            if let s = reply["retryAfterS"]?.numberValue { print("Try again in \(Int(s)) s.") }
+            if let s = reply["retryAfterS"]?.integer() { print("Try again in \(s) s.") }
         }
     }
 
@@ -162,7 +162,7 @@ struct Menu {
             } else {
                 print("Registration failed (\(reply["error"]?.stringValue ?? "?")).")
                 if let advice = reply["advice"]?.stringValue { print(advice) }
-                if let s = reply["retryAfterS"]?.numberValue { print("Try again in \(Int(s)) s.") }
+                if let s = reply["retryAfterS"]?.integer() { print("Try again in \(s) s.") }
             }
             return
         }
@@ -198,8 +198,8 @@ struct Menu {
             let r = status()?["registration"]
             var lines: [String] = []
             let registered = r?["status"]?.stringValue == "completed"
-            if registered, let until = r?["licenceExpiresAt"]?.numberValue {
-                lines.append("Licence valid until \(utcText(Int64(until / 1000)))")
+            if registered, let until = r?["licenceExpiresAt"]?.integer() {
+                lines.append("Licence valid until \(utcText(until / 1000))")
                 lines.append("Services: " + (r?["services"]?.arrayValue?.compactMap(\.stringValue).joined(separator: ", ") ?? ""))
             } else {
                 lines.append("No licence: register the car first.")

@@ -308,11 +308,16 @@ struct MSDEncode: ParsableCommand {
                 return MSD.LocationDelta(latitude: parts[0], longitude: parts[1])
             }
             guard (latitude == nil) == (longitude == nil) else { die("give both --latitude and --longitude, or neither", code: 64) }
+            // Degrees to milliarcseconds, checked before the conversion (1e300 or nan would trap).
+            func mas(_ degrees: Double?, _ option: String, limit: Double) -> Int32 {
+                guard let d = degrees else { return MSD.unknownCoordinate }
+                guard d.isFinite, abs(d) <= limit else { die("\(option): expected degrees from -\(Int(limit)) to \(Int(limit)), found \(d)", code: 64) }
+                return Int32((d * 3_600_000).rounded())
+            }
             msd = MSD(
                 messageIdentifier: messageIdentifier, automaticActivation: automatic, testCall: testCall,
                 positionCanBeTrusted: trusted, vehicleType: type, vin: vin, propulsion: flags, timestamp: timestamp,
-                latitude: latitude.map { Int32(clamping: Int64(($0 * 3_600_000).rounded())) } ?? MSD.unknownCoordinate,
-                longitude: longitude.map { Int32(clamping: Int64(($0 * 3_600_000).rounded())) } ?? MSD.unknownCoordinate,
+                latitude: mas(latitude, "--latitude", limit: 90), longitude: mas(longitude, "--longitude", limit: 180),
                 direction: direction, recentLocationN1: delta(n1, "--n1"), recentLocationN2: delta(n2, "--n2"),
                 numberOfOccupants: occupants
             )
@@ -407,7 +412,7 @@ struct RegisterCommand: ParsableCommand {
         } else {
             var text = "registration failed: \(reply["error"]?.stringValue ?? "unknown")"
             if let advice = reply["advice"]?.stringValue { text += ": \(advice)" }
-            if let s = reply["retryAfterS"]?.numberValue { text += " (try again in \(Int(s)) s)" }
+            if let s = reply["retryAfterS"]?.integer() { text += " (try again in \(s) s)" }
             die(text, code: 75)
         }
     }
@@ -425,7 +430,7 @@ struct AssistantCommand: ParsableCommand {
         guard reply["ok"]?.boolValue == true else {
             var text = "\(what) failed: \(reply["error"]?.stringValue ?? "unknown")"
             if let advice = reply["advice"]?.stringValue { text += ": \(advice)" }
-            if let s = reply["retryAfterS"]?.numberValue { text += " (try again in \(Int(s)) s)" }
+            if let s = reply["retryAfterS"]?.integer() { text += " (try again in \(s) s)" }
             die(text, code: 75)
         }
     }
@@ -487,7 +492,7 @@ struct ResetCommand: ParsableCommand {
 
     func run() throws {
         let reply = ask(options.socket, .object([("command", .string("factoryReset")), ("confirm", .bool(true))]))
-        print("factory settings restored: \(Int(reply["outboxMessagesDeleted"]?.numberValue ?? 0)) queued messages deleted; the backend is asked to delete the car's data")
+        print("factory settings restored: \(reply["outboxMessagesDeleted"]?.integer() ?? 0) queued messages deleted; the backend is asked to delete the car's data")
     }
 }
 
@@ -524,6 +529,6 @@ struct LicenceCommand: ParsableCommand {
             die("renewal failed: \(reply["error"]?.stringValue ?? "?"): \(reply["advice"]?.stringValue ?? reply["error"]?.stringValue ?? "")", code: 75)
         }
         printFlat(reply["registration"] ?? .null, prefix: "registration")
-        if let price = reply["priceEUR"]?.numberValue { print("price = \(Int(price)) EUR") }
+        if let price = reply["priceEUR"]?.integer() { print("price = \(price) EUR") }
     }
 }

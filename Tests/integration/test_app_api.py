@@ -205,3 +205,16 @@ def test_the_openapi_file_names_every_action_and_path():
                  "/vehicles/{vin}/capabilities:", "/vehicles/{vin}/spin/verify:", "/vehicles/{vin}/actions/{action}:",
                  "/vehicles/{vin}/requests/{id}:"]:
         assert f"\n  {path}" in text, path
+
+
+def test_a_nameless_query_parameter_is_ignored_not_a_crash(api):
+    """Issue 14, finding 1: `?=` (and `?a=1&=&b=2`) once killed tcu-backend, HTTP and MQTT both."""
+    app = App(api.http)
+    for query in ["?=", "?a=1&=&b=2", "?&&=x&"]:
+        assert app.call("GET", "/vehicles" + query)[0] == 401
+    app.login("ana@example.com")
+    assert app.call("GET", "/vehicles?=")[0] == 200
+    assert api.backend.poll() is None
+    # MQTT ingestion goes on: the car's state still arrives.
+    api.car.do("window", "frontLeft", "40")
+    assert wait_until(lambda: api.state()["blocks"].get("windows", {}).get("values", {}).get("frontLeft") == 40)

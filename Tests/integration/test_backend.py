@@ -905,3 +905,48 @@ def test_a_factory_reset_deletes_the_users_data_in_the_car_and_in_the_backend(ri
     assert cli("garage", "list", "--user", "ana@example.com").stdout == ""
     assert rig.gaps()["gaps"] == []
     assert "deleted the data of VSSZZZKLZNR012345" in (rig.tmp / "backend.log").read_text()
+
+
+def test_numbers_out_of_range_from_mqtt_are_refused_and_the_backend_goes_on(rig):
+    """Issue 14, finding 4: one message with 1e300 where an integer belongs once killed the backend."""
+    def pub(topic, body):
+        subprocess.run(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(rig.port), "-q", "1", "-t", topic, "-m", body], check=True)
+    pub(f"vehicles/{VIN}/events", '{"id":"a","seq":1e300,"type":"opened"}')
+    pub(f"vehicles/{VIN}/state", '{"id":"b","seq":1,"type":"state","block":"doors","capturedAt":1e300,"values":{}}')
+    pub(f"vehicles/{VIN}/licence/request", '{"requestId":"r1","package":"navi","years":1e300}')
+    pub(f"vehicles/{VIN}/licence/request", '{"requestId":"r2","package":"navi","years":-1e300}')
+    pub(f"vehicles/{VIN}/events", '{"id":"c","seq":1,"type":"opened"}')
+    # The good message after the bad ones is stored; the bad ones are refused with the field named.
+    assert wait_until(lambda: [e["id"] for e in rig.events()] == ["c"])
+    assert rig.backend.poll() is None
+    log = (rig.tmp / "backend.log").read_text()
+    assert '"seq" must be a whole number' in log and '"capturedAt" must be milliseconds' in log
+
+
+def test_slow_control_clients_neither_stall_the_daemon_nor_starve_tcuctl(rig):
+    """Issue 14, finding 12: 20 clients sending a byte a second once held the control socket."""
+    rig.start_live_daemon()
+    assert wait_until(lambda: rig.status().get("outbox.backend.connected") == "true")
+    clients = []
+    for _ in range(20):
+        c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        c.connect(str(rig.tmp / "ctl.sock"))
+        c.send(b"{")
+        clients.append(c)
+    try:
+        # Each is cut at the whole request's deadline (2 s); tcuctl is answered, or told the
+        # socket is busy, at once, and answered once the slow ones are gone.
+        started = time.monotonic()
+        assert wait_until(lambda: rig.status().get("outbox.backend.connected") == "true", timeout=10)
+        assert time.monotonic() - started < 6
+        for c in clients:
+            c.settimeout(5)
+            try:
+                c.send(b" ")
+                c.recv(100)
+            except OSError:
+                pass
+    finally:
+        for c in clients:
+            c.close()
+    assert "stuck" not in (rig.tmp / "daemon.log").read_text()

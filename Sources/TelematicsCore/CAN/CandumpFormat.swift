@@ -135,7 +135,10 @@ public enum CandumpFormat {
         var digits = 0
         while i < n, let d = decimalValue(bytes[i]) {
             seconds = seconds &* 10 &+ Int64(d); i += 1; digits += 1
-            guard digits <= 12 else { throw ParseError(line: line, column: i, "timestamp seconds too long") }
+            // Nanoseconds since 1970 fit an Int64 until 2262: ten digits of seconds and a little more.
+            guard digits <= 12, seconds <= Timestamp.maximumSeconds else {
+                throw ParseError(line: line, column: i, "timestamp seconds out of range (at most \(Timestamp.maximumSeconds))")
+            }
         }
         guard digits > 0, i < n, bytes[i] == UInt8(ascii: ".") else {
             throw ParseError(line: line, column: i + 1, "timestamp must be SECONDS.FRACTION")

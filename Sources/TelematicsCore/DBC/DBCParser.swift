@@ -327,9 +327,12 @@ private struct Parser {
                 repeat {
                     let rt = tok
                     let lo = try integer("a multiplexer range start")
-                    // The lexer reads "3-5" as 3 and -5.
-                    let hi = -(try integer("a multiplexer range end"))
-                    guard lo >= 0, hi >= lo else { throw error("invalid multiplexer range \(lo)-\(hi)", at: rt) }
+                    // The lexer reads "3-5" as 3 and -5 (Int64.min has no negation: refused below).
+                    let end = try integer("a multiplexer range end")
+                    guard lo >= 0, end > Int64.min, -end >= lo, -end <= Int64(UInt32.max) else {
+                        throw error("invalid multiplexer range \(lo)-\(end == Int64.min ? "9223372036854775808" : String(-end)) (expected START-END with 0 <= START <= END <= 4294967295)", at: rt)
+                    }
+                    let hi = -end
                     ranges.append(lo...hi)
                 } while try acceptPunct(",")
                 try expectPunct(";", "closing SG_MUL_VAL_")
@@ -633,7 +636,11 @@ private struct Parser {
                 updated.signals[si].multiplexer = cond
             }
             if let c = msg.attributes["GenMsgCycleTime"]?.number ?? cycleDefault, c > 0 {
-                updated.cycleTimeMs = Int(c)
+                // A cycle is milliseconds: at most a day, whole (1e300 would trap a conversion).
+                guard let ms = Int(exactly: c.rounded()), ms <= 86_400_000 else {
+                    throw ParseError(line: msg.line, "GenMsgCycleTime of \(msg.name) is \(c) ms; expected at most 86400000 (a day)")
+                }
+                updated.cycleTimeMs = ms
             }
             let format = msg.attributes["VFrameFormat"]?.string ?? fdDefault
             updated.isFD = format?.hasSuffix("CAN_FD") ?? false

@@ -118,19 +118,19 @@ public enum SignalCodec {
         case .integer: break
         }
         let rounded = scaled.rounded(.toNearestOrEven)
+        // Exact conversions: a value at 2^64 (Double(UInt64.max) rounds up to it) or beyond is
+        // refused, never converted with a trap.
         if s.isSigned {
-            let lo = s.length == 64 ? Double(Int64.min) : -Double(sign: .plus, exponent: s.length - 1, significand: 1)
-            let hi = s.length == 64 ? Double(Int64.max) : Double(sign: .plus, exponent: s.length - 1, significand: 1) - 1
-            guard rounded >= lo, rounded <= hi else {
+            let half: Int64 = s.length >= 64 ? 0 : 1 << Int64(s.length - 1)
+            guard let v = Int64(exactly: rounded), s.length >= 64 || (v >= -half && v < half) else {
                 throw EncodeError(signal: s.name, "value \(physical) needs raw \(rounded), which does not fit \(s.length) signed bits")
             }
-            return UInt64(bitPattern: Int64(rounded))
+            return UInt64(bitPattern: v)
         } else {
-            let hi = s.length == 64 ? Double(UInt64.max) : Double(sign: .plus, exponent: s.length, significand: 1) - 1
-            guard rounded >= 0, rounded <= hi else {
+            guard let v = UInt64(exactly: rounded), s.length >= 64 || v < UInt64(1) << UInt64(s.length) else {
                 throw EncodeError(signal: s.name, "value \(physical) needs raw \(rounded), which does not fit \(s.length) unsigned bits")
             }
-            return UInt64(rounded)
+            return v
         }
     }
 

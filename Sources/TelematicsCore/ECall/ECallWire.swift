@@ -58,10 +58,10 @@ public enum ECallWire: Sendable, Equatable {
         let j = try JSON.parse(line)
         guard let type = j["type"]?.stringValue else { throw ParseError(line: 1, "message needs a \"type\"") }
         func call() throws(ParseError) -> Int {
-            guard let d = j["call"]?.numberValue, d == d.rounded(), d >= 0, d < 1e9 else {
-                throw ParseError(line: 1, "\(type) needs a \"call\" number")
+            guard let c = j["call"]?.integer(in: 0...999_999_999) else {
+                throw ParseError(line: 1, "\(type) needs a \"call\" number (0 to 999999999)")
             }
-            return Int(d)
+            return Int(c)
         }
         switch type {
         case "hello":
@@ -72,8 +72,9 @@ public enum ECallWire: Sendable, Equatable {
             return .dial(call: try call(), number: number)
         case "initiation": return .initiation(call: try call())
         case "msd":
-            guard let id = j["messageIdentifier"]?.numberValue, let hexText = j["msd"]?.stringValue else {
-                throw ParseError(line: 1, "msd needs \"messageIdentifier\" and \"msd\" (hex)")
+            // EN 15722: the message identifier is 0 to 255.
+            guard let id = j["messageIdentifier"]?.integer(in: 0...255), let hexText = j["msd"]?.stringValue else {
+                throw ParseError(line: 1, "msd needs \"messageIdentifier\" (0 to 255) and \"msd\" (hex)")
             }
             guard let bytes = bytes(fromHex: hexText) else { throw ParseError(line: 1, "msd is not hex") }
             return .msd(call: try call(), messageIdentifier: Int(id), bytes: bytes)

@@ -127,13 +127,13 @@ public struct Registration: Sendable, Equatable {
         r.status = status
         r.user = json["user"]?.stringValue
         r.role = json["role"]?.stringValue
-        r.registeredAtMs = json["registeredAt"]?.numberValue.map { Int64($0) }
+        r.registeredAtMs = json["registeredAt"]?.integer()
         r.services = json["services"]?.arrayValue?.compactMap(\.stringValue) ?? []
-        r.licenceExpiresAtMs = json["licenceExpiresAt"]?.numberValue.map { Int64($0) }
-        r.limiter = GuessLimiter(failures: Int(json["wrongCodes"]?.numberValue ?? 0),
-                                 lockedUntilMs: json["lockedUntil"]?.numberValue.map { Int64($0) })
+        r.licenceExpiresAtMs = json["licenceExpiresAt"]?.integer()
+        r.limiter = GuessLimiter(failures: Int(json["wrongCodes"]?.integer(in: 0...1_000_000) ?? 0),
+                                 lockedUntilMs: json["lockedUntil"]?.integer())
         r.commandKey = json["commandKey"]?.stringValue.flatMap { bytes(fromHex: $0) }
-        r.lastCommandCounter = Int64(json["lastCommandCounter"]?.numberValue ?? 0)
+        r.lastCommandCounter = json["lastCommandCounter"]?.integer(in: 0...Int64.max) ?? 0
         return r
     }
 }

@@ -33,6 +33,14 @@ public enum JSON: Sendable, Equatable {
     public var arrayValue: [JSON]? { if case .array(let a) = self { a } else { nil } }
     public var objectValue: [(String, JSON)]? { if case .object(let o) = self { o } else { nil } }
 
+    /// A number from outside as a whole integer within `range`; nil when it is not a number, not
+    /// finite, not whole, or out of range. Every conversion of a number that came from outside
+    /// goes through here (`Int64(1e300)` would trap).
+    public func integer(in range: ClosedRange<Int64> = Int64.min...Int64.max) -> Int64? {
+        guard case .number(let d) = self, let v = Int64(exactly: d), range.contains(v) else { return nil }
+        return v
+    }
+
     /// Compact serialisation (one line).
     public var text: String {
         var out = ""

@@ -8,6 +8,9 @@ public struct Timestamp: Hashable, Comparable, Sendable, CustomStringConvertible
 
     public init(nanoseconds: Int64) { self.nanoseconds = nanoseconds }
 
+    /// The largest whole second a Timestamp holds (the year 2262).
+    public static let maximumSeconds: Int64 = Int64.max / 1_000_000_000 - 1
+
     public init(seconds: Int64, nanoseconds: Int64 = 0) {
         self.nanoseconds = seconds * 1_000_000_000 + nanoseconds
     }
