@@ -426,7 +426,7 @@ md += f"""
 `hw/bench/car-bench`: `tcu-car run --bus socketcan:vcan0` sending every message of the DBC at
 its cycle ({car_bench["frames_per_s"]} frames/s), beside can-utils' `cangen vcan0 -g {car_bench["cangen_gap_ms"]} -I 040 -L 8 -D i`
 at the same frame rate, {car_bench["rounds"]} interleaved rounds of {float(car_bench["seconds"]):.0f} s each, after 2 s to settle;
-CPU from `/proc/PID/schedstat`, timing from `candump -t A` on the same bus{" (in the qemu guest under software emulation, where this kernel has no CAN: slower than native, the ratio is what counts)" if in_guest else ""}:
+CPU from `/proc/PID/task/*/schedstat`, timing from `candump -t a` on the same bus{" (in the qemu guest under software emulation, where this kernel has no CAN: slower than native, the ratio is what counts)" if in_guest else ""}:
 
 | | CPU (one core) | jitter p50 | jitter p99 |
 |---|---:|---:|---:|

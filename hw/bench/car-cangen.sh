@@ -2,8 +2,8 @@
 # The simulated car against can-utils' cangen on vcan0, where vcan0 can exist (the host, or the
 # qemu guest that hw/bench/car-bench boots): the CPU each costs sending the same frame rate
 # (the car: every message of the DBC at its cycle; cangen: one identifier at the same total
-# rate), from /proc/PID/schedstat (nanoseconds on the CPU), and the jitter that candump -t d
-# sees (|gap - cycle| of the car's 20 ms messages; of cangen's frames at its gap). Rounds
+# rate), from /proc/PID/task/*/schedstat (nanoseconds on the CPU), and the jitter that candump
+# -t a sees (|gap - cycle| of the car's 20 ms messages; of cangen's frames at its gap). Rounds
 # interleave the two; the figures are medians. Writes OUT/car-bench.txt (key=value lines).
 #
 # Usage: car-cangen.sh BIN_DIR OUT_DIR [SECONDS_PER_ROUND] [ROUNDS]
@@ -19,7 +19,8 @@ if ! ip link show "$iface" >/dev/null 2>&1; then
   ip link add dev "$iface" type vcan && ip link set up "$iface" || { echo "car-bench: cannot create $iface"; exit 1; }
 fi
 
-oncpu() { awk '{print $1}' "/proc/$1/schedstat"; }
+# Nanoseconds on the CPU of every thread of a process (the car's loop is not its main thread).
+oncpu() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{s += $1} END {printf "%d\n", s}'; }
 
 # run_round NAME COMMAND...: starts it, lets it settle, then for SECS seconds records every
 # frame with candump -t a; prints "cpu_ns frames" and leaves the frames in $work/NAME.log.
@@ -30,13 +31,13 @@ run_round() {
   # Settle: the car's first second (every message due at once) is not its steady state.
   sleep 2
   local c0; c0=$(oncpu "$pid")
-  timeout "$secs" candump -t A "$iface" > "$work/$name.log" 2>/dev/null
+  timeout "$secs" candump -t a "$iface" > "$work/$name.log" 2>/dev/null
   local c1; c1=$(oncpu "$pid")
   kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
   echo "$((c1 - c0)) $(wc -l < "$work/$name.log")"
 }
 
-# The jitter of a cyclic identifier in a candump -t A log: |gap - cycle| in ms, p50 and p99.
+# The jitter of a cyclic identifier in a candump -t a log: |gap - cycle| in ms, p50 and p99.
 jitter() {
   python3 - "$@" <<'PY'
 import statistics, sys
@@ -58,13 +59,17 @@ PY
 
 car_cpu=(); gen_cpu=(); car_j=(); gen_j=(); car_rate=
 for r in $(seq 1 "$rounds"); do
-  read -r cpu frames < <(run_round car "$bin/tcu-car" run --bus "socketcan:$iface" --dbc "$root/hw/vehicle.dbc" \
-    --control "$work/car.sock" --sleep-after 1h)
+  # (No process substitution: the guest's chroot has no /dev/fd.)
+  run_round car "$bin/tcu-car" run --bus "socketcan:$iface" --dbc "$root/hw/vehicle.dbc" \
+    --control "$work/car.sock" --sleep-after 1h > "$work/round"
+  read -r cpu frames < "$work/round"
   car_cpu+=("$cpu")
-  car_rate=$(python3 -c "print('%.1f' % ($frames / $secs))")
+  # The rate from candump's own times (its start-up under emulation eats into the window).
+  car_rate=$(awk '{gsub(/[()]/, "", $1); if (!first) first = $1; last = $1; n++} END {printf "%.1f", (n - 1) / (last - first)}' "$work/car.log")
   car_j+=("$(jitter "$work/car.log" 20 040,0FD)")
   gap=$(python3 -c "print('%.3f' % (1000 / $car_rate))")
-  read -r cpu frames < <(run_round cangen cangen "$iface" -g "$gap" -I 040 -L 8 -D i)
+  run_round cangen cangen "$iface" -g "$gap" -I 040 -L 8 -D i > "$work/round"
+  read -r cpu frames < "$work/round"
   gen_cpu+=("$cpu")
   gen_j+=("$(jitter "$work/cangen.log" "$gap" 040)")
   echo "car-bench: round $r: car ${car_cpu[-1]} ns on the CPU, $car_rate frames/s, jitter p50/p99 ${car_j[-1]}; cangen ${gen_cpu[-1]} ns at a $gap ms gap, jitter ${gen_j[-1]}"
