@@ -114,7 +114,7 @@ public final class AppAPI: Sendable {
             if let refusal = countRead(email: email, vin: vin, nowMs: t) { return refusal }
             return read(rest[0], vin: vin, role: role)
         case ("GET", "requests") where rest.count == 2:
-            do { return HTTPServer.Response(200, try portal.commandStatus(id: rest[1], nowMs: t).json) } catch { return Self.refusal(error) }
+            do { return HTTPServer.Response(200, try portal.commandStatus(id: rest[1], vin: vin, nowMs: t).json) } catch { return Self.refusal(error) }
         case ("POST", "spin") where rest == ["spin", "verify"]:
             guard let spin = r.json?["spin"]?.stringValue else { return Self.error(400, "badRequest", "the body is {\"spin\": \"1234\"}") }
             do {
@@ -211,7 +211,7 @@ public final class AppAPI: Sendable {
                                               targetTemperature: r.json?["targetTemperature"]?.numberValue, ttlMs: limits.commandTTLMs, nowMs: nowMs)
         } catch { return Self.refusal(error) }
         guard publish(command) else {
-            try? portal.commandResult(id: command.id, status: "failed", cause: "brokerUnreachable", nowMs: nowMs)
+            try? portal.commandResult(id: command.id, vin: command.vin, status: "failed", cause: "brokerUnreachable", nowMs: nowMs)
             return Self.error(502, "brokerUnreachable", "the command could not be handed to the broker")
         }
         state.withLock { $0.actions[vin, default: []].append(nowMs) }

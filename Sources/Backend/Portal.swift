@@ -163,14 +163,11 @@ public final class Portal {
     /// e-mail verified. Wrong passwords are limited like wrong pairing codes (three free, then
     /// a lock from 30 s doubling to an hour), per account.
     public func logIn(email: String, password: String, nowMs: Int64) throws(PortalError) {
-        let key = email.lowercased()
-        var limiter = try limiter("login_attempts", "email", key)
-        if let left = limiter.lockedFor(nowMs: nowMs) {
+        let key = try Self.accountKey(email)
+        if case .locked(let left) = try reserveTry("login_attempts", "email", key, nowMs: nowMs) {
             throw PortalError("locked", "too many wrong passwords; try again in \((left + 999) / 1000) s", retryAfterMs: left)
         }
         guard try checkPassword(email: key, password: password) else {
-            limiter.wrongCode(nowMs: nowMs)
-            try save(limiter, "login_attempts", "email", key)
             throw PortalError("wrongPassword", "the e-mail address or the password is wrong")
         }
         try run("DELETE FROM login_attempts WHERE email = ?", [.text(key)])
@@ -186,8 +183,46 @@ public final class Portal {
         let rows = try query("SELECT \(columns), rounds FROM accounts WHERE email = ?", [.text(email.lowercased())]) {
             ($0.text(0), $0.text(1), Int($0.int(2)))
         }
-        guard let (salt, stored, rounds) = rows.first, let saltBytes = bytes(fromHex: salt) else { return false }
+        guard let (salt, stored, rounds) = rows.first, let saltBytes = bytes(fromHex: salt) else {
+            // An unknown account costs the same hash as a known one: the time tells nothing.
+            _ = Self.hash(secret, salt: Self.dummySalt, rounds: self.rounds)
+            return false
+        }
         return Self.hash(secret, salt: saltBytes, rounds: rounds) == stored
+    }
+
+    static let dummySalt: [UInt8] = Array(repeating: 0x5A, count: 16)
+
+    /// The account key of an address from outside: lowercased, at most 254 bytes (RFC 5321's
+    /// limit), so that guesses with huge made-up addresses store nothing huge.
+    static func accountKey(_ email: String) throws(PortalError) -> String {
+        guard email.utf8.count <= 254 else { throw PortalError("invalidEmail", "an e-mail address has at most 254 characters") }
+        return email.lowercased()
+    }
+
+    enum Reservation: Equatable { case locked(Int64), reserved(GuessLimiter) }
+
+    /// One try at a guessed secret, reserved atomically before the (slow) check: refused while
+    /// the lock runs, otherwise counted as wrong in the same transaction, so that concurrent
+    /// guesses cannot all pass the limit (the check and the save were once separate steps). A
+    /// right secret then clears the count.
+    private func reserveTry(_ table: String, _ column: String, _ key: String, nowMs: Int64) throws(PortalError) -> Reservation {
+        do {
+            return try db.transaction { () throws(OutboxError) -> Reservation in
+                var limiter = try db.query("SELECT failures, locked_until FROM \(table) WHERE \(column) = ?", [.text(key)]) {
+                    GuessLimiter(failures: Int($0.int(0)), lockedUntilMs: $0.isNull(1) ? nil : $0.int(1))
+                }.first ?? GuessLimiter()
+                if let left = limiter.lockedFor(nowMs: nowMs) { return .locked(left) }
+                limiter.wrongCode(nowMs: nowMs)
+                try db.run("""
+                    INSERT INTO \(table)(\(column), failures, locked_until) VALUES (?, ?, ?)
+                    ON CONFLICT(\(column)) DO UPDATE SET failures = excluded.failures, locked_until = excluded.locked_until
+                    """, [.text(key), .int(Int64(limiter.failures)), limiter.lockedUntilMs.map { .int($0) } ?? .null])
+                return .reserved(limiter)
+            }
+        } catch {
+            throw PortalError("storage", "\(error)")
+        }
     }
 
     public struct Car: Sendable, Equatable {
@@ -440,14 +475,14 @@ public final class Portal {
     /// Checks the user's S-PIN: a wrong one answers with the tries left; after three the
     /// S-PIN is locked from 30 s, doubling up to an hour.
     public func verifySPIN(email: String, spin: String, nowMs: Int64) throws(PortalError) {
-        let key = email.lowercased()
-        var limiter = try limiter("spin_attempts", "email", key)
-        if let left = limiter.lockedFor(nowMs: nowMs) {
+        let key = try Self.accountKey(email)
+        let limiter: GuessLimiter
+        switch try reserveTry("spin_attempts", "email", key, nowMs: nowMs) {
+        case .locked(let left):
             throw PortalError("spinLocked", "the S-PIN is locked after wrong tries; try again in \((left + 999) / 1000) s", retryAfterMs: left)
+        case .reserved(let l): limiter = l
         }
         guard try checkSPIN(email: key, spin: spin) else {
-            limiter.wrongCode(nowMs: nowMs)
-            try save(limiter, "spin_attempts", "email", key)
             let left = max(0, GuessLimiter.freeTries - limiter.failures)
             if let wait = limiter.lockedFor(nowMs: nowMs) {
                 throw PortalError("spinLocked", "wrong S-PIN; it is locked for \((wait + 999) / 1000) s", retryAfterMs: wait)
@@ -512,11 +547,13 @@ public final class Portal {
     }
 
     /// A result from the car (`inProgress`, `successful`, `failed`); a later status never goes back.
-    public func commandResult(id: String, status: String, cause: String?, nowMs: Int64) throws(PortalError) {
+    /// A car's result moves its command on; only the car the command was for can (the VIN of
+    /// the topic it came on), so another car's result for it changes nothing.
+    public func commandResult(id: String, vin: String, status: String, cause: String?, nowMs: Int64) throws(PortalError) {
         try run("""
-            UPDATE commands SET status = ?, cause = ?, updated_at = ? WHERE id = ?
+            UPDATE commands SET status = ?, cause = ?, updated_at = ? WHERE id = ? AND vin = ?
             AND (status IN ('queued') OR (status = 'inProgress' AND ? IN ('successful', 'failed')))
-            """, [.text(status), cause.map { .text($0) } ?? .null, .int(nowMs), .text(id), .text(status)])
+            """, [.text(status), cause.map { .text($0) } ?? .null, .int(nowMs), .text(id), .text(vin), .text(status)])
     }
 
     public struct CommandStatus: Sendable, Equatable {
@@ -532,8 +569,11 @@ public final class Portal {
         }
     }
 
-    public func commandStatus(id: String, nowMs: Int64) throws(PortalError) -> CommandStatus {
-        let rows = try query("SELECT action, status, cause, expires_at FROM commands WHERE id = ?", [.text(id)]) {
+    /// A command's status; with `vin`, only a command for that car (an app asks through the car's
+    /// path, and one car's user must not read another car's requests).
+    public func commandStatus(id: String, vin: String? = nil, nowMs: Int64) throws(PortalError) -> CommandStatus {
+        let rows = try query("SELECT action, status, cause, expires_at FROM commands WHERE id = ? AND (? IS NULL OR vin = ?)",
+                             [.text(id), vin.map { .text($0) } ?? .null, vin.map { .text($0) } ?? .null]) {
             ($0.text(0), $0.text(1), $0.isNull(2) ? nil : $0.text(2), $0.int(3))
         }
         guard let (action, status, cause, expires) = rows.first else { throw PortalError("unknownRequest", "no request \(id)") }

@@ -66,7 +66,7 @@ final class SQLiteDatabase {
     }
 
     /// Runs `body` in one transaction (BEGIN IMMEDIATE ... COMMIT), rolling back on error.
-    func transaction<T>(_ body: () throws(OutboxError) -> T) throws(OutboxError) -> T {
+    public func transaction<T>(_ body: () throws(OutboxError) -> T) throws(OutboxError) -> T {
         try exec("BEGIN IMMEDIATE")
         do {
             let result = try body()

@@ -50,15 +50,14 @@ struct Serve: ParsableCommand {
         abstract: "Subscribe to vehicles/# at QoS 1 and store every message once (duplicates removed by id)."
     )
 
-    @Option(help: "The MQTT broker, HOST:PORT.") var broker = "127.0.0.1:1883"
+    @OptionGroup var broker: BrokerOptions
     @Option(help: "Serve the HTTP API for apps on this IPv4 HOST:PORT (docs/openapi.yaml).") var http: String?
     @Option(help: "HTTP API: reads a user may make per car and UTC day.") var dailyReadQuota = 1_000
     @Option(help: "HTTP API: actions a car takes per rolling hour.") var actionsPerHour = 20
     @OptionGroup var database: DatabaseOption
 
     func run() throws {
-        let parts = broker.split(separator: ":")
-        guard parts.count == 2, let port = Int32(parts[1]) else { fail("--broker: expected HOST:PORT", 64) }
+        let endpoint = broker.endpoint()
         let store = openStore(database.db)
         let portal = openPortal(database.db)
         if let http {
@@ -68,9 +67,8 @@ struct Serve: ParsableCommand {
             limits.dailyReadQuota = dailyReadQuota
             limits.actionsPerHour = actionsPerHour
             let offset = database
-            let brokerHost = String(parts[0])
             let api = AppAPI(portalPath: database.db, storePath: database.db, limits: limits, now: { offset.nowMs },
-                             publish: { publishCommand($0, host: brokerHost, port: port) })
+                             publish: { publishCommand($0, via: endpoint) })
             let server: HTTPServer
             do { server = try HTTPServer(host: String(hp[0]), port: httpPort) { api.handle($0) } } catch { fail(error.description, 69) }
             guard startDetachedThread({ server.run { stopRequested != 0 } }) else { fail("cannot start the HTTP API's thread", 71) }
@@ -80,12 +78,12 @@ struct Serve: ParsableCommand {
         signal(SIGINT) { _ in stopRequested = 1 }
         // A persistent session: the broker keeps QoS 1 messages for the backend while it is down.
         let client: MQTTClient
-        do { client = try MQTTClient(clientID: "tcu-backend", host: String(parts[0]), port: port, cleanSession: false) } catch { fail("\(error)", 69) }
+        do { client = try endpoint.client(id: "tcu-backend", cleanSession: false) } catch { fail("\(error)", 69) }
         var failures = 0
         client.onConnect = { rc in
             if rc == 0 {
                 _ = client.subscribe("vehicles/#", qos: 1)
-                note("connected to \(broker)")
+                note("connected to \(endpoint)")
             }
         }
         client.onMessage = { topic, payload in
@@ -102,7 +100,8 @@ struct Serve: ParsableCommand {
                 // A command's result also moves the request's status on.
                 if topic.hasSuffix("/results"), case .stored = receipt, let r = try? JSON.parse(text),
                    let id = r["commandId"]?.stringValue, let status = r["status"]?.stringValue {
-                    do { try portal.commandResult(id: id, status: status, cause: r["cause"]?.stringValue, nowMs: database.nowMs) } catch {
+                    let vin = String(topic.split(separator: "/").dropFirst().first ?? "")
+                    do { try portal.commandResult(id: id, vin: vin, status: status, cause: r["cause"]?.stringValue, nowMs: database.nowMs) } catch {
                         note("cannot record the result of \(id): \(error)")
                     }
                 }
@@ -449,21 +448,20 @@ struct RemoteCommandCLI: ParsableCommand {
     @Option(help: "climatisationStart: the target temperature, 16 to 30 °C in 0.5 steps.") var temperature: Double?
     @Option(help: "How long the command is valid, in seconds.") var ttlS: Int = 60
     @Option(help: "How long to wait for the car's final result, in seconds (0: do not wait).") var waitS: Int = 30
-    @Option(help: "The MQTT broker, HOST:PORT.") var broker = "127.0.0.1:1883"
+    @OptionGroup var broker: BrokerOptions
     @OptionGroup var database: DatabaseOption
 
     func run() throws {
         guard let a = RemoteCommand.Action(rawValue: action) else {
             fail("unknown action '\(action)': \(RemoteCommand.Action.allCases.map(\.rawValue).joined(separator: ", "))", 64)
         }
-        let parts = broker.split(separator: ":")
-        guard parts.count == 2, let port = Int32(parts[1]) else { fail("--broker: expected HOST:PORT", 64) }
+        let endpoint = broker.endpoint()
         let p = openPortal(database.db)
         let command = portal { () throws(PortalError) in
             try p.issueCommand(vin: vin, user: user, spin: spin.map { .spin($0) } ?? .none, action: a, targetTemperature: temperature,
                                ttlMs: Int64(ttlS) * 1000, nowMs: database.nowMs)
         }
-        guard publishCommand(command, host: String(parts[0]), port: port) else { fail("the broker at \(broker) did not take the command", 69) }
+        guard publishCommand(command, via: endpoint) else { fail("the broker at \(endpoint) did not take the command", 69) }
         print(JSON.object([("request", command.json)]).text)
         guard waitS > 0 else { return }
         var status = portal { () throws(PortalError) in try p.commandStatus(id: command.id, nowMs: database.nowMs) }
@@ -479,8 +477,8 @@ struct RemoteCommandCLI: ParsableCommand {
 
 /// Publishes a signed command on `vehicles/{vin}/commands` at QoS 1 over its own short
 /// connection; true once the broker acknowledged it (PUBACK), within 5 s.
-func publishCommand(_ command: RemoteCommand, host: String, port: Int32) -> Bool {
-    guard let client = try? MQTTClient(clientID: "tcu-backend-command-\(command.id.prefix(8))", host: host, port: port) else { return false }
+func publishCommand(_ command: RemoteCommand, via endpoint: BrokerEndpoint) -> Bool {
+    guard let client = try? endpoint.client(id: "tcu-backend-command-\(command.id.prefix(8))") else { return false }
     nonisolated(unsafe) var published = false
     client.onPublish = { _ in published = true }
     guard client.connect() == 0 else { return false }
@@ -500,5 +498,39 @@ struct CommandStatusCLI: ParsableCommand {
     func run() throws {
         let p = openPortal(database.db)
         print(portal { () throws(PortalError) in try p.commandStatus(id: id, nowMs: database.nowMs) }.json.text)
+    }
+}
+
+/// Where the broker is and how the backend proves who it is: mutual TLS with the backend's
+/// own certificate (common name tcu-backend), which the broker's ACL lets reach every car
+/// (hw/broker/acl, docs/operations.md).
+struct BrokerOptions: ParsableArguments {
+    @Option(help: "The MQTT broker, HOST:PORT.") var broker = "127.0.0.1:8883"
+    @Option(help: "The CA that signed the broker's certificate (PEM): TLS to the broker.") var tlsCa: String?
+    @Option(help: "The backend's client certificate (PEM), for mutual TLS.") var tlsCert: String?
+    @Option(help: "The backend's private key (PEM).") var tlsKey: String?
+
+    func endpoint() -> BrokerEndpoint {
+        let parts = broker.split(separator: ":")
+        guard parts.count == 2, let port = Int32(parts[1]), (1...65_535).contains(port) else { fail("--broker: expected HOST:PORT", 64) }
+        guard (tlsCert == nil) == (tlsKey == nil) else { fail("--tls-cert and --tls-key go together", 64) }
+        guard tlsCert == nil || tlsCa != nil else { fail("--tls-cert needs --tls-ca", 64) }
+        return BrokerEndpoint(host: String(parts[0]), port: port, ca: tlsCa, cert: tlsCert, key: tlsKey)
+    }
+}
+
+struct BrokerEndpoint: Sendable, CustomStringConvertible {
+    var host: String
+    var port: Int32
+    var ca: String?
+    var cert: String?
+    var key: String?
+
+    var description: String { "\(host):\(port)\(ca == nil ? "" : " (TLS)")" }
+
+    func client(id: String, cleanSession: Bool = true) throws(MQTTError) -> MQTTClient {
+        let c = try MQTTClient(clientID: id, host: host, port: port, cleanSession: cleanSession)
+        if let ca { try c.useTLS(caFile: ca, certFile: cert, keyFile: key) }
+        return c
     }
 }

@@ -26,6 +26,9 @@ struct ECallLatencyBench: AsyncParsableCommand {
     @Option(help: "Background bus load in frames per second.") var load = 8_000
     @Option(help: "An MQTT broker HOST:PORT: the outbox flushes a backlog to it during the measurement.") var broker: String?
     @Option(help: "Messages waiting in the outbox at the start (with --broker).") var backlog = 50_000
+    @Option(help: "With --broker: the CA of the broker's certificate (PEM), for TLS.") var tlsCa: String?
+    @Option(help: "With --broker: the car's client certificate (PEM).") var tlsCert: String?
+    @Option(help: "With --broker: the car's private key (PEM).") var tlsKey: String?
 
     func run() async throws {
         let db = try loadDBC(path: dbc)
@@ -62,6 +65,9 @@ struct ECallLatencyBench: AsyncParsableCommand {
             store.close()
             var up = UplinkConfiguration(host: String(parts[0]), port: port, vin: vehicle.vin.value)
             up.window = 64
+            up.tlsCA = tlsCa
+            up.tlsCertificate = tlsCert
+            up.tlsKey = tlsKey
             outbox = OutboxService(path: outboxPath, maximumBytes: 1 << 30, logger: logger, uplink: up)
         }
         let latencies = Mutex<[Int64]>([])

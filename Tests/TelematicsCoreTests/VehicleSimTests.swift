@@ -520,3 +520,19 @@ struct SimInputRobustnessTests {
         }
     }
 }
+
+@Suite("The car's answer delay")
+struct AnswerDelayTests {
+    @Test("with an answer delay, a request is carried out that much later; the bus stays awake meanwhile")
+    func delay() {
+        var c = SimulatedVehicle.Configuration()
+        c.sleepAfterMs = 100
+        var v = SimulatedVehicle(database: ProjectFiles.database, configuration: c)
+        _ = v.apply(.answerDelay(2_000))
+        #expect(v.receive(CANFrame(id: 0x5F1, data: [0x11, 0, 0, 0x11])) == .unchanged)
+        v.advance(to: 1_900)
+        #expect(!v.body.locked && v.awake)
+        v.advance(to: 2_000)
+        #expect(v.body.locked)
+    }
+}

@@ -45,6 +45,24 @@ def terminate(*processes):
             p.wait(timeout=10)
 
 
+OTHER_VIN = "VSSZZZKLZNR099999"
+
+
+def pki(folder, port):
+    """The broker's certificates and ACL (hw/broker/pki): mutual TLS, each car reaching only its
+    own topics, the backend (tcu-backend) every car's. Returns the folder."""
+    import subprocess
+    subprocess.run([os.path.join(ROOT, "hw", "broker", "pki"), str(folder), str(port), VIN, OTHER_VIN], check=True)
+    return folder
+
+
+def tls_args(folder, identity, kind="mosquitto"):
+    """How a client proves who it is: mosquitto_pub/sub options, or tcu-backend's."""
+    if kind == "mosquitto":
+        return ["--cafile", f"{folder}/ca.pem", "--cert", f"{folder}/{identity}.pem", "--key", f"{folder}/{identity}.key"]
+    return ["--tls-ca", f"{folder}/ca.pem", "--tls-cert", f"{folder}/{identity}.pem", "--tls-key", f"{folder}/{identity}.key"]
+
+
 def expected(folder, name):
     """A recorded trace's expected end state: the `key = value` lines of FOLDER/NAME.expected."""
     with open(os.path.join(ROOT, "hw", folder, f"{name}.expected")) as f:
@@ -89,7 +107,8 @@ class SimCar:
 
     def requests(self):
         """The unit's requests the car received (and whether it ignored them), in order."""
-        return [e.split(": ", 1)[1] for e in self.events() if "unit request" in e or "ignored (" in e]
+        return [e.split(": ", 1)[1] for e in self.events()
+                if ("unit request" in e or "ignored (" in e) and (" body: " in e or " climate: " in e)]
 
     def close(self):
         terminate(self.proc)

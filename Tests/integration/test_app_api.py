@@ -84,6 +84,8 @@ def test_an_app_logs_in_reads_the_car_and_locks_it(api):
     status, body = app.call("POST", f"/vehicles/{VIN}/spin/verify", {"spin": "4711"})
     assert status == 200 and body["expiresInS"] == 300
     token = body["securityToken"]
+    # A real car takes seconds to answer: long enough to see the request pending.
+    api.car.do("answer-delay", "2s")
     status, body = app.call("POST", f"/vehicles/{VIN}/actions/unlock", {"securityToken": token})
     assert status == 202 and body["status"] == "queued"
     request = body["requestId"]
@@ -144,7 +146,7 @@ def test_parking_position_is_no_content_while_the_car_is_in_use(api):
         body = {"id": f"p-{time.monotonic_ns()}", "vin": VIN, "type": "state", "block": "parking",
                 "capturedAt": int(time.time() * 1000), "values": values}
         import subprocess
-        subprocess.run(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(api.port), "-q", "1", "-t", f"vehicles/{VIN}/state",
+        subprocess.run(["mosquitto_pub", *api.mqtt(VIN), "-q", "1", "-t", f"vehicles/{VIN}/state",
                         "-m", json.dumps(body)], check=True)
     car_says(None)
     assert wait_until(lambda: app.call("GET", f"/vehicles/{VIN}/parkingposition")[0] == 204)
@@ -218,3 +220,34 @@ def test_a_nameless_query_parameter_is_ignored_not_a_crash(api):
     # MQTT ingestion goes on: the car's state still arrives.
     api.car.do("window", "frontLeft", "40")
     assert wait_until(lambda: api.state()["blocks"].get("windows", {}).get("values", {}).get("frontLeft") == 40)
+
+
+def test_concurrent_spin_guesses_cannot_pass_the_lock(api):
+    """Issue 14, finding 5: 24 guesses at once, the right one among them: each try is counted
+    before it is checked, so at most the three free ones are checked at all."""
+    import threading
+    app = App(api.http)
+    app.login("ana@example.com")
+    results = []
+
+    def guess(spin):
+        results.append(app.call("POST", f"/vehicles/{VIN}/spin/verify", {"spin": spin}))
+    threads = [threading.Thread(target=guess, args=("1111",)) for _ in range(23)] + [threading.Thread(target=guess, args=("4711",))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    checked = [r for r in results if r[0] == 200 or r[1].get("error") == "wrongSPIN"]
+    locked = [r for r in results if r[1].get("error") == "spinLocked"]
+    assert len(checked) <= 3 and len(checked) + len(locked) == 24, results
+
+
+def test_a_huge_unknown_address_is_refused_and_stores_nothing(api):
+    """Issue 14, finding 10: log-ins with 60 KB made-up addresses once grew the database."""
+    import os
+    size = os.path.getsize(api.tmp / "backend.db")
+    app = App(api.http)
+    for i in range(50):
+        status, body = app.login(f"{i}{'x' * 60_000}@example.com", "wrong horse!")
+        assert status in (400, 401) and body["error"] == "invalidEmail", body
+    assert os.path.getsize(api.tmp / "backend.db") < size + 200_000

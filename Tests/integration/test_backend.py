@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from support import BIN, DBC, PROFILE, ROOT, VIN, SimCar, free_port, listening, wait_until, terminate
+from support import BIN, DBC, OTHER_VIN, PROFILE, ROOT, VIN, SimCar, free_port, listening, pki, tls_args, wait_until, terminate
 from support import expected as expected_in
 
 
@@ -19,12 +19,12 @@ class Rig:
         self.tmp = tmp
         self.port = free_port()
         (tmp / "broker").mkdir()
-        # As root, mosquitto would switch to its own user and lose access to the test's folder
-        # (certificates, persistence): "user root" keeps it as it is.
+        # Mutual TLS and the ACL, as docs/operations.md sets a broker up: no anonymous client.
+        self.pki = pki(tmp / "pki", self.port)
         (tmp / "mosquitto.conf").write_text(
-            ("user root\n" if os.geteuid() == 0 else "") +
-            f"listener {self.port} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 1000000\n"
-            f"persistence true\npersistence_location {tmp}/broker/\nautosave_interval 1\n")
+            (self.pki / "mosquitto.conf").read_text() +
+            f"max_queued_messages 1000000\npersistence true\npersistence_location {tmp}/broker/\nautosave_interval 1\n"
+            f"log_dest file {tmp}/mosquitto.log\nlog_type error\nlog_type warning\nlog_type notice\nlog_type subscribe\n")
         self.broker = None
         self.start_broker()
         # The backend's subscription must exist before cars publish.
@@ -55,6 +55,7 @@ class Rig:
                         f"[vehicle]\nprofile = {PROFILE}\n[control]\nsocket = {self.tmp}/ctl.sock\n"
                         f"[outbox]\npath = {outbox or self.tmp / 'outbox.db'}\n[ecall]\njournal = {self.tmp}/ecall.journal\n"
                         f"link = 127.0.0.1:{free_port()}\n[backend]\nbroker = 127.0.0.1:{broker_port or self.port}\n"
+                        f"tls-ca = {self.pki}/ca.pem\ntls-cert = {self.pki}/{VIN}.pem\ntls-key = {self.pki}/{VIN}.key\n"
                         f"keepalive-s = {keepalive}\n[privacy]\nsettings-file = {self.tmp}/settings.json\n")
         return conf
 
@@ -112,10 +113,18 @@ class Rig:
     def start_backend(self, clock_offset_days=0, extra=()):
         log = self.tmp / "backend.log"
         connections = log.read_text().count("connected to") + 1 if log.exists() else 1
-        self.backend = subprocess.Popen([os.path.join(BIN, "tcu-backend"), "serve", "--broker", f"127.0.0.1:{self.port}",
+        self.backend = subprocess.Popen([os.path.join(BIN, "tcu-backend"), "serve", *self.broker_args(),
                                          "--db", str(self.tmp / "backend.db"), f"--clock-offset-days={clock_offset_days}", *extra],
                                         stderr=open(log, "a"))
         assert wait_until(lambda: self.backend_ready(connections))
+
+    def broker_args(self):
+        """tcu-backend's options for the broker, with the backend's own identity."""
+        return ["--broker", f"127.0.0.1:{self.port}", *tls_args(self.pki, "tcu-backend", kind="backend")]
+
+    def mqtt(self, identity="tcu-backend"):
+        """mosquitto_pub/sub's options for the broker, as IDENTITY (a VIN, or tcu-backend)."""
+        return ["-h", "127.0.0.1", "-p", str(self.port), *tls_args(self.pki, identity)]
 
     def restart_backend(self, clock_offset_days=0, extra=()):
         self.backend.terminate()
@@ -254,44 +263,15 @@ def test_kill_minus_9_at_random_moments_loses_no_event(rig):
     assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
 
 
-def _pki(tmp):
-    """A CA, a broker certificate for 127.0.0.1 and a client certificate, made with openssl."""
-    def run(*args):
-        subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=tmp)
-    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
-        "-subj", "/CN=tcu-test-ca")
-    for name, extra in (("server", "subjectAltName=IP:127.0.0.1"), ("client", "extendedKeyUsage=clientAuth")):
-        run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={name}")
-        (tmp / f"{name}.ext").write_text(extra + "\n")
-        run("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
-            "-out", f"{name}.pem", "-days", "2", "-extfile", f"{name}.ext")
-    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "other-ca.key", "-out", "other-ca.pem", "-days", "2",
-        "-subj", "/CN=someone-else")
-
-
-def _tls_rig(tmp_path):
-    _pki(tmp_path)
-    r = Rig(tmp_path)
-    # A second listener with mutual TLS for the car; the backend stays on the plain one.
-    r.tls_port = free_port()
-    conf = tmp_path / "mosquitto.conf"
-    conf.write_text(conf.read_text()
-                    + f"listener {r.tls_port} 127.0.0.1\ncafile {tmp_path}/ca.pem\ncertfile {tmp_path}/server.pem\n"
-                      f"keyfile {tmp_path}/server.key\nrequire_certificate true\n")
-    r.stop_broker()
-    r.start_broker()
-    return r
-
-
-def _start_tls_daemon(r, ca, with_client_cert=True):
+def _start_tls_daemon(r, identity=VIN, ca="ca.pem", with_client_cert=True):
     log = os.path.join(ROOT, "hw", "traces", "alarm.log")
-    conf = r.tmp / "telematicsd.conf"
-    tls = f"tls-ca = {r.tmp}/{ca}\n" + (f"tls-cert = {r.tmp}/client.pem\ntls-key = {r.tmp}/client.key\n" if with_client_cert else "")
-    conf.write_text(f"[can]\nsource = candump:{log}\ndbc = {DBC}\nreplay = fast\ntransmit-status = false\n"
-                    f"[vehicle]\nprofile = {PROFILE}\n[control]\nsocket = {r.tmp}/ctl.sock\n"
-                    f"[outbox]\npath = {r.tmp}/outbox.db\n[ecall]\njournal = {r.tmp}/ecall.journal\nlink = 127.0.0.1:{free_port()}\n"
-                    f"[backend]\nbroker = 127.0.0.1:{r.tls_port}\n{tls}")
-    r.daemon = subprocess.Popen([os.path.join(BIN, "telematicsd"), "--config", str(conf)], stderr=open(r.tmp / "daemon.log", "a"))
+    conf = r.daemon_config(log)
+    text = conf.read_text().replace(f"tls-ca = {r.pki}/ca.pem", f"tls-ca = {r.tmp}/{ca}" if ca != "ca.pem" else f"tls-ca = {r.pki}/ca.pem")
+    text = text.replace(f"{r.pki}/{VIN}.", f"{r.pki}/{identity}.")
+    if not with_client_cert:
+        text = "".join(l + "\n" for l in text.splitlines() if not l.startswith(("tls-cert", "tls-key")))
+    conf.write_text(text)
+    r.run_daemon(conf)
 
 
 def _backend_status(r):
@@ -299,28 +279,50 @@ def _backend_status(r):
     return dict(l.split(" = ", 1) for l in out.splitlines() if " = " in l)
 
 
-def test_mutual_tls_delivers(tmp_path):
-    r = _tls_rig(tmp_path)
-    try:
-        _start_tls_daemon(r, "ca.pem")
-        assert wait_until(lambda: any(e["type"] == "alarmTriggered" for e in r.events()))
-        assert _backend_status(r).get("outbox.backend.connected") == "true"
-    finally:
-        r.close()
+def test_mutual_tls_delivers(rig):
+    _start_tls_daemon(rig)
+    assert wait_until(lambda: any(e["type"] == "alarmTriggered" for e in rig.events()))
+    assert _backend_status(rig).get("outbox.backend.connected") == "true"
 
 
 @pytest.mark.parametrize("ca, client_cert", [("other-ca.pem", True), ("ca.pem", False)])
-def test_a_wrong_ca_or_a_missing_client_certificate_is_refused_and_nothing_is_lost(tmp_path, ca, client_cert):
-    r = _tls_rig(tmp_path)
-    try:
-        _start_tls_daemon(r, ca, with_client_cert=client_cert)
-        assert wait_until(lambda: _backend_status(r).get("outbox.waiting.alarm") == "1")
-        # The refused handshake is recorded once the link's first attempt has ended.
-        assert wait_until(lambda: "outbox.backend.lastError" in _backend_status(r))
-        assert _backend_status(r)["outbox.backend.connected"] == "false"
-        assert r.events() == []
-    finally:
-        r.close()
+def test_a_wrong_ca_or_a_missing_client_certificate_is_refused_and_nothing_is_lost(rig, ca, client_cert):
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout",
+                    "other-ca.key", "-out", "other-ca.pem", "-days", "2", "-subj", "/CN=someone-else"],
+                   check=True, capture_output=True, cwd=rig.tmp)
+    _start_tls_daemon(rig, ca=ca, with_client_cert=client_cert)
+    assert wait_until(lambda: _backend_status(rig).get("outbox.waiting.alarm") == "1")
+    # The refused handshake is recorded once the link's first attempt has ended.
+    assert wait_until(lambda: "outbox.backend.lastError" in _backend_status(rig))
+    assert _backend_status(rig)["outbox.backend.connected"] == "false"
+    assert rig.events() == []
+
+
+def test_a_car_reaches_only_its_own_topics_and_cannot_command_itself(rig):
+    """The broker's ACL: another car's certificate publishes nothing on this car's topics and
+    reads none of them; no car publishes commands or answers; a client without a certificate
+    is refused."""
+    sub = subprocess.Popen(["mosquitto_sub", *rig.mqtt(OTHER_VIN), "-t", f"vehicles/{VIN}/#", "-v", "-W", "8"],
+                           stdout=subprocess.PIPE, text=True)
+    own = subprocess.Popen(["mosquitto_sub", *rig.mqtt(VIN), "-t", f"vehicles/{VIN}/#", "-v", "-W", "8"],
+                           stdout=subprocess.PIPE, text=True)
+    # Both subscriptions are in place (the broker's log says so) before anything is published.
+    assert wait_until(lambda: (rig.tmp / "mosquitto.log").read_text().count(f" vehicles/{VIN}/#") >= 2)
+    for identity, topic, body in [(OTHER_VIN, f"vehicles/{VIN}/events", '{"id":"x1","seq":1,"type":"opened"}'),
+                                  (OTHER_VIN, f"vehicles/{VIN}/commands", '{"id":"x2"}'),
+                                  (VIN, f"vehicles/{VIN}/commands", '{"id":"x3"}'),
+                                  (VIN, f"vehicles/{VIN}/registration/response", '{"requestId":"x4","ok":true}'),
+                                  ("tcu-backend", f"vehicles/{VIN}/commands", '{"id":"from-backend"}')]:
+        subprocess.run(["mosquitto_pub", *rig.mqtt(identity), "-q", "1", "-t", topic, "-m", body], check=True)
+    anonymous = subprocess.run(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(rig.port), "--cafile", f"{rig.pki}/ca.pem",
+                                "-t", f"vehicles/{VIN}/events", "-m", "{}"], capture_output=True, text=True)
+    assert anonymous.returncode != 0
+    seen_by_stranger, _ = sub.communicate(timeout=15)
+    seen_by_car, _ = own.communicate(timeout=15)
+    assert seen_by_stranger == ""
+    # The car sees only the backend's command; the backend stored nothing of the stranger's.
+    assert seen_by_car.splitlines() == [f'vehicles/{VIN}/commands {{"id":"from-backend"}}']
+    assert rig.events() == []
 
 
 def burst_log(path, frames=400, period_ms=20):
@@ -910,7 +912,7 @@ def test_a_factory_reset_deletes_the_users_data_in_the_car_and_in_the_backend(ri
 def test_numbers_out_of_range_from_mqtt_are_refused_and_the_backend_goes_on(rig):
     """Issue 14, finding 4: one message with 1e300 where an integer belongs once killed the backend."""
     def pub(topic, body):
-        subprocess.run(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(rig.port), "-q", "1", "-t", topic, "-m", body], check=True)
+        subprocess.run(["mosquitto_pub", *rig.mqtt(VIN), "-q", "1", "-t", topic, "-m", body], check=True)
     pub(f"vehicles/{VIN}/events", '{"id":"a","seq":1e300,"type":"opened"}')
     pub(f"vehicles/{VIN}/state", '{"id":"b","seq":1,"type":"state","block":"doors","capturedAt":1e300,"values":{}}')
     pub(f"vehicles/{VIN}/licence/request", '{"requestId":"r1","package":"navi","years":1e300}')

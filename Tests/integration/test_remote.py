@@ -28,7 +28,7 @@ def car(tmp_path):
 
 def command(rig, action, *args, spin="4711", user="ana@example.com", wait=20):
     extra = ["--spin", spin] if spin else []
-    r = rig.portal("command", VIN, action, "--user", user, *extra, *args, "--broker", f"127.0.0.1:{rig.port}", "--wait-s", str(wait))
+    r = rig.portal("command", VIN, action, "--user", user, *extra, *args, *rig.broker_args(), "--wait-s", str(wait))
     lines = [json.loads(l) for l in r.stdout.splitlines() if l.strip()]
     return r, (lines[0]["request"] if lines else None), (lines[1] if len(lines) > 1 else None)
 
@@ -38,7 +38,8 @@ def results(rig, command_id):
 
 
 def publish(rig, body):
-    subprocess.run(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(rig.port), "-q", "1", "-t", f"vehicles/{VIN}/commands",
+    # As the backend's identity: the car's own checks, behind a broker that lets it through.
+    subprocess.run(["mosquitto_pub", *rig.mqtt("tcu-backend"), "-q", "1", "-t", f"vehicles/{VIN}/commands",
                     "-m", json.dumps(body)], check=True)
 
 

@@ -83,11 +83,17 @@ def free_port():
         return sock.getsockname()[1]
 
 
+VIN = "VSSZZZKLZNR012345"
+
+
 def start_broker(folder, nice=0):
+    """mosquitto as docs/operations.md sets it up: mutual TLS, the ACL (hw/broker/pki)."""
     import socket
     port = free_port()
+    pki = os.path.join(folder, "pki")
+    subprocess.run([os.path.join(root, "hw", "broker", "pki"), pki, str(port), VIN], check=True)
     with open(os.path.join(folder, "mosquitto.conf"), "w") as c:
-        c.write(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 1000000\n")
+        c.write(open(os.path.join(pki, "mosquitto.conf")).read() + "persistence false\nmax_queued_messages 1000000\n")
     broker = subprocess.Popen(["nice", "-n", str(nice), "mosquitto", "-c", os.path.join(folder, "mosquitto.conf")],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     for _ in range(200):
@@ -97,6 +103,16 @@ def start_broker(folder, nice=0):
         except OSError:
             time.sleep(0.05)
     raise SystemExit("mosquitto did not start")
+
+
+def tls(folder, identity=VIN, kind="mosquitto"):
+    """A client's TLS options for the broker started in FOLDER."""
+    pki = os.path.join(folder, "pki")
+    if kind == "mosquitto":
+        return ["--cafile", f"{pki}/ca.pem", "--cert", f"{pki}/{identity}.pem", "--key", f"{pki}/{identity}.key"]
+    if kind == "bench":
+        return ["--tls-ca", f"{pki}/ca.pem", "--tls-cert", f"{pki}/{identity}.pem", "--tls-key", f"{pki}/{identity}.key"]
+    return f"tls-ca = {pki}/ca.pem\ntls-cert = {pki}/{identity}.pem\ntls-key = {pki}/{identity}.key\n"
 
 
 def control(path, command):
@@ -133,7 +149,7 @@ def daemon_with_outbox(folder, outbox_path, broker_port=None):
                 f"[vehicle]\nprofile = {root}/hw/vehicle-profile.conf\n[control]\nsocket = {folder}/link.sock\n"
                 f"[outbox]\npath = {outbox_path}\nmax-bytes = 1099511627776\n[ecall]\njournal = {folder}/ecall.journal\n"
                 f"link = 127.0.0.1:{free_port()}\n[log]\nlevel = warning\n"
-                + (f"[backend]\nbroker = 127.0.0.1:{broker_port}\n" if broker_port else ""))
+                + (f"[backend]\nbroker = 127.0.0.1:{broker_port}\n" + tls(folder, kind="conf") if broker_port else ""))
     return subprocess.Popen([os.path.join(bin_dir, "telematicsd"), "--config", conf]), f"{folder}/link.sock"
 
 
@@ -177,7 +193,7 @@ with tempfile.TemporaryDirectory() as link_dir:
         for _ in range(3):
             with open(lines) as inp:
                 t0 = time.perf_counter()
-                subprocess.run(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(port), "-q", "1", "-t",
+                subprocess.run(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(port), *tls(link_dir), "-q", "1", "-t",
                                 "vehicles/VSSZZZKLZNR012345/events", "-l"], stdin=inp, check=True)
                 pub_s = min(pub_s, time.perf_counter() - t0)
     finally:
@@ -218,22 +234,9 @@ ecall = ecall_latency()
 # stands in for a remote server: it runs at nice 10 so that, on this 2-core machine, it does
 # not take the unit's CPU the way a server elsewhere would not.
 with tempfile.TemporaryDirectory() as broker_dir:
-    import socket
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        broker_port = sock.getsockname()[1]
-    with open(os.path.join(broker_dir, "mosquitto.conf"), "w") as c:
-        c.write(f"listener {broker_port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
-    broker = subprocess.Popen(["nice", "-n", "10", "mosquitto", "-c", os.path.join(broker_dir, "mosquitto.conf")],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    broker, broker_port = start_broker(broker_dir, nice=10)
     try:
-        for _ in range(100):
-            try:
-                socket.create_connection(("127.0.0.1", broker_port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.05)
-        ecall_flush = ecall_latency("--broker", f"127.0.0.1:{broker_port}", "--backlog", "50000")
+        ecall_flush = ecall_latency("--broker", f"127.0.0.1:{broker_port}", *tls(broker_dir, kind="bench"), "--backlog", "50000")
     finally:
         broker.terminate()
         broker.wait()
@@ -251,9 +254,9 @@ def alarm_push_latency(rounds=40):
             c.write(f"[can]\nsource = candump:{log}\ndbc = {dbc}\nfollow = true\ntransmit-status = false\n"
                     f"[vehicle]\nprofile = {root}/hw/vehicle-profile.conf\n[control]\nsocket = {tmp}/alarm.sock\n"
                     f"[outbox]\npath = {tmp}/outbox.db\n[ecall]\njournal = {tmp}/ecall.journal\nlink = 127.0.0.1:{free_port()}\n"
-                    f"shutdown-grace-ms = 0\n[backend]\nbroker = 127.0.0.1:{port}\n[log]\nlevel = warning\n")
+                    f"shutdown-grace-ms = 0\n[backend]\nbroker = 127.0.0.1:{port}\n{tls(tmp, kind='conf')}[log]\nlevel = warning\n")
         daemon = subprocess.Popen([os.path.join(bin_dir, "telematicsd"), "--config", conf])
-        sub = subprocess.Popen(["mosquitto_sub", "-h", "127.0.0.1", "-p", str(port), "-q", "1", "-t", "vehicles/+/alarms"],
+        sub = subprocess.Popen(["mosquitto_sub", "-h", "127.0.0.1", "-p", str(port), *tls(tmp, "tcu-backend"), "-q", "1", "-t", "vehicles/+/alarms"],
                                stdout=subprocess.PIPE, text=True, bufsize=1)
         try:
             while not (control(f"{tmp}/alarm.sock", "status") or {}).get("outbox", {}).get("backend", {}).get("connected"):

@@ -240,23 +240,24 @@ fi
 # the result goes back to the backend.
 log "remote lock over MQTT and $iface"
 port=$(( 20000 + RANDOM % 20000 ))
-printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence false\n%s' "$port" \
-  "$([ "$(id -u)" = 0 ] && echo 'user root')" > "$work/mosquitto.conf"
-mosquitto -c "$work/mosquitto.conf" > "$out/mosquitto.log" 2>&1 &
+vin=$(sed -n 's/^vin *= *//p' "$root/hw/vehicle-profile.conf")
+# The broker as docs/operations.md sets it up: mutual TLS and the ACL (hw/broker/pki).
+"$root/hw/broker/pki" "$work/pki" "$port" "$vin"
+mosquitto -c "$work/pki/mosquitto.conf" > "$out/mosquitto.log" 2>&1 &
 broker=$!
 backend_db="$work/backend.db"
 http=$(( port + 1 ))
-"$bin/tcu-backend" serve --broker "127.0.0.1:$port" --http "127.0.0.1:$http" --db "$backend_db" > "$out/backend.log" 2>&1 &
+"$bin/tcu-backend" serve --broker "127.0.0.1:$port" --tls-ca "$work/pki/ca.pem" --tls-cert "$work/pki/tcu-backend.pem" \
+  --tls-key "$work/pki/tcu-backend.key" --http "127.0.0.1:$http" --db "$backend_db" > "$out/backend.log" 2>&1 &
 backend=$!
-vin=$(sed -n 's/^vin *= *//p' "$root/hw/vehicle-profile.conf")
 "$bin/tcu-backend" user add ana@example.com --password 'correct horse' --spin 4711 --db "$backend_db" >/dev/null
 "$bin/tcu-backend" user verify ana@example.com --db "$backend_db" >/dev/null
 code=$("$bin/tcu-backend" garage add "$vin" --user ana@example.com --profile "$root/hw/vehicle-profile.conf" --accept-terms \
   --db "$backend_db" | python3 -c 'import json, sys; print(json.load(sys.stdin)["pairingCode"])')
 sed -e "s#^path = .*#path = $work/remote-outbox.db#" -e "s#^socket = .*#socket = $work/remote.sock#" \
   -e "s#^journal = .*#journal = $work/remote-ecall.journal#" "$work/telematicsd.conf" > "$work/remote.conf"
-printf '[backend]\nbroker = 127.0.0.1:%s\n[registration]\nfile = %s/registration.json\n[remote]\nconfirm-timeout-ms = 5000\n' \
-  "$port" "$work" >> "$work/remote.conf"
+printf '[backend]\nbroker = 127.0.0.1:%s\ntls-ca = %s/pki/ca.pem\ntls-cert = %s/pki/%s.pem\ntls-key = %s/pki/%s.key\n[registration]\nfile = %s/registration.json\n[remote]\nconfirm-timeout-ms = 5000\n' \
+  "$port" "$work" "$work" "$vin" "$work" "$vin" "$work" >> "$work/remote.conf"
 "$bin/telematicsd" --config "$work/remote.conf" > "$out/telematicsd-remote.log" 2>&1 &
 daemon=$!
 connected() { "$bin/tcuctl" status --socket "$work/remote.sock" | grep -q 'outbox.backend.connected = true'; }

@@ -15,6 +15,7 @@
 ///     gnss fix|tunnel|drift on|off
 ///     fault silent-body|wrong-checksums|dead NODE|clear
 ///     request lock|unlock|honk|flash|clima-start [TEMP]|clima-stop   (a unit request, as on the bus)
+///     answer-delay DURATION       (the controllers answer the unit's requests this much later)
 ///     wake
 ///
 /// Words are case-insensitive and may start with `--` (`crash --front --severity 3`).
@@ -55,6 +56,9 @@ public enum CarCommand: Sendable, Equatable {
     case fault(SimFault)
     case clearFaults
     case request(UnitRequest)
+    /// The body and climate controllers carry out the unit's requests this long after they
+    /// arrive (a real car takes from a second to minutes); 0 at once.
+    case answerDelay(Int64)
     case wake
 }
 
@@ -382,10 +386,16 @@ extension CarCommand {
                 throw ParseError(source: source, line: line, column: w.items[w.index - 1].column,
                                  "expected lock, unlock, honk, flash, clima-start or clima-stop after request, found '\(other)'")
             }
+        case "answerdelay":
+            let d = try w.raw("a duration (0s, 2s, 500ms)")
+            guard let ms = parseDuration(d.text), ms <= 600_000 else {
+                throw ParseError(source: source, line: line, column: d.column, "expected a duration up to 10m (0s, 2s, 500ms), found '\(d.text)'")
+            }
+            c = .answerDelay(ms)
         case "wake": c = .wake
         default:
             throw ParseError(source: source, line: line, column: verbColumn,
-                             "unknown command '\(w.items[0].text)' (door, lock, unlock, window, sunroof, lights, hazard, key, ignition, engine, drive, route, stop, place, crash, seat, press, release, climate, outside-temperature, cabin-temperature, battery, fuel, gnss, fault, request, wake)")
+                             "unknown command '\(w.items[0].text)' (door, lock, unlock, window, sunroof, lights, hazard, key, ignition, engine, drive, route, stop, place, crash, seat, press, release, climate, outside-temperature, cabin-temperature, battery, fuel, gnss, fault, request, answer-delay, wake)")
         }
         try w.expectEnd()
         return c

@@ -46,16 +46,7 @@ public enum NMEA {
         let ms = max(0, utcMs)
         let days = ms / 86_400_000
         let rem = ms % 86_400_000
-        // Howard Hinnant's civil_from_days.
-        let z = days + 719_468
-        let era = z / 146_097
-        let doe = z - era * 146_097
-        let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100)
-        let mp = (5 * doy + 2) / 153
-        let day = doy - (153 * mp + 2) / 5 + 1
-        let month = mp < 10 ? mp + 3 : mp - 9
-        let year = yoe + era * 400 + (month <= 2 ? 1 : 0)
+        let (year, month, day) = civilDate(days: days)
         func two(_ v: Int64) -> String { v < 10 ? "0\(v)" : "\(v)" }
         let time = two(rem / 3_600_000) + two(rem / 60_000 % 60) + two(rem / 1_000 % 60) + "." + two(rem % 1_000 / 10)
         return (two(day) + two(month) + two(year % 100), time)

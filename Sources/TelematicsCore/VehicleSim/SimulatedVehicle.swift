@@ -46,6 +46,9 @@ public struct SimulatedVehicle: Sendable {
     public let plan: [PlannedMessage]
     public let unmodelled: [String]
 
+    /// How long after arriving the unit's requests are carried out, and those waiting.
+    public private(set) var answerDelayMs: Int64 = 0
+    private var delayed: [(due: Int64, request: UnitRequest)] = []
     private var lastActivity: Int64 = 0
     private var events: [SimEvent] = []
     private var requests: [UnitRequest] = []
@@ -316,6 +319,11 @@ public struct SimulatedVehicle: Sendable {
             faults.removeAll()
         case .request(let r):
             return unitRequested(r)
+        case .answerDelay(let ms):
+            ecu = "bus"
+            what = "answer delay \(ms) ms"
+            outcome = answerDelayMs == ms ? .unchanged : .done
+            answerDelayMs = ms
         case .wake:
             ecu = "bus"
             what = "wake"
@@ -408,10 +416,20 @@ public struct SimulatedVehicle: Sendable {
         return unitRequested(request)
     }
 
-    /// Carries out a request from the unit (received on the bus, or played by a scenario).
+    /// Takes a request from the unit (received on the bus, or played by a scenario): carried out
+    /// now, or after the answer delay.
     private mutating func unitRequested(_ r: UnitRequest) -> ECUOutcome {
         requests.append(r)
         used()
+        guard answerDelayMs == 0 else {
+            delayed.append((now + answerDelayMs, r))
+            note("bus", "unit request \(r) taken, answered in \(answerDelayMs) ms")
+            return .unchanged
+        }
+        return carryOut(r)
+    }
+
+    private mutating func carryOut(_ r: UnitRequest) -> ECUOutcome {
         let outcome: ECUOutcome
         let ecu: String
         switch r {
@@ -457,6 +475,11 @@ public struct SimulatedVehicle: Sendable {
 
     private mutating func tick(dtMs: Int64) {
         now += dtMs
+        while let first = delayed.first, first.due <= now {
+            delayed.removeFirst()
+            used()
+            _ = carryOut(first.request)
+        }
         let siren = body.alarmSoundingUntil != nil, flashing = body.flashUntil != nil
         if body.tick(at: now) == .done {
             if siren, body.alarmSoundingUntil == nil { note("alarm", "siren stopped after 30 s (still armed)") }
@@ -507,7 +530,7 @@ public struct SimulatedVehicle: Sendable {
     /// Whether nothing keeps the car awake (its bus may sleep once idle long enough).
     public var canSleep: Bool {
         !ignition.ignitionOn && !ignition.keyPresent && !climate.remoteRunning && !body.hazardOn(at: now) && !body.honking(at: now)
-            && roof.pressedUntil.isEmpty && powertrain.speedKmh < 0.1
+            && roof.pressedUntil.isEmpty && powertrain.speedKmh < 0.1 && delayed.isEmpty
     }
 
     /// The current drawn from the 12 V battery, amperes.
