@@ -309,7 +309,7 @@ else
   bad "the simulated car's locks" "$locks"
 fi
 kill "$controller" 2>/dev/null; pkill -f "candump -L $iface,5F1:7FF" 2>/dev/null; wait "$controller" 2>/dev/null
-kill -TERM "$daemon" "$backend" "$broker" "$car" 2>/dev/null; wait "$daemon" "$backend" "$broker" "$car" 2>/dev/null
+for p in "$daemon" "$backend" "$broker" "$car"; do kill -TERM "$p" 2>/dev/null; done; wait "$daemon" "$backend" "$broker" "$car" 2>/dev/null
 
 rm -rf "$work"
 echo "$passed passed, $failed failed"
