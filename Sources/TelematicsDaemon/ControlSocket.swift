@@ -66,9 +66,9 @@ public final class ControlServer: Service, Sendable {
                 let conn = accept(fd, nil, nil)
                 guard conn >= 0 else { continue }
                 // Each client on its own thread: a registration waits for the backend, and a
-                // client that never sends must not hold up the next one.
-                // Beyond that many, a client is told to come back: the accept loop never serves one
-                // itself, so slow clients cannot stall it (nor the watchdog that watches it).
+                // client that never sends must not hold up the next one. Beyond that many, a
+                // client is told to come back: the accept loop never serves one itself, so slow
+                // clients cannot stall it (nor the watchdog that watches it).
                 if self.active.add(1, ordering: .relaxed).newValue <= Self.maximumClients {
                     DedicatedThread.detached(name: "control-client") { [self] in
                         self.serve(conn)

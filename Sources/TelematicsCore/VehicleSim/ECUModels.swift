@@ -197,6 +197,12 @@ public struct BodyController: Sendable, Equatable {
         open.remove(o) == nil ? .unchanged : .done
     }
 
+    public mutating func closedAll() -> ECUOutcome {
+        guard !open.isEmpty else { return .unchanged }
+        open.removeAll()
+        return .done
+    }
+
     public mutating func lockRequested(_ source: LockSource, at now: Int64) -> ECUOutcome {
         if anyDoorOpen { return .refused("doorOpen") }
         let arms = !ignitionOn
@@ -344,6 +350,36 @@ public struct ClimateController: Sendable, Equatable {
         guard v != targetTemperature else { return .unchanged }
         targetTemperature = v
         return .done
+    }
+
+    /// The fan turned by hand (auto mode off).
+    public mutating func fanSet(_ level: Int) -> ECUOutcome {
+        let l = min(7, max(0, level))
+        guard l != fanLevel || autoMode else { return .unchanged }
+        fanLevel = l
+        autoMode = false
+        return .done
+    }
+
+    public mutating func acSwitched(_ on: Bool) -> ECUOutcome {
+        guard acOn != on else { return .unchanged }
+        acOn = on
+        return .done
+    }
+
+    public mutating func windowHeatingSwitched(_ on: Bool) -> ECUOutcome {
+        guard windowHeatingFront != on || windowHeatingRear != on else { return .unchanged }
+        windowHeatingFront = on
+        windowHeatingRear = on
+        return .done
+    }
+
+    /// The world: the outside temperature changed, or the cabin was found at a temperature.
+    public mutating func temperaturesSet(outside: Double? = nil, cabin: Double? = nil) -> ECUOutcome {
+        let before = (outsideTemperature, cabinTemperature)
+        if let outside { outsideTemperature = outside }
+        if let cabin { cabinTemperature = cabin }
+        return before == (outsideTemperature, cabinTemperature) ? .unchanged : .done
     }
 
     public mutating func ignitionChanged(on: Bool, engine: Bool) -> ECUOutcome {

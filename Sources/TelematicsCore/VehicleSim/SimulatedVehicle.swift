@@ -161,8 +161,7 @@ public struct SimulatedVehicle: Sendable {
             outcome = body.closed(o)
         case .closeAll:
             what = "all closed"
-            outcome = body.open.isEmpty ? .unchanged : .done
-            body.open.removeAll()
+            outcome = body.closedAll()
         case .lock(let s):
             what = "locked (\(s))"
             outcome = body.lockRequested(s, at: now)
@@ -269,30 +268,23 @@ public struct SimulatedVehicle: Sendable {
         case .climateFan(let f):
             ecu = "climate"
             what = "fan \(f)"
-            outcome = climate.fanLevel == f ? .unchanged : .done
-            climate.fanLevel = f
-            climate.autoMode = false
+            outcome = climate.fanSet(f)
         case .climateAC(let on):
             ecu = "climate"
             what = "AC \(on ? "on" : "off")"
-            outcome = climate.acOn == on ? .unchanged : .done
-            climate.acOn = on
+            outcome = climate.acSwitched(on)
         case .windowHeating(let on):
             ecu = "climate"
             what = "window heating \(on ? "on" : "off")"
-            outcome = climate.windowHeatingFront == on && climate.windowHeatingRear == on ? .unchanged : .done
-            climate.windowHeatingFront = on
-            climate.windowHeatingRear = on
+            outcome = climate.windowHeatingSwitched(on)
         case .outsideTemperature(let t):
             ecu = "climate"
             what = "outside \(Geodesy.fixed(t, 1)) °C"
-            outcome = climate.outsideTemperature == t ? .unchanged : .done
-            climate.outsideTemperature = t
+            outcome = climate.temperaturesSet(outside: t)
         case .cabinTemperature(let t):
             ecu = "climate"
             what = "cabin \(Geodesy.fixed(t, 1)) °C"
-            outcome = climate.cabinTemperature == t ? .unchanged : .done
-            climate.cabinTemperature = t
+            outcome = climate.temperaturesSet(cabin: t)
         case .battery(let soc):
             ecu = "battery"
             what = "charge \(Geodesy.fixed(soc, 0)) %"
