@@ -87,6 +87,7 @@ public final class Portal {
             CREATE TABLE IF NOT EXISTS login_attempts(email TEXT PRIMARY KEY, failures INTEGER NOT NULL, locked_until INTEGER);
             CREATE TABLE IF NOT EXISTS spin_attempts(email TEXT PRIMARY KEY, failures INTEGER NOT NULL, locked_until INTEGER);
             CREATE TABLE IF NOT EXISTS command_keys(vin TEXT PRIMARY KEY, key TEXT NOT NULL, counter INTEGER NOT NULL DEFAULT 0);
+            CREATE TABLE IF NOT EXISTS backend_keys(name TEXT PRIMARY KEY, value TEXT NOT NULL);
             CREATE TABLE IF NOT EXISTS commands(
                 id TEXT PRIMARY KEY, vin TEXT NOT NULL, action TEXT NOT NULL, user TEXT NOT NULL, status TEXT NOT NULL,
                 cause TEXT, expires_at INTEGER NOT NULL, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL, body TEXT NOT NULL);
@@ -396,7 +397,9 @@ public final class Portal {
             ($0.text(0), $0.text(1), $0.int(2), $0.isNull(3) ? nil : $0.int(3))
         }
         guard let (codeVIN, email, expires, used) = rows.first else { try wrong(PortalError("codeUnknown", "no car has this pairing code")) }
-        guard codeVIN == vin else { try wrong(PortalError("codeForAnotherVehicle", "this pairing code belongs to another car")) }
+        // Another car's code answers exactly as an unknown one: the answer must not tell a
+        // guesser that a code exists (issue 14, finding 14).
+        guard codeVIN == vin else { try wrong(PortalError("codeUnknown", "no car has this pairing code")) }
         guard used == nil else { throw PortalError("codeUsed", "this pairing code was already used") }
         guard expires > nowMs else { throw PortalError("codeExpired", "this pairing code expired") }
         // The right code for this car: from here on a failure leaves the enrolment "started".
@@ -541,6 +544,32 @@ public final class Portal {
     }
 
     /// HMAC-SHA256 of the command's signed text with the car's key, in hex.
+    /// The backend's Ed25519 key for the answers cars act on (registration, licence): made on
+    /// first use and kept in the database; cars are installed with its public half
+    /// (`tcu-backend keys`, `[backend] answer-key`).
+    public func answerKey() throws(PortalError) -> Curve25519.Signing.PrivateKey {
+        func stored() throws(PortalError) -> Curve25519.Signing.PrivateKey? {
+            let rows = try query("SELECT value FROM backend_keys WHERE name = 'answers'", [], { $0.text(0) })
+            return rows.first.flatMap { bytes(fromHex: $0) }.flatMap { try? Curve25519.Signing.PrivateKey(rawRepresentation: $0) }
+        }
+        if let key = try stored() { return key }
+        let key = Curve25519.Signing.PrivateKey()
+        try run("INSERT OR IGNORE INTO backend_keys(name, value) VALUES ('answers', ?)", [.text(hexBytes(Array(key.rawRepresentation)))])
+        // Another process may have made one first: the stored key is the one.
+        guard let kept = try stored() else { throw PortalError("storage", "cannot keep the answer key") }
+        return kept
+    }
+
+    /// An answer for a car, signed: the signature covers `AnswerSignature.signedText` of the
+    /// answer without its signature (docs/protocol.md, "Signed answers").
+    public func signedAnswer(_ answer: JSON, vin: String, kind: String) throws(PortalError) -> JSON {
+        let key = try answerKey()
+        guard let signature = try? key.signature(for: Array(AnswerSignature.signedText(answer, vin: vin, kind: kind).utf8)) else {
+            throw PortalError("storage", "cannot sign the answer")
+        }
+        return .object((answer.objectValue ?? []) + [("signature", .string(hexBytes(Array(signature))))])
+    }
+
     public static func sign(_ c: RemoteCommand, key: [UInt8]) -> String {
         let mac = HMAC<SHA256>.authenticationCode(for: Array(c.signedText.utf8), using: SymmetricKey(data: key))
         return hexBytes(Array(mac))

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import COpenSSL
 import Logging
 import Synchronization
 import TelematicsCore
@@ -21,9 +22,12 @@ public final class CarRegistration: Sendable {
     let privacy: PrivacySetting
     let profile: VehicleProfile
     let wallClock: @Sendable () -> Timestamp
+    /// The backend's Ed25519 public key: the answers the car acts on must be signed with it.
+    let answerKey: [UInt8]?
 
     public init(path: String, timeoutMs: Int64, outbox: OutboxService, privacy: PrivacySetting, profile: VehicleProfile,
-                logger: Logger, wallClock: @escaping @Sendable () -> Timestamp = { wallClockNow() }) {
+                logger: Logger, answerKey: [UInt8]?, wallClock: @escaping @Sendable () -> Timestamp = { wallClockNow() }) {
+        self.answerKey = answerKey
         self.path = path
         self.timeoutMs = timeoutMs
         self.outbox = outbox
@@ -51,6 +55,7 @@ public final class CarRegistration: Sendable {
         guard current.status == .completed else {
             return .object([("ok", .bool(false)), ("error", .string("notRegistered")), ("advice", .string("Register the car first."))])
         }
+        guard answerKey != nil else { return failure(.noAnswerKey) }
         guard privacy.current.connects else { return failure(.privacyOffline) }
         let requestId = randomMessageID()
         let body = JSON.object([("requestId", .string(requestId)), ("vin", .string(profile.vin.value)), ("action", .string("renew")),
@@ -59,6 +64,10 @@ public final class CarRegistration: Sendable {
         case .noConnection: return failure(.noConnection)
         case .timeout: return failure(.timeout)
         case .answer(let a):
+            guard authentic(a, kind: "licence") else {
+                logger.warning("licence: an answer without the backend's signature was refused")
+                return failure(.answerNotAuthentic)
+            }
             guard a["ok"]?.boolValue == true, let end = a["licenceExpiresAt"]?.integer(in: 0...Self.latestTimeMs) else {
                 return .object([("ok", .bool(false)), ("error", .string(a["error"]?.stringValue ?? "refused")),
                                 ("advice", .string(a["message"]?.stringValue ?? "The server refused the renewal."))])
@@ -148,6 +157,19 @@ public final class CarRegistration: Sendable {
         }
     }
 
+    /// Whether an answer of `kind` carries the backend's signature (a forged or unsigned one
+    /// changes nothing in the car).
+    func authentic(_ answer: JSON, kind: String) -> Bool {
+        guard let key = answerKey, key.count == 32, let hex = answer["signature"]?.stringValue, let signature = bytes(fromHex: hex),
+              signature.count == 64 else { return false }
+        let text = Array(AnswerSignature.signedText(answer, vin: profile.vin.value, kind: kind).utf8)
+        return key.withUnsafeBufferPointer { k in
+            text.withUnsafeBufferPointer { t in
+                signature.withUnsafeBufferPointer { s in tcu_ed25519_verify(k.baseAddress, t.baseAddress, t.count, s.baseAddress) == 1 }
+            }
+        }
+    }
+
     private func failure(_ f: RegistrationFailure, retryAfterMs: Int64? = nil, detail: String? = nil) -> JSON {
         var o: [(String, JSON)] = [("ok", .bool(false)), ("error", .string(f.rawValue)), ("advice", .string(f.advice))]
         if let retryAfterMs { o.append(("retryAfterS", .number(Double((retryAfterMs + 999) / 1000)))) }
@@ -160,6 +182,7 @@ public final class CarRegistration: Sendable {
     public func register(code: String) -> JSON {
         let now = wallClock().nanoseconds / 1_000_000
         guard isPairingCode(code) else { return failure(.invalidCode) }
+        guard answerKey != nil else { return failure(.noAnswerKey) }
         guard privacy.current.connects else { return failure(.privacyOffline) }
         if let left = state.withLock({ $0.limiter.lockedFor(nowMs: now) }) { return failure(.locked, retryAfterMs: left) }
         let requestId = randomMessageID()
@@ -177,6 +200,10 @@ public final class CarRegistration: Sendable {
             logger.warning("registration: no answer from the backend", metadata: ["registration.timeoutMs": "\(timeoutMs)"])
             return failure(.timeout)
         case .answer(let a):
+            guard authentic(a, kind: "registration") else {
+                logger.warning("registration: an answer without the backend's signature was refused")
+                return failure(.answerNotAuthentic)
+            }
             if a["ok"]?.boolValue == true {
                 let r = state.withLock { r -> Registration in
                     r.status = .completed

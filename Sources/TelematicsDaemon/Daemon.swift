@@ -136,7 +136,7 @@ public enum Daemon {
         let privacy = PrivacySetting(path: config.settingsFile, initial: config.privacy, logger: logger)
         privacy.observe { outbox.setPrivacy($0) }
         let registration = CarRegistration(path: config.registrationFile, timeoutMs: config.registrationTimeoutMs, outbox: outbox,
-                                           privacy: privacy, profile: profile, logger: logger)
+                                           privacy: privacy, profile: profile, logger: logger, answerKey: config.answerKey)
         let events = VehicleEventService(bus: bus, outbox: outbox, vin: profile.vin.value)
         let vin = profile.vin.value
         let eCall = ECallService(

@@ -14,7 +14,7 @@ struct TCUBackend: ParsableCommand {
         commandName: "tcu-backend",
         abstract: "The reference backend: stores what the cars send over MQTT and answers queries; the portal's accounts and garages.",
         subcommands: [Serve.self, State.self, Events.self, Gaps.self, Connection.self, UserCommand.self, GarageCommand.self, LicenceCommand.self,
-                      RemoteCommandCLI.self, CommandStatusCLI.self]
+                      RemoteCommandCLI.self, CommandStatusCLI.self, KeysCLI.self]
     )
 }
 
@@ -389,15 +389,22 @@ func interactiveReply(_ portal: Portal, topic: String, payload: [UInt8], nowMs: 
         note("rejected a \(kind) request from \(vin): not JSON with a requestId")
         return (responseTopic, .object([("ok", .bool(false)), ("error", .string("malformedRequest")), ("message", .string("malformed request"))]))
     }
+    // Every answer is signed with the backend's key: the car takes none without its signature.
+    func signed(_ answer: JSON) -> (topic: String, body: JSON) {
+        do { return (responseTopic, try portal.signedAnswer(answer, vin: vin, kind: kind)) } catch {
+            note("cannot sign the \(kind) answer for \(vin): \(error)")
+            return (responseTopic, answer)
+        }
+    }
     do {
         let fields = try handle(request, nowMs)
-        return (responseTopic, .object([("requestId", .string(id)), ("ok", .bool(true))] + fields))
+        return signed(.object([("requestId", .string(id)), ("ok", .bool(true))] + fields))
     } catch {
         note("\(kind) of \(vin) refused: \(error.code)")
         var o: [(String, JSON)] = [("requestId", .string(id)), ("ok", .bool(false)), ("error", .string(error.code)),
                                    ("message", .string(error.message))]
         if let ms = error.retryAfterMs { o.append(("retryAfterS", .number(Double((ms + 999) / 1000)))) }
-        return (responseTopic, .object(o))
+        return signed(.object(o))
     }
 }
 
@@ -486,6 +493,20 @@ func publishCommand(_ command: RemoteCommand, via endpoint: BrokerEndpoint) -> B
     for _ in 0..<100 where !published { _ = client.loop(timeoutMs: 50) }
     client.disconnect()
     return published
+}
+
+struct KeysCLI: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "keys",
+        abstract: "The backend's public key for the answers cars act on (made on first use): install it in each car as [backend] answer-key."
+    )
+    @OptionGroup var database: DatabaseOption
+
+    func run() throws {
+        let p = openPortal(database.db)
+        let key = portal { () throws(PortalError) in try p.answerKey() }
+        print(hexBytes(Array(key.publicKey.rawRepresentation)))
+    }
 }
 
 struct CommandStatusCLI: ParsableCommand {

@@ -89,6 +89,9 @@ struct ConfigurationTests {
         ("[can]\nsource = socketcan:vcan0\ndbc = x\n[vehicle]\nprofile = p\n[gnss]\ngpsd = localhost\n",
          "t.conf:7: gnss.gpsd: expected HOST:PORT"),
         ("[can]\nsource = socketcan:vcan0\ndbc = x\nfollow = true\n[vehicle]\nprofile = p\n", "t.conf:4: can.follow: only applies to a candump: source"),
+        ("[can]\nsource = socketcan:vcan0\ndbc = x\n[vehicle]\nprofile = p\n[backend]\nanswer-key = 1234\n",
+         "t.conf:7: backend.answer-key: expected the backend's public key: 64 hex digits (tcu-backend keys prints it)"),
+        ("[can]\nsource = logbus:\ndbc = x\n[vehicle]\nprofile = p\n", "t.conf:2: can.source: expected socketcan:IFACE"),
         ("[can\n", "t.conf:1:1: section header"),
         ("just words\n", "expected 'key = value'"),
     ]

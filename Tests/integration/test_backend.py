@@ -29,6 +29,8 @@ class Rig:
         self.start_broker()
         # The backend's subscription must exist before cars publish.
         self.start_backend()
+        # The backend's public key, installed in the car: the answers it acts on are signed.
+        self.answer_key = self.portal("keys").stdout.strip()
         self.daemon = None
 
     def backend_ready(self, connections):
@@ -56,6 +58,7 @@ class Rig:
                         f"[outbox]\npath = {outbox or self.tmp / 'outbox.db'}\n[ecall]\njournal = {self.tmp}/ecall.journal\n"
                         f"link = 127.0.0.1:{free_port()}\n[backend]\nbroker = 127.0.0.1:{broker_port or self.port}\n"
                         f"tls-ca = {self.pki}/ca.pem\ntls-cert = {self.pki}/{VIN}.pem\ntls-key = {self.pki}/{VIN}.key\n"
+                        f"answer-key = {self.answer_key}\n"
                         f"keepalive-s = {keepalive}\n[privacy]\nsettings-file = {self.tmp}/settings.json\n")
         return conf
 
@@ -952,3 +955,38 @@ def test_slow_control_clients_neither_stall_the_daemon_nor_starve_tcuctl(rig):
         for c in clients:
             c.close()
     assert "stuck" not in (rig.tmp / "daemon.log").read_text()
+
+
+def test_a_registration_answer_without_the_backends_signature_is_refused(rig):
+    """Issue 14, finding 3: a client answering the car's registration request (here with the
+    backend's broker identity, as a broker that lets it through would) cannot register the car
+    to its own account with its own command key: the answer is not signed with the backend's
+    key, and the car takes nothing of it."""
+    import threading
+    code = rig.add_car()["pairingCode"]
+    rig.backend.terminate()
+    rig.backend.wait(timeout=10)
+    rig.start_car()
+    forged = []
+
+    def answer_it():
+        req = subprocess.run(["mosquitto_sub", *rig.mqtt(), "-C", "1", "-W", "20", "-t", f"vehicles/{VIN}/registration/request"],
+                             capture_output=True, text=True).stdout
+        request_id = json.loads(req)["requestId"]
+        for signature in [None, "00" * 64]:
+            body = {"requestId": request_id, "ok": True, "user": "mallory@example.com", "role": "primary",
+                    "services": ["remoteLockUnlock"], "licenceExpiresAt": 1900000000000, "commandKey": "11" * 32}
+            if signature:
+                body["signature"] = signature
+            subprocess.run(["mosquitto_pub", *rig.mqtt(), "-q", "1", "-t", f"vehicles/{VIN}/registration/response",
+                            "-m", json.dumps(body)], check=True)
+            forged.append(body)
+    t = threading.Thread(target=answer_it)
+    t.start()
+    # The subscriber is in place before the car asks (the broker's log says so).
+    assert wait_until(lambda: f" vehicles/{VIN}/registration/request" in (rig.tmp / "mosquitto.log").read_text())
+    r = rig.tcuctl("register", code)
+    t.join(timeout=30)
+    assert forged and r.returncode != 0 and "answerNotAuthentic" in (r.stdout + r.stderr), r.stdout + r.stderr
+    st = rig.status()
+    assert st.get("registration.status") != "completed" and "mallory" not in json.dumps(st)

@@ -256,8 +256,8 @@ code=$("$bin/tcu-backend" garage add "$vin" --user ana@example.com --profile "$r
   --db "$backend_db" | python3 -c 'import json, sys; print(json.load(sys.stdin)["pairingCode"])')
 sed -e "s#^path = .*#path = $work/remote-outbox.db#" -e "s#^socket = .*#socket = $work/remote.sock#" \
   -e "s#^journal = .*#journal = $work/remote-ecall.journal#" "$work/telematicsd.conf" > "$work/remote.conf"
-printf '[backend]\nbroker = 127.0.0.1:%s\ntls-ca = %s/pki/ca.pem\ntls-cert = %s/pki/%s.pem\ntls-key = %s/pki/%s.key\n[registration]\nfile = %s/registration.json\n[remote]\nconfirm-timeout-ms = 5000\n' \
-  "$port" "$work" "$work" "$vin" "$work" "$vin" "$work" >> "$work/remote.conf"
+printf '[backend]\nbroker = 127.0.0.1:%s\ntls-ca = %s/pki/ca.pem\ntls-cert = %s/pki/%s.pem\ntls-key = %s/pki/%s.key\nanswer-key = %s\n[registration]\nfile = %s/registration.json\n[remote]\nconfirm-timeout-ms = 5000\n' \
+  "$port" "$work" "$work" "$vin" "$work" "$vin" "$("$bin/tcu-backend" keys --db "$backend_db")" "$work" >> "$work/remote.conf"
 "$bin/telematicsd" --config "$work/remote.conf" > "$out/telematicsd-remote.log" 2>&1 &
 daemon=$!
 connected() { "$bin/tcuctl" status --socket "$work/remote.sock" | grep -q 'outbox.backend.connected = true'; }

@@ -3,6 +3,9 @@
 public enum RegistrationFailure: String, Sendable, CaseIterable {
     /// Checked in the car before anything is sent.
     case invalidCode, noConnection, privacyOffline, locked
+    /// The car has no backend key to check answers with, or an answer's signature is wrong:
+    /// nothing in it is taken.
+    case noAnswerKey, answerNotAuthentic
     /// The backend did not answer in time.
     case timeout
     /// The backend's checks.
@@ -14,6 +17,8 @@ public enum RegistrationFailure: String, Sendable, CaseIterable {
         case .noConnection: "No data connection. Check the car's data connection and try again."
         case .privacyOffline: "The online services are off (privacy: offline). Choose another privacy level first."
         case .locked: "Too many wrong codes. Wait, then try again."
+        case .noAnswerKey: "The car has no key to check the server's answers ([backend] answer-key). Have it installed first."
+        case .answerNotAuthentic: "An answer that did not come from the server was refused. Try again; if it happens again, contact the dealer."
         case .timeout: "The server did not answer. Check the car's data connection and try again."
         case .codeUnknown, .codeForAnotherVehicle:
             "The code is not valid for this car. Check the code and the VIN in the portal; otherwise remove the car from the garage and add it again for a new code."
@@ -135,5 +140,16 @@ public struct Registration: Sendable, Equatable {
         r.commandKey = json["commandKey"]?.stringValue.flatMap { bytes(fromHex: $0) }
         r.lastCommandCounter = json["lastCommandCounter"]?.integer(in: 0...Int64.max) ?? 0
         return r
+    }
+}
+
+/// What the backend signs in an answer a car acts on (registration, licence): the answer's
+/// JSON text without its `signature`, bound to the car and the kind of request, so that an
+/// answer for one car or one request cannot stand for another. The car checks the Ed25519
+/// signature with the backend's public key it was installed with (`[backend] answer-key`).
+public enum AnswerSignature {
+    public static func signedText(_ answer: JSON, vin: String, kind: String) -> String {
+        let fields = (answer.objectValue ?? []).filter { $0.0 != "signature" }
+        return "tcu-answer-v1|\(vin)|\(kind)|" + JSON.object(fields).text
     }
 }

@@ -95,6 +95,9 @@ public struct DaemonConfiguration: Sendable, Equatable {
     public var tlsCA: String?
     public var tlsCertificate: String?
     public var tlsKey: String?
+    /// The backend's Ed25519 public key (32 bytes): the registration and licence answers the
+    /// car acts on must carry its signature (`tcu-backend keys` prints it).
+    public var answerKey: [UInt8]?
     /// gpsd, `HOST:PORT`; nil: the unit has no GNSS (the eCall sends "position unknown").
     public var gpsd: String?
     public var gnssFilter = GNSSFilter.Configuration()
@@ -123,7 +126,7 @@ public struct DaemonConfiguration: Sendable, Equatable {
         "control": ["socket", "fault-injection"],
         "log": ["level"],
         "outbox": ["path", "max-bytes", "disk-reserve-bytes"],
-        "backend": ["broker", "keepalive-s", "window", "tls-ca", "tls-cert", "tls-key", "state-interval-ms", "state-heartbeat-s"],
+        "backend": ["broker", "keepalive-s", "window", "tls-ca", "tls-cert", "tls-key", "answer-key", "state-interval-ms", "state-heartbeat-s"],
         "privacy": ["mode", "settings-file"],
         "registration": ["file", "timeout-ms"],
         "remote": ["confirm-timeout-ms", "wake-ups-per-day"],
@@ -196,6 +199,12 @@ public struct DaemonConfiguration: Sendable, Equatable {
         c.tlsCA = f.string("backend", "tls-ca").map(path)
         c.tlsCertificate = f.string("backend", "tls-cert").map(path)
         c.tlsKey = f.string("backend", "tls-key").map(path)
+        if let e = f.entry("backend", "answer-key") {
+            guard let key = bytes(fromHex: e.value), key.count == 32 else {
+                throw f.error(e, "expected the backend's public key: 64 hex digits (tcu-backend keys prints it)")
+            }
+            c.answerKey = key
+        }
         if (c.tlsCertificate == nil) != (c.tlsKey == nil) {
             throw f.error(f.entry("backend", "tls-cert") ?? f.entry("backend", "tls-key")!, "tls-cert and tls-key go together")
         }
@@ -288,7 +297,7 @@ extension DaemonConfiguration {
         if a.outboxPath != b.outboxPath || a.outboxMaximumBytes != b.outboxMaximumBytes
             || a.outboxDiskReserveBytes != b.outboxDiskReserveBytes { sections.append("outbox") }
         if a.broker != b.broker || a.brokerKeepaliveSeconds != b.brokerKeepaliveSeconds || a.brokerWindow != b.brokerWindow
-            || a.tlsCA != b.tlsCA || a.tlsCertificate != b.tlsCertificate || a.tlsKey != b.tlsKey { sections.append("backend") }
+            || a.tlsCA != b.tlsCA || a.tlsCertificate != b.tlsCertificate || a.tlsKey != b.tlsKey || a.answerKey != b.answerKey { sections.append("backend") }
         if a.privacy != b.privacy || a.settingsFile != b.settingsFile { sections.append("privacy") }
         if a.registrationFile != b.registrationFile || a.registrationTimeoutMs != b.registrationTimeoutMs { sections.append("registration") }
         if a.remoteConfirmTimeoutMs != b.remoteConfirmTimeoutMs || a.wakeUpsPerDay != b.wakeUpsPerDay { sections.append("remote") }
