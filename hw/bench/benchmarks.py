@@ -438,7 +438,8 @@ CPU from `/proc/PID/task/*/schedstat`, timing from `candump -t a` on the same bu
 
 The car's CPU ÷ cangen's, median of the rounds' ratios: **{car_bench["cpu_ratio_median"]}** (goal: at most 1). The
 car computes the physics, the route and every signal of every message each cycle; cangen
-sends one identifier with a counter.
+sends one identifier with a counter. Jitter goal: the car's p99 at most cangen's at the same
+rate: {car_bench["car_jitter_p99_ms"]} ms against {car_bench["cangen_jitter_p99_ms"]} ms in this run{" (met)" if float(car_bench["car_jitter_p99_ms"]) <= float(car_bench["cangen_jitter_p99_ms"]) else " (not met: the car's median is tighter, its tail longer)"}.
 """
 with open(os.path.join(root, "docs", "benchmarks.md"), "w") as f:
     f.write(md)
