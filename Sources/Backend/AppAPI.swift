@@ -28,8 +28,8 @@ public final class AppAPI: Sendable {
         var securityTokens: [String: Grant] = [:]
         /// (email, vin, UTC day) → reads.
         var reads: [String: Int] = [:]
-        /// vin → times of its actions in the last hour.
-        var actions: [String: [Int64]] = [:]
+        /// Each car's actions in the last hour.
+        var actions: RollingLimit
     }
 
     let portalPath: String
@@ -38,7 +38,7 @@ public final class AppAPI: Sendable {
     let now: @Sendable () -> Int64
     /// Publishes a signed command to the car; false when the broker did not take it.
     let publish: @Sendable (RemoteCommand) -> Bool
-    private let state = Mutex(State())
+    private let state: Mutex<State>
 
     public init(portalPath: String, storePath: String, limits: Limits = Limits(), now: @escaping @Sendable () -> Int64,
                 publish: @escaping @Sendable (RemoteCommand) -> Bool) {
@@ -47,6 +47,7 @@ public final class AppAPI: Sendable {
         self.limits = limits
         self.now = now
         self.publish = publish
+        state = Mutex(State(actions: RollingLimit(limit: limits.actionsPerHour, windowMs: 3_600_000)))
     }
 
     static func error(_ status: Int, _ code: String, _ message: String, _ extra: [(String, JSON)] = []) -> HTTPServer.Response {
@@ -197,11 +198,7 @@ public final class AppAPI: Sendable {
             proof = .securityToken
         }
         // At most `actionsPerHour` actions per car in a rolling hour.
-        let throttled = state.withLock { s -> Int64? in
-            let recent = (s.actions[vin] ?? []).filter { $0 > nowMs - 3_600_000 }
-            s.actions[vin] = recent
-            return recent.count >= limits.actionsPerHour ? recent[0] + 3_600_000 - nowMs : nil
-        }
+        let throttled = state.withLock { $0.actions.wait(vin, nowMs: nowMs) }
         if let wait = throttled {
             return Self.error(429, "throttled", "at most \(limits.actionsPerHour) actions an hour for this car", [("retryAfterS", .number(Double((wait + 999) / 1000)))])
         }
@@ -214,7 +211,7 @@ public final class AppAPI: Sendable {
             try? portal.commandResult(id: command.id, vin: command.vin, status: "failed", cause: "brokerUnreachable", nowMs: nowMs)
             return Self.error(502, "brokerUnreachable", "the command could not be handed to the broker")
         }
-        state.withLock { $0.actions[vin, default: []].append(nowMs) }
+        state.withLock { $0.actions.record(vin, nowMs: nowMs) }
         return HTTPServer.Response(202, .object([("requestId", .string(command.id)), ("action", .string(action.rawValue)),
                                                  ("status", .string("queued"))]),
                                    headers: [("Location", "/v1/vehicles/\(vin)/requests/\(command.id)")])

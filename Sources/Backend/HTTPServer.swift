@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Synchronization
 import TelematicsCore
 
 /// A small HTTP/1.1 server for the reference backend's app API: one request per connection
@@ -40,6 +41,13 @@ public final class HTTPServer: @unchecked Sendable {
     private let fd: Int32
     public let port: UInt16
     private let handler: @Sendable (Request) -> Response
+    private let active = Atomic<Int>(0)
+    /// Connections served at once (each a thread and, in the app API, a database file); beyond,
+    /// a client is answered 503 at once, so a burst costs no descriptors nor threads.
+    public static let maximumConnections = 64
+    /// A whole request must arrive within this (not per read: a client sending a byte a second
+    /// is cut off like a silent one).
+    static let requestDeadlineMs: Int64 = 5_000
 
     /// Listens on `host:port` (port 0: any free port, see `port`).
     public init(host: String, port: UInt16, handler: @escaping @Sendable (Request) -> Response) throws(Failure) {
@@ -77,11 +85,22 @@ public final class HTTPServer: @unchecked Sendable {
             guard poll(&pfd, 1, 100) > 0 else { continue }
             let conn = accept(fd, nil, nil)
             guard conn >= 0 else { continue }
+            guard active.add(1, ordering: .relaxed).newValue <= Self.maximumConnections else {
+                active.subtract(1, ordering: .relaxed)
+                write(conn, Response(503, .object([("error", .string("busy")), ("message", .string("too many connections; try again"))]),
+                                     headers: [("Retry-After", "1")]))
+                close(conn)
+                continue
+            }
             let started = startDetachedThread { [self] in
                 serve(conn)
                 close(conn)
+                active.subtract(1, ordering: .relaxed)
             }
-            if !started { close(conn) }
+            if !started {
+                active.subtract(1, ordering: .relaxed)
+                close(conn)
+            }
         }
     }
 
@@ -101,8 +120,17 @@ public final class HTTPServer: @unchecked Sendable {
         var data: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 8192)
         var headerEnd: Int?
+        let deadline = monotonicMs() + requestDeadlineMs
+        // Each read waits only for what is left of the request's deadline.
+        func recvBefore(_ count: Int) -> Int {
+            let left = deadline - monotonicMs()
+            guard left > 0 else { return -1 }
+            var pfd = pollfd(fd: conn, events: Int16(POLLIN), revents: 0)
+            guard poll(&pfd, 1, Int32(left)) > 0 else { return -1 }
+            return recv(conn, &buffer, count, 0)
+        }
         while headerEnd == nil {
-            let n = recv(conn, &buffer, buffer.count, 0)
+            let n = recvBefore(buffer.count)
             guard n > 0 else { return .failure(Failure(description: "the request ended before its headers")) }
             data += buffer[..<n]
             headerEnd = find([13, 10, 13, 10], in: data)
@@ -120,7 +148,7 @@ public final class HTTPServer: @unchecked Sendable {
         guard length >= 0, length <= maximumBody else { return .failure(Failure(description: "Content-Length must be 0 to \(maximumBody)")) }
         var body = Array(data[(headerEnd! + 4)...])
         while body.count < length {
-            let n = recv(conn, &buffer, min(buffer.count, length - body.count), 0)
+            let n = recvBefore(min(buffer.count, length - body.count))
             guard n > 0 else { return .failure(Failure(description: "the body ended early")) }
             body += buffer[..<n]
         }
@@ -147,7 +175,13 @@ public final class HTTPServer: @unchecked Sendable {
 
     static let reasons = [200: "OK", 202: "Accepted", 204: "No Content", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden",
                           404: "Not Found", 405: "Method Not Allowed", 409: "Conflict", 423: "Locked", 429: "Too Many Requests",
-                          500: "Internal Server Error", 502: "Bad Gateway"]
+                          500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable"]
+
+    static func monotonicMs() -> Int64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return Int64(ts.tv_sec) * 1_000 + Int64(ts.tv_nsec) / 1_000_000
+    }
 
     private func write(_ conn: Int32, _ r: Response) {
         let body = r.body.map { Array(($0.text + "\n").utf8) } ?? []

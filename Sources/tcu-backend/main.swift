@@ -44,6 +44,10 @@ func openStore(_ path: String) -> BackendStore {
 }
 
 nonisolated(unsafe) var stopRequested: sig_atomic_t = 0
+/// A car's account requests (creating accounts hashes passwords, slow on purpose): at most 5 a
+/// minute per car, so that a flood neither fills the portal nor stalls the MQTT thread.
+/// Touched only by the MQTT thread.
+nonisolated(unsafe) var accountRequests = RollingLimit(limit: 5, windowMs: 60_000)
 
 struct Serve: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -385,6 +389,16 @@ func interactiveReply(_ portal: Portal, topic: String, payload: [UInt8], nowMs: 
         return nil
     }
     let responseTopic = "vehicles/\(vin)/\(kind)/response"
+    if kind == "account" {
+        if let wait = accountRequests.wait(vin, nowMs: nowMs) {
+            note("rate-limited an account request from \(vin)")
+            let id = (try? JSON.parse(String(decoding: payload, as: UTF8.self)))?["requestId"]?.stringValue ?? ""
+            return (responseTopic, .object([("requestId", .string(id)), ("ok", .bool(false)), ("error", .string("rateLimited")),
+                                            ("message", .string("too many account requests from this car; try again later")),
+                                            ("retryAfterS", .number(Double((wait + 999) / 1000)))]))
+        }
+        accountRequests.record(vin, nowMs: nowMs)
+    }
     guard let request = try? JSON.parse(String(decoding: payload, as: UTF8.self)), let id = request["requestId"]?.stringValue else {
         note("rejected a \(kind) request from \(vin): not JSON with a requestId")
         return (responseTopic, .object([("ok", .bool(false)), ("error", .string("malformedRequest")), ("message", .string("malformed request"))]))

@@ -251,3 +251,22 @@ def test_a_huge_unknown_address_is_refused_and_stores_nothing(api):
         status, body = app.login(f"{i}{'x' * 60_000}@example.com", "wrong horse!")
         assert status in (400, 401) and body["error"] == "invalidEmail", body
     assert os.path.getsize(api.tmp / "backend.db") < size + 200_000
+
+
+def test_a_burst_of_connections_gets_busy_answers_not_errors_and_the_api_recovers(api):
+    """Issue 14, finding 18: a connection per thread with no cap once ran out of files. Idle
+    connections beyond the cap get 503 at once; each is cut at the request's 5 s deadline."""
+    import socket
+    idle = []
+    for _ in range(70):
+        s = socket.create_connection(("127.0.0.1", api.http))
+        idle.append(s)
+    try:
+        status, body = App(api.http).call("GET", "/vehicles")
+        assert status == 503 and body["error"] == "busy"
+        # The idle ones are cut at their deadline; then the API answers again.
+        assert wait_until(lambda: App(api.http).call("GET", "/vehicles")[0] == 401, timeout=15)
+    finally:
+        for s in idle:
+            s.close()
+    assert api.backend.poll() is None

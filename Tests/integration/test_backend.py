@@ -990,3 +990,19 @@ def test_a_registration_answer_without_the_backends_signature_is_refused(rig):
     assert forged and r.returncode != 0 and "answerNotAuthentic" in (r.stdout + r.stderr), r.stdout + r.stderr
     st = rig.status()
     assert st.get("registration.status") != "completed" and "mallory" not in json.dumps(st)
+
+
+def test_a_flood_of_account_requests_from_a_car_is_rate_limited(rig):
+    """Issue 14, finding 11: sixty createAccount requests once made sixty accounts and stalled
+    the backend's MQTT thread behind the password hashing."""
+    sub = subprocess.Popen(["mosquitto_sub", *rig.mqtt(VIN), "-C", "8", "-W", "60", "-t", f"vehicles/{VIN}/account/response"],
+                           stdout=subprocess.PIPE, text=True)
+    assert wait_until(lambda: f" vehicles/{VIN}/account/response" in (rig.tmp / "mosquitto.log").read_text())
+    for i in range(8):
+        body = {"requestId": f"a{i}", "action": "createAccount", "email": f"flood{i}@example.com",
+                "password": "correct horse", "spin": "1234"}
+        subprocess.run(["mosquitto_pub", *rig.mqtt(VIN), "-q", "1", "-t", f"vehicles/{VIN}/account/request", "-m", json.dumps(body)],
+                       check=True)
+    answers = [json.loads(l) for l in sub.communicate(timeout=90)[0].splitlines()]
+    assert [a.get("error") == "rateLimited" for a in answers].count(True) == 3, answers
+    assert sum(a["ok"] for a in answers) == 5

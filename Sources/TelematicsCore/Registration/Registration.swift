@@ -153,3 +153,28 @@ public enum AnswerSignature {
         return "tcu-answer-v1|\(vin)|\(kind)|" + JSON.object(fields).text
     }
 }
+
+/// At most `limit` events per key in a rolling `windowMs` (the app API's action throttle, the
+/// backend's limit on the cars' account requests).
+public struct RollingLimit: Sendable, Equatable {
+    public let limit: Int
+    public let windowMs: Int64
+    private var times: [String: [Int64]] = [:]
+
+    public init(limit: Int, windowMs: Int64) {
+        self.limit = limit
+        self.windowMs = windowMs
+    }
+
+    /// How long until `key` may go again; nil when it may now. Forgets what left the window.
+    public mutating func wait(_ key: String, nowMs: Int64) -> Int64? {
+        let recent = (times[key] ?? []).filter { $0 > nowMs - windowMs }
+        times[key] = recent.isEmpty ? nil : recent
+        return recent.count >= limit ? recent[0] + windowMs - nowMs : nil
+    }
+
+    /// Counts one event of `key`.
+    public mutating func record(_ key: String, nowMs: Int64) {
+        times[key, default: []].append(nowMs)
+    }
+}
