@@ -10,6 +10,9 @@
 #include <sys/socket.h>
 #include <sys/ioctl.h>
 #include <sys/uio.h>
+#include <sys/syscall.h>
+#include <poll.h>
+#include <time.h>
 #include <sys/time.h>
 #include <net/if.h>
 #include <linux/can.h>
@@ -84,6 +87,26 @@ static inline int csc_enable_timestamps(int fd) {
 static inline int csc_enable_rxq_ovfl(int fd) {
     int on = 1;
     return setsockopt(fd, SOL_SOCKET, SO_RXQ_OVFL, &on, sizeof on);
+}
+
+/// Waits up to NS nanoseconds for FD to be readable (ppoll, which Glibc's Swift overlay does
+/// not show without _GNU_SOURCE): 1 readable, 0 timed out, -1 with errno set.
+static inline int csc_wait_readable_ns(int fd, int64_t ns) {
+    struct pollfd pfd = { .fd = fd, .events = POLLIN, .revents = 0 };
+    struct timespec ts = { .tv_sec = (time_t)(ns / 1000000000), .tv_nsec = (long)(ns % 1000000000) };
+    return (int)syscall(SYS_ppoll, &pfd, 1, &ts, NULL, (size_t)8);
+}
+
+/// Asks for a receive queue of BYTES: SO_RCVBUFFORCE when the process may (CAP_NET_ADMIN),
+/// else SO_RCVBUF, which the kernel caps at net.core.rmem_max. Returns the size the kernel
+/// granted (it doubles the request for its bookkeeping), or -1 with errno set.
+static inline int csc_set_rcvbuf(int fd, int bytes) {
+    if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &bytes, sizeof bytes) != 0
+        && setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &bytes, sizeof bytes) != 0) return -1;
+    int granted = 0;
+    socklen_t len = sizeof granted;
+    if (getsockopt(fd, SOL_SOCKET, SO_RCVBUF, &granted, &len) != 0) return -1;
+    return granted;
 }
 
 static inline int csc_set_rcvtimeo_ms(int fd, int ms) {

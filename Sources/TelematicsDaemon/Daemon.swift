@@ -90,7 +90,12 @@ public enum Daemon {
         switch config.source {
         case .socketCAN(let iface):
             do {
-                channel = try SocketCANChannel(interface: iface, filters: CANFilter.exact(for: setup.database))
+                let socket = try SocketCANChannel(interface: iface, filters: CANFilter.exact(for: setup.database))
+                if socket.receiveBuffer < SocketCANChannel.wantedReceiveBuffer {
+                    logger.notice("the kernel capped the CAN receive queue; raise net.core.rmem_max for bursts",
+                                  metadata: ["can.interface": "\(iface)", "can.receiveBuffer": "\(socket.receiveBuffer)"])
+                }
+                channel = socket
             } catch {
                 throw StartupError(kind: .unavailable, message: error.description)
             }

@@ -149,7 +149,8 @@ public final class CandumpReplayChannel: CANChannel, @unchecked Sendable {
         }
     }
 
-    public func receive(timeoutMs: Int) throws(VehicleBusError) -> CANFrame? {
+    public func receive(timeoutNs: Int64) throws(VehicleBusError) -> CANFrame? {
+        let timeoutMs = wholeMilliseconds(timeoutNs)
         if pending == nil {
             pending = nextFromLog()
             if var p = pending, loopOffset != 0 {
@@ -233,8 +234,8 @@ public final class LogBusChannel: CANChannel, @unchecked Sendable {
     public var isExhausted: Bool { false }
     public var kernelDrops: UInt64 { 0 }
 
-    public func receive(timeoutMs: Int) throws(VehicleBusError) -> CANFrame? {
-        guard var f = try incoming.receive(timeoutMs: timeoutMs) else { return nil }
+    public func receive(timeoutNs: Int64) throws(VehicleBusError) -> CANFrame? {
+        guard var f = try incoming.receive(timeoutNs: timeoutNs) else { return nil }
         f.timestamp = wallClockNow()
         return f
     }

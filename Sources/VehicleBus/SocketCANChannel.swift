@@ -7,9 +7,10 @@ import TelematicsCore
 
 /// A source of frames that a dedicated thread reads from.
 public protocol CANChannel: AnyObject, Sendable {
-    /// The next frame, or nil when `timeoutMs` passed with none (or, for a log, at its end
-    /// when `isExhausted` turns true).
-    func receive(timeoutMs: Int) throws(VehicleBusError) -> CANFrame?
+    /// The next frame, or nil when `timeoutNs` passed with none (or, for a log, at its end
+    /// when `isExhausted` turns true). A socket waits to the nanosecond (the simulated car
+    /// wakes for its next cyclic frame); a log to the millisecond.
+    func receive(timeoutNs: Int64) throws(VehicleBusError) -> CANFrame?
     /// Transmits a frame.
     func send(_ frame: CANFrame) throws(VehicleBusError)
     /// True once a finite source (a log) has nothing more.
@@ -17,6 +18,17 @@ public protocol CANChannel: AnyObject, Sendable {
     /// Frames the kernel dropped on this socket so far.
     var kernelDrops: UInt64 { get }
     func close()
+}
+
+extension CANChannel {
+    public func receive(timeoutMs: Int) throws(VehicleBusError) -> CANFrame? {
+        try receive(timeoutNs: Int64(max(0, timeoutMs)) * 1_000_000)
+    }
+}
+
+/// A timeout in nanoseconds as whole milliseconds, rounded up (poll's unit).
+@inline(__always) func wholeMilliseconds(_ ns: Int64) -> Int {
+    Int(min(Int64(Int32.max), (max(0, ns) + 999_999) / 1_000_000))
 }
 
 /// A kernel filter entry: frames whose `id & mask == id & mask` pass.
@@ -46,6 +58,9 @@ public final class SocketCANChannel: CANChannel, @unchecked Sendable {
     private let fd: Int32
     public let interface: String
     public let supportsFD: Bool
+    /// The receive queue the kernel granted, in bytes (see init).
+    public let receiveBuffer: Int
+    public static let wantedReceiveBuffer = 4 << 20
     private let drops = DropCounter()
 
     public init(interface: String, filters: [CANFilter]?, receiveErrorFrames: Bool = true) throws(VehicleBusError) {
@@ -79,6 +94,12 @@ public final class SocketCANChannel: CANChannel, @unchecked Sendable {
         }
         _ = try syscall("SO_TIMESTAMPNS on \(interface)") { csc_enable_timestamps(fd) }
         _ = try syscall("SO_RXQ_OVFL on \(interface)") { csc_enable_rxq_ovfl(fd) }
+        // A CAN frame costs the queue about 1 KiB of kernel memory (its socket buffer), so the
+        // default queue (rmem_default, 208 KiB) holds about 200 frames: a reader held up for
+        // 100 ms on a loaded bus (an fsync, a swap-in, a slow emulated machine) would lose frames.
+        // Ask for 4 MiB, about 4000 frames; without CAP_NET_ADMIN the kernel caps it at
+        // net.core.rmem_max (docs/operations.md says how to raise it).
+        self.receiveBuffer = Int(try syscall("SO_RCVBUF on \(interface)") { csc_set_rcvbuf(fd, Int32(SocketCANChannel.wantedReceiveBuffer)) })
         _ = try syscall("cannot bind to \(interface)") { csc_bind(fd, index) }
         self.fd = fd
         self.supportsFD = fdOn
@@ -88,9 +109,8 @@ public final class SocketCANChannel: CANChannel, @unchecked Sendable {
     public var isExhausted: Bool { false }
     public var kernelDrops: UInt64 { drops.value }
 
-    public func receive(timeoutMs: Int) throws(VehicleBusError) -> CANFrame? {
-        var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-        let ready = try syscall("poll on \(interface)") { poll(&pfd, 1, Int32(timeoutMs)) }
+    public func receive(timeoutNs: Int64) throws(VehicleBusError) -> CANFrame? {
+        let ready = try syscall("poll on \(interface)") { csc_wait_readable_ns(fd, max(0, timeoutNs)) }
         if ready == 0 { return nil }
         var rx = csc_rx()
         let n = try syscall("cannot receive from \(interface)") { csc_recv(fd, &rx) }

@@ -146,14 +146,15 @@ final class LoadChannel: CANChannel, @unchecked Sendable {
 
     func takeCrashTime() -> Int64? { crashAt.withLock { v in defer { v = nil }; return v } }
 
-    func receive(timeoutMs: Int) throws(VehicleBusError) -> CANFrame? {
+    func receive(timeoutNs: Int64) throws(VehicleBusError) -> CANFrame? {
+        let timeoutMs = (timeoutNs + 999_999) / 1_000_000
         if var f = pending.withLock({ v in defer { v = nil }; return v }) {
             f.timestamp = wallClockNow()
             if f.data == crashOn.data { crashAt.withLock { $0 = monotonicNow().nanoseconds } }
             return f
         }
         // Pace the background load.
-        sleepUntil(monotonic: next, maxMs: Int64(timeoutMs))
+        sleepUntil(monotonic: next, maxMs: timeoutMs)
         next = Timestamp(nanoseconds: max(next.nanoseconds + gapNs, monotonicNow().nanoseconds - 10 * gapNs))
         var f = speed
         f.timestamp = wallClockNow()

@@ -30,7 +30,7 @@ final class FakeChannel: CANChannel, @unchecked Sendable {
     let queue = Mutex<[CANFrame]>([])
     let sent = Mutex<[CANFrame]>([])
     let clock = Mutex<Timestamp>(.zero)
-    func receive(timeoutMs: Int) throws(VehicleBusError) -> CANFrame? {
+    func receive(timeoutNs: Int64) throws(VehicleBusError) -> CANFrame? {
         if let f = queue.withLock({ $0.isEmpty ? nil : $0.removeFirst() }) { return f }
         usleep(1000)
         return nil
