@@ -95,7 +95,10 @@ public final class CarService: Service, Sendable {
     }
 
     /// Milliseconds since the car started, on the monotonic clock.
-    var nowMs: Int64 { monotonicNow().milliseconds(since: origin) }
+    var nowMs: Int64 { nowNs / 1_000_000 }
+    /// Nanoseconds since the car started: the loop sleeps until a frame's due millisecond to
+    /// the nanosecond (waking a millisecond late every time would be a millisecond of jitter).
+    var nowNs: Int64 { monotonicNow().nanoseconds - origin.nanoseconds }
 
     public func run() async throws {
         let (ended, continuation) = AsyncStream<Void>.makeStream()
@@ -167,9 +170,9 @@ public final class CarService: Service, Sendable {
                 if nextNMEA <= t { nextNMEA = (t / 1_000 + 1) * 1_000 }
             }
             changed.broadcast()
-            let wait = max(0, min(wake, nextNMEA) - nowMs)
+            let waitNs = max(0, min(wake, nextNMEA) * 1_000_000 - nowNs)
             do {
-                if let frame = try channel.receive(timeoutMs: Int(min(wait, 100))) {
+                if let frame = try channel.receive(timeoutNs: min(waitNs, 100_000_000)) {
                     state.withLock { s in
                         s.car.advance(to: nowMs)
                         _ = s.car.receive(frame)

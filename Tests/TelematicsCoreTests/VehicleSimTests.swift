@@ -300,6 +300,23 @@ struct SimulatedVehicleTests {
         #expect(airbag.allSatisfy { $0.data[7] == xorChecksum($0.data, checksumByte: 7) })
     }
 
+    @Test("each frame holds what SignalCodec.encode writes for the models' values; frames due together go lowest identifier first")
+    func layoutAndPriority() throws {
+        var v = car()
+        _ = v.apply(.engine(true))
+        _ = v.apply(.drive(to: nil, kmh: 50, reverse: false))
+        let first = frames(&v, for: 1, from: 0)
+        #expect(first.map(\.id) == first.map(\.id).sorted())
+        let later = frames(&v, for: 2_000, from: 1)
+        for f in later {
+            let m = try #require(ProjectFiles.database.message(id: f.id, isExtended: f.isExtended))
+            // Decode and encode again with the library codec: the same bytes.
+            var values: [String: Double] = [:]
+            for d in SignalCodec.decode(m, data: f.data) { values[m.signals[d.index].name] = d.value }
+            #expect(try SignalCodec.encode(m, values: values) == f.data, "\(m.name)")
+        }
+    }
+
     @Test("a lock request goes out as Door_Status at once, locked by Telematics")
     func lockEvent() {
         var v = car()

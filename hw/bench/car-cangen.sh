@@ -11,7 +11,7 @@ set -uo pipefail
 bin=$1
 out=$2
 secs=${3:-10}
-rounds=${4:-3}
+rounds=${4:-5}
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 work=$(mktemp -d)
 iface=vcan0

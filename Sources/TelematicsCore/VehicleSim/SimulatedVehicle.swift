@@ -68,7 +68,9 @@ public struct SimulatedVehicle: Sendable {
         public var sender: String
         public var counterSignal: String?
         public var checksumSignal: DBCSignal?
-        var signalNames: Set<String>
+        /// The message's signals in layout order, for encoding without looking names up per
+        /// frame (a multiplexed message takes SignalCodec.encode instead: its layout varies).
+        var signals: [DBCSignal]
     }
 
     /// The messages of `hw/vehicle.dbc` the models fill.
@@ -86,15 +88,20 @@ public struct SimulatedVehicle: Sendable {
         heading = configuration.heading
         var plan: [PlannedMessage] = []
         var unmodelled: [String] = []
-        for (i, m) in database.messages.enumerated() where m.sender != Self.unitNode {
+        // In arbitration order (the lowest identifier first), as a real bus delivers frames
+        // that are due at the same moment.
+        let byPriority = database.messages.indices.sorted {
+            (database.messages[$0].id, $0) < (database.messages[$1].id, $1)
+        }
+        for i in byPriority where database.messages[i].sender != Self.unitNode {
+            let m = database.messages[i]
             guard Self.modelled.contains(m.name) else { unmodelled.append(m.name); continue }
             let counter = m.signals.first { $0.name.hasSuffix("_Counter") && $0.multiplexer == nil }
             let checksum = m.signals.first {
                 $0.name.hasSuffix("_Checksum") && $0.length == 8 && $0.startBit % 8 == 0 && $0.byteOrder == .littleEndian
             }
             plan.append(PlannedMessage(index: i, name: m.name, cycleMs: Int64(max(0, m.cycleTimeMs ?? 0)), sender: m.sender,
-                                       counterSignal: counter?.name, checksumSignal: checksum,
-                                       signalNames: Set(m.signals.map(\.name))))
+                                       counterSignal: counter?.name, checksumSignal: checksum, signals: m.signals))
         }
         self.plan = plan
         self.unmodelled = unmodelled
@@ -616,12 +623,25 @@ public struct SimulatedVehicle: Sendable {
             v[c] = Double(counters[i])
             counters[i] = (counters[i] + 1) % 16
         }
-        var clamped: [String: Double] = [:]
-        for (name, value) in v where p.signalNames.contains(name) {
-            guard let s = m.signal(named: name) else { continue }
-            clamped[name] = s.hasRange ? min(s.maximum, max(s.minimum, value)) : value
+        func clamp(_ s: DBCSignal, _ value: Double) -> Double {
+            s.hasRange ? min(s.maximum, max(s.minimum, value)) : value
         }
-        guard var data = try? SignalCodec.encode(m, values: clamped, missingAsZero: true) else { return nil }
+        var data: [UInt8]
+        if m.isMultiplexed {
+            var clamped: [String: Double] = [:]
+            for s in p.signals { if let value = v[s.name] { clamped[s.name] = clamp(s, value) } }
+            guard let encoded = try? SignalCodec.encode(m, values: clamped, missingAsZero: true) else { return nil }
+            data = encoded
+        } else {
+            // The models fill every signal they know with a value in its range; a signal they
+            // do not fill stays zero, as SignalCodec.encode(missingAsZero:) leaves it.
+            data = [UInt8](repeating: 0, count: m.length)
+            for s in p.signals {
+                guard let value = v[s.name] else { continue }
+                guard let bits = try? SignalCodec.encodeBits(s, physical: clamp(s, value)) else { return nil }
+                SignalCodec.insert(s, bits: bits, into: &data)
+            }
+        }
         if let cs = p.checksumSignal {
             var sum = xorChecksum(data, checksumByte: cs.startBit / 8)
             if faults.contains(.wrongChecksums) { sum ^= 0xFF }
