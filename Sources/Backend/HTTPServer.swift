@@ -136,7 +136,35 @@ public final class HTTPServer: @unchecked Sendable {
             headerEnd = find([13, 10, 13, 10], in: data)
             if headerEnd == nil, data.count > 16_384 { return .failure(Failure(description: "headers longer than 16 KiB")) }
         }
-        let head = String(decoding: data[..<headerEnd!], as: UTF8.self).split(separator: "\r\n", omittingEmptySubsequences: false)
+        let head: Head
+        switch parseHead(data[..<headerEnd!]) {
+        case .success(let h): head = h
+        case .failure(let f): return .failure(f)
+        }
+        var body = Array(data[(headerEnd! + 4)...])
+        while body.count < head.contentLength {
+            let n = recvBefore(min(buffer.count, head.contentLength - body.count))
+            guard n > 0 else { return .failure(Failure(description: "the body ended early")) }
+            body += buffer[..<n]
+        }
+        return .success(Request(method: head.method, path: head.path, query: head.query, headers: head.headers,
+                                body: Array(body.prefix(head.contentLength))))
+    }
+
+    /// A request's line and headers, read.
+    public struct Head: Sendable, Equatable {
+        public var method: String
+        public var path: String
+        public var query: [String: String]
+        public var headers: [String: String]
+        public var contentLength: Int
+    }
+
+    /// Parses the bytes before the blank line: the request line, the headers (names in lower
+    /// case), the query, and a Content-Length from 0 to `maximumBody`. Outside input: any bytes
+    /// give a head or a failure that says why (a fuzz target holds it to that).
+    public static func parseHead(_ bytes: ArraySlice<UInt8>) -> Result<Head, Failure> {
+        let head = String(decoding: bytes, as: UTF8.self).split(separator: "\r\n", omittingEmptySubsequences: false)
         let line = head[0].split(separator: " ")
         guard line.count == 3, line[2].hasPrefix("HTTP/1.") else { return .failure(Failure(description: "not an HTTP/1.x request line")) }
         var headers: [String: String] = [:]
@@ -146,12 +174,6 @@ public final class HTTPServer: @unchecked Sendable {
         }
         let length = Int(headers["content-length"] ?? "0") ?? -1
         guard length >= 0, length <= maximumBody else { return .failure(Failure(description: "Content-Length must be 0 to \(maximumBody)")) }
-        var body = Array(data[(headerEnd! + 4)...])
-        while body.count < length {
-            let n = recvBefore(min(buffer.count, length - body.count))
-            guard n > 0 else { return .failure(Failure(description: "the body ended early")) }
-            body += buffer[..<n]
-        }
         let target = String(line[1])
         let parts = target.split(separator: "?", maxSplits: 1)
         var query: [String: String] = [:]
@@ -163,8 +185,7 @@ public final class HTTPServer: @unchecked Sendable {
                 query[String(name)] = kv.count == 2 ? String(kv[1]) : ""
             }
         }
-        return .success(Request(method: String(line[0]), path: String(parts.first ?? ""), query: query, headers: headers,
-                                body: Array(body.prefix(length))))
+        return .success(Head(method: String(line[0]), path: String(parts.first ?? ""), query: query, headers: headers, contentLength: length))
     }
 
     static func find(_ needle: [UInt8], in hay: [UInt8]) -> Int? {

@@ -383,23 +383,20 @@ public final class Portal {
     /// (`RegistrationFailure`) and, when locked, the seconds left.
     public func register(vin: String, code: String, model: String, built: String, country: String, privacy: String?,
                          nowMs: Int64) throws(PortalError) -> Enrolment {
-        var limiter = try limiter("registration_attempts", "vin", vin)
-        if let left = limiter.lockedFor(nowMs: nowMs) {
+        // The try is reserved (counted as wrong) before the code is looked up, atomically, so
+        // that concurrent guesses cannot pass the lock; this car's own code clears the count.
+        if case .locked(let left) = try reserveTry("registration_attempts", "vin", vin, nowMs: nowMs) {
             throw PortalError("locked", "too many wrong codes for \(vin); try again in \((left + 999) / 1000) s", retryAfterMs: left)
         }
-        func wrong(_ e: PortalError) throws(PortalError) -> Never {
-            limiter.wrongCode(nowMs: nowMs)
-            try save(limiter, "registration_attempts", "vin", vin)
-            throw e
-        }
-        guard isPairingCode(code) else { try wrong(PortalError("codeUnknown", "a pairing code is 8 digits")) }
+        guard isPairingCode(code) else { throw PortalError("codeUnknown", "a pairing code is 8 digits") }
         let rows = try query("SELECT vin, email, code_expires_at, code_used_at FROM garage WHERE code = ?", [.text(code)]) {
             ($0.text(0), $0.text(1), $0.int(2), $0.isNull(3) ? nil : $0.int(3))
         }
-        guard let (codeVIN, email, expires, used) = rows.first else { try wrong(PortalError("codeUnknown", "no car has this pairing code")) }
+        guard let (codeVIN, email, expires, used) = rows.first else { throw PortalError("codeUnknown", "no car has this pairing code") }
         // Another car's code answers exactly as an unknown one: the answer must not tell a
         // guesser that a code exists (issue 14, finding 14).
-        guard codeVIN == vin else { try wrong(PortalError("codeUnknown", "no car has this pairing code")) }
+        guard codeVIN == vin else { throw PortalError("codeUnknown", "no car has this pairing code") }
+        try run("DELETE FROM registration_attempts WHERE vin = ?", [.text(vin)])
         guard used == nil else { throw PortalError("codeUsed", "this pairing code was already used") }
         guard expires > nowMs else { throw PortalError("codeExpired", "this pairing code expired") }
         // The right code for this car: from here on a failure leaves the enrolment "started".
@@ -609,20 +606,6 @@ public final class Portal {
         // A command the car never finished before it expired has timed out.
         let final = ["successful", "failed"].contains(status) || expires > nowMs ? status : "timedOut"
         return CommandStatus(id: id, action: action, status: final, cause: cause)
-    }
-
-    /// A guessing lock (wrong codes, passwords, S-PINs) as `table` keeps it for `key` in `column`.
-    private func limiter(_ table: String, _ column: String, _ key: String) throws(PortalError) -> GuessLimiter {
-        try query("SELECT failures, locked_until FROM \(table) WHERE \(column) = ?", [.text(key)]) {
-            GuessLimiter(failures: Int($0.int(0)), lockedUntilMs: $0.isNull(1) ? nil : $0.int(1))
-        }.first ?? GuessLimiter()
-    }
-
-    private func save(_ limiter: GuessLimiter, _ table: String, _ column: String, _ key: String) throws(PortalError) {
-        try run("""
-            INSERT INTO \(table)(\(column), failures, locked_until) VALUES (?, ?, ?)
-            ON CONFLICT(\(column)) DO UPDATE SET failures = excluded.failures, locked_until = excluded.locked_until
-            """, [.text(key), .int(Int64(limiter.failures)), limiter.lockedUntilMs.map { .int($0) } ?? .null])
     }
 
     private func run(_ sql: String, _ values: [SQLiteHandle.Value]) throws(PortalError) {

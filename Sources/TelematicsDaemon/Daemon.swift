@@ -80,6 +80,7 @@ public enum Daemon {
     /// `logLevelFixed`: the level came from the command line, and a reload leaves it alone.
     public static func run(_ setup: LoadedSetup, logger: Logger, logLevelFixed: Bool = false) async throws(StartupError) {
         let config = setup.configuration
+        for w in setup.database.warnings { logger.warning("DBC: \(w)") }
         let channel: any CANChannel
         let now: @Sendable () -> Timestamp
         var interfaceName: String?
@@ -344,21 +345,23 @@ public enum ControlCommands {
                               registration: CarRegistration? = nil, reset: FactoryReset? = nil, supervisor: Supervisor? = nil,
                               running: RunningConfiguration? = nil, capabilities: CapabilityService? = nil,
                               faultInjection: Bool = false) -> JSON {
-        guard let command = request["command"]?.stringValue else {
-            return failure("request needs a \"command\" string")
+        let command: ControlRequest
+        switch ControlRequest.parse(request) {
+        case .success(let c): command = c
+        case .failure(let e): return failure(e.message)
         }
         switch command {
-        case "ping":
+        case .ping:
             return .object([("ok", .bool(true))])
-        case "fault":
+        case .fault(let hang):
             // Only when the configuration allows it: a test makes a main loop hang.
             guard faultInjection else { return failure("fault injection is off ([control] fault-injection)") }
-            guard let name = request["hang"]?.stringValue, let loop = LoopMonitor.Loop(rawValue: name) else {
+            guard let loop = hang.flatMap(LoopMonitor.Loop.init(rawValue:)) else {
                 return failure("\"hang\" must name a loop: \(LoopMonitor.Loop.allCases.map(\.rawValue).joined(separator: ", "))")
             }
             LoopMonitor.shared.injectHang(loop)
             return .object([("ok", .bool(true))])
-        case "status":
+        case .status:
             let (state, busReport) = bus.report()
             var o: [(String, JSON)] = [("ok", .bool(true)), ("vehicle", profile.json), ("bus", busReport)]
             if let privacy { o.append(("privacy", .string(privacy.current.rawValue))) }
@@ -377,75 +380,43 @@ public enum ControlCommands {
             }
             o.append(("state", state))
             return .object(o)
-        case "ecall":
+        case .eCall(let action):
             guard let eCall else { return failure("the eCall service is not running") }
-            switch request["action"]?.stringValue {
-            case "test":
+            switch action {
+            case .test:
                 eCall.requestTest()
                 return .object([("ok", .bool(true))])
-            case "cancel":
+            case .cancel:
                 return eCall.requestCancel()
-            case "status":
+            case .status:
                 return .object([("ok", .bool(true)), ("ecall", eCall.report())])
-            default:
-                return failure("ecall needs an \"action\": test, cancel or status")
             }
-        case "factoryReset":
+        case .factoryReset:
             guard let reset else { return failure("the factory reset is not available") }
-            guard request["confirm"]?.boolValue == true else {
-                return failure("a factory reset deletes the user's data: send \"confirm\": true")
-            }
             return reset.perform()
-        case "register":
+        case .register(let code):
             guard let registration else { return failure("registration is not available") }
-            guard let code = request["code"]?.stringValue else { return failure("register needs a \"code\" string") }
             return registration.register(code: code)
-        case "assistant":
-            // The in-car activation assistant: create the account; log in, add the car, register.
+        case .createAccount(let email, let password, let spin):
             guard let registration else { return failure("registration is not available") }
-            let email = request["email"]?.stringValue ?? "", password = request["password"]?.stringValue ?? ""
-            switch request["action"]?.stringValue {
-            case "createAccount":
-                guard let spin = request["spin"]?.stringValue else { return failure("createAccount needs \"email\", \"password\" and \"spin\"") }
-                return registration.createAccount(email: email, password: password, spin: spin)
-            case "addCar":
-                return registration.addCarAndRegister(email: email, password: password, acceptedTerms: request["acceptTerms"]?.boolValue == true)
-            default:
-                return failure("assistant needs an \"action\": createAccount or addCar")
-            }
-        case "renewLicence":
+            return registration.createAccount(email: email, password: password, spin: spin)
+        case .addCar(let email, let password, let accepted):
             guard let registration else { return failure("registration is not available") }
-            guard let package = request["package"]?.stringValue, ["radio", "navi"].contains(package) else {
-                return failure("renewLicence needs a \"package\": radio or navi")
-            }
-            guard let years = request["years"]?.numberValue, years == 1 || years == 2 else {
-                return failure("renewLicence needs \"years\": 1 or 2")
-            }
-            return registration.renew(package: package, years: Int(years))
-        case "privacy":
+            return registration.addCarAndRegister(email: email, password: password, acceptedTerms: accepted)
+        case .renewLicence(let package, let years):
+            guard let registration else { return failure("registration is not available") }
+            return registration.renew(package: package, years: years)
+        case .privacy(let mode):
             guard let privacy else { return failure("the privacy setting is not available") }
-            if let word = request["mode"]?.stringValue {
-                guard let mode = PrivacyMode(word: word) else {
-                    return failure("privacy mode '\(word)': expected share, use or offline")
-                }
-                privacy.set(mode)
-            }
+            if let mode { privacy.set(mode) }
             return .object([("ok", .bool(true)), ("privacy", .string(privacy.current.rawValue))])
-        case "transmit":
-            guard let message = request["message"]?.stringValue else { return failure("transmit needs a \"message\" name") }
-            var signals: [String: Double] = [:]
-            for (k, v) in request["signals"]?.objectValue ?? [] {
-                guard let d = v.numberValue else { return failure("signal \(k) needs a number") }
-                signals[k] = d
-            }
+        case .transmit(let message, let signals):
             do {
                 let frame = try bus.transmit(message: message, signals: signals, missingAsZero: true)
                 return .object([("ok", .bool(true)), ("frame", .string(CandumpFormat.formatFrame(frame)))])
             } catch {
                 return failure(error.description)
             }
-        default:
-            return failure("unknown command '\(command)'; known: ping, status, transmit, ecall, privacy, register, renewLicence, factoryReset")
         }
     }
 }

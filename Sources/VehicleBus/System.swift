@@ -126,3 +126,43 @@ public func syncFolder(of path: String) {
     let fd = open(directoryName(path), O_RDONLY | O_DIRECTORY | O_CLOEXEC)
     if fd >= 0 { fsync(fd); close(fd) }
 }
+
+/// Secrets (a password, an S-PIN) for the command-line tools: read from standard input, never
+/// taken as arguments, where every local user reads them in `ps` and shells keep them in their
+/// history. At a terminal each is asked for with its prompt and the echo off; from a pipe or a
+/// redirected file (`tcu-backend user add EMAIL < secrets`), one per line, in order.
+public enum SecretInput {
+    /// True when standard input is a terminal (the prompts are shown).
+    public static var interactive: Bool { isatty(0) == 1 }
+
+    /// The next secret, or nil at the end of the input. `prompt` goes to standard error, and
+    /// only at a terminal.
+    public static func read(_ prompt: String) -> String? {
+        guard interactive else { return readLine() }
+        defer { show("\n") }
+        return withoutEcho {
+            show(prompt + ": ")
+            return readLine()
+        }
+    }
+
+    /// A prompt on standard error, where a terminal shows it and a pipe's reader ignores it.
+    private static func show(_ text: String) {
+        var bytes = Array(text.utf8)
+        _ = bytes.withUnsafeMutableBytes { write(2, $0.baseAddress, $0.count) }
+    }
+
+    /// Runs `body` (which shows a prompt, then reads standard input) with the terminal's echo
+    /// off, when standard input is a terminal; the echo comes back afterwards. The echo goes off
+    /// before the prompt shows, so that nothing typed after it is echoed, and nothing typed is
+    /// discarded (TCSANOW, not TCSAFLUSH).
+    public static func withoutEcho<T>(_ body: () -> T) -> T {
+        var saved = termios()
+        guard isatty(0) == 1, tcgetattr(0, &saved) == 0 else { return body() }
+        var quiet = saved
+        quiet.c_lflag &= ~tcflag_t(ECHO)
+        _ = tcsetattr(0, TCSANOW, &quiet)
+        defer { _ = tcsetattr(0, TCSANOW, &saved) }
+        return body()
+    }
+}

@@ -34,6 +34,14 @@ func fail(_ message: String, _ code: Int32) -> Never {
     exit(code)
 }
 
+/// A secret from standard input (SecretInput), or a clear error at its end.
+func readSecret(_ prompt: String) -> String {
+    guard let value = SecretInput.read(prompt), !value.isEmpty else {
+        fail("\(prompt.lowercased()): nothing on standard input (secrets are read from it, one per line)", 64)
+    }
+    return value
+}
+
 func note(_ message: String) {
     var line = Array("tcu-backend: \(message)\n".utf8)
     _ = line.withUnsafeMutableBytes { write(2, $0.baseAddress, $0.count) }
@@ -44,10 +52,6 @@ func openStore(_ path: String) -> BackendStore {
 }
 
 nonisolated(unsafe) var stopRequested: sig_atomic_t = 0
-/// A car's account requests (creating accounts hashes passwords, slow on purpose): at most 5 a
-/// minute per car, so that a flood neither fills the portal nor stalls the MQTT thread.
-/// Touched only by the MQTT thread.
-nonisolated(unsafe) var accountRequests = RollingLimit(limit: 5, windowMs: 60_000)
 
 struct Serve: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -90,37 +94,10 @@ struct Serve: ParsableCommand {
                 note("connected to \(endpoint)")
             }
         }
+        let messages = CarMessages(portal: portal, store: store, note: note)
         client.onMessage = { topic, payload in
-            // The backend's own messages to the cars (commands, answers) come back through
-            // vehicles/#: they are not the cars' messages.
-            if topic.hasSuffix("/commands") || topic.hasSuffix("/response") { return }
-            if let reply = interactiveReply(portal, topic: topic, payload: payload, nowMs: database.nowMs) {
+            for reply in messages.handle(topic: topic, payload: payload, nowMs: database.nowMs) {
                 _ = client.publish(topic: reply.topic, payload: Array(reply.body.text.utf8))
-                return
-            }
-            do {
-                let text = String(decoding: payload, as: UTF8.self)
-                let receipt = try store.receive(topic: topic, payload: text, receivedAtMs: database.nowMs)
-                // A command's result also moves the request's status on.
-                if topic.hasSuffix("/results"), case .stored = receipt, let r = try? JSON.parse(text),
-                   let id = r["commandId"]?.stringValue, let status = r["status"]?.stringValue {
-                    let vin = String(topic.split(separator: "/").dropFirst().first ?? "")
-                    do { try portal.commandResult(id: id, vin: vin, status: status, cause: r["cause"]?.stringValue, nowMs: database.nowMs) } catch {
-                        note("cannot record the result of \(id): \(error)")
-                    }
-                }
-                switch receipt {
-                case .rejected(let why): note("rejected a message: \(why)")
-                case .dataDeleted(let requestId):
-                    let vin = String(topic.split(separator: "/")[1])
-                    do { try portal.forgetCar(vin: vin) } catch { note("cannot remove \(vin) from its garage: \(error)") }
-                    note("deleted the data of \(vin) (factory reset in the car)")
-                    let body = JSON.object([("type", .string("dataDeleted")), ("requestId", .string(requestId))])
-                    _ = client.publish(topic: "vehicles/\(vin)/reset/response", payload: Array(body.text.utf8))
-                default: break
-                }
-            } catch {
-                note("cannot store a message: \(error)")
             }
         }
         var connected = false
@@ -215,14 +192,15 @@ struct UserCommand: ParsableCommand {
 
     struct Add: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Create an account; the password (10 characters or more) and the 4-digit S-PIN are stored as salted PBKDF2 hashes."
+            abstract: "Create an account; the password (10 characters or more) and the 4-digit S-PIN are stored as salted PBKDF2 hashes.",
+            discussion: "The password and then the S-PIN that guards remote functions are read from standard input: asked for with the echo off at a terminal, one per line from a pipe or a file (printf '%s\\n' \"$PASSWORD\" \"$SPIN\" | tcu-backend user add EMAIL). They are never arguments, which every local user can read."
         )
         @Argument(help: "The e-mail address.") var email: String
-        @Option(help: "The password.") var password: String
-        @Option(help: "The 4-digit S-PIN that guards remote functions.") var spin: String
         @OptionGroup var database: DatabaseOption
 
         func run() throws {
+            let password = readSecret("Password")
+            let spin = readSecret("S-PIN (4 digits)")
             let p = openPortal(database.db)
             portal { () throws(PortalError) in try p.addUser(email: email, password: password, spin: spin, nowMs: database.nowMs) }
             print(JSON.object([("user", .string(email.lowercased())), ("verified", .bool(false))]).text)
@@ -336,92 +314,6 @@ struct GarageCommand: ParsableCommand {
     }
 }
 
-/// The answer to a car's interactive request (`vehicles/{vin}/{kind}/request`: a registration
-/// or a licence renewal) on `vehicles/{vin}/{kind}/response`, carrying its `requestId`; nil
-/// for any other topic.
-func interactiveReply(_ portal: Portal, topic: String, payload: [UInt8], nowMs: Int64) -> (topic: String, body: JSON)? {
-    let parts = topic.split(separator: "/")
-    guard parts.count == 4, parts[0] == "vehicles", parts[3] == "request" else { return nil }
-    let vin = String(parts[1]), kind = String(parts[2])
-    let handle: (JSON, Int64) throws(PortalError) -> [(String, JSON)]
-    switch kind {
-    case "registration":
-        handle = { (r, now) throws(PortalError) in
-            let e = try portal.register(
-                vin: vin, code: r["code"]?.stringValue ?? "", model: r["model"]?.stringValue ?? "",
-                built: r["buildDate"]?.stringValue ?? "", country: r["country"]?.stringValue ?? "",
-                privacy: r["privacy"]?.stringValue, nowMs: now
-            )
-            note("registered \(vin): \(e.user) is its primary user")
-            return [("user", .string(e.user)), ("role", .string(e.role)), ("services", .array(e.services.map { .string($0) })),
-                    ("licenceExpiresAt", .number(Double(e.licenceExpiresAtMs))), ("commandKey", .string(hexBytes(e.commandKey)))]
-        }
-    case "account":
-        // The in-car activation assistant: create the account, then log in and add the car to
-        // the garage (the car registers with the code it gets back). The password is checked
-        // here and never stored nor logged as it is.
-        handle = { (r, now) throws(PortalError) in
-            let email = r["email"]?.stringValue ?? "", password = r["password"]?.stringValue ?? ""
-            switch r["action"]?.stringValue {
-            case "createAccount":
-                try portal.addUser(email: email, password: password, spin: r["spin"]?.stringValue ?? "", nowMs: now)
-                note("account created from the car \(vin); its e-mail address waits for verification")
-                return [("user", .string(email.lowercased())), ("verified", .bool(false))]
-            case "addCar":
-                try portal.logIn(email: email, password: password, nowMs: now)
-                let car = try portal.addCar(vin: vin, email: email, model: r["model"]?.stringValue ?? "", built: r["buildDate"]?.stringValue ?? "",
-                                            country: r["country"]?.stringValue ?? "", acceptedTerms: r["acceptTerms"]?.boolValue == true, nowMs: now)
-                note("\(vin) added to a garage from the car")
-                return [("pairingCode", .string(car.code)), ("codeExpiresAt", .number(Double(car.codeExpiresAtMs)))]
-            default:
-                throw PortalError("unknownAction", "an account request is createAccount or addCar")
-            }
-        }
-    case "licence":
-        handle = { (r, now) throws(PortalError) in
-            // A year count from outside: anything but a small whole number is refused by renew.
-            let years = r["years"]?.integer(in: -100...100).map { Int($0) } ?? 0
-            let l = try portal.renew(vin: vin, package: r["package"]?.stringValue ?? "", years: years, nowMs: now)
-            note("renewed the licence of \(vin): \(l.package) until \(l.expiresAtMs)")
-            return l.json.objectValue ?? []
-        }
-    default:
-        return nil
-    }
-    let responseTopic = "vehicles/\(vin)/\(kind)/response"
-    if kind == "account" {
-        if let wait = accountRequests.wait(vin, nowMs: nowMs) {
-            note("rate-limited an account request from \(vin)")
-            let id = (try? JSON.parse(String(decoding: payload, as: UTF8.self)))?["requestId"]?.stringValue ?? ""
-            return (responseTopic, .object([("requestId", .string(id)), ("ok", .bool(false)), ("error", .string("rateLimited")),
-                                            ("message", .string("too many account requests from this car; try again later")),
-                                            ("retryAfterS", .number(Double((wait + 999) / 1000)))]))
-        }
-        accountRequests.record(vin, nowMs: nowMs)
-    }
-    guard let request = try? JSON.parse(String(decoding: payload, as: UTF8.self)), let id = request["requestId"]?.stringValue else {
-        note("rejected a \(kind) request from \(vin): not JSON with a requestId")
-        return (responseTopic, .object([("ok", .bool(false)), ("error", .string("malformedRequest")), ("message", .string("malformed request"))]))
-    }
-    // Every answer is signed with the backend's key: the car takes none without its signature.
-    func signed(_ answer: JSON) -> (topic: String, body: JSON) {
-        do { return (responseTopic, try portal.signedAnswer(answer, vin: vin, kind: kind)) } catch {
-            note("cannot sign the \(kind) answer for \(vin): \(error)")
-            return (responseTopic, answer)
-        }
-    }
-    do {
-        let fields = try handle(request, nowMs)
-        return signed(.object([("requestId", .string(id)), ("ok", .bool(true))] + fields))
-    } catch {
-        note("\(kind) of \(vin) refused: \(error.code)")
-        var o: [(String, JSON)] = [("requestId", .string(id)), ("ok", .bool(false)), ("error", .string(error.code)),
-                                   ("message", .string(error.message))]
-        if let ms = error.retryAfterMs { o.append(("retryAfterS", .number(Double((ms + 999) / 1000)))) }
-        return signed(.object(o))
-    }
-}
-
 struct LicenceCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "licence", abstract: "A registered car's licence: show it, renew it (radio or navi, 1 or 2 years).",
@@ -459,13 +351,12 @@ struct RemoteCommandCLI: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "command",
         abstract: "Send a remote command to a car as an app would: signed with the car's key, bound to its VIN, with an expiry and a counter.",
-        discussion: "lock and unlock need the user's S-PIN (three wrong ones lock it for a growing time). Only the primary user has remote functions; one request per type may be pending. Prints the request, then (with --wait-s) its final status: successful, failed with a cause, or timedOut."
+        discussion: "lock and unlock need the user's S-PIN (three wrong ones lock it for a growing time), read from standard input: asked for with the echo off at a terminal, the first line from a pipe or a file; none at the end of the input. Only the primary user has remote functions; one request per type may be pending. Prints the request, then (with --wait-s) its final status: successful, failed with a cause, or timedOut."
     )
 
     @Argument(help: "The VIN.") var vin: String
     @Argument(help: "lock, unlock, honkAndFlash, flash, climatisationStart or climatisationStop.") var action: String
     @Option(help: "The user's e-mail address.") var user: String
-    @Option(help: "The user's 4-digit S-PIN.") var spin: String?
     @Option(help: "climatisationStart: the target temperature, 16 to 30 °C in 0.5 steps.") var temperature: Double?
     @Option(help: "How long the command is valid, in seconds.") var ttlS: Int = 60
     @Option(help: "How long to wait for the car's final result, in seconds (0: do not wait).") var waitS: Int = 30
@@ -476,6 +367,7 @@ struct RemoteCommandCLI: ParsableCommand {
         guard let a = RemoteCommand.Action(rawValue: action) else {
             fail("unknown action '\(action)': \(RemoteCommand.Action.allCases.map(\.rawValue).joined(separator: ", "))", 64)
         }
+        let spin = Portal.spinActions.contains(a) ? SecretInput.read("S-PIN").flatMap { $0.isEmpty ? nil : $0 } : nil
         let endpoint = broker.endpoint()
         let p = openPortal(database.db)
         let command = portal { () throws(PortalError) in

@@ -47,7 +47,13 @@ func emit(_ text: String) {
 func say(_ line: String) { emit(line + "\n") }
 
 func loadDatabase(_ path: String) -> DBCDatabase {
-    do { return try loadDBC(path: path) } catch { fail(error.description, code: error.code == .invalidInput ? 65 : 66) }
+    let db: DBCDatabase
+    do { db = try loadDBC(path: path) } catch { fail(error.description, code: error.code == .invalidInput ? 65 : 66) }
+    for w in db.warnings {
+        var line = Array("tcu-car: warning: \(w)\n".utf8)
+        _ = line.withUnsafeMutableBytes { write(2, $0.baseAddress, $0.count) }
+    }
+    return db
 }
 
 func loadScenario(_ path: String) -> Scenario {

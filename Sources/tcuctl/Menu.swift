@@ -1,6 +1,7 @@
 import ArgumentParser
 import TelematicsCore
 import TelematicsDaemon
+import VehicleBus
 
 /// The head unit's menu in a terminal: Settings → Online services → Registration, Service
 /// management (privacy), Licences, and the status. Every screen lists numbered choices and
@@ -25,14 +26,14 @@ struct Menu {
     let socket: String
 
     /// One request; a daemon that does not answer is shown, not fatal.
-    func request(_ body: [(String, JSON)], timeoutMs: Int = 5_000) -> JSON? {
-        do { return try ControlClient.request(socket, .object(body), timeoutMs: timeoutMs) } catch {
+    func request(_ body: ControlRequest, timeoutMs: Int = 5_000) -> JSON? {
+        do { return try ControlClient.request(socket, body.json, timeoutMs: timeoutMs) } catch {
             print("The unit does not answer (\(error)).")
             return nil
         }
     }
 
-    func status() -> JSON? { request([("command", .string("status"))]) }
+    func status() -> JSON? { request(.status) }
 
     /// Shows a screen until a valid choice; nil on 0 or the end of input.
     func choose(_ title: String, _ lines: [String], _ choices: [String]) -> Int? {
@@ -61,7 +62,7 @@ struct Menu {
             case 1: onlineServices()
             case 2: showStatus()
             default:
-                guard let reply = request([("command", .string("ecall")), ("action", .string("cancel"))]) else { continue }
+                guard let reply = request(.eCall(.cancel)) else { continue }
                 print(reply["ok"]?.boolValue == true ? "The emergency call is cancelled." : "It cannot be cancelled now (\(reply["error"]?.stringValue ?? "?")).")
             }
         }
@@ -94,9 +95,16 @@ struct Menu {
     }
 
     /// Asks for one line; nil on "0" or the end of input.
-    func ask(_ prompt: String) -> String? {
-        print("\(prompt) (0 to go back): ", terminator: "")
-        guard let line = readLine()?.trimmingCharacters(), line != "0" else { return nil }
+    func ask(_ prompt: String, secret: Bool = false) -> String? {
+        func promptAndRead() -> String? {
+            // (Reading standard input flushes the prompt.)
+            print("\(prompt) (0 to go back): ", terminator: "")
+            return readLine()?.trimmingCharacters()
+        }
+        // A password or an S-PIN is not shown on the screen (a head unit shows dots).
+        let line = secret ? SecretInput.withoutEcho(promptAndRead) : promptAndRead()
+        if secret, SecretInput.interactive { print("") }
+        guard let line, line != "0" else { return nil }
         return line
     }
 
@@ -108,16 +116,15 @@ struct Menu {
             guard let c = choose("Registration › Activation assistant", ["Register this car without the portal."],
                                  ["I have a SEAT ID: log in", "Create a SEAT ID"]) else { return }
             if c == 2 {
-                guard let email = ask("E-mail address"), let password = ask("Password (at least 10 characters)") else { continue }
+                guard let email = ask("E-mail address"), let password = ask("Password (at least 10 characters)", secret: true) else { continue }
                 var spin: String?
                 while spin == nil {
-                    guard let s = ask("S-PIN for remote functions (4 digits)") else { break }
+                    guard let s = ask("S-PIN for remote functions (4 digits)", secret: true) else { break }
                     if s.count == 4, s.allSatisfy({ $0.isASCII && $0.isNumber }) { spin = s } else { print("The S-PIN is 4 digits.") }
                 }
                 guard let spin else { continue }
                 print("Creating the account...")
-                guard let reply = request([("command", .string("assistant")), ("action", .string("createAccount")), ("email", .string(email)),
-                                           ("password", .string(password)), ("spin", .string(spin))], timeoutMs: interactiveTimeoutMs) else { continue }
+                guard let reply = request(.createAccount(email: email, password: password, spin: spin), timeoutMs: interactiveTimeoutMs) else { continue }
                 if reply["ok"]?.boolValue == true {
                     print("Account created. \(reply["advice"]?.stringValue ?? "")")
                 } else {
@@ -125,7 +132,7 @@ struct Menu {
                 }
                 continue
             }
-            guard let email = ask("E-mail address"), let password = ask("Password") else { continue }
+            guard let email = ask("E-mail address"), let password = ask("Password", secret: true) else { continue }
             guard choose("Activation assistant › Terms", [
                 "Terms of use: the online services are provided for this car while its licence is valid.",
                 "Privacy policy: the car sends its state, events and (if you allow it) its position to the",
@@ -135,8 +142,7 @@ struct Menu {
                 continue
             }
             print("Adding the car to your garage and registering...")
-            guard let reply = request([("command", .string("assistant")), ("action", .string("addCar")), ("email", .string(email)),
-                                       ("password", .string(password)), ("acceptTerms", .bool(true))], timeoutMs: interactiveTimeoutMs) else { continue }
+            guard let reply = request(.addCar(email: email, password: password, acceptedTerms: true), timeoutMs: interactiveTimeoutMs) else { continue }
             if reply["ok"]?.boolValue == true {
                 print("Registered. Primary user: \(reply["registration"]?["user"]?.stringValue ?? "?")")
                 return
@@ -156,7 +162,7 @@ struct Menu {
                 continue
             }
             print("Registering...")
-            guard let reply = request([("command", .string("register")), ("code", .string(code))], timeoutMs: interactiveTimeoutMs) else { return }
+            guard let reply = request(.register(code: code), timeoutMs: interactiveTimeoutMs) else { return }
             if reply["ok"]?.boolValue == true {
                 print("Registered. Primary user: \(reply["registration"]?["user"]?.stringValue ?? "?")")
             } else {
@@ -187,7 +193,7 @@ struct Menu {
                 "Offline: nothing leaves the car but the legal eCall.",
             ], ["Share my position", "Use my position", "Offline"]) else { return }
             let word = ["share", "use", "offline"][c - 1]
-            if let reply = request([("command", .string("privacy")), ("mode", .string(word))]) {
+            if let reply = request(.privacy(PrivacyMode(word: word))) {
                 print("Privacy: \(Self.privacyName(reply["privacy"]?.stringValue ?? "?"))")
             }
         }
@@ -209,7 +215,7 @@ struct Menu {
             guard let c = choose("Online services › Licences", lines, registered ? offers.map { "Renew: \($0.2)" } : []) else { return }
             let (package, years, _) = offers[c - 1]
             print("Renewing...")
-            guard let reply = request([("command", .string("renewLicence")), ("package", .string(package)), ("years", .number(Double(years)))],
+            guard let reply = request(.renewLicence(package: package, years: years),
                                       timeoutMs: interactiveTimeoutMs) else { continue }
             if reply["ok"]?.boolValue == true {
                 print("Renewed.")
@@ -230,7 +236,7 @@ struct Menu {
                 print("Nothing was deleted.")
                 continue
             }
-            if let reply = request([("command", .string("factoryReset")), ("confirm", .bool(true))]) {
+            if let reply = request(.factoryReset) {
                 print(reply["ok"]?.boolValue == true ? "Factory settings restored." : "The reset failed: \(reply["error"]?.stringValue ?? "?")")
             }
         }

@@ -21,15 +21,26 @@ struct SocketOption: ParsableArguments {
     var socket: String = "/run/telematicsd/control.sock"
 }
 
+/// The DBC file, or a clear error; what the parser skipped goes to standard error as warnings.
+func loadDatabase(_ path: String) -> DBCDatabase {
+    let db: DBCDatabase
+    do { db = try loadDBC(path: path) } catch { die(error.description, code: 65) }
+    for w in db.warnings {
+        var line = Array("tcuctl: warning: \(w)\n".utf8)
+        _ = line.withUnsafeMutableBytes { write(2, $0.baseAddress, $0.count) }
+    }
+    return db
+}
+
 func die(_ message: String, code: Int32 = 1) -> Never {
     var line = Array("tcuctl: error: \(message)\n".utf8)
     _ = line.withUnsafeMutableBytes { write(2, $0.baseAddress, $0.count) }
     exit(code)
 }
 
-func ask(_ socket: String, _ request: JSON) -> JSON {
+func ask(_ socket: String, _ request: ControlRequest) -> JSON {
     let reply: JSON
-    do { reply = try ControlClient.request(socket, request) } catch { die(error.description, code: 69) }
+    do { reply = try ControlClient.request(socket, request.json) } catch { die(error.description, code: 69) }
     guard reply["ok"]?.boolValue == true else { die(reply["error"]?.stringValue ?? "the daemon refused the request") }
     return reply
 }
@@ -39,8 +50,8 @@ func ask(_ socket: String, _ request: JSON) -> JSON {
 let interactiveTimeoutMs = 130_000
 
 /// A request that waits for the backend; the reply may say it failed (the caller shows why).
-func askBackend(_ socket: String, _ request: JSON) -> JSON {
-    do { return try ControlClient.request(socket, request, timeoutMs: interactiveTimeoutMs) } catch { die(error.description, code: 69) }
+func askBackend(_ socket: String, _ request: ControlRequest) -> JSON {
+    do { return try ControlClient.request(socket, request.json, timeoutMs: interactiveTimeoutMs) } catch { die(error.description, code: 69) }
 }
 
 /// A leaf value for people: strings without quotes.
@@ -78,7 +89,7 @@ struct Status: ParsableCommand {
     var key: String?
 
     func run() throws {
-        let reply = ask(options.socket, .object([("command", .string("status"))]))
+        let reply = ask(options.socket, .status)
         var state = reply["state"] ?? .null
         if let key {
             for part in key.split(separator: ".") {
@@ -123,8 +134,7 @@ struct Decode: ParsableCommand {
     var log: String
 
     func run() throws {
-        let db: DBCDatabase
-        do { db = try loadDBC(path: dbc) } catch { die(error.description, code: 65) }
+        let db = loadDatabase(dbc)
         let reader: CandumpLogReader
         do { reader = try CandumpLogReader(path: log == "-" ? "/dev/stdin" : log) } catch { die(error.description, code: 66) }
         var errors = 0
@@ -169,8 +179,7 @@ struct Encode: ParsableCommand {
     var arguments: [String] = []
 
     func run() throws {
-        let db: DBCDatabase
-        do { db = try loadDBC(path: dbc) } catch { die(error.description, code: 65) }
+        let db = loadDatabase(dbc)
         if let name = arguments.first {
             var values: [String: Double] = [:]
             for a in arguments.dropFirst() {
@@ -221,18 +230,18 @@ struct Send: ParsableCommand {
 
     func run() throws {
         guard let name = arguments.first else { die("name a message", code: 64) }
-        var signals: [(String, JSON)] = []
+        var signals: [String: Double] = [:]
         for a in arguments.dropFirst() {
             let parts = a.split(separator: "=", maxSplits: 1)
             guard parts.count == 2, let v = Double(parts[1]) else { die("expected NAME=NUMBER, found '\(a)'", code: 64) }
-            signals.append((String(parts[0]), .number(v)))
+            signals[String(parts[0])] = v
         }
-        let reply = ask(options.socket, .object([
-            ("command", .string("transmit")), ("message", .string(name)), ("signals", .object(signals)),
-        ]))
+        let reply = ask(options.socket, .transmit(message: name, signals: signals))
         print(reply["frame"]?.stringValue ?? "")
     }
 }
+
+extension ControlRequest.ECallAction: ExpressibleByArgument {}
 
 struct MSDCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -347,7 +356,7 @@ struct ECallCommand: ParsableCommand {
         discussion: "A test call goes to the configured test number with testCall set in the MSD. Only a manual call still in its cancellation window (T1) can be cancelled; an automatic one never."
     )
 
-    enum Action: String, ExpressibleByArgument, CaseIterable { case test, cancel, status }
+    typealias Action = ControlRequest.ECallAction
 
     @OptionGroup var options: SocketOption
 
@@ -355,7 +364,7 @@ struct ECallCommand: ParsableCommand {
     var action: Action
 
     func run() throws {
-        let reply = ask(options.socket, .object([("command", .string("ecall")), ("action", .string(action.rawValue))]))
+        let reply = ask(options.socket, .eCall(action))
         if action == .status { printFlat(reply["ecall"] ?? .null, prefix: "ecall") } else { print("ok") }
     }
 }
@@ -383,9 +392,7 @@ struct PrivacyCommand: ParsableCommand {
     }
 
     func run() throws {
-        var request: [(String, JSON)] = [("command", .string("privacy"))]
-        if let mode { request.append(("mode", .string(mode))) }
-        print(ask(options.socket, .object(request))["privacy"]?.stringValue ?? "unknown")
+        print(ask(options.socket, .privacy(mode.flatMap(PrivacyMode.init(word:))))["privacy"]?.stringValue ?? "unknown")
     }
 }
 
@@ -406,7 +413,7 @@ struct RegisterCommand: ParsableCommand {
     }
 
     func run() throws {
-        let reply = askBackend(options.socket, .object([("command", .string("register")), ("code", .string(code))]))
+        let reply = askBackend(options.socket, .register(code: code))
         if reply["ok"]?.boolValue == true {
             printFlat(reply["registration"] ?? .null, prefix: "registration")
         } else {
@@ -435,20 +442,27 @@ struct AssistantCommand: ParsableCommand {
         }
     }
 
+    /// A secret from standard input (SecretInput), or a clear error at its end.
+    static func secret(_ prompt: String) -> String {
+        guard let value = SecretInput.read(prompt), !value.isEmpty else {
+            die("\(prompt.lowercased()): nothing on standard input (secrets are read from it, one per line)", code: 64)
+        }
+        return value
+    }
+
     struct CreateAccount: ParsableCommand {
-        static let configuration = CommandConfiguration(commandName: "create-account", abstract: "Create the user's account (SEAT ID) from the car.")
+        static let configuration = CommandConfiguration(
+            commandName: "create-account", abstract: "Create the user's account (SEAT ID) from the car.",
+            discussion: "The password (at least 10 characters) and the 4-digit S-PIN that will guard remote functions are read from standard input: asked for with the echo off at a terminal, one per line from a pipe or a file. They are never arguments, which every local user can read."
+        )
         @OptionGroup var options: SocketOption
         @Option(help: "The e-mail address.") var email: String
-        @Option(help: "The password (at least 10 characters).") var password: String
-        @Option(help: "The 4-digit S-PIN that will guard remote functions.") var spin: String
-
-        func validate() throws {
-            guard spin.count == 4, spin.allSatisfy({ $0.isASCII && $0.isNumber }) else { throw ValidationError("the S-PIN is 4 digits") }
-        }
 
         func run() throws {
-            let reply = askBackend(options.socket, .object([("command", .string("assistant")), ("action", .string("createAccount")),
-                                                            ("email", .string(email)), ("password", .string(password)), ("spin", .string(spin))]))
+            let password = AssistantCommand.secret("Password (at least 10 characters)")
+            let spin = AssistantCommand.secret("S-PIN for remote functions (4 digits)")
+            guard spin.count == 4, spin.allSatisfy({ $0.isASCII && $0.isNumber }) else { die("the S-PIN is 4 digits", code: 64) }
+            let reply = askBackend(options.socket, .createAccount(email: email, password: password, spin: spin))
             AssistantCommand.report(reply, what: "creating the account")
             print("account = \(plain(reply["user"] ?? .null))")
             if let advice = reply["advice"]?.stringValue { print("next = \(advice)") }
@@ -457,17 +471,16 @@ struct AssistantCommand: ParsableCommand {
 
     struct AddCar: ParsableCommand {
         static let configuration = CommandConfiguration(
-            commandName: "add-car", abstract: "Log in, add this car to the account's garage and register it (the account holder becomes its primary user)."
+            commandName: "add-car", abstract: "Log in, add this car to the account's garage and register it (the account holder becomes its primary user).",
+            discussion: "The password is read from standard input: asked for with the echo off at a terminal, the first line from a pipe or a file."
         )
         @OptionGroup var options: SocketOption
         @Option(help: "The account's e-mail address.") var email: String
-        @Option(help: "The password.") var password: String
         @Flag(help: "Accept the terms of use and the privacy policy (required).") var acceptTerms = false
 
         func run() throws {
-            let reply = askBackend(options.socket, .object([("command", .string("assistant")), ("action", .string("addCar")),
-                                                            ("email", .string(email)), ("password", .string(password)),
-                                                            ("acceptTerms", .bool(acceptTerms))]))
+            let password = AssistantCommand.secret("Password")
+            let reply = askBackend(options.socket, .addCar(email: email, password: password, acceptedTerms: acceptTerms))
             AssistantCommand.report(reply, what: "registration")
             printFlat(reply["registration"] ?? .null, prefix: "registration")
         }
@@ -491,7 +504,7 @@ struct ResetCommand: ParsableCommand {
     }
 
     func run() throws {
-        let reply = ask(options.socket, .object([("command", .string("factoryReset")), ("confirm", .bool(true))]))
+        let reply = ask(options.socket, .factoryReset)
         print("factory settings restored: \(reply["outboxMessagesDeleted"]?.integer() ?? 0) queued messages deleted; the backend is asked to delete the car's data")
     }
 }
@@ -519,12 +532,10 @@ struct LicenceCommand: ParsableCommand {
 
     func run() throws {
         guard renew else {
-            printFlat(ask(options.socket, .object([("command", .string("status"))]))["registration"] ?? .null, prefix: "registration")
+            printFlat(ask(options.socket, .status)["registration"] ?? .null, prefix: "registration")
             return
         }
-        let reply = askBackend(options.socket, .object([
-            ("command", .string("renewLicence")), ("package", .string(package.rawValue)), ("years", .number(Double(years))),
-        ]))
+        let reply = askBackend(options.socket, .renewLicence(package: package.rawValue, years: years))
         guard reply["ok"]?.boolValue == true else {
             die("renewal failed: \(reply["error"]?.stringValue ?? "?"): \(reply["advice"]?.stringValue ?? reply["error"]?.stringValue ?? "")", code: 75)
         }

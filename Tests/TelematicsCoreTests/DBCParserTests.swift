@@ -100,7 +100,50 @@ struct DBCParserTests {
         ("BA_ \"Undefined\" BO_ 1 2;\n", 1, "attribute \"Undefined\" is not defined"),
         ("SG_ S : 0|8@1+ (1,0) [0|0] \"\" X\n", 1, "SG_ must follow a BO_"),
         ("BO_ 100 A: 8 X\n SG_ S : 0|8@1+ (1,0) [0|0] \"\" X\nSIG_VALTYPE_ 100 S : 1;\n", 3, "signal S is 8 bits; a float needs 32"),
+        // What cantools refuses stays refused.
+        ("BO_ 100 A: 8 X\nSIG_VALTYPE_ 100 Nope : 1;\n", 2, "message A has no signal 'Nope'"),
+        ("SIG_VALTYPE_ 999 S : 1;\n", 1, "no message with identifier 999 is defined"),
+        ("BO_ 100 A: 8 X\n SG_ M M : 0|8@1+ (1,0) [0|0] \"\" X\n SG_ S m : 8|8@1+ (1,0) [0|0] \"\" X\n", 3,
+         "expected ':' or a multiplexer indicator (M, mN, mNM) after the signal name, found 'm'"),
     ]
+
+    @Test("takes what real exports contain and cantools accepts: nodes over several lines, Vector's pseudo-message, and comments, attributes, transmitters and multiplexer ranges for what is not defined (skipped, with a warning naming the line)")
+    func realWorldLeniency() throws {
+        let text = """
+        VERSION ""
+        BU_:
+          Gateway
+          Body_ECU
+        BO_ 100 A: 8 Gateway
+         SG_ Mux M : 0|8@1+ (1,0) [0|255] "" Body_ECU
+         SG_ S m1 : 8|8@1+ (1,0) [0|255] "" Body_ECU
+        BO_ 3221225472 VECTOR__INDEPENDENT_SIG_MSG: 0 Vector__XXX
+         SG_ Orphan : 0|8@1+ (1,0) [0|0] "" Vector__XXX
+        CM_ SG_ 3221225472 Orphan "belongs to no frame";
+        CM_ BO_ 999 "a removed message";
+        CM_ SG_ 100 Gone "a removed signal";
+        BA_DEF_ BO_ "GenMsgCycleTime" INT 0 10000;
+        BA_ "GenMsgCycleTime" BO_ 999 100;
+        BA_ "GenMsgCycleTime" BO_ 100 50;
+        BO_TX_BU_ 999 : Gateway;
+        SG_MUL_VAL_ 100 Gone Mux 1-1;
+        CM_ BO_ 100 "kept";
+        """
+        let db = try DBCParser.parse(text, source: "export.dbc")
+        #expect(db.nodes == ["Gateway", "Body_ECU"])
+        #expect(db.messages.map(\.name) == ["A"])
+        #expect(db.message(named: "A")?.cycleTimeMs == 50)
+        #expect(db.message(named: "A")?.comment == "kept")
+        #expect(db.warnings.map(\.description) == [
+            "export.dbc:11:9: a comment (CM_) for message 999, which is not defined: skipped",
+            "export.dbc:12:13: a comment (CM_) for signal 'Gone', which message A does not have: skipped",
+            "export.dbc:14:27: attribute \"GenMsgCycleTime\" (BA_) for message 999, which is not defined: skipped",
+            "export.dbc:16:11: BO_TX_BU_ for message 999, which is not defined: skipped",
+            "export.dbc:17:17: SG_MUL_VAL_ for signal 'Gone', which message A does not have: skipped",
+        ])
+        // The project's own file has nothing to warn about.
+        #expect(try DBCParser.parse(ProjectFiles.dbc).warnings.isEmpty)
+    }
 
     @Test("rejects malformed files with the line and what is wrong", arguments: malformed)
     func rejectsMalformed(_ text: String, _ line: Int, _ message: String) {

@@ -51,7 +51,7 @@ def api(tmp_path):
     rig.restart_backend(extra=["--http", f"127.0.0.1:{rig.http}", "--daily-read-quota", "6", "--actions-per-hour", "4"])
     rig.start_sim_car("[remote]\nconfirm-timeout-ms = 3000\n")
     assert rig.tcuctl("register", code).returncode == 0
-    rig.portal("user", "add", "ben@example.com", "--password", "correct horse", "--spin", "1234")
+    rig.portal("user", "add", "ben@example.com", input="correct horse\n1234\n")
     rig.portal("user", "verify", "ben@example.com")
     assert rig.portal("garage", "share", VIN, "--user", "ana@example.com", "--with", "ben@example.com", "--role", "secondary").returncode == 0
     # Locked with the key fob before the owner walked away.

@@ -99,17 +99,19 @@ class Rig:
         self.daemon = subprocess.Popen([os.path.join(BIN, "telematicsd"), "--config", str(conf)],
                                        stderr=open(self.tmp / "daemon.log", "a"))
 
-    def portal(self, *args):
-        """tcu-backend on the backend's database: its queries and the portal's commands."""
+    def portal(self, *args, input=""):
+        """tcu-backend on the backend's database: its queries and the portal's commands.
+        `input` is its standard input: the secrets it reads (a password, an S-PIN), one per line."""
         return subprocess.run([os.path.join(BIN, "tcu-backend"), *args, "--db", str(self.tmp / "backend.db")],
-                              capture_output=True, text=True)
+                              capture_output=True, text=True, input=input)
 
-    def tcuctl(self, *args):
-        return subprocess.run([os.path.join(BIN, "tcuctl"), *args, "--socket", f"{self.tmp}/ctl.sock"], capture_output=True, text=True)
+    def tcuctl(self, *args, input=""):
+        return subprocess.run([os.path.join(BIN, "tcuctl"), *args, "--socket", f"{self.tmp}/ctl.sock"], capture_output=True, text=True,
+                              input=input)
 
     def add_car(self):
         """Ana signs up, verifies her address and adds the car: the car's entry, with its pairing code."""
-        self.portal("user", "add", "ana@example.com", "--password", "correct horse", "--spin", "4711")
+        self.portal("user", "add", "ana@example.com", input="correct horse\n4711\n")
         self.portal("user", "verify", "ana@example.com")
         return json.loads(self.portal("garage", "add", VIN, "--user", "ana@example.com", "--profile", PROFILE, "--accept-terms").stdout)
 
@@ -551,9 +553,9 @@ def test_privacy_offline_sends_nothing_and_keeps_nothing_until_the_user_allows_i
 def test_the_portal_cli_signs_up_adds_the_car_and_gives_a_pairing_code(tmp_path):
     db = str(tmp_path / "portal.db")
 
-    def cli(*args):
-        return subprocess.run([os.path.join(BIN, "tcu-backend"), *args, "--db", db], capture_output=True, text=True)
-    assert cli("user", "add", "ana@example.com", "--password", "correct horse", "--spin", "4711").returncode == 0
+    def cli(*args, input=""):
+        return subprocess.run([os.path.join(BIN, "tcu-backend"), *args, "--db", db], capture_output=True, text=True, input=input)
+    assert cli("user", "add", "ana@example.com", input="correct horse\n4711\n").returncode == 0
     early = cli("garage", "add", VIN, "--user", "ana@example.com", "--profile", PROFILE, "--accept-terms")
     assert early.returncode == 65 and "(emailNotVerified)" in early.stderr
     assert cli("user", "verify", "ana@example.com").returncode == 0
@@ -581,7 +583,7 @@ def test_registration_with_the_pairing_code_end_to_end(rig):
 
     def register(code):
         return rig.tcuctl("register", code)
-    assert cli("user", "add", "ana@example.com", "--password", "correct horse", "--spin", "4711").returncode == 0
+    assert cli("user", "add", "ana@example.com", input="correct horse\n4711\n").returncode == 0
     assert cli("user", "verify", "ana@example.com").returncode == 0
     car = json.loads(cli("garage", "add", VIN, "--user", "ana@example.com", "--profile", PROFILE, "--accept-terms").stdout)
     _, conf = rig.start_car()
@@ -640,9 +642,9 @@ def test_an_expired_licence_stops_remote_services_never_the_ecall_injected_clock
     # trial ended a month ago by the car's own clock.
     rig.restart_backend(clock_offset_days=-395)
 
-    def past(*args):
-        return rig.portal(*args, "--clock-offset-days=-395")
-    past("user", "add", "ana@example.com", "--password", "correct horse", "--spin", "4711")
+    def past(*args, input=""):
+        return rig.portal(*args, "--clock-offset-days=-395", input=input)
+    past("user", "add", "ana@example.com", input="correct horse\n4711\n")
     past("user", "verify", "ana@example.com")
     car = json.loads(past("garage", "add", VIN, "--user", "ana@example.com", "--profile", PROFILE, "--accept-terms").stdout)
     # No eCall network here: the test call must not hold up the stop.
@@ -679,7 +681,7 @@ def test_an_expired_licence_stops_remote_services_never_the_ecall_injected_clock
 def test_a_car_whose_licence_expired_registers_again_only_after_a_renewal(rig):
     past_days = -395
     rig.restart_backend(clock_offset_days=past_days)
-    rig.portal("user", "add", "ana@example.com", "--password", "correct horse", "--spin", "4711", f"--clock-offset-days={past_days}")
+    rig.portal("user", "add", "ana@example.com", f"--clock-offset-days={past_days}", input="correct horse\n4711\n")
     rig.portal("user", "verify", "ana@example.com")
     car = json.loads(rig.portal("garage", "add", VIN, "--user", "ana@example.com", "--profile", PROFILE, "--accept-terms",
                                 f"--clock-offset-days={past_days}").stdout)
@@ -704,7 +706,7 @@ def test_a_car_whose_licence_expired_registers_again_only_after_a_renewal(rig):
 def test_roles_from_the_portal_cli(rig):
     car = rig.add_car()
     for who in ["ben@example.com", "cleo@example.com"]:
-        rig.portal("user", "add", who, "--password", "correct horse", "--spin", "1234")
+        rig.portal("user", "add", who, input="correct horse\n1234\n")
         rig.portal("user", "verify", who)
     rig.start_car()
     assert rig.tcuctl("register", car["pairingCode"]).returncode == 0
@@ -809,20 +811,20 @@ def test_the_activation_assistant_registers_the_car_without_the_portal(rig):
     link in the e-mail: here the portal's command), log in, accept the terms, done."""
     rig.start_car()
 
-    def assistant(*args):
-        return rig.tcuctl("assistant", *args)
-    weak = assistant("create-account", "--email", "ana@example.com", "--password", "short", "--spin", "4711")
+    def assistant(*args, input=""):
+        return rig.tcuctl("assistant", *args, input=input)
+    weak = assistant("create-account", "--email", "ana@example.com", input="short\n4711\n")
     assert weak.returncode == 75 and "weakPassword" in weak.stderr and "10 characters" in weak.stderr
-    made = assistant("create-account", "--email", "ana@example.com", "--password", "correct horse", "--spin", "4711")
+    made = assistant("create-account", "--email", "ana@example.com", input="correct horse\n4711\n")
     assert made.returncode == 0 and "account = ana@example.com" in made.stdout and "Open the link" in made.stdout
-    early = assistant("add-car", "--email", "ana@example.com", "--password", "correct horse", "--accept-terms")
+    early = assistant("add-car", "--email", "ana@example.com", "--accept-terms", input="correct horse\n")
     assert early.returncode == 75 and "emailNotVerified" in early.stderr
     assert rig.portal("user", "verify", "ana@example.com").returncode == 0
-    no_terms = assistant("add-car", "--email", "ana@example.com", "--password", "correct horse")
+    no_terms = assistant("add-car", "--email", "ana@example.com", input="correct horse\n")
     assert no_terms.returncode == 75 and "termsNotAccepted" in no_terms.stderr
-    wrong = assistant("add-car", "--email", "ana@example.com", "--password", "wrong horse!", "--accept-terms")
+    wrong = assistant("add-car", "--email", "ana@example.com", "--accept-terms", input="wrong horse!\n")
     assert wrong.returncode == 75 and "wrongPassword" in wrong.stderr
-    ok = assistant("add-car", "--email", "ana@example.com", "--password", "correct horse", "--accept-terms")
+    ok = assistant("add-car", "--email", "ana@example.com", "--accept-terms", input="correct horse\n")
     assert ok.returncode == 0, ok.stderr
     assert "registration.status = completed" in ok.stdout and "registration.role = primary" in ok.stdout
     car = json.loads(rig.portal("garage", "list", "--user", "ana@example.com").stdout)
@@ -831,8 +833,25 @@ def test_the_activation_assistant_registers_the_car_without_the_portal(rig):
         assert "correct horse" not in log.read_text() and car["pairingCode"] not in log.read_text(), log
 
 
+def test_passwords_and_spins_come_on_standard_input_never_as_arguments(rig):
+    # As arguments, every local user would read them in ps (issue 14, finding 17).
+    for tool, args in [(rig.portal, ("user", "add", "ana@example.com", "--password", "correct horse", "--spin", "4711")),
+                       (rig.tcuctl, ("assistant", "create-account", "--email", "ana@example.com", "--password", "correct horse"))]:
+        r = tool(*args)
+        assert r.returncode == 64 and "Unknown option '--password'" in r.stderr, r.stderr
+    # No input: a clear error, nothing created.
+    r = rig.portal("user", "add", "ana@example.com")
+    assert r.returncode == 64 and "password: nothing on standard input" in r.stderr, r.stderr
+    r = rig.portal("user", "add", "ana@example.com", input="correct horse\n")
+    assert r.returncode == 64 and "s-pin (4 digits): nothing on standard input" in r.stderr, r.stderr
+    # One per line from a pipe: the account is created (test_app_api logs in with that password).
+    assert rig.portal("user", "add", "ana@example.com", input="correct horse\n4711\n").returncode == 0
+    again = rig.portal("user", "add", "ana@example.com", input="correct horse\n4711\n")
+    assert again.returncode != 0 and "accountExists" in again.stderr, again.stderr
+
+
 def test_the_activation_assistant_in_the_menu(rig):
-    rig.portal("user", "add", "ana@example.com", "--password", "correct horse", "--spin", "4711")
+    rig.portal("user", "add", "ana@example.com", input="correct horse\n4711\n")
     rig.start_car()
     term = Terminal(rig)
     shows, type_ = term.shows, term.type_
@@ -849,6 +868,8 @@ def test_the_activation_assistant_in_the_menu(rig):
         shows("S-PIN for remote functions (4 digits)")
         type_("47")
         shows("The S-PIN is 4 digits.")
+        # Secrets are typed with the echo off: the screen never shows them.
+        assert "correct horse" not in term.screen() and "47\n" not in term.screen(), term.screen()
         type_("4711")
         shows("The account was not created (accountExists)")
         # Log in before the address is verified, then after.

@@ -235,3 +235,40 @@ def test_malformed_log_line_is_reported_with_its_line_and_the_rest_decoded(tmp_p
     assert f"{log}:2:" in r.stderr and "not a hex digit" in r.stderr
     lines = [json.loads(x) for x in r.stdout.splitlines()]
     assert [x["signals"]["Terminal_15"] for x in lines] == [1, 0]
+
+
+EXPORTED = os.path.join(ROOT, "Tests", "integration", "data", "exported.dbc")
+
+
+def test_a_real_world_export_loads_and_decodes_like_cantools_with_warnings_for_what_it_skips(tmp_path):
+    """Issue 14: what CANdb++ exports contain and cantools accepts (a node list over several
+    lines, Vector's pseudo-message and its comment, comments, attributes, transmitters and
+    multiplexer ranges left behind for removed messages and signals) loads here too; each
+    left-behind entry is a warning naming its line, and the frames decode as cantools decodes them."""
+    db = cantools.database.load_file(EXPORTED, strict=True)
+    assert [n.name for n in db.nodes] == ["Gateway", "Body_ECU", "Diag_Tester"]
+    rng = random.Random(11)
+    frames = [(msg, random_payload(rng, msg)) for msg in db.messages for _ in range(300)]
+    check_decode(db, EXPORTED, frames, tmp_path)
+    r = subprocess.run([TCUCTL, "can", "decode", "--dbc", EXPORTED, "/dev/null"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    prefix = f"tcuctl: warning: {EXPORTED}:"
+    assert all(line.startswith(prefix) for line in r.stderr.splitlines()), r.stderr
+    warned = [line[len(prefix):].split(":")[0] for line in r.stderr.splitlines()]
+    assert warned == ["59", "66", "67", "78", "80", "83"], r.stderr
+
+
+def test_what_cantools_refuses_is_refused_with_the_line(tmp_path):
+    """A bare `m` indicator, value descriptions or a value type for a signal that does not
+    exist: broken for cantools too; here an error names the line and what was expected."""
+    head = 'VERSION ""\nBU_: A\nBO_ 100 M: 8 A\n SG_ Mux M : 0|8@1+ (1,0) [0|255] "" A\n'
+    cases = [(head + ' SG_ S m : 8|8@1+ (1,0) [0|255] "" A\n', ":5:", "found 'm'"),
+             (head + 'VAL_ 100 Nope 1 "x" ;\n', ":5:", "has no signal 'Nope'"),
+             (head + "SIG_VALTYPE_ 100 Nope : 1;\n", ":5:", "has no signal 'Nope'")]
+    for text, line, message in cases:
+        path = tmp_path / "broken.dbc"
+        path.write_text(text)
+        with pytest.raises(Exception):
+            cantools.database.load_file(str(path), strict=False)
+        r = subprocess.run([TCUCTL, "can", "decode", "--dbc", str(path), "/dev/null"], capture_output=True, text=True)
+        assert r.returncode == 65 and f"{path}{line}" in r.stderr and message in r.stderr, r.stderr

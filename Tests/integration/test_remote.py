@@ -27,8 +27,9 @@ def car(tmp_path):
 
 
 def command(rig, action, *args, spin="4711", user="ana@example.com", wait=20):
-    extra = ["--spin", spin] if spin else []
-    r = rig.portal("command", VIN, action, "--user", user, *extra, *args, *rig.broker_args(), "--wait-s", str(wait))
+    # The S-PIN comes on standard input (none: the input ends at once).
+    r = rig.portal("command", VIN, action, "--user", user, *args, *rig.broker_args(), "--wait-s", str(wait),
+                   input=f"{spin}\n" if spin else "")
     lines = [json.loads(l) for l in r.stdout.splitlines() if l.strip()]
     return r, (lines[0]["request"] if lines else None), (lines[1] if len(lines) > 1 else None)
 
@@ -98,9 +99,8 @@ def test_an_expired_licence_refuses_remote_commands(tmp_path):
     try:
         # Registered with the backend's clock 395 days behind: the trial ended a month ago.
         rig.restart_backend(clock_offset_days=-395)
-        for args in [("user", "add", "ana@example.com", "--password", "correct horse", "--spin", "4711"),
-                     ("user", "verify", "ana@example.com")]:
-            rig.portal(*args, "--clock-offset-days=-395")
+        rig.portal("user", "add", "ana@example.com", "--clock-offset-days=-395", input="correct horse\n4711\n")
+        rig.portal("user", "verify", "ana@example.com", "--clock-offset-days=-395")
         car = json.loads(rig.portal("garage", "add", VIN, "--user", "ana@example.com", "--profile", PROFILE, "--accept-terms",
                                     "--clock-offset-days=-395").stdout)
         rig.start_car()
@@ -113,7 +113,7 @@ def test_an_expired_licence_refuses_remote_commands(tmp_path):
 
 
 def test_only_the_primary_user_has_remote_functions(car):
-    car.portal("user", "add", "ben@example.com", "--password", "correct horse", "--spin", "1234")
+    car.portal("user", "add", "ben@example.com", input="correct horse\n1234\n")
     car.portal("user", "verify", "ben@example.com")
     assert car.portal("garage", "share", VIN, "--user", "ana@example.com", "--with", "ben@example.com", "--role", "secondary").returncode == 0
     r, _, _ = command(car, "lock", spin="1234", user="ben@example.com")

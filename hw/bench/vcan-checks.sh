@@ -250,7 +250,7 @@ http=$(( port + 1 ))
 "$bin/tcu-backend" serve --broker "127.0.0.1:$port" --tls-ca "$work/pki/ca.pem" --tls-cert "$work/pki/tcu-backend.pem" \
   --tls-key "$work/pki/tcu-backend.key" --http "127.0.0.1:$http" --db "$backend_db" > "$out/backend.log" 2>&1 &
 backend=$!
-"$bin/tcu-backend" user add ana@example.com --password 'correct horse' --spin 4711 --db "$backend_db" >/dev/null
+printf '%s\n' 'correct horse' 4711 | "$bin/tcu-backend" user add ana@example.com --db "$backend_db" >/dev/null
 "$bin/tcu-backend" user verify ana@example.com --db "$backend_db" >/dev/null
 code=$("$bin/tcu-backend" garage add "$vin" --user ana@example.com --profile "$root/hw/vehicle-profile.conf" --accept-terms \
   --db "$backend_db" | python3 -c 'import json, sys; print(json.load(sys.stdin)["pairingCode"])')

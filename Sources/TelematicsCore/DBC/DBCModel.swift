@@ -5,6 +5,9 @@ public struct DBCDatabase: Sendable {
     public var comment: String?
     public var valueTables: [String: [Int64: String]] = [:]
     public var attributeDefinitions: [String: DBCAttributeDefinition] = [:]
+    /// What the parser skipped and why (a comment or attribute for a message or signal the file
+    /// does not define): the file loads, and the tools show these.
+    public var warnings: [ParseError] = []
     public private(set) var messages: [DBCMessage] = []
     private var indexByKey: [UInt32: Int] = [:]
     private var indexByName: [String: Int] = [:]

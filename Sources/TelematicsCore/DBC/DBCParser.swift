@@ -7,6 +7,11 @@
 /// (environment variables, signal groups, relations) are skipped to their `;`.
 ///
 /// Every error names the line and column and what was wrong; the file is then rejected whole.
+/// What real exports contain and cantools accepts is accepted: a node list over several lines,
+/// Vector's `VECTOR__INDEPENDENT_SIG_MSG` pseudo-message; a comment, attribute, transmitter
+/// list or multiplexer range for a message or signal the file does not define is skipped with
+/// a warning (`DBCDatabase.warnings`). What cantools refuses stays an error: value descriptions
+/// or a value type for what does not exist, an undefined attribute, a bare `m` indicator.
 public enum DBCParser {
     public static func parse(_ text: String, source: String? = nil) throws(ParseError) -> DBCDatabase {
         var p = Parser(Lexer(text))
@@ -16,6 +21,7 @@ public enum DBCParser {
         } catch {
             throw source.map { error.in($0) } ?? error
         }
+        if let source { p.db.warnings = p.db.warnings.map { $0.in(source) } }
         return p.db
     }
 }
@@ -116,6 +122,12 @@ private let skippedKeywords: Set<String> = [
 ]
 
 private struct Parser {
+    /// Every keyword a statement starts with.
+    static let keywords: Set<String> = skippedKeywords.union([
+        "VERSION", "NS_", "BS_", "BU_", "VAL_TABLE_", "BO_", "SG_", "BO_TX_BU_", "CM_", "BA_DEF_", "BA_DEF_DEF_", "BA_",
+        "VAL_", "SIG_VALTYPE_", "SG_MUL_VAL_",
+    ])
+
     var lexer: Lexer
     var tok: Token
     var db = DBCDatabase()
@@ -187,22 +199,55 @@ private struct Parser {
 
     mutating func messageRef() throws(ParseError) -> Int {
         let t = tok
-        let raw = try integer("a message identifier")
-        guard raw >= 0, raw <= 0xFFFF_FFFF else { throw error("message identifier \(raw) out of range", at: t) }
-        let ext = raw & 0x8000_0000 != 0
-        guard let idx = db.messageIndex(id: UInt32(raw & 0x1FFF_FFFF), isExtended: ext) else {
-            throw error("no message with identifier \(raw) is defined (BO_ must come first)", at: t)
+        guard let idx = try messageRefIfDefined(skipping: nil) else {
+            throw error("no message with identifier \(t.text) is defined (BO_ must come first)", at: t)
         }
         return idx
     }
 
+    /// The message a statement refers to; when the file does not define it, nil, after a
+    /// warning (none for Vector's pseudo-message) and skipping the statement `what` to its `;`.
+    /// With `what` nil, nil without a warning or a skip (the caller refuses).
+    mutating func messageRefIfDefined(skipping what: String?) throws(ParseError) -> Int? {
+        let t = tok
+        let raw = try integer("a message identifier")
+        guard raw >= 0, raw <= 0xFFFF_FFFF else { throw error("message identifier \(raw) out of range", at: t) }
+        let ext = raw & 0x8000_0000 != 0
+        if let idx = db.messageIndex(id: UInt32(raw & 0x1FFF_FFFF), isExtended: ext) { return idx }
+        if let what {
+            if raw != Self.independentSignals {
+                warn("\(what) for message \(raw), which is not defined: skipped", at: t)
+            }
+            try skipStatement()
+        }
+        return nil
+    }
+
     mutating func signalRef(in message: Int) throws(ParseError) -> Int {
         let t = tok
-        let name = try identifier("a signal name")
-        guard let idx = db.messages[message].signalIndex(named: name) else {
-            throw error("message \(db.messages[message].name) has no signal '\(name)'", at: t)
+        guard let idx = try signalRefIfDefined(in: message, skipping: nil) else {
+            throw error("message \(db.messages[message].name) has no signal '\(t.text)'", at: t)
         }
         return idx
+    }
+
+    /// As messageRefIfDefined, for a signal of `message`.
+    mutating func signalRefIfDefined(in message: Int, skipping what: String?) throws(ParseError) -> Int? {
+        let t = tok
+        let name = try identifier("a signal name")
+        if let idx = db.messages[message].signalIndex(named: name) { return idx }
+        if let what {
+            warn("\(what) for signal '\(name)', which message \(db.messages[message].name) does not have: skipped", at: t)
+            try skipStatement()
+        }
+        return nil
+    }
+
+    /// Vector's pseudo-message for signals that belong to no frame (0xC0000000).
+    static let independentSignals: Int64 = 0xC000_0000
+
+    mutating func warn(_ msg: String, at t: Token) {
+        db.warnings.append(ParseError(line: t.line, column: t.column, msg))
     }
 
     mutating func skipStatement() throws(ParseError) {
@@ -245,7 +290,9 @@ private struct Parser {
             case "BU_":
                 try advance()
                 try expectPunct(":", "after BU_")
-                while tok.kind == .identifier, tok.line == kw.line { db.nodes.append(tok.text); try advance() }
+                // On one line, or (as some exports write it) one node per line, up to the next
+                // keyword.
+                while tok.kind == .identifier, !Self.keywords.contains(tok.text) { db.nodes.append(tok.text); try advance() }
             case "VAL_TABLE_":
                 try advance()
                 let name = try identifier("the value table name")
@@ -260,7 +307,7 @@ private struct Parser {
                 try parseSignal(into: m)
             case "BO_TX_BU_":
                 try advance()
-                let m = try messageRef()
+                guard let m = try messageRefIfDefined(skipping: "BO_TX_BU_") else { continue }
                 try expectPunct(":", "after the message identifier")
                 var tx: [String] = []
                 repeat { tx.append(try identifier("a transmitter node")) } while try acceptPunct(",")
@@ -316,8 +363,8 @@ private struct Parser {
                 db.update(m) { $0.signals[s].valueType = type }
             case "SG_MUL_VAL_":
                 try advance()
-                let m = try messageRef()
-                let s = try signalRef(in: m)
+                guard let m = try messageRefIfDefined(skipping: "SG_MUL_VAL_"),
+                      let s = try signalRefIfDefined(in: m, skipping: "SG_MUL_VAL_") else { continue }
                 let muxTok = tok
                 let mux = try identifier("the multiplexer signal")
                 guard db.messages[m].signalIndex(named: mux) != nil else {
@@ -503,12 +550,12 @@ private struct Parser {
                 _ = try identifier("the node or variable name")
                 _ = try string("the comment")
             case "BO_":
-                let m = try messageRef()
+                guard let m = try messageRefIfDefined(skipping: "a comment (CM_)") else { return }
                 let c = try string("the comment")
                 db.update(m) { $0.comment = c }
             case "SG_":
-                let m = try messageRef()
-                let s = try signalRef(in: m)
+                guard let m = try messageRefIfDefined(skipping: "a comment (CM_)"),
+                      let s = try signalRefIfDefined(in: m, skipping: "a comment (CM_)") else { return }
                 let c = try string("the comment")
                 db.update(m) { $0.signals[s].comment = c }
             default:
@@ -592,12 +639,12 @@ private struct Parser {
                 _ = try identifier("the node or variable name")
                 _ = try attributeValue(for: def)
             case "BO_":
-                let m = try messageRef()
+                guard let m = try messageRefIfDefined(skipping: "attribute \"\(name)\" (BA_)") else { return }
                 let v = try attributeValue(for: def)
                 db.update(m) { $0.attributes[name] = v }
             case "SG_":
-                let m = try messageRef()
-                let s = try signalRef(in: m)
+                guard let m = try messageRefIfDefined(skipping: "attribute \"\(name)\" (BA_)"),
+                      let s = try signalRefIfDefined(in: m, skipping: "attribute \"\(name)\" (BA_)") else { return }
                 let v = try attributeValue(for: def)
                 db.update(m) { $0.signals[s].attributes[name] = v }
             default:

@@ -1,0 +1,144 @@
+import TelematicsCore
+
+/// What the backend does with each message a car publishes (`vehicles/{vin}/...`): stores its
+/// state blocks, events and results once (BackendStore), answers its interactive requests
+/// (registration, the in-car account assistant, licence renewal) signed with the backend's
+/// key, and confirms a factory reset's deletion. Runs on the MQTT thread only; `tcu-backend
+/// serve` publishes what `handle` returns. Every payload is outside input: whatever it holds,
+/// the answer is a refusal that says why, never a trap (a fuzz target holds it to that).
+public final class CarMessages {
+    /// A message for the broker.
+    public typealias Publication = (topic: String, body: JSON)
+
+    let portal: Portal
+    let store: BackendStore
+    let note: (String) -> Void
+    /// A car's account requests (creating accounts hashes passwords, slow on purpose): at most
+    /// 5 a minute per car, so that a flood neither fills the portal nor stalls the MQTT thread.
+    var accountRequests = RollingLimit(limit: 5, windowMs: 60_000)
+
+    public init(portal: Portal, store: BackendStore, note: @escaping (String) -> Void) {
+        self.portal = portal
+        self.store = store
+        self.note = note
+    }
+
+    /// What to publish in answer to one message from the broker (often nothing).
+    public func handle(topic: String, payload: [UInt8], nowMs: Int64) -> [Publication] {
+        // The backend's own messages to the cars (commands, answers) come back through
+        // vehicles/#: they are not the cars' messages.
+        if topic.hasSuffix("/commands") || topic.hasSuffix("/response") { return [] }
+        if let reply = interactiveReply(topic: topic, payload: payload, nowMs: nowMs) { return [reply] }
+        do {
+            let text = String(decoding: payload, as: UTF8.self)
+            let receipt = try store.receive(topic: topic, payload: text, receivedAtMs: nowMs)
+            // A command's result also moves the request's status on.
+            if topic.hasSuffix("/results"), case .stored = receipt, let r = try? JSON.parse(text),
+               let id = r["commandId"]?.stringValue, let status = r["status"]?.stringValue {
+                let vin = String(topic.split(separator: "/").dropFirst().first ?? "")
+                do { try portal.commandResult(id: id, vin: vin, status: status, cause: r["cause"]?.stringValue, nowMs: nowMs) } catch {
+                    note("cannot record the result of \(id): \(error)")
+                }
+            }
+            switch receipt {
+            case .rejected(let why): note("rejected a message: \(why)")
+            case .dataDeleted(let requestId):
+                let vin = String(topic.split(separator: "/")[1])
+                do { try portal.forgetCar(vin: vin) } catch { note("cannot remove \(vin) from its garage: \(error)") }
+                note("deleted the data of \(vin) (factory reset in the car)")
+                return [("vehicles/\(vin)/reset/response", .object([("type", .string("dataDeleted")), ("requestId", .string(requestId))]))]
+            default: break
+            }
+        } catch {
+            note("cannot store a message: \(error)")
+        }
+        return []
+    }
+
+    /// The answer to a car's interactive request (`vehicles/{vin}/{kind}/request`: a registration
+    /// or a licence renewal) on `vehicles/{vin}/{kind}/response`, carrying its `requestId`; nil
+    /// for any other topic.
+    func interactiveReply(topic: String, payload: [UInt8], nowMs: Int64) -> Publication? {
+        let portal = self.portal, note = self.note
+        let parts = topic.split(separator: "/")
+        guard parts.count == 4, parts[0] == "vehicles", parts[3] == "request" else { return nil }
+        let vin = String(parts[1]), kind = String(parts[2])
+        let handle: (JSON, Int64) throws(PortalError) -> [(String, JSON)]
+        switch kind {
+        case "registration":
+            handle = { (r, now) throws(PortalError) in
+                let e = try portal.register(
+                    vin: vin, code: r["code"]?.stringValue ?? "", model: r["model"]?.stringValue ?? "",
+                    built: r["buildDate"]?.stringValue ?? "", country: r["country"]?.stringValue ?? "",
+                    privacy: r["privacy"]?.stringValue, nowMs: now
+                )
+                note("registered \(vin): \(e.user) is its primary user")
+                return [("user", .string(e.user)), ("role", .string(e.role)), ("services", .array(e.services.map { .string($0) })),
+                        ("licenceExpiresAt", .number(Double(e.licenceExpiresAtMs))), ("commandKey", .string(hexBytes(e.commandKey)))]
+            }
+        case "account":
+            // The in-car activation assistant: create the account, then log in and add the car to
+            // the garage (the car registers with the code it gets back). The password is checked
+            // here and never stored nor logged as it is.
+            handle = { (r, now) throws(PortalError) in
+                let email = r["email"]?.stringValue ?? "", password = r["password"]?.stringValue ?? ""
+                switch r["action"]?.stringValue {
+                case "createAccount":
+                    try portal.addUser(email: email, password: password, spin: r["spin"]?.stringValue ?? "", nowMs: now)
+                    note("account created from the car \(vin); its e-mail address waits for verification")
+                    return [("user", .string(email.lowercased())), ("verified", .bool(false))]
+                case "addCar":
+                    try portal.logIn(email: email, password: password, nowMs: now)
+                    let car = try portal.addCar(vin: vin, email: email, model: r["model"]?.stringValue ?? "", built: r["buildDate"]?.stringValue ?? "",
+                                                country: r["country"]?.stringValue ?? "", acceptedTerms: r["acceptTerms"]?.boolValue == true, nowMs: now)
+                    note("\(vin) added to a garage from the car")
+                    return [("pairingCode", .string(car.code)), ("codeExpiresAt", .number(Double(car.codeExpiresAtMs)))]
+                default:
+                    throw PortalError("unknownAction", "an account request is createAccount or addCar")
+                }
+            }
+        case "licence":
+            handle = { (r, now) throws(PortalError) in
+                // A year count from outside: anything but a small whole number is refused by renew.
+                let years = r["years"]?.integer(in: -100...100).map { Int($0) } ?? 0
+                let l = try portal.renew(vin: vin, package: r["package"]?.stringValue ?? "", years: years, nowMs: now)
+                note("renewed the licence of \(vin): \(l.package) until \(l.expiresAtMs)")
+                return l.json.objectValue ?? []
+            }
+        default:
+            return nil
+        }
+        let responseTopic = "vehicles/\(vin)/\(kind)/response"
+        if kind == "account" {
+            if let wait = accountRequests.wait(vin, nowMs: nowMs) {
+                note("rate-limited an account request from \(vin)")
+                let id = (try? JSON.parse(String(decoding: payload, as: UTF8.self)))?["requestId"]?.stringValue ?? ""
+                return (responseTopic, .object([("requestId", .string(id)), ("ok", .bool(false)), ("error", .string("rateLimited")),
+                                                ("message", .string("too many account requests from this car; try again later")),
+                                                ("retryAfterS", .number(Double((wait + 999) / 1000)))]))
+            }
+            accountRequests.record(vin, nowMs: nowMs)
+        }
+        guard let request = try? JSON.parse(String(decoding: payload, as: UTF8.self)), let id = request["requestId"]?.stringValue else {
+            note("rejected a \(kind) request from \(vin): not JSON with a requestId")
+            return (responseTopic, .object([("ok", .bool(false)), ("error", .string("malformedRequest")), ("message", .string("malformed request"))]))
+        }
+        // Every answer is signed with the backend's key: the car takes none without its signature.
+        func signed(_ answer: JSON) -> Publication {
+            do { return (responseTopic, try portal.signedAnswer(answer, vin: vin, kind: kind)) } catch {
+                note("cannot sign the \(kind) answer for \(vin): \(error)")
+                return (responseTopic, answer)
+            }
+        }
+        do {
+            let fields = try handle(request, nowMs)
+            return signed(.object([("requestId", .string(id)), ("ok", .bool(true))] + fields))
+        } catch {
+            note("\(kind) of \(vin) refused: \(error.code)")
+            var o: [(String, JSON)] = [("requestId", .string(id)), ("ok", .bool(false)), ("error", .string(error.code)),
+                                       ("message", .string(error.message))]
+            if let ms = error.retryAfterMs { o.append(("retryAfterS", .number(Double((ms + 999) / 1000)))) }
+            return signed(.object(o))
+        }
+    }
+}
