@@ -1,7 +1,7 @@
 # The telematics unit simulator. Quick start (Debian 12 with a Swift 6 toolchain):
 #   make demo    replay a recorded drive through telematicsd and watch the vehicle state
 #   make test    unit tests, the integration tests (cantools cross-check, broker, PSAP), the
-#                vcan bench and the power-cut test
+#                vcan bench, the power-cut test and a short run of every fuzz target
 # Both install the Debian packages they need first (make deps).
 
 SWIFT        ?= swift
@@ -36,7 +36,7 @@ DEB_PACKAGES := libsocketcan-dev libgps-dev libsqlite3-dev libmosquitto-dev libs
                 systemd fakeroot
 PY_PACKAGES  := cantools==45.1.0 pytest
 
-.PHONY: all deps build release test unit-test integration-test vcan-bench power-cut demo bench clean \
+.PHONY: all deps build release test unit-test integration-test vcan-bench power-cut demo bench clean fuzz fuzz-short \
         install uninstall deb man scenarios-golden
 
 all: build
@@ -63,7 +63,7 @@ build: deps
 release: deps
 	$(SWIFT) build $(RELEASE)
 
-test: unit-test integration-test vcan-bench power-cut
+test: unit-test integration-test vcan-bench power-cut fuzz-short
 
 unit-test: build
 	$(SWIFT) test
@@ -76,6 +76,15 @@ vcan-bench: build
 
 power-cut: build
 	hw/bench/power-cut $(BIN)
+
+# libFuzzer on every parser that sees outside input (Fuzz/run; docs/security.md): a short run
+# of each target in make test, long ones here (FUZZ_SECONDS each).
+FUZZ_SECONDS ?= 600
+fuzz-short: deps
+	Fuzz/run 20
+
+fuzz: deps
+	Fuzz/run $(FUZZ_SECONDS)
 
 demo: build
 	hw/bench/demo $(BIN)

@@ -143,7 +143,13 @@ let package = Package(
             swiftSettings: strict
         ),
 
+        // Every parser that sees outside input as a function of bytes: libFuzzer's entry point
+        // (`make fuzz` builds tcu-fuzz with --sanitize=fuzzer) and the corpus regression tests.
+        .target(name: "FuzzTargets", dependencies: ["TelematicsCore", "Backend"], swiftSettings: strict),
+        .executableTarget(name: "tcu-fuzz", dependencies: ["FuzzTargets"], swiftSettings: strict),
+
         .testTarget(name: "TelematicsCoreTests", dependencies: ["TelematicsCore"], swiftSettings: strict),
+        .testTarget(name: "FuzzTargetsTests", dependencies: ["FuzzTargets"], swiftSettings: strict),
         .testTarget(name: "OutboxTests", dependencies: ["Outbox", "Backend", "TelematicsCore"], swiftSettings: strict),
         .testTarget(name: "VehicleBusTests", dependencies: ["VehicleBus", "TelematicsCore"], swiftSettings: strict),
         .testTarget(

@@ -1,0 +1,100 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Backend
+import TelematicsCore
+
+/// Every parser that sees outside input, as a function of arbitrary bytes. `tcu-fuzz` (built
+/// by `make fuzz` with libFuzzer) calls one per run; the unit tests run every committed input
+/// (`Fuzz/corpus/TARGET/`, the crashes found among them) through the same functions. A target
+/// passes when nothing traps: bad input must come back as an error that says what was wrong.
+public enum FuzzTarget: String, CaseIterable, Sendable {
+    /// DBC files (`[can] dbc`, `tcuctl can decode --dbc`).
+    case dbc
+    /// candump log lines (`[can] source = FILE`, `tcuctl can decode`, the logbus).
+    case candump
+    /// EN 15722 MSDs from the PSAP side and the `tcuctl msd decode` command.
+    case msd
+    /// JSON: every MQTT, HTTP and control-socket message starts here.
+    case json
+    /// The daemon's configuration file.
+    case config
+    /// The vehicle profile.
+    case profile
+    /// A signed remote command as the car receives it (parse, then every check).
+    case command
+    /// A control-socket request line.
+    case control
+    /// A line of the eCall link (both ends).
+    case ecallWire = "ecall-wire"
+    /// The head of an HTTP request to the backend's app API.
+    case http
+    /// A message a car publishes, as the backend handles it (first line: the topic).
+    case mqtt
+    /// The simulated car's scenario files and live commands.
+    case scenario
+
+    /// Runs one input through the target.
+    public func run(_ bytes: [UInt8]) {
+        let text = String(decoding: bytes, as: UTF8.self)
+        switch self {
+        case .dbc:
+            if let db = try? DBCParser.parse(text) {
+                // A database that loads must decode any payload of its messages.
+                for m in db.messages.prefix(8) { _ = SignalCodec.decode(m, data: Array(bytes.prefix(m.length))) }
+            }
+        case .candump:
+            for (i, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+                if let frame = try? CandumpFormat.parseLogLine(line, line: i + 1) {
+                    _ = CandumpFormat.formatFrame(frame)
+                }
+            }
+        case .msd:
+            if let msd = try? MSD.decode(bytes) { _ = try? msd.encode() }
+        case .json:
+            if let j = try? JSON.parse(text) { _ = try? JSON.parse(j.text) }
+        case .config:
+            _ = try? DaemonConfiguration.parse(text, source: "fuzz.conf")
+        case .profile:
+            _ = try? VehicleProfile.parse(text, source: "fuzz.profile")
+        case .command:
+            guard let j = try? JSON.parse(text), case .success(let c) = RemoteCommand.parse(j) else { return }
+            var registration = Registration()
+            registration.status = .completed
+            _ = CommandVerifier.verify(c, vin: "VSSZZZKLZNR012345", key: Array(repeating: 7, count: 32), lastCounter: 4,
+                                       nowMs: 1_700_000_000_000, registration: registration, privacy: .shareMyPosition,
+                                       mac: { key, message in Array((key + message).prefix(32)) })
+        case .control:
+            if let j = try? JSON.parse(text) { _ = ControlRequest.parse(j) }
+        case .ecallWire:
+            for line in text.split(separator: "\n") { _ = try? ECallWire.parse(String(line)) }
+        case .http:
+            _ = HTTPServer.parseHead(bytes[...])
+        case .mqtt:
+            let parts = text.split(separator: "\n", maxSplits: 1, omittingEmptySubsequences: false)
+            let topic = String(parts[0]), payload = parts.count > 1 ? Array(parts[1].utf8) : []
+            _ = FuzzBackend.shared.messages.handle(topic: topic, payload: payload, nowMs: 1_700_000_000_000)
+        case .scenario:
+            _ = try? Scenario.parse(text, source: "fuzz.scn")
+            for (i, line) in text.split(separator: "\n").enumerated() { _ = try? CarCommand.parse(line, line: i + 1) }
+        }
+    }
+}
+
+/// One backend database for the MQTT target (a fresh file per process; a cheap hash, since
+/// guessing secrets is not what is fuzzed).
+final class FuzzBackend: @unchecked Sendable {
+    static let shared = FuzzBackend()
+    let messages: CarMessages
+
+    private init() {
+        var template = Array("/tmp/tcu-fuzz-XXXXXX".utf8CString)
+        let dir = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)) }
+        let path = dir + "/backend.db"
+        do {
+            messages = CarMessages(portal: try Portal(path: path, rounds: 1), store: try BackendStore(path: path), note: { _ in })
+        } catch {
+            fatalError("the fuzz target's backend database: \(error)")
+        }
+    }
+}
