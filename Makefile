@@ -36,7 +36,7 @@ DEB_PACKAGES := libsocketcan-dev libgps-dev libsqlite3-dev libmosquitto-dev libs
                 systemd fakeroot
 PY_PACKAGES  := cantools==45.1.0 pytest
 
-.PHONY: all deps build release test unit-test integration-test vcan-bench power-cut demo bench clean fuzz fuzz-short \
+.PHONY: all deps build release test unit-test integration-test vcan-bench power-cut demo bench clean fuzz fuzz-short soak \
         install uninstall deb man scenarios-golden
 
 all: build
@@ -85,6 +85,14 @@ fuzz-short: deps
 
 fuzz: deps
 	Fuzz/run $(FUZZ_SECONDS)
+
+# Memory under load (hw/bench/soak): a burst of 300 000 door changes at full speed, the drive
+# log looped at full speed for SOAK_LOOP_SECONDS, 1 000 changes a second for SOAK_RATE_SECONDS;
+# resident memory must stay flat within 1 MiB after warm-up.
+SOAK_LOOP_SECONDS ?= 600
+SOAK_RATE_SECONDS ?= 3600
+soak: release
+	hw/bench/soak .build/release $(SOAK_LOOP_SECONDS) $(SOAK_RATE_SECONDS)
 
 demo: build
 	hw/bench/demo $(BIN)

@@ -143,7 +143,7 @@ public enum Daemon {
         privacy.observe { outbox.setPrivacy($0) }
         let registration = CarRegistration(path: config.registrationFile, timeoutMs: config.registrationTimeoutMs, outbox: outbox,
                                            privacy: privacy, profile: profile, logger: logger, answerKey: config.answerKey)
-        let events = VehicleEventService(bus: bus, outbox: outbox, vin: profile.vin.value)
+        VehicleEventService.attach(bus: bus, outbox: outbox, vin: profile.vin.value)
         let vin = profile.vin.value
         let eCall = ECallService(
             configuration: config.eCall, linkEndpoint: TCPEndpoint.parse(config.eCallLink)!, bus: bus, profile: profile,
@@ -233,7 +233,6 @@ public enum Daemon {
             // that ends during a stop still hands its report to a running outbox.
             .init(service: outbox),
             .init(service: eCall),
-            .init(service: events),
             // After the outbox: the group stops services in reverse order, so the last state
             // is handed over before the outbox closes.
             .init(service: stateService),

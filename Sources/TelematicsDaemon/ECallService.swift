@@ -218,7 +218,10 @@ public final class ECallService: Service, Sendable {
         // A crash flag still set on the bus after a restart is the call being resumed.
         if resumed?.kind == .automatic { latch.state.withLock { $0.crash = true } }
         let input = self.input
-        await withTaskGroup(of: Void.self) { group in
+        // A discarding group: each timer is a child task, and a finished child must not stay in
+        // the group until someone awaits it (a plain TaskGroup kept every timer ever started:
+        // memory that grew with each ignition cycle and journal refresh).
+        await withDiscardingTaskGroup { group in
             var machine = ECallStateMachine(configuration: machineConfig)
             // The call the link events belong to: the last one dialled, or the PSAP's callback.
             var call = 0
@@ -404,7 +407,7 @@ public final class ECallService: Service, Sendable {
 
     /// Carries out one action; returns follow-up actions (a dial that failed at once).
     private func perform(_ a: ECallAction, machine: inout ECallStateMachine, call: inout Int, dialled: inout Int, now: ECallInstant,
-                         group: inout TaskGroup<Void>) -> [ECallAction] {
+                         group: inout DiscardingTaskGroup) -> [ECallAction] {
         switch a {
         case .startTimer(let id, let ms):
             after(ms, .timer(id), group: &group)
@@ -459,7 +462,7 @@ public final class ECallService: Service, Sendable {
     }
 
     /// Feeds `event` back into the loop after `ms`.
-    private func after(_ ms: Int64, _ event: Input, group: inout TaskGroup<Void>) {
+    private func after(_ ms: Int64, _ event: Input, group: inout DiscardingTaskGroup) {
         let input = self.input
         group.addTask {
             do { try await Task.sleep(for: .milliseconds(ms)) } catch { return }

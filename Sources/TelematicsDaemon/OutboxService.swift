@@ -43,10 +43,10 @@ public final class OutboxService: Service, Sendable {
     private let maximumBytes: Int64
     private let diskReserveBytes: Int64?
     private let logger: Logger
-    private let queue = Mutex<[OutboxMessage]>([])
+    private let queue = Mutex(OutboxBuffer(limitBytes: OutboxService.memoryLimitBytes))
     private let wake = DispatchSemaphore(value: 0)
     private let stop = Atomic<Bool>(false)
-    private let stats = Mutex<(store: OutboxStore.Statistics?, error: String?, committed: Int64, dropped: Int64, diskLow: Bool)>((nil, nil, 0, 0, false))
+    private let stats = Mutex<(store: OutboxStore.Statistics?, error: String?, committed: Int64, diskLow: Bool)>((nil, nil, 0, false))
     /// When the backend confirmed deleting the car's data (UTC ms).
     private let deletionConfirmed = Mutex<Int64?>(nil)
     /// A factory reset asked for: the thread empties the store, then queues this message.
@@ -60,8 +60,9 @@ public final class OutboxService: Service, Sendable {
     public func onCommand(_ handler: @escaping @Sendable ([UInt8]) -> Void) { commandHandler.withLock { $0 = handler } }
     /// The user's privacy level, and whether unsent positions must go (they stopped sharing).
     private let privacy = Mutex<(mode: PrivacyMode, discardPositions: Bool, withheld: Int64)>((.shareMyPosition, false, 0))
-    /// While the store cannot be opened, at most this many messages wait in memory.
-    static let memoryLimit = 10_000
+    /// What may wait in memory for the next commit (a store that cannot be opened, a disk that
+    /// stalls, input faster than the commits): about 10 000 events.
+    static let memoryLimitBytes = 4 << 20
     static let reopenIntervalMs: Int64 = 30_000
 
     public init(path: String, maximumBytes: Int64, diskReserveBytes: Int64? = nil, logger: Logger, uplink: UplinkConfiguration? = nil) {
@@ -83,18 +84,25 @@ public final class OutboxService: Service, Sendable {
             return false
         }
         guard allowed else { return }
-        let dropped = queue.withLock { q -> Bool in
-            q.append(m)
-            guard q.count > Self.memoryLimit else { return false }
-            let lowest = q.map(\.priority).max()!
-            q.remove(at: q.firstIndex { $0.priority == lowest }!)
-            return true
-        }
-        if dropped { stats.withLock { $0.dropped += 1 } }
+        let notice = queue.withLock { $0.add(m) }
+        if let notice { tell(notice) }
         wake.signal()
         // eCall reports, alarms and command results go out at once; events and state wait for the
         // link's next turn (at most 50 ms), which gathers them into one commit.
         if m.priority < .event { linkWake.signal() }
+    }
+
+    /// Logs a burst of evictions once when it starts and once when it ends (OutboxBuffer).
+    private func tell(_ notice: OutboxBuffer.Notice) {
+        switch notice {
+        case .burstStarted:
+            logger.warning("the outbox cannot keep up: dropping the oldest state and events in memory (eCall reports and alarms are kept)",
+                           metadata: ["outbox.memoryLimitBytes": "\(Self.memoryLimitBytes)"])
+        case .burstEnded(let dropped):
+            let list = OutboxPriority.allCases.compactMap { p in dropped[p].map { "\(p.name) \($0)" } }.joined(separator: ", ")
+            logger.warning("the outbox caught up; messages dropped in memory meanwhile", metadata: ["outbox.dropped": "\(list)"])
+            returnFreedMemory()
+        }
     }
 
     /// Ends the link thread's network wait early (see `submit`).
@@ -175,7 +183,12 @@ public final class OutboxService: Service, Sendable {
         if withheld > 0 { o.append(("withheldByPrivacy", .number(Double(withheld)))) }
         if let at = deletionConfirmed.withLock({ $0 }) { o.append(("dataDeletionConfirmedAt", .number(Double(at)))) }
         if let e = s.error { o.append(("error", .string(e))) }
-        if s.dropped > 0 { o.append(("droppedInMemory", .number(Double(s.dropped)))) }
+        let (waiting, dropped) = queue.withLock { ($0.count, $0.dropped) }
+        o.append(("waitingInMemory", .number(Double(waiting))))
+        if !dropped.isEmpty {
+            o.append(("droppedInMemory", .number(Double(dropped.values.reduce(0, +)))))
+            o.append(("droppedInMemoryBy", .object(OutboxPriority.allCases.compactMap { p in dropped[p].map { (p.name, .number(Double($0))) } })))
+        }
         if let uplink {
             let l = link.withLock { $0 }
             var b: [(String, JSON)] = [
@@ -279,7 +292,8 @@ public final class OutboxService: Service, Sendable {
                 }
             }
             if let s = store {
-                let batch = queue.withLock { q in defer { q.removeAll(keepingCapacity: true) }; return q }
+                let (batch, notice) = queue.withLock { $0.drain() }
+                if let notice { tell(notice) }
                 if !batch.isEmpty {
                     do {
                         let wasLow = s.isDiskLow
@@ -300,7 +314,7 @@ public final class OutboxService: Service, Sendable {
                         }
                     } catch {
                         // Keep them for the next try (the disk may be full for a while); say so once.
-                        queue.withLock { $0.insert(contentsOf: batch, at: 0) }
+                        if let notice = queue.withLock({ $0.putBack(batch) }) { tell(notice) }
                         stats.withLock { $0.error = error.description }
                         if !commitFailing {
                             commitFailing = true

@@ -38,6 +38,7 @@ public final class VehicleBusService: Service, Sendable {
     }
     private let subscribers = Mutex<[Subscriber]>([])
     private let transmitted = Atomic<UInt64>(0)
+    private let subscriberDrops = Atomic<UInt64>(0)
     private let transmitLog: CandumpLogWriter?
     public let database: DBCDatabase
 
@@ -65,9 +66,10 @@ public final class VehicleBusService: Service, Sendable {
     }
 
     /// Only the changes of these quantities, nothing else: a stream that busy quantities can
-    /// never fill.
+    /// never fill. Bounded all the same (a flapping signal read at full speed): beyond 256
+    /// waiting changes the oldest go, counted in the bus report (`subscriberDrops`).
     public func subscribe(to quantities: Set<VehicleQuantity>) -> AsyncStream<BusEvent> {
-        let (stream, continuation) = AsyncStream<BusEvent>.makeStream(bufferingPolicy: .unbounded)
+        let (stream, continuation) = AsyncStream<BusEvent>.makeStream(bufferingPolicy: .bufferingNewest(256))
         subscribers.withLock { $0.append(Subscriber(continuation: continuation, quantities: quantities)) }
         return stream
     }
@@ -93,6 +95,8 @@ public final class VehicleBusService: Service, Sendable {
         let (s, b) = tracker.withLock { ($0.snapshot(), $0.busReport()) }
         guard case .object(var o) = b else { return (s, b) }
         o.append(("transmitted", .number(Double(transmitted.load(ordering: .relaxed)))))
+        let drops = subscriberDrops.load(ordering: .relaxed)
+        if drops > 0 { o.append(("subscriberDrops", .number(Double(drops)))) }
         if let interfaceName {
             o.insert(("interface", .string(interfaceName)), at: 0)
             if let st = CANInterfaceControl.state(of: interfaceName) { o.append(("controllerState", .string(st.rawValue))) }
@@ -233,7 +237,7 @@ public final class VehicleBusService: Service, Sendable {
                 if case .changed(let changes) = event {
                     let mine = changes.filter { wanted.contains($0.quantity) }
                     guard !mine.isEmpty else { continue }
-                    s.continuation?.yield(.changed(mine))
+                    if case .dropped = s.continuation?.yield(.changed(mine)) { subscriberDrops.add(1, ordering: .relaxed) }
                     s.watcher?(mine)
                 }
             }

@@ -1,25 +1,25 @@
-import Logging
-import ServiceLifecycle
 import TelematicsCore
 
 /// Turns vehicle state changes into events for the backend and hands them to the outbox:
 /// the anti-theft alarm at alarm priority, doors, locks, ignition and climatisation as events
 /// (lights, windows and ventilation go in their state blocks, sent on change).
-public struct VehicleEventService: Service {
-    let changes: AsyncStream<BusEvent>
-    let outbox: OutboxService
-    let vin: String
-
+///
+/// It works on the CAN reader thread, as the bus decodes the changes (a watcher): the outbox's
+/// `submit` never blocks and its memory is bounded (OutboxBuffer), so a burst of changes (a log
+/// read at full speed, a flapping signal) cannot pile up in a stream between the two.
+public enum VehicleEventService {
     static let watched: Set<VehicleQuantity> = [
         .alarmTriggered, .centralLock, .ignitionOn, .climatisationState,
         .doorFrontLeftOpen, .doorFrontRightOpen, .doorRearLeftOpen, .doorRearRightOpen, .hoodOpen, .trunkOpen,
     ]
 
-    /// Subscribe at construction: before the bus runs, so no early change is missed.
-    public init(bus: VehicleBusService, outbox: OutboxService, vin: String) {
-        changes = bus.subscribe(to: Self.watched)
-        self.outbox = outbox
-        self.vin = vin
+    /// Watches the bus from now on: before it runs, so that no early change is missed.
+    public static func attach(bus: VehicleBusService, outbox: OutboxService, vin: String) {
+        bus.watch(watched) { changes in
+            for c in changes {
+                if let m = message(for: c, vin: vin, id: randomMessageID()) { outbox.submit(m) }
+            }
+        }
     }
 
     /// The outbox message for one change, or nil when it is not an event (a value going stale).
@@ -53,14 +53,6 @@ public struct VehicleEventService: Service {
         return OutboxMessage(id: id, stream: stream, priority: priority, capturedAtMs: c.at.nanoseconds / 1_000_000, payload: body.text)
     }
 
-    public func run() async throws {
-        for await event in changes.cancelOnGracefulShutdown() {
-            guard case .changed(let list) = event else { continue }
-            for c in list {
-                if let m = Self.message(for: c, vin: vin, id: randomMessageID()) { outbox.submit(m) }
-            }
-        }
-    }
 }
 
 extension ECallReport {

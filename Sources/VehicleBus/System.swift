@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
+import CSocketCAN
 import TelematicsCore
 
 /// The error every VehicleBus adapter throws: what failed, a message, and the errno behind it.
@@ -42,6 +43,10 @@ func syscall<T: FixedWidthInteger>(_ what: @autoclosure () -> String, _ body: ()
         throw VehicleBusError(code, what(), errno: e)
     }
 }
+
+/// Gives the memory freed after a burst back to the system: glibc keeps freed heap pages for
+/// reuse, so resident memory would stay at the burst's peak.
+public func returnFreedMemory() { _ = csc_malloc_trim() }
 
 /// Reads a whole text file.
 public func readTextFile(_ path: String) throws(VehicleBusError) -> String {
