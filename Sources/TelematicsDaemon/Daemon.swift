@@ -92,7 +92,8 @@ public enum Daemon {
         case .socketCAN(let iface):
             do {
                 let socket = try SocketCANChannel(interface: iface, filters: CANFilter.exact(for: setup.database))
-                if socket.receiveBuffer < SocketCANChannel.wantedReceiveBuffer {
+                // (The kernel reports twice what it was asked for: its bookkeeping.)
+                if socket.receiveBuffer < 2 * SocketCANChannel.wantedReceiveBuffer {
                     logger.notice("the kernel capped the CAN receive queue; raise net.core.rmem_max for bursts",
                                   metadata: ["can.interface": "\(iface)", "can.receiveBuffer": "\(socket.receiveBuffer)"])
                 }

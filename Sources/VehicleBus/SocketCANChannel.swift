@@ -60,7 +60,7 @@ public final class SocketCANChannel: CANChannel, @unchecked Sendable {
     public let supportsFD: Bool
     /// The receive queue the kernel granted, in bytes (see init).
     public let receiveBuffer: Int
-    public static let wantedReceiveBuffer = 4 << 20
+    public static let wantedReceiveBuffer = 1 << 20
     private let drops = DropCounter()
 
     public init(interface: String, filters: [CANFilter]?, receiveErrorFrames: Bool = true) throws(VehicleBusError) {
@@ -95,9 +95,11 @@ public final class SocketCANChannel: CANChannel, @unchecked Sendable {
         _ = try syscall("SO_TIMESTAMPNS on \(interface)") { csc_enable_timestamps(fd) }
         _ = try syscall("SO_RXQ_OVFL on \(interface)") { csc_enable_rxq_ovfl(fd) }
         // A CAN frame costs the queue about 1 KiB of kernel memory (its socket buffer), so the
-        // default queue (rmem_default, 208 KiB) holds about 200 frames: a reader held up for
-        // 100 ms on a loaded bus (an fsync, a swap-in, a slow emulated machine) would lose frames.
-        // Ask for 4 MiB, about 4000 frames; without CAP_NET_ADMIN the kernel caps it at
+        // default queue (rmem_default, 208 KiB) holds about 200 frames: a reader held up for a
+        // moment on a busy bus (an fsync, a swap-in, a slow emulated machine) would lose frames.
+        // Ask for 1 MiB, which the kernel doubles for its bookkeeping: about 2000 frames. Not
+        // more: a reader that falls behind would then act on a bus seconds old (a remote lock's
+        // confirmation seen too late). Without CAP_NET_ADMIN the kernel caps it at
         // net.core.rmem_max (docs/operations.md says how to raise it).
         self.receiveBuffer = Int(try syscall("SO_RCVBUF on \(interface)") { csc_set_rcvbuf(fd, Int32(SocketCANChannel.wantedReceiveBuffer)) })
         _ = try syscall("cannot bind to \(interface)") { csc_bind(fd, index) }
