@@ -144,7 +144,7 @@ public enum Daemon {
         privacy.observe { outbox.setPrivacy($0) }
         let registration = CarRegistration(path: config.registrationFile, timeoutMs: config.registrationTimeoutMs, outbox: outbox,
                                            privacy: privacy, profile: profile, logger: logger, answerKey: config.answerKey)
-        VehicleEventService.attach(bus: bus, outbox: outbox, vin: profile.vin.value)
+        let events = VehicleEventService(bus: bus, outbox: outbox, vin: profile.vin.value)
         let vin = profile.vin.value
         let eCall = ECallService(
             configuration: config.eCall, linkEndpoint: TCPEndpoint.parse(config.eCallLink)!, bus: bus, profile: profile,
@@ -229,6 +229,7 @@ public enum Daemon {
         }
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
             .init(service: bus, successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup),
+            .init(service: events),
             .init(service: control),
             // The outbox before the eCall: the group stops services in reverse order, so a call
             // that ends during a stop still hands its report to a running outbox.

@@ -66,10 +66,10 @@ public final class VehicleBusService: Service, Sendable {
     }
 
     /// Only the changes of these quantities, nothing else: a stream that busy quantities can
-    /// never fill. Bounded all the same (a flapping signal read at full speed): beyond 256
+    /// never fill. Bounded all the same (a flapping signal read at full speed): beyond `limit`
     /// waiting changes the oldest go, counted in the bus report (`subscriberDrops`).
-    public func subscribe(to quantities: Set<VehicleQuantity>) -> AsyncStream<BusEvent> {
-        let (stream, continuation) = AsyncStream<BusEvent>.makeStream(bufferingPolicy: .bufferingNewest(256))
+    public func subscribe(to quantities: Set<VehicleQuantity>, bufferingNewest limit: Int = 256) -> AsyncStream<BusEvent> {
+        let (stream, continuation) = AsyncStream<BusEvent>.makeStream(bufferingPolicy: .bufferingNewest(limit))
         subscribers.withLock { $0.append(Subscriber(continuation: continuation, quantities: quantities)) }
         return stream
     }

@@ -1,23 +1,36 @@
+import ServiceLifecycle
 import TelematicsCore
 
 /// Turns vehicle state changes into events for the backend and hands them to the outbox:
 /// the anti-theft alarm at alarm priority, doors, locks, ignition and climatisation as events
 /// (lights, windows and ventilation go in their state blocks, sent on change).
 ///
-/// It works on the CAN reader thread, as the bus decodes the changes (a watcher): the outbox's
-/// `submit` never blocks and its memory is bounded (OutboxBuffer), so a burst of changes (a log
-/// read at full speed, a flapping signal) cannot pile up in a stream between the two.
-public enum VehicleEventService {
+/// Its stream from the bus is bounded (65 536 changes, a few MB; beyond it the oldest go,
+/// counted in `bus.subscriberDrops`), and the outbox's memory is bounded (OutboxBuffer). The
+/// work stays off the CAN reader thread: a reader held up there lets values expire and loses
+/// the next change (it reads as a first value, not an event).
+public struct VehicleEventService: Service {
+    let changes: AsyncStream<BusEvent>
+    let outbox: OutboxService
+    let vin: String
+
     static let watched: Set<VehicleQuantity> = [
         .alarmTriggered, .centralLock, .ignitionOn, .climatisationState,
         .doorFrontLeftOpen, .doorFrontRightOpen, .doorRearLeftOpen, .doorRearRightOpen, .hoodOpen, .trunkOpen,
     ]
 
-    /// Watches the bus from now on: before it runs, so that no early change is missed.
-    public static func attach(bus: VehicleBusService, outbox: OutboxService, vin: String) {
-        bus.watch(watched) { changes in
-            for c in changes {
-                if let m = message(for: c, vin: vin, id: randomMessageID()) { outbox.submit(m) }
+    /// Subscribe at construction: before the bus runs, so no early change is missed.
+    public init(bus: VehicleBusService, outbox: OutboxService, vin: String) {
+        changes = bus.subscribe(to: Self.watched, bufferingNewest: 65_536)
+        self.outbox = outbox
+        self.vin = vin
+    }
+
+    public func run() async throws {
+        for await event in changes.cancelOnGracefulShutdown() {
+            guard case .changed(let list) = event else { continue }
+            for c in list {
+                if let m = Self.message(for: c, vin: vin, id: randomMessageID()) { outbox.submit(m) }
             }
         }
     }
