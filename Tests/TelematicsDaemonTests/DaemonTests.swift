@@ -144,7 +144,9 @@ struct DaemonTests {
         #expect(throws: ControlError.self) { try ControlServer(path: path, logger: quietLogger) { _ in .null } }
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await server.run() }
-            let status = try ControlClient.request(path, .object([("command", .string("status"))]))
+            // The server's task may wait for a thread of the cooperative pool while other suites
+            // run long synchronous tests on it: a generous first wait, not a race.
+            let status = try ControlClient.request(path, .object([("command", .string("status"))]), timeoutMs: 60_000)
             #expect(status["ok"] == .bool(true))
             #expect(status["vehicle"]?["vin"] == .string("VSSZZZKLZNR012345"))
             #expect(status["state"]?["doors"]?["frontLeft"]?["open"]?["available"] == .bool(false))
