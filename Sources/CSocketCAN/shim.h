@@ -101,6 +101,9 @@ static inline int csc_wait_readable_ns(int fd, int64_t ns) {
 /// Gives the heap's free memory back to the system (glibc's malloc_trim), after a burst.
 static inline int csc_malloc_trim(void) { return malloc_trim(0); }
 
+/// Caps glibc's malloc arenas (M_ARENA_MAX); 1 on success.
+static inline int csc_malloc_arena_max(int n) { return mallopt(M_ARENA_MAX, n); }
+
 /// Asks for a receive queue of BYTES: SO_RCVBUFFORCE when the process may (CAP_NET_ADMIN),
 /// else SO_RCVBUF, which the kernel caps at net.core.rmem_max. Returns the size the kernel
 /// granted (it doubles the request for its bookkeeping), or -1 with errno set.

@@ -79,6 +79,7 @@ public enum Daemon {
     /// Runs the daemon until SIGTERM/SIGINT (or the end of a replayed log when configured).
     /// `logLevelFixed`: the level came from the command line, and a reload leaves it alone.
     public static func run(_ setup: LoadedSetup, logger: Logger, logLevelFixed: Bool = false) async throws(StartupError) {
+        limitHeapArenas()  // before the first thread starts
         let config = setup.configuration
         for w in setup.database.warnings { logger.warning("DBC: \(w)") }
         let channel: any CANChannel

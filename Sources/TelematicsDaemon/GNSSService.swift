@@ -43,7 +43,7 @@ public final class GNSSService: Service, Sendable {
     let wallClock: @Sendable () -> Timestamp
     let eCallPositions: (@Sendable (PositionFix) -> Void)?
     let onParking: @Sendable (ParkingPosition?) -> Void
-    private let ignition: AsyncStream<BusEvent>
+    private let ignition: ChangeFeed
     private let state: Mutex<State>
     private let stop = Atomic<Bool>(false)
 
@@ -60,7 +60,7 @@ public final class GNSSService: Service, Sendable {
         self.wallClock = wallClock
         self.eCallPositions = eCallPositions
         self.onParking = onParking
-        ignition = bus.subscribe(to: [.ignitionOn])
+        ignition = bus.changes(of: [.ignitionOn], for: "parking position")
         var restored: ParkingPosition?
         if let text = try? readTextFile(configuration.parkingFile) {
             do {
@@ -120,9 +120,8 @@ public final class GNSSService: Service, Sendable {
         let thread = DedicatedThread(name: "gnss") { [self] in self.readLoop() }
         // The current parking position (a restored one, or none) goes to the backend once.
         onParking(parkingPosition)
-        for await event in ignition.cancelOnGracefulShutdown() {
-            guard case .changed(let changes) = event else { continue }
-            for c in changes where c.quantity == .ignitionOn {
+        for await changes in ignition.cancelOnGracefulShutdown() {
+            for c in changes {
                 guard let on = c.new?.flag, c.old?.flag != on else { continue }
                 // The first reading after a start: off keeps the stored position (the car was
                 // parked while the unit was down); on means the car is in use.

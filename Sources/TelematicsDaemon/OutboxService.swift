@@ -76,20 +76,23 @@ public final class OutboxService: Service, Sendable {
     /// Queues a message for the next commit; never blocks. While nothing can be committed, at
     /// most `memoryLimit` wait in memory: beyond it the lowest-priority oldest one goes (never
     /// an eCall report or an alarm, unless nothing else is left).
-    public func submit(_ m: OutboxMessage) {
+    public func submit(_ m: OutboxMessage) { submit(contentsOf: [m]) }
+
+    /// Queues messages for the next commit, under one lock (a batch of vehicle events).
+    public func submit(contentsOf batch: [OutboxMessage]) {
         // What the privacy level does not let out is not even kept.
-        let allowed = privacy.withLock { p -> Bool in
-            if p.mode.allows(m) { return true }
-            p.withheld += 1
-            return false
+        let allowed = privacy.withLock { p -> [OutboxMessage] in
+            let kept = batch.filter { p.mode.allows($0) }
+            p.withheld += Int64(batch.count - kept.count)
+            return kept
         }
-        guard allowed else { return }
-        let notice = queue.withLock { $0.add(m) }
-        if let notice { tell(notice) }
+        guard !allowed.isEmpty else { return }
+        let notices = queue.withLock { q in allowed.compactMap { q.add($0) } }
+        for n in notices { tell(n) }
         wake.signal()
         // eCall reports, alarms and command results go out at once; events and state wait for the
         // link's next turn (at most 50 ms), which gathers them into one commit.
-        if m.priority < .event { linkWake.signal() }
+        if allowed.contains(where: { $0.priority < .event }) { linkWake.signal() }
     }
 
     /// Logs a burst of evictions once when it starts and once when it ends (OutboxBuffer).

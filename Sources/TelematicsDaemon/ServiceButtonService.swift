@@ -8,7 +8,7 @@ import VehicleBus
 /// level lets it out, the position; service scheduling sends a maintenance request with the
 /// odometer and what the cluster says is due. Each goes to `vehicles/{vin}/services`.
 public struct ServiceButtonService: Service {
-    let changes: AsyncStream<BusEvent>
+    let changes: ChangeFeed
     let bus: VehicleBusService
     let outbox: OutboxService
     let registration: CarRegistration
@@ -20,7 +20,7 @@ public struct ServiceButtonService: Service {
 
     public init(bus: VehicleBusService, outbox: OutboxService, registration: CarRegistration, privacy: PrivacySetting,
                 gnss: GNSSService?, vin: String, logger: Logger, wallClock: @escaping @Sendable () -> Timestamp = { wallClockNow() }) {
-        changes = bus.subscribe(to: [.breakdownButton, .serviceButton, .schedulingButton])
+        changes = bus.changes(of: [.breakdownButton, .serviceButton, .schedulingButton], for: "service buttons")
         self.bus = bus
         self.outbox = outbox
         self.registration = registration
@@ -63,8 +63,7 @@ public struct ServiceButtonService: Service {
     }
 
     public func run() async throws {
-        for await event in changes.cancelOnGracefulShutdown() {
-            guard case .changed(let list) = event else { continue }
+        for await list in changes.cancelOnGracefulShutdown() {
             // A press is the flag rising; the first reading after start is state, not a press.
             for c in list where c.new?.flag == true && c.old?.flag == false {
                 let due = bus.stateBlock("service").values

@@ -37,8 +37,10 @@ public final class VehicleBusService: Service, Sendable {
         var quantities: Set<VehicleQuantity>?
     }
     private let subscribers = Mutex<[Subscriber]>([])
+    private let feeds = Mutex<[ChangeFeed]>([])
     private let transmitted = Atomic<UInt64>(0)
-    private let subscriberDrops = Atomic<UInt64>(0)
+    /// Events the log loop's stream had no room for (a flood read at full speed).
+    private let logDrops = Atomic<UInt64>(0)
     private let transmitLog: CandumpLogWriter?
     public let database: DBCDatabase
 
@@ -65,13 +67,15 @@ public final class VehicleBusService: Service, Sendable {
         return stream
     }
 
-    /// Only the changes of these quantities, nothing else: a stream that busy quantities can
-    /// never fill. Bounded all the same (a flapping signal read at full speed): beyond `limit`
-    /// waiting changes the oldest go, counted in the bus report (`subscriberDrops`).
-    public func subscribe(to quantities: Set<VehicleQuantity>, bufferingNewest limit: Int = 256) -> AsyncStream<BusEvent> {
-        let (stream, continuation) = AsyncStream<BusEvent>.makeStream(bufferingPolicy: .bufferingNewest(limit))
-        subscribers.withLock { $0.append(Subscriber(continuation: continuation, quantities: quantities)) }
-        return stream
+    /// Only the changes of these quantities, nothing else, in batches (see ChangeFeed): beyond
+    /// `capacity` waiting changes the oldest ordinary ones go (a `kept` one only when nothing
+    /// else is left), counted in the bus report (`changesDropped`) and logged once per burst.
+    /// Subscribe before `run()`.
+    public func changes(of quantities: Set<VehicleQuantity>, capacity: Int = 256, kept: Set<VehicleQuantity> = [],
+                        for name: String) -> ChangeFeed {
+        let feed = ChangeFeed(quantities: quantities, capacity: capacity, kept: kept, name: name, logger: logger)
+        feeds.withLock { $0.append(feed) }
+        return feed
     }
 
     /// Calls `watcher` on the CAN reader thread with the changes of these quantities, as they
@@ -95,8 +99,14 @@ public final class VehicleBusService: Service, Sendable {
         let (s, b) = tracker.withLock { ($0.snapshot(), $0.busReport()) }
         guard case .object(var o) = b else { return (s, b) }
         o.append(("transmitted", .number(Double(transmitted.load(ordering: .relaxed)))))
-        let drops = subscriberDrops.load(ordering: .relaxed)
-        if drops > 0 { o.append(("subscriberDrops", .number(Double(drops)))) }
+        var dropped: [VehicleQuantity: Int] = [:]
+        for f in feeds.withLock({ $0 }) { dropped.merge(f.dropped, uniquingKeysWith: +) }
+        if !dropped.isEmpty {
+            o.append(("changesDropped", .number(Double(dropped.values.reduce(0, +)))))
+            o.append(("changesDroppedBy", .object(dropped.sorted { $0.key.key < $1.key.key }.map { ($0.key.key, .number(Double($0.value))) })))
+        }
+        let logDropped = logDrops.load(ordering: .relaxed)
+        if logDropped > 0 { o.append(("logEventsDropped", .number(Double(logDropped)))) }
         if let interfaceName {
             o.insert(("interface", .string(interfaceName)), at: 0)
             if let st = CANInterfaceControl.state(of: interfaceName) { o.append(("controllerState", .string(st.rawValue))) }
@@ -151,6 +161,7 @@ public final class VehicleBusService: Service, Sendable {
         channel.close()
         transmitLog?.close()
         for s in subscribers.withLock({ $0 }) { s.continuation?.finish() }
+        for f in feeds.withLock({ $0 }) { f.finish() }
     }
 
     /// The reader thread: receive, decode, update, expire; never blocks longer than 100 ms so
@@ -227,20 +238,21 @@ public final class VehicleBusService: Service, Sendable {
         }
     }
 
-    /// Events go to the log loop and, straight from the reader thread, to every subscriber:
-    /// the eCall sees a crash without waiting behind the log.
+    /// Events go to the log loop and, straight from the reader thread, to every watcher, feed
+    /// and subscriber: the eCall sees a crash without waiting behind the log.
     private func emit(_ out: AsyncStream<BusEvent>.Continuation, _ event: BusEvent) {
-        out.yield(event)
+        if case .dropped = out.yield(event) { logDrops.add(1, ordering: .relaxed) }
         subscribers.withLock { subs in
             for s in subs {
                 guard let wanted = s.quantities else { s.continuation?.yield(event); continue }
                 if case .changed(let changes) = event {
                     let mine = changes.filter { wanted.contains($0.quantity) }
-                    guard !mine.isEmpty else { continue }
-                    if case .dropped = s.continuation?.yield(.changed(mine)) { subscriberDrops.add(1, ordering: .relaxed) }
-                    s.watcher?(mine)
+                    if !mine.isEmpty { s.watcher?(mine) }
                 }
             }
+        }
+        if case .changed(let changes) = event {
+            feeds.withLock { for f in $0 { f.push(changes) } }
         }
     }
 

@@ -5,12 +5,13 @@ import TelematicsCore
 /// the anti-theft alarm at alarm priority, doors, locks, ignition and climatisation as events
 /// (lights, windows and ventilation go in their state blocks, sent on change).
 ///
-/// Its stream from the bus is bounded (65 536 changes, a few MB; beyond it the oldest go,
-/// counted in `bus.subscriberDrops`), and the outbox's memory is bounded (OutboxBuffer). The
-/// work stays off the CAN reader thread: a reader held up there lets values expire and loses
-/// the next change (it reads as a first value, not an event).
+/// Its feed from the bus is bounded (4096 changes, a few hundred KB; beyond it the oldest door,
+/// lock, ignition and climatisation changes go, an alarm only when nothing else is left, counted
+/// in `bus.changesDropped` and logged once per burst), and the outbox's memory is bounded
+/// (OutboxBuffer). The work stays off the CAN reader thread: a reader held up there lets values
+/// expire and loses the next change (it reads as a first value, not an event).
 public struct VehicleEventService: Service {
-    let changes: AsyncStream<BusEvent>
+    let changes: ChangeFeed
     let outbox: OutboxService
     let vin: String
 
@@ -21,17 +22,14 @@ public struct VehicleEventService: Service {
 
     /// Subscribe at construction: before the bus runs, so no early change is missed.
     public init(bus: VehicleBusService, outbox: OutboxService, vin: String) {
-        changes = bus.subscribe(to: Self.watched, bufferingNewest: 65_536)
+        changes = bus.changes(of: Self.watched, capacity: 4096, kept: [.alarmTriggered], for: "vehicle events")
         self.outbox = outbox
         self.vin = vin
     }
 
     public func run() async throws {
-        for await event in changes.cancelOnGracefulShutdown() {
-            guard case .changed(let list) = event else { continue }
-            for c in list {
-                if let m = Self.message(for: c, vin: vin, id: randomMessageID()) { outbox.submit(m) }
-            }
+        for await list in changes.cancelOnGracefulShutdown() {
+            outbox.submit(contentsOf: list.compactMap { Self.message(for: $0, vin: vin, id: randomMessageID()) })
         }
     }
 

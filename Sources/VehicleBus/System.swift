@@ -48,6 +48,15 @@ func syscall<T: FixedWidthInteger>(_ what: @autoclosure () -> String, _ body: ()
 /// reuse, so resident memory would stay at the burst's peak.
 public func returnFreedMemory() { _ = csc_malloc_trim() }
 
+/// Caps the heap's arenas at two, unless the operator chose (MALLOC_ARENA_MAX): glibc gives
+/// each busy thread an arena of its own (up to eight per core), and after a burst each keeps
+/// its freed pages in pieces. Two arenas keep the CAN reader and the outbox from contending on
+/// one lock while the burst's peak stays lower (make soak: 45 MB instead of 49).
+public func limitHeapArenas() {
+    guard getenv("MALLOC_ARENA_MAX") == nil else { return }
+    _ = csc_malloc_arena_max(2)
+}
+
 /// Reads a whole text file.
 public func readTextFile(_ path: String) throws(VehicleBusError) -> String {
     let fd = try syscall("cannot open \(path)") { open(path, O_RDONLY | O_CLOEXEC) }

@@ -13,13 +13,9 @@
 ///   a line per message.
 /// Within a priority the order of arrival is kept; `drain` returns arrival order.
 public struct OutboxBuffer: Sendable {
-    /// What the shell should say about evictions (then log it).
-    public enum Notice: Equatable, Sendable {
-        /// The first message dropped since the buffer last drained without dropping any.
-        case burstStarted
-        /// A drain after a burst: how many messages the burst dropped, by priority.
-        case burstEnded(dropped: [OutboxPriority: Int])
-    }
+    /// What the shell should say about evictions (then log it): the burst's start, and its end
+    /// with how many messages it dropped, by priority.
+    public typealias Notice = BurstNotice<OutboxPriority>
 
     public let limitBytes: Int
     /// Per priority, in arrival order, from `head` on (popping the front is O(1)).
@@ -29,10 +25,9 @@ public struct OutboxBuffer: Sendable {
     private var serial = 0
     public private(set) var bytes = 0
     public private(set) var count = 0
+    private var drops = DropBurst<OutboxPriority>()
     /// Every message dropped so far, by priority.
-    public private(set) var dropped: [OutboxPriority: Int] = [:]
-    private var burst: [OutboxPriority: Int]?
-    private var droppedSinceDrain = false
+    public var dropped: [OutboxPriority: Int] { drops.total }
 
     /// What a message costs in memory beyond its payload (the struct, its strings' headers).
     static let overheadBytes = 160
@@ -72,14 +67,8 @@ public struct OutboxBuffer: Sendable {
         }
         var notice: Notice?
         while bytes > limitBytes, count > 1, let victim = evictionPriority() {
-            if burst == nil {
-                burst = [:]
-                notice = .burstStarted
-            }
             evictOldest(victim)
-            burst![victim, default: 0] += 1
-            dropped[victim, default: 0] += 1
-            droppedSinceDrain = true
+            if let n = drops.dropped(victim) { notice = n }
         }
         return notice
     }
@@ -118,13 +107,7 @@ public struct OutboxBuffer: Sendable {
     public mutating func drain() -> (messages: [OutboxMessage], notice: Notice?) {
         let all = queued()
         removeAll()
-        var notice: Notice?
-        if let b = burst, !droppedSinceDrain {
-            notice = .burstEnded(dropped: b)
-            burst = nil
-        }
-        droppedSinceDrain = false
-        return (all, notice)
+        return (all, drops.drained())
     }
 
     /// Puts messages that could not be committed back before what came since, in their order,
