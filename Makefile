@@ -36,7 +36,7 @@ DEB_PACKAGES := libsocketcan-dev libgps-dev libsqlite3-dev libmosquitto-dev libs
                 systemd fakeroot
 PY_PACKAGES  := cantools==45.1.0 pytest
 
-.PHONY: all deps build release test unit-test integration-test vcan-bench power-cut demo bench clean fuzz fuzz-short soak \
+.PHONY: all deps build release test check-architecture unit-test integration-test vcan-bench power-cut demo bench clean fuzz fuzz-short soak \
         install uninstall deb man scenarios-golden
 
 all: build
@@ -63,7 +63,11 @@ build: deps
 release: deps
 	$(SWIFT) build $(RELEASE)
 
-test: unit-test integration-test vcan-bench power-cut fuzz-short
+test: check-architecture unit-test integration-test vcan-bench power-cut fuzz-short
+
+# The architecture's arrows (hw/check-architecture): Package.swift and every import.
+check-architecture:
+	hw/check-architecture
 
 unit-test: build
 	$(SWIFT) test

@@ -29,6 +29,11 @@ let package = Package(
         // Pure domain: standard library only, no Foundation, no IO.
         .target(name: "TelematicsCore", swiftSettings: strict),
 
+        // The one way to reach the system: the syscall chokepoint (errno to a typed error), clocks,
+        // durable file writes, the thread type, one-shot replies. Every adapter stands on it.
+        .systemLibrary(name: "CPlatform"),
+        .target(name: "Platform", dependencies: ["TelematicsCore", "CPlatform"], swiftSettings: strict),
+
         // AF_CAN headers and libsocketcan (interface state, bus-off restart).
         .systemLibrary(
             name: "CSocketCAN",
@@ -38,7 +43,7 @@ let package = Package(
 
         .target(
             name: "VehicleBus",
-            dependencies: ["TelematicsCore", "CSocketCAN"],
+            dependencies: ["TelematicsCore", "Platform", "CSocketCAN"],
             swiftSettings: strict
         ),
         // libsqlite3 for the durable outbox.
@@ -53,7 +58,7 @@ let package = Package(
         .target(
             name: "Backend",
             dependencies: [
-                "TelematicsCore", "Outbox", "BackendLink",
+                "TelematicsCore", "Platform", "Outbox", "BackendLink",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "CryptoExtras", package: "swift-crypto"),
             ],
@@ -68,13 +73,13 @@ let package = Package(
         .target(name: "GNSS", dependencies: ["TelematicsCore", "CGPS"], swiftSettings: strict),
 
         // The eCall's own link to the network (simulator): no disk, no backend.
-        .target(name: "ECallLink", dependencies: ["TelematicsCore"], swiftSettings: strict),
+        .target(name: "ECallLink", dependencies: ["TelematicsCore", "Platform"], swiftSettings: strict),
         // The PSAP and network simulator behind tcu-psap.
         .target(name: "PSAP", dependencies: ["TelematicsCore", "ECallLink"], swiftSettings: strict),
         .target(
             name: "TelematicsDaemon",
             dependencies: [
-                "TelematicsCore", "VehicleBus", "ECallLink", "Outbox", "BackendLink", "GNSS", "COpenSSL",
+                "TelematicsCore", "Platform", "VehicleBus", "ECallLink", "Outbox", "BackendLink", "GNSS", "COpenSSL",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
@@ -85,7 +90,7 @@ let package = Package(
         .target(
             name: "VehicleSim",
             dependencies: [
-                "TelematicsCore", "VehicleBus", "TelematicsDaemon",
+                "TelematicsCore", "Platform", "VehicleBus", "TelematicsDaemon",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: strict
@@ -93,7 +98,7 @@ let package = Package(
         .executableTarget(
             name: "tcu-car",
             dependencies: [
-                "VehicleSim", "TelematicsCore", "TelematicsDaemon", "VehicleBus",
+                "VehicleSim", "TelematicsCore", "TelematicsDaemon", "Platform", "VehicleBus",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -104,7 +109,7 @@ let package = Package(
         .executableTarget(
             name: "telematicsd",
             dependencies: [
-                "TelematicsDaemon", "TelematicsCore",
+                "TelematicsDaemon", "TelematicsCore", "Platform",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict
@@ -112,7 +117,7 @@ let package = Package(
         .executableTarget(
             name: "tcuctl",
             dependencies: [
-                "TelematicsCore", "VehicleBus", "TelematicsDaemon",
+                "TelematicsCore", "Platform", "VehicleBus", "TelematicsDaemon",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict
@@ -120,7 +125,7 @@ let package = Package(
         .executableTarget(
             name: "tcu-backend",
             dependencies: [
-                "Backend", "BackendLink", "TelematicsCore", "VehicleBus",
+                "Backend", "BackendLink", "TelematicsCore", "Platform",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict
@@ -128,7 +133,7 @@ let package = Package(
         .executableTarget(
             name: "tcu-psap",
             dependencies: [
-                "PSAP", "ECallLink", "TelematicsCore", "VehicleBus",
+                "PSAP", "ECallLink", "TelematicsCore", "Platform",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict
@@ -136,7 +141,7 @@ let package = Package(
         .executableTarget(
             name: "tcu-bench",
             dependencies: [
-                "TelematicsCore", "VehicleBus", "TelematicsDaemon", "ECallLink", "Outbox",
+                "TelematicsCore", "Platform", "VehicleBus", "TelematicsDaemon", "ECallLink", "Outbox",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
@@ -151,10 +156,11 @@ let package = Package(
         .testTarget(name: "TelematicsCoreTests", dependencies: ["TelematicsCore"], swiftSettings: strict),
         .testTarget(name: "FuzzTargetsTests", dependencies: ["FuzzTargets"], swiftSettings: strict),
         .testTarget(name: "OutboxTests", dependencies: ["Outbox", "Backend", "TelematicsCore"], swiftSettings: strict),
-        .testTarget(name: "VehicleBusTests", dependencies: ["VehicleBus", "TelematicsCore"], swiftSettings: strict),
+        .testTarget(name: "PlatformTests", dependencies: ["Platform"], swiftSettings: strict),
+        .testTarget(name: "VehicleBusTests", dependencies: ["VehicleBus", "Platform", "TelematicsCore"], swiftSettings: strict),
         .testTarget(
             name: "TelematicsDaemonTests",
-            dependencies: ["TelematicsDaemon", "TelematicsCore", "VehicleBus"],
+            dependencies: ["TelematicsDaemon", "TelematicsCore", "Platform", "VehicleBus"],
             swiftSettings: strict
         ),
     ]

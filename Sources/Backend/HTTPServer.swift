@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Platform
 import Synchronization
 import TelematicsCore
 
@@ -92,7 +93,7 @@ public final class HTTPServer: @unchecked Sendable {
                 close(conn)
                 continue
             }
-            let started = startDetachedThread { [self] in
+            let started = DedicatedThread.detached(name: "http-connection") { [self] in
                 serve(conn)
                 close(conn)
                 active.subtract(1, ordering: .relaxed)
@@ -217,23 +218,6 @@ public final class HTTPServer: @unchecked Sendable {
             off += n
         }
     }
-}
-
-/// Runs `body` on a thread of its own that nobody joins; false when no thread could be made.
-@discardableResult
-public func startDetachedThread(_ body: @escaping @Sendable () -> Void) -> Bool {
-    final class Box {
-        let body: @Sendable () -> Void
-        init(_ body: @escaping @Sendable () -> Void) { self.body = body }
-    }
-    var thread = pthread_t()
-    let box = Unmanaged.passRetained(Box(body)).toOpaque()
-    guard pthread_create(&thread, nil, { raw in Unmanaged<Box>.fromOpaque(raw!).takeRetainedValue().body(); return nil }, box) == 0 else {
-        Unmanaged<Box>.fromOpaque(box).release()
-        return false
-    }
-    pthread_detach(thread)
-    return true
 }
 
 extension StringProtocol {

@@ -10,7 +10,6 @@
 #include <sys/socket.h>
 #include <sys/ioctl.h>
 #include <sys/uio.h>
-#include <malloc.h>
 #include <sys/syscall.h>
 #include <poll.h>
 #include <time.h>
@@ -97,12 +96,6 @@ static inline int csc_wait_readable_ns(int fd, int64_t ns) {
     struct timespec ts = { .tv_sec = (time_t)(ns / 1000000000), .tv_nsec = (long)(ns % 1000000000) };
     return (int)syscall(SYS_ppoll, &pfd, 1, &ts, NULL, (size_t)8);
 }
-
-/// Gives the heap's free memory back to the system (glibc's malloc_trim), after a burst.
-static inline int csc_malloc_trim(void) { return malloc_trim(0); }
-
-/// Caps glibc's malloc arenas (M_ARENA_MAX); 1 on success.
-static inline int csc_malloc_arena_max(int n) { return mallopt(M_ARENA_MAX, n); }
 
 /// Asks for a receive queue of BYTES: SO_RCVBUFFORCE when the process may (CAP_NET_ADMIN),
 /// else SO_RCVBUF, which the kernel caps at net.core.rmem_max. Returns the size the kernel

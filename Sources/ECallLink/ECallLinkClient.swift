@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Platform
 import Synchronization
 import TelematicsCore
 
@@ -36,7 +37,9 @@ public final class ECallLinkClient: ECallTransport, Sendable {
     private let deliver: @Sendable (ECallLinkEvent) -> Void
     private let connection = Mutex<LineConnection?>(nil)
     private let stop = Atomic<Bool>(false)
-    private let thread = Mutex<pthread_t?>(nil)
+    /// Given at shutdown: ends a reconnection backoff at once.
+    private let stopped = OneShot<Bool>()
+    private let thread = Mutex<DedicatedThread?>(nil)
 
     public init(endpoint: TCPEndpoint, vin: String, deliver: @escaping @Sendable (ECallLinkEvent) -> Void) {
         self.endpoint = endpoint
@@ -54,19 +57,13 @@ public final class ECallLinkClient: ECallTransport, Sendable {
     }
 
     public func start() {
-        let box = Unmanaged.passRetained(self).toOpaque()
-        var t = pthread_t()
-        pthread_create(&t, nil, { raw in
-            let me = Unmanaged<ECallLinkClient>.fromOpaque(raw!).takeRetainedValue()
-            me.loop()
-            return nil
-        }, box)
-        thread.withLock { $0 = t }
+        thread.withLock { $0 = DedicatedThread(name: "ecall-link") { self.loop() } }
     }
 
     public func shutdown() {
         stop.store(true, ordering: .releasing)
-        if let t = thread.withLock({ $0 }) { pthread_join(t, nil) }
+        stopped.give(true)
+        thread.withLock({ $0 })?.join()
         connection.withLock { c in c?.close(); c = nil }
     }
 
@@ -77,7 +74,7 @@ public final class ECallLinkClient: ECallTransport, Sendable {
             do {
                 c = try LineConnection.connect(endpoint)
             } catch {
-                sleepMs(backoffMs)
+                if stopped.wait(timeoutMs: backoffMs) != nil { return }
                 backoffMs = min(backoffMs * 2, 2_000)
                 continue
             }
@@ -101,10 +98,4 @@ public final class ECallLinkClient: ECallTransport, Sendable {
             deliver(.detached(reason: reason))
         }
     }
-}
-
-func sleepMs(_ ms: Int64) {
-    var req = timespec(tv_sec: Int(ms / 1000), tv_nsec: Int(ms % 1000) * 1_000_000)
-    var rem = timespec()
-    while nanosleep(&req, &rem) == -1, errno == EINTR { req = rem }
 }

@@ -1,3 +1,4 @@
+import Platform
 import ServiceLifecycle
 import Synchronization
 import TelematicsCore

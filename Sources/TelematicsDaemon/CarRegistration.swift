@@ -3,6 +3,7 @@ import Glibc
 #endif
 import COpenSSL
 import Logging
+import Platform
 import Synchronization
 import TelematicsCore
 import VehicleBus

@@ -1,5 +1,6 @@
 import ECallLink
 import Logging
+import Platform
 import ServiceLifecycle
 import Synchronization
 import TelematicsCore
@@ -56,7 +57,7 @@ public enum Daemon {
         do {
             let ptext = try readTextFile(config.profilePath)
             profile = try VehicleProfile.parse(ptext, source: config.profilePath)
-        } catch let e as VehicleBusError {
+        } catch let e as SystemError {
             throw StartupError(kind: .noInput, message: e.description)
         } catch {
             throw StartupError(kind: .data, message: "\(error)")

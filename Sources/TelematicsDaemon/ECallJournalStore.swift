@@ -3,6 +3,7 @@ import Glibc
 #endif
 import Dispatch
 import Logging
+import Platform
 import Synchronization
 import TelematicsCore
 import VehicleBus

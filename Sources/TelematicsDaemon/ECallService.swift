@@ -1,5 +1,6 @@
 import ECallLink
 import Logging
+import Platform
 import ServiceLifecycle
 import Synchronization
 import TelematicsCore
@@ -39,9 +40,7 @@ public final class ECallService: Service, Sendable {
     public func probe() { input.yield(.probe) }
 
     /// A control request's answer, filled by the service loop.
-    final class Reply: Sendable {
-        let value = Mutex<JSON?>(nil)
-    }
+    typealias Reply = OneShot<JSON>
 
     /// What `tcuctl status` shows of the eCall.
     struct Status: Sendable {
@@ -162,11 +161,7 @@ public final class ECallService: Service, Sendable {
     public func requestCancel(timeoutMs: Int64 = 1000) -> JSON {
         let reply = Reply()
         input.yield(.cancel(reply: reply))
-        let deadline = monotonic() + timeoutMs
-        while monotonic() < deadline {
-            if let r = reply.value.withLock({ $0 }) { return r }
-            sleepMs(1)
-        }
+        if let r = reply.wait(timeoutMs: timeoutMs) { return r }
         return .object([("ok", .bool(false)), ("error", .string("the eCall service did not answer"))])
     }
 
@@ -284,7 +279,7 @@ public final class ECallService: Service, Sendable {
                     case .cancel(let reply):
                         actions = machine.cancelRequested(at: now)
                         let rejection = actions.compactMap { if case .reject(let r) = $0 { r } else { nil } }.first
-                        reply.value.withLock { $0 = rejection.map { .object([("ok", .bool(false)), ("error", .string($0.rawValue))]) } ?? .object([("ok", .bool(true))]) }
+                        reply.give(rejection.map { .object([("ok", .bool(false)), ("error", .string($0.rawValue))]) } ?? .object([("ok", .bool(true))]))
                     case .timer(let id):
                         actions = machine.timerExpired(id, at: now)
                     case .link(let l):

@@ -3,6 +3,7 @@ import Glibc
 #endif
 import GNSS
 import Logging
+import Platform
 import ServiceLifecycle
 import Synchronization
 import TelematicsCore

@@ -1,3 +1,4 @@
+import Platform
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -17,6 +18,8 @@ public final class LogWriter: Sendable {
     private let limit = 10_000
     private let started = Atomic<Bool>(false)
     private let idle = Atomic<Bool>(true)
+    /// Flushes waiting for the writer to empty the queue.
+    private let flushes = Mutex<[OneShot<Bool>]>([])
 
     public func write(_ record: LogRecord) {
         let first = queue.withLock { q -> Bool in
@@ -28,17 +31,18 @@ public final class LogWriter: Sendable {
             return q.records.count == 1
         }
         if !started.exchange(true, ordering: .acquiringAndReleasing) {
-            _ = DedicatedThread(name: "log-writer") { [self] in self.loop() }
+            DedicatedThread.detached(name: "log-writer") { [self] in self.loop() }
         }
         if first { wake.signal() }
     }
 
     /// Waits (bounded) until the queue is written: for a clean exit.
-    public func flush(timeoutMs: Int = 1000) {
-        for _ in 0..<timeoutMs {
-            if queue.withLock({ $0.records.isEmpty }) && idle.load(ordering: .acquiring) { return }
-            usleep(1000)
-        }
+    public func flush(timeoutMs: Int64 = 1000) {
+        if queue.withLock({ $0.records.isEmpty }) && idle.load(ordering: .acquiring) { return }
+        let done = OneShot<Bool>()
+        flushes.withLock { $0.append(done) }
+        wake.signal()
+        _ = done.wait(timeoutMs: timeoutMs)
     }
 
     /// Whether stderr is the journal: JOURNAL_STREAM names its device and inode (systemd sets
@@ -62,7 +66,11 @@ public final class LogWriter: Sendable {
             while true {
                 idle.store(false, ordering: .releasing)
                 var (records, dropped) = queue.withLock { q in defer { q = ([], 0) }; return q }
-                if records.isEmpty { idle.store(true, ordering: .releasing); break }
+                if records.isEmpty {
+                    idle.store(true, ordering: .releasing)
+                    for f in flushes.withLock({ f in defer { f = [] }; return f }) { f.give(true) }
+                    break
+                }
                 if dropped > 0 {
                     records.insert(LogRecord(priority: 4, level: "warning", message: "log lines dropped while the log was stalled",
                                              fields: [("log.dropped", "\(dropped)")]), at: 0)

@@ -5,6 +5,7 @@ import BackendLink
 import Dispatch
 import Logging
 import Outbox
+import Platform
 import ServiceLifecycle
 import Synchronization
 import TelematicsCore
@@ -50,9 +51,10 @@ public final class OutboxService: Service, Sendable {
     /// When the backend confirmed deleting the car's data (UTC ms).
     private let deletionConfirmed = Mutex<Int64?>(nil)
     /// A factory reset asked for: the thread empties the store, then queues this message.
-    private let reset = Mutex<(pending: OutboxMessage?, deleted: Int?)>((nil, nil))
+    /// Its answer: how many messages were deleted, nil when the store could not do it.
+    private let reset = Mutex<(request: OutboxMessage, done: OneShot<Int?>)?>(nil)
     /// Interactive requests (registration): to publish, and the answers by request id.
-    private let interactions = Mutex<(outgoing: [(suffix: String, payload: [UInt8])], answers: [String: JSON], waiting: Set<String>)>(([], [:], []))
+    private let interactions = Mutex<(outgoing: [(suffix: String, payload: [UInt8])], waiting: [String: OneShot<JSON>])>(([], [:]))
     private let commandHandler = Mutex<(@Sendable ([UInt8]) -> Void)?>(nil)
 
     /// Who takes the remote commands that arrive on `vehicles/{vin}/commands` (called on the
@@ -116,14 +118,10 @@ public final class OutboxService: Service, Sendable {
     /// `timeoutMs`; returns how many messages were deleted, nil when the store could not do it.
     public func factoryReset(then request: OutboxMessage, timeoutMs: Int64 = 5_000) -> Int? {
         queue.withLock { $0.removeAll() }
-        reset.withLock { $0 = (request, nil) }
+        let done = OneShot<Int?>()
+        reset.withLock { $0 = (request, done) }
         wake.signal()
-        let deadline = monotonicNow().adding(milliseconds: timeoutMs)
-        while monotonicNow() < deadline {
-            if let n = reset.withLock({ r -> Int? in defer { if r.deleted != nil { r.deleted = nil } }; return r.deleted }) { return n }
-            sleepMs(5)
-        }
-        return nil
+        return done.wait(timeoutMs: timeoutMs) ?? nil
     }
 
     public enum Interaction: Sendable {
@@ -138,24 +136,15 @@ public final class OutboxService: Service, Sendable {
     /// `vehicles/{vin}/{suffix}/response`. Blocks the calling thread (the control socket's).
     public func interact(suffix: String, body: JSON, requestId: String, timeoutMs: Int64) -> Interaction {
         guard link.withLock({ $0.connected }), privacy.withLock({ $0.mode.connects }) else { return .noConnection }
+        let answer = OneShot<JSON>()
         interactions.withLock { i in
             i.outgoing.append((suffix + "/request", Array(body.text.utf8)))
-            i.waiting.insert(requestId)
+            i.waiting[requestId] = answer
         }
         wake.signal()
-        let deadline = monotonicNow().adding(milliseconds: timeoutMs)
-        while monotonicNow() < deadline {
-            if let answer = interactions.withLock({ i -> JSON? in
-                guard let a = i.answers.removeValue(forKey: requestId) else { return nil }
-                i.waiting.remove(requestId)
-                return a
-            }) {
-                return .answer(answer)
-            }
-            sleepMs(5)
-        }
-        interactions.withLock { _ = $0.waiting.remove(requestId) }
-        return .timeout
+        let got = answer.wait(timeoutMs: timeoutMs)
+        interactions.withLock { _ = $0.waiting.removeValue(forKey: requestId) }
+        return got.map { .answer($0) } ?? .timeout
     }
 
     /// An answer from the backend: kept for the request that waits for it, dropped otherwise.
@@ -166,7 +155,7 @@ public final class OutboxService: Service, Sendable {
             logger.notice("the backend deleted the car's data (factory reset)", metadata: ["outbox.requestId": "\(id)"])
             return
         }
-        interactions.withLock { i in if i.waiting.contains(id) { i.answers[id] = body } }
+        interactions.withLock { $0.waiting[id] }?.give(body)
     }
 
     /// Follows the user's privacy level: "offline" closes the backend link, anything but
@@ -275,14 +264,15 @@ public final class OutboxService: Service, Sendable {
                 lastAttempt = monotonicNow()
                 store = open()
             }
-            if let s = store, let request = reset.withLock({ r in defer { r.pending = nil }; return r.pending }) {
+            if let s = store, let (request, done) = reset.withLock({ r in defer { r = nil }; return r }) {
                 do {
                     let n = try s.deleteAll()
                     try s.append([request])
                     uplink?.forgetInFlight()
-                    reset.withLock { $0.deleted = n }
+                    done.give(n)
                     logger.notice("factory reset: the outbox is empty", metadata: ["outbox.deleted": "\(n)"])
                 } catch {
+                    done.give(nil)
                     logger.error("factory reset: cannot empty the outbox", metadata: ["error": "\(error)"])
                 }
             }

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Logging
+import Platform
 import Synchronization
 import TelematicsCore
 import VehicleBus

@@ -3,6 +3,7 @@ import Glibc
 #endif
 import COpenSSL
 import Logging
+import Platform
 import ServiceLifecycle
 import Synchronization
 import TelematicsCore
@@ -31,6 +32,8 @@ public final class RemoteCommandService: Service, Sendable {
     private let inputs: AsyncStream<[UInt8]>
     private let input: AsyncStream<[UInt8]>.Continuation
     private let rolling = Atomic<Int>(0)
+    /// Rung from the CAN reader when a quantity a confirmation looks at changes.
+    private let statusChanged = Bell()
     /// The 12 V battery below which the car does not act remotely (it would not start).
     static let minimumVoltage = 11.8
 
@@ -48,6 +51,7 @@ public final class RemoteCommandService: Service, Sendable {
         self.onWakeUp = onWakeUp
         self.wallClock = wallClock
         (inputs, input) = AsyncStream.makeStream(bufferingPolicy: .bufferingOldest(64))
+        bus.watch([.centralLock, .hazardLights, .climatisationState]) { [statusChanged] _ in statusChanged.ring() }
     }
 
     /// A command as it arrived (from the backend link's thread); handled in arrival order.
@@ -195,11 +199,14 @@ public final class RemoteCommandService: Service, Sendable {
             logger.error("cannot transmit the remote command", metadata: ["error": "\(error)"])
             return "transmitFailed"
         }
+        // Looked at again each time the status frames change it, until the deadline.
         let deadline = monotonicNow().adding(milliseconds: confirmTimeoutMs)
-        while monotonicNow() < deadline {
+        while true {
+            let seen = statusChanged.rung
             if confirmed() { return nil }
-            try? await Task.sleep(for: .milliseconds(20))
+            let left = deadline.milliseconds(since: monotonicNow())
+            guard left > 0, !Task.isCancelled else { return "noConfirmation" }
+            await statusChanged.wait(after: seen, timeoutMs: left)
         }
-        return "noConfirmation"
     }
 }

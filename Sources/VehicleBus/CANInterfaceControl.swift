@@ -1,4 +1,5 @@
 import CSocketCAN
+import Platform
 import TelematicsCore
 
 /// Interface state and bus-off recovery of a real CAN controller, through libsocketcan
@@ -31,9 +32,9 @@ public enum CANInterfaceControl {
 
     /// Restarts a controller that is bus-off. libsocketcan allows this only with
     /// `restart-ms` 0 (no automatic restart); otherwise the kernel restarts it itself.
-    public static func restart(_ interface: String) throws(VehicleBusError) {
+    public static func restart(_ interface: String) throws(SystemError) {
         guard interface.withCString({ can_do_restart($0) }) == 0 else {
-            throw VehicleBusError(.io, "cannot restart \(interface) (only a bus-off controller with restart-ms 0 can be restarted)")
+            throw SystemError(.io, "cannot restart \(interface) (only a bus-off controller with restart-ms 0 can be restarted)")
         }
     }
 

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Platform
 import Synchronization
 import TelematicsCore
 
@@ -12,9 +13,9 @@ public final class CandumpLogReader {
     /// A last line without its newline is left for later (another program is writing it).
     public var waitsForWholeLines = false
 
-    public init(path: String) throws(VehicleBusError) {
+    public init(path: String) throws(SystemError) {
         guard let f = fopen(path, "re") else {
-            throw VehicleBusError(.unavailable, "cannot open candump log \(path)", errno: errno)
+            throw SystemError(.unavailable, "cannot open candump log \(path)", errno: errno)
         }
         file = f
         self.path = path
@@ -66,9 +67,9 @@ public final class CandumpLogReader {
 public final class CandumpLogWriter: Sendable {
     private let state: Mutex<UnsafeMutablePointer<FILE>?>
 
-    public init(path: String, append: Bool = true) throws(VehicleBusError) {
+    public init(path: String, append: Bool = true) throws(SystemError) {
         guard let f = fopen(path, append ? "ae" : "we") else {
-            throw VehicleBusError(.io, "cannot open \(path) for writing", errno: errno)
+            throw SystemError(.io, "cannot open \(path) for writing", errno: errno)
         }
         state = Mutex(f)
     }
@@ -111,7 +112,7 @@ public final class CandumpReplayChannel: CANChannel, @unchecked Sendable {
     private let follow: Bool
 
     /// `follow`: at the end, wait for more lines (`tail -f`) instead of ending.
-    public init(path: String, realtime: Bool, loop: Bool, follow: Bool = false) throws(VehicleBusError) {
+    public init(path: String, realtime: Bool, loop: Bool, follow: Bool = false) throws(SystemError) {
         reader = try CandumpLogReader(path: path)
         reader.waitsForWholeLines = follow
         // Following is live: what the file held before is history, not the bus now.
@@ -149,7 +150,7 @@ public final class CandumpReplayChannel: CANChannel, @unchecked Sendable {
         }
     }
 
-    public func receive(timeoutNs: Int64) throws(VehicleBusError) -> CANFrame? {
+    public func receive(timeoutNs: Int64) throws(SystemError) -> CANFrame? {
         let timeoutMs = wholeMilliseconds(timeoutNs)
         if pending == nil {
             pending = nextFromLog()
@@ -193,7 +194,7 @@ public final class CandumpReplayChannel: CANChannel, @unchecked Sendable {
 
     /// A log has no bus to transmit on: frames are dropped here (the daemon's transmit log
     /// keeps them).
-    public func send(_ frame: CANFrame) throws(VehicleBusError) {}
+    public func send(_ frame: CANFrame) throws(SystemError) {}
 
     public func close() {}
 
@@ -218,9 +219,9 @@ public final class LogBusChannel: CANChannel, @unchecked Sendable {
     private let interface: String
 
     /// Opens the bus in `directory` (made when missing) for one side.
-    public init(directory: String, side: Side, interface: String = "can0") throws(VehicleBusError) {
+    public init(directory: String, side: Side, interface: String = "can0") throws(SystemError) {
         if access(directory, F_OK) != 0, mkdir(directory, 0o755) != 0, errno != EEXIST {
-            throw VehicleBusError(.unavailable, "cannot make the log bus folder \(directory)", errno: errno)
+            throw SystemError(.unavailable, "cannot make the log bus folder \(directory)", errno: errno)
         }
         let (mine, theirs) = side == .unit ? (Self.unitLog(directory), Self.carLog(directory))
                                            : (Self.carLog(directory), Self.unitLog(directory))
@@ -234,13 +235,13 @@ public final class LogBusChannel: CANChannel, @unchecked Sendable {
     public var isExhausted: Bool { false }
     public var kernelDrops: UInt64 { 0 }
 
-    public func receive(timeoutNs: Int64) throws(VehicleBusError) -> CANFrame? {
+    public func receive(timeoutNs: Int64) throws(SystemError) -> CANFrame? {
         guard var f = try incoming.receive(timeoutNs: timeoutNs) else { return nil }
         f.timestamp = wallClockNow()
         return f
     }
 
-    public func send(_ frame: CANFrame) throws(VehicleBusError) {
+    public func send(_ frame: CANFrame) throws(SystemError) {
         var f = frame
         f.timestamp = wallClockNow()
         f.interface = interface

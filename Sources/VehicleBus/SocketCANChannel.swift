@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import CSocketCAN
+import Platform
 import Synchronization
 import TelematicsCore
 
@@ -10,9 +11,9 @@ public protocol CANChannel: AnyObject, Sendable {
     /// The next frame, or nil when `timeoutNs` passed with none (or, for a log, at its end
     /// when `isExhausted` turns true). A socket waits to the nanosecond (the simulated car
     /// wakes for its next cyclic frame); a log to the millisecond.
-    func receive(timeoutNs: Int64) throws(VehicleBusError) -> CANFrame?
+    func receive(timeoutNs: Int64) throws(SystemError) -> CANFrame?
     /// Transmits a frame.
-    func send(_ frame: CANFrame) throws(VehicleBusError)
+    func send(_ frame: CANFrame) throws(SystemError)
     /// True once a finite source (a log) has nothing more.
     var isExhausted: Bool { get }
     /// Frames the kernel dropped on this socket so far.
@@ -21,7 +22,7 @@ public protocol CANChannel: AnyObject, Sendable {
 }
 
 extension CANChannel {
-    public func receive(timeoutMs: Int) throws(VehicleBusError) -> CANFrame? {
+    public func receive(timeoutMs: Int) throws(SystemError) -> CANFrame? {
         try receive(timeoutNs: Int64(max(0, timeoutMs)) * 1_000_000)
     }
 }
@@ -63,14 +64,14 @@ public final class SocketCANChannel: CANChannel, @unchecked Sendable {
     public static let wantedReceiveBuffer = 1 << 20
     private let drops = DropCounter()
 
-    public init(interface: String, filters: [CANFilter]?, receiveErrorFrames: Bool = true) throws(VehicleBusError) {
+    public init(interface: String, filters: [CANFilter]?, receiveErrorFrames: Bool = true) throws(SystemError) {
         self.interface = interface
         let fd = try syscall("cannot open a CAN socket (does this kernel have CAN support?)") { csc_open_raw() }
         var ok = false
         defer { if !ok { Glibc.close(fd) } }
         let index = interface.withCString { csc_ifindex(fd, $0) }
         guard index > 0 else {
-            throw VehicleBusError(.unavailable, "CAN interface \(interface) does not exist", errno: errno)
+            throw SystemError(.unavailable, "CAN interface \(interface) does not exist", errno: errno)
         }
         let mtu = interface.withCString { csc_if_mtu(fd, $0) }
         var fdOn = false
@@ -111,13 +112,13 @@ public final class SocketCANChannel: CANChannel, @unchecked Sendable {
     public var isExhausted: Bool { false }
     public var kernelDrops: UInt64 { drops.value }
 
-    public func receive(timeoutNs: Int64) throws(VehicleBusError) -> CANFrame? {
+    public func receive(timeoutNs: Int64) throws(SystemError) -> CANFrame? {
         let ready = try syscall("poll on \(interface)") { csc_wait_readable_ns(fd, max(0, timeoutNs)) }
         if ready == 0 { return nil }
         var rx = csc_rx()
         let n = try syscall("cannot receive from \(interface)") { csc_recv(fd, &rx) }
         guard n == csc_can_mtu() || n == csc_canfd_mtu() else {
-            throw VehicleBusError(.io, "short read of \(n) bytes from \(interface)")
+            throw SystemError(.io, "short read of \(n) bytes from \(interface)")
         }
         if rx.has_drops != 0 { drops.value = UInt64(rx.drops) }
         let f = rx.frame
@@ -143,12 +144,12 @@ public final class SocketCANChannel: CANChannel, @unchecked Sendable {
         return frame
     }
 
-    public func send(_ frame: CANFrame) throws(VehicleBusError) {
+    public func send(_ frame: CANFrame) throws(SystemError) {
         if frame.isFD, !supportsFD {
-            throw VehicleBusError(.unsupported, "\(interface) does not carry CAN FD frames (MTU 16)")
+            throw SystemError(.unsupported, "\(interface) does not carry CAN FD frames (MTU 16)")
         }
         guard frame.data.count <= (frame.isFD ? 64 : 8) else {
-            throw VehicleBusError(.invalidInput, "frame data of \(frame.data.count) bytes is too long")
+            throw SystemError(.invalidInput, "frame data of \(frame.data.count) bytes is too long")
         }
         var f = canfd_frame()
         f.can_id = frame.isExtended ? frame.id | csc_eff_flag() : frame.id
@@ -163,7 +164,7 @@ public final class SocketCANChannel: CANChannel, @unchecked Sendable {
         let isFD: Int32 = frame.isFD ? 1 : 0
         let n = try syscall("cannot send on \(interface)") { csc_send(fd, &f, isFD) }
         guard n == (frame.isFD ? csc_canfd_mtu() : csc_can_mtu()) else {
-            throw VehicleBusError(.io, "short write of \(n) bytes to \(interface)")
+            throw SystemError(.io, "short write of \(n) bytes to \(interface)")
         }
     }
 

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Platform
 import ServiceLifecycle
 import Synchronization
 import TelematicsCore
@@ -77,7 +78,7 @@ public final class CarService: Service, Sendable {
     private let nmea: UDPSender?
     private let output: @Sendable (String) -> Void
 
-    public init(options: Options, output: @escaping @Sendable (String) -> Void) throws(VehicleBusError) {
+    public init(options: Options, output: @escaping @Sendable (String) -> Void) throws(SystemError) {
         self.options = options
         self.output = output
         switch options.bus {
@@ -308,15 +309,15 @@ final class UDPSender: Sendable {
     private let fd: Int32
     private let address: sockaddr_in
 
-    init(host: String, port: UInt16) throws(VehicleBusError) {
+    init(host: String, port: UInt16) throws(SystemError) {
         var a = sockaddr_in()
         a.sin_family = sa_family_t(AF_INET)
         a.sin_port = port.bigEndian
         guard inet_pton(AF_INET, host, &a.sin_addr) == 1 else {
-            throw VehicleBusError(.invalidInput, "expected an IPv4 address for gpsd's UDP input, found '\(host)'")
+            throw SystemError(.invalidInput, "expected an IPv4 address for gpsd's UDP input, found '\(host)'")
         }
         let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { throw VehicleBusError(.io, "cannot open a UDP socket", errno: errno) }
+        guard fd >= 0 else { throw SystemError(.io, "cannot open a UDP socket", errno: errno) }
         self.fd = fd
         address = a
     }

@@ -1,8 +1,8 @@
 import ArgumentParser
 import Backend
 import BackendLink
+import Platform
 import TelematicsCore
-import VehicleBus
 
 #if canImport(Glibc)
 import Glibc
@@ -79,7 +79,7 @@ struct Serve: ParsableCommand {
                              publish: { publishCommand($0, via: endpoint) })
             let server: HTTPServer
             do { server = try HTTPServer(host: String(hp[0]), port: httpPort) { api.handle($0) } } catch { fail(error.description, 69) }
-            guard startDetachedThread({ server.run { stopRequested != 0 } }) else { fail("cannot start the HTTP API's thread", 71) }
+            guard DedicatedThread.detached(name: "http-accept", { server.run { stopRequested != 0 } }) else { fail("cannot start the HTTP API's thread", 71) }
             note("HTTP API on \(hp[0]):\(server.port)")
         }
         signal(SIGTERM) { _ in stopRequested = 1 }

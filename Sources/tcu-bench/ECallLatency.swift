@@ -2,6 +2,7 @@ import ArgumentParser
 import ECallLink
 import Logging
 import Outbox
+import Platform
 import Synchronization
 import TelematicsCore
 import TelematicsDaemon
@@ -146,7 +147,7 @@ final class LoadChannel: CANChannel, @unchecked Sendable {
 
     func takeCrashTime() -> Int64? { crashAt.withLock { v in defer { v = nil }; return v } }
 
-    func receive(timeoutNs: Int64) throws(VehicleBusError) -> CANFrame? {
+    func receive(timeoutNs: Int64) throws(SystemError) -> CANFrame? {
         let timeoutMs = (timeoutNs + 999_999) / 1_000_000
         if var f = pending.withLock({ v in defer { v = nil }; return v }) {
             f.timestamp = wallClockNow()
@@ -161,47 +162,43 @@ final class LoadChannel: CANChannel, @unchecked Sendable {
         return f
     }
 
-    func send(_ frame: CANFrame) throws(VehicleBusError) {}
+    func send(_ frame: CANFrame) throws(SystemError) {}
     var isExhausted: Bool { false }
     var kernelDrops: UInt64 { 0 }
     func close() {}
 }
 
 /// The network side for the benchmark: notes when each dial arrives, answers "busy".
-final class PeerThread: @unchecked Sendable {
+final class PeerThread: Sendable {
     private let stopFlag = Atomic<Bool>(false)
-    private var thread = pthread_t()
+    private let thread = Mutex<DedicatedThread?>(nil)
 
     init(listener: LineListener, onDial: @escaping @Sendable (Int64) -> Void) {
-        final class Box: @unchecked Sendable {
-            let listener: LineListener; let onDial: @Sendable (Int64) -> Void; unowned let owner: PeerThread
-            init(_ l: LineListener, _ d: @escaping @Sendable (Int64) -> Void, _ o: PeerThread) { listener = l; onDial = d; owner = o }
-        }
-        let box = Unmanaged.passRetained(Box(listener, onDial, self)).toOpaque()
-        pthread_create(&thread, nil, { raw in
-            let b = Unmanaged<Box>.fromOpaque(raw!).takeRetainedValue()
-            var conn: LineConnection?
-            while !b.owner.stopFlag.load(ordering: .acquiring) {
-                if conn == nil { conn = b.listener.accept(timeoutMs: 50); continue }
-                switch conn!.readLine(timeoutMs: 50) {
-                case .timeout: continue
-                case .closed: conn = nil
-                case .line(let text):
-                    let at = monotonicNow().nanoseconds
-                    if case .dial(let call, _)? = try? ECallWire.parse(text) {
-                        b.onDial(at)
-                        conn!.send(ECallWire.setup(call: call, outcome: .busy).json.text)
-                    }
+        let t = DedicatedThread(name: "bench-peer") { [self] in serve(listener, onDial) }
+        thread.withLock { $0 = t }
+    }
+
+    private func serve(_ listener: LineListener, _ onDial: @Sendable (Int64) -> Void) {
+        var conn: LineConnection?
+        while !stopFlag.load(ordering: .acquiring) {
+            if conn == nil { conn = listener.accept(timeoutMs: 50); continue }
+            switch conn!.readLine(timeoutMs: 50) {
+            case .timeout: continue
+            case .closed: conn = nil
+            case .line(let text):
+                let at = monotonicNow().nanoseconds
+                if case .dial(let call, _)? = try? ECallWire.parse(text) {
+                    onDial(at)
+                    conn!.send(ECallWire.setup(call: call, outcome: .busy).json.text)
                 }
             }
-            conn?.close()
-            b.listener.close()
-            return nil
-        }, box)
+        }
+        conn?.close()
+        listener.close()
     }
 
     func stop() {
         stopFlag.store(true, ordering: .releasing)
-        pthread_join(thread, nil)
+        thread.withLock({ $0 })?.join()
     }
 }

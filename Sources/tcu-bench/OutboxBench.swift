@@ -1,5 +1,6 @@
 import ArgumentParser
 import Outbox
+import Platform
 import TelematicsCore
 import VehicleBus
 

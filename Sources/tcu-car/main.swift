@@ -1,5 +1,6 @@
 import ArgumentParser
 import Logging
+import Platform
 import ServiceLifecycle
 import TelematicsCore
 import TelematicsDaemon
@@ -272,7 +273,7 @@ func playback(_ file: String, dbc: String) -> String {
         return try ScenarioPlayback.run(scenario, database: loadDatabase(dbc)) { (path: String) throws(ParseError) -> [GeoPoint] in
             let full = path.hasPrefix("/") ? path : folder + "/" + path
             let text: String
-            do throws(VehicleBusError) { text = try readTextFile(full) } catch { throw ParseError(source: full, line: 0, error.description) }
+            do throws(SystemError) { text = try readTextFile(full) } catch { throw ParseError(source: full, line: 0, error.description) }
             return try RouteFile.parse(text, source: full)
         }
     } catch {

@@ -1,8 +1,8 @@
 import ArgumentParser
 import ECallLink
 import PSAP
+import Platform
 import TelematicsCore
-import VehicleBus
 
 #if canImport(Glibc)
 import Glibc
@@ -32,6 +32,7 @@ struct TCUPSAP: ParsableCommand {
     var log: String?
 
     func run() throws {
+        blockTerminationSignals()  // before any thread starts: the signals thread below waits for them
         guard let endpoint = TCPEndpoint.parse(listen) else { fail("--listen: expected HOST:PORT, found '\(listen)'", 64) }
         var s = PSAPScenario()
         if let scenario {
@@ -49,14 +50,12 @@ struct TCUPSAP: ParsableCommand {
         let sink = LogSink(file: out)
         let sim: PSAPSimulator
         do { sim = try PSAPSimulator(listen: endpoint, scenario: s, log: { sink.write($0) }) } catch { fail("\(error)", 69) }
-        signal(SIGTERM) { _ in TCUPSAP.stopRequested = 1 }
-        signal(SIGINT) { _ in TCUPSAP.stopRequested = 1 }
-        let watcher = Thread { while TCUPSAP.stopRequested == 0 { usleep(50_000) }; sim.requestStop() }
+        DedicatedThread.detached(name: "signals") {
+            _ = waitForTerminationSignal()
+            sim.requestStop()
+        }
         sim.run()
-        _ = watcher
     }
-
-    nonisolated(unsafe) static var stopRequested: sig_atomic_t = 0
 
     private func fail(_ message: String, _ code: Int32) -> Never {
         var line = Array("tcu-psap: error: \(message)\n".utf8)
@@ -78,19 +77,5 @@ final class LogSink: @unchecked Sendable {
         fputs(j.text + "\n", file)
         fflush(file)
         pthread_mutex_unlock(&lock)
-    }
-}
-
-/// A detached thread running a closure.
-final class Thread {
-    init(_ body: @escaping @Sendable () -> Void) {
-        final class Box { let body: @Sendable () -> Void; init(_ b: @escaping @Sendable () -> Void) { body = b } }
-        let box = Unmanaged.passRetained(Box(body)).toOpaque()
-        var t = pthread_t()
-        pthread_create(&t, nil, { raw in
-            Unmanaged<Box>.fromOpaque(raw!).takeRetainedValue().body()
-            return nil
-        }, box)
-        pthread_detach(t)
     }
 }

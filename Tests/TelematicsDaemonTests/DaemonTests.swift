@@ -3,9 +3,10 @@ import Glibc
 #endif
 import Logging
 import Synchronization
-import Testing
 import TelematicsCore
+import Testing
 @testable import TelematicsDaemon
+import Platform
 import VehicleBus
 
 func tempDir() -> String {
@@ -30,12 +31,12 @@ final class FakeChannel: CANChannel, @unchecked Sendable {
     let queue = Mutex<[CANFrame]>([])
     let sent = Mutex<[CANFrame]>([])
     let clock = Mutex<Timestamp>(.zero)
-    func receive(timeoutNs: Int64) throws(VehicleBusError) -> CANFrame? {
+    func receive(timeoutNs: Int64) throws(SystemError) -> CANFrame? {
         if let f = queue.withLock({ $0.isEmpty ? nil : $0.removeFirst() }) { return f }
         usleep(1000)
         return nil
     }
-    func send(_ frame: CANFrame) throws(VehicleBusError) { sent.withLock { $0.append(frame) } }
+    func send(_ frame: CANFrame) throws(SystemError) { sent.withLock { $0.append(frame) } }
     var isExhausted: Bool { false }
     var kernelDrops: UInt64 { 0 }
     func close() {}

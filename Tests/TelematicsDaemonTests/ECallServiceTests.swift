@@ -1,9 +1,10 @@
 import ECallLink
 import Logging
 import Synchronization
-import Testing
 import TelematicsCore
+import Testing
 @testable import TelematicsDaemon
+import Platform
 import VehicleBus
 
 /// A network the test plays by hand: it records what the unit sends.

@@ -1,8 +1,9 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import Testing
+import Platform
 import TelematicsCore
+import Testing
 @testable import VehicleBus
 
 func makeTempDir() -> String {

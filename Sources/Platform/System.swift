@@ -3,11 +3,12 @@ import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
-import CSocketCAN
+import CPlatform
 import TelematicsCore
 
-/// The error every VehicleBus adapter throws: what failed, a message, and the errno behind it.
-public struct VehicleBusError: Error, Sendable, CustomStringConvertible {
+/// The error the syscall chokepoint, and every adapter on it, throws: what failed, a message, and
+/// the errno behind it.
+public struct SystemError: Error, Sendable, CustomStringConvertible {
     public enum Code: Sendable, Equatable {
         /// The kernel has no CAN support (EAFNOSUPPORT) or the interface does not exist.
         case unavailable
@@ -33,20 +34,20 @@ public struct VehicleBusError: Error, Sendable, CustomStringConvertible {
 
 /// The one place syscalls are made: retries EINTR, turns -1 into a typed error.
 @inline(__always)
-func syscall<T: FixedWidthInteger>(_ what: @autoclosure () -> String, _ body: () -> T) throws(VehicleBusError) -> T {
+public func syscall<T: FixedWidthInteger>(_ what: @autoclosure () -> String, _ body: () -> T) throws(SystemError) -> T {
     while true {
         let r = body()
         if r != -1 { return r }
         let e = errno
         if e == EINTR { continue }
-        let code: VehicleBusError.Code = (e == EAFNOSUPPORT || e == ENODEV || e == ENXIO || e == EPROTONOSUPPORT) ? .unavailable : .io
-        throw VehicleBusError(code, what(), errno: e)
+        let code: SystemError.Code = (e == EAFNOSUPPORT || e == ENODEV || e == ENXIO || e == EPROTONOSUPPORT) ? .unavailable : .io
+        throw SystemError(code, what(), errno: e)
     }
 }
 
 /// Gives the memory freed after a burst back to the system: glibc keeps freed heap pages for
 /// reuse, so resident memory would stay at the burst's peak.
-public func returnFreedMemory() { _ = csc_malloc_trim() }
+public func returnFreedMemory() { _ = cpl_malloc_trim() }
 
 /// Caps the heap's arenas at two, unless the operator chose (MALLOC_ARENA_MAX): glibc gives
 /// each busy thread an arena of its own (up to eight per core), and after a burst each keeps
@@ -54,11 +55,11 @@ public func returnFreedMemory() { _ = csc_malloc_trim() }
 /// one lock while the burst's peak stays lower (make soak: 45 MB instead of 49).
 public func limitHeapArenas() {
     guard getenv("MALLOC_ARENA_MAX") == nil else { return }
-    _ = csc_malloc_arena_max(2)
+    _ = cpl_malloc_arena_max(2)
 }
 
 /// Reads a whole text file.
-public func readTextFile(_ path: String) throws(VehicleBusError) -> String {
+public func readTextFile(_ path: String) throws(SystemError) -> String {
     let fd = try syscall("cannot open \(path)") { open(path, O_RDONLY | O_CLOEXEC) }
     defer { close(fd) }
     var bytes: [UInt8] = []
@@ -108,16 +109,6 @@ public func sleepUntil(monotonic t: Timestamp, maxMs: Int64) {
 /// Sleeps on the calling (dedicated) thread for `ms` milliseconds.
 public func sleepMs(_ ms: Int64) {
     sleepUntil(monotonic: monotonicNow().adding(milliseconds: ms), maxMs: ms)
-}
-
-/// Loads and parses a DBC file; errors name the file, line and column.
-public func loadDBC(path: String) throws(VehicleBusError) -> DBCDatabase {
-    let text = try readTextFile(path)
-    do {
-        return try DBCParser.parse(text, source: path)
-    } catch {
-        throw VehicleBusError(.invalidInput, error.description)
-    }
 }
 
 /// Replaces a file so that a power cut leaves the old content or the new, never half: the text

@@ -1,0 +1,87 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Platform
+import Synchronization
+import Testing
+
+@Suite("Platform: threads, one-shot replies, bells")
+struct PlatformTests {
+    @Test("a one-shot reply given before the wait is returned at once; the first answer wins")
+    func oneShotGivenFirst() {
+        let reply = OneShot<Int>()
+        #expect(reply.give(1))
+        #expect(!reply.give(2))
+        #expect(reply.wait(timeoutMs: 0) == 1)
+        #expect(reply.current == 1)
+    }
+
+    @Test("a one-shot wait with nobody answering ends at its deadline with nothing")
+    func oneShotTimesOut() {
+        #expect(OneShot<Int>().wait(timeoutMs: 0) == nil)
+        #expect(OneShot<Int>().wait(timeoutMs: 5) == nil)
+    }
+
+    @Test("an answer given on another thread wakes the waiter")
+    func oneShotAcrossThreads() {
+        let reply = OneShot<String>()
+        let t = DedicatedThread(name: "answer") { reply.give("done") }
+        #expect(reply.wait(timeoutMs: 60_000) == "done")
+        t.join()
+    }
+
+    @Test("an optional answer tells 'answered nothing' from 'no answer'")
+    func oneShotOptional() {
+        let reply = OneShot<Int?>()
+        reply.give(nil)
+        let got = reply.wait(timeoutMs: 0)
+        #expect(got != nil && got! == nil)
+    }
+
+    @Test("a thread carries its name, as ps -L shows it (at most 15 bytes)")
+    func threadName() {
+        let seen = Mutex<String>("")
+        let t = DedicatedThread(name: "platform-test-thread") {
+            let name = (try? readTextFile("/proc/thread-self/comm")) ?? ""
+            seen.withLock { $0 = String(name.prefix { $0 != "\n" }) }
+        }
+        t.join()
+        #expect(seen.withLock { $0 } == "platform-test-t")
+    }
+
+    @Test("a ring that came before the wait began ends it at once: none is missed")
+    func bellRingBeforeWait() async {
+        let bell = Bell()
+        let seen = bell.rung
+        bell.ring()
+        await bell.wait(after: seen, timeoutMs: 60_000)
+        #expect(bell.rung == seen + 1)
+    }
+
+    @Test("a wait with no ring ends at its deadline")
+    func bellTimesOut() async {
+        let bell = Bell()
+        await bell.wait(after: bell.rung, timeoutMs: 0)
+        await bell.wait(after: bell.rung, timeoutMs: 5)
+        #expect(bell.rung == 0)
+    }
+
+    @Test("a ring from another thread wakes the waiter")
+    func bellAcrossThreads() async {
+        let bell = Bell()
+        let seen = bell.rung
+        let t = DedicatedThread(name: "ringer") { bell.ring() }
+        await bell.wait(after: seen, timeoutMs: 60_000)
+        t.join()
+        #expect(bell.rung == seen + 1)
+    }
+
+    @Test("a cancelled wait ends at once")
+    func bellCancelled() async {
+        let bell = Bell()
+        let task = Task { await bell.wait(after: bell.rung, timeoutMs: 60_000) }
+        task.cancel()
+        await task.value
+        #expect(bell.rung == 0)
+    }
+}
