@@ -72,6 +72,9 @@ let package = Package(
         // Position from gpsd (its own thread, reconnects).
         .target(name: "GNSS", dependencies: ["TelematicsCore", "CGPS"], swiftSettings: strict),
 
+        // The control protocol's client side: tcuctl talks to a daemon with it, linking nothing else.
+        .target(name: "Control", dependencies: ["TelematicsCore"], swiftSettings: strict),
+
         // The eCall's own link to the network (simulator): no disk, no backend.
         .target(name: "ECallLink", dependencies: ["TelematicsCore", "Platform"], swiftSettings: strict),
         // The PSAP and network simulator behind tcu-psap.
@@ -79,7 +82,7 @@ let package = Package(
         .target(
             name: "TelematicsDaemon",
             dependencies: [
-                "TelematicsCore", "Platform", "VehicleBus", "ECallLink", "Outbox", "BackendLink", "GNSS", "COpenSSL",
+                "TelematicsCore", "Platform", "Control", "VehicleBus", "ECallLink", "Outbox", "BackendLink", "GNSS", "COpenSSL",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
@@ -98,7 +101,7 @@ let package = Package(
         .executableTarget(
             name: "tcu-car",
             dependencies: [
-                "VehicleSim", "TelematicsCore", "TelematicsDaemon", "Platform", "VehicleBus",
+                "VehicleSim", "TelematicsCore", "TelematicsDaemon", "Platform", "Control", "VehicleBus",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -117,7 +120,7 @@ let package = Package(
         .executableTarget(
             name: "tcuctl",
             dependencies: [
-                "TelematicsCore", "Platform", "VehicleBus", "TelematicsDaemon",
+                "TelematicsCore", "Platform", "Control", "VehicleBus",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict
@@ -160,7 +163,7 @@ let package = Package(
         .testTarget(name: "VehicleBusTests", dependencies: ["VehicleBus", "Platform", "TelematicsCore"], swiftSettings: strict),
         .testTarget(
             name: "TelematicsDaemonTests",
-            dependencies: ["TelematicsDaemon", "TelematicsCore", "Platform", "VehicleBus"],
+            dependencies: ["TelematicsDaemon", "TelematicsCore", "Platform", "Control", "VehicleBus"],
             swiftSettings: strict
         ),
     ]

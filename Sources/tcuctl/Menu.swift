@@ -1,7 +1,7 @@
 import ArgumentParser
+import Control
 import Platform
 import TelematicsCore
-import TelematicsDaemon
 import VehicleBus
 
 /// The head unit's menu in a terminal: Settings → Online services → Registration, Service

@@ -1,7 +1,7 @@
 import ArgumentParser
+import Control
 import Platform
 import TelematicsCore
-import TelematicsDaemon
 import VehicleBus
 
 #if canImport(Glibc)

@@ -6,6 +6,7 @@ import Synchronization
 import TelematicsCore
 import Testing
 @testable import TelematicsDaemon
+import Control
 import Platform
 import VehicleBus
 
