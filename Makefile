@@ -150,6 +150,8 @@ deb: release
 man:
 	$(SWIFT) package plugin generate-manual --authors "the telematics unit simulator's authors"
 	for t in tcuctl tcu-backend tcu-psap tcu-car; do cp .build/plugins/GenerateManual/outputs/$$t/$$t.1 docs/; done
+	$(SWIFT) build --product telematicsd
+	.build/debug/telematicsd --config-reference | hw/man-config-keys docs/telematicsd.8
 
 clean:
 	rm -rf .build

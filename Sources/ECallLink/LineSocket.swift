@@ -3,27 +3,15 @@ import Glibc
 #endif
 import TelematicsCore
 
-/// A TCP endpoint `HOST:PORT` (IPv4 literal or localhost).
-public struct TCPEndpoint: Sendable, Equatable, CustomStringConvertible {
-    public var host: String
-    public var port: UInt16
+/// The link's endpoints are the core's `Endpoint`, with an IPv4 address or localhost.
+public typealias TCPEndpoint = Endpoint
 
-    public init(host: String, port: UInt16) {
-        self.host = host
-        self.port = port
+extension Endpoint {
+    /// `HOST:PORT` or `tcp:HOST:PORT` with an IPv4 address or localhost (see `isIPv4OrLocalhost`).
+    public static func parseLink(_ text: String) -> Endpoint? {
+        guard let e = parse(text), e.isIPv4OrLocalhost else { return nil }
+        return e
     }
-
-    /// Parses `HOST:PORT` or `tcp:HOST:PORT`.
-    public static func parse(_ text: String) -> TCPEndpoint? {
-        var t = Substring(text)
-        if t.hasPrefix("tcp:") { t = t.dropFirst(4) }
-        guard let colon = t.lastIndex(of: ":"), let port = UInt16(t[t.index(after: colon)...]), port > 0 else { return nil }
-        let host = String(t[..<colon])
-        guard host == "localhost" || ipv4(host) != nil else { return nil }
-        return TCPEndpoint(host: host, port: port)
-    }
-
-    public var description: String { "\(host):\(port)" }
 
     static func ipv4(_ host: String) -> in_addr? {
         var addr = in_addr()
@@ -31,11 +19,13 @@ public struct TCPEndpoint: Sendable, Equatable, CustomStringConvertible {
         return inet_pton(AF_INET, h, &addr) == 1 ? addr : nil
     }
 
-    func sockaddr() -> sockaddr_in {
+    /// Nil for a host that is not an IPv4 address or localhost.
+    func sockaddr() -> sockaddr_in? {
+        guard let addr = Self.ipv4(host) else { return nil }
         var a = sockaddr_in()
         a.sin_family = sa_family_t(AF_INET)
         a.sin_port = port.bigEndian
-        a.sin_addr = Self.ipv4(host)!
+        a.sin_addr = addr
         return a
     }
 }
@@ -65,9 +55,9 @@ public final class LineConnection: @unchecked Sendable {
     }
 
     public static func connect(_ endpoint: TCPEndpoint, timeoutMs: Int32 = 1000) throws(LinkError) -> LineConnection {
+        guard var addr = endpoint.sockaddr() else { throw LinkError("connect to \(endpoint): not an IPv4 address or localhost") }
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
         guard fd >= 0 else { throw LinkError("socket", errno: errno) }
-        var addr = endpoint.sockaddr()
         let rc = withUnsafePointer(to: &addr) {
             $0.withMemoryRebound(to: Glibc.sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
@@ -134,11 +124,11 @@ public final class LineListener: @unchecked Sendable {
     public let endpoint: TCPEndpoint
 
     public init(_ endpoint: TCPEndpoint) throws(LinkError) {
+        guard var addr = endpoint.sockaddr() else { throw LinkError("listen on \(endpoint): not an IPv4 address or localhost") }
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw LinkError("socket", errno: errno) }
         var one: Int32 = 1
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
-        var addr = endpoint.sockaddr()
         let rc = withUnsafePointer(to: &addr) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }

@@ -71,9 +71,6 @@ public enum Daemon {
         if case .candumpLog(let p) = config.source {
             do { _ = try CandumpLogReader(path: p) } catch { throw StartupError(kind: .noInput, message: error.description) }
         }
-        guard TCPEndpoint.parse(config.eCallLink) != nil else {
-            throw StartupError(kind: .config, message: "\(configPath): ecall.link: expected an IPv4 HOST:PORT, found '\(config.eCallLink)'")
-        }
         return LoadedSetup(configPath: configPath, configuration: config, database: db, profile: profile, tracker: tracker)
     }
 
@@ -129,8 +126,7 @@ public enum Daemon {
         let profile = setup.profile
         var uplink: UplinkConfiguration?
         if let broker = config.broker {
-            let parts = broker.split(separator: ":")
-            var u = UplinkConfiguration(host: String(parts[0]), port: Int32(parts[1])!, vin: profile.vin.value)
+            var u = UplinkConfiguration(host: broker.host, port: Int32(broker.port), vin: profile.vin.value)
             u.keepaliveSeconds = Int32(config.brokerKeepaliveSeconds)
             u.window = Int(config.brokerWindow)
             u.tlsCA = config.tlsCA
@@ -149,7 +145,7 @@ public enum Daemon {
         let events = VehicleEventService(bus: bus, outbox: outbox, vin: profile.vin.value)
         let vin = profile.vin.value
         let eCall = ECallService(
-            configuration: config.eCall, linkEndpoint: TCPEndpoint.parse(config.eCallLink)!, bus: bus, profile: profile,
+            configuration: config.eCall, linkEndpoint: config.eCallLink, bus: bus, profile: profile,
             logger: logger, monotonic: { monotonicNow().nanoseconds / 1_000_000 },
             utcNow: { UInt32(clamping: wallClockNow().nanoseconds / 1_000_000_000) },
             journalPath: config.eCallJournal, gnssFitted: config.gpsd != nil, shutdownGraceMs: config.eCallShutdownGraceMs,
@@ -164,8 +160,7 @@ public enum Daemon {
         )
         var gnss: GNSSService?
         if let gpsd = config.gpsd {
-            let parts = gpsd.split(separator: ":")
-            var g = GNSSService.Configuration(host: String(parts[0]), port: String(parts[1]), parkingFile: config.parkingFile)
+            var g = GNSSService.Configuration(host: gpsd.host, port: "\(gpsd.port)", parkingFile: config.parkingFile)
             g.filter = config.gnssFilter
             gnss = GNSSService(
                 configuration: g, bus: bus, logger: logger, eCallPositions: { eCall.record($0) },
@@ -311,11 +306,7 @@ public enum Daemon {
         apply(new)
         let restart = old.sectionsNeedingRestart(for: new)
         // The running configuration takes the new reloadable values only: the rest still runs as it was.
-        running.value.withLock { r in
-            if !logLevelFixed { r.logLevel = new.logLevel }
-            r.stateIntervalMs = new.stateIntervalMs
-            r.stateHeartbeatSeconds = new.stateHeartbeatSeconds
-        }
+        running.value.withLock { $0.takeReloadableValues(from: new, except: logLevelFixed ? ["log.level"] : []) }
         logger.notice("configuration reloaded", metadata: ["config.path": "\(path)", "config.changed": "\(changed.joined(separator: ","))"])
         if !restart.isEmpty {
             logger.warning("changes that take effect at the next restart", metadata: ["config.sections": "\(restart.joined(separator: ","))"])

@@ -33,7 +33,7 @@ struct TCUPSAP: ParsableCommand {
 
     func run() throws {
         blockTerminationSignals()  // before any thread starts: the signals thread below waits for them
-        guard let endpoint = TCPEndpoint.parse(listen) else { fail("--listen: expected HOST:PORT, found '\(listen)'", 64) }
+        guard let endpoint = TCPEndpoint.parseLink(listen) else { fail("--listen: expected HOST:PORT, found '\(listen)'", 64) }
         var s = PSAPScenario()
         if let scenario {
             let text: String

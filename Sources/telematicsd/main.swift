@@ -32,7 +32,14 @@ struct Telematicsd: AsyncParsableCommand {
     @Option(help: "Log level, overriding the configuration (trace, debug, info, notice, warning, error, critical).")
     var logLevel: String?
 
+    @Flag(help: "Print every configuration key (section, form, default, whether a reload applies it, meaning) as the man page lists them (roff), then exit.")
+    var configReference = false
+
     func run() async throws {
+        if configReference {
+            print(DaemonConfiguration.roffReference, terminator: "")
+            return
+        }
         let setup: LoadedSetup
         do {
             setup = try Daemon.load(configPath: config)
