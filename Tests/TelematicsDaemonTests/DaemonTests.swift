@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Dispatch
 import Logging
 import Synchronization
 import TelematicsCore
@@ -27,15 +28,20 @@ let root: String = {
     return path
 }()
 
-/// A channel a test feeds by hand, with a clock the test moves.
+/// A channel a test feeds by hand (`push`), with a clock the test moves. A receive waits for a
+/// pushed frame up to its timeout, as a socket would: no sleeping.
 final class FakeChannel: CANChannel, @unchecked Sendable {
-    let queue = Mutex<[CANFrame]>([])
+    private let queue = Mutex<[CANFrame]>([])
+    private let pushed = DispatchSemaphore(value: 0)
     let sent = Mutex<[CANFrame]>([])
     let clock = Mutex<Timestamp>(.zero)
+    func push(_ frames: [CANFrame]) {
+        queue.withLock { $0 += frames }
+        for _ in frames { pushed.signal() }
+    }
     func receive(timeoutNs: Int64) throws(SystemError) -> CANFrame? {
-        if let f = queue.withLock({ $0.isEmpty ? nil : $0.removeFirst() }) { return f }
-        usleep(1000)
-        return nil
+        guard pushed.wait(timeout: .now() + .nanoseconds(Int(min(timeoutNs, 1_000_000_000)))) == .success else { return nil }
+        return queue.withLock { $0.removeFirst() }
     }
     func send(_ frame: CANFrame) throws(SystemError) { sent.withLock { $0.append(frame) } }
     var isExhausted: Bool { false }
@@ -90,7 +96,7 @@ struct DaemonTests {
         let events = bus.subscribe()
         let m = db.message(named: "Terminal_Status")!
         let data = try SignalCodec.encode(m, values: ["Terminal_15": 1], missingAsZero: true)
-        channel.queue.withLock { $0.append(CANFrame(id: m.id, data: data, timestamp: .milliseconds(100))) }
+        channel.push([CANFrame(id: m.id, data: data, timestamp: .milliseconds(100))])
         await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await bus.run() }
             var iterator = events.makeAsyncIterator()

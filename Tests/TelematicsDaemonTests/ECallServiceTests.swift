@@ -11,9 +11,15 @@ import VehicleBus
 final class FakeTransport: ECallTransport, @unchecked Sendable {
     let deliver: @Sendable (ECallLinkEvent) -> Void
     let sent = Mutex<[ECallWire]>([])
+    /// Rung at each message the unit sends.
+    let sending = Bell()
     init(_ deliver: @escaping @Sendable (ECallLinkEvent) -> Void) { self.deliver = deliver }
     var isAttached: Bool { true }
-    func send(_ message: ECallWire) -> Bool { sent.withLock { $0.append(message) }; return true }
+    func send(_ message: ECallWire) -> Bool {
+        sent.withLock { $0.append(message) }
+        sending.ring()
+        return true
+    }
     func start() { deliver(.attached) }
     func shutdown() {}
 }
@@ -40,24 +46,37 @@ struct ECallServiceTests {
             logger: quietLogger, monotonic: { monotonicNow().nanoseconds / 1_000_000 }, utcNow: { 1_800_000_000 },
             transport: { deliver in let t = FakeTransport(deliver); transport.withLock { $0 = t }; return t }
         )
-        channel.queue.withLock {
-            $0.append(try! frame("Seat_Occupancy", ["Occupied_Driver": 1]))
-            $0.append(try! frame("Airbag_01", [:]))
-            $0.append(try! frame("Airbag_01", ["Crash_Detected": 1, "Crash_Severity": 3]))
-        }
+        channel.push([
+            try frame("Seat_Occupancy", ["Occupied_Driver": 1]),
+            try frame("Airbag_01", [:]),
+            try frame("Airbag_01", ["Crash_Detected": 1, "Crash_Severity": 3]),
+        ])
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await bus.run() }
             group.addTask { try await eCall.run() }
             func sent() -> [ECallWire] { transport.withLock { $0?.sent.withLock { $0 } ?? [] } }
-            while !sent().contains(.dial(call: 1, number: "112")) { await Task.yield() }
+            /// Waits (a minute at most) until the unit has sent what `found` looks for.
+            func awaitSent<T>(_ found: () -> T?) async -> T? {
+                let deadline = monotonicNow().adding(milliseconds: 60_000)
+                while true {
+                    // The transport exists once the service has started.
+                    let t = transport.withLock { $0 }
+                    let seen = t?.sending.rung ?? 0
+                    if let v = found() { return v }
+                    let left = deadline.milliseconds(since: monotonicNow())
+                    guard left > 0 else { return nil }
+                    if let t { await t.sending.wait(after: seen, timeoutMs: left) } else { await Task.yield() }
+                }
+            }
+            let dialled = await awaitSent { sent().contains(.dial(call: 1, number: "112")) ? true : nil }
+            try #require(dialled == true, "no dial within a minute")
             transport.withLock { $0 }!.deliver(.received(.setup(call: 1, outcome: .answered)))
             transport.withLock { $0 }!.deliver(.received(.sendMSD(call: 1)))
-            var msd: [UInt8]?
-            while msd == nil {
-                for case .msd(1, 1, let bytes) in sent() { msd = bytes }
-                await Task.yield()
+            let msd = await awaitSent { () -> [UInt8]? in
+                for case .msd(1, 1, let bytes) in sent() { return bytes }
+                return nil
             }
-            let decoded = try MSD.decode(msd!)
+            let decoded = try MSD.decode(try #require(msd, "no MSD within a minute"))
             #expect(decoded.automaticActivation && decoded.vin == "VSSZZZKLZNR012345" && decoded.timestamp == 1_800_000_000)
             #expect(decoded.numberOfOccupants == 1)
             #expect(sent().contains(.initiation(call: 1)))

@@ -26,11 +26,15 @@ def listening(port):
         return False
 
 
-def wait_until(predicate, timeout=30):
-    """The predicate's first true value, or None when `timeout` seconds passed without one."""
+def wait_until(predicate, timeout=30, ignoring=()):
+    """The predicate's first true value, or None when `timeout` seconds passed without one. The
+    exceptions in `ignoring` (a status query while the daemon starts) count as not yet."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        value = predicate()
+        try:
+            value = predicate()
+        except ignoring:
+            value = None
         if value:
             return value
         time.sleep(0.02)

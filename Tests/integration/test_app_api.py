@@ -12,7 +12,7 @@ import urllib.request
 import pytest
 
 from support import VIN, free_port, wait_until
-from test_backend import Rig
+from rig import Rig
 
 
 class App:

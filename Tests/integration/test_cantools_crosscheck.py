@@ -15,9 +15,9 @@ import subprocess
 import cantools
 import pytest
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-TCUCTL = os.environ.get("TCUCTL", os.path.join(ROOT, ".build", "debug", "tcuctl"))
-DBC = os.path.join(ROOT, "hw", "vehicle.dbc")
+from support import BIN, DBC, ROOT
+
+TCUCTL = os.path.join(BIN, "tcuctl")
 
 
 def sawtooth(linear_msb):

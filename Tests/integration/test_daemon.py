@@ -7,12 +7,11 @@ import time
 
 import pytest
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-BIN = os.path.dirname(os.environ.get("TCUCTL", os.path.join(ROOT, ".build", "debug", "tcuctl")))
+import support
+from support import BIN, DBC, PROFILE, ROOT
+
 DAEMON = os.path.join(BIN, "telematicsd")
 TCUCTL = os.path.join(BIN, "tcuctl")
-DBC = os.path.join(ROOT, "hw", "vehicle.dbc")
-PROFILE = os.path.join(ROOT, "hw", "vehicle-profile.conf")
 
 
 def config(tmp_path, source, **extra):
@@ -38,15 +37,8 @@ def status(tmp_path):
 
 
 def wait_until(predicate, timeout=20):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if predicate():
-                return True
-        except subprocess.CalledProcessError:
-            pass
-        time.sleep(0.05)
-    return False
+    """support.wait_until, with tcuctl's failures (the daemon not up yet) counting as not yet."""
+    return support.wait_until(predicate, timeout, ignoring=(subprocess.CalledProcessError,))
 
 
 @pytest.mark.parametrize("scenario", ["drive", "alarm", "crash"])

@@ -13,14 +13,10 @@ import time
 import pytest
 
 import support
-from support import BIN, DBC, PROFILE, ROOT, free_port
+from support import BIN, DBC, PROFILE, ROOT, free_port, wait_until
 
 CRASH = os.path.join(ROOT, "hw", "traces", "crash.log")
 DRIVE = os.path.join(ROOT, "hw", "traces", "drive.log")
-
-
-def wait_until(predicate, timeout=20):
-    return support.wait_until(predicate, timeout)
 
 
 class Bench:

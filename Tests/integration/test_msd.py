@@ -3,8 +3,9 @@ import json
 import os
 import subprocess
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-TCUCTL = os.environ.get("TCUCTL", os.path.join(ROOT, ".build", "debug", "tcuctl"))
+from support import BIN
+
+TCUCTL = os.path.join(BIN, "tcuctl")
 EXAMPLE = "0324101A01C614A2873C52ABA870010010089AF166285C59A4C86408FE29C16C01054010F010"
 V2 = "02251C0680E30A51439E2955D43800800437F80A3105669023F8A71166932185B004150043C040"
 

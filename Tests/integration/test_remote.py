@@ -12,7 +12,7 @@ import time
 import pytest
 
 from support import BIN, PROFILE, VIN, wait_until
-from test_backend import Rig
+from rig import Rig
 
 
 @pytest.fixture

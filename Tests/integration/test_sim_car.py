@@ -9,7 +9,7 @@ import socket
 import subprocess
 
 from support import BIN, DBC, ROOT, SimCar, free_port, listening, terminate, wait_until
-from test_backend import Rig
+from rig import Rig
 
 
 def test_a_theft_attempt_reaches_the_backend_as_an_alarm(tmp_path):

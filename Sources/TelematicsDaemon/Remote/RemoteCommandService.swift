@@ -23,19 +23,15 @@ public final class RemoteCommandService: Service, Sendable {
     let vin: String
     let logger: Logger
     let confirmTimeoutMs: Int64
-    let wakeUpsPerDay: Int64
     /// A wake-up's work: every state block sent again.
     let onWakeUp: @Sendable () -> Void
     let wallClock: @Sendable () -> Timestamp
-    /// (UTC day, wake-ups taken that day).
-    private let wakeUps = Mutex<(day: Int64, count: Int64)>((0, 0))
+    private let wakeUps: Mutex<WakeUpBudget>
     private let inputs: AsyncStream<[UInt8]>
     private let input: AsyncStream<[UInt8]>.Continuation
     private let rolling = Atomic<Int>(0)
     /// Rung from the CAN reader when a quantity a confirmation looks at changes.
     private let statusChanged = Bell()
-    /// The 12 V battery below which the car does not act remotely (it would not start).
-    static let minimumVoltage = 11.8
 
     public init(bus: VehicleBusService, registration: CarRegistration, privacy: PrivacySetting, outbox: OutboxService, vin: String,
                 logger: Logger, confirmTimeoutMs: Int64 = 10_000, wakeUpsPerDay: Int64 = 10, onWakeUp: @escaping @Sendable () -> Void = {},
@@ -47,11 +43,11 @@ public final class RemoteCommandService: Service, Sendable {
         self.vin = vin
         self.logger = logger
         self.confirmTimeoutMs = confirmTimeoutMs
-        self.wakeUpsPerDay = wakeUpsPerDay
+        wakeUps = Mutex(WakeUpBudget(perDay: wakeUpsPerDay))
         self.onWakeUp = onWakeUp
         self.wallClock = wallClock
         (inputs, input) = AsyncStream.makeStream(bufferingPolicy: .bufferingOldest(64))
-        bus.watch([.centralLock, .hazardLights, .climatisationState]) { [statusChanged] _ in statusChanged.ring() }
+        bus.watch(RemoteExecution.confirmingQuantities) { [statusChanged] _ in statusChanged.ring() }
     }
 
     /// A command as it arrived (from the backend link's thread); handled in arrival order.
@@ -123,78 +119,30 @@ public final class RemoteCommandService: Service, Sendable {
         result(command.id, command.action.rawValue, outcome == nil ? "successful" : "failed", cause: outcome)
     }
 
-    /// Why the car cannot do it now, as the real service says it; nil when it can.
-    func precondition(_ action: RemoteCommand.Action) -> String? {
-        let moving = (bus.value(.speed)?.number ?? 0) > 2
-        let ignition = bus.value(.ignitionOn)?.flag ?? false
+    /// The readings the remote decisions look at, from the bus's current state.
+    func car() -> RemoteExecution.Car {
         let doors: [VehicleQuantity] = [.doorFrontLeftOpen, .doorFrontRightOpen, .doorRearLeftOpen, .doorRearRightOpen]
-        let doorOpen = doors.contains { bus.value($0)?.flag == true }
-        if let v = bus.value(.batteryVoltage)?.number, v < Self.minimumVoltage { return "batteryLow" }
-        switch action {
-        case .lock:
-            if moving { return "vehicleMoving" }
-            if ignition { return "ignitionOn" }
-            if doorOpen { return "doorOpen" }
-        case .unlock, .honkAndFlash, .flash:
-            if moving { return "vehicleMoving" }
-        case .climatisationStart:
-            if ignition { return "ignitionOn" }
-        case .climatisationStop, .wakeUp:
-            break
-        }
-        return nil
+        return RemoteExecution.Car(
+            speedKmh: bus.value(.speed)?.number, ignitionOn: bus.value(.ignitionOn)?.flag,
+            anyDoorOpen: doors.contains { bus.value($0)?.flag == true }, batteryVolts: bus.value(.batteryVoltage)?.number,
+            centralLock: bus.value(.centralLock)?.raw, hazardLights: bus.value(.hazardLights)?.flag,
+            climatisationState: bus.value(.climatisationState)?.raw)
     }
+
+    /// Why the car cannot do it now, as the real service says it; nil when it can.
+    func precondition(_ action: RemoteCommand.Action) -> String? { RemoteExecution.refusal(action, car: car())?.rawValue }
 
     /// Transmits the request and waits for the status frames to show it done; the failure's cause, or nil.
     func execute(_ c: RemoteCommand) async -> String? {
-        let counter = Double(rolling.add(1, ordering: .relaxed).newValue % 16)
-        let confirmed: @Sendable () -> Bool
+        guard let request = RemoteExecution.request(c, counter: rolling.add(1, ordering: .relaxed).newValue) else {
+            // A wake-up: the command arriving woke the car; the budget protects the 12 V battery.
+            let now = nowMs
+            guard wakeUps.withLock({ $0.take(nowMs: now) }) else { return "wakeUpBudgetExhausted" }
+            onWakeUp()
+            return nil
+        }
         do {
-            switch c.action {
-            case .wakeUp:
-                // The command arriving woke the car; the budget protects the 12 V battery.
-                let day = nowMs / 86_400_000
-                let allowed = wakeUps.withLock { w -> Bool in
-                    if w.day != day { w = (day, 0) }
-                    guard w.count < wakeUpsPerDay else { return false }
-                    w.count += 1
-                    return true
-                }
-                guard allowed else { return "wakeUpBudgetExhausted" }
-                onWakeUp()
-                return nil
-            case .lock, .unlock, .honkAndFlash, .flash:
-                let request: Double
-                switch c.action {
-                case .lock: request = 1
-                case .unlock: request = 2
-                case .honkAndFlash: request = 3
-                default: request = 4
-                }
-                let duration: Double = c.action == .lock || c.action == .unlock ? 0 : 10
-                try bus.transmit(message: "TCU_Body_Request", signals: [
-                    "Body_Request": request, "Body_Request_Counter": counter, "Honk_Flash_Duration": duration,
-                ], missingAsZero: true, xorChecksum: "Body_Request_Checksum")
-                let bus = self.bus
-                switch c.action {
-                case .lock: confirmed = { [1, 2].contains(bus.value(.centralLock)?.raw ?? -1) }
-                case .unlock: confirmed = { bus.value(.centralLock)?.raw == 0 }
-                default: confirmed = { bus.value(.hazardLights)?.flag == true }
-                }
-            case .climatisationStart, .climatisationStop:
-                let start = c.action == .climatisationStart
-                let signals: [String: Double] = [
-                    "Clima_Request": start ? 1 : 2, "Clima_Request_Counter": counter,
-                    "Clima_Target_Temperature": c.targetTemperature ?? 16, "Clima_Duration": start ? 30 : 0,
-                ]
-                try bus.transmit(message: "TCU_Clima_Request", signals: signals, missingAsZero: true)
-                let bus = self.bus
-                if start {
-                    confirmed = { (bus.value(.climatisationState)?.raw ?? 0) != 0 }
-                } else {
-                    confirmed = { bus.value(.climatisationState)?.raw == 0 }
-                }
-            }
+            try bus.transmit(message: request.message, signals: request.signals, missingAsZero: true, xorChecksum: request.xorChecksum)
         } catch {
             logger.error("cannot transmit the remote command", metadata: ["error": "\(error)"])
             return "transmitFailed"
@@ -203,7 +151,7 @@ public final class RemoteCommandService: Service, Sendable {
         let deadline = monotonicNow().adding(milliseconds: confirmTimeoutMs)
         while true {
             let seen = statusChanged.rung
-            if confirmed() { return nil }
+            if RemoteExecution.isConfirmed(c.action, car: car()) { return nil }
             let left = deadline.milliseconds(since: monotonicNow())
             guard left > 0, !Task.isCancelled else { return "noConfirmation" }
             await statusChanged.wait(after: seen, timeoutMs: left)
