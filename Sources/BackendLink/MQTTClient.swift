@@ -173,4 +173,10 @@ public final class WakePipe: Sendable {
         var buffer = [UInt8](repeating: 0, count: 64)
         while read(readFD, &buffer, buffer.count) > 0 {}
     }
+
+    /// Waits up to `timeoutMs` for a signal (then takes it): a wait another thread can end.
+    public func wait(timeoutMs: Int32) {
+        var pfd = pollfd(fd: readFD, events: Int16(POLLIN), revents: 0)
+        if poll(&pfd, 1, max(0, timeoutMs)) > 0 { drain() }
+    }
 }

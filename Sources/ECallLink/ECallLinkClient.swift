@@ -36,9 +36,7 @@ public final class ECallLinkClient: ECallTransport, Sendable {
     private let vin: String
     private let deliver: @Sendable (ECallLinkEvent) -> Void
     private let connection = Mutex<LineConnection?>(nil)
-    private let stop = Atomic<Bool>(false)
-    /// Given at shutdown: ends a reconnection backoff at once.
-    private let stopped = OneShot<Bool>()
+    private let stop = StopSignal()
     private let thread = Mutex<DedicatedThread?>(nil)
 
     public init(endpoint: TCPEndpoint, vin: String, deliver: @escaping @Sendable (ECallLinkEvent) -> Void) {
@@ -61,20 +59,19 @@ public final class ECallLinkClient: ECallTransport, Sendable {
     }
 
     public func shutdown() {
-        stop.store(true, ordering: .releasing)
-        stopped.give(true)
+        stop.set()
         thread.withLock({ $0 })?.join()
         connection.withLock { c in c?.close(); c = nil }
     }
 
     private func loop() {
         var backoffMs: Int64 = 100
-        while !stop.load(ordering: .acquiring) {
+        while !stop.isSet {
             let c: LineConnection
             do {
                 c = try LineConnection.connect(endpoint)
             } catch {
-                if stopped.wait(timeoutMs: backoffMs) != nil { return }
+                if stop.wait(timeoutMs: backoffMs) { return }
                 backoffMs = min(backoffMs * 2, 2_000)
                 continue
             }
@@ -83,7 +80,7 @@ public final class ECallLinkClient: ECallTransport, Sendable {
             connection.withLock { $0 = c }
             deliver(.attached)
             var reason = "stopped"
-            reading: while !stop.load(ordering: .acquiring) {
+            reading: while !stop.isSet {
                 switch c.readLine(timeoutMs: 100) {
                 case .timeout: continue
                 case .closed:

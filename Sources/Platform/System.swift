@@ -106,11 +106,6 @@ public func sleepUntil(monotonic t: Timestamp, maxMs: Int64) {
     while nanosleep(&req, &rem) == -1, errno == EINTR { req = rem }
 }
 
-/// Sleeps on the calling (dedicated) thread for `ms` milliseconds.
-public func sleepMs(_ ms: Int64) {
-    sleepUntil(monotonic: monotonicNow().adding(milliseconds: ms), maxMs: ms)
-}
-
 /// Replaces a file so that a power cut leaves the old content or the new, never half: the text
 /// goes to a temporary file, is fsynced, renamed over the file, and the folder is fsynced.
 public func writeFileDurably(_ path: String, _ text: String, mode: mode_t = 0o600) -> Bool {

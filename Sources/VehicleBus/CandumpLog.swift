@@ -110,6 +110,8 @@ public final class CandumpReplayChannel: CANChannel, @unchecked Sendable {
     private var lastLogTime = Timestamp.zero
 
     private let follow: Bool
+    /// Ends the wait for more lines as soon as the file is written to.
+    private let growth: FileGrowth?
 
     /// `follow`: at the end, wait for more lines (`tail -f`) instead of ending.
     public init(path: String, realtime: Bool, loop: Bool, follow: Bool = false) throws(SystemError) {
@@ -120,6 +122,7 @@ public final class CandumpReplayChannel: CANChannel, @unchecked Sendable {
         self.realtime = realtime
         self.loop = loop
         self.follow = follow
+        growth = follow ? FileGrowth(path: path) : nil
     }
 
     public var isExhausted: Bool { exhausted.load(ordering: .acquiring) }
@@ -162,8 +165,9 @@ public final class CandumpReplayChannel: CANChannel, @unchecked Sendable {
         }
         guard let frame = pending else {
             if follow {
-                // Nothing new yet: look again shortly (a line may also be half written).
-                sleepMs(Int64(min(timeoutMs, 20)))
+                // Nothing new yet: wait until the file is written to (a line may also be half
+                // written: the next write completes it).
+                growth?.wait(timeoutMs: Int64(timeoutMs))
                 reader.resume()
                 return nil
             }

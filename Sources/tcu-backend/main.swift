@@ -51,7 +51,8 @@ func openStore(_ path: String) -> BackendStore {
     do { return try BackendStore(path: path) } catch { fail(error.description, 66) }
 }
 
-nonisolated(unsafe) var stopRequested: sig_atomic_t = 0
+/// Given when SIGTERM or SIGINT arrives: `serve` waits for them on a thread of its own.
+let stopping = OneShot<Bool>()
 
 struct Serve: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -65,6 +66,11 @@ struct Serve: ParsableCommand {
     @OptionGroup var database: DatabaseOption
 
     func run() throws {
+        blockTerminationSignals()  // before any thread starts: the signals thread below waits for them
+        guard DedicatedThread.detached(name: "signals", {
+            _ = waitForTerminationSignal()
+            stopping.give(true)
+        }) else { fail("cannot start the signals thread", 71) }
         let endpoint = broker.endpoint()
         let store = openStore(database.db)
         let portal = openPortal(database.db)
@@ -79,11 +85,9 @@ struct Serve: ParsableCommand {
                              publish: { publishCommand($0, via: endpoint) })
             let server: HTTPServer
             do { server = try HTTPServer(host: String(hp[0]), port: httpPort) { api.handle($0) } } catch { fail(error.description, 69) }
-            guard DedicatedThread.detached(name: "http-accept", { server.run { stopRequested != 0 } }) else { fail("cannot start the HTTP API's thread", 71) }
+            guard DedicatedThread.detached(name: "http-accept", { server.run { stopping.current != nil } }) else { fail("cannot start the HTTP API's thread", 71) }
             note("HTTP API on \(hp[0]):\(server.port)")
         }
-        signal(SIGTERM) { _ in stopRequested = 1 }
-        signal(SIGINT) { _ in stopRequested = 1 }
         // A persistent session: the broker keeps QoS 1 messages for the backend while it is down.
         let client: MQTTClient
         do { client = try endpoint.client(id: "tcu-backend", cleanSession: false) } catch { fail("\(error)", 69) }
@@ -101,11 +105,12 @@ struct Serve: ParsableCommand {
             }
         }
         var connected = false
-        while stopRequested == 0 {
+        while stopping.current == nil {
             if !connected {
                 if client.connect() != 0 {
                     failures += 1
-                    usleep(UInt32(min(2_000, 100 * (1 << min(failures, 5)))) * 1000)
+                    // Backoff, cut short by a stop.
+                    _ = stopping.wait(timeoutMs: Int64(min(2_000, 100 * (1 << min(failures, 5)))))
                     continue
                 }
                 connected = true
@@ -377,10 +382,16 @@ struct RemoteCommandCLI: ParsableCommand {
         guard publishCommand(command, via: endpoint) else { fail("the broker at \(endpoint) did not take the command", 69) }
         print(JSON.object([("request", command.json)]).text)
         guard waitS > 0 else { return }
+        // Until the car says how it ended, or the wait is over (then an expired request has timed
+        // out). The serving process records the results: each of its commits writes the
+        // database's WAL, which wakes this wait (at least once a second all the same).
+        let written = FileGrowth(path: database.db + "-wal")
+        let deadline = monotonicNow().adding(milliseconds: Int64(min(waitS, 86_400)) * 1000)  // at most a day: no overflow
         var status = portal { () throws(PortalError) in try p.commandStatus(id: command.id, nowMs: database.nowMs) }
-        // Until the car says how it ended, or the wait is over (then an expired request has timed out).
-        for _ in 0..<(waitS * 20) where !["successful", "failed"].contains(status.status) {
-            usleep(50_000)
+        while !["successful", "failed"].contains(status.status) {
+            let left = deadline.milliseconds(since: monotonicNow())
+            guard left > 0 else { break }
+            written.wait(timeoutMs: min(left, 1000))
             status = portal { () throws(PortalError) in try p.commandStatus(id: command.id, nowMs: database.nowMs) }
         }
         print(status.json.text)

@@ -84,4 +84,29 @@ struct PlatformTests {
         await task.value
         #expect(bell.rung == 0)
     }
+
+    @Test("a stop signal: a wait ends at its deadline without a stop, at once with one; every loop sees it")
+    func stopSignal() {
+        let stop = StopSignal()
+        #expect(!stop.isSet && !stop.wait(timeoutMs: 0))
+        let t = DedicatedThread(name: "stopper") { stop.set() }
+        #expect(stop.wait(timeoutMs: 60_000))
+        t.join()
+        #expect(stop.isSet && stop.wait(timeoutMs: 0))
+        stop.waitForever()  // returns: the stop is there
+    }
+
+    @Test("a file that grew since the last look ends the wait at once (inotify), not at its deadline")
+    func fileGrowth() throws {
+        let path = "/tmp/platform-file-growth-\(getpid())"
+        #expect(writeFileDurably(path, "first\n"))
+        defer { unlink(path) }
+        let growth = FileGrowth(path: path)
+        let start = monotonicNow()
+        let f = try #require(fopen(path, "a"))
+        fputs("second\n", f)
+        fclose(f)
+        growth.wait(timeoutMs: 60_000)
+        #expect(monotonicNow().milliseconds(since: start) < 30_000)
+    }
 }

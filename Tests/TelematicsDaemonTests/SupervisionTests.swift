@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Platform
 import Synchronization
 import Testing
 import TelematicsCore
@@ -53,7 +54,7 @@ struct SupervisionTests {
         now.store(3_001 + 1_000, ordering: .relaxed)
         // control last beat at 1 000 (its start): 3 001 ms of silence.
         #expect(m.stalled(silenceMs: 2_000) == [.control])
-        m.turn(.control) { true }
+        m.turn(.control, stop: StopSignal())
         #expect(m.stalled(silenceMs: 2_000).isEmpty)
     }
 
@@ -62,10 +63,17 @@ struct SupervisionTests {
         let m = LoopMonitor(clock: { now.load(ordering: .relaxed) })
         m.injectHang(.outbox)
         #expect(m.mustHang(.outbox) && !m.mustHang(.canReader))
-        let asked = Atomic<Int>(0)
-        // The loop asks whether to stop until told so; it does not return before.
-        m.turn(.outbox) { asked.add(1, ordering: .relaxed).newValue >= 3 }
-        #expect(asked.load(ordering: .relaxed) == 3)
+        let stop = StopSignal()
+        let returned = OneShot<Bool>()
+        let t = DedicatedThread(name: "hung-loop") {
+            m.turn(.outbox, stop: stop)
+            returned.give(true)
+        }
+        // Held: not returned while there is no stop (a correct loop cannot return here at all).
+        #expect(returned.wait(timeoutMs: 20) == nil)
+        stop.set()
+        #expect(returned.wait(timeoutMs: 60_000) == true)
+        t.join()
     }
 
     @Test func aReloadSaysWhatItChangesAndWhatNeedsARestart() throws {

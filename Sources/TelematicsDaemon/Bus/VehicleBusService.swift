@@ -29,7 +29,7 @@ public final class VehicleBusService: Service, Sendable {
     private let logger: Logger
     private let exitAtEndOfLog: Bool
     private let interfaceName: String?
-    private let stopRequested = Atomic<Bool>(false)
+    private let stop = StopSignal()
     private struct Subscriber: Sendable {
         var continuation: AsyncStream<BusEvent>.Continuation?
         /// Called on the reader thread itself (a watcher): no task hop at all.
@@ -155,9 +155,9 @@ public final class VehicleBusService: Service, Sendable {
                 if case .endOfLog = event, self.exitAtEndOfLog { break }
             }
         } onGracefulShutdown: {
-            self.stopRequested.store(true, ordering: .releasing)
+            self.stop.set()
         }
-        stopRequested.store(true, ordering: .releasing)
+        stop.set()
         thread.join()
         channel.close()
         transmitLog?.close()
@@ -177,9 +177,8 @@ public final class VehicleBusService: Service, Sendable {
         let decoder = tracker.withLock { $0.decoder }
         var shortReported: [UInt32: Timestamp] = [:]
         let monitor = LoopMonitor.shared
-        let stopping = { self.stopRequested.load(ordering: .acquiring) }
-        while !stopping() {
-            monitor.turn(.canReader, stopping: stopping)
+        while !stop.isSet {
+            monitor.turn(.canReader, stop: stop)
             do {
                 if let frame = try channel.receive(timeoutMs: 100) {
                     failures = 0
@@ -203,9 +202,10 @@ public final class VehicleBusService: Service, Sendable {
                 } else if channel.isExhausted {
                     emit(out, .endOfLog)
                     if exitAtEndOfLog { return }
-                    while !stopping() {
-                        monitor.turn(.canReader, stopping: stopping)
-                        sleepMs(100)
+                    // Values still go stale and the bus silent, ten times a second, until the stop.
+                    while !stop.isSet {
+                        monitor.turn(.canReader, stop: stop)
+                        stop.wait(timeoutMs: 100)
                         expireAndReport(&lastActivity, out)
                     }
                     return
@@ -214,7 +214,7 @@ public final class VehicleBusService: Service, Sendable {
                 failures += 1
                 emit(out, .receiveFailed(error.description))
                 // An interface that went down comes back (ip link set up); keep trying gently.
-                monitor.pause(.canReader, ms: min(5000, 100 * Int64(1 << min(failures, 6))), stopping: stopping)
+                monitor.pause(.canReader, ms: min(5000, 100 * Int64(1 << min(failures, 6))), stop: stop)
             }
             if let malformed {
                 for e in malformed() { emit(out, .malformedInput(e)) }

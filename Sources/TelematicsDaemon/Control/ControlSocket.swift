@@ -17,7 +17,7 @@ public final class ControlServer: Service, Sendable {
     private let handler: Handler
     private let logger: Logger
     private let listenFD: Int32
-    private let stop = Atomic<Bool>(false)
+    private let stop = StopSignal()
     private let active = Atomic<Int>(0)
     /// Clients served at once on their own threads; beyond, one at a time.
     static let maximumClients = 16
@@ -61,8 +61,8 @@ public final class ControlServer: Service, Sendable {
     public func run() async throws {
         let fd = listenFD
         let thread = DedicatedThread(name: "control") { [self] in
-            while !self.stop.load(ordering: .acquiring) {
-                LoopMonitor.shared.turn(.control) { self.stop.load(ordering: .acquiring) }
+            while !self.stop.isSet {
+                LoopMonitor.shared.turn(.control, stop: self.stop)
                 var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
                 guard poll(&pfd, 1, 100) > 0 else { continue }
                 let conn = accept(fd, nil, nil)
@@ -85,7 +85,7 @@ public final class ControlServer: Service, Sendable {
             }
         }
         try? await gracefulShutdown()
-        stop.store(true, ordering: .releasing)
+        stop.set()
         thread.join()
         Glibc.close(listenFD)
         unlink(path)

@@ -302,7 +302,7 @@ public final class ECallService: Service, Sendable {
                         if LoopMonitor.shared.mustHang(.eCall) {
                             // Fault injection: stuck in an await, as a loop waiting on something
                             // that never comes would be, until the daemon stops.
-                            while !Task.isShuttingDownGracefully { try? await Task.sleep(for: .milliseconds(50)) }
+                            try? await gracefulShutdown()
                         }
                         LoopMonitor.shared.beat(.eCall)
                     case .tick:

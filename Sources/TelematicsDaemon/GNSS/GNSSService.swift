@@ -46,7 +46,7 @@ public final class GNSSService: Service, Sendable {
     let onParking: @Sendable (ParkingPosition?) -> Void
     private let ignition: ChangeFeed
     private let state: Mutex<State>
-    private let stop = Atomic<Bool>(false)
+    private let stop = StopSignal()
 
     public init(
         configuration: Configuration, bus: VehicleBusService, logger: Logger,
@@ -130,7 +130,7 @@ public final class GNSSService: Service, Sendable {
                 ignitionChanged(on: on)
             }
         }
-        stop.store(true, ordering: .releasing)
+        stop.set()
         thread.join()
     }
 
@@ -156,13 +156,13 @@ public final class GNSSService: Service, Sendable {
         let client = GPSDClient(host: configuration.host, port: configuration.port)
         var failures = 0
         var rng = SystemRandomNumberGenerator()
-        while !stop.load(ordering: .acquiring) {
+        while !stop.isSet {
             do {
                 try client.connect()
                 if failures > 0 { logger.notice("gpsd is back", metadata: ["gnss.gpsd": "\(configuration.host):\(configuration.port)"]) }
                 failures = 0
                 state.withLock { $0.connected = true; $0.lastError = nil }
-                while !stop.load(ordering: .acquiring) {
+                while !stop.isSet {
                     if case .fix(let fix) = try client.next(timeoutMs: 200) { take(fix) }
                 }
                 client.close()
@@ -178,12 +178,8 @@ public final class GNSSService: Service, Sendable {
                 failures += 1
                 // Capped exponential backoff with jitter: 0.25 s, 0.5 s ... 5 s, each × 0.5-1.0.
                 let cap = min(5_000, 250 * (1 << min(failures - 1, 5)))
-                var waited: Int64 = 0
                 let delay = Int64(Double(cap) * Double.random(in: 0.5...1.0, using: &rng))
-                while waited < delay, !stop.load(ordering: .acquiring) {
-                    sleepMs(min(50, delay - waited))
-                    waited += 50
-                }
+                stop.wait(timeoutMs: delay)
             }
         }
     }

@@ -75,21 +75,21 @@ public final class LoopMonitor: Sendable {
     /// True when the loop must hang (fault injection).
     public func mustHang(_ loop: Loop) -> Bool { hangs.load(ordering: .relaxed) & Self.bit(loop) != 0 }
 
-    /// A thread loop's turn: beats, or, when a hang was injected, blocks until `stopping` says so
-    /// (a real hang would not end at all; ending at the stop keeps test runs tidy).
-    public func turn(_ loop: Loop, stopping: () -> Bool) {
+    /// A thread loop's turn: beats, or, when a hang was injected, blocks until the stop (a real
+    /// hang would not end at all; ending at the stop keeps test runs tidy).
+    public func turn(_ loop: Loop, stop: StopSignal) {
         beat(loop)
         guard mustHang(loop) else { return }
-        while !stopping() { sleepMs(50) }
+        stop.waitForever()
     }
 
     /// A thread loop's wait of `ms` (a back-off after a failure): it keeps beating, since a loop
-    /// that waits on purpose is not stuck. Ends early when `stopping` says so.
-    public func pause(_ loop: Loop, ms: Int64, stopping: () -> Bool) {
+    /// that waits on purpose is not stuck. Ends at once at the stop.
+    public func pause(_ loop: Loop, ms: Int64, stop: StopSignal) {
         var left = ms
-        while left > 0, !stopping() {
+        while left > 0 {
             beat(loop)
-            sleepMs(min(left, 100))
+            if stop.wait(timeoutMs: min(left, 100)) { return }
             left -= 100
         }
     }

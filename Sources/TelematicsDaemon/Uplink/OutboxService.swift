@@ -46,7 +46,7 @@ public final class OutboxService: Service, Sendable {
     private let logger: Logger
     private let queue = Mutex(OutboxBuffer(limitBytes: OutboxService.memoryLimitBytes))
     private let wake = DispatchSemaphore(value: 0)
-    private let stop = Atomic<Bool>(false)
+    private let stop = StopSignal()
     private let stats = Mutex<(store: OutboxStore.Statistics?, error: String?, committed: Int64, diskLow: Bool)>((nil, nil, 0, false))
     /// When the backend confirmed deleting the car's data (UTC ms).
     private let deletionConfirmed = Mutex<Int64?>(nil)
@@ -204,7 +204,7 @@ public final class OutboxService: Service, Sendable {
     public func run() async throws {
         let thread = DedicatedThread(name: "outbox") { [self] in self.loop() }
         try? await gracefulShutdown()
-        stop.store(true, ordering: .releasing)
+        stop.set()
         wake.signal()
         thread.join()
     }
@@ -245,7 +245,7 @@ public final class OutboxService: Service, Sendable {
         var statsAt = Timestamp.zero
         var commitFailing = false
         while true {
-            LoopMonitor.shared.turn(.outbox) { stop.load(ordering: .acquiring) }
+            LoopMonitor.shared.turn(.outbox, stop: stop)
             let (mode, discard) = privacy.withLock { p in defer { p.discardPositions = false }; return (p.mode, p.discardPositions) }
             if let u = uplink, mode.connects {
                 // The MQTT loop is this thread's wait: it returns on network activity or after 50 ms.
@@ -259,7 +259,7 @@ public final class OutboxService: Service, Sendable {
                 }
                 _ = wake.wait(timeout: .now() + .milliseconds(uplink == nil ? 1000 : 50))
             }
-            let stopping = stop.load(ordering: .acquiring)
+            let stopping = stop.isSet
             if store == nil, stopping || monotonicNow().milliseconds(since: lastAttempt) >= Self.reopenIntervalMs {
                 lastAttempt = monotonicNow()
                 store = open()
@@ -404,9 +404,10 @@ final class Uplink {
     }
 
     /// Connects when due, then runs the network for up to 50 ms.
-    func service(now: Timestamp, wake: WakePipe? = nil) {
+    func service(now: Timestamp, wake: WakePipe) {
         if !connected && !connecting {
-            guard now >= nextAttempt else { sleepMs(min(50, max(1, nextAttempt.milliseconds(since: now)))); return }
+            // Until the next attempt is due, wait for work (a message to commit ends the wait).
+            guard now >= nextAttempt else { wake.wait(timeoutMs: Int32(min(50, max(1, nextAttempt.milliseconds(since: now))))); return }
             let rc = client.connect()
             if rc != 0 {
                 scheduleRetry(now, "connect: \(MQTTClient.describe(rc))")
