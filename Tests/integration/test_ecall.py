@@ -373,7 +373,15 @@ def test_the_ecall_goes_through_while_the_outbox_is_stalled_and_the_backend_link
     lock.execute("CREATE TABLE held(x)")
     hung = socket.create_server(("127.0.0.1", 0))
     held = []
-    threading.Thread(target=lambda: [held.append(hung.accept()) for _ in range(100)], daemon=True).start()
+
+    def hold_connections():
+        # Takes the daemon's connections and never answers, until the test closes the socket.
+        try:
+            for _ in range(100):
+                held.append(hung.accept())
+        except OSError:
+            pass
+    threading.Thread(target=hold_connections, daemon=True).start()
     try:
         b = bench(replay="original", ecall=f"\n[backend]\nbroker = 127.0.0.1:{hung.getsockname()[1]}\nkeepalive-s = 60\n")
         msd = wait_until(lambda: b.events("msd"), timeout=40)
