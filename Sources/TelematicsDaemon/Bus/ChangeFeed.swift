@@ -9,7 +9,8 @@ import TelematicsCore
 /// ordinary changes (never a `kept` one while others are left), counted by quantity and logged
 /// once when the burst starts and once when it ends.
 ///
-/// Iterate it (`for await batch in feed`) in one task; it ends when the bus stops.
+/// Iterate it (`for await batch in feed.cancelOnGracefulShutdown()`) in one task: it ends with
+/// the daemon's graceful shutdown (or the task's cancellation).
 public final class ChangeFeed: AsyncSequence, Sendable {
     public typealias Element = [VehicleStateChange]
     let quantities: Set<VehicleQuantity>
@@ -36,9 +37,6 @@ public final class ChangeFeed: AsyncSequence, Sendable {
         if let notice { tell(notice) }
         ring.yield()
     }
-
-    /// The bus has stopped: the consumer gets what is left, then the end.
-    func finish() { ring.finish() }
 
     /// Every change dropped so far, by quantity.
     var dropped: [VehicleQuantity: Int] { queue.withLock { $0.dropped } }

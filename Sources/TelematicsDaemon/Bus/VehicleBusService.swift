@@ -162,7 +162,9 @@ public final class VehicleBusService: Service, Sendable {
         channel.close()
         transmitLog?.close()
         for s in subscribers.withLock({ $0 }) { s.continuation?.finish() }
-        for f in feeds.withLock({ $0 }) { f.finish() }
+        // The feeds' services end with the group's graceful shutdown (which the bus's end
+        // starts), not before it: a service that returned on its own first would end the group
+        // with "a service has finished unexpectedly".
     }
 
     /// The reader thread: receive, decode, update, expire; never blocks longer than 100 ms so
