@@ -52,7 +52,7 @@ func openStore(_ path: String) -> BackendStore {
 }
 
 /// Given when SIGTERM or SIGINT arrives: `serve` waits for them on a thread of its own.
-let stopping = OneShot<Bool>()
+let stopping = StopSignal()
 
 struct Serve: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -69,7 +69,7 @@ struct Serve: ParsableCommand {
         blockTerminationSignals()  // before any thread starts: the signals thread below waits for them
         guard DedicatedThread.detached(name: "signals", {
             _ = waitForTerminationSignal()
-            stopping.give(true)
+            stopping.set()
         }) else { fail("cannot start the signals thread", 71) }
         let endpoint = broker.endpoint()
         let store = openStore(database.db)
@@ -85,7 +85,7 @@ struct Serve: ParsableCommand {
                              publish: { publishCommand($0, via: endpoint) })
             let server: HTTPServer
             do { server = try HTTPServer(host: String(hp[0]), port: httpPort) { api.handle($0) } } catch { fail(error.description, 69) }
-            guard DedicatedThread.detached(name: "http-accept", { server.run { stopping.current != nil } }) else { fail("cannot start the HTTP API's thread", 71) }
+            guard DedicatedThread.detached(name: "http-accept", { server.run { stopping.isSet } }) else { fail("cannot start the HTTP API's thread", 71) }
             note("HTTP API on \(hp[0]):\(server.port)")
         }
         // A persistent session: the broker keeps QoS 1 messages for the backend while it is down.
@@ -105,12 +105,12 @@ struct Serve: ParsableCommand {
             }
         }
         var connected = false
-        while stopping.current == nil {
+        while !stopping.isSet {
             if !connected {
                 if client.connect() != 0 {
                     failures += 1
                     // Backoff, cut short by a stop.
-                    _ = stopping.wait(timeoutMs: Int64(min(2_000, 100 * (1 << min(failures, 5)))))
+                    stopping.wait(timeoutMs: Int64(min(2_000, 100 * (1 << min(failures, 5)))))
                     continue
                 }
                 connected = true

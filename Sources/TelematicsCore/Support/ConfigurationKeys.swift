@@ -37,19 +37,9 @@ public struct ConfigurationReader {
 
     func error(_ e: KeyValueFile.Entry, _ message: String) -> ParseError { file.error(e, message) }
 
-    func integer(_ e: KeyValueFile.Entry, _ range: ClosedRange<Int64>) throws(ParseError) -> Int64 {
-        guard let v = Int64(e.value) else { throw error(e, "expected an integer, found '\(e.value)'") }
-        guard range.contains(v) else { throw error(e, "\(v) is outside \(range.lowerBound)...\(range.upperBound)") }
-        return v
-    }
+    func integer(_ e: KeyValueFile.Entry, _ range: ClosedRange<Int64>) throws(ParseError) -> Int64 { try file.integer(e, range: range) }
 
-    func bool(_ e: KeyValueFile.Entry) throws(ParseError) -> Bool {
-        switch e.value.lowercased() {
-        case "true", "yes", "on", "1": return true
-        case "false", "no", "off", "0": return false
-        default: throw error(e, "expected true or false, found '\(e.value)'")
-        }
-    }
+    func bool(_ e: KeyValueFile.Entry) throws(ParseError) -> Bool { try file.bool(e) }
 
     /// `HOST:PORT` with a host and a port from 1 to 65535.
     func endpoint(_ e: KeyValueFile.Entry, hint: String = "") throws(ParseError) -> Endpoint {

@@ -89,6 +89,11 @@ public struct KeyValueFile: Sendable {
 
     public func bool(_ section: String, _ key: String, default d: Bool) throws(ParseError) -> Bool {
         guard let e = entry(section, key) else { return d }
+        return try bool(e)
+    }
+
+    /// The entry's value as true or false; the error names its line and key.
+    public func bool(_ e: Entry) throws(ParseError) -> Bool {
         switch e.value.lowercased() {
         case "true", "yes", "on", "1": return true
         case "false", "no", "off", "0": return false
@@ -98,6 +103,11 @@ public struct KeyValueFile: Sendable {
 
     public func integer(_ section: String, _ key: String, default d: Int64, range: ClosedRange<Int64>) throws(ParseError) -> Int64 {
         guard let e = entry(section, key) else { return d }
+        return try integer(e, range: range)
+    }
+
+    /// The entry's value as an integer within `range`; the error names its line and key.
+    public func integer(_ e: Entry, range: ClosedRange<Int64>) throws(ParseError) -> Int64 {
         guard let v = Int64(e.value) else { throw error(e, "expected an integer, found '\(e.value)'") }
         guard range.contains(v) else { throw error(e, "\(v) is outside \(range.lowerBound)...\(range.upperBound)") }
         return v
