@@ -85,7 +85,6 @@ let package = Package(
                 "TelematicsCore", "Platform", "Control", "VehicleBus", "ECallLink", "Outbox", "BackendLink", "GNSS", "COpenSSL",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ],
             swiftSettings: strict
         ),
@@ -105,7 +104,6 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ],
             swiftSettings: strict
         ),
@@ -163,7 +161,7 @@ let package = Package(
         .testTarget(name: "VehicleBusTests", dependencies: ["VehicleBus", "Platform", "TelematicsCore"], swiftSettings: strict),
         .testTarget(
             name: "TelematicsDaemonTests",
-            dependencies: ["TelematicsDaemon", "TelematicsCore", "Platform", "Control", "VehicleBus"],
+            dependencies: ["TelematicsDaemon", "TelematicsCore", "Platform", "Control", "VehicleBus", "Outbox"],
             swiftSettings: strict
         ),
     ]

@@ -66,11 +66,9 @@ struct Serve: ParsableCommand {
     @OptionGroup var database: DatabaseOption
 
     func run() throws {
-        blockTerminationSignals()  // before any thread starts: the signals thread below waits for them
-        guard DedicatedThread.detached(name: "signals", {
-            _ = waitForTerminationSignal()
-            stopping.set()
-        }) else { fail("cannot start the signals thread", 71) }
+        let signals: ProcessSignals
+        do { signals = try ProcessSignals(reload: []) } catch { fail(error.description, 71) }
+        guard signals.route({ _ in stopping.set() }) else { fail("cannot start the signals thread", 71) }
         let endpoint = broker.endpoint()
         let store = openStore(database.db)
         let portal = openPortal(database.db)

@@ -30,6 +30,10 @@ struct ECallLatencyBench: AsyncParsableCommand {
     @Option(help: "With --broker: the CA of the broker's certificate (PEM), for TLS.") var tlsCa: String?
     @Option(help: "With --broker: the car's client certificate (PEM).") var tlsCert: String?
     @Option(help: "With --broker: the car's private key (PEM).") var tlsKey: String?
+    @Option(help: "The eCall thread's SCHED_FIFO priority, as [ecall] realtime-priority (0: the cooperative pool).")
+    var realtimePriority: Int32 = 10
+    @Option(help: "Busy threads at normal priority beside the unit, as other processes loading every core.")
+    var hog = 0
 
     func run() async throws {
         let db = try loadDBC(path: dbc)
@@ -44,9 +48,27 @@ struct ECallLatencyBench: AsyncParsableCommand {
         var config = ECallConfiguration()
         config.maximumAttempts = 1
         config.t9Ms = 1
+        guard (0...99).contains(realtimePriority) else { throw ValidationError("--realtime-priority: expected 0 to 99") }
+        let executor = realtimePriority > 0 ? ThreadExecutor(name: "ecall", realtimePriority: realtimePriority) : nil
+        if let executor, case .refused(_, let why) = executor.scheduling {
+            throw ValidationError("--realtime-priority \(realtimePriority): refused (\(why)); run as root or raise RLIMIT_RTPRIO")
+        }
         let eCall = ECallService(configuration: config, linkEndpoint: listener.endpoint, bus: bus, profile: vehicle,
                                  logger: logger, monotonic: { monotonicNow().nanoseconds / 1_000_000 },
-                                 utcNow: { UInt32(clamping: wallClockNow().nanoseconds / 1_000_000_000) })
+                                 utcNow: { UInt32(clamping: wallClockNow().nanoseconds / 1_000_000_000) }, executor: executor)
+        // Other work on every core, at normal priority: spinning threads that never sleep.
+        let hogging = Atomic<Bool>(true)
+        let hogs = (0..<max(0, hog)).map { i in
+            DedicatedThread(name: "hog-\(i)") {
+                var x: UInt64 = 1
+                while hogging.load(ordering: .relaxed) { x = x &* 6364136223846793005 &+ 1442695040888963407 }
+                _ = x
+            }
+        }
+        defer {
+            hogging.store(false, ordering: .relaxed)
+            for h in hogs { h.join() }
+        }
         // A large backlog in the outbox, flushed to the broker while the crashes are measured.
         var outbox: OutboxService?
         let outboxPath = "/tmp/tcu-bench-latency-\(getpid()).db"
@@ -72,7 +94,9 @@ struct ECallLatencyBench: AsyncParsableCommand {
             outbox = OutboxService(path: outboxPath, maximumBytes: 1 << 30, logger: logger, uplink: up)
         }
         let latencies = Mutex<[Int64]>([])
-        let peer = PeerThread(listener: listener) { dialAt in
+        // The network peer stands for another machine: it runs at the eCall's priority, so that
+        // the figure is the unit's time, not the peer's own wait for a core.
+        let peer = PeerThread(listener: listener, realtimePriority: executor == nil ? nil : realtimePriority) { dialAt in
             if let crashAt = channel.takeCrashTime() { latencies.withLock { $0.append(dialAt - crashAt) } }
         }
         try await withThrowingTaskGroup(of: Void.self) { group in
@@ -105,6 +129,8 @@ struct ECallLatencyBench: AsyncParsableCommand {
             ("maxMicroseconds", .number(Double(sorted.last ?? 0) / 1000)),
             ("outboxBacklog", .number(Double(broker == nil ? 0 : backlog))),
             ("outboxFlushedDuringRun", .number(flushed ?? 0)),
+            ("scheduling", .string(executor?.scheduling.description ?? "cooperative pool")),
+            ("hogThreads", .number(Double(hogs.count))),
         ]).text)
     }
 }
@@ -173,8 +199,11 @@ final class PeerThread: Sendable {
     private let stopFlag = Atomic<Bool>(false)
     private let thread = Mutex<DedicatedThread?>(nil)
 
-    init(listener: LineListener, onDial: @escaping @Sendable (Int64) -> Void) {
-        let t = DedicatedThread(name: "bench-peer") { [self] in serve(listener, onDial) }
+    init(listener: LineListener, realtimePriority: Int32?, onDial: @escaping @Sendable (Int64) -> Void) {
+        let t = DedicatedThread(name: "bench-peer") { [self] in
+            if let realtimePriority { _ = raiseCallingThread(toRealtimePriority: realtimePriority) }
+            serve(listener, onDial)
+        }
         thread.withLock { $0 = t }
     }
 

@@ -5,7 +5,6 @@ import Platform
 import ServiceLifecycle
 import TelematicsCore
 import TelematicsDaemon
-import UnixSignals
 import VehicleBus
 import VehicleSim
 
@@ -97,6 +96,9 @@ extension TCUCar {
         var sleepAfter: String?
 
         func run() async throws {
+            // First: a SIGTERM while the car starts waits, then stops it gracefully.
+            let signals: ProcessSignals
+            do { signals = try ProcessSignals() } catch { fail(error.description, code: 71) }
             guard let carBus = CarBus.parse(bus) else { fail("--bus: expected socketcan:IFACE or logbus:DIR, found '\(bus)'", code: 64) }
             var options = CarService.Options(bus: carBus, database: loadDatabase(dbc))
             if let scenario {
@@ -141,8 +143,11 @@ extension TCUCar {
             say("bus: \(carBus), control \(control.control)\(options.scenario.map { ", scenario \($0.name)" } ?? "")")
             let group = ServiceGroup(configuration: .init(
                 services: [.init(service: car, successTerminationBehavior: .gracefullyShutdownGroup), .init(service: server)],
-                gracefulShutdownSignals: [.sigterm, .sigint], logger: logger
+                logger: logger
             ))
+            guard signals.route({ request in
+                if case .stop(first: true) = request { Task { await group.triggerGracefulShutdown() } }
+            }) else { fail("cannot start the signals thread", code: 71) }
             try await group.run()
         }
     }

@@ -32,7 +32,8 @@ struct TCUPSAP: ParsableCommand {
     var log: String?
 
     func run() throws {
-        blockTerminationSignals()  // before any thread starts: the signals thread below waits for them
+        let signals: ProcessSignals
+        do { signals = try ProcessSignals(reload: []) } catch { fail(error.description, 71) }
         guard let endpoint = TCPEndpoint.parseLink(listen) else { fail("--listen: expected HOST:PORT, found '\(listen)'", 64) }
         var s = PSAPScenario()
         if let scenario {
@@ -50,10 +51,7 @@ struct TCUPSAP: ParsableCommand {
         let sink = LogSink(file: out)
         let sim: PSAPSimulator
         do { sim = try PSAPSimulator(listen: endpoint, scenario: s, log: { sink.write($0) }) } catch { fail("\(error)", 69) }
-        DedicatedThread.detached(name: "signals") {
-            _ = waitForTerminationSignal()
-            sim.requestStop()
-        }
+        guard signals.route({ _ in sim.requestStop() }) else { fail("cannot start the signals thread", 71) }
         sim.run()
     }
 

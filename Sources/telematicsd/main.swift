@@ -18,7 +18,7 @@ struct Telematicsd: AsyncParsableCommand {
             tcuctl on its control socket. Stops gracefully on SIGTERM or SIGINT.
 
             Exit codes: 0 success, 64 usage, 65 invalid DBC or profile, 66 a file cannot be \
-            read, 69 CAN interface unavailable, 73 control socket cannot be created, \
+            read, 69 CAN interface unavailable, 71 the signals cannot be taken, 73 control socket cannot be created, \
             78 invalid configuration.
             """
     )
@@ -58,15 +58,15 @@ struct Telematicsd: AsyncParsableCommand {
             levelName = logLevel
         }
         let level = Logger.Level(rawValue: levelName) ?? .info
-        JournalLogHandler.level = level
-        LoggingSystem.bootstrap { label in JournalLogHandler(label: label) }
-        let logger = Logger(label: "telematicsd")
+        let log = LogOutput(writer: LogWriter(), level: level)
+        // Libraries' own loggers go to the same output.
+        LoggingSystem.bootstrap { label in JournalLogHandler(label: label, output: log) }
         do {
-            try await Daemon.run(setup, logger: logger, logLevelFixed: logLevel != nil)
-            LogWriter.shared.flush()
+            try await Daemon.run(setup, log: log, logLevelFixed: logLevel != nil)
+            log.writer.flush()
         } catch {
-            logger.critical("cannot start", metadata: ["error": "\(error.message)"])
-            LogWriter.shared.flush()
+            log.logger(label: "telematicsd").critical("cannot start", metadata: ["error": "\(error.message)"])
+            log.writer.flush()
             fail(error.message, code: error.exitCode)
         }
     }

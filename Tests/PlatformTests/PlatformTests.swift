@@ -49,6 +49,30 @@ struct PlatformTests {
         #expect(seen.withLock { $0 } == "platform-test-t")
     }
 
+    @Test("a task that prefers a thread executor runs on its thread: its awaits, timers and child tasks too")
+    func threadExecutor() async {
+        func thread() -> String { String(((try? readTextFile("/proc/thread-self/comm")) ?? "").prefix { $0 != "\n" }) }
+        let executor = ThreadExecutor(name: "exec-test")
+        let names = await withTaskExecutorPreference(executor) { () async -> [String] in
+            var out = [thread()]
+            try? await Task.sleep(for: .milliseconds(1))
+            out.append(thread())
+            await withTaskGroup(of: String.self) { group in
+                group.addTask { thread() }
+                for await name in group { out.append(name) }
+            }
+            return out
+        }
+        #expect(names == ["exec-test", "exec-test", "exec-test"])
+        #expect(executor.scheduling == .normal)
+        // Asked for a real-time priority: granted (root, or RLIMIT_RTPRIO) or refused with errno's words.
+        switch ThreadExecutor(name: "exec-rt", realtimePriority: 1).scheduling {
+        case .realtime(let p): #expect(p == 1)
+        case .refused(_, let reason): #expect(!reason.isEmpty)
+        case .normal: Issue.record("asked for SCHED_FIFO, got the normal policy without a reason")
+        }
+    }
+
     @Test("a ring that came before the wait began ends it at once: none is missed")
     func bellRingBeforeWait() async {
         let bell = Bell()
@@ -108,5 +132,26 @@ struct PlatformTests {
         fclose(f)
         growth.wait(timeoutMs: 60_000)
         #expect(monotonicNow().milliseconds(since: start) < 30_000)
+    }
+
+    @Test("a signal caught before the program routes it waits; then each comes: reload, the first stop, a later stop")
+    func processSignals() throws {
+        // SIGUSR1/SIGUSR2 stand in for SIGTERM/SIGHUP: the test runner keeps its own. Sent to
+        // the process, as kill(1) and systemd send them, one at a time (two of a kind pending
+        // at once are one signal).
+        let signals = try ProcessSignals(stop: [SIGUSR1], reload: [SIGUSR2])
+        kill(getpid(), SIGUSR2)
+        let seen = Mutex<[ProcessSignals.Request]>([])
+        let steps = [OneShot<Void>(), OneShot<Void>(), OneShot<Void>()]
+        #expect(signals.route { request in
+            let count = seen.withLock { $0.append(request); return $0.count }
+            if count <= steps.count { steps[count - 1].give(()) }
+        })
+        #expect(steps[0].wait(timeoutMs: 60_000) != nil)
+        kill(getpid(), SIGUSR1)
+        #expect(steps[1].wait(timeoutMs: 60_000) != nil)
+        kill(getpid(), SIGUSR1)
+        #expect(steps[2].wait(timeoutMs: 60_000) != nil)
+        #expect(seen.withLock { $0 } == [.reload, .stop(first: true), .stop(first: false)])
     }
 }

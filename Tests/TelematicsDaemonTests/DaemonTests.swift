@@ -8,6 +8,7 @@ import TelematicsCore
 import Testing
 @testable import TelematicsDaemon
 import Control
+import Outbox
 import Platform
 import VehicleBus
 
@@ -169,3 +170,64 @@ struct DaemonTests {
 }
 
 let quietLogger = Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })
+
+@Suite("Two cars in one process")
+struct TwoUnitsTests {
+    /// A car's own folder: its profile (VIN), configuration, outbox, journal, sockets.
+    func car(vin: String, trace: String) throws -> (dir: String, setup: LoadedSetup) {
+        let dir = tempDir()
+        let profile = try readTextFile(root + "/hw/vehicle-profile.conf").replacing("VSSZZZKLZNR012345", with: vin)
+        write(dir + "/profile.conf", profile)
+        write(dir + "/telematicsd.conf", """
+        [can]
+        source = candump:\(root)/hw/traces/\(trace)
+        dbc = \(root)/hw/vehicle.dbc
+        replay = fast
+        exit-at-end = true
+        transmit-status = false
+        [vehicle]
+        profile = profile.conf
+        [control]
+        socket = \(dir)/ctl.sock
+        [outbox]
+        path = \(dir)/outbox.db
+        [privacy]
+        settings-file = \(dir)/privacy
+        [registration]
+        file = \(dir)/registration
+        [ecall]
+        journal = \(dir)/ecall.journal
+        shutdown-grace-ms = 0
+        """)
+        return (dir, try Daemon.load(configPath: dir + "/telematicsd.conf"))
+    }
+
+    @Test("two units with two VINs run side by side in one process; neither sees the other's frames, messages or files",
+          .timeLimit(.minutes(2)))
+    func twoUnits() async throws {
+        let a = try car(vin: "VSSZZZKLZNR012345", trace: "drive.log")
+        let b = try car(vin: "VSSZZZKLZNR099999", trace: "alarm.log")
+        let log = LogOutput(writer: LogWriter(), level: .critical)
+        let units = [try TelematicsUnit(a.setup, log: log), try TelematicsUnit(b.setup, log: log)]
+        // Both run at once, each to the end of its own log.
+        await withTaskGroup(of: Void.self) { group in
+            for unit in units { group.addTask { await unit.run() } }
+        }
+        func stored(_ dir: String) throws -> [OutboxMessage] {
+            let store = try OutboxStore(path: dir + "/outbox.db")
+            defer { store.close() }
+            return try store.next(limit: 100_000).map(\.message)
+        }
+        let fromA = try stored(a.dir), fromB = try stored(b.dir)
+        // Each outbox holds its own car's messages only, and what its own log showed.
+        #expect(!fromA.isEmpty && !fromB.isEmpty)
+        #expect(fromA.allSatisfy { $0.payload.contains("VSSZZZKLZNR012345") && !$0.payload.contains("VSSZZZKLZNR099999") })
+        #expect(fromB.allSatisfy { $0.payload.contains("VSSZZZKLZNR099999") && !$0.payload.contains("VSSZZZKLZNR012345") })
+        #expect(fromB.contains { $0.stream == "alarms" })  // the forced door of alarm.log
+        #expect(!fromA.contains { $0.stream == "alarms" })  // drive.log has no theft
+        #expect(fromA.contains { $0.payload.contains("ignitionOn") })  // drive.log's trip
+        #expect(!fromB.contains { $0.payload.contains("ignitionOn") })
+        // Each took down its own control socket.
+        #expect(access(a.dir + "/ctl.sock", F_OK) != 0 && access(b.dir + "/ctl.sock", F_OK) != 0)
+    }
+}

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from support import BIN, DBC, PROFILE, ROOT, wait_until
+from support import BIN, DBC, PROFILE, ROOT, terminate, wait_until
 
 DAEMON = os.path.join(BIN, "telematicsd")
 TCUCTL = os.path.join(BIN, "tcuctl")
@@ -218,10 +218,35 @@ def test_without_systemd_nothing_is_sent_and_the_daemon_runs(tmp_path):
     daemon = subprocess.Popen([DAEMON, "--config", write_config(tmp_path)], env=env, stderr=subprocess.DEVNULL)
     try:
         assert wait_until(lambda: os.path.exists(f"{tmp_path}/ctl.sock") and control(tmp_path, {"command": "status"})["health"]["ready"])
-        assert control(tmp_path, {"command": "status"})["health"]["systemd"] is False
+        status = control(tmp_path, {"command": "status"})
+        assert status["health"]["systemd"] is False
+        # The eCall's loop on its own thread under SCHED_FIFO 10; refused, it says so.
+        if os.geteuid() == 0:
+            assert status["ecall"]["scheduling"] == "SCHED_FIFO 10"
+        else:
+            assert status["ecall"]["scheduling"].startswith("normal (SCHED_FIFO 10 refused")
     finally:
         daemon.terminate()
         assert daemon.wait(timeout=30) == 0
+
+
+def test_a_stop_asked_while_the_daemon_starts_waits_and_is_graceful(tmp_path):
+    # SIGTERM the moment the control socket appears, before the services run: before, the
+    # signal could come before the daemon handled it and end it on the spot (-15).
+    env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC")}
+    daemon = subprocess.Popen([DAEMON, "--config", write_config(tmp_path)], env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        # Watched closely (a millisecond) to come in before the services start.
+        deadline = time.monotonic() + 30
+        while not os.path.exists(f"{tmp_path}/ctl.sock") and daemon.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.001)
+        daemon.send_signal(signal.SIGTERM)
+        _, err = daemon.communicate(timeout=30)
+    finally:
+        terminate(daemon)
+    assert daemon.returncode == 0, err
+    assert "telematicsd stopped" in err
+    assert not os.path.exists(f"{tmp_path}/ctl.sock")
 
 
 # The unit file, as systemd 252 reads it (no running systemd needed).

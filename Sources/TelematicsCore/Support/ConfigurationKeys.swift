@@ -218,6 +218,8 @@ extension DaemonConfiguration {
             K.string("ecall", "emergency-number", \.eCall.emergencyNumber, "The number an eCall dials."),
             K.string("ecall", "test-number", \.eCall.testNumber, "The number a test call dials."),
             K.integer("ecall", "shutdown-grace-ms", \.eCallShutdownGraceMs, 0...600_000, "A stop during an eCall waits this long for the call to end."),
+            K.integer("ecall", "realtime-priority", \.eCallRealtimePriority, 0...99,
+                      "The eCall thread's SCHED_FIFO priority, so that a crash is dialled at once while other work loads every core (0: the normal policy). Needs CAP_SYS_NICE or LimitRTPRIO= at least as high; refused, the eCall runs at normal priority and says so."),
         ]
     }
 }

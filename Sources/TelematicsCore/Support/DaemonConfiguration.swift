@@ -82,6 +82,8 @@ public struct DaemonConfiguration: Sendable, Equatable {
     public var eCall = ECallConfiguration()
     /// A stop during an eCall waits this long for the call to end.
     public var eCallShutdownGraceMs: Int64 = 60_000
+    /// The eCall thread's SCHED_FIFO priority (0: the normal policy).
+    public var eCallRealtimePriority: Int64 = 10
     /// The durable outbox (SQLite) and its size bound.
     public var outboxPath = "/var/lib/telematicsd/outbox.db"
     public var outboxMaximumBytes: Int64 = 64 << 20

@@ -43,14 +43,17 @@ public final class VehicleBusService: Service, Sendable {
     /// Events the log loop's stream had no room for (a flood read at full speed).
     private let logDrops = Atomic<UInt64>(0)
     private let transmitLog: CandumpLogWriter?
+    /// The car's loop watch (the watchdog's): the reader beats at every turn.
+    private let monitor: LoopMonitor
     public let database: DBCDatabase
 
     public init(
         channel: any CANChannel, tracker: VehicleStateTracker, now: @escaping @Sendable () -> Timestamp,
         logger: Logger, exitAtEndOfLog: Bool = false, interfaceName: String? = nil,
-        transmitLog: CandumpLogWriter? = nil
+        transmitLog: CandumpLogWriter? = nil, monitor: LoopMonitor = LoopMonitor()
     ) {
         self.transmitLog = transmitLog
+        self.monitor = monitor
         self.channel = channel
         self.database = tracker.database
         self.tracker = Mutex(tracker)
@@ -178,7 +181,6 @@ public final class VehicleBusService: Service, Sendable {
             ?? (channel as? LogBusChannel).map { r in { r.takeMalformed() } }
         let decoder = tracker.withLock { $0.decoder }
         var shortReported: [UInt32: Timestamp] = [:]
-        let monitor = LoopMonitor.shared
         while !stop.isSet {
             monitor.turn(.canReader, stop: stop)
             do {

@@ -24,7 +24,11 @@ public final class ControlServer: Service, Sendable {
 
     /// Binds the socket now, so that a configuration or permission problem stops the daemon
     /// at start instead of later.
-    public init(path: String, logger: Logger, handler: @escaping Handler) throws(ControlError) {
+    /// The car's loop watch (the watchdog's): the accept loop beats at every turn.
+    private let monitor: LoopMonitor
+
+    public init(path: String, logger: Logger, monitor: LoopMonitor = LoopMonitor(), handler: @escaping Handler) throws(ControlError) {
+        self.monitor = monitor
         self.path = path
         self.handler = handler
         self.logger = logger
@@ -36,9 +40,13 @@ public final class ControlServer: Service, Sendable {
             }
             unlink(path)
         }
+        // Made under a temporary name and renamed once it listens: the path appears only when
+        // a client can connect (a client waiting for it never finds a socket that refuses).
+        let staging = path.utf8.count + 4 < 108 ? path + ".new" : path
+        if staging != path { unlink(staging) }
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw ControlError("cannot create the control socket", errno: errno) }
-        var addr = unixSocketAddress(path)
+        var addr = unixSocketAddress(staging)
         let old = umask(0o117)
         let rc = withUnsafePointer(to: &addr) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
@@ -49,10 +57,11 @@ public final class ControlServer: Service, Sendable {
             Glibc.close(fd)
             throw ControlError("cannot bind the control socket \(path)", errno: e)
         }
-        chmod(path, 0o660)
-        guard listen(fd, 16) == 0 else {
+        chmod(staging, 0o660)
+        guard listen(fd, 16) == 0, rename(staging, path) == 0 else {
             let e = errno
             Glibc.close(fd)
+            unlink(staging)
             throw ControlError("cannot listen on \(path)", errno: e)
         }
         listenFD = fd
@@ -62,7 +71,7 @@ public final class ControlServer: Service, Sendable {
         let fd = listenFD
         let thread = DedicatedThread(name: "control") { [self] in
             while !self.stop.isSet {
-                LoopMonitor.shared.turn(.control, stop: self.stop)
+                self.monitor.turn(.control, stop: self.stop)
                 var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
                 guard poll(&pfd, 1, 100) > 0 else { continue }
                 let conn = accept(fd, nil, nil)

@@ -4,7 +4,6 @@ import Platform
 import ServiceLifecycle
 import Synchronization
 import TelematicsCore
-import UnixSignals
 import VehicleBus
 
 /// The eCall, on its own path: triggers come straight from the CAN reader thread (crash,
@@ -35,6 +34,10 @@ public final class ECallService: Service, Sendable {
     }
 
     static let journalRefreshSeconds: Int64 = 5
+
+    /// A second termination signal: a stop that waits for the eCall in progress to end stops
+    /// now instead (the journal keeps the call for the next start).
+    public func stopNow() { input.yield(.stopNow) }
 
     /// Asks the event loop to show it turns (it beats `LoopMonitor.shared` when it takes this).
     public func probe() { input.yield(.probe) }
@@ -92,14 +95,20 @@ public final class ECallService: Service, Sendable {
     private let latch: TriggerLatch
     /// Where a finished call's report goes (the outbox); handed over, never awaited.
     private let onReport: @Sendable (ECallReport) -> Void
+    /// The car's loop watch (the watchdog's): the loop beats when probed.
+    private let monitor: LoopMonitor
+    /// The thread the loop runs on (nil: the cooperative pool).
+    private let executor: ThreadExecutor?
 
     public init(
         configuration: ECallConfiguration, linkEndpoint: TCPEndpoint, bus: VehicleBusService, profile: VehicleProfile,
         logger: Logger, monotonic: @escaping @Sendable () -> ECallInstant, utcNow: @escaping @Sendable () -> UInt32,
         journalPath: String? = nil, transport: ((@escaping @Sendable (ECallLinkEvent) -> Void) -> any ECallTransport)? = nil,
-        gnssFitted: Bool = false, shutdownGraceMs: Int64 = 60_000,
-        onReport: @escaping @Sendable (ECallReport) -> Void = { _ in }
+        gnssFitted: Bool = false, shutdownGraceMs: Int64 = 60_000, monitor: LoopMonitor = LoopMonitor(),
+        executor: ThreadExecutor? = nil, onReport: @escaping @Sendable (ECallReport) -> Void = { _ in }
     ) {
+        self.executor = executor
+        self.monitor = monitor
         self.onReport = onReport
         self.shutdownGraceMs = shutdownGraceMs
         self.gnssFitted = gnssFitted
@@ -177,6 +186,8 @@ public final class ECallService: Service, Sendable {
             ("linkAttached", .bool(link.isAttached)),
             ("triggers", .number(Double(s.triggers))),
             ("recentPositions", .number(Double(positions.withLock { $0.count }))),
+            // Where the loop runs: its own thread's policy, or the shared pool.
+            ("scheduling", .string(executor?.scheduling.description ?? "cooperative pool")),
         ]
         if let k = s.kind { o.append(("kind", .string(k.rawValue))) }
         if let m = s.lastMSD { o.append(("lastMSD", .string(m))) }
@@ -198,6 +209,12 @@ public final class ECallService: Service, Sendable {
     // MARK: - The loop
 
     public func run() async throws {
+        guard let executor else { return await serve() }
+        // The loop, its timers and what it awaits run on the eCall's own thread.
+        await withTaskExecutorPreference(executor) { await self.serve() }
+    }
+
+    private func serve() async {
         // A journal left by a crash of the daemon: resume the call, or keep the callback window.
         var resumed: ECallJournal?
         if let journal, let j = journal.load() {
@@ -240,13 +257,14 @@ public final class ECallService: Service, Sendable {
                 self.status.withLock { $0.phase = machine.phase; $0.kind = machine.activeKind }
             }
             var stopping = false
+            var hurried = false
             await withGracefulShutdownHandler {
                 events: for await event in self.inputs {
                     let now = self.monotonic()
                     var actions: [ECallAction]
                     switch event {
                     case .stop:
-                        guard machine.phase.isCallInProgress else { break events }
+                        guard machine.phase.isCallInProgress, !hurried else { break events }
                         // A stop must not hang up on a person in need: the call goes on for up
                         // to the grace time, the bus and the link with it (they stop after us).
                         stopping = true
@@ -254,12 +272,10 @@ public final class ECallService: Service, Sendable {
                             "ecall.state": "\(machine.phase)", "ecall.graceMs": "\(self.shutdownGraceMs)",
                         ])
                         self.after(self.shutdownGraceMs, .stopNow, group: &group)
-                        group.addTask {
-                            for await _ in await UnixSignalsSequence(trapping: .sigterm) {
-                                input.yield(.stopNow)
-                                return
-                            }
-                        }
+                        actions = []
+                    case .stopNow where !stopping:
+                        // A second signal that overtook the stop it follows: the stop ends at once.
+                        hurried = true
                         actions = []
                     case .stopNow:
                         self.logger.warning("stopping during the eCall: the journal lets the next start resume it",
@@ -299,12 +315,12 @@ public final class ECallService: Service, Sendable {
                         actions = []
                     case .probe:
                         actions = []
-                        if LoopMonitor.shared.mustHang(.eCall) {
+                        if self.monitor.mustHang(.eCall) {
                             // Fault injection: stuck in an await, as a loop waiting on something
                             // that never comes would be, until the daemon stops.
                             try? await gracefulShutdown()
                         }
-                        LoopMonitor.shared.beat(.eCall)
+                        self.monitor.beat(.eCall)
                     case .tick:
                         actions = []
                         self.after(Self.journalRefreshSeconds * 1000, .tick, group: &group)

@@ -9,7 +9,8 @@ import Synchronization
 /// when stderr is the journal, and otherwise writes one line to stderr: a `<N>` syslog
 /// priority prefix when JOURNAL_STREAM is set, then the message and its metadata as `key=value`.
 ///
-/// The level is one for the whole process, so that a reload (SIGHUP) changes it for every logger.
+/// The level is the output's (`LogOutput`), one for every logger of a car, so that a reload
+/// (SIGHUP) changes it for all of them.
 /// One log record on its way to the journal or stderr.
 public struct LogRecord: Sendable {
     public var priority: Int
@@ -18,24 +19,42 @@ public struct LogRecord: Sendable {
     public var fields: [(String, String)]
 }
 
-public struct JournalLogHandler: LogHandler {
-    public var metadata: Logger.Metadata = [:]
-    private static let threshold = Atomic<Int>(Logger.Level.allCases.firstIndex(of: .info)!)
-    private let label: String
+/// Where a car's log records go (a `LogWriter`) and at which level. Loggers made from it share
+/// the level: a reload changes it for all of them. Nothing here is the process's: two cars in
+/// one process have two outputs (they may share a writer).
+public final class LogOutput: Sendable {
+    public let writer: LogWriter
+    private let threshold: Atomic<Int>
 
-    public var logLevel: Logger.Level {
-        get { Self.level }
-        set { Self.level = newValue }
+    public init(writer: LogWriter, level: Logger.Level) {
+        self.writer = writer
+        threshold = Atomic(Logger.Level.allCases.firstIndex(of: level)!)
     }
 
-    /// The process's log level.
-    public static var level: Logger.Level {
+    public var level: Logger.Level {
         get { Logger.Level.allCases[threshold.load(ordering: .relaxed)] }
         set { threshold.store(Logger.Level.allCases.firstIndex(of: newValue)!, ordering: .relaxed) }
     }
 
-    public init(label: String) {
+    /// A logger that writes here.
+    public func logger(label: String) -> Logger {
+        Logger(label: label) { JournalLogHandler(label: $0, output: self) }
+    }
+}
+
+public struct JournalLogHandler: LogHandler {
+    public var metadata: Logger.Metadata = [:]
+    private let label: String
+    private let output: LogOutput
+
+    public var logLevel: Logger.Level {
+        get { output.level }
+        set { output.level = newValue }
+    }
+
+    public init(label: String, output: LogOutput) {
         self.label = label
+        self.output = output
     }
 
     public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
@@ -59,7 +78,7 @@ public struct JournalLogHandler: LogHandler {
         if let m = event.metadata { all.merge(m) { $1 } }
         let fields = all.keys.sorted().map { ($0, all[$0]!.description) }
         // Queued, never written here: the caller may be the CAN reader or the eCall.
-        LogWriter.shared.write(LogRecord(priority: Self.priority(event.level), level: event.level.rawValue,
+        output.writer.write(LogRecord(priority: Self.priority(event.level), level: event.level.rawValue,
                                          message: event.message.description, fields: fields))
     }
 

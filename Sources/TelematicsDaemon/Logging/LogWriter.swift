@@ -11,7 +11,7 @@ import Synchronization
 /// read, a full pipe) the queue keeps the newest records up to its bound and counts what it
 /// dropped: a stalled log must never delay the CAN reader or the eCall.
 public final class LogWriter: Sendable {
-    public static let shared = LogWriter()
+    public init() {}
 
     private let queue = Mutex<(records: [LogRecord], dropped: Int)>(([], 0))
     private let wake = DispatchSemaphore(value: 0)

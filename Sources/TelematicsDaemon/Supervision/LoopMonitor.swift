@@ -19,9 +19,6 @@ public final class LoopMonitor: Sendable {
         case control
     }
 
-    /// The daemon's loops report here.
-    public static let shared = LoopMonitor(clock: { monotonicNow().nanoseconds / 1_000_000 })
-
     // One atomic per loop, no lock: the CAN reader beats at every turn, frame by frame.
     private let canReader: Atomic<Int64>
     private let outbox: Atomic<Int64>
@@ -31,8 +28,9 @@ public final class LoopMonitor: Sendable {
     private let hangs = Atomic<UInt8>(0)
     private let clock: @Sendable () -> Int64
 
-    /// `clock` is in milliseconds, monotonic.
-    public init(clock: @escaping @Sendable () -> Int64) {
+    /// One per car: its loops beat here and its supervisor reads it. `clock` is in
+    /// milliseconds, monotonic (the system's by default).
+    public init(clock: @escaping @Sendable () -> Int64 = { monotonicNow().nanoseconds / 1_000_000 }) {
         self.clock = clock
         let now = clock()
         canReader = Atomic(now)

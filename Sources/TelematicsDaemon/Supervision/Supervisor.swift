@@ -3,7 +3,6 @@ import Platform
 import ServiceLifecycle
 import Synchronization
 import TelematicsCore
-import UnixSignals
 import VehicleBus
 
 /// The daemon's health and its conversation with systemd (Type=notify):
@@ -41,7 +40,7 @@ public final class Supervisor: Service, Sendable {
     static let minimumSilenceMs: Int64 = 2_000
 
     private let notifier: SystemdNotifier
-    private let monitor: LoopMonitor
+    let monitor: LoopMonitor
     private let hooks: Hooks
     private let logger: Logger
     private struct State {
@@ -53,7 +52,7 @@ public final class Supervisor: Service, Sendable {
     }
     private let state = Mutex(State())
 
-    public init(notifier: SystemdNotifier, monitor: LoopMonitor = .shared, logger: Logger, hooks: Hooks) {
+    public init(notifier: SystemdNotifier, monitor: LoopMonitor, logger: Logger, hooks: Hooks) {
         self.notifier = notifier
         self.monitor = monitor
         self.logger = logger
@@ -76,17 +75,12 @@ public final class Supervisor: Service, Sendable {
     }
 
     public func run() async throws {
-        await withTaskGroup(of: Void.self) { group in
-            group.addTask { [self] in
-                for await _ in await UnixSignalsSequence(trapping: .sighup) { reload() }
-            }
-            await supervise()
-            group.cancelAll()
-        }
+        await supervise()
         notifier.notify("STOPPING=1", "STATUS=Stopping")
     }
 
-    private func reload() {
+    /// SIGHUP: reads the configuration again (the daemon's signals thread calls it).
+    func reload() {
         notifier.notify("RELOADING=1", "STATUS=Reloading the configuration")
         let refusal = hooks.reload()
         state.withLock { $0.reloads += 1; $0.lastReloadError = refusal }

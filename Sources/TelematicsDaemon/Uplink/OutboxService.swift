@@ -67,7 +67,12 @@ public final class OutboxService: Service, Sendable {
     static let memoryLimitBytes = 4 << 20
     static let reopenIntervalMs: Int64 = 30_000
 
-    public init(path: String, maximumBytes: Int64, diskReserveBytes: Int64? = nil, logger: Logger, uplink: UplinkConfiguration? = nil) {
+    /// The car's loop watch (the watchdog's).
+    private let monitor: LoopMonitor
+
+    public init(path: String, maximumBytes: Int64, diskReserveBytes: Int64? = nil, logger: Logger, uplink: UplinkConfiguration? = nil,
+                monitor: LoopMonitor = LoopMonitor()) {
+        self.monitor = monitor
         self.diskReserveBytes = diskReserveBytes
         self.uplink = uplink
         self.path = path
@@ -245,7 +250,7 @@ public final class OutboxService: Service, Sendable {
         var statsAt = Timestamp.zero
         var commitFailing = false
         while true {
-            LoopMonitor.shared.turn(.outbox, stop: stop)
+            monitor.turn(.outbox, stop: stop)
             let (mode, discard) = privacy.withLock { p in defer { p.discardPositions = false }; return (p.mode, p.discardPositions) }
             if let u = uplink, mode.connects {
                 // The MQTT loop is this thread's wait: it returns on network activity or after 50 ms.
