@@ -149,7 +149,9 @@ let effects: [H.Start: [H.Event: (ECallPhase, [Must])]] = [
         .cancel: (.dialling, [.act(.reject(.automaticCallCannotBeCancelled))]),
         .answered: (.waitingForSendMSD, [.act(.sendInitiation), .start(.t3), .start(.t5)]),
         .failed: (.redialWait, [.start(.redial)]),
-        .cleared: (.callbackWindow, [.ending(.clearedByRemote), .start(.t9)]),
+        // Never answered: a failed set-up, redialled (it used to end the eCall, with no MSD).
+        .cleared: (.redialWait, [.start(.redial)]),
+        .dropped: (.redialWait, [.start(.redial)]),
         .timer(.t2): (.callbackWindow, [.act(.hangUp), .ending(.neverConnected)]),
     ],
     .redialWait: [

@@ -131,6 +131,29 @@ def test_busy_then_answered_redials(bench):
     assert [d["call"] for d in b.received("dial")] == [1, 2, 3]
 
 
+def test_a_call_cleared_or_dropped_before_it_was_answered_is_redialled(bench):
+    # An independent network peer (not tcu-psap) that clears the first attempt while the unit
+    # is still dialling and drops the second: each is a failed set-up, redialled, not an
+    # emergency call ended by the PSAP (it used to end the eCall with no MSD and no redial).
+    b = bench(start_psap=False, ecall="redial-interval-ms = 100\n")
+    dials = []
+    with socket.create_server(("127.0.0.1", b.port)) as server:
+        server.settimeout(60)
+        conn, _ = server.accept()
+        with conn:
+            conn.settimeout(60)
+            lines = conn.makefile("r")
+            while len(dials) < 3:
+                m = json.loads(lines.readline())
+                if m["type"] != "dial":
+                    continue
+                dials.append(m)
+                reply = {1: "cleared", 2: "dropped"}.get(len(dials), "cleared")
+                conn.sendall((json.dumps({"type": reply, "call": m["call"]}) + "\n").encode())
+    assert [d["call"] for d in dials] == [1, 2, 3] and all(d["number"] == "112" for d in dials)
+    assert b.last_call() is None  # no call has ended: it is still being placed
+
+
 def test_drop_during_msd_transfer_redials_within_120_s(bench):
     b = bench(scenario="drop-on-msd = 1\n")
     call = wait_until(b.last_call)

@@ -12,7 +12,7 @@
 //                        └──T1──> dialling (manual)
 //     idle ──test──> dialling (test number, testCall set)
 //     dialling ──answered──> waitingForSendMSD (T5; push mode: INITIATION with T3)
-//     dialling ──failed──> redialWait ──redial timer / network back──> dialling
+//     dialling ──failed (or cleared / dropped before an answer)──> redialWait ──redial timer / network back──> dialling
 //     waitingForSendMSD ──SEND MSD──> transmittingMSD (T7) ; ──T5──> voice (no MSD)
 //     transmittingMSD ──LL-ACK──> waitingForALACK (T6) ; ──T7──> voice (MSD failed)
 //     waitingForALACK ──AL-ACK──> voice ; ──AL-ACK clear-down──> callbackWindow ; ──T6──> voice
@@ -218,8 +218,8 @@ public struct ECallStateMachine: Sendable {
         case dialling(Call)
         /// Between attempts; the redial timer runs.
         case redialWait(Call)
-        /// Answered; T5 runs (and T3 while INITIATION is sent in push mode).
-        case waitingForSendMSD(Call)
+        /// Answered; T5 runs. `initiating`: push mode's INITIATION is being sent (T3 runs).
+        case waitingForSendMSD(Call, initiating: Bool)
         /// The MSD is being sent; T7 runs until the LL-ACK.
         case transmittingMSD(Call)
         /// LL-ACK received; T6 runs until the AL-ACK.
@@ -259,7 +259,7 @@ public struct ECallStateMachine: Sendable {
         switch state {
         case .idle: nil
         case .manualPending: .manual
-        case .dialling(let c), .redialWait(let c), .waitingForSendMSD(let c), .transmittingMSD(let c),
+        case .dialling(let c), .redialWait(let c), .waitingForSendMSD(let c, _), .transmittingMSD(let c),
              .waitingForALACK(let c), .voice(let c): c.kind
         case .callbackWindow(let w): w.last.kind
         }
@@ -281,7 +281,7 @@ public struct ECallStateMachine: Sendable {
         case .manualPending(let ts, let since):
             return Snapshot(call: Call(kind: .manual, number: configuration.emergencyNumber, msdTimestamp: ts, startedAt: since),
                             inCall: true, t9Expired: false)
-        case .dialling(let c), .redialWait(let c), .waitingForSendMSD(let c), .transmittingMSD(let c),
+        case .dialling(let c), .redialWait(let c), .waitingForSendMSD(let c, _), .transmittingMSD(let c),
              .waitingForALACK(let c), .voice(let c):
             return c.isCallback ? Snapshot(call: c, inCall: false, t9Expired: false) : Snapshot(call: c, inCall: true, t9Expired: false)
         case .callbackWindow(let w):
@@ -408,7 +408,7 @@ public struct ECallStateMachine: Sendable {
         case .manualPending:
             state = .idle
             return cancel([.t1]) + [.phaseChanged(.idle)]
-        case .dialling(let c), .redialWait(let c), .waitingForSendMSD(let c), .transmittingMSD(let c),
+        case .dialling(let c), .redialWait(let c), .waitingForSendMSD(let c, _), .transmittingMSD(let c),
              .waitingForALACK(let c), .voice(let c):
             return [.reject(c.kind == .automatic ? .automaticCallCannotBeCancelled : .cancellationWindowOver)]
         case .idle, .callbackWindow:
@@ -452,7 +452,7 @@ public struct ECallStateMachine: Sendable {
             state = .voice(c)
             return [.switchToVoice(msdFailure: nil), .phaseChanged(.voice)]
         }
-        state = .waitingForSendMSD(c)
+        state = .waitingForSendMSD(c, initiating: configuration.pushMode)
         if configuration.pushMode {
             actions.append(.sendInitiation)
             actions.append(start(.t3, configuration.t3Ms))
@@ -489,9 +489,9 @@ public struct ECallStateMachine: Sendable {
     /// The PSAP asks for the MSD (SEND MSD), first time or again.
     public mutating func sendMSDReceived(at now: ECallInstant) -> [ECallAction] {
         switch state {
-        case .waitingForSendMSD(let c):
+        case .waitingForSendMSD(let c, let initiating):
             var actions = cancel([.t5])
-            if let stop = cancel(.t3) { actions += [stop, .stopInitiation] }
+            if initiating { actions += cancel([.t3]) + [.stopInitiation] }
             state = .transmittingMSD(c)
             actions.append(.transmitMSD(messageIdentifier: c.messageIdentifier, timestamp: c.msdTimestamp, kind: c.kind))
             actions.append(start(.t7, configuration.t7Ms))
@@ -546,10 +546,14 @@ public struct ECallStateMachine: Sendable {
         switch state {
         case .voice(let c) where c.isCallback, .transmittingMSD(let c) where c.isCallback, .waitingForALACK(let c) where c.isCallback:
             return endCallback(c, at: now)
-        case .dialling(let c), .waitingForSendMSD(let c), .transmittingMSD(let c), .waitingForALACK(let c), .voice(let c):
-            var actions: [ECallAction] = []
-            if generations[.t3] != nil { actions.append(.stopInitiation) }
-            return actions + endCall(c, .clearedByRemote, at: now, hangUp: false)
+        case .dialling:
+            // Cleared before it was ever answered: a set-up that failed, redialled within
+            // EN 16062's rules, not an emergency call ended by the PSAP.
+            return callFailed(.rejected, at: now)
+        case .waitingForSendMSD(let c, let initiating):
+            return (initiating ? [.stopInitiation] : []) + endCall(c, .clearedByRemote, at: now, hangUp: false)
+        case .transmittingMSD(let c), .waitingForALACK(let c), .voice(let c):
+            return endCall(c, .clearedByRemote, at: now, hangUp: false)
         case .redialWait, .idle, .manualPending, .callbackWindow:
             return []
         }
@@ -561,15 +565,18 @@ public struct ECallStateMachine: Sendable {
         case .voice(let c) where c.isCallback, .transmittingMSD(let c) where c.isCallback, .waitingForALACK(let c) where c.isCallback:
             // A dropped callback is not redialled: the PSAP calls again if it needs to.
             return endCallback(c, at: now)
-        case .waitingForSendMSD(var c), .transmittingMSD(var c), .waitingForALACK(var c), .voice(var c):
+        case .waitingForSendMSD(var c, _), .transmittingMSD(var c), .waitingForALACK(var c), .voice(var c):
             var actions = cancel(Self.callTimers)
-            if actions.contains(.cancelTimer(.t3)) { actions.append(.stopInitiation) }
+            if case .waitingForSendMSD(_, true) = state { actions.append(.stopInitiation) }
             c.redialDeadline = now + configuration.dropRedialWindowMs
             if let max = configuration.maximumAttempts, c.attempts >= max {
                 return actions + endCall(c, .droppedNotReconnected, at: now, hangUp: false)
             }
             return actions + dial(c, at: now, startT2: false)
-        case .dialling, .redialWait, .idle, .manualPending, .callbackWindow:
+        case .dialling:
+            // Broken before it was answered: a failed set-up, redialled within the rules.
+            return callFailed(.rejected, at: now)
+        case .redialWait, .idle, .manualPending, .callbackWindow:
             return []
         }
     }
@@ -587,50 +594,100 @@ public struct ECallStateMachine: Sendable {
     public mutating func timerExpired(_ id: ECallTimerID, at now: ECallInstant) -> [ECallAction] {
         guard generations[id.timer] == id.generation else { return [] }
         generations.removeValue(forKey: id.timer)
-        switch (id.timer, state) {
-        case (.t1, .manualPending(let ts, _)):
-            return dial(Call(kind: .manual, number: configuration.emergencyNumber, msdTimestamp: ts, startedAt: now), at: now, startT2: true)
-        case (.redial, .redialWait(let c)):
-            return dial(c, at: now, startT2: false)
-        case (.t3, .waitingForSendMSD):
-            return [.stopInitiation]
-        case (.t5, .waitingForSendMSD(let c)):
-            var actions = cancel([.t3])
-            if actions.contains(.cancelTimer(.t3)) { actions.append(.stopInitiation) }
-            state = .voice(c)
-            return actions + [.switchToVoice(msdFailure: .noSendMSD), .phaseChanged(.voice)]
-        case (.t7, .transmittingMSD(let c)):
-            state = .voice(c)
-            return [.switchToVoice(msdFailure: .noLowerLayerAck), .phaseChanged(.voice)]
-        case (.t6, .waitingForALACK(let c)):
-            state = .voice(c)
-            return [.switchToVoice(msdFailure: .noApplicationAck), .phaseChanged(.voice)]
-        case (.t2, .dialling(let c)), (.t2, .redialWait(let c)), (.t2, .waitingForSendMSD(let c)),
-             (.t2, .transmittingMSD(let c)), (.t2, .waitingForALACK(let c)), (.t2, .voice(let c)):
-            var actions: [ECallAction] = []
-            if generations[.t3] != nil { actions.append(.stopInitiation) }
-            // Between attempts there is no line to hang up.
-            let lineOpen: Bool
-            if case .redialWait = state { lineOpen = false } else { lineOpen = true }
-            return actions + endCall(c, c.everConnected ? .t2Expired : .neverConnected, at: now, hangUp: lineOpen)
-        case (.t9, .callbackWindow(var w)):
-            if configuration.eCallOnly {
-                w.t9Expired = true
-                state = .callbackWindow(w)
+        switch id.timer {
+        case .t1:
+            switch state {
+            case .manualPending(let ts, _):
+                return dial(Call(kind: .manual, number: configuration.emergencyNumber, msdTimestamp: ts, startedAt: now),
+                            at: now, startT2: true)
+            case .idle, .dialling, .redialWait, .waitingForSendMSD, .transmittingMSD, .waitingForALACK, .voice, .callbackWindow:
                 return []
             }
-            var actions = cancel([.t10])
-            state = .idle
-            actions.append(.phaseChanged(.idle))
-            return actions
-        case (.t10, .callbackWindow):
-            var actions = cancel([.t9])
-            state = .idle
-            actions += [.deregisterFromNetwork, .phaseChanged(.idle)]
-            return actions
-        default:
-            // The timer's state is gone (e.g. T9 during a callback is handled when it ends).
-            return []
+        case .redial:
+            switch state {
+            case .redialWait(let c):
+                return dial(c, at: now, startT2: false)
+            case .idle, .manualPending, .dialling, .waitingForSendMSD, .transmittingMSD, .waitingForALACK, .voice, .callbackWindow:
+                return []
+            }
+        case .t3:
+            switch state {
+            case .waitingForSendMSD(let c, true):
+                state = .waitingForSendMSD(c, initiating: false)
+                return [.stopInitiation]
+            case .waitingForSendMSD(_, false), .idle, .manualPending, .dialling, .redialWait, .transmittingMSD, .waitingForALACK,
+                 .voice, .callbackWindow:
+                return []
+            }
+        case .t5:
+            switch state {
+            case .waitingForSendMSD(let c, let initiating):
+                let actions = initiating ? cancel([.t3]) + [.stopInitiation] : []
+                state = .voice(c)
+                return actions + [.switchToVoice(msdFailure: .noSendMSD), .phaseChanged(.voice)]
+            case .idle, .manualPending, .dialling, .redialWait, .transmittingMSD, .waitingForALACK, .voice, .callbackWindow:
+                return []
+            }
+        case .t7:
+            switch state {
+            case .transmittingMSD(let c):
+                state = .voice(c)
+                return [.switchToVoice(msdFailure: .noLowerLayerAck), .phaseChanged(.voice)]
+            case .idle, .manualPending, .dialling, .redialWait, .waitingForSendMSD, .waitingForALACK, .voice, .callbackWindow:
+                return []
+            }
+        case .t6:
+            switch state {
+            case .waitingForALACK(let c):
+                state = .voice(c)
+                return [.switchToVoice(msdFailure: .noApplicationAck), .phaseChanged(.voice)]
+            case .idle, .manualPending, .dialling, .redialWait, .waitingForSendMSD, .transmittingMSD, .voice, .callbackWindow:
+                return []
+            }
+        case .t2:
+            switch state {
+            case .dialling(let c), .redialWait(let c), .waitingForSendMSD(let c, _), .transmittingMSD(let c), .waitingForALACK(let c),
+                 .voice(let c):
+                var actions: [ECallAction] = []
+                if case .waitingForSendMSD(_, true) = state { actions.append(.stopInitiation) }
+                // Between attempts there is no line to hang up.
+                let lineOpen: Bool
+                if case .redialWait = state { lineOpen = false } else { lineOpen = true }
+                return actions + endCall(c, c.everConnected ? .t2Expired : .neverConnected, at: now, hangUp: lineOpen)
+            case .idle, .manualPending, .callbackWindow:
+                return []
+            }
+        case .t9:
+            switch state {
+            case .callbackWindow(var w):
+                if configuration.eCallOnly {
+                    w.t9Expired = true
+                    state = .callbackWindow(w)
+                    return []
+                }
+                var actions = cancel([.t10])
+                state = .idle
+                actions.append(.phaseChanged(.idle))
+                return actions
+            case .voice, .transmittingMSD, .waitingForALACK:
+                // During a callback: it is no longer running, which the callback's end reads.
+                return []
+            case .idle, .manualPending, .dialling, .redialWait, .waitingForSendMSD:
+                return []
+            }
+        case .t10:
+            switch state {
+            case .callbackWindow:
+                var actions = cancel([.t9])
+                state = .idle
+                actions += [.deregisterFromNetwork, .phaseChanged(.idle)]
+                return actions
+            case .voice, .transmittingMSD, .waitingForALACK:
+                // During a callback: the unit deregisters when the callback ends.
+                return []
+            case .idle, .manualPending, .dialling, .redialWait, .waitingForSendMSD:
+                return []
+            }
         }
     }
 

@@ -381,38 +381,18 @@ public final class ECallService: Service, Sendable {
             return machine.networkAvailable(at: now)
         case .detached(let reason):
             logger.warning("eCall link lost", metadata: ["ecall.reason": "\(reason)"])
-            switch machine.phase {
-            case .dialling: return machine.callFailed(.noNetwork, at: now)
-            case .waitingForSendMSD, .transmittingMSD, .waitingForALACK, .voice: return machine.callDropped(at: now)
-            case .idle, .manualPending, .redialWait, .callbackWindow: return []
-            }
+            return machine.networkLost(at: now)
         case .malformed(let text):
             logger.error("malformed message on the eCall link", metadata: ["ecall.message": "\(text)"])
             return []
         case .received(let m):
-            switch m {
-            case .setup(let c, let outcome) where c == call:
+            let before = call
+            let actions = machine.networkMessage(m, current: &call, at: now)
+            if case .setup(let c, let outcome) = m, c == before {
                 logger.info("eCall setup", metadata: ["ecall.call": "\(c)", "ecall.outcome": "\(outcome.rawValue)"])
-                switch outcome {
-                case .answered: return machine.callAnswered(at: now)
-                case .busy: return machine.callFailed(.busy, at: now)
-                case .noAnswer: return machine.callFailed(.noAnswer, at: now)
-                case .noNetwork: return machine.callFailed(.noNetwork, at: now)
-                }
-            case .sendMSD(let c) where c == call: return machine.sendMSDReceived(at: now)
-            case .llAck(let c) where c == call: return machine.llAckReceived(at: now)
-            case .alAck(let c, let clearDown) where c == call: return machine.alAckReceived(clearDown: clearDown, at: now)
-            case .cleared(let c) where c == call: return machine.callCleared(at: now)
-            case .dropped(let c) where c == call: return machine.callDropped(at: now)
-            case .incoming(let c):
-                guard machine.phase == .callbackWindow else { return [] }
-                call = c
-                logger.notice("the PSAP calls back", metadata: ["ecall.call": "\(c)"])
-                return machine.incomingCall(at: now)
-            default:
-                // A message for an earlier call, or one only the unit sends.
-                return []
             }
+            if case .incoming(let c) = m, !actions.isEmpty { logger.notice("the PSAP calls back", metadata: ["ecall.call": "\(c)"]) }
+            return actions
         }
     }
 
