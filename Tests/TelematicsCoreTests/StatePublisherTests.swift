@@ -38,6 +38,18 @@ struct StatePublisherTests {
         #expect(p.due(now: .milliseconds(5_000)) == ["doors"])
     }
 
+    @Test("a change waiting for its interval is forgotten at a factory reset")
+    func forgetPending() {
+        var p = StatePublisher(minimumIntervalMs: 1_000, heartbeatMs: 900_000)
+        p.note([change(.doorFrontLeftOpen, at: 0)])
+        #expect(p.due(now: .milliseconds(10)) == ["doors"])
+        p.note([change(.doorFrontLeftOpen, at: 20)])
+        p.forgetPending()
+        #expect(p.due(now: .milliseconds(2_000)).isEmpty)
+        p.note([change(.doorFrontLeftOpen, at: 3_000)])
+        #expect(p.due(now: .milliseconds(3_000)) == ["doors"])
+    }
+
     @Test("every heartbeat sends all blocks seen so far, changed or not")
     func heartbeat() {
         var p = StatePublisher(minimumIntervalMs: 1_000, heartbeatMs: 60_000)

@@ -89,6 +89,10 @@ public struct StatePublisher: Sendable {
         for b in blocks where StateBlock.published.contains(b) { dirty.insert(b) }
     }
 
+    /// Forgets the changes still waiting for their interval (a factory reset: what was
+    /// captured before it must not reach the backend after its deletion).
+    public mutating func forgetPending() { dirty.removeAll() }
+
     /// The blocks to send now, in report order.
     public mutating func due(now: Timestamp) -> [String] {
         let from = heartbeatFrom ?? now

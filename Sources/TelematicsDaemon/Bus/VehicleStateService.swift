@@ -26,6 +26,9 @@ public final class VehicleStateService: Service, Sendable {
         publisher.withLock { $0.minimumIntervalMs = minimumIntervalMs; $0.heartbeatMs = heartbeatMs }
     }
 
+    /// Forgets the blocks waiting for their interval (a factory reset).
+    public func forgetPending() { publisher.withLock { $0.forgetPending() } }
+
     /// Sends every block again at the next look (the backend link came back from "offline").
     public func resendAll() { everything.store(true, ordering: .relaxed) }
 

@@ -12,11 +12,13 @@ public struct FactoryReset: Sendable {
     let privacy: PrivacySetting
     let configuredPrivacy: PrivacyMode
     let outbox: OutboxService
+    let state: VehicleStateService?
     let vin: String
     let logger: Logger
 
     public init(registration: CarRegistration, gnss: GNSSService?, privacy: PrivacySetting, configuredPrivacy: PrivacyMode,
-                outbox: OutboxService, vin: String, logger: Logger) {
+                outbox: OutboxService, state: VehicleStateService? = nil, vin: String, logger: Logger) {
+        self.state = state
         self.registration = registration
         self.gnss = gnss
         self.privacy = privacy
@@ -32,6 +34,7 @@ public struct FactoryReset: Sendable {
         registration.reset()
         gnss?.clearParking()
         privacy.reset(to: configuredPrivacy)
+        state?.forgetPending()
         let id = randomMessageID()
         // At alarm priority: never evicted, kept until the backend has it.
         let ask = OutboxMessage(id: id, stream: "requests", priority: .theftAlarm, capturedAtMs: now, payload: JSON.object([

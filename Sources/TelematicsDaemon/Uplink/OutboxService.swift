@@ -243,26 +243,29 @@ public final class OutboxService: Service, Sendable {
         _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, 10)
         var store = open()
         var lastAttempt = monotonicNow()
-        var uplink = self.uplink.flatMap { Uplink(configuration: $0, logger: logger) }
-        uplink?.onResponse = { [self] body in self.answered(body) }
-        uplink?.onCommand = { [self] payload in self.commandHandler.withLock { $0 }?(payload) }
+        func makeUplink() -> Uplink? {
+            let u = self.uplink.flatMap { Uplink(configuration: $0, logger: logger) }
+            u?.onResponse = { [self] body in self.answered(body) }
+            u?.onCommand = { [self] payload in self.commandHandler.withLock { $0 }?(payload) }
+            return u
+        }
+        var uplink = makeUplink()
         // Counting the rows is a scan: refresh the status at most once a second.
         var statsAt = Timestamp.zero
         var commitFailing = false
         while true {
             monitor.turn(.outbox, stop: stop)
             let (mode, discard) = privacy.withLock { p in defer { p.discardPositions = false }; return (p.mode, p.discardPositions) }
+            // Offline: no data leaves the car; the link says goodbye and stays down.
+            uplink?.follow(connects: mode.connects)
             if let u = uplink, mode.connects {
                 // The MQTT loop is this thread's wait: it returns on network activity or after 50 ms.
                 u.service(now: monotonicNow(), wake: linkWake)
-                link.withLock { $0.connected = u.connected; $0.reconnects = u.reconnects; $0.lastError = u.lastError }
             } else {
-                // Offline: no data leaves the car; the link says goodbye and stays down.
-                if let u = uplink, u.connected || u.isConnecting {
-                    u.close()
-                    link.withLock { $0.connected = false; $0.lastError = "offline (privacy)" }
-                }
                 _ = wake.wait(timeout: .now() + .milliseconds(uplink == nil ? 1000 : 50))
+            }
+            if let u = uplink {
+                link.withLock { $0.connected = u.connected; $0.reconnects = u.reconnects; $0.lastError = u.lastError }
             }
             let stopping = stop.isSet
             if store == nil, stopping || monotonicNow().milliseconds(since: lastAttempt) >= Self.reopenIntervalMs {
@@ -273,7 +276,13 @@ public final class OutboxService: Service, Sendable {
                 do {
                     let n = try s.deleteAll()
                     try s.append([request])
-                    uplink?.forgetInFlight()
+                    // A new MQTT session as well: the client library keeps what it handed to
+                    // the broker unacknowledged and would send it again on the next connection,
+                    // after the backend had deleted the car's data.
+                    if uplink != nil {
+                        uplink?.close()
+                        uplink = makeUplink()
+                    }
                     done.give(n)
                     logger.notice("factory reset: the outbox is empty", metadata: ["outbox.deleted": "\(n)"])
                 } catch {
@@ -350,33 +359,29 @@ public final class OutboxService: Service, Sendable {
     }
 }
 
-/// The MQTT side of the outbox thread: connection, backoff, the in-flight window.
+/// The MQTT side of the outbox thread: it carries out what `UplinkMachine` (the core) decides
+/// about the connection, the backoff and the in-flight window.
 final class Uplink {
     let configuration: UplinkConfiguration
     let logger: Logger
     let client: MQTTClient
-    private(set) var connected = false
-    private(set) var reconnects: Int64 = 0
+    private var machine: UplinkMachine
     private(set) var published: Int64 = 0
     private(set) var acknowledged: Int64 = 0
-    private(set) var lastError: String?
-    private var connecting = false
-    var isConnecting: Bool { connecting }
-    private var nextAttempt = Timestamp.zero
-    private var failures = 0
-    /// Message id of each publish in flight → outbox id.
-    private var inflight: [Int32: String] = [:]
-    private var acked: [String] = []
     private var rng = SystemRandomNumberGenerator()
     /// Answers to interactive requests (`vehicles/{vin}/.../response`).
     var onResponse: ((JSON) -> Void)?
     var onCommand: (([UInt8]) -> Void)?
 
+    var connected: Bool { machine.phase == .up }
+    var reconnects: Int64 { machine.reconnects }
+    var lastError: String? { machine.lastError }
     var connectionTopic: String { "vehicles/\(configuration.vin)/connection" }
 
     init?(configuration: UplinkConfiguration, logger: Logger) {
         self.configuration = configuration
         self.logger = logger
+        machine = UplinkMachine(window: configuration.window)
         do {
             client = try MQTTClient(
                 clientID: "tcu-\(configuration.vin)", host: configuration.host, port: configuration.port,
@@ -390,11 +395,9 @@ final class Uplink {
             logger.error("cannot set up the backend link", metadata: ["error": "\(error)"])
             return nil
         }
-        client.onConnect = { [unowned self] rc in self.didConnect(rc) }
-        client.onDisconnect = { [unowned self] rc in self.didDisconnect(rc) }
-        client.onPublish = { [unowned self] mid in
-            if let id = self.inflight.removeValue(forKey: mid) { self.acked.append(id) }
-        }
+        client.onConnect = { [unowned self] rc in self.perform(self.machine.connAck(rc, at: Self.nowMs(), jitter: self.jitter())) }
+        client.onDisconnect = { [unowned self] rc in self.lost(rc) }
+        client.onPublish = { [unowned self] mid in self.machine.published(mid) }
         client.onMessage = { [unowned self] topic, payload in
             if topic.hasSuffix("/response"), let body = try? JSON.parse(String(decoding: payload, as: UTF8.self)) {
                 self.onResponse?(body)
@@ -408,80 +411,79 @@ final class Uplink {
         }
     }
 
+    private static func nowMs() -> Int64 { monotonicNow().nanoseconds / 1_000_000 }
+
+    /// The backoff's jitter: 0.5 to 1.0, so that a fleet does not come back all at once.
+    private func jitter() -> Double { Double.random(in: 0.5...1.0, using: &rng) }
+
+    /// Follows the privacy level: offline closes the link (with a goodbye), back online it
+    /// connects at once.
+    func follow(connects: Bool) {
+        let actions = machine.privacyChanged(connects: connects)
+        perform(actions)
+        if !actions.isEmpty { _ = client.loop(timeoutMs: 10) }
+    }
+
     /// Connects when due, then runs the network for up to 50 ms.
     func service(now: Timestamp, wake: WakePipe) {
-        if !connected && !connecting {
+        let ms = now.nanoseconds / 1_000_000
+        if let wait = machine.msUntilAttempt(at: ms) {
             // Until the next attempt is due, wait for work (a message to commit ends the wait).
-            guard now >= nextAttempt else { wake.wait(timeoutMs: Int32(min(50, max(1, nextAttempt.milliseconds(since: now))))); return }
+            guard wait == 0 else { wake.wait(timeoutMs: Int32(min(50, max(1, wait)))); return }
             let rc = client.connect()
-            if rc != 0 {
-                scheduleRetry(now, "connect: \(MQTTClient.describe(rc))")
+            guard rc == 0 else {
+                machine.connectFailed("connect: \(MQTTClient.describe(rc))", at: ms, jitter: jitter())
                 return
             }
-            connecting = true
+            machine.connectCalled()
         }
-        let rc = client.loop(timeoutMs: 50, wake: wake)
-        if rc != 0, connected || connecting {
-            didDisconnect(rc)
-        }
-    }
-
-    private func scheduleRetry(_ now: Timestamp, _ reason: String) {
-        failures += 1
-        lastError = reason
-        // Capped exponential backoff with jitter: 0.5 s, 1 s, 2 s ... 30 s, each × 0.5-1.0.
-        let cap = min(30_000, 500 * (1 << min(failures - 1, 6)))
-        let delay = Int64(Double(cap) * Double.random(in: 0.5...1.0, using: &rng))
-        nextAttempt = now.adding(milliseconds: delay)
-    }
-
-    private func didConnect(_ rc: Int32) {
-        connecting = false
-        guard rc == 0 else {
-            scheduleRetry(monotonicNow(), "refused by the broker (CONNACK \(rc))")
-            client.disconnect()
+        guard machine.phase == .up || machine.phase == .connecting else {
+            wake.wait(timeoutMs: 50)
             return
         }
-        connected = true
-        if failures > 0 || reconnects > 0 { reconnects += 1 }
-        failures = 0
-        lastError = nil
-        // Unacknowledged messages go again on the new connection.
-        inflight.removeAll()
-        let online = Array(#"{"online":true}"#.utf8)
-        _ = client.publish(topic: connectionTopic, payload: online, retain: true)
-        _ = client.subscribe("vehicles/\(configuration.vin)/commands")
-        _ = client.subscribe("vehicles/\(configuration.vin)/+/response")
-        logger.notice("backend link up", metadata: ["mqtt.broker": "\(configuration.host):\(configuration.port)"])
+        let rc = client.loop(timeoutMs: 50, wake: wake)
+        if rc != 0 { lost(rc) }
     }
 
-    private func didDisconnect(_ rc: Int32) {
-        let was = connected
-        connected = false
-        connecting = false
-        inflight.removeAll()
-        scheduleRetry(monotonicNow(), "disconnected: \(MQTTClient.describe(rc))")
-        // rc 0: the daemon closed it itself (stopping).
-        if was, rc != 0 { logger.warning("backend link down", metadata: ["mqtt.reason": "\(MQTTClient.describe(rc))"]) }
+    private func lost(_ rc: Int32) {
+        // rc 0: the daemon closed it itself.
+        if machine.connectionLost("disconnected: \(MQTTClient.describe(rc))", unexpected: rc != 0, at: Self.nowMs(), jitter: jitter()) {
+            logger.warning("backend link down", metadata: ["mqtt.reason": "\(MQTTClient.describe(rc))"])
+        }
+    }
+
+    private func perform(_ actions: [UplinkAction]) {
+        for action in actions {
+            switch action {
+            case .announceOnline:
+                _ = client.publish(topic: connectionTopic, payload: Array(#"{"online":true}"#.utf8), retain: true)
+                _ = client.subscribe("vehicles/\(configuration.vin)/commands")
+                _ = client.subscribe("vehicles/\(configuration.vin)/+/response")
+                logger.notice("backend link up", metadata: ["mqtt.broker": "\(configuration.host):\(configuration.port)"])
+            case .sayGoodbye:
+                // A clean goodbye: the retained state says offline (the will covers a crash).
+                _ = client.publish(topic: connectionTopic, payload: Array(#"{"online":false}"#.utf8), retain: true)
+                _ = client.loop(timeoutMs: 100)
+            case .disconnect:
+                client.disconnect()
+            }
+        }
     }
 
     /// Deletes what was acknowledged, and fills the window while connected.
     func exchange(with store: OutboxStore, positions: Bool) throws(OutboxError) {
-        let room = connected ? max(0, configuration.window - inflight.count) : 0
-        guard !acked.isEmpty || room > 0 else { return }
-        let entries = try store.exchange(acknowledging: acked, takeUpTo: room, excluding: Set(inflight.values), positions: positions)
-        acknowledged += Int64(acked.count)
-        acked.removeAll()
+        let room = machine.room
+        guard !machine.acknowledged.isEmpty || room > 0 else { return }
+        let entries = try store.exchange(acknowledging: machine.acknowledged, takeUpTo: room,
+                                         excluding: Set(machine.inFlight.values), positions: positions)
+        acknowledged += Int64(machine.takeAcknowledged().count)
         for e in entries {
             let payload = Self.envelope(e, sentAtMs: wallClockNow().nanoseconds / 1_000_000)
             guard let mid = client.publish(topic: "vehicles/\(configuration.vin)/\(e.message.stream)", payload: payload) else { break }
-            inflight[mid] = e.message.id
+            machine.sent(e.message.id, as: mid)
             published += 1
         }
     }
-
-    /// Forgets what is in flight (its rows are gone): their acknowledgements free nothing.
-    func forgetInFlight() { inflight.removeAll() }
 
     /// Publishes straight away (QoS 1), not through the outbox: interactive requests.
     func publishDirect(suffix: String, payload: [UInt8]) {
@@ -498,17 +500,8 @@ final class Uplink {
     }
 
     func close() {
-        if connected {
-            // A clean goodbye: the retained state says offline (the will covers a crash).
-            _ = client.publish(topic: connectionTopic, payload: Array(#"{"online":false}"#.utf8), retain: true)
-            _ = client.loop(timeoutMs: 100)
-        }
-        if connected || connecting {
-            client.disconnect()
-            _ = client.loop(timeoutMs: 10)
-        }
-        connected = false
-        connecting = false
-        inflight.removeAll()
+        let actions = machine.close()
+        perform(actions)
+        if !actions.isEmpty { _ = client.loop(timeoutMs: 10) }
     }
 }
