@@ -72,8 +72,17 @@ let package = Package(
         // Position from gpsd (its own thread, reconnects).
         .target(name: "GNSS", dependencies: ["TelematicsCore", "CGPS"], swiftSettings: strict),
 
-        // The control protocol's client side: tcuctl talks to a daemon with it, linking nothing else.
-        .target(name: "Control", dependencies: ["TelematicsCore"], swiftSettings: strict),
+        // The control protocol, both sides: tcuctl's client, and the server the daemon and the
+        // simulated car answer on. It links neither the daemon nor its C libraries.
+        .target(
+            name: "Control",
+            dependencies: [
+                "TelematicsCore", "Platform",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict
+        ),
 
         // The eCall's own link to the network (simulator): no disk, no backend.
         .target(name: "ECallLink", dependencies: ["TelematicsCore", "Platform"], swiftSettings: strict),
@@ -92,7 +101,7 @@ let package = Package(
         .target(
             name: "VehicleSim",
             dependencies: [
-                "TelematicsCore", "Platform", "VehicleBus", "TelematicsDaemon",
+                "TelematicsCore", "Platform", "VehicleBus",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: strict
@@ -100,7 +109,7 @@ let package = Package(
         .executableTarget(
             name: "tcu-car",
             dependencies: [
-                "VehicleSim", "TelematicsCore", "TelematicsDaemon", "Platform", "Control", "VehicleBus",
+                "VehicleSim", "TelematicsCore", "Platform", "Control", "VehicleBus",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

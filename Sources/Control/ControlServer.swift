@@ -1,16 +1,16 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import Control
 import Logging
 import Platform
 import ServiceLifecycle
 import Synchronization
 import TelematicsCore
 
-/// The daemon's control socket: a Unix stream socket that only the owner and group can use
-/// (mode 0660). One request per connection, one JSON object per line each way:
-/// `{"command":"status"}` → `{"ok":true,...}` or `{"ok":false,"error":"..."}`.
+/// A control socket's server side (the daemon's, the simulated car's): a Unix stream socket
+/// that only the owner and group can use (mode 0660). One request per connection, one JSON
+/// object per line each way: `{"command":"status"}` → `{"ok":true,...}` or
+/// `{"ok":false,"error":"..."}`.
 public final class ControlServer: Service, Sendable {
     public typealias Handler = @Sendable (JSON) -> JSON
     private let path: String
@@ -24,11 +24,13 @@ public final class ControlServer: Service, Sendable {
 
     /// Binds the socket now, so that a configuration or permission problem stops the daemon
     /// at start instead of later.
-    /// The car's loop watch (the watchdog's): the accept loop beats at every turn.
-    private let monitor: LoopMonitor
+    /// Called at every turn of the accept loop (at least every 100 ms) with its stop signal:
+    /// the daemon's watchdog beats there (and a test's injected hang holds the loop there).
+    private let turn: @Sendable (StopSignal) -> Void
 
-    public init(path: String, logger: Logger, monitor: LoopMonitor = LoopMonitor(), handler: @escaping Handler) throws(ControlError) {
-        self.monitor = monitor
+    public init(path: String, logger: Logger, turn: @escaping @Sendable (StopSignal) -> Void = { _ in },
+                handler: @escaping Handler) throws(ControlError) {
+        self.turn = turn
         self.path = path
         self.handler = handler
         self.logger = logger
@@ -71,7 +73,7 @@ public final class ControlServer: Service, Sendable {
         let fd = listenFD
         let thread = DedicatedThread(name: "control") { [self] in
             while !self.stop.isSet {
-                self.monitor.turn(.control, stop: self.stop)
+                self.turn(self.stop)
                 var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
                 guard poll(&pfd, 1, 100) > 0 else { continue }
                 let conn = accept(fd, nil, nil)
@@ -80,13 +82,14 @@ public final class ControlServer: Service, Sendable {
                 // client that never sends must not hold up the next one. Beyond that many, a
                 // client is told to come back: the accept loop never serves one itself, so slow
                 // clients cannot stall it (nor the watchdog that watches it).
-                if self.active.add(1, ordering: .relaxed).newValue <= Self.maximumClients {
-                    DedicatedThread.detached(name: "control-client") { [self] in
+                let served = self.active.add(1, ordering: .relaxed).newValue <= Self.maximumClients
+                    && DedicatedThread.detached(name: "control-client") { [self] in
                         self.serve(conn)
                         Glibc.close(conn)
                         self.active.subtract(1, ordering: .relaxed)
                     }
-                } else {
+                if !served {
+                    // Too many at once, or no thread to be had: told, never left hanging.
                     self.active.subtract(1, ordering: .relaxed)
                     writeControlLine(conn, JSON.object([("ok", .bool(false)), ("error", .string("busy: \(Self.maximumClients) clients are being served; try again"))]).text + "\n")
                     Glibc.close(conn)

@@ -1,3 +1,4 @@
+import Control
 import ECallLink
 import Logging
 import Platform
@@ -144,9 +145,10 @@ public final class TelematicsUnit: Sendable {
                                            vin: vin, logger: logger)
         privacy.observe(initially: false) { [gnss] mode in
             // A new level: the parking block says what may now be said; back online, the
-            // backend gets the whole state again.
+            // backend gets the whole state again, for a registered car (a factory reset puts
+            // the level back after it forgot the registration: nothing goes after the deletion).
             gnss?.resendParking()
-            if mode.connects {
+            if mode.connects, registration.current.status == .completed {
                 stateService.resendAll()
                 capabilities.resend()
             }
@@ -166,8 +168,8 @@ public final class TelematicsUnit: Sendable {
         let control: ControlServer
         do {
             let reset = FactoryReset(registration: registration, gnss: gnss, privacy: privacy, configuredPrivacy: config.privacy,
-                                     outbox: outbox, vin: vin, logger: logger)
-            control = try ControlServer(path: config.controlSocket, logger: logger, monitor: monitor) { [gnss] request in
+                                     outbox: outbox, state: stateService, vin: vin, logger: logger)
+            control = try ControlServer(path: config.controlSocket, logger: logger, turn: { monitor.turn(.control, stop: $0) }) { [gnss] request in
                 ControlCommands.handle(request, bus: bus, profile: profile, eCall: eCall, outbox: outbox, gnss: gnss, privacy: privacy,
                                        registration: registration, reset: reset, supervisor: supervisor,
                                        running: running, capabilities: capabilities, faultInjection: config.faultInjection)

@@ -5,7 +5,6 @@ import Platform
 import ServiceLifecycle
 import Synchronization
 import TelematicsCore
-import TelematicsDaemon
 import VehicleBus
 
 /// Where the simulated car's frames go: a SocketCAN interface or the software log bus.

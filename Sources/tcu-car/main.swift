@@ -4,7 +4,6 @@ import Logging
 import Platform
 import ServiceLifecycle
 import TelematicsCore
-import TelematicsDaemon
 import VehicleBus
 import VehicleSim
 
