@@ -82,6 +82,27 @@ public func directoryName(_ path: String) -> String {
     return slash == path.startIndex ? "/" : String(path[..<slash])
 }
 
+/// The two clocks a car reads, injected into every service so that a test can move time:
+/// `monotonic` for durations and deadlines (never set back), `wall` for the times the backend
+/// and the MSD see (GPS or NTP may set it).
+public struct Clocks: Sendable {
+    public var monotonic: @Sendable () -> Timestamp
+    public var wall: @Sendable () -> Timestamp
+
+    public init(monotonic: @escaping @Sendable () -> Timestamp, wall: @escaping @Sendable () -> Timestamp) {
+        self.monotonic = monotonic
+        self.wall = wall
+    }
+
+    /// The system's.
+    public static let system = Clocks(monotonic: { monotonicNow() }, wall: { wallClockNow() })
+
+    /// Monotonic milliseconds.
+    public var monotonicMs: Int64 { monotonic().nanoseconds / 1_000_000 }
+    /// Wall-clock milliseconds since the epoch.
+    public var wallMs: Int64 { wall().nanoseconds / 1_000_000 }
+}
+
 /// Wall-clock time now.
 public func wallClockNow() -> Timestamp {
     var ts = timespec()

@@ -92,8 +92,13 @@ public final class CandumpLogWriter: Sendable {
 }
 
 /// Replays a candump log as a channel: at the recorded gaps (`original`) or as fast as the
-/// reader takes frames (`fast`). In original timing the frames are re-stamped to now, as
-/// if they had just been received; in fast mode they keep the log's own time.
+/// reader takes frames (`fast`). In original timing the frames are re-stamped to the moment
+/// they are due, as if they had just been received; in fast mode they keep the log's own time.
+///
+/// The replay's clock (`replayNow`) is what staleness is judged by. In original timing it is
+/// the wall clock, but never past the moment the next frame of the log is due: a machine that
+/// stalled the reader (a loaded emulated guest) must not see values go stale for frames the
+/// log has and the reader has not taken yet.
 public final class CandumpReplayChannel: CANChannel, @unchecked Sendable {
     // Used from the one reader thread only.
     private let reader: CandumpLogReader
@@ -112,9 +117,18 @@ public final class CandumpReplayChannel: CANChannel, @unchecked Sendable {
     private let follow: Bool
     /// Ends the wait for more lines as soon as the file is written to.
     private let growth: FileGrowth?
+    private let clocks: Clocks
+    /// Waits until a monotonic instant, at most so many milliseconds (a test's returns at once).
+    private let sleep: @Sendable (Timestamp, Int64) -> Void
+    /// Original timing: the wall time the next frame of the log is due (Int64.max when none is
+    /// known). Read from other threads through `replayNow`.
+    private let nextDueWall = Atomic<Int64>(.max)
 
     /// `follow`: at the end, wait for more lines (`tail -f`) instead of ending.
-    public init(path: String, realtime: Bool, loop: Bool, follow: Bool = false) throws(SystemError) {
+    public init(path: String, realtime: Bool, loop: Bool, follow: Bool = false, clocks: Clocks = .system,
+                sleep: @escaping @Sendable (Timestamp, Int64) -> Void = { sleepUntil(monotonic: $0, maxMs: $1) }) throws(SystemError) {
+        self.clocks = clocks
+        self.sleep = sleep
         reader = try CandumpLogReader(path: path)
         reader.waitsForWholeLines = follow
         // Following is live: what the file held before is history, not the bus now.
@@ -153,16 +167,20 @@ public final class CandumpReplayChannel: CANChannel, @unchecked Sendable {
         }
     }
 
+    /// Reads the next frame into `pending` when it is empty.
+    private func fillPending() {
+        guard pending == nil else { return }
+        pending = nextFromLog()
+        if var p = pending, loopOffset != 0 {
+            // A later round of the loop: shifted past the end of the previous one.
+            p.timestamp = max(lastLogTime, Timestamp(nanoseconds: p.timestamp.nanoseconds + loopOffset))
+            pending = p
+        }
+    }
+
     public func receive(timeoutNs: Int64) throws(SystemError) -> CANFrame? {
         let timeoutMs = wholeMilliseconds(timeoutNs)
-        if pending == nil {
-            pending = nextFromLog()
-            if var p = pending, loopOffset != 0 {
-                // A later round of the loop: shifted past the end of the previous one.
-                p.timestamp = max(lastLogTime, Timestamp(nanoseconds: p.timestamp.nanoseconds + loopOffset))
-                pending = p
-            }
-        }
+        fillPending()
         guard let frame = pending else {
             if follow {
                 // Nothing new yet: wait until the file is written to (a line may also be half
@@ -172,12 +190,13 @@ public final class CandumpReplayChannel: CANChannel, @unchecked Sendable {
                 return nil
             }
             exhausted.store(true, ordering: .releasing)
+            nextDueWall.store(.max, ordering: .relaxed)
             return nil
         }
         if firstLogTime == nil {
             firstLogTime = frame.timestamp
-            startMonotonic = monotonicNow()
-            startWall = wallClockNow()
+            startMonotonic = clocks.monotonic()
+            startWall = clocks.wall()
         }
         lastLogTime = frame.timestamp
         guard realtime else {
@@ -186,13 +205,17 @@ public final class CandumpReplayChannel: CANChannel, @unchecked Sendable {
         }
         let offset = frame.timestamp.nanoseconds - firstLogTime!.nanoseconds
         let due = Timestamp(nanoseconds: startMonotonic.nanoseconds + offset)
-        if due > monotonicNow() {
-            sleepUntil(monotonic: due, maxMs: Int64(timeoutMs))
-            if due > monotonicNow() { return nil }
+        if due > clocks.monotonic() {
+            sleep(due, Int64(timeoutMs))
+            if due > clocks.monotonic() { return nil }
         }
         pending = nil
         var out = frame
         out.timestamp = Timestamp(nanoseconds: startWall.nanoseconds + offset)
+        // Read ahead: the replay's clock stops at the next frame's due time until it is taken.
+        fillPending()
+        let next = pending.map { startWall.nanoseconds + ($0.timestamp.nanoseconds - firstLogTime!.nanoseconds) }
+        nextDueWall.store(next ?? .max, ordering: .relaxed)
         return out
     }
 
@@ -202,9 +225,11 @@ public final class CandumpReplayChannel: CANChannel, @unchecked Sendable {
 
     public func close() {}
 
-    /// "Now" on the replay's clock: the log time of the last frame in fast mode.
+    /// "Now" on the replay's clock: the log time of the last frame in fast mode; in original
+    /// timing the wall clock, but not past the due time of a frame not yet taken.
     public var replayNow: Timestamp {
-        realtime || firstLogTime == nil ? wallClockNow() : lastLogTime
+        guard realtime else { return firstLogTime == nil ? clocks.wall() : lastLogTime }
+        return Timestamp(nanoseconds: min(clocks.wall().nanoseconds, nextDueWall.load(ordering: .relaxed)))
     }
 }
 

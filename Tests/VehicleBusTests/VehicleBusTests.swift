@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Platform
+import Synchronization
 import TelematicsCore
 import Testing
 @testable import VehicleBus
@@ -76,6 +77,47 @@ struct CandumpLogTests {
         #expect(times == times.sorted())
         #expect(times[2] > times[1])
         #expect(!looping.isExhausted)
+    }
+
+    @Test("original timing: frames come when due, stamped with their due time; the replay's clock never passes a frame not yet taken, so a stall makes nothing stale")
+    func replayCatchingUp() throws {
+        let dir = makeTempDir()
+        let path = dir + "/c.log"
+        // 100 frames, one every 10 ms.
+        var log = ""
+        for i in 0..<100 {
+            let ms = i % 100 * 10
+            let fraction = ms < 10 ? "00\(ms)" : ms < 100 ? "0\(ms)" : "\(ms)"
+            log += "(\(100 + i / 100).\(fraction)000) vcan0 583#0\(i % 2)000000\n"
+        }
+        writeFile(path, log)
+        let monotonic = Atomic<Int64>(1_000_000_000), wall = Atomic<Int64>(1_800_000_000_000_000_000)
+        let clocks = Clocks(monotonic: { Timestamp(nanoseconds: monotonic.load(ordering: .relaxed)) },
+                            wall: { Timestamp(nanoseconds: wall.load(ordering: .relaxed)) })
+        func advance(ms: Int64) {
+            monotonic.add(ms * 1_000_000, ordering: .relaxed)
+            wall.add(ms * 1_000_000, ordering: .relaxed)
+        }
+        let ch = try CandumpReplayChannel(path: path, realtime: true, loop: false, clocks: clocks, sleep: { _, _ in })
+        let start = wall.load(ordering: .relaxed)
+        #expect(try ch.receive(timeoutMs: 100)?.timestamp.nanoseconds == start)
+        #expect(try ch.receive(timeoutMs: 100) == nil)  // the next is due in 10 ms
+        advance(ms: 10)
+        #expect(try ch.receive(timeoutMs: 100)?.timestamp.nanoseconds == start + 10_000_000)
+        #expect(ch.replayNow.nanoseconds == wall.load(ordering: .relaxed))  // on time: the wall clock
+        // The machine stalls for 600 ms: the frames due meanwhile come at once, each with its
+        // own time, and the replay's clock is theirs, not the wall clock 600 ms ahead.
+        advance(ms: 600)
+        #expect(ch.replayNow.nanoseconds == start + 20_000_000)  // stopped at the frame not taken
+        for i in 2...61 {
+            #expect(try ch.receive(timeoutMs: 100)?.timestamp.nanoseconds == start + Int64(i) * 10_000_000)
+            let nextDue = start + Int64(i + 1) * 10_000_000
+            #expect(ch.replayNow.nanoseconds == min(nextDue, wall.load(ordering: .relaxed)))
+        }
+        #expect(try ch.receive(timeoutMs: 100) == nil)  // frame 62 is due in 10 ms: caught up
+        advance(ms: 10)
+        #expect(try ch.receive(timeoutMs: 100)?.timestamp.nanoseconds == start + 620_000_000)
+        #expect(ch.replayNow.nanoseconds == wall.load(ordering: .relaxed))  // on time again
     }
 
     @Test("malformed replay lines are collected, not fatal")
