@@ -72,6 +72,9 @@ let package = Package(
         // Position from gpsd (its own thread, reconnects).
         .target(name: "GNSS", dependencies: ["TelematicsCore", "CGPS"], swiftSettings: strict),
 
+        // The daemon's configuration: one table of keys, parsed and checked (pure, like the core).
+        .target(name: "Configuration", dependencies: ["TelematicsCore"], swiftSettings: strict),
+
         // The control protocol, both sides: tcuctl's client, and the server the daemon and the
         // simulated car answer on. It links neither the daemon nor its C libraries.
         .target(
@@ -91,7 +94,8 @@ let package = Package(
         .target(
             name: "TelematicsDaemon",
             dependencies: [
-                "TelematicsCore", "Platform", "Control", "VehicleBus", "ECallLink", "Outbox", "BackendLink", "GNSS", "COpenSSL",
+                "TelematicsCore", "Configuration", "Platform", "Control", "VehicleBus", "ECallLink", "Outbox", "BackendLink", "GNSS",
+                "COpenSSL",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
@@ -101,7 +105,7 @@ let package = Package(
         .target(
             name: "VehicleSim",
             dependencies: [
-                "TelematicsCore", "Platform", "VehicleBus",
+                "TelematicsCore", "Configuration", "Platform", "VehicleBus",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: strict
@@ -119,7 +123,7 @@ let package = Package(
         .executableTarget(
             name: "telematicsd",
             dependencies: [
-                "TelematicsDaemon", "TelematicsCore", "Platform",
+                "TelematicsDaemon", "TelematicsCore", "Configuration", "Platform",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict
@@ -160,7 +164,7 @@ let package = Package(
 
         // Every parser that sees outside input as a function of bytes: libFuzzer's entry point
         // (`make fuzz` builds tcu-fuzz with --sanitize=fuzzer) and the corpus regression tests.
-        .target(name: "FuzzTargets", dependencies: ["TelematicsCore", "Backend"], swiftSettings: strict),
+        .target(name: "FuzzTargets", dependencies: ["TelematicsCore", "Configuration", "Backend"], swiftSettings: strict),
         .executableTarget(name: "tcu-fuzz", dependencies: ["FuzzTargets"], swiftSettings: strict),
 
         .testTarget(name: "TelematicsCoreTests", dependencies: ["TelematicsCore"], swiftSettings: strict),
@@ -170,7 +174,7 @@ let package = Package(
         .testTarget(name: "VehicleBusTests", dependencies: ["VehicleBus", "Platform", "TelematicsCore"], swiftSettings: strict),
         .testTarget(
             name: "TelematicsDaemonTests",
-            dependencies: ["TelematicsDaemon", "TelematicsCore", "Platform", "Control", "VehicleBus", "Outbox"],
+            dependencies: ["TelematicsDaemon", "TelematicsCore", "Configuration", "Platform", "Control", "VehicleBus", "Outbox"],
             swiftSettings: strict
         ),
     ]

@@ -1,4 +1,5 @@
 #if canImport(Glibc)
+import Configuration
 import Glibc
 #endif
 import Platform

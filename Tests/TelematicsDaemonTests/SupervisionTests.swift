@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Configuration
 import Platform
 import Synchronization
 import Testing

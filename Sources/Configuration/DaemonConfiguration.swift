@@ -1,3 +1,5 @@
+import TelematicsCore
+
 /// The daemon's configuration, validated: every error names the key and the line.
 public struct DaemonConfiguration: Sendable, Equatable {
     /// Where frames come from.

@@ -1,3 +1,5 @@
+@testable import Configuration
+import Platform
 import Testing
 @testable import TelematicsCore
 
@@ -58,8 +60,8 @@ struct ConfigurationKeysTests {
     }
 
     @Test("the man page's CONFIGURATION section is the table's (make man writes it)")
-    func manPage() {
-        let page = ProjectFiles.read("docs/telematicsd.8")
+    func manPage() throws {
+        let page = try readTextFile(root + "/docs/telematicsd.8")
         let begin = ".\\\" BEGIN CONFIGURATION KEYS (generated: make man)\n"
         let end = ".\\\" END CONFIGURATION KEYS\n"
         guard let b = page.range(of: begin), let e = page.range(of: end) else {

@@ -1,3 +1,5 @@
+import TelematicsCore
+
 /// One key of the daemon's configuration file, and the one place that says everything about it:
 /// its section and name, what its value looks like, its default, whether a reload (SIGHUP)
 /// applies it, what it means, and how it is read into `DaemonConfiguration`. The table
