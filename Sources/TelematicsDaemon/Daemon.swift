@@ -1,3 +1,4 @@
+import Configuration
 import ECallLink
 import Logging
 import Platform
@@ -103,18 +104,16 @@ public enum Daemon {
 
     /// What systemd shows as the unit's status: the bus, the backend link, the eCall.
     static func statusLine(bus: VehicleBusService, outbox: OutboxService, eCall: ECallService) -> String {
-        let b = bus.busReport()
         // What the unit is doing, not counters: systemd shows the line, and it is sent when it changes.
-        var line = "CAN \(b["activity"]?.stringValue ?? "?")"
+        var line = "CAN \(bus.activity.name)"
         let o = outbox.report()
-        if let e = o["error"]?.stringValue {
+        if let e = o.error {
             line += "; outbox unavailable (\(e))"
         } else {
-            let waiting = o["waiting"]?.objectValue?.reduce(0.0) { $0 + ($1.1.numberValue ?? 0) } ?? 0
-            line += "; outbox \(Int(waiting)) waiting"
+            line += "; outbox \(o.waitingInStore) waiting"
         }
-        if let link = o["backend"] {
-            line += link["connected"]?.boolValue == true ? ", backend connected" : ", backend unreachable"
+        if let link = o.backend {
+            line += link.connected ? ", backend connected" : ", backend unreachable"
         }
         line += "; eCall \(eCall.phaseNow)"
         return line
@@ -198,7 +197,7 @@ public enum ControlCommands {
             if let registration { o.append(("registration", registration.current.json)) }
             if let capabilities { o.append(("capabilities", capabilities.current())) }
             if let eCall { o.append(("ecall", eCall.report())) }
-            if let outbox { o.append(("outbox", outbox.report())) }
+            if let outbox { o.append(("outbox", outbox.report().json)) }
             if let supervisor { o.append(("health", supervisor.report())) }
             if let running { o.append(("configuration", running.report())) }
             if let gnss {

@@ -1,3 +1,4 @@
+import Configuration
 import Control
 import ECallLink
 import Logging
@@ -22,7 +23,9 @@ public final class TelematicsUnit: Sendable {
     /// Builds every service (the CAN interface opened, the control socket bound); `run` starts them.
     /// `logLevelFixed`: the level came from the command line, and a reload leaves it alone.
     /// `eCallThread`: where the eCall's loop runs (nil: the cooperative pool); units may share one.
-    public init(_ setup: LoadedSetup, log: LogOutput, logLevelFixed: Bool = false, eCallThread: ThreadExecutor? = nil) throws(StartupError) {
+    /// `clocks`: every service's time (a test may move it).
+    public init(_ setup: LoadedSetup, log: LogOutput, logLevelFixed: Bool = false, eCallThread: ThreadExecutor? = nil,
+                clocks: Clocks = .system) throws(StartupError) {
         let logger = log.logger(label: "telematicsd")
         if let scheduling = eCallThread?.scheduling, case .refused = scheduling {
             logger.warning("the eCall thread runs at normal priority: a loaded machine may delay a crash's call",
@@ -50,7 +53,7 @@ public final class TelematicsUnit: Sendable {
             } catch {
                 throw StartupError(kind: .unavailable, message: error.description)
             }
-            now = { wallClockNow() }
+            now = clocks.wall
             interfaceName = iface
         case .candumpLog(let path):
             let replay: CandumpReplayChannel
@@ -67,10 +70,10 @@ public final class TelematicsUnit: Sendable {
             do { channel = try LogBusChannel(directory: directory, side: .unit) } catch {
                 throw StartupError(kind: .unavailable, message: error.description)
             }
-            now = { wallClockNow() }
+            now = clocks.wall
         }
         // The car's main loops beat here; the supervisor feeds systemd's watchdog from it.
-        let monitor = LoopMonitor()
+        let monitor = LoopMonitor(clock: { clocks.monotonicMs })
         let bus = VehicleBusService(
             channel: channel, tracker: setup.tracker, now: now, logger: logger,
             exitAtEndOfLog: config.exitAtEndOfLog, interfaceName: interfaceName, transmitLog: transmitLog, monitor: monitor
@@ -88,18 +91,18 @@ public final class TelematicsUnit: Sendable {
         }
         let outbox = OutboxService(
             path: config.outboxPath, maximumBytes: config.outboxMaximumBytes, diskReserveBytes: config.outboxDiskReserveBytes,
-            logger: logger, uplink: uplink, monitor: monitor
+            logger: logger, uplink: uplink, monitor: monitor, clocks: clocks
         )
         let privacy = PrivacySetting(path: config.settingsFile, initial: config.privacy, logger: logger)
         privacy.observe { outbox.setPrivacy($0) }
         let registration = CarRegistration(path: config.registrationFile, timeoutMs: config.registrationTimeoutMs, outbox: outbox,
-                                           privacy: privacy, profile: profile, logger: logger, answerKey: config.answerKey)
+                                           privacy: privacy, profile: profile, logger: logger, answerKey: config.answerKey, clocks: clocks)
         let events = VehicleEventService(bus: bus, outbox: outbox, vin: profile.vin.value)
         let vin = profile.vin.value
         let eCall = ECallService(
             configuration: config.eCall, linkEndpoint: config.eCallLink, bus: bus, profile: profile,
-            logger: logger, monotonic: { monotonicNow().nanoseconds / 1_000_000 },
-            utcNow: { UInt32(clamping: wallClockNow().nanoseconds / 1_000_000_000) },
+            logger: logger, monotonic: { clocks.monotonicMs },
+            utcNow: { UInt32(clamping: clocks.wallMs / 1_000) },
             journalPath: config.eCallJournal, gnssFitted: config.gpsd != nil, shutdownGraceMs: config.eCallShutdownGraceMs,
             monitor: monitor, executor: eCallThread,
             onReport: { report in
@@ -108,7 +111,7 @@ public final class TelematicsUnit: Sendable {
                     logger.info("the eCall report stays in the car: it is not registered")
                     return
                 }
-                outbox.submit(report.outboxMessage(vin: vin, id: randomMessageID(), nowMs: wallClockNow().nanoseconds / 1_000_000))
+                outbox.submit(report.outboxMessage(vin: vin, id: randomMessageID(), nowMs: clocks.wallMs))
             }
         )
         var gnss: GNSSService?
@@ -116,9 +119,9 @@ public final class TelematicsUnit: Sendable {
             var g = GNSSService.Configuration(host: gpsd.host, port: "\(gpsd.port)", parkingFile: config.parkingFile)
             g.filter = config.gnssFilter
             gnss = GNSSService(
-                configuration: g, bus: bus, logger: logger, eCallPositions: { eCall.record($0) },
+                configuration: g, bus: bus, logger: logger, clocks: clocks, eCallPositions: { eCall.record($0) },
                 onParking: { position in
-                    let now = wallClockNow().nanoseconds / 1_000_000
+                    let now = clocks.wallMs
                     // A remote service: only for a registered car whose licence has it.
                     guard registration.current.allows("parkingPosition", nowMs: now) else { return }
                     // "Use my position": the backend hears there is none to tell.
@@ -132,17 +135,17 @@ public final class TelematicsUnit: Sendable {
             )
         }
         let stateService = VehicleStateService(bus: bus, outbox: outbox, vin: vin, minimumIntervalMs: config.stateIntervalMs,
-                                               heartbeatMs: config.stateHeartbeatSeconds * 1_000)
-        let capabilities = CapabilityService(registration: registration, privacy: privacy, outbox: outbox, vin: vin)
+                                               heartbeatMs: config.stateHeartbeatSeconds * 1_000, now: clocks.monotonic)
+        let capabilities = CapabilityService(registration: registration, privacy: privacy, outbox: outbox, vin: vin, clocks: clocks)
         let remote = RemoteCommandService(bus: bus, registration: registration, privacy: privacy, outbox: outbox, vin: vin,
                                           logger: logger, confirmTimeoutMs: config.remoteConfirmTimeoutMs,
                                           wakeUpsPerDay: config.wakeUpsPerDay, onWakeUp: {
                                               stateService.resendAll()
                                               capabilities.resend()
-                                          })
+                                          }, clocks: clocks)
         outbox.onCommand { remote.receive($0) }
         let buttons = ServiceButtonService(bus: bus, outbox: outbox, registration: registration, privacy: privacy, gnss: gnss,
-                                           vin: vin, logger: logger)
+                                           vin: vin, logger: logger, clocks: clocks)
         privacy.observe(initially: false) { [gnss] mode in
             // A new level: the parking block says what may now be said; back online, the
             // backend gets the whole state again, for a registered car (a factory reset puts
@@ -155,7 +158,7 @@ public final class TelematicsUnit: Sendable {
         }
         let notifier = SystemdNotifier()
         let running = RunningConfiguration(config)
-        let supervisor = Supervisor(notifier: notifier, monitor: monitor, logger: logger, hooks: .init(
+        let supervisor = Supervisor(notifier: notifier, monitor: monitor, logger: logger, clocks: clocks, hooks: .init(
             isReady: { outbox.hasTriedToOpen },
             status: { Daemon.statusLine(bus: bus, outbox: outbox, eCall: eCall) },
             probe: { eCall.probe() },
@@ -168,7 +171,7 @@ public final class TelematicsUnit: Sendable {
         let control: ControlServer
         do {
             let reset = FactoryReset(registration: registration, gnss: gnss, privacy: privacy, configuredPrivacy: config.privacy,
-                                     outbox: outbox, state: stateService, vin: vin, logger: logger)
+                                     outbox: outbox, state: stateService, vin: vin, logger: logger, clocks: clocks)
             control = try ControlServer(path: config.controlSocket, logger: logger, turn: { monitor.turn(.control, stop: $0) }) { [gnss] request in
                 ControlCommands.handle(request, bus: bus, profile: profile, eCall: eCall, outbox: outbox, gnss: gnss, privacy: privacy,
                                        registration: registration, reset: reset, supervisor: supervisor,

@@ -117,7 +117,7 @@ struct ECallLatencyBench: AsyncParsableCommand {
         }
         peer.stop()
         let flushed = outbox.map { o -> Double in
-            (o.report()["backend"]?["acknowledged"]?.numberValue) ?? 0
+            Double(o.report().backend?.acknowledged ?? 0)
         }
         let sorted = latencies.withLock { $0 }.sorted()
         func pct(_ p: Double) -> Double { Double(sorted[min(sorted.count - 1, Int(Double(sorted.count) * p))]) / 1000 }

@@ -76,6 +76,15 @@ public enum BusActivity: Sendable, Equatable {
     case active
     /// No frame for longer than the silence timeout.
     case silent(since: Timestamp)
+
+    /// As the status shows it: waiting, active, silent.
+    public var name: String {
+        switch self {
+        case .waiting: "waiting"
+        case .active: "active"
+        case .silent: "silent"
+        }
+    }
 }
 
 /// Why a DBC cannot serve the unit.
@@ -277,13 +286,7 @@ public struct VehicleStateTracker: Sendable {
 
     /// Bus activity and counters as JSON.
     public func busReport() -> JSON {
-        let act: JSON
-        switch activity {
-        case .waiting: act = .string("waiting")
-        case .active: act = .string("active")
-        case .silent: act = .string("silent")
-        }
-        var o: [(String, JSON)] = [("activity", act)]
+        var o: [(String, JSON)] = [("activity", .string(activity.name))]
         if case .silent(let since) = activity { o.append(("silentSince", .number(since.seconds))) }
         if let lastFrameAt { o.append(("lastFrameAt", .number(lastFrameAt.seconds))) }
         o += [

@@ -118,9 +118,8 @@ public final class VehicleBusService: Service, Sendable {
         return (s, .object(o))
     }
 
-    /// The bus's activity and counters as the tracker has them: no state snapshot and no
-    /// netlink query of the controller, cheap enough for the once-a-second status line.
-    public func busReport() -> JSON { tracker.withLock { $0.busReport() } }
+    /// Whether frames come (cheap enough for the once-a-second status line).
+    public var activity: BusActivity { tracker.withLock { $0.activity } }
 
     /// Encodes a DBC message from physical values and transmits it. `xorChecksum` names a
     /// signal that carries the XOR of the bytes before its own (the body requests' checksum).

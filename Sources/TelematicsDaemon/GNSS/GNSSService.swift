@@ -40,8 +40,7 @@ public final class GNSSService: Service, Sendable {
 
     let configuration: Configuration
     let logger: Logger
-    let monotonic: @Sendable () -> Timestamp
-    let wallClock: @Sendable () -> Timestamp
+    let clocks: Clocks
     let eCallPositions: (@Sendable (PositionFix) -> Void)?
     let onParking: @Sendable (ParkingPosition?) -> Void
     private let ignition: ChangeFeed
@@ -50,15 +49,13 @@ public final class GNSSService: Service, Sendable {
 
     public init(
         configuration: Configuration, bus: VehicleBusService, logger: Logger,
-        monotonic: @escaping @Sendable () -> Timestamp = { monotonicNow() },
-        wallClock: @escaping @Sendable () -> Timestamp = { wallClockNow() },
+        clocks: Clocks = .system,
         eCallPositions: (@Sendable (PositionFix) -> Void)? = nil,
         onParking: @escaping @Sendable (ParkingPosition?) -> Void = { _ in }
     ) {
         self.configuration = configuration
         self.logger = logger
-        self.monotonic = monotonic
-        self.wallClock = wallClock
+        self.clocks = clocks
         self.eCallPositions = eCallPositions
         self.onParking = onParking
         ignition = bus.changes(of: [.ignitionOn], for: "parking position")
@@ -88,12 +85,12 @@ public final class GNSSService: Service, Sendable {
 
     /// The current fix while it is fresh (a service request's position), nil otherwise.
     public func currentFix() -> FilteredFix? {
-        let now = monotonic()
+        let now = clocks.monotonic()
         return state.withLock { $0.filter.fresh(now: now) }
     }
 
     public func report() -> (gnss: JSON, parking: JSON) {
-        let now = monotonic()
+        let now = clocks.monotonic()
         return state.withLock { s in
             var o: [(String, JSON)] = [("gpsd", .string("\(configuration.host):\(configuration.port)")), ("connected", .bool(s.connected))]
             if let c = s.filter.current {
@@ -135,7 +132,7 @@ public final class GNSSService: Service, Sendable {
     }
 
     private func ignitionChanged(on: Bool) {
-        let now = wallClock()
+        let now = clocks.wall()
         let (changed, position) = state.withLock { s in
             (s.parking.ignition(on: on, at: now, lastTrusted: s.filter.lastTrusted), s.parking.position)
         }
@@ -185,7 +182,7 @@ public final class GNSSService: Service, Sendable {
     }
 
     private func take(_ fix: GNSSFix) {
-        let now = monotonic()
+        let now = clocks.monotonic()
         let result = state.withLock { $0.filter.accept(fix, receivedAt: now) }
         guard case .success(let f) = result else { return }
         if f.jump {

@@ -16,22 +16,22 @@ public final class CapabilityService: Service, Sendable {
     let privacy: PrivacySetting
     let outbox: OutboxService
     let vin: String
-    let wallClock: @Sendable () -> Timestamp
+    let clocks: Clocks
     private let sent = Mutex<JSON?>(nil)
     static let tickMs: Int64 = 1_000
 
     public init(registration: CarRegistration, privacy: PrivacySetting, outbox: OutboxService, vin: String,
-                wallClock: @escaping @Sendable () -> Timestamp = { wallClockNow() }) {
+                clocks: Clocks = .system) {
         self.registration = registration
         self.privacy = privacy
         self.outbox = outbox
         self.vin = vin
-        self.wallClock = wallClock
+        self.clocks = clocks
     }
 
     /// The capabilities now (for `tcuctl status` too).
     public func current() -> JSON {
-        Capabilities.json(Capabilities.evaluate(registration.current, privacy: privacy.current, nowMs: wallClock().nanoseconds / 1_000_000))
+        Capabilities.json(Capabilities.evaluate(registration.current, privacy: privacy.current, nowMs: clocks.wall().nanoseconds / 1_000_000))
     }
 
     /// Sends the block again at the next look (the link came back from "offline").
@@ -39,7 +39,7 @@ public final class CapabilityService: Service, Sendable {
 
     public func run() async throws {
         while !Task.isShuttingDownGracefully {
-            let now = wallClock().nanoseconds / 1_000_000
+            let now = clocks.wall().nanoseconds / 1_000_000
             let block = current()
             let registered = [.completed, .inactive].contains(registration.current.status)
             if !registered {

@@ -22,12 +22,12 @@ public final class CarRegistration: Sendable {
     let outbox: OutboxService
     let privacy: PrivacySetting
     let profile: VehicleProfile
-    let wallClock: @Sendable () -> Timestamp
+    let clocks: Clocks
     /// The backend's Ed25519 public key: the answers the car acts on must be signed with it.
     let answerKey: [UInt8]?
 
     public init(path: String, timeoutMs: Int64, outbox: OutboxService, privacy: PrivacySetting, profile: VehicleProfile,
-                logger: Logger, answerKey: [UInt8]?, wallClock: @escaping @Sendable () -> Timestamp = { wallClockNow() }) {
+                logger: Logger, answerKey: [UInt8]?, clocks: Clocks = .system) {
         self.answerKey = answerKey
         self.path = path
         self.timeoutMs = timeoutMs
@@ -35,7 +35,7 @@ public final class CarRegistration: Sendable {
         self.privacy = privacy
         self.profile = profile
         self.logger = logger
-        self.wallClock = wallClock
+        self.clocks = clocks
         var r = Registration()
         if let text = try? readTextFile(path) {
             do {
@@ -181,7 +181,7 @@ public final class CarRegistration: Sendable {
     /// Registers the car with `code`; blocks up to the timeout. The reply names the failure
     /// and the advice to show.
     public func register(code: String) -> JSON {
-        let now = wallClock().nanoseconds / 1_000_000
+        let now = clocks.wall().nanoseconds / 1_000_000
         guard isPairingCode(code) else { return failure(.invalidCode) }
         guard answerKey != nil else { return failure(.noAnswerKey) }
         guard privacy.current.connects else { return failure(.privacyOffline) }

@@ -15,9 +15,11 @@ public struct FactoryReset: Sendable {
     let state: VehicleStateService?
     let vin: String
     let logger: Logger
+    let clocks: Clocks
 
     public init(registration: CarRegistration, gnss: GNSSService?, privacy: PrivacySetting, configuredPrivacy: PrivacyMode,
-                outbox: OutboxService, state: VehicleStateService? = nil, vin: String, logger: Logger) {
+                outbox: OutboxService, state: VehicleStateService? = nil, vin: String, logger: Logger, clocks: Clocks = .system) {
+        self.clocks = clocks
         self.state = state
         self.registration = registration
         self.gnss = gnss
@@ -30,7 +32,7 @@ public struct FactoryReset: Sendable {
 
     /// The control socket's answer.
     public func perform() -> JSON {
-        let now = wallClockNow().nanoseconds / 1_000_000
+        let now = clocks.wallMs
         registration.reset()
         gnss?.clearParking()
         privacy.reset(to: configuredPrivacy)

@@ -25,7 +25,7 @@ public final class RemoteCommandService: Service, Sendable {
     let confirmTimeoutMs: Int64
     /// A wake-up's work: every state block sent again.
     let onWakeUp: @Sendable () -> Void
-    let wallClock: @Sendable () -> Timestamp
+    let clocks: Clocks
     private let wakeUps: Mutex<WakeUpBudget>
     private let inputs: AsyncStream<[UInt8]>
     private let input: AsyncStream<[UInt8]>.Continuation
@@ -35,7 +35,7 @@ public final class RemoteCommandService: Service, Sendable {
 
     public init(bus: VehicleBusService, registration: CarRegistration, privacy: PrivacySetting, outbox: OutboxService, vin: String,
                 logger: Logger, confirmTimeoutMs: Int64 = 10_000, wakeUpsPerDay: Int64 = 10, onWakeUp: @escaping @Sendable () -> Void = {},
-                wallClock: @escaping @Sendable () -> Timestamp = { wallClockNow() }) {
+                clocks: Clocks = .system) {
         self.bus = bus
         self.registration = registration
         self.privacy = privacy
@@ -45,7 +45,7 @@ public final class RemoteCommandService: Service, Sendable {
         self.confirmTimeoutMs = confirmTimeoutMs
         wakeUps = Mutex(WakeUpBudget(perDay: wakeUpsPerDay))
         self.onWakeUp = onWakeUp
-        self.wallClock = wallClock
+        self.clocks = clocks
         (inputs, input) = AsyncStream.makeStream(bufferingPolicy: .bufferingOldest(64))
         bus.watch(RemoteExecution.confirmingQuantities) { [statusChanged] _ in statusChanged.ring() }
     }
@@ -69,7 +69,7 @@ public final class RemoteCommandService: Service, Sendable {
         }
     }
 
-    private var nowMs: Int64 { wallClock().nanoseconds / 1_000_000 }
+    private var nowMs: Int64 { clocks.wall().nanoseconds / 1_000_000 }
 
     private func result(_ id: String, _ action: String, _ status: String, cause: String? = nil) {
         let now = nowMs
@@ -148,11 +148,11 @@ public final class RemoteCommandService: Service, Sendable {
             return "transmitFailed"
         }
         // Looked at again each time the status frames change it, until the deadline.
-        let deadline = monotonicNow().adding(milliseconds: confirmTimeoutMs)
+        let deadline = clocks.monotonic().adding(milliseconds: confirmTimeoutMs)
         while true {
             let seen = statusChanged.rung
             if RemoteExecution.isConfirmed(c.action, car: car()) { return nil }
-            let left = deadline.milliseconds(since: monotonicNow())
+            let left = deadline.milliseconds(since: clocks.monotonic())
             guard left > 0, !Task.isCancelled else { return "noConfirmation" }
             await statusChanged.wait(after: seen, timeoutMs: left)
         }

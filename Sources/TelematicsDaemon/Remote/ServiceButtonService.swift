@@ -17,10 +17,10 @@ public struct ServiceButtonService: Service {
     let gnss: GNSSService?
     let vin: String
     let logger: Logger
-    let wallClock: @Sendable () -> Timestamp
+    let clocks: Clocks
 
     public init(bus: VehicleBusService, outbox: OutboxService, registration: CarRegistration, privacy: PrivacySetting,
-                gnss: GNSSService?, vin: String, logger: Logger, wallClock: @escaping @Sendable () -> Timestamp = { wallClockNow() }) {
+                gnss: GNSSService?, vin: String, logger: Logger, clocks: Clocks = .system) {
         changes = bus.changes(of: [.breakdownButton, .serviceButton, .schedulingButton], for: "service buttons")
         self.bus = bus
         self.outbox = outbox
@@ -29,7 +29,7 @@ public struct ServiceButtonService: Service {
         self.gnss = gnss
         self.vin = vin
         self.logger = logger
-        self.wallClock = wallClock
+        self.clocks = clocks
     }
 
     /// The request a pressed button makes, given what the car knows; nil when the service is
@@ -68,7 +68,7 @@ public struct ServiceButtonService: Service {
             // A press is the flag rising; the first reading after start is state, not a press.
             for c in list where c.new?.flag == true && c.old?.flag == false {
                 let due = bus.stateBlock("service").values
-                let m = Self.request(for: c.quantity, vin: vin, id: randomMessageID(), nowMs: wallClock().nanoseconds / 1_000_000,
+                let m = Self.request(for: c.quantity, vin: vin, id: randomMessageID(), nowMs: clocks.wall().nanoseconds / 1_000_000,
                                      registration: registration.current, privacy: privacy.current,
                                      odometer: bus.value(.odometer)?.number, position: gnss?.currentFix(), serviceDue: due)
                 guard let m else {

@@ -52,7 +52,10 @@ public final class Supervisor: Service, Sendable {
     }
     private let state = Mutex(State())
 
-    public init(notifier: SystemdNotifier, monitor: LoopMonitor, logger: Logger, hooks: Hooks) {
+    private let clocks: Clocks
+
+    public init(notifier: SystemdNotifier, monitor: LoopMonitor, logger: Logger, clocks: Clocks = .system, hooks: Hooks) {
+        self.clocks = clocks
         self.notifier = notifier
         self.monitor = monitor
         self.logger = logger
@@ -94,7 +97,7 @@ public final class Supervisor: Service, Sendable {
         var lastStatusAt: Int64 = .min / 2
         while !Task.isShuttingDownGracefully {
             hooks.probe()
-            let now = monotonicNow().nanoseconds / 1_000_000
+            let now = clocks.monotonicMs
             var ready = state.withLock { $0.ready }
             if !ready, hooks.isReady() {
                 ready = true

@@ -70,9 +70,13 @@ public final class OutboxService: Service, Sendable {
     /// The car's loop watch (the watchdog's).
     private let monitor: LoopMonitor
 
+    /// Where its time comes from (the reopen interval, the link's backoff, the send times).
+    private let clocks: Clocks
+
     public init(path: String, maximumBytes: Int64, diskReserveBytes: Int64? = nil, logger: Logger, uplink: UplinkConfiguration? = nil,
-                monitor: LoopMonitor = LoopMonitor()) {
+                monitor: LoopMonitor = LoopMonitor(), clocks: Clocks = .system) {
         self.monitor = monitor
+        self.clocks = clocks
         self.diskReserveBytes = diskReserveBytes
         self.uplink = uplink
         self.path = path
@@ -156,7 +160,7 @@ public final class OutboxService: Service, Sendable {
     private func answered(_ body: JSON) {
         guard let id = body["requestId"]?.stringValue else { return }
         if body["type"]?.stringValue == "dataDeleted" {
-            deletionConfirmed.withLock { $0 = wallClockNow().nanoseconds / 1_000_000 }
+            deletionConfirmed.withLock { $0 = clocks.wallMs }
             logger.notice("the backend deleted the car's data (factory reset)", metadata: ["outbox.requestId": "\(id)"])
             return
         }
@@ -173,37 +177,22 @@ public final class OutboxService: Service, Sendable {
         wake.signal()
     }
 
-    public func report() -> JSON {
+    /// What `tcuctl status` shows of the outbox and the backend link, and what systemd's
+    /// status line is made from.
+    public func report() -> OutboxReport {
         let s = stats.withLock { $0 }
-        var o: [(String, JSON)] = [("path", .string(path)), ("committed", .number(Double(s.committed)))]
-        let withheld = privacy.withLock { $0.withheld }
-        if withheld > 0 { o.append(("withheldByPrivacy", .number(Double(withheld)))) }
-        if let at = deletionConfirmed.withLock({ $0 }) { o.append(("dataDeletionConfirmedAt", .number(Double(at)))) }
-        if let e = s.error { o.append(("error", .string(e))) }
         let (waiting, dropped) = queue.withLock { ($0.count, $0.dropped) }
-        o.append(("waitingInMemory", .number(Double(waiting))))
-        if !dropped.isEmpty {
-            o.append(("droppedInMemory", .number(Double(dropped.values.reduce(0, +)))))
-            o.append(("droppedInMemoryBy", .object(OutboxPriority.allCases.compactMap { p in dropped[p].map { (p.name, .number(Double($0))) } })))
-        }
-        if let uplink {
-            let l = link.withLock { $0 }
-            var b: [(String, JSON)] = [
-                ("broker", .string("\(uplink.host):\(uplink.port)")), ("connected", .bool(l.connected)),
-                ("published", .number(Double(l.published))), ("acknowledged", .number(Double(l.acknowledged))),
-                ("reconnects", .number(Double(l.reconnects))),
-            ]
-            if let e = l.lastError { b.append(("lastError", .string(e))) }
-            o.append(("backend", .object(b)))
-        }
-        if let st = s.store {
-            o.append(("bytes", .number(Double(st.bytes))))
-            o.append(("waiting", .object(OutboxPriority.allCases.compactMap { p in st.messages[p].map { (p.name, .number(Double($0))) } })))
-            o.append(("evicted", .object(OutboxPriority.allCases.compactMap { p in st.evicted[p].map { (p.name, .number(Double($0))) } })))
-            o.append(("coalesced", .number(Double(st.coalesced))))
-            o.append(("diskLow", .bool(s.diskLow)))
-        }
-        return .object(o)
+        return OutboxReport(
+            path: path, committed: s.committed, withheldByPrivacy: privacy.withLock { $0.withheld },
+            dataDeletionConfirmedAt: deletionConfirmed.withLock { $0 }, error: s.error,
+            waitingInMemory: waiting, droppedInMemory: dropped,
+            backend: uplink.map { u in
+                let l = link.withLock { $0 }
+                return .init(broker: "\(u.host):\(u.port)", connected: l.connected, published: l.published,
+                             acknowledged: l.acknowledged, reconnects: l.reconnects, lastError: l.lastError)
+            },
+            store: s.store, diskLow: s.diskLow
+        )
     }
 
     public func run() async throws {
@@ -242,9 +231,9 @@ public final class OutboxService: Service, Sendable {
         // (On Linux the nice value is per thread; "who = 0" is the calling thread.)
         _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, 10)
         var store = open()
-        var lastAttempt = monotonicNow()
+        var lastAttempt = clocks.monotonic()
         func makeUplink() -> Uplink? {
-            let u = self.uplink.flatMap { Uplink(configuration: $0, logger: logger) }
+            let u = self.uplink.flatMap { Uplink(configuration: $0, logger: logger, clocks: clocks) }
             u?.onResponse = { [self] body in self.answered(body) }
             u?.onCommand = { [self] payload in self.commandHandler.withLock { $0 }?(payload) }
             return u
@@ -260,7 +249,7 @@ public final class OutboxService: Service, Sendable {
             uplink?.follow(connects: mode.connects)
             if let u = uplink, mode.connects {
                 // The MQTT loop is this thread's wait: it returns on network activity or after 50 ms.
-                u.service(now: monotonicNow(), wake: linkWake)
+                u.service(now: clocks.monotonic(), wake: linkWake)
             } else {
                 _ = wake.wait(timeout: .now() + .milliseconds(uplink == nil ? 1000 : 50))
             }
@@ -268,8 +257,8 @@ public final class OutboxService: Service, Sendable {
                 link.withLock { $0.connected = u.connected; $0.reconnects = u.reconnects; $0.lastError = u.lastError }
             }
             let stopping = stop.isSet
-            if store == nil, stopping || monotonicNow().milliseconds(since: lastAttempt) >= Self.reopenIntervalMs {
-                lastAttempt = monotonicNow()
+            if store == nil, stopping || clocks.monotonic().milliseconds(since: lastAttempt) >= Self.reopenIntervalMs {
+                lastAttempt = clocks.monotonic()
                 store = open()
             }
             if let s = store, let (request, done) = reset.withLock({ r in defer { r = nil }; return r }) {
@@ -344,8 +333,8 @@ public final class OutboxService: Service, Sendable {
                         logger.error("outbox read failed", metadata: ["error": "\(error)"])
                     }
                 }
-                if monotonicNow().milliseconds(since: statsAt) >= 1_000 {
-                    statsAt = monotonicNow()
+                if clocks.monotonic().milliseconds(since: statsAt) >= 1_000 {
+                    statsAt = clocks.monotonic()
                     stats.withLock { $0.store = try? s.statistics(); $0.diskLow = s.isDiskLow }
                 }
             }
@@ -366,6 +355,7 @@ final class Uplink {
     let logger: Logger
     let client: MQTTClient
     private var machine: UplinkMachine
+    private let clocks: Clocks
     private(set) var published: Int64 = 0
     private(set) var acknowledged: Int64 = 0
     private var rng = SystemRandomNumberGenerator()
@@ -378,7 +368,8 @@ final class Uplink {
     var lastError: String? { machine.lastError }
     var connectionTopic: String { "vehicles/\(configuration.vin)/connection" }
 
-    init?(configuration: UplinkConfiguration, logger: Logger) {
+    init?(configuration: UplinkConfiguration, logger: Logger, clocks: Clocks) {
+        self.clocks = clocks
         self.configuration = configuration
         self.logger = logger
         machine = UplinkMachine(window: configuration.window)
@@ -395,7 +386,7 @@ final class Uplink {
             logger.error("cannot set up the backend link", metadata: ["error": "\(error)"])
             return nil
         }
-        client.onConnect = { [unowned self] rc in self.perform(self.machine.connAck(rc, at: Self.nowMs(), jitter: self.jitter())) }
+        client.onConnect = { [unowned self] rc in self.perform(self.machine.connAck(rc, at: clocks.monotonicMs, jitter: self.jitter())) }
         client.onDisconnect = { [unowned self] rc in self.lost(rc) }
         client.onPublish = { [unowned self] mid in self.machine.published(mid) }
         client.onMessage = { [unowned self] topic, payload in
@@ -411,7 +402,6 @@ final class Uplink {
         }
     }
 
-    private static func nowMs() -> Int64 { monotonicNow().nanoseconds / 1_000_000 }
 
     /// The backoff's jitter: 0.5 to 1.0, so that a fleet does not come back all at once.
     private func jitter() -> Double { Double.random(in: 0.5...1.0, using: &rng) }
@@ -447,7 +437,7 @@ final class Uplink {
 
     private func lost(_ rc: Int32) {
         // rc 0: the daemon closed it itself.
-        if machine.connectionLost("disconnected: \(MQTTClient.describe(rc))", unexpected: rc != 0, at: Self.nowMs(), jitter: jitter()) {
+        if machine.connectionLost("disconnected: \(MQTTClient.describe(rc))", unexpected: rc != 0, at: clocks.monotonicMs, jitter: jitter()) {
             logger.warning("backend link down", metadata: ["mqtt.reason": "\(MQTTClient.describe(rc))"])
         }
     }
@@ -478,7 +468,7 @@ final class Uplink {
                                          excluding: Set(machine.inFlight.values), positions: positions)
         acknowledged += Int64(machine.takeAcknowledged().count)
         for e in entries {
-            let payload = Self.envelope(e, sentAtMs: wallClockNow().nanoseconds / 1_000_000)
+            let payload = Self.envelope(e, sentAtMs: clocks.wallMs)
             guard let mid = client.publish(topic: "vehicles/\(configuration.vin)/\(e.message.stream)", payload: payload) else { break }
             machine.sent(e.message.id, as: mid)
             published += 1
@@ -503,5 +493,67 @@ final class Uplink {
         let actions = machine.close()
         perform(actions)
         if !actions.isEmpty { _ = client.loop(timeoutMs: 10) }
+    }
+}
+
+/// The outbox and its backend link as they are now (typed: the control socket's JSON is made
+/// at the edge, `json`).
+public struct OutboxReport: Sendable {
+    public struct Link: Sendable {
+        public var broker: String
+        public var connected: Bool
+        public var published: Int64
+        public var acknowledged: Int64
+        public var reconnects: Int64
+        public var lastError: String?
+    }
+
+    public var path: String
+    public var committed: Int64
+    public var withheldByPrivacy: Int64
+    public var dataDeletionConfirmedAt: Int64?
+    /// Why the store cannot be used (nil while it works).
+    public var error: String?
+    public var waitingInMemory: Int
+    public var droppedInMemory: [OutboxPriority: Int]
+    /// Nil without a broker.
+    public var backend: Link?
+    /// The file's figures (nil until it has been opened).
+    public var store: OutboxStore.Statistics?
+    public var diskLow: Bool
+
+    /// Messages waiting in the file, all priorities.
+    public var waitingInStore: Int { store.map { $0.messages.values.reduce(0, +) } ?? 0 }
+
+    public var json: JSON {
+        func byPriority(_ counts: [OutboxPriority: some BinaryInteger]) -> JSON {
+            .object(OutboxPriority.allCases.compactMap { p in counts[p].map { (p.name, .number(Double($0))) } })
+        }
+        var o: [(String, JSON)] = [("path", .string(path)), ("committed", .number(Double(committed)))]
+        if withheldByPrivacy > 0 { o.append(("withheldByPrivacy", .number(Double(withheldByPrivacy)))) }
+        if let at = dataDeletionConfirmedAt { o.append(("dataDeletionConfirmedAt", .number(Double(at)))) }
+        if let error { o.append(("error", .string(error))) }
+        o.append(("waitingInMemory", .number(Double(waitingInMemory))))
+        if !droppedInMemory.isEmpty {
+            o.append(("droppedInMemory", .number(Double(droppedInMemory.values.reduce(0, +)))))
+            o.append(("droppedInMemoryBy", byPriority(droppedInMemory)))
+        }
+        if let b = backend {
+            var l: [(String, JSON)] = [
+                ("broker", .string(b.broker)), ("connected", .bool(b.connected)),
+                ("published", .number(Double(b.published))), ("acknowledged", .number(Double(b.acknowledged))),
+                ("reconnects", .number(Double(b.reconnects))),
+            ]
+            if let e = b.lastError { l.append(("lastError", .string(e))) }
+            o.append(("backend", .object(l)))
+        }
+        if let st = store {
+            o.append(("bytes", .number(Double(st.bytes))))
+            o.append(("waiting", byPriority(st.messages)))
+            o.append(("evicted", byPriority(st.evicted)))
+            o.append(("coalesced", .number(Double(st.coalesced))))
+            o.append(("diskLow", .bool(diskLow)))
+        }
+        return .object(o)
     }
 }
