@@ -39,10 +39,9 @@ public final class HTTPServer: @unchecked Sendable {
     }
 
     static let maximumBody = 65_536
-    private let fd: Int32
-    public let port: UInt16
+    private let listener: Listener
+    public var port: UInt16 { listener.port ?? 0 }
     private let handler: @Sendable (Request) -> Response
-    private let active = Atomic<Int>(0)
     /// Connections served at once (each a thread and, in the app API, a database file); beyond,
     /// a client is answered 503 at once, so a burst costs no descriptors nor threads.
     public static let maximumConnections = 64
@@ -53,56 +52,21 @@ public final class HTTPServer: @unchecked Sendable {
     /// Listens on `host:port` (port 0: any free port, see `port`).
     public init(host: String, port: UInt16, handler: @escaping @Sendable (Request) -> Response) throws(Failure) {
         self.handler = handler
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { throw Failure(description: "socket: \(String(cString: strerror(errno)))") }
-        var one: Int32 = 1
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_port = port.bigEndian
-        guard inet_pton(AF_INET, host, &addr.sin_addr) == 1 else {
-            close(fd)
-            throw Failure(description: "--http: '\(host)' is not an IPv4 address")
+        do {
+            listener = try Listener(.tcp(host: host, port: port), backlog: 64)
+        } catch {
+            throw Failure(description: "--http: \(error)")
         }
-        let bound = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-        guard bound == 0, listen(fd, 64) == 0 else {
-            let why = String(cString: strerror(errno))
-            close(fd)
-            throw Failure(description: "cannot listen on \(host):\(port): \(why)")
-        }
-        var actual = sockaddr_in()
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &actual) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
-        self.fd = fd
-        self.port = UInt16(bigEndian: actual.sin_port)
     }
 
-    deinit { close(fd) }
+    deinit { listener.close() }
 
-    /// Accepts connections until `stopping` says so (checked every 100 ms); blocks.
-    public func run(stopping: () -> Bool) {
-        while !stopping() {
-            var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-            guard poll(&pfd, 1, 100) > 0 else { continue }
-            let conn = accept(fd, nil, nil)
-            guard conn >= 0 else { continue }
-            guard active.add(1, ordering: .relaxed).newValue <= Self.maximumConnections else {
-                active.subtract(1, ordering: .relaxed)
-                write(conn, Response(503, .object([("error", .string("busy")), ("message", .string("too many connections; try again"))]),
-                                     headers: [("Retry-After", "1")]))
-                close(conn)
-                continue
-            }
-            let started = DedicatedThread.detached(name: "http-connection") { [self] in
-                serve(conn)
-                close(conn)
-                active.subtract(1, ordering: .relaxed)
-            }
-            if !started {
-                active.subtract(1, ordering: .relaxed)
-                close(conn)
-            }
-        }
+    /// Accepts connections until `stop` is set (seen within 100 ms); blocks.
+    public func run(stop: StopSignal) {
+        listener.serve(name: "http-connection", maximum: Self.maximumConnections, stop: stop, refuse: { [self] conn in
+            write(conn, Response(503, .object([("error", .string("busy")), ("message", .string("too many connections; try again"))]),
+                                 headers: [("Retry-After", "1")]))
+        }, handle: { [self] conn in serve(conn) })
     }
 
     private func serve(_ conn: Int32) {

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Platform
 import TelematicsCore
 
 // The control protocol's client side and its socket helpers: what tcuctl needs to talk to a
@@ -49,18 +50,6 @@ public struct ControlError: Error, Sendable, CustomStringConvertible {
         guard let errno else { return message }
         return message + ": " + String(cString: strerror(errno))
     }
-}
-
-/// A Unix socket address for `path` (at most 107 bytes: longer paths are cut).
-public func unixSocketAddress(_ path: String) -> sockaddr_un {
-    var addr = sockaddr_un()
-    addr.sun_family = sa_family_t(AF_UNIX)
-    withUnsafeMutableBytes(of: &addr.sun_path) { dst in
-        let bytes = Array(path.utf8.prefix(dst.count - 1))
-        for (i, b) in bytes.enumerated() { dst[i] = b }
-        dst[bytes.count] = 0
-    }
-    return addr
 }
 
 /// Writes all of `text` (a line of the control protocol), giving up on an error.

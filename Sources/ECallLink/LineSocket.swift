@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Platform
 import TelematicsCore
 
 /// The link's endpoints are the core's `Endpoint`, with an IPv4 address or localhost.
@@ -118,32 +119,26 @@ public final class LineConnection: @unchecked Sendable {
     public func close() { Glibc.close(fd) }
 }
 
-/// A listening TCP socket.
-public final class LineListener: @unchecked Sendable {
-    public let fd: Int32
+/// A listening TCP socket whose connections carry lines (the network peers: tcu-psap, the
+/// benches).
+public final class LineListener: Sendable {
+    private let listener: Listener
     public let endpoint: TCPEndpoint
 
     public init(_ endpoint: TCPEndpoint) throws(LinkError) {
-        guard var addr = endpoint.sockaddr() else { throw LinkError("listen on \(endpoint): not an IPv4 address or localhost") }
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { throw LinkError("socket", errno: errno) }
-        var one: Int32 = 1
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
-        let rc = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        do {
+            listener = try Listener(.tcp(host: endpoint.host, port: endpoint.port), backlog: 4)
+        } catch {
+            throw LinkError("listen on \(endpoint): \(error)")
         }
-        guard rc == 0, listen(fd, 4) == 0 else { let e = errno; Glibc.close(fd); throw LinkError("listen on \(endpoint)", errno: e) }
-        self.fd = fd
-        self.endpoint = endpoint
+        // Port 0 takes any free port: the endpoint says which.
+        self.endpoint = TCPEndpoint(host: endpoint.host, port: listener.port ?? endpoint.port)
     }
 
     /// The next connection, or nil after `timeoutMs` without one.
     public func accept(timeoutMs: Int32) -> LineConnection? {
-        var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-        guard poll(&pfd, 1, timeoutMs) == 1 else { return nil }
-        let c = Glibc.accept(fd, nil, nil)
-        return c >= 0 ? LineConnection(fd: c) : nil
+        listener.accept(timeoutMs: timeoutMs).map { LineConnection(fd: $0) }
     }
 
-    public func close() { Glibc.close(fd) }
+    public func close() { listener.close() }
 }

@@ -59,7 +59,8 @@ public final class TelematicsUnit: Sendable {
             let replay: CandumpReplayChannel
             do {
                 replay = try CandumpReplayChannel(
-                    path: path, realtime: config.replay == .original && !config.follow, loop: config.replayLoop, follow: config.follow
+                    path: path, realtime: config.replay == .original && !config.follow, loop: config.replayLoop, follow: config.follow,
+                    clocks: clocks
                 )
             } catch {
                 throw StartupError(kind: .noInput, message: error.description)

@@ -83,7 +83,7 @@ struct Serve: ParsableCommand {
                              publish: { publishCommand($0, via: endpoint) })
             let server: HTTPServer
             do { server = try HTTPServer(host: String(hp[0]), port: httpPort) { api.handle($0) } } catch { fail(error.description, 69) }
-            guard DedicatedThread.detached(name: "http-accept", { server.run { stopping.isSet } }) else { fail("cannot start the HTTP API's thread", 71) }
+            guard DedicatedThread.detached(name: "http-accept", { server.run(stop: stopping) }) else { fail("cannot start the HTTP API's thread", 71) }
             note("HTTP API on \(hp[0]):\(server.port)")
         }
         // A persistent session: the broker keeps QoS 1 messages for the backend while it is down.

@@ -44,7 +44,7 @@ struct ECallLatencyBench: AsyncParsableCommand {
                                     now: { wallClockNow() }, logger: logger)
         // The network peer: answers every dial "busy"; with one attempt allowed the call ends
         // at once and the unit is idle again after T9 (1 ms) for the next crash.
-        let listener = try LineListener(TCPEndpoint(host: "127.0.0.1", port: 0).withFreePort())
+        let listener = try LineListener(TCPEndpoint(host: "127.0.0.1", port: 0))
         var config = ECallConfiguration()
         config.maximumAttempts = 1
         config.t9Ms = 1
@@ -132,21 +132,6 @@ struct ECallLatencyBench: AsyncParsableCommand {
             ("scheduling", .string(executor?.scheduling.description ?? "cooperative pool")),
             ("hogThreads", .number(Double(hogs.count))),
         ]).text)
-    }
-}
-
-extension TCPEndpoint {
-    /// The same host with a port the kernel picks (bind to 0, read it back).
-    func withFreePort() -> TCPEndpoint {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
-        var a = sockaddr_in()
-        a.sin_family = sa_family_t(AF_INET)
-        a.sin_addr.s_addr = UInt32(0x7F00_0001).bigEndian
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) } }
-        _ = withUnsafeMutablePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
-        return TCPEndpoint(host: host, port: UInt16(bigEndian: a.sin_port))
     }
 }
 

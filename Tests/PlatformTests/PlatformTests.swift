@@ -73,6 +73,51 @@ struct PlatformTests {
         }
     }
 
+    @Test("a listener: a Unix socket appears with its mode once it listens; the accept loop serves up to its maximum at once and refuses beyond")
+    func listener() throws {
+        var template = Array("/tmp/tcu-platform-XXXXXX".utf8CString)
+        let dir = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)) }
+        let path = dir + "/l.sock"
+        let unix = try Listener(.unix(path: path, mode: 0o660))
+        var st = stat()
+        #expect(stat(path, &st) == 0 && st.st_mode & 0o777 == 0o660 && access(path + ".new", F_OK) != 0)
+        #expect(unix.port == nil)
+        unix.close()
+
+        let tcp = try Listener(.tcp(host: "127.0.0.1", port: 0))
+        let port = try #require(tcp.port)
+        #expect(port != 0)
+        func connect() -> Int32 {
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            var a = sockaddr_in()
+            a.sin_family = sa_family_t(AF_INET)
+            a.sin_port = port.bigEndian
+            a.sin_addr.s_addr = UInt32(0x7F00_0001).bigEndian
+            let rc = withUnsafePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+            return rc == 0 ? fd : -1
+        }
+        let stop = StopSignal()
+        let release = OneShot<Void>()
+        let handled = OneShot<Void>(), refused = OneShot<Void>()
+        let loop = DedicatedThread(name: "listener-test") {
+            tcp.serve(name: "listener-conn", maximum: 1, stop: stop, refuse: { _ in refused.give(()) }) { _ in
+                handled.give(())
+                _ = release.wait(timeoutMs: 60_000)  // holds its place until the test lets go
+            }
+        }
+        let first = connect(), second = connect()
+        #expect(first >= 0 && second >= 0)
+        #expect(handled.wait(timeoutMs: 60_000) != nil)
+        #expect(refused.wait(timeoutMs: 60_000) != nil)  // the second, while the first holds the only place
+        release.give(())
+        stop.set()
+        loop.join()
+        close(first)
+        close(second)
+        tcp.close()
+        #expect(throws: SystemError.self) { try Listener(.tcp(host: "not-an-address", port: 0)) }
+    }
+
     @Test("a ring that came before the wait began ends it at once: none is missed")
     func bellRingBeforeWait() async {
         let bell = Bell()

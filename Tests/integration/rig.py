@@ -4,11 +4,9 @@ in the test's own folder. conftest.py makes it the `rig` fixture."""
 import json
 import os
 import signal
-import socket
 import subprocess
-import time
 
-from support import BIN, DBC, OTHER_VIN, PROFILE, ROOT, VIN, SimCar, free_port, listening, pki, tls_args, wait_until, terminate
+from support import BIN, DBC, PROFILE, VIN, SimCar, free_port, listening, pki, tls_args, wait_until, terminate
 
 
 class Rig:

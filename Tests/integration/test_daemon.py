@@ -3,7 +3,6 @@ scenarios replayed through a candump source, and what the binary links."""
 import json
 import os
 import subprocess
-import time
 
 import pytest
 

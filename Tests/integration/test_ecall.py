@@ -12,7 +12,6 @@ import time
 
 import pytest
 
-import support
 from support import BIN, DBC, PROFILE, ROOT, free_port, wait_until
 
 CRASH = os.path.join(ROOT, "hw", "traces", "crash.log")

@@ -4,16 +4,14 @@ outages, restarts, kills, dead links, a small disk and privacy offline lose noth
 import json
 import os
 import random
-import signal
 import socket
 import subprocess
 import time
 
-import pytest
 
-from support import BIN, DBC, OTHER_VIN, PROFILE, ROOT, VIN, SimCar, free_port, listening, pki, tls_args, wait_until, terminate
+from support import BIN, ROOT, VIN, wait_until
 from support import expected as expected_in
-from rig import Rig, door_events
+from rig import door_events
 
 
 def test_events_reach_the_backend_once_in_order_and_the_car_says_online(rig):

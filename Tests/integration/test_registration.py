@@ -2,17 +2,12 @@
 the pairing code typed in the car's menu (in a real terminal), the activation assistant."""
 import json
 import os
-import random
-import signal
-import socket
 import subprocess
 import time
 
-import pytest
 
-from support import BIN, DBC, OTHER_VIN, PROFILE, ROOT, VIN, SimCar, free_port, listening, pki, tls_args, wait_until, terminate
-from support import expected as expected_in
-from rig import Rig, door_events
+from support import BIN, PROFILE, VIN, free_port, wait_until
+from rig import door_events
 
 
 def test_the_portal_cli_signs_up_adds_the_car_and_gives_a_pairing_code(tmp_path):

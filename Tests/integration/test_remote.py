@@ -4,14 +4,12 @@ the request frame on the CAN bus → the simulated car (tcu-car) answers with it
 a replayed, expired, forged or misrouted command, an expired licence, a user who is not the
 primary user, privacy offline, no confirmation, a car that cannot (ignition on)."""
 import json
-import os
 import subprocess
-import threading
 import time
 
 import pytest
 
-from support import BIN, PROFILE, VIN, wait_until
+from support import PROFILE, VIN, wait_until
 from rig import Rig
 
 
