@@ -39,7 +39,7 @@ public final class ECallService: Service, Sendable {
     /// now instead (the journal keeps the call for the next start).
     public func stopNow() { input.yield(.stopNow) }
 
-    /// Asks the event loop to show it turns (it beats `LoopMonitor.shared` when it takes this).
+    /// Asks the event loop to show it turns (it beats its `LoopMonitor` when it takes this).
     public func probe() { input.yield(.probe) }
 
     /// A control request's answer, filled by the service loop.
