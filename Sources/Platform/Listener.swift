@@ -113,9 +113,6 @@ public final class Listener: Sendable {
         }
     }
 
-    /// Connections being served now.
-    public var serving: Int { active.load(ordering: .relaxed) }
-
     public func close() { Glibc.close(fd) }
 }
 
