@@ -9,7 +9,7 @@ import TelematicsCore
 public final class CandumpLogReader {
     private let file: UnsafeMutablePointer<FILE>
     public let path: String
-    public private(set) var lineNumber = 0
+    @exclusivity(unchecked) public private(set) var lineNumber = 0
     /// A last line without its newline is left for later (another program is writing it).
     public var waitsForWholeLines = false
 
@@ -21,14 +21,19 @@ public final class CandumpLogReader {
         self.path = path
     }
 
-    deinit { fclose(file) }
+    /// getline's buffer, kept from line to line (one allocation for the whole log). One
+    /// thread reads a log: the run-time exclusivity check on every line is not needed.
+    @exclusivity(unchecked) private var linePtr: UnsafeMutablePointer<CChar>?
+    @exclusivity(unchecked) private var cap = 0
+
+    deinit {
+        fclose(file)
+        free(linePtr)
+    }
 
     /// The next frame; nil at the end of the file. A malformed line throws a ParseError that
     /// names the file and line; reading can go on after it.
     public func next() throws(ParseError) -> CANFrame? {
-        var linePtr: UnsafeMutablePointer<CChar>?
-        var cap = 0
-        defer { free(linePtr) }
         while true {
             let n = getline(&linePtr, &cap, file)
             guard n >= 0, let linePtr else { return nil }
@@ -171,7 +176,7 @@ public final class CandumpReplayChannel: CANChannel, @unchecked Sendable {
     private func fillPending() {
         guard pending == nil else { return }
         pending = nextFromLog()
-        if var p = pending, loopOffset != 0 {
+        if loopOffset != 0, var p = pending {
             // A later round of the loop: shifted past the end of the previous one.
             p.timestamp = max(lastLogTime, Timestamp(nanoseconds: p.timestamp.nanoseconds + loopOffset))
             pending = p
@@ -181,7 +186,8 @@ public final class CandumpReplayChannel: CANChannel, @unchecked Sendable {
     public func receive(timeoutNs: Int64) throws(SystemError) -> CANFrame? {
         let timeoutMs = wholeMilliseconds(timeoutNs)
         fillPending()
-        guard let frame = pending else {
+        // Taken, not copied (this runs for every frame); put back when it is not due yet.
+        guard var frame = pending.take() else {
             if follow {
                 // Nothing new yet: wait until the file is written to (a line may also be half
                 // written: the next write completes it).
@@ -199,24 +205,22 @@ public final class CandumpReplayChannel: CANChannel, @unchecked Sendable {
             startWall = clocks.wall()
         }
         lastLogTime = frame.timestamp
-        guard realtime else {
-            pending = nil
-            return frame
-        }
+        guard realtime else { return frame }
         let offset = frame.timestamp.nanoseconds - firstLogTime!.nanoseconds
         let due = Timestamp(nanoseconds: startMonotonic.nanoseconds + offset)
         if due > clocks.monotonic() {
             sleep(due, Int64(timeoutMs))
-            if due > clocks.monotonic() { return nil }
+            if due > clocks.monotonic() {
+                pending = frame
+                return nil
+            }
         }
-        pending = nil
-        var out = frame
-        out.timestamp = Timestamp(nanoseconds: startWall.nanoseconds + offset)
+        frame.timestamp = Timestamp(nanoseconds: startWall.nanoseconds + offset)
         // Read ahead: the replay's clock stops at the next frame's due time until it is taken.
         fillPending()
         let next = pending.map { startWall.nanoseconds + ($0.timestamp.nanoseconds - firstLogTime!.nanoseconds) }
         nextDueWall.store(next ?? .max, ordering: .relaxed)
-        return out
+        return frame
     }
 
     /// A log has no bus to transmit on: frames are dropped here (the daemon's transmit log

@@ -156,32 +156,28 @@ public enum CandumpFormat {
             throw ParseError(line: line, column: i + 1, "expected ')' closing the timestamp")
         }
         i += 1
-        // Up to three space-separated fields: interface, frame, and an optional T/R marker.
-        var fields: [(start: Int, end: Int)] = []
-        fields.reserveCapacity(3)
+        // Up to three space-separated fields: interface, frame, and an optional T/R marker
+        // (found without an array: this runs for every frame of a replayed log).
         var j = i
-        while j < n {
+        func nextField() -> Range<Int>? {
             while j < n, bytes[j] == UInt8(ascii: " ") { j += 1 }
-            guard j < n else { break }
+            guard j < n else { return nil }
             let start = j
             while j < n, bytes[j] != UInt8(ascii: " ") { j += 1 }
-            fields.append((start, j))
-            if fields.count > 3 { break }
+            return start..<j
         }
-        guard fields.count >= 2 else {
+        guard let interface = nextField(), let f = nextField() else {
             throw ParseError(line: line, column: i + 1, "expected an interface name and a frame after the timestamp")
         }
-        if fields.count > 2 {
-            let extra = fields[2]
-            let marker = extra.end - extra.start == 1 && (bytes[extra.start] == UInt8(ascii: "T") || bytes[extra.start] == UInt8(ascii: "R"))
-            guard fields.count == 3, marker else {
-                let rest = String(decoding: UnsafeBufferPointer(rebasing: bytes[extra.start..<n]), as: UTF8.self)
+        if let extra = nextField() {
+            let marker = extra.count == 1 && (bytes[extra.lowerBound] == UInt8(ascii: "T") || bytes[extra.lowerBound] == UInt8(ascii: "R"))
+            guard marker, nextField() == nil else {
+                let rest = String(decoding: UnsafeBufferPointer(rebasing: bytes[extra.lowerBound..<n]), as: UTF8.self)
                 throw ParseError(line: line, column: i + 1, "unexpected text after the frame: '\(rest)'")
             }
         }
-        let f = fields[1]
-        var frame = try parseFrame(bytes: UnsafeBufferPointer(rebasing: bytes[f.start..<f.end]), line: line, column: f.start + 1)
-        frame.interface = String(decoding: UnsafeBufferPointer(rebasing: bytes[fields[0].start..<fields[0].end]), as: UTF8.self)
+        var frame = try parseFrame(bytes: UnsafeBufferPointer(rebasing: bytes[f]), line: line, column: f.lowerBound + 1)
+        frame.interface = String(decoding: UnsafeBufferPointer(rebasing: bytes[interface]), as: UTF8.self)
         frame.timestamp = Timestamp(seconds: seconds, nanoseconds: nanos)
         return frame
     }

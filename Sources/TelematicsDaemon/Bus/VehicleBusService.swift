@@ -245,7 +245,16 @@ public final class VehicleBusService: Service, Sendable {
     /// Events go to the log loop and, straight from the reader thread, to every watcher, feed
     /// and subscriber: the eCall sees a crash without waiting behind the log.
     private func emit(_ out: AsyncStream<BusEvent>.Continuation, _ event: BusEvent) {
-        if case .dropped = out.yield(event) { logDrops.add(1, ordering: .relaxed) }
+        // Changes that would not be logged at the current level do not travel to the log loop
+        // (the busiest hop: continuous numbers change at the message rate).
+        let logged: Bool
+        if case .changed(let changes) = event {
+            let level = logger.logLevel
+            logged = changes.contains { level <= Self.logLevel(of: $0) }
+        } else {
+            logged = true
+        }
+        if logged, case .dropped = out.yield(event) { logDrops.add(1, ordering: .relaxed) }
         subscribers.withLock { subs in
             for s in subs {
                 guard let wanted = s.quantities else { s.continuation?.yield(event); continue }
@@ -273,15 +282,21 @@ public final class VehicleBusService: Service, Sendable {
         }
     }
 
+    /// Continuous numbers change at the message rate; they stay out of the info log.
+    private static func logLevel(of c: VehicleStateChange) -> Logger.Level {
+        c.quantity.kind == .number && c.new != nil && c.old != nil ? .debug : .info
+    }
+
     private func log(_ event: BusEvent) {
         switch event {
         case .changed(let changes):
             for c in changes {
+                let level = Self.logLevel(of: c)
+                // The metadata is built only for a line that is written.
+                guard logger.logLevel <= level else { continue }
                 var meta: Logger.Metadata = ["vehicle.quantity": "\(c.quantity.key)"]
                 meta["vehicle.value"] = c.new.map { "\($0)" } ?? "unavailable"
                 if let old = c.old { meta["vehicle.previous"] = "\(old)" }
-                // Continuous numbers change at the message rate; keep them out of the info log.
-                let level: Logger.Level = (c.quantity.kind == .number && c.new != nil && c.old != nil) ? .debug : .info
                 logger.log(level: level, c.new == nil ? "vehicle value unavailable" : "vehicle state changed", metadata: meta)
             }
         case .activity(let a):
