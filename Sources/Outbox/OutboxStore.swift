@@ -184,6 +184,10 @@ public final class OutboxStore {
                 isDiskLow = false
             }
             var bytes: Int64 = 0
+            let ins = try db.statement("""
+                INSERT INTO messages(id, stream, priority, coalesce_key, captured_at, payload, size, carries_position)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO NOTHING
+                """)
             for m in messages {
                 if let key = m.coalesceKey {
                     let find = try db.statement("SELECT position, size FROM messages WHERE coalesce_key = ? AND sequence IS NULL")
@@ -199,10 +203,7 @@ public final class OutboxStore {
                     }
                 }
                 let size = Self.size(of: m)
-                let ins = try db.statement("""
-                    INSERT INTO messages(id, stream, priority, coalesce_key, captured_at, payload, size, carries_position)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO NOTHING
-                    """)
+                ins.again()
                 ins.bind(1, m.id)
                 ins.bind(2, m.stream)
                 ins.bind(3, Int64(m.priority.rawValue))
@@ -266,14 +267,11 @@ public final class OutboxStore {
         guard !ids.isEmpty || limit > 0 else { return [] }
         return try db.transaction { () throws(OutboxError) -> [OutboxEntry] in
             var freed: Int64 = 0
+            let del = try db.statement("DELETE FROM messages WHERE id = ? RETURNING size")
             for id in ids {
-                let find = try db.statement("SELECT size FROM messages WHERE id = ?")
-                find.bind(1, id)
-                guard try find.step() else { continue }
-                freed += find.int(0)
-                let del = try db.statement("DELETE FROM messages WHERE id = ?")
+                del.again()
                 del.bind(1, id)
-                try del.run()
+                while try del.step() { freed += del.int(0) }
             }
             if freed != 0 { try add("bytes", -freed) }
             guard limit > 0 else { return [] }
@@ -297,12 +295,13 @@ public final class OutboxStore {
             let first = try counter("next_sequence")
             var next = first
             var out: [OutboxEntry] = []
+            let up = try db.statement("UPDATE messages SET sequence = ? WHERE position = ?")
             for (position, m, seq) in rows {
                 if let seq {
                     out.append(OutboxEntry(message: m, sequence: seq))
                     continue
                 }
-                let up = try db.statement("UPDATE messages SET sequence = ? WHERE position = ?")
+                up.again()
                 up.bind(1, next)
                 up.bind(2, position)
                 try up.run()

@@ -114,6 +114,13 @@ struct Statement {
 
     func run() throws(OutboxError) { while try step() {} }
 
+    /// Ready for another run with new values (a statement used many times in a loop, found in
+    /// the cache once).
+    func again() {
+        sqlite3_reset(stmt)
+        sqlite3_clear_bindings(stmt)
+    }
+
     func int(_ col: Int32) -> Int64 { sqlite3_column_int64(stmt, col) }
     func isNull(_ col: Int32) -> Bool { sqlite3_column_type(stmt, col) == SQLITE_NULL }
     func text(_ col: Int32) -> String {
