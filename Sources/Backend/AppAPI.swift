@@ -62,7 +62,7 @@ public final class AppAPI: Sendable {
     static func status(of e: PortalError) -> Int {
         switch e.code {
         case "wrongPassword", "emailNotVerified": 401
-        case "wrongSPIN", "insufficientRights", "spinRequired": 403
+        case "wrongSPIN", "insufficientRights", "spinRequired", "licenceExpired", "missingLicence": 403
         case "locked", "spinLocked": 423
         case "requestPending": 409
         case "unknownRequest", "notRegistered": 404
@@ -112,6 +112,12 @@ public final class AppAPI: Sendable {
         let rest = Array(parts.dropFirst(3))
         switch (r.method, rest.first) {
         case ("GET", "status"), ("GET", "parkingposition"), ("GET", "capabilities"):
+            // The status and the parking position are licensed services; the capabilities say
+            // why a service is off, so they are always there.
+            let service = ["status": "vehicleStatus", "parkingposition": "parkingPosition"][rest[0]]
+            if let service {
+                do { try portal.requireLicence(vin: vin, service: service, nowMs: t) } catch { return Self.refusal(error) }
+            }
             if let refusal = countRead(email: email, vin: vin, nowMs: t) { return refusal }
             return read(rest[0], vin: vin, role: role)
         case ("GET", "requests") where rest.count == 2:

@@ -72,8 +72,10 @@ public final class BackendStore {
         }
         return try db.transaction { () throws(OutboxError) -> Receipt in
             if stream == "requests", json["type"]?.stringValue == "deleteMyData" {
-                // Everything of this car goes; sequence numbers start over after this one.
-                for table in ["messages", "state", "duplicates"] { try db.run("DELETE FROM \(table) WHERE vin = ?", [.text(vin)]) }
+                // Everything of this car goes (what it sent, its state, its last connection);
+                // only the sequence number of this request stays, so that what comes next is
+                // not taken for lost (it names no one).
+                for table in ["messages", "state", "duplicates", "connection"] { try db.run("DELETE FROM \(table) WHERE vin = ?", [.text(vin)]) }
                 try db.run("INSERT INTO resets(vin, seq, at) VALUES (?, ?, ?) ON CONFLICT(vin) DO UPDATE SET seq = max(resets.seq, excluded.seq), at = excluded.at",
                            [.text(vin), .int(seq ?? 0), .int(receivedAtMs)])
                 return .dataDeleted(requestId: id)

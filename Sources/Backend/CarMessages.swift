@@ -70,7 +70,7 @@ public final class CarMessages {
                 let e = try portal.register(
                     vin: vin, code: r["code"]?.stringValue ?? "", model: r["model"]?.stringValue ?? "",
                     built: r["buildDate"]?.stringValue ?? "", country: r["country"]?.stringValue ?? "",
-                    privacy: r["privacy"]?.stringValue, nowMs: now
+                    privacy: r["privacy"]?.stringValue, navigation: r["navigation"]?.boolValue == true, nowMs: now
                 )
                 note("registered \(vin): \(e.user) is its primary user")
                 return [("user", .string(e.user)), ("role", .string(e.role)), ("services", .array(e.services.map { .string($0) })),

@@ -24,20 +24,39 @@ public struct PortalError: Error, Equatable, Sendable, CustomStringConvertible {
 /// Which cars the connected services support (the seed's list; the real one is the
 /// manufacturer's). Pure rules, checked when a car is added to a garage.
 public enum Compatibility {
-    /// Model → first build month (YYYY-MM) that has the connectivity unit.
+    /// Model → first build month (YYYY-MM) that has the connectivity unit. The product page
+    /// gives Leon from May 2020 and Arona, Ateca, Ibiza and Tarraco from September 2020; it
+    /// names the Mii electric with no date: September 2019, when its production began, is the
+    /// project's assumption (docs/protocol.md).
     public static let models: [String: String] = [
         "Mii electric": "2019-09", "Leon": "2020-05",
         "Arona": "2020-09", "Ateca": "2020-09", "Ibiza": "2020-09", "Tarraco": "2020-09",
     ]
 
-    /// The seed names 38 supported countries without listing them; this list (the EU, the
-    /// EEA, Switzerland, the United Kingdom, and six more European markets) is the project's
-    /// assumption, documented in docs/protocol.md.
-    public static let countries: Set<String> = [
-        "AT", "BE", "BG", "HR", "CY", "CZ", "DK", "EE", "FI", "FR", "DE", "GR", "HU", "IE", "IT", "LV", "LT", "LU",
-        "MT", "NL", "PL", "PT", "RO", "SK", "SI", "ES", "SE", "IS", "LI", "NO", "CH", "GB",
-        "AD", "MC", "SM", "RS", "BA", "ME",
+    /// The 38 countries the product page lists, in its order: Allemagne, Belgique, République
+    /// tchèque, Danemark, Finlande, Norvège, Suède, France, Grande-Bretagne, Irlande, Autriche,
+    /// Suisse, Italie, Espagne, Portugal, Pologne, Hongrie, Grèce, Chypre, Pays-Bas, Luxembourg,
+    /// Bulgarie, Roumanie, Croatie, Slovénie, Malte, Slovaquie, Andorre, Estonie, Lettonie,
+    /// Lituanie, Serbie, Albanie, Macédoine (du Nord), Bosnie-Herzégovine, Ukraine, Monténégro
+    /// and Gibraltar (ISO 3166-1 alpha-2; Grande-Bretagne is the United Kingdom's code, GB).
+    public static let countries: [String] = [
+        "DE", "BE", "CZ", "DK", "FI", "NO", "SE", "FR", "GB", "IE", "AT", "CH", "IT", "ES", "PT", "PL", "HU", "GR", "CY",
+        "NL", "LU", "BG", "RO", "HR", "SI", "MT", "SK", "AD", "EE", "LV", "LT", "RS", "AL", "MK", "BA", "UA", "ME", "GI",
     ]
+
+    /// The free trial a first registration starts. The product page: it "may vary by country
+    /// and equipment level, but always lasts at least 12 months". It gives no figures beyond
+    /// that minimum, so every country here gets 12 calendar months (`trialMonths` holds the
+    /// exceptions a market would add; none is known: an assumption, docs/protocol.md). The
+    /// services follow the equipment: a car with navigation gets the Navi set (`trial-navi`:
+    /// online infotainment and apps too), one without it the Radio set (`trial`).
+    public static let trialMonths: [String: Int] = [:]
+    public static let minimumTrialMonths = 12
+
+    public static func trial(country: String, navigation: Bool, startMs: Int64) -> (package: String, endMs: Int64) {
+        let months = max(minimumTrialMonths, trialMonths[country] ?? minimumTrialMonths)
+        return (navigation ? "trial-navi" : "trial", addingCalendarMonths(months, to: startMs))
+    }
 
     /// nil when supported; otherwise why not.
     public static func check(model: String, built: String, country: String) -> PortalError? {
@@ -293,10 +312,13 @@ public final class Portal {
     /// The car leaves its garage and its registration is undone (a factory reset in the car:
     /// the next owner registers it anew).
     public func forgetCar(vin: String) throws(PortalError) {
-        try run("DELETE FROM garage WHERE vin = ?", [.text(vin)])
-        try run("DELETE FROM car_users WHERE vin = ?", [.text(vin)])
-        try run("DELETE FROM registration_attempts WHERE vin = ?", [.text(vin)])
-        try run("UPDATE command_keys SET key = '' WHERE vin = ?", [.text(vin)])
+        // Every row that ties the car to a person: its garage entry, its users, the commands
+        // they sent (with their addresses), the registration tries, its command key (a new
+        // registration gives a new one, so no command signed before can work again). The
+        // licence stays: it belongs to the vehicle and outlives an owner (the product page).
+        for table in ["garage", "car_users", "registration_attempts", "commands", "command_keys"] {
+            try run("DELETE FROM \(table) WHERE vin = ?", [.text(vin)])
+        }
     }
 
     /// The cars in the user's garage (the user is their primary user), with their enrolment.
@@ -382,7 +404,7 @@ public final class Portal {
     /// trial licence and uses up the code. Failures carry the code the car shows
     /// (`RegistrationFailure`) and, when locked, the seconds left.
     public func register(vin: String, code: String, model: String, built: String, country: String, privacy: String?,
-                         nowMs: Int64) throws(PortalError) -> Enrolment {
+                         navigation: Bool = false, nowMs: Int64) throws(PortalError) -> Enrolment {
         // The try is reserved (counted as wrong) before the code is looked up, atomically, so
         // that concurrent guesses cannot pass the lock; this car's own code clears the count.
         if case .locked(let left) = try reserveTry("registration_attempts", "vin", vin, nowMs: nowMs) {
@@ -414,7 +436,7 @@ public final class Portal {
             guard e > nowMs else { try refuse(PortalError("licenceInvalid", "the licence of \(vin) expired; renew it in the portal first")) }
             (package, end) = (p, e)
         } else {
-            (package, end) = ("trial", nowMs + Self.codeValidityMs)
+            (package, end) = Compatibility.trial(country: country, navigation: navigation, startMs: nowMs)
             try run("INSERT INTO licences(vin, package, expires_at, trial_started_at) VALUES (?, ?, ?, ?)",
                     [.text(vin), .text(package), .int(end), .int(nowMs)])
         }
@@ -424,7 +446,7 @@ public final class Portal {
         let key = SymmetricKey(size: .bits256).withUnsafeBytes { Array($0) }
         try run("INSERT INTO command_keys(vin, key, counter) VALUES (?, ?, 0) ON CONFLICT(vin) DO UPDATE SET key = excluded.key",
                 [.text(vin), .text(hexBytes(key))])
-        return Enrolment(user: email, role: "primary", services: Self.packages[package]?.services ?? Self.trialServices,
+        return Enrolment(user: email, role: "primary", services: Self.services(of: package),
                          licenceExpiresAtMs: end, commandKey: key)
     }
 
@@ -434,6 +456,13 @@ public final class Portal {
         "radio": (trialServices, [1: 50, 2: 85]),
         "navi": (trialServices + ["onlineNavigation", "infotainmentApps"], [1: 135, 2: 225]),
     ]
+
+    /// A licence's services: a package's, or a trial's (`trial`: the Radio set; `trial-navi`:
+    /// the Navi set, for a car with navigation).
+    public static func services(of package: String) -> [String] {
+        if let p = packages[package] { return p.services }
+        return package == "trial-navi" ? packages["navi"]!.services : trialServices
+    }
 
     public struct Licence: Sendable, Equatable {
         public var package: String
@@ -456,7 +485,19 @@ public final class Portal {
         guard let (package, expires) = rows.first else {
             throw PortalError("notRegistered", "\(vin) has never been registered: it has no licence")
         }
-        return Licence(package: package, expiresAtMs: expires, services: Self.packages[package]?.services ?? Self.trialServices)
+        return Licence(package: package, expiresAtMs: expires, services: Self.services(of: package))
+    }
+
+    /// Refuses unless the car's licence covers `service` now: when the trial or the licence has
+    /// run out, the services stop until it is renewed (the product page). The eCall asks nothing.
+    public func requireLicence(vin: String, service: String, nowMs: Int64) throws(PortalError) {
+        let l = try licence(vin: vin)
+        guard l.services.contains(service) else {
+            throw PortalError("missingLicence", "the \(l.package) licence of \(vin) does not include \(service)")
+        }
+        guard l.expiresAtMs > nowMs else {
+            throw PortalError("licenceExpired", "the licence of \(vin) has expired: renew it to use \(service) again")
+        }
     }
 
     /// Renews (or upgrades) a registered car's licence by 1 or 2 years, from its end or from now
@@ -465,7 +506,8 @@ public final class Portal {
         guard let p = Self.packages[package] else { throw PortalError("unknownPackage", "the packages are radio and navi, not '\(package)'") }
         guard let price = p.prices[years] else { throw PortalError("invalidTerm", "a licence is renewed for 1 or 2 years, not \(years)") }
         let current = try licence(vin: vin)
-        let end = max(current.expiresAtMs, nowMs) + Int64(years) * Self.codeValidityMs
+        // Whole calendar years from the end (or from now, when it has run out): never a day short.
+        let end = addingCalendarMonths(12 * years, to: max(current.expiresAtMs, nowMs))
         try run("UPDATE licences SET package = ?, expires_at = ? WHERE vin = ?", [.text(package), .int(end), .text(vin)])
         return Licence(package: package, expiresAtMs: end, services: p.services, priceEUR: price)
     }
@@ -494,8 +536,9 @@ public final class Portal {
         try run("DELETE FROM spin_attempts WHERE email = ?", [.text(key)])
     }
 
-    /// The actions that need the S-PIN (the real service asks it for unlocking and locking).
-    public static let spinActions: Set<RemoteCommand.Action> = [.lock, .unlock]
+    /// The actions that need the S-PIN: the product page asks it for locking and unlocking
+    /// "and to control the climatisation remotely" (starting and stopping it both are).
+    public static let spinActions: Set<RemoteCommand.Action> = [.lock, .unlock, .climatisationStart, .climatisationStop]
 
     /// A remote command for the car, signed with its key: the user must be one of the car's
     /// users (the car itself refuses remote functions to anyone but the primary user, and the
@@ -513,15 +556,17 @@ public final class Portal {
             throw PortalError("insufficientRights", "\(user) is not a user of \(vin)")
         }
         guard role == "primary" else { throw PortalError("insufficientRights", "only the primary user has remote functions (\(user) is \(role))") }
+        // The request's own values first: a malformed request costs no S-PIN try.
+        if action == .climatisationStart, !RemoteCommand.isValidTargetTemperature(targetTemperature ?? 0) {
+            throw PortalError("invalidTemperature", "the target temperature is 16 to 30 °C in 0.5 steps")
+        }
+        try requireLicence(vin: vin, service: action.service, nowMs: nowMs)
         if Self.spinActions.contains(action) {
             switch spin {
             case .none: throw PortalError("spinRequired", "\(action.rawValue) needs the S-PIN")
             case .spin(let pin): try verifySPIN(email: user, spin: pin, nowMs: nowMs)
             case .securityToken: break
             }
-        }
-        if action == .climatisationStart, !RemoteCommand.isValidTargetTemperature(targetTemperature ?? 0) {
-            throw PortalError("invalidTemperature", "the target temperature is 16 to 30 °C in 0.5 steps")
         }
         let pending = try query("SELECT id FROM commands WHERE vin = ? AND action = ? AND status IN ('queued', 'inProgress') AND expires_at > ?",
                                 [.text(vin), .text(action.rawValue), .int(nowMs)]) { $0.text(0) }
@@ -531,7 +576,7 @@ public final class Portal {
             throw PortalError("notRegistered", "\(vin) has no command key: register it first")
         }
         try run("UPDATE command_keys SET counter = ? WHERE vin = ?", [.int(counter + 1), .text(vin)])
-        var c = RemoteCommand(id: randomMessageID(), vin: vin, action: action, counter: counter + 1, issuedAtMs: nowMs,
+        var c = RemoteCommand(id: messageID(unixMs: nowMs), vin: vin, action: action, counter: counter + 1, issuedAtMs: nowMs,
                               expiresAtMs: nowMs + ttlMs, user: user.lowercased(), role: role,
                               targetTemperature: action == .climatisationStart ? targetTemperature : nil)
         c.signature = Self.sign(c, key: key)

@@ -98,6 +98,9 @@ public final class TelematicsUnit: Sendable {
         privacy.observe { outbox.setPrivacy($0) }
         let registration = CarRegistration(path: config.registrationFile, timeoutMs: config.registrationTimeoutMs, outbox: outbox,
                                            privacy: privacy, profile: profile, logger: logger, answerKey: config.answerKey, clocks: clocks)
+        // Nothing for the backend before the owner registered the car and accepted the terms,
+        // then each service's messages only while its licence runs (BackendConsent).
+        outbox.gate { m in BackendConsent.verdict(for: m, registration: registration.current, nowMs: clocks.wallMs) }
         let events = VehicleEventService(bus: bus, outbox: outbox, vin: profile.vin.value)
         let vin = profile.vin.value
         let eCall = ECallService(
@@ -107,12 +110,15 @@ public final class TelematicsUnit: Sendable {
             journalPath: config.eCallJournal, gnssFitted: config.gpsd != nil, shutdownGraceMs: config.eCallShutdownGraceMs,
             monitor: monitor, executor: eCallThread,
             onReport: { report in
-                // To the backend only for a registered car (and where privacy lets it out).
-                guard registration.current.status == .completed else {
+                // To the backend only for a registered car (and where privacy lets it out); the
+                // call itself asked for nothing.
+                let now = clocks.wallMs
+                let m = report.outboxMessage(vin: vin, id: messageID(unixMs: now), nowMs: now)
+                guard BackendConsent.verdict(for: m, registration: registration.current, nowMs: now) == .allowed else {
                     logger.info("the eCall report stays in the car: it is not registered")
                     return
                 }
-                outbox.submit(report.outboxMessage(vin: vin, id: randomMessageID(), nowMs: clocks.wallMs))
+                outbox.submit(m)
             }
         )
         var gnss: GNSSService?
@@ -129,7 +135,7 @@ public final class TelematicsUnit: Sendable {
                     let shared = privacy.current == .shareMyPosition ? position : nil
                     var m = stateMessage(block: "parking", values: shared?.json ?? .null,
                                          capturedAtMs: shared.map { $0.parkedAt.nanoseconds / 1_000_000 } ?? now,
-                                         vin: vin, id: randomMessageID())
+                                         vin: vin, id: messageID(unixMs: now))
                     m.carriesPosition = shared != nil
                     outbox.submit(m)
                 }
@@ -147,6 +153,11 @@ public final class TelematicsUnit: Sendable {
         outbox.onCommand { remote.receive($0) }
         let buttons = ServiceButtonService(bus: bus, outbox: outbox, registration: registration, privacy: privacy, gnss: gnss,
                                            vin: vin, logger: logger, clocks: clocks)
+        registration.onGranted {
+            // Registered, or the licence renewed: the backend gets the whole state now.
+            stateService.resendAll()
+            capabilities.resend()
+        }
         privacy.observe(initially: false) { [gnss] mode in
             // A new level: the parking block says what may now be said; back online, the
             // backend gets the whole state again, for a registered car (a factory reset puts

@@ -354,7 +354,7 @@ struct RemoteCommandCLI: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "command",
         abstract: "Send a remote command to a car as an app would: signed with the car's key, bound to its VIN, with an expiry and a counter.",
-        discussion: "lock and unlock need the user's S-PIN (three wrong ones lock it for a growing time), read from standard input: asked for with the echo off at a terminal, the first line from a pipe or a file; none at the end of the input. Only the primary user has remote functions; one request per type may be pending. Prints the request, then (with --wait-s) its final status: successful, failed with a cause, or timedOut."
+        discussion: "lock, unlock and the climatisation (start and stop) need the user's S-PIN (three wrong ones lock it for a growing time), read from standard input: asked for with the echo off at a terminal, the first line from a pipe or a file; none at the end of the input. Only the primary user has remote functions; one request per type may be pending. Prints the request, then (with --wait-s) its final status: successful, failed with a cause, or timedOut."
     )
 
     @Argument(help: "The VIN.") var vin: String

@@ -80,7 +80,7 @@ struct ECallLatencyBench: AsyncParsableCommand {
             var n = 0
             while n < backlog {
                 try store.append((0..<min(1000, backlog - n)).map { i in
-                    OutboxMessage(id: randomMessageID(), stream: "events", priority: .event, capturedAtMs: Int64(n + i),
+                    OutboxMessage(id: messageID(unixMs: Clocks.system.wallMs), stream: "events", priority: .event, capturedAtMs: Int64(n + i),
                                   payload: #"{"type":"opened","quantity":"doors.frontLeft.open","value":true}"#)
                 })
                 n += 1000

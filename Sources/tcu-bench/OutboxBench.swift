@@ -27,10 +27,12 @@ struct OutboxBench: ParsableCommand {
             let store = try OutboxStore(path: path)
             let payload = #"{"type":"doorOpened","door":"frontLeft","at":1764000000123}"#
             let start = monotonicNow()
+            // Ids as the daemon makes them: one millisecond apart, in order.
+            let idBase = Clocks.system.wallMs
             var n = 0
             while n < messages {
                 let chunk = (0..<batch).map { i in
-                    OutboxMessage(id: randomMessageID(), stream: "events", priority: .event, capturedAtMs: Int64(n + i), payload: payload)
+                    OutboxMessage(id: messageID(unixMs: idBase + Int64(n + i)), stream: "events", priority: .event, capturedAtMs: Int64(n + i), payload: payload)
                 }
                 try store.append(chunk)
                 n += batch
@@ -71,11 +73,12 @@ struct OutboxFillBench: ParsableCommand {
         let store = try OutboxStore(path: path, maximumBytes: 1 << 40)
         let payload = #"{"id":"x","vin":"VSSZZZKLZNR012345","type":"opened","quantity":"doors.frontLeft.open","value":true,"capturedAt":1764000000123}"#
         let start = monotonicNow()
+        let idBase = Clocks.system.wallMs
         var n = 0
         while n < messages {
             let count = min(batch, messages - n)
             try store.append((0..<count).map { i in
-                OutboxMessage(id: randomMessageID(), stream: "events", priority: .event, capturedAtMs: Int64(n + i), payload: payload)
+                OutboxMessage(id: messageID(unixMs: idBase + Int64(n + i)), stream: "events", priority: .event, capturedAtMs: Int64(n + i), payload: payload)
             })
             n += count
         }

@@ -56,12 +56,13 @@ struct Menu {
         while true {
             // An SOS call in its cancellation window can be cancelled from here, as in the car.
             let pending = status()?["ecall"]?["phase"]?.stringValue == "manualPending"
-            var choices = ["Online services", "Status"]
+            var choices = ["Online services", "Status", "User"]
             if pending { choices.append("Cancel the emergency call") }
             guard let c = choose("Settings", pending ? ["An emergency call is about to be placed."] : [], choices) else { return }
             switch c {
             case 1: onlineServices()
             case 2: showStatus()
+            case 3: user()
             default:
                 guard let reply = request(.eCall(.cancel)) else { continue }
                 print(reply["ok"]?.boolValue == true ? "The emergency call is cancelled." : "It cannot be cancelled now (\(reply["error"]?.stringValue ?? "?")).")
@@ -75,12 +76,11 @@ struct Menu {
             let reg = st?["registration"]?["status"]?.stringValue ?? "unknown"
             let privacy = st?["privacy"]?.stringValue ?? "unknown"
             guard let c = choose("Settings › Online services", ["Registration: \(reg)", "Privacy: \(Self.privacyName(privacy))"],
-                                 ["Registration", "Service management", "Licences", "Users"]) else { return }
+                                 ["Registration", "Service management", "Licences"]) else { return }
             switch c {
             case 1: registration()
             case 2: serviceManagement()
-            case 3: licences()
-            default: users()
+            default: licences()
             }
         }
     }
@@ -226,10 +226,12 @@ struct Menu {
         }
     }
 
-    func users() {
+    /// The infotainment's User screen, where the product page's FAQ sends an owner who sells
+    /// the car: "Utilisateur" › "Supprimer utilisateur / Restaurer les réglages d'usine".
+    func user() {
         while true {
             let user = status()?["registration"]?["user"]?.stringValue
-            guard choose("Online services › Users", [user.map { "Primary user: \($0)" } ?? "No user."],
+            guard choose("User", [user.map { "Primary user: \($0)" } ?? "No user."],
                          ["Delete user / restore factory settings"]) != nil else { return }
             print("This deletes the registration, the parking position, the privacy choice and all queued data in the car,")
             print("and asks the server to delete the car's data. Type YES to go on, anything else to go back: ", terminator: "")

@@ -171,13 +171,31 @@ struct OutboxStoreTests {
         #expect(try store.next(limit: 10).first?.sequence == 2)
     }
 
-    @Test("message ids are random version-4 identifiers")
+    @Test("message ids are version-7 UUIDs: unique, in the order of their times, the time in the first 48 bits")
     func ids() {
         var seen = Set<String>()
-        for _ in 0..<1000 { seen.insert(randomMessageID()) }
+        for _ in 0..<1000 { seen.insert(messageID(unixMs: 1_764_000_000_000)) }
         #expect(seen.count == 1000)
-        let id = randomMessageID()
-        #expect(id.count == 36 && Array(id)[14] == "4")
+        let id = messageID(unixMs: 0x0192_3456_789A)
+        #expect(id.count == 36)
+        #expect(id.hasPrefix("01923456-789a-7"))
+        let variant = Array(id)[19]
+        #expect("89ab".contains(variant))
+        #expect(id == id.lowercased())
+        // Later times sort later, whatever the random bits.
+        let times: [Int64] = [1, 1_000, 1_764_000_000_000, 1_764_000_000_001, 0xFFFF_FFFF_FFFF]
+        let ids = times.map { messageID(unixMs: $0) }
+        #expect(ids == ids.sorted())
+        // Out of range times are clamped, never a trap.
+        #expect(messageID(unixMs: -5).hasPrefix("00000000-0000-7"))
+        #expect(messageID(unixMs: .max).hasPrefix("ffffffff-ffff-7"))
+    }
+
+    @Test("with a fixed generator the id is fixed: the random bits fill the rest")
+    func idLayout() {
+        struct Fixed: RandomNumberGenerator { mutating func next() -> UInt64 { .max } }
+        var g = Fixed()
+        #expect(messageID(unixMs: 0, using: &g) == "00000000-0000-7fff-bfff-ffffffffffff")
     }
 }
 

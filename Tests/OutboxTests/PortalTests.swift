@@ -70,6 +70,12 @@ struct PortalTests {
         try user(p, "cleo@example.com")
         #expect(refusal { _ = try p.addCar(vin: vin, email: "cleo@example.com", model: "Leon", built: "2021-11", country: "ES", acceptedTerms: true, nowMs: now) } == "vehicleInAnotherGarage")
         #expect(Compatibility.countries.count == 38)
+        // The product page's list decides: Albania, North Macedonia, Ukraine and Gibraltar are
+        // in it; Iceland, Liechtenstein, Monaco and San Marino are not.
+        for c in ["AL", "MK", "UA", "GI", "GB", "RS", "BA", "ME", "AD"] { #expect(Compatibility.check(model: "Leon", built: "2021-11", country: c) == nil) }
+        for c in ["IS", "LI", "MC", "SM", "US", "TR"] {
+            #expect(Compatibility.check(model: "Leon", built: "2021-11", country: c)?.code == "countryNotSupported")
+        }
     }
 
     @Test("removing the car voids its code; adding it again gives a new one")
@@ -165,11 +171,38 @@ struct PortalLicenceTests {
     func renewals() throws {
         let p = try registered()
         let trial = try p.licence(vin: vin)
+        // 2025-11-24 to 2026-11-24: twelve calendar months.
         #expect(trial.package == "trial" && trial.expiresAtMs == now + year && trial.services == Portal.trialServices)
+        // Two calendar years from its end: 2028-11-24 (over 29 February 2028: a day more than 730).
         let radio = try p.renew(vin: vin, package: "radio", years: 2, nowMs: now + 10)
-        #expect(radio.expiresAtMs == now + 3 * year && radio.priceEUR == 85)
-        let navi = try p.renew(vin: vin, package: "navi", years: 1, nowMs: now + 5 * year)
-        #expect(navi.expiresAtMs == now + 6 * year && navi.priceEUR == 135 && navi.services.contains("onlineNavigation"))
+        #expect(radio.expiresAtMs == now + 3 * year + 86_400_000 && radio.priceEUR == 85)
+        #expect(radio.expiresAtMs == addingCalendarMonths(36, to: now))
+        // Run out: a year from the renewal's day.
+        let later = now + 5 * year
+        let navi = try p.renew(vin: vin, package: "navi", years: 1, nowMs: later)
+        #expect(navi.expiresAtMs == addingCalendarMonths(12, to: later) && navi.priceEUR == 135 && navi.services.contains("onlineNavigation"))
+    }
+
+    @Test("the trial lasts at least 12 calendar months and follows the equipment: Navi with navigation, Radio without")
+    func trialByEquipment() throws {
+        // Registered on 29 February 2028: the trial ends on 1 March 2029, never a day short.
+        let leapDay: Int64 = 1_835_395_200_000 + 10 * 3_600_000
+        #expect(utcText(leapDay / 1000) == "2028-02-29T10:00:00Z")
+        let radio = Compatibility.trial(country: "ES", navigation: false, startMs: leapDay)
+        #expect(radio.package == "trial" && utcText(radio.endMs / 1000) == "2029-03-01T10:00:00Z")
+        let navi = Compatibility.trial(country: "GI", navigation: true, startMs: now)
+        #expect(navi.package == "trial-navi" && navi.endMs == now + year)
+        for c in Compatibility.countries {
+            #expect(Compatibility.trial(country: c, navigation: false, startMs: now).endMs >= addingCalendarMonths(12, to: now))
+        }
+        // Through the registration: the car says it has navigation.
+        let p = try Portal(path: scratch(), rounds: 1_000)
+        try p.addUser(email: "ana@example.com", password: "correct horse", spin: "4711", nowMs: now)
+        try p.verifyEmail("ana@example.com")
+        let car = try p.addCar(vin: vin, email: "ana@example.com", model: "Leon", built: "2021-11", country: "ES", acceptedTerms: true, nowMs: now)
+        let e = try p.register(vin: vin, code: car.code, model: "Leon", built: "2021-11", country: "ES", privacy: nil, navigation: true, nowMs: now)
+        #expect(e.services.contains("onlineNavigation") && e.services.contains("infotainmentApps"))
+        #expect(try p.licence(vin: vin).package == "trial-navi")
     }
 
     @Test("renewal refusals: not registered, unknown package, a term other than 1 or 2 years")
@@ -214,6 +247,33 @@ struct PortalEnrolmentTests {
         #expect(try enrolment(p, at: now + year) == "inactive")
         _ = try p.renew(vin: vin, package: "radio", years: 1, nowMs: now + year)
         #expect(try enrolment(p, at: now + year) == "completed")
+    }
+
+    @Test("when the licence has run out the services stop until it is renewed: reads and commands are refused; the climatisation needs the S-PIN")
+    func servicesStopAtTheLicenceEnd() throws {
+        let p = try Portal(path: scratch(), rounds: 1_000)
+        try account(p, "ana@example.com")
+        #expect(code { try p.requireLicence(vin: self.vin, service: "vehicleStatus", nowMs: self.now) } == "notRegistered")
+        let car = try p.addCar(vin: vin, email: "ana@example.com", model: "Leon", built: "2021-11", country: "ES", acceptedTerms: true, nowMs: now)
+        let e = try p.register(vin: vin, code: car.code, model: "Leon", built: "2021-11", country: "ES", privacy: nil, nowMs: now)
+        let end = e.licenceExpiresAtMs
+        try p.requireLicence(vin: vin, service: "vehicleStatus", nowMs: end - 1)
+        #expect(code { try p.requireLicence(vin: self.vin, service: "vehicleStatus", nowMs: end) } == "licenceExpired")
+        #expect(code { try p.requireLicence(vin: self.vin, service: "infotainmentApps", nowMs: self.now) } == "missingLicence")
+        // The climatisation asks the S-PIN, after its own values (a wrong temperature costs no try).
+        #expect(code { try p.issueCommand(vin: self.vin, user: "ana@example.com", spin: .none, action: .climatisationStart,
+                                          targetTemperature: 40, ttlMs: 60_000, nowMs: self.now) } == "invalidTemperature")
+        for action in [RemoteCommand.Action.climatisationStart, .climatisationStop, .lock, .unlock] {
+            #expect(code { try p.issueCommand(vin: self.vin, user: "ana@example.com", spin: .none, action: action,
+                                              targetTemperature: 22, ttlMs: 60_000, nowMs: self.now) } == "spinRequired")
+        }
+        _ = try p.issueCommand(vin: vin, user: "ana@example.com", spin: .spin("4711"), action: .climatisationStart,
+                               targetTemperature: 22, ttlMs: 60_000, nowMs: now)
+        // After the end: refused, whatever the S-PIN; renewed: back.
+        #expect(code { try p.issueCommand(vin: self.vin, user: "ana@example.com", spin: .spin("4711"), action: .flash,
+                                          targetTemperature: nil, ttlMs: 60_000, nowMs: end) } == "licenceExpired")
+        _ = try p.renew(vin: vin, package: "radio", years: 1, nowMs: end)
+        _ = try p.issueCommand(vin: vin, user: "ana@example.com", spin: .none, action: .flash, targetTemperature: nil, ttlMs: 60_000, nowMs: end)
     }
 
     @Test("the licence stays with the car: no second trial, and an expired one must be renewed before registering again")

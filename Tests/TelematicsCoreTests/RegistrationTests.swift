@@ -83,16 +83,22 @@ struct CapabilityTests {
 
     @Test func aCarWithoutRegistrationOrWithoutTheServiceMissesTheLicence() {
         let none = Capabilities.evaluate(Registration(), privacy: .shareMyPosition, nowMs: 1_000)
-        #expect(codes(none, "remoteLockUnlock") == [2003] && codes(none, "breakdownCall") == [])
+        // Without registration only the eCall the law requires: the breakdown call is licensed.
+        #expect(codes(none, "remoteLockUnlock") == [2003] && codes(none, "breakdownCall") == [2003])
+        #expect(codes(none, "emergencyCall") == [])
         let some = Capabilities.evaluate(registered(), privacy: .shareMyPosition, nowMs: 1_000)
         #expect(codes(some, "remoteLockUnlock") == [] && codes(some, "onlineNavigation") == [2003])
         #expect(some.first { $0.id == "remoteLockUnlock" }!.expiresAtMs == 2_000)
     }
 
-    @Test func anExpiredLicenceStopsRemoteServicesNotSafety() {
+    @Test func anExpiredLicenceStopsEveryServiceButTheECall() {
         let list = Capabilities.evaluate(registered(licenceEnd: 2_000), privacy: .shareMyPosition, nowMs: 2_000)
         #expect(codes(list, "remoteLockUnlock") == [2002] && codes(list, "vehicleStatus") == [2002])
-        #expect(codes(list, "breakdownCall") == [] && codes(list, "emergencyCall") == [])
+        #expect(codes(list, "emergencyCall") == [])
+        var withBreakdown = registered(licenceEnd: 2_000)
+        withBreakdown.services.append("breakdownCall")
+        #expect(codes(Capabilities.evaluate(withBreakdown, privacy: .shareMyPosition, nowMs: 2_000), "breakdownCall") == [2002])
+        #expect(codes(Capabilities.evaluate(withBreakdown, privacy: .shareMyPosition, nowMs: 1_999), "breakdownCall") == [])
         var inactive = registered()
         inactive.status = .inactive
         #expect(codes(Capabilities.evaluate(inactive, privacy: .shareMyPosition, nowMs: 0), "alerts") == [2001])
@@ -102,10 +108,64 @@ struct CapabilityTests {
         let use = Capabilities.evaluate(registered(), privacy: .useMyPosition, nowMs: 1_000)
         #expect(codes(use, "parkingPosition") == [1013] && codes(use, "vehicleStatus") == [])
         let offline = Capabilities.evaluate(registered(licenceEnd: 500), privacy: .offline, nowMs: 1_000)
-        #expect(codes(offline, "vehicleStatus") == [1005, 2002] && codes(offline, "breakdownCall") == [1005])
+        #expect(codes(offline, "vehicleStatus") == [1005, 2002] && codes(offline, "emergencyCall") == [])
         let guest = Capabilities.evaluate(registered(role: "guest"), privacy: .shareMyPosition, nowMs: 1_000)
         #expect(codes(guest, "remoteLockUnlock") == [3003] && codes(guest, "vehicleStatus") == [])
         #expect(!registered(role: "secondary").allows("remoteLockUnlock", nowMs: 1_000))
         #expect(registered(role: "secondary").allows("vehicleStatus", nowMs: 1_000))
+    }
+}
+
+@Suite("What may leave the car for the backend")
+struct BackendConsentTests {
+    typealias V = BackendConsent.Verdict
+
+    static func registration(_ status: Registration.Status, licenceEnd: Int64 = 2_000,
+                             services: [String] = ["vehicleStatus", "parkingPosition", "alerts"]) -> Registration {
+        var r = Registration()
+        r.status = status
+        r.role = status == .notStarted ? nil : "primary"
+        r.services = status == .notStarted ? [] : services
+        r.licenceExpiresAtMs = status == .notStarted ? nil : licenceEnd
+        return r
+    }
+
+    static func message(_ stream: String, key: String? = nil) -> OutboxMessage {
+        OutboxMessage(id: "m", stream: stream, priority: .event, coalesceKey: key, capturedAtMs: 0, payload: "{}")
+    }
+
+    // Rows: what the unit sends; columns: never registered, a code tried that failed a later
+    // check, registered with a running licence, the same at its end, inactive, registered
+    // without the alerts service. Nothing leaves before the owner registered and accepted the
+    // terms but the link's own requests; afterwards each service's messages only while its
+    // licence runs; the eCall's report and the services' status need the consent only.
+    static let states: [Registration] = [
+        registration(.notStarted), registration(.started), registration(.completed), registration(.completed, licenceEnd: 1_000),
+        registration(.inactive), registration(.completed, services: ["vehicleStatus", "parkingPosition"]),
+    ]
+    static let table: [(OutboxMessage, [V])] = [
+        (message("requests"), [.allowed, .allowed, .allowed, .allowed, .allowed, .allowed]),
+        (message("state", key: "state.doors"),
+         [.notRegistered, .notRegistered, .allowed, .licence("vehicleStatus"), .licence("vehicleStatus"), .allowed]),
+        (message("state", key: "state.parking"),
+         [.notRegistered, .notRegistered, .allowed, .licence("parkingPosition"), .licence("parkingPosition"), .allowed]),
+        (message("state", key: "state.capabilities"), [.notRegistered, .notRegistered, .allowed, .allowed, .allowed, .allowed]),
+        (message("events"), [.notRegistered, .notRegistered, .allowed, .licence("vehicleStatus"), .licence("vehicleStatus"), .allowed]),
+        (message("alarms"), [.notRegistered, .notRegistered, .allowed, .licence("alerts"), .licence("alerts"), .licence("alerts")]),
+        (message("ecall"), [.notRegistered, .notRegistered, .allowed, .allowed, .allowed, .allowed]),
+        (message("results"), [.notRegistered, .notRegistered, .allowed, .allowed, .allowed, .allowed]),
+        (message("services"), [.notRegistered, .notRegistered, .allowed, .allowed, .allowed, .allowed]),
+        // A stream with no rule never leaves: a new one must be given its rule here.
+        (message("somethingNew"), [.unknownStream, .unknownStream, .unknownStream, .unknownStream, .unknownStream, .unknownStream]),
+    ]
+
+    @Test("every stream against every registration state")
+    func everyStreamAgainstEveryState() {
+        for (m, expected) in Self.table {
+            for (r, want) in zip(Self.states, expected) {
+                #expect(BackendConsent.verdict(for: m, registration: r, nowMs: 1_500) == want,
+                        "\(m.stream) \(m.coalesceKey ?? "") with \(r.status)")
+            }
+        }
     }
 }

@@ -199,6 +199,9 @@ struct TwoUnitsTests {
         journal = \(dir)/ecall.journal
         shutdown-grace-ms = 0
         """)
+        // Registered (the owner accepted the terms): before that nothing is queued for the backend.
+        write(dir + "/registration", #"{"status":"completed","user":"ana@example.com","role":"primary","#
+              + #""services":["vehicleStatus","alerts"],"licenceExpiresAt":4102444800000}"#)
         return (dir, try Daemon.load(configPath: dir + "/telematicsd.conf"))
     }
 

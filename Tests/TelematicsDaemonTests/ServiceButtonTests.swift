@@ -31,8 +31,13 @@ struct ServiceButtonTests {
         #expect(request(.breakdownButton, registered(), .offline) == nil)
     }
 
-    @Test func theBreakdownCallIsASafetyServiceTheOthersNeedTheirLicence() throws {
-        #expect(request(.breakdownButton, Registration(), .shareMyPosition) != nil)
+    @Test func everyButtonNeedsItsLicenceOnlyTheECallTheLawRequiresDoesNot() throws {
+        // Without registration only the public eCall works (the product page): not the
+        // breakdown call either; with an expired licence neither.
+        #expect(request(.breakdownButton, Registration(), .shareMyPosition) == nil)
+        var expired = registered()
+        expired.licenceExpiresAtMs = 500
+        #expect(request(.breakdownButton, expired, .shareMyPosition) == nil)
         #expect(request(.serviceButton, Registration(), .shareMyPosition) == nil)
         #expect(request(.schedulingButton, Registration(), .shareMyPosition) == nil)
         let due = try JSON.parse(try #require(request(.schedulingButton, registered(), .shareMyPosition)).payload)

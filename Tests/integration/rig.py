@@ -6,7 +6,7 @@ import os
 import signal
 import subprocess
 
-from support import BIN, DBC, PROFILE, VIN, SimCar, free_port, listening, pki, tls_args, wait_until, terminate
+from support import BIN, DBC, PROFILE, REGISTERED, VIN, SimCar, free_port, listening, pki, tls_args, wait_until, terminate
 
 
 class Rig:
@@ -44,7 +44,10 @@ class Rig:
         self.broker.send_signal(signal.SIGTERM)
         self.broker.wait(timeout=10)
 
-    def daemon_config(self, log, replay="fast", broker_port=None, keepalive=5, outbox=None, follow=False, bus=None):
+    def daemon_config(self, log, replay="fast", broker_port=None, keepalive=5, outbox=None, follow=False, bus=None,
+                      registered=True):
+        """The daemon's configuration; `registered`: the car already registered (a registration
+        file as the handshake leaves it), otherwise the test registers it or adds its own."""
         conf = self.tmp / "telematicsd.conf"
         source = (f"source = logbus:{bus}\n" if bus else
                   f"source = candump:{log}\nreplay = {replay}\nfollow = {'true' if follow else 'false'}\n")
@@ -55,6 +58,9 @@ class Rig:
                         f"tls-ca = {self.pki}/ca.pem\ntls-cert = {self.pki}/{VIN}.pem\ntls-key = {self.pki}/{VIN}.key\n"
                         f"answer-key = {self.answer_key}\n"
                         f"keepalive-s = {keepalive}\n[privacy]\nsettings-file = {self.tmp}/settings.json\n")
+        if registered:
+            (self.tmp / "registered.json").write_text(REGISTERED)
+            conf.write_text(conf.read_text() + f"[registration]\nfile = {self.tmp}/registered.json\n")
         return conf
 
     def start_daemon(self, log, replay="fast", **options):
@@ -62,12 +68,12 @@ class Rig:
         self.daemon = subprocess.Popen([os.path.join(BIN, "telematicsd"), "--config", str(conf)],
                                        stderr=open(self.tmp / "daemon.log", "a"))
 
-    def start_live_daemon(self, extra=""):
+    def start_live_daemon(self, extra="", registered=True):
         """telematicsd on a CAN log the test writes to as it goes (`follow`), with `extra`
         configuration appended; returns the log and the configuration file."""
         log = self.tmp / "live.log"
         log.write_text("")
-        conf = self.daemon_config(log, follow=True)
+        conf = self.daemon_config(log, follow=True, registered=registered)
         conf.write_text(conf.read_text() + extra)
         self.run_daemon(conf)
         return log, conf
@@ -77,7 +83,7 @@ class Rig:
         ready (a registration file, `extra` configuration) and connected; returns the car."""
         bus = self.tmp / "bus"
         self.car = SimCar(self.tmp, bus, *car_args)
-        conf = self.daemon_config(None, bus=bus)
+        conf = self.daemon_config(None, bus=bus, registered=False)
         conf.write_text(conf.read_text() + f"[registration]\nfile = {self.tmp}/registration.json\n" + extra)
         self.run_daemon(conf)
         assert wait_until(lambda: self.status().get("outbox.backend.connected") == "true")
@@ -86,7 +92,7 @@ class Rig:
     def start_car(self, extra=""):
         """The live daemon with a registration file (and `extra` configuration), connected to the
         broker; returns the CAN log and the configuration file."""
-        log, conf = self.start_live_daemon(f"[registration]\nfile = {self.tmp}/registration.json\n" + extra)
+        log, conf = self.start_live_daemon(f"[registration]\nfile = {self.tmp}/registration.json\n" + extra, registered=False)
         assert wait_until(lambda: self.status().get("outbox.backend.connected") == "true")
         return log, conf
 

@@ -1,14 +1,22 @@
 """What the integration tests share: where the project's files and binaries are, free loopback
 ports, and waiting for a condition (polling, never sleeping for timing)."""
+import json
 import os
 import socket
 import time
+import urllib.error
+import urllib.request
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BIN = os.path.dirname(os.environ.get("TCUCTL", os.path.join(ROOT, ".build", "debug", "tcuctl")))
 DBC = os.path.join(ROOT, "hw", "vehicle.dbc")
 PROFILE = os.path.join(ROOT, "hw", "vehicle-profile.conf")
 VIN = "VSSZZZKLZNR012345"
+# A registration file as the handshake leaves it: the owner registered the car and accepted the
+# terms, its licence running. Before registration nothing leaves the car for the backend
+# (docs/protocol.md, "Consent first").
+REGISTERED = ('{"status":"completed","user":"ana@example.com","role":"primary","services":'
+              '["vehicleStatus","parkingPosition","alerts","breakdownCall","serviceScheduling"],"licenceExpiresAt":4102444800000}')
 
 
 def free_port(kind=socket.SOCK_STREAM):
@@ -116,3 +124,29 @@ class SimCar:
 
     def close(self):
         terminate(self.proc)
+
+
+class App:
+    """What an app does with the API: JSON over HTTP with its session token."""
+
+    def __init__(self, port):
+        self.base, self.token = f"http://127.0.0.1:{port}/v1", None
+
+    def call(self, method, path, body=None, raw=None):
+        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+        req = urllib.request.Request(self.base + path, data=data, method=method)
+        if self.token:
+            req.add_header("Authorization", f"Bearer {self.token}")
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                text = r.read().decode()
+                return r.status, (json.loads(text) if text else None)
+        except urllib.error.HTTPError as e:
+            text = e.read().decode()
+            return e.code, (json.loads(text) if text else None)
+
+    def login(self, email, password="correct horse"):
+        status, body = self.call("POST", "/login", {"email": email, "password": password})
+        if status == 200:
+            self.token = body["token"]
+        return status, body

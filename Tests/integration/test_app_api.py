@@ -6,39 +6,11 @@ flash, climatisation) is confirmed from the app's HTTP call to the car's frame a
 Quotas, throttling, roles."""
 import json
 import time
-import urllib.error
-import urllib.request
 
 import pytest
 
-from support import VIN, free_port, wait_until
+from support import VIN, App, free_port, wait_until
 from rig import Rig
-
-
-class App:
-    """What an app does with the API: JSON over HTTP with its session token."""
-
-    def __init__(self, port):
-        self.base, self.token = f"http://127.0.0.1:{port}/v1", None
-
-    def call(self, method, path, body=None, raw=None):
-        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
-        req = urllib.request.Request(self.base + path, data=data, method=method)
-        if self.token:
-            req.add_header("Authorization", f"Bearer {self.token}")
-        try:
-            with urllib.request.urlopen(req, timeout=10) as r:
-                text = r.read().decode()
-                return r.status, (json.loads(text) if text else None)
-        except urllib.error.HTTPError as e:
-            text = e.read().decode()
-            return e.code, (json.loads(text) if text else None)
-
-    def login(self, email, password="correct horse"):
-        status, body = self.call("POST", "/login", {"email": email, "password": password})
-        if status == 200:
-            self.token = body["token"]
-        return status, body
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import subprocess
 import pytest
 
 import support
-from support import BIN, DBC, PROFILE, ROOT
+from support import BIN, DBC, PROFILE, REGISTERED, ROOT
 
 DAEMON = os.path.join(BIN, "telematicsd")
 TCUCTL = os.path.join(BIN, "tcuctl")
@@ -16,8 +16,11 @@ TCUCTL = os.path.join(BIN, "tcuctl")
 def config(tmp_path, source, **extra):
     lines = ["[can]", f"source = {source}", f"dbc = {DBC}"]
     lines += [f"{k.replace('_', '-')} = {v}" for k, v in extra.items()]
+    # A registered car (its owner accepted the terms): before that nothing is queued for the backend.
+    (tmp_path / "registration.json").write_text(REGISTERED)
     lines += ["[vehicle]", f"profile = {PROFILE}", "[control]", f"socket = {tmp_path}/ctl.sock",
-              "[outbox]", f"path = {tmp_path}/outbox.db", "[ecall]", f"journal = {tmp_path}/ecall.journal",
+              "[outbox]", f"path = {tmp_path}/outbox.db", "[registration]", f"file = {tmp_path}/registration.json",
+              "[ecall]", f"journal = {tmp_path}/ecall.journal",
               # No network for the eCall here: a stop need not wait for the call.
               "shutdown-grace-ms = 0"]
     path = tmp_path / "telematicsd.conf"

@@ -445,7 +445,8 @@ def test_the_ecall_works_with_privacy_offline_and_no_registration_and_its_report
     assert msd["control"]["automaticActivation"]
     st = b.tcuctl("status").stdout
     assert "privacy = offline" in st
-    assert wait_until(lambda: "outbox.withheldByPrivacy" in b.tcuctl("status").stdout)
+    # Nothing was the car's to send: never registered, no consent (the state of the crash log).
+    assert wait_until(lambda: "outbox.withheldBeforeRegistration" in b.tcuctl("status").stdout)
     assert "outbox.waiting.ecall" not in b.tcuctl("status").stdout
 
 
@@ -493,8 +494,8 @@ def test_the_menu_cancels_an_sos_call_in_its_window(bench, tmp_path):
     try:
         def screen():
             return subprocess.run(["tmux", "capture-pane", "-p", "-t", session], capture_output=True, text=True).stdout
-        assert wait_until(lambda: "3) Cancel the emergency call" in screen()), screen()
-        subprocess.run(["tmux", "send-keys", "-t", session, "3", "Enter"], check=True)
+        assert wait_until(lambda: "4) Cancel the emergency call" in screen()), screen()
+        subprocess.run(["tmux", "send-keys", "-t", session, "4", "Enter"], check=True)
         assert wait_until(lambda: "The emergency call is cancelled." in screen()), screen()
         assert wait_until(lambda: b.ecall()["phase"] == "idle")
         assert b.received("dial") == []

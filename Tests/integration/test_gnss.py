@@ -260,8 +260,11 @@ def test_no_parking_position_leaves_the_car_without_a_valid_licence(rig, case):
         registered(rig, licence_left_ms=-1)
     rig.start_daemon()
     rig.drive_and_park()
-    # The car keeps it (it is the car's own data), the backend is not told.
-    assert wait_until(lambda: int(rig.status().get("outbox.committed", "0")) > 0)
+    # The car keeps it (it is the car's own data), the backend is not told: never registered,
+    # nothing is kept for the backend at all; with the licence run out, its services stop.
+    counter = "outbox.withheldBeforeRegistration" if case == "not registered" else "outbox.withheldByLicence"
+    assert wait_until(lambda: int(rig.status().get(counter, "0")) > 0)
+    assert rig.status()["parking.latitude"]
     assert parking_messages(rig) == []
 
 

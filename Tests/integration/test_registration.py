@@ -1,13 +1,24 @@
 """Registration, licences, roles and the factory reset, end to end: the portal's command line,
 the pairing code typed in the car's menu (in a real terminal), the activation assistant."""
+import datetime
 import json
 import os
 import subprocess
 import time
 
 
-from support import BIN, PROFILE, VIN, free_port, wait_until
+from support import BIN, PROFILE, VIN, App, free_port, wait_until
 from rig import door_events
+
+
+def plus_years(ms, years):
+    """The same UTC day and time `years` later; from 29 February, 1 March (never a day short)."""
+    t = datetime.datetime.fromtimestamp(ms // 1000, datetime.timezone.utc)
+    try:
+        later = t.replace(year=t.year + years)
+    except ValueError:
+        later = t.replace(year=t.year + years, day=28) + datetime.timedelta(days=1)
+    return int(later.timestamp()) * 1000 + ms % 1000
 
 
 def test_the_portal_cli_signs_up_adds_the_car_and_gives_a_pairing_code(tmp_path):
@@ -64,14 +75,16 @@ def test_registration_with_the_pairing_code_end_to_end(rig):
     assert json.loads(cli("garage", "list", "--user", "ana@example.com").stdout)["codeUsed"] is True
     again = register(car["pairingCode"])
     assert again.returncode == 75 and "codeUsed" in again.stderr
-    # The licence: the 12-month trial, renewed from the car for 2 years of Navi.
+    # The licence: the trial, 12 calendar months with the Navi set (the car has navigation),
+    # renewed from the car for 2 years of Navi.
     trial = json.loads(cli("licence", "show", VIN).stdout)
-    assert trial["package"] == "trial" and trial["licenceExpiresAt"] > time.time() * 1000 + 364 * 86_400_000
+    assert trial["package"] == "trial-navi" and "onlineNavigation" in trial["services"]
+    assert trial["licenceExpiresAt"] >= plus_years(int(time.time() * 1000) - 60_000, 1)
     renewed = rig.tcuctl("licence", "--renew", "--package", "navi", "--years", "2")
     assert renewed.returncode == 0, renewed.stderr
     assert "price = 225 EUR" in renewed.stdout and "onlineNavigation" in renewed.stdout
     shown = json.loads(cli("licence", "show", VIN).stdout)
-    assert shown["package"] == "navi" and shown["licenceExpiresAt"] == trial["licenceExpiresAt"] + 2 * 365 * 86_400_000
+    assert shown["package"] == "navi" and shown["licenceExpiresAt"] == plus_years(trial["licenceExpiresAt"], 2)
     assert rig.status()["registration.licenceExpiresAt"] == str(shown["licenceExpiresAt"])
     # Kept across a restart.
     rig.daemon.terminate()
@@ -97,6 +110,31 @@ def capabilities(rig):
     return json.loads(rig.tcuctl("status", "--json").stdout)["capabilities"]
 
 
+def test_nothing_leaves_the_car_for_the_backend_before_it_is_registered(rig):
+    """The product page: without registration only the eCall the law requires works, and the
+    data is used only with the customer's consent. A car never registered, on a connected
+    link, sends the backend nothing: not its state, not a door opening, not a theft alarm;
+    registered, the whole state goes at once and the next door opening follows."""
+    code = rig.add_car()["pairingCode"]
+    log, _ = rig.start_car()
+    with open(log, "a") as f:
+        f.write(f"({time.time():.6f}) can0 583#00000000\n({time.time():.6f}) can0 583#01000000\n"
+                f"({time.time():.6f}) can0 5A0#01000000\n({time.time():.6f}) can0 5A0#03000000\n")
+    assert wait_until(lambda: int(rig.status().get("outbox.withheldBeforeRegistration", "0")) >= 3)
+    st = rig.status()
+    assert st["outbox.backend.connected"] == "true" and st["outbox.committed"] == "0"
+    assert rig.events() == [] and rig.state()["blocks"] == {}
+    assert rig.tcuctl("register", code).returncode == 0
+    # Registered: the state at once (doors, the alarm's block, the services' status)...
+    assert wait_until(lambda: {"doors", "capabilities"} <= set(rig.state()["blocks"]))
+    # ...and what happens from now on.
+    with open(log, "a") as f:
+        f.write(f"({time.time():.6f}) can0 583#00000000\n")
+    assert wait_until(lambda: [e["type"] for e in door_events(rig)] == ["closed"])
+    # What was held back before stays unsent: it was not the car's to send then.
+    assert not [e for e in rig.events() if e.get("type") == "alarmTriggered"]
+
+
 def test_an_expired_licence_stops_remote_services_never_the_ecall_injected_clock(rig):
     # The backend's clock 395 days behind: the car registers "13 months ago", so its 12-month
     # trial ended a month ago by the car's own clock.
@@ -108,23 +146,37 @@ def test_an_expired_licence_stops_remote_services_never_the_ecall_injected_clock
     past("user", "verify", "ana@example.com")
     car = json.loads(past("garage", "add", VIN, "--user", "ana@example.com", "--profile", PROFILE, "--accept-terms").stdout)
     # No eCall network here: the test call must not hold up the stop.
-    rig.start_car("[ecall]\nshutdown-grace-ms = 0\n")
-    # Before registration: only the safety services.
+    log, _ = rig.start_car("[ecall]\nshutdown-grace-ms = 0\n")
+    with open(log, "a") as f:
+        f.write(f"({time.time():.6f}) can0 583#01000000\n")
+    # Before registration: only the eCall the law requires.
     before = capabilities(rig)
-    assert before["emergencyCall"]["isEnabled"] and before["breakdownCall"]["isEnabled"]
-    assert before["remoteLockUnlock"]["statusCodes"] == [2003]
+    assert before["emergencyCall"]["isEnabled"]
+    assert before["breakdownCall"]["statusCodes"] == [2003] and before["remoteLockUnlock"]["statusCodes"] == [2003]
     ok = rig.tcuctl("register", car["pairingCode"])
     assert ok.returncode == 0, ok.stderr
     expired = capabilities(rig)
-    for service in ["remoteLockUnlock", "vehicleStatus", "parkingPosition", "alerts"]:
+    for service in ["remoteLockUnlock", "vehicleStatus", "parkingPosition", "alerts", "breakdownCall"]:
         assert expired[service] == {"id": service, "isEnabled": False, "expirationDate": expired[service]["expirationDate"],
                                     "statusCodes": [2002]}
         assert expired[service]["expirationDate"] < time.time() * 1000
-    assert expired["emergencyCall"]["isEnabled"] and expired["breakdownCall"]["isEnabled"]
+    assert expired["emergencyCall"]["isEnabled"]
     # The backend hears the codes in the car's state, and the portal shows the enrolment inactive.
     assert wait_until(lambda: rig.state()["blocks"].get("capabilities", {}).get("values", {})
                       .get("remoteLockUnlock", {}).get("statusCodes") == [2002])
     assert json.loads(rig.portal("garage", "list", "--user", "ana@example.com").stdout)["enrolment"] == "inactive"
+    # The services stopped: the car's state does not go (only the services' status did), and
+    # the app is refused the status it would show.
+    assert wait_until(lambda: int(rig.status().get("outbox.withheldByLicence", "0")) >= 1)
+    assert set(rig.state()["blocks"]) == {"capabilities"}
+    # The backend on today's clock (it ran 395 days behind): the licence ended a month ago.
+    http = free_port()
+    rig.restart_backend(extra=["--http", f"127.0.0.1:{http}"])
+    app = App(http)
+    app.login("ana@example.com")
+    status, body = app.call("GET", f"/vehicles/{VIN}/status")
+    assert status == 403 and body["error"] == "licenceExpired"
+    assert app.call("GET", f"/vehicles/{VIN}/capabilities")[0] == 200
     # The eCall does not ask the licence: a test call is taken (test_ecall.py calls a PSAP with
     # no account, licence or backend at all).
     assert rig.tcuctl("ecall", "test").returncode == 0
@@ -133,6 +185,9 @@ def test_an_expired_licence_stops_remote_services_never_the_ecall_injected_clock
     assert renewed.returncode == 0, renewed.stderr
     assert capabilities(rig)["remoteLockUnlock"]["statusCodes"] == []
     assert wait_until(lambda: rig.state()["blocks"]["capabilities"]["values"]["remoteLockUnlock"]["isEnabled"])
+    # The state goes again, at once, and the app reads it.
+    assert wait_until(lambda: "doors" in rig.state()["blocks"])
+    assert app.call("GET", f"/vehicles/{VIN}/status")[0] == 200
     # "Use my position": the parking position says why it is off.
     assert rig.tcuctl("privacy", "use").returncode == 0
     assert capabilities(rig)["parkingPosition"]["statusCodes"] == [1013]
@@ -247,7 +302,11 @@ def test_the_menu_as_a_person_uses_it_in_a_terminal(rig):
         type_("3")
         shows("Licence valid until")
         type_("0")
-        type_("4")
+        type_("0")
+        # The User screen is at the menu's top, as the product page names it.
+        shows("3) User")
+        type_("3")
+        shows("== User")
         shows("Delete user / restore factory settings")
         type_("1")
         shows("Type YES to go on")
@@ -258,7 +317,6 @@ def test_the_menu_as_a_person_uses_it_in_a_terminal(rig):
         type_("YES")
         shows("Factory settings restored.")
         assert wait_until(lambda: rig.status().get("registration.status") == "notStarted")
-        type_("0")
         type_("0")
         type_("0")
         shows("Goodbye.")
@@ -359,7 +417,7 @@ def test_a_factory_reset_deletes_the_users_data_in_the_car_and_in_the_backend(ri
     code = rig.add_car()["pairingCode"]
     files = {name: rig.tmp / f"{name}.json" for name in ("registration", "parking", "settings")}
     files["parking"].write_text('{"latitude":41.4745,"longitude":1.9305,"fixTime":1764000000000,"parkedAt":1764000005000}\n')
-    log, _ = rig.start_live_daemon(f"[registration]\nfile = {files['registration']}\n"
+    log, _ = rig.start_live_daemon(registered=False, extra=f"[registration]\nfile = {files['registration']}\n"
                                    f"[gnss]\ngpsd = 127.0.0.1:{free_port()}\nparking-file = {files['parking']}\n")
     assert wait_until(lambda: rig.status().get("outbox.backend.connected") == "true")
     assert tcuctl("register", code).returncode == 0
@@ -367,6 +425,9 @@ def test_a_factory_reset_deletes_the_users_data_in_the_car_and_in_the_backend(ri
     with open(log, "a") as f:
         f.write(f"({time.time():.6f}) can0 583#00000000\n({time.time():.6f}) can0 583#01000000\n")
     assert wait_until(lambda: len(door_events(rig)) == 1 and rig.state()["blocks"])
+    # A remote command from the owner: the backend keeps its request, with her address.
+    flash = cli("command", VIN, "flash", "--user", "ana@example.com", *rig.broker_args(), "--wait-s", "0")
+    assert '"action":"flash"' in flash.stdout, flash.stdout + flash.stderr
     # The link goes down; more happens: it waits in the car.
     rig.stop_broker()
     with open(log, "a") as f:
@@ -391,3 +452,17 @@ def test_a_factory_reset_deletes_the_users_data_in_the_car_and_in_the_backend(ri
     assert cli("garage", "list", "--user", "ana@example.com").stdout == ""
     assert rig.gaps()["gaps"] == []
     assert "deleted the data of VSSZZZKLZNR012345" in (rig.tmp / "backend.log").read_text()
+    # Every table of the backend, every row: nothing ties the car to its owner any more. Two
+    # rows about the car alone stay: its licence (the service period belongs to the vehicle,
+    # the product page says, and outlives an owner) and the sequence number the deletion had.
+    with sqlite3.connect(rig.tmp / "backend.db") as db:
+        tables = [t for (t,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        naming = {}
+        for table in tables:
+            for row in db.execute(f"SELECT * FROM {table}"):
+                text = " ".join(str(v) for v in row)
+                if VIN in text:
+                    naming.setdefault(table, []).append(text)
+                if "ana@example.com" in text:
+                    assert table == "accounts", (table, text)  # her account is hers to delete
+    assert set(naming) <= {"licences", "resets"}, naming

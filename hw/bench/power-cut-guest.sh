@@ -37,7 +37,12 @@ path = $disk/outbox.db
 [ecall]
 journal = $disk/ecall.journal
 link = 127.0.0.1:5999
+[registration]
+file = $work/registration.json
 CONF
+# A registered car (its owner accepted the terms): before that nothing is queued for the backend.
+echo '{"status":"completed","user":"ana@example.com","role":"primary","services":["vehicleStatus","alerts"],"licenceExpiresAt":4102444800000}' \
+  > "$work/registration.json"
 
 events() { "$bin/tcuctl" status --socket "$work/ctl.sock" 2>/dev/null | sed -n 's/^outbox.waiting.event = //p'; }
 

@@ -98,23 +98,37 @@ public struct OutboxEntry: Sendable, Equatable {
     }
 }
 
-/// A random 128-bit identifier in the usual 8-4-4-4-12 hex form (version 4, RFC 9562).
-public func randomMessageID<G: RandomNumberGenerator>(using rng: inout G) -> String {
-    // Two 64-bit draws, not sixteen byte draws: the system generator is a syscall per draw.
-    var bytes: [UInt8] = []
-    bytes.reserveCapacity(16)
-    for _ in 0..<2 {
-        let word = rng.next()
-        for i in 0..<8 { bytes.append(UInt8(truncatingIfNeeded: word >> (8 * UInt64(i)))) }
+/// A message identifier: a UUID version 7 (RFC 9562, 5.7) in the usual 8-4-4-4-12 lower-case
+/// hex form: 48 bits of Unix milliseconds, then 74 random bits. Identifiers made later sort
+/// later, so the outbox's unique index (and the backend's) grows at its end instead of taking
+/// every insert at a random place; the random part keeps them unguessable and unique.
+public func messageID<G: RandomNumberGenerator>(unixMs: Int64, using rng: inout G) -> String {
+    let a: UInt64 = rng.next(), b: UInt64 = rng.next()
+    // Before 1970 or past the year 10889, the field is clamped (never a trap).
+    let ms = UInt64(clamping: min(max(unixMs, 0), 0xFFFF_FFFF_FFFF))
+    let high = ms << 16 | 0x7000 | (a & 0x0FFF)
+    let low = 0x8000_0000_0000_0000 | (b & 0x3FFF_FFFF_FFFF_FFFF)
+    return String(unsafeUninitializedCapacity: 36) { out in
+        let digits: (UInt64) -> UInt8 = { $0 < 10 ? UInt8(48 + $0) : UInt8(87 + $0) }
+        var at = 0
+        func put(_ value: UInt64, nibbles: Int, dash: Bool) {
+            for k in stride(from: nibbles - 1, through: 0, by: -1) {
+                out[at] = digits((value >> (4 * UInt64(k))) & 0xF)
+                at += 1
+            }
+            if dash { out[at] = UInt8(ascii: "-"); at += 1 }
+        }
+        put(high >> 32, nibbles: 8, dash: true)
+        put(high >> 16 & 0xFFFF, nibbles: 4, dash: true)
+        put(high & 0xFFFF, nibbles: 4, dash: true)
+        put(low >> 48, nibbles: 4, dash: true)
+        put(low & 0xFFFF_FFFF_FFFF, nibbles: 12, dash: false)
+        return at
     }
-    bytes[6] = (bytes[6] & 0x0F) | 0x40
-    bytes[8] = (bytes[8] & 0x3F) | 0x80
-    let h = hexBytes(bytes).lowercased()
-    let c = Array(h)
-    return String(c[0..<8]) + "-" + String(c[8..<12]) + "-" + String(c[12..<16]) + "-" + String(c[16..<20]) + "-" + String(c[20..<32])
 }
 
-public func randomMessageID() -> String {
+/// The same with the system's random generator.
+public func messageID(unixMs: Int64) -> String {
     var g = SystemRandomNumberGenerator()
-    return randomMessageID(using: &g)
+    return messageID(unixMs: unixMs, using: &g)
 }

@@ -29,9 +29,12 @@ public struct Capability: Sendable, Equatable {
 }
 
 public enum Capabilities {
-    /// Safety services: the legal eCall, and the breakdown call that goes with it. They work
-    /// without a licence and expire far in the future (9999-12-31).
-    public static let safety = ["emergencyCall", "breakdownCall"]
+    /// The services the law requires: the public emergency call (eCall) only. It works without
+    /// registration or licence and expires far in the future (9999-12-31). The breakdown call
+    /// is one of the "Safety & Service" functions of the licence, like the others: "if you do
+    /// not register and fully activate SEAT CONNECT, you can only use the services required by
+    /// law (the public emergency call)" (the product page).
+    public static let safety = ["emergencyCall"]
     public static let farFutureMs: Int64 = 253_402_214_400_000
     /// The services that send or use the car's position.
     public static let positional: Set<String> = ["parkingPosition"]

@@ -29,7 +29,7 @@ public struct VehicleEventService: Service {
 
     public func run() async throws {
         for await list in changes.cancelOnGracefulShutdown() {
-            outbox.submit(contentsOf: list.compactMap { Self.message(for: $0, vin: vin, id: randomMessageID()) })
+            outbox.submit(contentsOf: list.compactMap { Self.message(for: $0, vin: vin, id: messageID(unixMs: $0.at.nanoseconds / 1_000_000)) })
         }
     }
 

@@ -45,7 +45,8 @@ public final class VehicleStateService: Service, Sendable {
         for b in blocks {
             let (values, capturedAt) = bus.stateBlock(b)
             guard let capturedAt else { continue }
-            outbox.submit(stateMessage(block: b, values: values, capturedAtMs: capturedAt.nanoseconds / 1_000_000, vin: vin, id: randomMessageID()))
+            let ms = capturedAt.nanoseconds / 1_000_000
+            outbox.submit(stateMessage(block: b, values: values, capturedAtMs: ms, vin: vin, id: messageID(unixMs: ms)))
         }
     }
 

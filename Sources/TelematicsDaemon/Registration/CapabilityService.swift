@@ -45,7 +45,7 @@ public final class CapabilityService: Service, Sendable {
             if !registered {
                 sent.withLock { $0 = nil }
             } else if sent.withLock({ s in defer { s = block }; return s != block }) {
-                outbox.submit(stateMessage(block: "capabilities", values: block, capturedAtMs: now, vin: vin, id: randomMessageID()))
+                outbox.submit(stateMessage(block: "capabilities", values: block, capturedAtMs: now, vin: vin, id: messageID(unixMs: now)))
             }
             do {
                 try await cancelWhenGracefulShutdown { try await Task.sleep(for: .milliseconds(Self.tickMs)) }

@@ -50,6 +50,12 @@ public final class CarRegistration: Sendable {
 
     public var current: Registration { state.withLock { $0 } }
 
+    /// Told after the car registered or its licence was renewed: what the registration or the
+    /// licence held back may go to the backend from now on (the whole state, at once).
+    private let granted = Mutex<[@Sendable () -> Void]>([])
+    public func onGranted(_ body: @escaping @Sendable () -> Void) { granted.withLock { $0.append(body) } }
+    private func tellGranted() { for g in granted.withLock({ $0 }) { g() } }
+
     /// Renews the licence from the car (the menu's Licences screen): an interactive request like
     /// the registration; the answer's end and services are kept.
     public func renew(package: String, years: Int) -> JSON {
@@ -58,7 +64,7 @@ public final class CarRegistration: Sendable {
         }
         guard answerKey != nil else { return failure(.noAnswerKey) }
         guard privacy.current.connects else { return failure(.privacyOffline) }
-        let requestId = randomMessageID()
+        let requestId = messageID(unixMs: clocks.wallMs)
         let body = JSON.object([("requestId", .string(requestId)), ("vin", .string(profile.vin.value)), ("action", .string("renew")),
                                 ("package", .string(package)), ("years", .number(Double(years)))])
         switch outbox.interact(suffix: "licence", body: body, requestId: requestId, timeoutMs: timeoutMs) {
@@ -80,6 +86,7 @@ public final class CarRegistration: Sendable {
             }
             store(r)
             logger.notice("licence renewed", metadata: ["licence.package": "\(a["package"]?.stringValue ?? "")"])
+            tellGranted()
             var o: [(String, JSON)] = [("ok", .bool(true)), ("registration", r.json)]
             if let price = a["priceEUR"] { o.append(("priceEUR", price)) }
             return .object(o)
@@ -119,7 +126,7 @@ public final class CarRegistration: Sendable {
     /// An account request to the backend, with the failures the car shows.
     private func accountRequest(_ fields: [(String, JSON)]) -> JSON {
         guard privacy.current.connects else { return failure(.privacyOffline) }
-        let requestId = randomMessageID()
+        let requestId = messageID(unixMs: clocks.wallMs)
         let body = JSON.object([("requestId", .string(requestId)), ("vin", .string(profile.vin.value))] + fields)
         switch outbox.interact(suffix: "account", body: body, requestId: requestId, timeoutMs: timeoutMs) {
         case .noConnection: return failure(.noConnection)
@@ -186,11 +193,13 @@ public final class CarRegistration: Sendable {
         guard answerKey != nil else { return failure(.noAnswerKey) }
         guard privacy.current.connects else { return failure(.privacyOffline) }
         if let left = state.withLock({ $0.limiter.lockedFor(nowMs: now) }) { return failure(.locked, retryAfterMs: left) }
-        let requestId = randomMessageID()
+        let requestId = messageID(unixMs: clocks.wallMs)
         let body = JSON.object([
             ("requestId", .string(requestId)), ("vin", .string(profile.vin.value)), ("code", .string(code)),
             ("model", .string(profile.model)), ("buildDate", .string(profile.buildDate)), ("country", .string(profile.country)),
             ("privacy", .string(privacy.current.rawValue)),
+            // The trial's services follow the equipment (Navi with navigation).
+            ("navigation", .bool(profile.equipment["navigation"] == "true")),
         ])
         state.withLock { r in if r.status == .notStarted { r.status = .started } }
         logger.notice("registration requested", metadata: ["registration.requestId": "\(requestId)"])
@@ -221,6 +230,7 @@ public final class CarRegistration: Sendable {
                 }
                 store(r)
                 logger.notice("registered", metadata: ["registration.role": "\(r.role ?? "")"])
+                tellGranted()
                 return .object([("ok", .bool(true)), ("registration", r.json)])
             }
             let f = a["error"]?.stringValue.flatMap(RegistrationFailure.init(rawValue:)) ?? .codeUnknown

@@ -37,7 +37,7 @@ public struct FactoryReset: Sendable {
         gnss?.clearParking()
         privacy.reset(to: configuredPrivacy)
         state?.forgetPending()
-        let id = randomMessageID()
+        let id = messageID(unixMs: now)
         // At alarm priority: never evicted, kept until the backend has it.
         let ask = OutboxMessage(id: id, stream: "requests", priority: .theftAlarm, capturedAtMs: now, payload: JSON.object([
             ("id", .string(id)), ("vin", .string(vin)), ("type", .string("deleteMyData")), ("capturedAt", .number(Double(now))),

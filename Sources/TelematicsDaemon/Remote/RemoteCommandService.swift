@@ -74,7 +74,7 @@ public final class RemoteCommandService: Service, Sendable {
     private func result(_ id: String, _ action: String, _ status: String, cause: String? = nil) {
         let now = nowMs
         var o: [(String, JSON)] = [
-            ("id", .string(randomMessageID())), ("vin", .string(vin)), ("type", .string("commandResult")), ("commandId", .string(id)),
+            ("id", .string(messageID(unixMs: now))), ("vin", .string(vin)), ("type", .string("commandResult")), ("commandId", .string(id)),
             ("action", .string(action)), ("status", .string(status)),
         ]
         if let cause { o.append(("cause", .string(cause))) }

@@ -68,7 +68,7 @@ public struct ServiceButtonService: Service {
             // A press is the flag rising; the first reading after start is state, not a press.
             for c in list where c.new?.flag == true && c.old?.flag == false {
                 let due = bus.stateBlock("service").values
-                let m = Self.request(for: c.quantity, vin: vin, id: randomMessageID(), nowMs: clocks.wall().nanoseconds / 1_000_000,
+                let m = Self.request(for: c.quantity, vin: vin, id: messageID(unixMs: clocks.wallMs), nowMs: clocks.wallMs,
                                      registration: registration.current, privacy: privacy.current,
                                      odometer: bus.value(.odometer)?.number, position: gnss?.currentFix(), serviceDue: due)
                 guard let m else {

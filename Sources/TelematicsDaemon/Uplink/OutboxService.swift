@@ -62,6 +62,15 @@ public final class OutboxService: Service, Sendable {
     public func onCommand(_ handler: @escaping @Sendable ([UInt8]) -> Void) { commandHandler.withLock { $0 = handler } }
     /// The user's privacy level, and whether unsent positions must go (they stopped sharing).
     private let privacy = Mutex<(mode: PrivacyMode, discardPositions: Bool, withheld: Int64)>((.shareMyPosition, false, 0))
+    /// Whether a message may leave for the backend at all (the registration and the licence:
+    /// `BackendConsent`), and what was held back for want of each. None: everything may.
+    private let consent = Mutex<(gate: (@Sendable (OutboxMessage) -> BackendConsent.Verdict)?, notRegistered: Int64, licence: Int64)>((nil, 0, 0))
+
+    /// What decides, message by message, whether anything may go to the backend (the unit sets
+    /// it before anything runs; without one, as in a bench, everything may).
+    public func gate(_ verdict: @escaping @Sendable (OutboxMessage) -> BackendConsent.Verdict) {
+        consent.withLock { $0.gate = verdict }
+    }
     /// What may wait in memory for the next commit (a store that cannot be opened, a disk that
     /// stalls, input faster than the commits): about 10 000 events.
     static let memoryLimitBytes = 4 << 20
@@ -91,10 +100,24 @@ public final class OutboxService: Service, Sendable {
 
     /// Queues messages for the next commit, under one lock (a batch of vehicle events).
     public func submit(contentsOf batch: [OutboxMessage]) {
-        // What the privacy level does not let out is not even kept.
+        // What the registration, the licence or the privacy level does not let out is not even
+        // kept: it was not the car's to send when it happened.
+        var consented = batch
+        if let gate = consent.withLock({ $0.gate }) {
+            var notRegistered: Int64 = 0, licence: Int64 = 0
+            consented = batch.filter { m in
+                switch gate(m) {
+                case .allowed: return true
+                case .notRegistered, .unknownStream: notRegistered += 1
+                case .licence: licence += 1
+                }
+                return false
+            }
+            if notRegistered + licence > 0 { consent.withLock { $0.notRegistered += notRegistered; $0.licence += licence } }
+        }
         let allowed = privacy.withLock { p -> [OutboxMessage] in
-            let kept = batch.filter { p.mode.allows($0) }
-            p.withheld += Int64(batch.count - kept.count)
+            let kept = consented.filter { p.mode.allows($0) }
+            p.withheld += Int64(consented.count - kept.count)
             return kept
         }
         guard !allowed.isEmpty else { return }
@@ -182,8 +205,10 @@ public final class OutboxService: Service, Sendable {
     public func report() -> OutboxReport {
         let s = stats.withLock { $0 }
         let (waiting, dropped) = queue.withLock { ($0.count, $0.dropped) }
+        let (notRegistered, licence) = consent.withLock { ($0.notRegistered, $0.licence) }
         return OutboxReport(
             path: path, committed: s.committed, withheldByPrivacy: privacy.withLock { $0.withheld },
+            withheldBeforeRegistration: notRegistered, withheldByLicence: licence,
             dataDeletionConfirmedAt: deletionConfirmed.withLock { $0 }, error: s.error,
             waitingInMemory: waiting, droppedInMemory: dropped,
             backend: uplink.map { u in
@@ -511,6 +536,10 @@ public struct OutboxReport: Sendable {
     public var path: String
     public var committed: Int64
     public var withheldByPrivacy: Int64
+    /// Not kept because the car was not registered (no consent yet), or the licence did not
+    /// cover the service.
+    public var withheldBeforeRegistration: Int64 = 0
+    public var withheldByLicence: Int64 = 0
     public var dataDeletionConfirmedAt: Int64?
     /// Why the store cannot be used (nil while it works).
     public var error: String?
@@ -531,6 +560,8 @@ public struct OutboxReport: Sendable {
         }
         var o: [(String, JSON)] = [("path", .string(path)), ("committed", .number(Double(committed)))]
         if withheldByPrivacy > 0 { o.append(("withheldByPrivacy", .number(Double(withheldByPrivacy)))) }
+        if withheldBeforeRegistration > 0 { o.append(("withheldBeforeRegistration", .number(Double(withheldBeforeRegistration)))) }
+        if withheldByLicence > 0 { o.append(("withheldByLicence", .number(Double(withheldByLicence)))) }
         if let at = dataDeletionConfirmedAt { o.append(("dataDeletionConfirmedAt", .number(Double(at)))) }
         if let error { o.append(("error", .string(error))) }
         o.append(("waitingInMemory", .number(Double(waitingInMemory))))
