@@ -454,14 +454,16 @@ public final class Portal {
     /// infotainment and apps); price in euros by years.
     public static let packages: [String: (services: [String], prices: [Int: Int])] = [
         "radio": (trialServices, [1: 50, 2: 85]),
-        "navi": (trialServices + ["onlineNavigation", "infotainmentApps"], [1: 135, 2: 225]),
+        "navi": (trialServices + naviServices, [1: 135, 2: 225]),
     ]
+    /// What Navi adds to Radio: online infotainment and the apps.
+    static let naviServices = ["onlineNavigation", "infotainmentApps"]
 
     /// A licence's services: a package's, or a trial's (`trial`: the Radio set; `trial-navi`:
     /// the Navi set, for a car with navigation).
     public static func services(of package: String) -> [String] {
         if let p = packages[package] { return p.services }
-        return package == "trial-navi" ? packages["navi"]!.services : trialServices
+        return package == "trial-navi" ? trialServices + naviServices : trialServices
     }
 
     public struct Licence: Sendable, Equatable {

@@ -29,12 +29,11 @@ public struct Capability: Sendable, Equatable {
 }
 
 public enum Capabilities {
-    /// The services the law requires: the public emergency call (eCall) only. It works without
+    /// The one service the law requires is the public emergency call (eCall): it works without
     /// registration or licence and expires far in the future (9999-12-31). The breakdown call
     /// is one of the "Safety & Service" functions of the licence, like the others: "if you do
     /// not register and fully activate SEAT CONNECT, you can only use the services required by
     /// law (the public emergency call)" (the product page).
-    public static let safety = ["emergencyCall"]
     public static let farFutureMs: Int64 = 253_402_214_400_000
     /// The services that send or use the car's position.
     public static let positional: Set<String> = ["parkingPosition"]
@@ -51,24 +50,20 @@ public enum Capabilities {
         all.map { id in
             if id == "emergencyCall" { return Capability(id: id, expiresAtMs: farFutureMs, codes: []) }
             var codes: [Capability.Code] = []
-            let isSafety = safety.contains(id)
-            if !isSafety {
-                if r.status != .completed || !r.services.contains(id) {
-                    codes.append(r.status == .inactive ? .licenceInactive : .missingLicence)
-                } else if let end = r.licenceExpiresAtMs, end <= nowMs {
-                    codes.append(.licenceExpired)
-                }
-                if remote.contains(id), r.status == .completed, let role = r.role, role != "primary" {
-                    codes.append(.insufficientRights)
-                }
+            if r.status != .completed || !r.services.contains(id) {
+                codes.append(r.status == .inactive ? .licenceInactive : .missingLicence)
+            } else if let end = r.licenceExpiresAtMs, end <= nowMs {
+                codes.append(.licenceExpired)
+            }
+            if remote.contains(id), r.status == .completed, let role = r.role, role != "primary" {
+                codes.append(.insufficientRights)
             }
             switch privacy {
             case .offline: codes.append(.offlineMode)
             case .useMyPosition where positional.contains(id): codes.append(.locationDataDisabled)
             default: break
             }
-            let expires = isSafety ? farFutureMs : (r.status == .completed ? r.licenceExpiresAtMs : nil)
-            return Capability(id: id, expiresAtMs: expires, codes: codes.sorted())
+            return Capability(id: id, expiresAtMs: r.status == .completed ? r.licenceExpiresAtMs : nil, codes: codes.sorted())
         }
     }
 
