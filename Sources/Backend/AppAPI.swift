@@ -22,7 +22,7 @@ public final class AppAPI: Sendable {
         public init() {}
     }
 
-    private struct Grant { var email: String; var vin: String?; var expiresAtMs: Int64 }
+    private struct Grant { var email: String; var vin: String?; var expiresAtMs: Int64; var issuedAtMs: Int64 }
     private struct State {
         var sessions: [String: Grant] = [:]
         var securityTokens: [String: Grant] = [:]
@@ -61,7 +61,7 @@ public final class AppAPI: Sendable {
     /// The HTTP status for a portal refusal.
     static func status(of e: PortalError) -> Int {
         switch e.code {
-        case "wrongPassword", "emailNotVerified": 401
+        case "wrongPassword", "emailNotVerified", "sessionRevoked": 401
         case "wrongSPIN", "insufficientRights", "spinRequired", "licenceExpired", "missingLicence": 403
         case "locked", "spinLocked": 423
         case "requestPending": 409
@@ -95,6 +95,23 @@ public final class AppAPI: Sendable {
             return Self.error(401, "unauthorized", "log in first (POST /v1/login) and send Authorization: Bearer TOKEN")
         }
         let email = session.email
+        // A password changed since this log-in (here or on another device) voids the session.
+        guard session.issuedAtMs > ((try? portal.passwordChangedAt(email: email)) ?? .max) else {
+            return Self.error(401, "sessionRevoked", "the password changed: log in again with the new one")
+        }
+        if parts == ["v1", "account", "password"] {
+            guard r.method == "POST" else { return Self.error(405, "methodNotAllowed", "POST /v1/account/password") }
+            guard let current = r.json?["password"]?.stringValue, let new = r.json?["newPassword"]?.stringValue else {
+                return Self.error(400, "badRequest", "the body is {\"password\": CURRENT, \"newPassword\": NEW}")
+            }
+            do { try portal.changePassword(email: email, current: current, new: new, nowMs: t) } catch { return Self.refusal(error) }
+            // Every session of the account goes at once, this one too: log in again everywhere.
+            state.withLock { s in
+                s.sessions = s.sessions.filter { $0.value.email != email }
+                s.securityTokens = s.securityTokens.filter { $0.value.email != email }
+            }
+            return HTTPServer.Response(204)
+        }
         if parts == ["v1", "vehicles"], r.method == "GET" {
             do {
                 return HTTPServer.Response(200, .object([("vehicles", .array(try portal.vehicles(of: email).map {
@@ -128,7 +145,7 @@ public final class AppAPI: Sendable {
                 try portal.verifySPIN(email: email, spin: spin, nowMs: t)
             } catch { return Self.refusal(error) }
             let token = Self.token()
-            state.withLock { $0.securityTokens[token] = Grant(email: email, vin: vin, expiresAtMs: t + limits.securityTokenMs) }
+            state.withLock { $0.securityTokens[token] = Grant(email: email, vin: vin, expiresAtMs: t + limits.securityTokenMs, issuedAtMs: t) }
             return HTTPServer.Response(200, .object([("securityToken", .string(token)),
                                                      ("expiresInS", .number(Double(limits.securityTokenMs / 1000)))]))
         case ("POST", "actions") where rest.count == 2:
@@ -144,7 +161,8 @@ public final class AppAPI: Sendable {
         }
         do { try portal.logIn(email: email, password: password, nowMs: now()) } catch { return Self.refusal(error) }
         let token = Self.token()
-        state.withLock { $0.sessions[token] = Grant(email: email.lowercased(), vin: nil, expiresAtMs: now() + limits.sessionMs) }
+        let t = now()
+        state.withLock { $0.sessions[token] = Grant(email: email.lowercased(), vin: nil, expiresAtMs: t + limits.sessionMs, issuedAtMs: t) }
         return HTTPServer.Response(200, .object([("token", .string(token)), ("expiresInS", .number(Double(limits.sessionMs / 1000)))]))
     }
 
@@ -198,7 +216,8 @@ public final class AppAPI: Sendable {
         var proof = Portal.SPINProof.none
         if let token = r.json?["securityToken"]?.stringValue ?? r.headers["x-security-token"] {
             let grant = state.withLock { $0.securityTokens[token] }
-            guard let grant, grant.email == email, grant.vin == vin, grant.expiresAtMs > nowMs else {
+            guard let grant, grant.email == email, grant.vin == vin, grant.expiresAtMs > nowMs,
+                  grant.issuedAtMs > ((try? portal.passwordChangedAt(email: email)) ?? .max) else {
                 return Self.error(403, "invalidSecurityToken", "the security token is unknown, expired or for another car: verify the S-PIN again")
             }
             proof = .securityToken

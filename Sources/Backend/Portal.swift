@@ -124,6 +124,12 @@ public final class Portal {
                 SELECT vin, licence_package, licence_expires_at, code_used_at FROM garage
                 WHERE licence_expires_at IS NOT NULL AND code_used_at IS NOT NULL;
             """)
+        // When the password last changed: every session and token from before is void (the
+        // FAQ: the new password must be typed again on every device). Added to older files once.
+        let columns = try db.query("PRAGMA table_info(accounts)") { $0.text(1) }
+        if !columns.contains("password_changed_at") {
+            try db.exec("ALTER TABLE accounts ADD COLUMN password_changed_at INTEGER NOT NULL DEFAULT 0")
+        }
     }
 
     static func hash(_ secret: String, salt: [UInt8], rounds: Int) -> String {
@@ -172,6 +178,24 @@ public final class Portal {
     public func verifyEmail(_ email: String) throws(PortalError) {
         try run("UPDATE accounts SET verified = 1 WHERE email = ?", [.text(email.lowercased())])
         guard db.changes == 1 else { throw PortalError("noAccount", "there is no account for \(email)") }
+    }
+
+    /// Changes the password: the current one must be right (wrong ones count like a log-in's),
+    /// the new one at least 10 characters. Every session and security token issued before is
+    /// void from now on (`passwordChangedAt`): the new password is typed again on every device.
+    public func changePassword(email: String, current: String, new: String, nowMs: Int64) throws(PortalError) {
+        try logIn(email: email, password: current, nowMs: nowMs)
+        guard new.count >= 10 else { throw PortalError("weakPassword", "the password needs at least 10 characters") }
+        let salt = Self.salt()
+        try run("UPDATE accounts SET salt = ?, hash = ?, rounds = ?, password_changed_at = ? WHERE email = ?",
+                [.text(hexBytes(salt)), .text(Self.hash(new, salt: salt, rounds: rounds)), .int(Int64(rounds)), .int(nowMs),
+                 .text(email.lowercased())])
+    }
+
+    /// When the account's password last changed (UTC ms; 0: never). A session or a token issued
+    /// at or before it is void.
+    public func passwordChangedAt(email: String) throws(PortalError) -> Int64 {
+        try query("SELECT password_changed_at FROM accounts WHERE email = ?", [.text(email.lowercased())]) { $0.int(0) }.first ?? 0
     }
 
     /// Whether the password is the account's.

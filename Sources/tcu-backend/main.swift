@@ -189,9 +189,26 @@ func portal<T>(_ body: () throws(PortalError) -> T) -> T {
 
 struct UserCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "user", abstract: "Accounts (the SEAT ID): sign up, verify the e-mail address.",
-        subcommands: [Add.self, Verify.self]
+        commandName: "user", abstract: "Accounts (the SEAT ID): sign up, verify the e-mail address, change the password.",
+        subcommands: [Add.self, Verify.self, Password.self]
     )
+
+    struct Password: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Change the password (the portal's page); every session and security token issued before is void.",
+            discussion: "The current password and then the new one (10 characters or more) are read from standard input: asked for with the echo off at a terminal, one per line from a pipe or a file. Every app logged in with the old password must log in again (a serving backend refuses their sessions with sessionRevoked)."
+        )
+        @Argument(help: "The e-mail address.") var email: String
+        @OptionGroup var database: DatabaseOption
+
+        func run() throws {
+            let current = readSecret("Current password")
+            let new = readSecret("New password")
+            let p = openPortal(database.db)
+            portal { () throws(PortalError) in try p.changePassword(email: email, current: current, new: new, nowMs: database.nowMs) }
+            print(JSON.object([("user", .string(email.lowercased())), ("passwordChanged", .bool(true))]).text)
+        }
+    }
 
     struct Add: ParsableCommand {
         static let configuration = CommandConfiguration(

@@ -30,6 +30,21 @@ struct PortalTests {
         #expect(Portal.rounds >= 600_000)
     }
 
+    @Test("a password change needs the current one, voids every earlier session, and the old one no longer logs in")
+    func passwordChange() throws {
+        let p = try portal()
+        try user(p)
+        #expect(try p.passwordChangedAt(email: "ana@example.com") == 0)
+        #expect(refusal { try p.changePassword(email: "ana@example.com", current: "wrong horse!", new: "a new horse!", nowMs: now) } == "wrongPassword")
+        #expect(refusal { try p.changePassword(email: "ana@example.com", current: "correct horse", new: "short", nowMs: now) } == "weakPassword")
+        try p.changePassword(email: "ANA@example.com", current: "correct horse", new: "battery staple", nowMs: now + 5)
+        #expect(try p.passwordChangedAt(email: "ana@example.com") == now + 5)
+        #expect(refusal { try p.logIn(email: "ana@example.com", password: "correct horse", nowMs: now + 6) } == "wrongPassword")
+        try p.logIn(email: "ana@example.com", password: "battery staple", nowMs: now + 7)
+        // The S-PIN is not the password: unchanged.
+        #expect(try p.checkSPIN(email: "ana@example.com", spin: "4711"))
+    }
+
     @Test("bad sign-ups are refused with their reason", arguments: [
         ("ana", "correct horse", "4711", "invalidEmail"), ("ana@example.com", "short", "4711", "weakPassword"),
         ("ana@example.com", "correct horse", "47111", "invalidSPIN"), ("ana@example.com", "correct horse", "47a1", "invalidSPIN"),

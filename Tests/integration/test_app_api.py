@@ -34,6 +34,31 @@ def api(tmp_path):
     rig.close()
 
 
+def test_a_changed_password_must_be_typed_again_on_every_device(api):
+    """The FAQ: after a password change in the portal the new password is needed for every
+    service of the app. Two devices logged in, one with a security token; the password changed
+    from the portal (another process on the same database): both are refused at once, the
+    token too; the old password no longer logs in, the new one does."""
+    phone, tablet = App(api.http), App(api.http)
+    assert phone.login("ana@example.com")[0] == 200 and tablet.login("ana@example.com")[0] == 200
+    token = phone.call("POST", f"/vehicles/{VIN}/spin/verify", {"spin": "4711"})[1]["securityToken"]
+    changed = api.portal("user", "password", "ana@example.com", input="correct horse\nbattery staple!\n")
+    assert changed.returncode == 0, changed.stderr
+    for device in (phone, tablet):
+        status, body = device.call("GET", "/vehicles")
+        assert status == 401 and body["error"] == "sessionRevoked"
+    assert phone.login("ana@example.com")[1]["error"] == "wrongPassword"
+    assert phone.login("ana@example.com", "battery staple!")[0] == 200
+    status, body = phone.call("POST", f"/vehicles/{VIN}/actions/flash", {"securityToken": token})
+    assert status == 403 and body["error"] == "invalidSecurityToken"
+    # And from the app itself: the current password, then a new one; every session ends, this one too.
+    status, body = phone.call("POST", "/account/password", {"password": "wrong", "newPassword": "another horse"})
+    assert status == 401 and body["error"] == "wrongPassword"
+    assert phone.call("POST", "/account/password", {"password": "battery staple!", "newPassword": "another horse"})[0] == 204
+    assert phone.call("GET", "/vehicles")[0] == 401
+    assert phone.login("ana@example.com", "another horse")[0] == 200
+
+
 def test_an_app_logs_in_reads_the_car_and_locks_it(api):
     app = App(api.http)
     assert app.call("GET", f"/vehicles/{VIN}/status")[0] == 401
