@@ -22,7 +22,15 @@ public final class AppAPI: Sendable {
         public init() {}
     }
 
-    private struct Grant { var email: String; var vin: String?; var expiresAtMs: Int64; var issuedAtMs: Int64 }
+    private struct Grant {
+        var email: String; var vin: String?; var expiresAtMs: Int64; var issuedAtMs: Int64
+        /// The user's choice at log-in (the FAQ: the password asked again after 5, 10 or 15
+        /// minutes without use), and the last use; nil: only the session's own end.
+        var idleMs: Int64? = nil
+        var lastUsedMs: Int64 = 0
+    }
+    /// The idle times a user may choose, in minutes.
+    public static let idleChoices = [5, 10, 15]
     private struct State {
         var sessions: [String: Grant] = [:]
         var securityTokens: [String: Grant] = [:]
@@ -61,7 +69,7 @@ public final class AppAPI: Sendable {
     /// The HTTP status for a portal refusal.
     static func status(of e: PortalError) -> Int {
         switch e.code {
-        case "wrongPassword", "emailNotVerified", "sessionRevoked": 401
+        case "wrongPassword", "emailNotVerified", "sessionRevoked", "idleTimeout": 401
         case "wrongSPIN", "insufficientRights", "spinRequired", "licenceExpired", "missingLicence": 403
         case "locked", "spinLocked": 423
         case "requestPending": 409
@@ -90,9 +98,27 @@ public final class AppAPI: Sendable {
         }
         // Everything else needs a session: Authorization: Bearer TOKEN.
         let t = now()
-        guard let bearer = r.headers["authorization"], bearer.hasPrefix("Bearer "),
-              let session = state.withLock({ $0.sessions[String(bearer.dropFirst(7))] }), session.expiresAtMs > t else {
+        guard let bearer = r.headers["authorization"], bearer.hasPrefix("Bearer ") else {
             return Self.error(401, "unauthorized", "log in first (POST /v1/login) and send Authorization: Bearer TOKEN")
+        }
+        // The session, if it is still there; one left idle longer than its owner chose ends here.
+        enum Use { case none, idle, ok(Grant) }
+        let use = state.withLock { s -> Use in
+            let key = String(bearer.dropFirst(7))
+            guard var g = s.sessions[key], g.expiresAtMs > t else { return .none }
+            if let idle = g.idleMs, t - g.lastUsedMs >= idle {
+                s.sessions[key] = nil
+                return .idle
+            }
+            g.lastUsedMs = t
+            s.sessions[key] = g
+            return .ok(g)
+        }
+        let session: Grant
+        switch use {
+        case .none: return Self.error(401, "unauthorized", "log in first (POST /v1/login) and send Authorization: Bearer TOKEN")
+        case .idle: return Self.error(401, "idleTimeout", "unused longer than the idle time chosen at log-in: type the password again")
+        case .ok(let g): session = g
         }
         let email = session.email
         // A password changed since this log-in (here or on another device) voids the session.
@@ -159,11 +185,22 @@ public final class AppAPI: Sendable {
         guard let email = r.json?["email"]?.stringValue, let password = r.json?["password"]?.stringValue else {
             return Self.error(400, "badRequest", "the body is {\"email\": ..., \"password\": ...}")
         }
+        var idleMinutes: Int?
+        if let v = r.json?["idleMinutes"] {
+            guard let m = v.integer(in: 1...60).map(Int.init), Self.idleChoices.contains(m) else {
+                return Self.error(400, "badRequest", "idleMinutes is 5, 10 or 15")
+            }
+            idleMinutes = m
+        }
         do { try portal.logIn(email: email, password: password, nowMs: now()) } catch { return Self.refusal(error) }
         let token = Self.token()
         let t = now()
-        state.withLock { $0.sessions[token] = Grant(email: email.lowercased(), vin: nil, expiresAtMs: t + limits.sessionMs, issuedAtMs: t) }
-        return HTTPServer.Response(200, .object([("token", .string(token)), ("expiresInS", .number(Double(limits.sessionMs / 1000)))]))
+        let grant = Grant(email: email.lowercased(), vin: nil, expiresAtMs: t + limits.sessionMs, issuedAtMs: t,
+                          idleMs: idleMinutes.map { Int64($0) * 60_000 }, lastUsedMs: t)
+        state.withLock { $0.sessions[token] = grant }
+        var o: [(String, JSON)] = [("token", .string(token)), ("expiresInS", .number(Double(limits.sessionMs / 1000)))]
+        if let idleMinutes { o.append(("idleMinutes", .number(Double(idleMinutes)))) }
+        return HTTPServer.Response(200, .object(o))
     }
 
     /// A read within the user's daily quota for the car; the refusal otherwise.
