@@ -31,7 +31,7 @@ public final class CapabilityService: Service, Sendable {
 
     /// The capabilities now (for `tcuctl status` too).
     public func current() -> JSON {
-        Capabilities.json(Capabilities.evaluate(registration.current, privacy: privacy.current, nowMs: clocks.wall().nanoseconds / 1_000_000))
+        Capabilities.json(Capabilities.evaluate(registration.current, privacy: privacy.current, nowMs: clocks.wallMs))
     }
 
     /// Sends the block again at the next look (the link came back from "offline").
@@ -39,7 +39,7 @@ public final class CapabilityService: Service, Sendable {
 
     public func run() async throws {
         while !Task.isShuttingDownGracefully {
-            let now = clocks.wall().nanoseconds / 1_000_000
+            let now = clocks.wallMs
             let block = current()
             let registered = [.completed, .inactive].contains(registration.current.status)
             if !registered {

@@ -188,12 +188,12 @@ public final class CarRegistration: Sendable {
     /// Registers the car with `code`; blocks up to the timeout. The reply names the failure
     /// and the advice to show.
     public func register(code: String) -> JSON {
-        let now = clocks.wall().nanoseconds / 1_000_000
+        let now = clocks.wallMs
         guard isPairingCode(code) else { return failure(.invalidCode) }
         guard answerKey != nil else { return failure(.noAnswerKey) }
         guard privacy.current.connects else { return failure(.privacyOffline) }
         if let left = state.withLock({ $0.limiter.lockedFor(nowMs: now) }) { return failure(.locked, retryAfterMs: left) }
-        let requestId = messageID(unixMs: clocks.wallMs)
+        let requestId = messageID(unixMs: now)
         let body = JSON.object([
             ("requestId", .string(requestId)), ("vin", .string(profile.vin.value)), ("code", .string(code)),
             ("model", .string(profile.model)), ("buildDate", .string(profile.buildDate)), ("country", .string(profile.country)),

@@ -69,7 +69,7 @@ public final class RemoteCommandService: Service, Sendable {
         }
     }
 
-    private var nowMs: Int64 { clocks.wall().nanoseconds / 1_000_000 }
+    private var nowMs: Int64 { clocks.wallMs }
 
     private func result(_ id: String, _ action: String, _ status: String, cause: String? = nil) {
         let now = nowMs
