@@ -24,6 +24,12 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         // The reference backend's password and S-PIN hashes (PBKDF2); the car's command keys later.
         .package(url: "https://github.com/apple/swift-crypto", exact: "4.5.2"),
+        // The reference backend's HTTP server (keep-alive, limits, graceful shutdown, streaming for live alerts).
+        .package(url: "https://github.com/hummingbird-project/hummingbird", exact: "2.28.1"),
+        // Hummingbird's own: the event loops, and the HTTP parts a channel handler sees.
+        .package(url: "https://github.com/apple/swift-nio", exact: "2.101.3"),
+        .package(url: "https://github.com/apple/swift-nio-extras", exact: "1.35.2"),
+        .package(url: "https://github.com/apple/swift-http-types", exact: "1.8.0"),
     ],
     targets: [
         // Pure domain: standard library only, no Foundation, no IO.
@@ -73,7 +79,7 @@ let package = Package(
         .target(name: "GNSS", dependencies: ["TelematicsCore", "CGPS"], swiftSettings: strict),
 
         // The daemon's configuration: one table of keys, parsed and checked (pure, like the core).
-        .target(name: "Configuration", dependencies: ["TelematicsCore"], swiftSettings: strict),
+        .target(name: "UnitConfiguration", dependencies: ["TelematicsCore"], swiftSettings: strict),
 
         // The control protocol, both sides: tcuctl's client, and the server the daemon and the
         // simulated car answer on. It links neither the daemon nor its C libraries.
@@ -94,7 +100,7 @@ let package = Package(
         .target(
             name: "TelematicsDaemon",
             dependencies: [
-                "TelematicsCore", "Configuration", "Platform", "Control", "VehicleBus", "ECallLink", "Outbox", "BackendLink", "GNSS",
+                "TelematicsCore", "UnitConfiguration", "Platform", "Control", "VehicleBus", "ECallLink", "Outbox", "BackendLink", "GNSS",
                 "COpenSSL",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -105,7 +111,7 @@ let package = Package(
         .target(
             name: "VehicleSim",
             dependencies: [
-                "TelematicsCore", "Configuration", "Platform", "VehicleBus",
+                "TelematicsCore", "UnitConfiguration", "Platform", "VehicleBus",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: strict
@@ -123,7 +129,7 @@ let package = Package(
         .executableTarget(
             name: "telematicsd",
             dependencies: [
-                "TelematicsDaemon", "TelematicsCore", "Configuration", "Platform",
+                "TelematicsDaemon", "TelematicsCore", "UnitConfiguration", "Platform",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict
@@ -136,10 +142,27 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // The app API over HTTP: Hummingbird 2 around AppAPI (which stays free of it and testable
+        // without a socket).
+        .target(
+            name: "BackendHTTP",
+            dependencies: [
+                "Backend", "TelematicsCore", "Platform",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdCore", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict
+        ),
         .executableTarget(
             name: "tcu-backend",
             dependencies: [
-                "Backend", "BackendLink", "TelematicsCore", "Platform",
+                "Backend", "BackendHTTP", "BackendLink", "TelematicsCore", "Platform",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict
@@ -164,7 +187,7 @@ let package = Package(
 
         // Every parser that sees outside input as a function of bytes: libFuzzer's entry point
         // (`make fuzz` builds tcu-fuzz with --sanitize=fuzzer) and the corpus regression tests.
-        .target(name: "FuzzTargets", dependencies: ["TelematicsCore", "Configuration", "Backend"], swiftSettings: strict),
+        .target(name: "FuzzTargets", dependencies: ["TelematicsCore", "UnitConfiguration", "Backend"], swiftSettings: strict),
         .executableTarget(name: "tcu-fuzz", dependencies: ["FuzzTargets"], swiftSettings: strict),
 
         .testTarget(name: "TelematicsCoreTests", dependencies: ["TelematicsCore"], swiftSettings: strict),
@@ -174,7 +197,7 @@ let package = Package(
         .testTarget(name: "VehicleBusTests", dependencies: ["VehicleBus", "Platform", "TelematicsCore"], swiftSettings: strict),
         .testTarget(
             name: "TelematicsDaemonTests",
-            dependencies: ["TelematicsDaemon", "TelematicsCore", "Configuration", "Platform", "Control", "VehicleBus", "Outbox"],
+            dependencies: ["TelematicsDaemon", "TelematicsCore", "UnitConfiguration", "Platform", "Control", "VehicleBus", "Outbox"],
             swiftSettings: strict
         ),
     ]

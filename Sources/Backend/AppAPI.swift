@@ -1,4 +1,5 @@
 import Crypto
+import Platform
 import Synchronization
 import TelematicsCore
 
@@ -8,6 +9,56 @@ import TelematicsCore
 /// security token, send actions and follow their requests. Reads count against a daily quota
 /// per user and car; actions are throttled per car.
 public final class AppAPI: Sendable {
+    /// A request as the HTTP server (BackendHTTP) hands it over: whole, its body read.
+    public struct Request: Sendable {
+        public var method: String
+        /// The path, without the query.
+        public var path: String
+        public var query: [String: String]
+        /// Header names in lower case.
+        public var headers: [String: String]
+        public var body: [UInt8]
+
+        public init(method: String, path: String, query: [String: String] = [:], headers: [String: String] = [:], body: [UInt8] = []) {
+            self.method = method
+            self.path = path
+            self.query = query
+            self.headers = headers
+            self.body = body
+        }
+
+        /// The body as JSON, or nil when there is none or it is not JSON.
+        public var json: JSON? { body.isEmpty ? nil : try? JSON.parse(String(decoding: body, as: UTF8.self)) }
+    }
+
+    /// An answer: a status, a JSON body (none for 204) and extra headers.
+    public struct Response: Sendable {
+        public var status: Int
+        public var body: JSON?
+        public var headers: [(String, String)] = []
+        /// Set for the live alerts: the server streams them (Server-Sent Events) instead of a body.
+        public var alertStream: AlertStream?
+
+        public init(_ status: Int, _ body: JSON? = nil, headers: [(String, String)] = []) {
+            self.status = status
+            self.body = body
+            self.headers = headers
+        }
+    }
+
+    /// A live alert stream the server keeps open: whose, and from which alert on.
+    public struct AlertStream: Sendable {
+        public var token: String
+        public var email: String
+        public var afterId: Int64
+    }
+
+    /// Rung when the MQTT side stored alerts: the live streams look for new ones.
+    public let alertBell = Bell()
+
+    /// The largest body a request may carry (the server refuses more with 413 before reading it).
+    public static let maximumBody = 65_536
+
     public struct Limits: Sendable {
         /// Reads a user may make per car and UTC day.
         public var dailyReadQuota = 1_000
@@ -48,8 +99,13 @@ public final class AppAPI: Sendable {
     let publish: @Sendable (RemoteCommand) -> Bool
     private let state: Mutex<State>
 
-    public init(portalPath: String, storePath: String, limits: Limits = Limits(), now: @escaping @Sendable () -> Int64,
-                publish: @escaping @Sendable (RemoteCommand) -> Bool) {
+    /// PBKDF2 rounds for the portal (`Portal.rounds`; fewer only where the hash's cost is not
+    /// what is tested: unit tests, fuzzing).
+    let rounds: Int
+
+    public init(portalPath: String, storePath: String, limits: Limits = Limits(), rounds: Int = Portal.rounds,
+                now: @escaping @Sendable () -> Int64, publish: @escaping @Sendable (RemoteCommand) -> Bool) {
+        self.rounds = rounds
         self.portalPath = portalPath
         self.storePath = storePath
         self.limits = limits
@@ -58,8 +114,8 @@ public final class AppAPI: Sendable {
         state = Mutex(State(actions: RollingLimit(limit: limits.actionsPerHour, windowMs: 3_600_000)))
     }
 
-    static func error(_ status: Int, _ code: String, _ message: String, _ extra: [(String, JSON)] = []) -> HTTPServer.Response {
-        HTTPServer.Response(status, .object([("error", .string(code)), ("message", .string(message))] + extra))
+    static func error(_ status: Int, _ code: String, _ message: String, _ extra: [(String, JSON)] = []) -> Response {
+        Response(status, .object([("error", .string(code)), ("message", .string(message))] + extra))
     }
 
     static func token() -> String {
@@ -78,7 +134,7 @@ public final class AppAPI: Sendable {
         }
     }
 
-    static func refusal(_ e: PortalError) -> HTTPServer.Response {
+    static func refusal(_ e: PortalError) -> Response {
         var extra: [(String, JSON)] = []
         if let ms = e.retryAfterMs { extra.append(("retryAfterS", .number(Double((ms + 999) / 1000)))) }
         if let left = e.remainingTries { extra.append(("remainingTries", .number(Double(left)))) }
@@ -87,11 +143,11 @@ public final class AppAPI: Sendable {
 
     /// Handles one request (called on the connection's thread; each call opens its own
     /// SQLite connections, so requests never share a handle).
-    public func handle(_ r: HTTPServer.Request) -> HTTPServer.Response {
+    public func handle(_ r: Request) -> Response {
         let parts = r.path.split(separator: "/").map(String.init)
         guard parts.first == "v1" else { return Self.error(404, "notFound", "the API is under /v1") }
         let portal: Portal
-        do { portal = try Portal(path: portalPath) } catch { return Self.error(500, "storage", "\(error)") }
+        do { portal = try Portal(path: portalPath, rounds: rounds) } catch { return Self.error(500, "storage", "\(error)") }
         if parts == ["v1", "login"] {
             guard r.method == "POST" else { return Self.error(405, "methodNotAllowed", "POST /v1/login") }
             return login(r, portal)
@@ -136,11 +192,14 @@ public final class AppAPI: Sendable {
                 s.sessions = s.sessions.filter { $0.value.email != email }
                 s.securityTokens = s.securityTokens.filter { $0.value.email != email }
             }
-            return HTTPServer.Response(204)
+            return Response(204)
+        }
+        if parts.count >= 2, parts[1] == "alerts" {
+            return alerts(r, parts: parts, portal: portal, email: email, token: String(bearer.dropFirst(7)))
         }
         if parts == ["v1", "vehicles"], r.method == "GET" {
             do {
-                return HTTPServer.Response(200, .object([("vehicles", .array(try portal.vehicles(of: email).map {
+                return Response(200, .object([("vehicles", .array(try portal.vehicles(of: email).map {
                     .object([("vin", .string($0.vin)), ("role", .string($0.role))])
                 }))]))
             } catch { return Self.refusal(error) }
@@ -164,7 +223,7 @@ public final class AppAPI: Sendable {
             if let refusal = countRead(email: email, vin: vin, nowMs: t) { return refusal }
             return read(rest[0], vin: vin, role: role)
         case ("GET", "requests") where rest.count == 2:
-            do { return HTTPServer.Response(200, try portal.commandStatus(id: rest[1], vin: vin, nowMs: t).json) } catch { return Self.refusal(error) }
+            do { return Response(200, try portal.commandStatus(id: rest[1], vin: vin, nowMs: t).json) } catch { return Self.refusal(error) }
         case ("POST", "spin") where rest == ["spin", "verify"]:
             guard let spin = r.json?["spin"]?.stringValue else { return Self.error(400, "badRequest", "the body is {\"spin\": \"1234\"}") }
             do {
@@ -172,7 +231,7 @@ public final class AppAPI: Sendable {
             } catch { return Self.refusal(error) }
             let token = Self.token()
             state.withLock { $0.securityTokens[token] = Grant(email: email, vin: vin, expiresAtMs: t + limits.securityTokenMs, issuedAtMs: t) }
-            return HTTPServer.Response(200, .object([("securityToken", .string(token)),
+            return Response(200, .object([("securityToken", .string(token)),
                                                      ("expiresInS", .number(Double(limits.securityTokenMs / 1000)))]))
         case ("POST", "actions") where rest.count == 2:
             return action(rest[1], r, portal: portal, email: email, vin: vin, nowMs: t)
@@ -181,7 +240,50 @@ public final class AppAPI: Sendable {
         }
     }
 
-    private func login(_ r: HTTPServer.Request, _ portal: Portal) -> HTTPServer.Response {
+    /// `GET /v1/alerts` (the history: `after` an id, at most `limit`) and `GET /v1/alerts/stream`
+    /// (live, Server-Sent Events, resumed after `Last-Event-ID` or `after`).
+    private func alerts(_ r: Request, parts: [String], portal: Portal, email: String, token: String) -> Response {
+        guard r.method == "GET", parts.count == 2 || (parts.count == 3 && parts[2] == "stream") else {
+            return Self.error(404, "notFound", "the alerts are GET /v1/alerts and GET /v1/alerts/stream")
+        }
+        var after: Int64 = 0
+        if let raw = r.headers["last-event-id"] ?? r.query["after"] {
+            guard let n = Int64(raw), n >= 0, n <= BackendStore.largestExactInteger else {
+                return Self.error(400, "badRequest", "after (or Last-Event-ID) is an alert id, a whole number from 0, not '\(raw.prefix(40))'")
+            }
+            after = n
+        }
+        if parts.count == 3 {
+            var live = Response(200)
+            live.alertStream = AlertStream(token: token, email: email, afterId: after)
+            return live
+        }
+        var limit = 100
+        if let raw = r.query["limit"] {
+            guard let n = Int(raw), (1...500).contains(n) else { return Self.error(400, "badRequest", "limit is 1 to 500, not '\(raw.prefix(40))'") }
+            limit = n
+        }
+        do {
+            let list = try BackendStore(path: storePath).alerts(vins: try portal.alertedCars(of: email), afterId: after, limit: limit)
+            return Response(200, .object([("alerts", .array(list.map(\.json))), ("last", .number(Double(list.last?.id ?? after)))]))
+        } catch { return Self.error(500, "storage", "\(error)") }
+    }
+
+    /// For a live stream: the alerts after `afterId` while the session is still good (nil once
+    /// it has ended, expired, idled out or been revoked by a password change).
+    public func streamAlerts(_ stream: AlertStream, afterId: Int64) -> [BackendStore.StoredAlert]? {
+        let t = now()
+        let issued = state.withLock { s -> Int64? in
+            guard let g = s.sessions[stream.token], g.expiresAtMs > t else { return nil }
+            return g.issuedAtMs
+        }
+        guard let issued, let portal = try? Portal(path: portalPath, rounds: rounds),
+              let changed = try? portal.passwordChangedAt(email: stream.email), issued > changed,
+              let cars = try? portal.alertedCars(of: stream.email), let store = try? BackendStore(path: storePath) else { return nil }
+        return try? store.alerts(vins: cars, afterId: afterId, limit: 100)
+    }
+
+    private func login(_ r: Request, _ portal: Portal) -> Response {
         guard let email = r.json?["email"]?.stringValue, let password = r.json?["password"]?.stringValue else {
             return Self.error(400, "badRequest", "the body is {\"email\": ..., \"password\": ...}")
         }
@@ -200,11 +302,11 @@ public final class AppAPI: Sendable {
         state.withLock { $0.sessions[token] = grant }
         var o: [(String, JSON)] = [("token", .string(token)), ("expiresInS", .number(Double(limits.sessionMs / 1000)))]
         if let idleMinutes { o.append(("idleMinutes", .number(Double(idleMinutes)))) }
-        return HTTPServer.Response(200, .object(o))
+        return Response(200, .object(o))
     }
 
     /// A read within the user's daily quota for the car; the refusal otherwise.
-    private func countRead(email: String, vin: String, nowMs: Int64) -> HTTPServer.Response? {
+    private func countRead(email: String, vin: String, nowMs: Int64) -> Response? {
         let day = nowMs / 86_400_000
         let key = "\(email)|\(vin)|\(day)"
         let used = state.withLock { s -> Int in
@@ -218,7 +320,7 @@ public final class AppAPI: Sendable {
         return nil
     }
 
-    private func read(_ what: String, vin: String, role: String) -> HTTPServer.Response {
+    private func read(_ what: String, vin: String, role: String) -> Response {
         let blocks: [(block: String, capturedAtMs: Int64, receivedAtMs: Int64, values: String)]
         do { blocks = try BackendStore(path: storePath).state(vin: vin) } catch { return Self.error(500, "storage", "\(error)") }
         func values(_ name: String) -> JSON? { blocks.first { $0.block == name }.flatMap { try? JSON.parse($0.values) } }
@@ -226,17 +328,17 @@ public final class AppAPI: Sendable {
         case "parkingposition":
             guard let p = values("parking") else { return Self.error(404, "noParkingPosition", "the car has not reported a parking position") }
             // While the car is in use there is no parking position: "no content", as the real service says.
-            if p == .null { return HTTPServer.Response(204) }
-            return HTTPServer.Response(200, p)
+            if p == .null { return Response(204) }
+            return Response(200, p)
         case "capabilities":
             guard let c = values("capabilities") else { return Self.error(404, "noCapabilities", "the car has not reported its capabilities") }
-            return HTTPServer.Response(200, .object([("role", .string(role)), ("capabilities", c)]))
+            return Response(200, .object([("role", .string(role)), ("capabilities", c)]))
         default:
             let list = blocks.filter { $0.block != "capabilities" }.map { b -> (String, JSON) in
                 (b.block, .object([("capturedAt", .number(Double(b.capturedAtMs))), ("receivedAt", .number(Double(b.receivedAtMs))),
                                    ("values", (try? JSON.parse(b.values)) ?? .null)]))
             }
-            return HTTPServer.Response(200, .object([("vin", .string(vin)), ("blocks", .object(list))]))
+            return Response(200, .object([("vin", .string(vin)), ("blocks", .object(list))]))
         }
     }
 
@@ -246,7 +348,7 @@ public final class AppAPI: Sendable {
         "climatisation-start": .climatisationStart, "climatisation-stop": .climatisationStop, "wakeup": .wakeUp,
     ]
 
-    private func action(_ name: String, _ r: HTTPServer.Request, portal: Portal, email: String, vin: String, nowMs: Int64) -> HTTPServer.Response {
+    private func action(_ name: String, _ r: Request, portal: Portal, email: String, vin: String, nowMs: Int64) -> Response {
         guard let action = Self.actions[name] else {
             return Self.error(404, "notFound", "the actions are \(Self.actions.keys.sorted().joined(separator: ", "))")
         }
@@ -274,7 +376,7 @@ public final class AppAPI: Sendable {
             return Self.error(502, "brokerUnreachable", "the command could not be handed to the broker")
         }
         state.withLock { $0.actions.record(vin, nowMs: nowMs) }
-        return HTTPServer.Response(202, .object([("requestId", .string(command.id)), ("action", .string(action.rawValue)),
+        return Response(202, .object([("requestId", .string(command.id)), ("action", .string(action.rawValue)),
                                                  ("status", .string("queued"))]),
                                    headers: [("Location", "/v1/vehicles/\(vin)/requests/\(command.id)")])
     }

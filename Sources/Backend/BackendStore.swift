@@ -28,6 +28,10 @@ public final class BackendStore {
             CREATE TABLE IF NOT EXISTS state(
                 vin TEXT NOT NULL, block TEXT NOT NULL, seq INTEGER, captured_at INTEGER NOT NULL,
                 values_json TEXT NOT NULL, received_at INTEGER NOT NULL, PRIMARY KEY(vin, block));
+            CREATE TABLE IF NOT EXISTS alerts(
+                id INTEGER PRIMARY KEY AUTOINCREMENT, vin TEXT NOT NULL, kind TEXT NOT NULL, at INTEGER NOT NULL, body TEXT NOT NULL);
+            CREATE INDEX IF NOT EXISTS alerts_vin ON alerts(vin, id);
+            CREATE TABLE IF NOT EXISTS alert_rules(vin TEXT PRIMARY KEY, state TEXT NOT NULL);
             """)
     }
 
@@ -75,7 +79,7 @@ public final class BackendStore {
                 // Everything of this car goes (what it sent, its state, its last connection);
                 // only the sequence number of this request stays, so that what comes next is
                 // not taken for lost (it names no one).
-                for table in ["messages", "state", "duplicates", "connection"] { try db.run("DELETE FROM \(table) WHERE vin = ?", [.text(vin)]) }
+                for table in ["messages", "state", "duplicates", "connection", "alerts", "alert_rules"] { try db.run("DELETE FROM \(table) WHERE vin = ?", [.text(vin)]) }
                 try db.run("INSERT INTO resets(vin, seq, at) VALUES (?, ?, ?) ON CONFLICT(vin) DO UPDATE SET seq = max(resets.seq, excluded.seq), at = excluded.at",
                            [.text(vin), .int(seq ?? 0), .int(receivedAtMs)])
                 return .dataDeleted(requestId: id)
@@ -134,7 +138,60 @@ public final class BackendStore {
         }
     }
 
+    /// Whether the car's data was ever deleted at its request (a factory reset).
+    public func wasReset(vin: String) throws(OutboxError) -> Bool {
+        try !db.query("SELECT 1 FROM resets WHERE vin = ?", [.text(vin)]) { $0.int(0) }.isEmpty
+    }
+
     public func connection(vin: String) throws(OutboxError) -> String? {
         try db.query("SELECT payload FROM connection WHERE vin = ?", [.text(vin)]) { $0.text(0) }.first
+    }
+
+    // MARK: - Alerts
+
+    /// One stored alert: its id (increasing: an app resumes after the last it saw), the car,
+    /// the kind, when the backend raised it, and what the app shows.
+    public struct StoredAlert: Sendable {
+        public var id: Int64
+        public var vin: String
+        public var kind: String
+        public var atMs: Int64
+        public var fields: JSON
+
+        public var json: JSON {
+            .object([("id", .number(Double(id))), ("vin", .string(vin)), ("kind", .string(kind)), ("at", .number(Double(atMs)))]
+                    + (fields.objectValue ?? []))
+        }
+    }
+
+    /// Runs the car's alert rules (AlertRules, its state kept here) over what it decides, and
+    /// stores the alerts it gives, in one transaction. Returns how many.
+    @discardableResult
+    public func raiseAlerts(vin: String, nowMs: Int64, _ decide: (inout AlertRules) -> [AlertRules.Alert]) throws(OutboxError) -> Int {
+        try db.transaction { () throws(OutboxError) -> Int in
+            let saved = try db.query("SELECT state FROM alert_rules WHERE vin = ?", [.text(vin)]) { $0.text(0) }.first
+            var rules = saved.flatMap { try? JSON.parse($0) }.map(AlertRules.init(json:)) ?? AlertRules()
+            let before = rules
+            let alerts = decide(&rules)
+            if rules != before {
+                try db.run("INSERT INTO alert_rules(vin, state) VALUES (?, ?) ON CONFLICT(vin) DO UPDATE SET state = excluded.state",
+                           [.text(vin), .text(rules.json.text)])
+            }
+            for a in alerts {
+                try db.run("INSERT INTO alerts(vin, kind, at, body) VALUES (?, ?, ?, ?)",
+                           [.text(vin), .text(a.kind.rawValue), .int(nowMs), .text(JSON.object(a.fields).text)])
+            }
+            return alerts.count
+        }
+    }
+
+    /// The alerts of these cars after `afterId`, oldest first, at most `limit`.
+    public func alerts(vins: [String], afterId: Int64, limit: Int) throws(OutboxError) -> [StoredAlert] {
+        guard !vins.isEmpty else { return [] }
+        let marks = Array(repeating: "?", count: vins.count).joined(separator: ", ")
+        return try db.query("SELECT id, vin, kind, at, body FROM alerts WHERE vin IN (\(marks)) AND id > ? ORDER BY id LIMIT ?",
+                            vins.map { .text($0) } + [.int(afterId), .int(Int64(limit))]) { row in
+            StoredAlert(id: row.int(0), vin: row.text(1), kind: row.text(2), atMs: row.int(3), fields: (try? JSON.parse(row.text(4))) ?? .object([]))
+        }
     }
 }

@@ -17,10 +17,30 @@ public final class CarMessages {
     /// 5 a minute per car, so that a flood neither fills the portal nor stalls the MQTT thread.
     var accountRequests = RollingLimit(limit: 5, windowMs: 60_000)
 
-    public init(portal: Portal, store: BackendStore, note: @escaping (String) -> Void) {
+    /// Told when alerts were stored (the app API's live streams wake on it).
+    let alerted: () -> Void
+
+    public init(portal: Portal, store: BackendStore, note: @escaping (String) -> Void, alerted: @escaping () -> Void = {}) {
         self.portal = portal
         self.store = store
         self.note = note
+        self.alerted = alerted
+    }
+
+    /// The licence notices due at `nowMs` (AlertRules.licenceCheck on every registered car's
+    /// licence); `tcu-backend serve` calls it once a minute. Returns how many were raised.
+    @discardableResult
+    public func checkLicences(nowMs: Int64) -> Int {
+        var raised = 0
+        do {
+            for (vin, end) in try portal.licenceEnds() {
+                raised += try store.raiseAlerts(vin: vin, nowMs: nowMs) { $0.licenceCheck(expiresAtMs: end, nowMs: nowMs) }
+            }
+        } catch {
+            note("cannot check the licences: \(error)")
+        }
+        if raised > 0 { alerted() }
+        return raised
     }
 
     /// What to publish in answer to one message from the broker (often nothing).
@@ -31,6 +51,13 @@ public final class CarMessages {
         if let reply = interactiveReply(topic: topic, payload: payload, nowMs: nowMs) { return [reply] }
         do {
             let text = String(decoding: payload, as: UTF8.self)
+            // A car whose data was deleted (a factory reset) is a stranger until it is in a
+            // garage again: its online status, which the link sends before any consent (it
+            // may arrive just after the deletion), is not kept.
+            if topic.hasSuffix("/connection"), topic.split(separator: "/").count == 3 {
+                let vin = String(topic.split(separator: "/")[1])
+                if try store.wasReset(vin: vin), try !portal.isInGarage(vin: vin) { return [] }
+            }
             let receipt = try store.receive(topic: topic, payload: text, receivedAtMs: nowMs)
             // A command's result also moves the request's status on.
             if topic.hasSuffix("/results"), case .stored = receipt, let r = try? JSON.parse(text),
@@ -39,6 +66,14 @@ public final class CarMessages {
                 do { try portal.commandResult(id: id, vin: vin, status: status, cause: r["cause"]?.stringValue, nowMs: nowMs) } catch {
                     note("cannot record the result of \(id): \(error)")
                 }
+            }
+            // What the car's users are told at once (each message once: a duplicate raises nothing).
+            if case .stored = receipt, let body = try? JSON.parse(text) {
+                let parts = topic.split(separator: "/")
+                let vin = String(parts[1]), stream = String(parts[2])
+                do {
+                    if try store.raiseAlerts(vin: vin, nowMs: nowMs, { $0.carMessage(stream: stream, body: body) }) > 0 { alerted() }
+                } catch { note("cannot store the alerts of \(vin): \(error)") }
             }
             switch receipt {
             case .rejected(let why): note("rejected a message: \(why)")

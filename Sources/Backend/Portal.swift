@@ -514,6 +514,22 @@ public final class Portal {
         return Licence(package: package, expiresAtMs: expires, services: Self.services(of: package))
     }
 
+    /// Whether the car is in someone's garage.
+    public func isInGarage(vin: String) throws(PortalError) -> Bool {
+        try !query("SELECT 1 FROM garage WHERE vin = ?", [.text(vin)]) { $0.int(0) }.isEmpty
+    }
+
+    /// Every car in a garage with its licence's end (for the licence notices).
+    public func licenceEnds() throws(PortalError) -> [(vin: String, expiresAtMs: Int64)] {
+        try query("SELECT l.vin, l.expires_at FROM licences l JOIN garage g ON g.vin = l.vin ORDER BY l.vin", []) { ($0.text(0), $0.int(1)) }
+    }
+
+    /// The cars whose alerts the user receives: those the user is the primary or a secondary
+    /// user of (guests get none: an assumption, the product page does not say).
+    public func alertedCars(of email: String) throws(PortalError) -> [String] {
+        try vehicles(of: email).filter { $0.role == "primary" || $0.role == "secondary" }.map(\.vin)
+    }
+
     /// Refuses unless the car's licence covers `service` now: when the trial or the licence has
     /// run out, the services stop until it is renewed (the product page). The eCall asks nothing.
     public func requireLicence(vin: String, service: String, nowMs: Int64) throws(PortalError) {

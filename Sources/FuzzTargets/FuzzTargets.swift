@@ -1,7 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import Configuration
+import UnitConfiguration
 import Backend
 import TelematicsCore
 
@@ -28,7 +28,8 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
     case control
     /// A line of the eCall link (both ends).
     case ecallWire = "ecall-wire"
-    /// The head of an HTTP request to the backend's app API.
+    /// A request to the backend's app API (method, path, query, headers, body: what the HTTP
+    /// server hands `AppAPI.handle`), answered without a 5xx.
     case http
     /// A message a car publishes, as the backend handles it (first line: the topic).
     case mqtt
@@ -70,7 +71,10 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
         case .ecallWire:
             for line in text.split(separator: "\n") { _ = try? ECallWire.parse(String(line)) }
         case .http:
-            _ = HTTPServer.parseHead(bytes[...])
+            var request = FuzzBackend.request(text)
+            if request.headers["authorization"] == "Bearer FUZZ" { request.headers["authorization"] = "Bearer " + FuzzBackend.shared.session }
+            let answer = FuzzBackend.shared.api.handle(request)
+            precondition(answer.status < 500 || answer.status == 502, "the app API answered \(answer.status) to \(text)")
         case .mqtt:
             let parts = text.split(separator: "\n", maxSplits: 1, omittingEmptySubsequences: false)
             let topic = String(parts[0]), payload = parts.count > 1 ? Array(parts[1].utf8) : []
@@ -87,15 +91,53 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
 final class FuzzBackend: @unchecked Sendable {
     static let shared = FuzzBackend()
     let messages: CarMessages
+    let api: AppAPI
+    /// Ana's session: an input's "Authorization: Bearer FUZZ" is sent with it.
+    let session: String
 
     private init() {
         var template = Array("/tmp/tcu-fuzz-XXXXXX".utf8CString)
         let dir = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)) }
         let path = dir + "/backend.db"
         do {
-            messages = CarMessages(portal: try Portal(path: path, rounds: 1), store: try BackendStore(path: path), note: { _ in })
+            let portal = try Portal(path: path, rounds: 1)
+            messages = CarMessages(portal: portal, store: try BackendStore(path: path), note: { _ in })
+            // An account, a car and a session for the requests to reach past the log-in.
+            try portal.addUser(email: "ana@example.com", password: "correct horse", spin: "4711", nowMs: 1_700_000_000_000)
+            try portal.verifyEmail("ana@example.com")
+            api = AppAPI(portalPath: path, storePath: path, rounds: 1, now: { 1_700_000_000_000 }, publish: { _ in true })
+            let login = api.handle(AppAPI.Request(method: "POST", path: "/v1/login",
+                                                  body: Array(#"{"email":"ana@example.com","password":"correct horse"}"#.utf8)))
+            session = login.body?["token"]?.stringValue ?? ""
         } catch {
             fatalError("the fuzz target's backend database: \(error)")
         }
+    }
+}
+
+extension FuzzBackend {
+    /// The request in the bytes, as the server would hand it over: "METHOD TARGET" on the first
+    /// line, "name: value" lines up to a blank line, then the body.
+    static func request(_ text: String) -> AppAPI.Request {
+        let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+        let line = lines[0].split(separator: " ")
+        let target = line.count > 1 ? line[1] : "/"
+        let pathAndQuery = target.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)
+        var query: [String: String] = [:]
+        for pair in pathAndQuery.dropFirst().first?.split(separator: "&") ?? [] {
+            let kv = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            if let name = kv.first, !name.isEmpty { query[String(name)] = kv.count == 2 ? String(kv[1]) : "" }
+        }
+        var headers: [String: String] = [:]
+        var i = 1
+        while i < lines.count, !lines[i].isEmpty, lines[i] != "\r" {
+            if let colon = lines[i].firstIndex(of: ":") {
+                headers[lines[i][..<colon].lowercased()] = lines[i][lines[i].index(after: colon)...].trimmingSpaces
+            }
+            i += 1
+        }
+        let body = i + 1 < lines.count ? lines[(i + 1)...].joined(separator: "\n") : ""
+        return AppAPI.Request(method: line.first.map(String.init) ?? "", path: String(pathAndQuery.first ?? ""), query: query,
+                              headers: headers, body: Array(body.utf8))
     }
 }

@@ -1,17 +1,20 @@
 import Synchronization
 
-/// Tells one async waiter that something it watches has changed, from any thread (the CAN
-/// reader's watchers), so that it looks again instead of polling; the wait has a deadline.
+/// Tells async waiters that something they watch has changed, from any thread (the CAN
+/// reader's watchers, the backend's MQTT thread), so that they look again instead of polling;
+/// each wait has a deadline.
 ///
 /// Take `rung` before looking at the watched state, then `wait(after:)` with it: a ring that
-/// came in between returns the wait at once, so none is missed. One waiter at a time.
+/// came in between returns the wait at once, so none is missed. A ring wakes every waiter.
 public final class Bell: Sendable {
     private struct State {
         var rung: UInt64 = 0
-        var waiter: (id: UInt64, continuation: CheckedContinuation<Void, Never>)?
+        var waiters: [UInt64: CheckedContinuation<Void, Never>] = [:]
         var nextID: UInt64 = 0
-        /// A wait whose time ran out (or whose task was cancelled) before it began waiting.
-        var releasedEarly: UInt64?
+        /// The waits in progress, and those among them whose time ran out (or whose task was
+        /// cancelled) before they began waiting.
+        var active: Set<UInt64> = []
+        var releasedEarly: Set<UInt64> = []
     }
     private let state = Mutex(State())
 
@@ -19,12 +22,12 @@ public final class Bell: Sendable {
 
     /// Wakes the waiter, if any, and counts the ring for one about to wait.
     public func ring() {
-        let waiter = state.withLock { s in
+        let waiters = state.withLock { s in
             s.rung &+= 1
-            defer { s.waiter = nil }
-            return s.waiter
+            defer { s.waiters = [:] }
+            return Array(s.waiters.values)
         }
-        waiter?.continuation.resume()
+        for w in waiters { w.resume() }
     }
 
     /// The rings so far.
@@ -35,6 +38,7 @@ public final class Bell: Sendable {
     public func wait(after seen: UInt64, timeoutMs: Int64) async {
         let id = state.withLock { s in
             s.nextID &+= 1
+            s.active.insert(s.nextID)
             return s.nextID
         }
         let timer = Task {
@@ -44,8 +48,8 @@ public final class Bell: Sendable {
         await withTaskCancellationHandler {
             await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
                 let already = state.withLock { s -> Bool in
-                    if s.rung != seen || s.releasedEarly == id { return true }
-                    s.waiter = (id, c)
+                    if s.rung != seen || s.releasedEarly.contains(id) { return true }
+                    s.waiters[id] = c
                     return false
                 }
                 if already { c.resume() }
@@ -54,17 +58,22 @@ public final class Bell: Sendable {
             self.release(id)
         }
         timer.cancel()
+        state.withLock { s in
+            s.active.remove(id)
+            s.releasedEarly.remove(id)
+        }
     }
 
     /// Ends wait `id` if it is still waiting (its time is up, or its task was cancelled).
     private func release(_ id: UInt64) {
         let waiter = state.withLock { s -> CheckedContinuation<Void, Never>? in
-            guard let w = s.waiter, w.id == id else {
-                s.releasedEarly = id
+            guard let c = s.waiters.removeValue(forKey: id) else {
+                // Not waiting yet: the wait returns as soon as it begins. (A wait already over
+                // is not remembered.)
+                if s.active.contains(id) { s.releasedEarly.insert(id) }
                 return nil
             }
-            s.waiter = nil
-            return w.continuation
+            return c
         }
         waiter?.resume()
     }

@@ -1,4 +1,4 @@
-import Configuration
+import UnitConfiguration
 import ECallLink
 import Logging
 import Platform

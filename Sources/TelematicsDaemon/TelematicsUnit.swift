@@ -1,4 +1,4 @@
-import Configuration
+import UnitConfiguration
 import Control
 import ECallLink
 import Logging

@@ -1,5 +1,5 @@
 #if canImport(Glibc)
-import Configuration
+import UnitConfiguration
 import Glibc
 #endif
 import Platform

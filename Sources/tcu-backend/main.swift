@@ -1,5 +1,6 @@
 import ArgumentParser
 import Backend
+import BackendHTTP
 import BackendLink
 import Platform
 import TelematicsCore
@@ -72,6 +73,8 @@ struct Serve: ParsableCommand {
         let endpoint = broker.endpoint()
         let store = openStore(database.db)
         let portal = openPortal(database.db)
+        var server: AppServer?
+        var api: AppAPI?
         if let http {
             let hp = http.split(separator: ":")
             guard hp.count == 2, let httpPort = UInt16(hp[1]) else { fail("--http: expected HOST:PORT", 64) }
@@ -79,12 +82,11 @@ struct Serve: ParsableCommand {
             limits.dailyReadQuota = dailyReadQuota
             limits.actionsPerHour = actionsPerHour
             let offset = database
-            let api = AppAPI(portalPath: database.db, storePath: database.db, limits: limits, now: { offset.nowMs },
-                             publish: { publishCommand($0, via: endpoint) })
-            let server: HTTPServer
-            do { server = try HTTPServer(host: String(hp[0]), port: httpPort) { api.handle($0) } } catch { fail(error.description, 69) }
-            guard DedicatedThread.detached(name: "http-accept", { server.run(stop: stopping) }) else { fail("cannot start the HTTP API's thread", 71) }
-            note("HTTP API on \(hp[0]):\(server.port)")
+            let appAPI = AppAPI(portalPath: database.db, storePath: database.db, limits: limits, now: { offset.nowMs },
+                                publish: { publishCommand($0, via: endpoint) })
+            do { server = try AppServer(host: String(hp[0]), port: Int(httpPort), api: appAPI) } catch { fail(error.description, 69) }
+            api = appAPI
+            note("HTTP API on \(hp[0]):\(server?.port ?? 0)")
         }
         // A persistent session: the broker keeps QoS 1 messages for the backend while it is down.
         let client: MQTTClient
@@ -96,7 +98,10 @@ struct Serve: ParsableCommand {
                 note("connected to \(endpoint)")
             }
         }
-        let messages = CarMessages(portal: portal, store: store, note: note)
+        let bell = api?.alertBell
+        let messages = CarMessages(portal: portal, store: store, note: note, alerted: { bell?.ring() })
+        // The licence notices, once a minute (and at the start).
+        var nextLicenceCheck = Int64.min
         client.onMessage = { topic, payload in
             for reply in messages.handle(topic: topic, payload: payload, nowMs: database.nowMs) {
                 _ = client.publish(topic: reply.topic, payload: Array(reply.body.text.utf8))
@@ -104,6 +109,11 @@ struct Serve: ParsableCommand {
         }
         var connected = false
         while !stopping.isSet {
+            let mono = monotonicNow().nanoseconds / 1_000_000
+            if mono >= nextLicenceCheck {
+                messages.checkLicences(nowMs: database.nowMs)
+                nextLicenceCheck = mono + 60_000
+            }
             if !connected {
                 if client.connect() != 0 {
                     failures += 1
@@ -116,6 +126,8 @@ struct Serve: ParsableCommand {
             }
             if client.loop(timeoutMs: 100) != 0 { connected = false }
         }
+        // The requests in progress are answered before the process ends.
+        server?.stop()
         client.disconnect()
     }
 }

@@ -1,5 +1,5 @@
 import ArgumentParser
-import Configuration
+import UnitConfiguration
 import Logging
 import TelematicsCore
 import TelematicsDaemon

@@ -21,7 +21,7 @@ struct AppAPISessionTests {
     func call(_ api: AppAPI, _ method: String, _ path: String, token: String? = nil, body: String = "") -> (Int, JSON?) {
         var headers: [String: String] = [:]
         if let token { headers["authorization"] = "Bearer \(token)" }
-        let r = api.handle(HTTPServer.Request(method: method, path: path, query: [:], headers: headers, body: Array(body.utf8)))
+        let r = api.handle(AppAPI.Request(method: method, path: path, headers: headers, body: Array(body.utf8)))
         return (r.status, r.body)
     }
 

@@ -145,6 +145,18 @@ struct PlatformTests {
         #expect(bell.rung == seen + 1)
     }
 
+    @Test("one ring wakes every waiter (the backend's live alert streams each wait on the same bell)")
+    func bellWakesEveryWaiter() async {
+        let bell = Bell()
+        let seen = bell.rung
+        await withTaskGroup(of: Void.self) { group in
+            for _ in 0..<8 { group.addTask { await bell.wait(after: seen, timeoutMs: 600_000) } }
+            // Each waiter either registered before the ring or sees it as already rung: all return.
+            group.addTask { bell.ring() }
+        }
+        #expect(bell.rung == seen + 1)
+    }
+
     @Test("a cancelled wait ends at once")
     func bellCancelled() async {
         let bell = Bell()

@@ -1,4 +1,4 @@
-@testable import Configuration
+@testable import UnitConfiguration
 import Platform
 import Testing
 @testable import TelematicsCore

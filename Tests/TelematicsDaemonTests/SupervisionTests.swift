@@ -1,7 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import Configuration
+import UnitConfiguration
 import Platform
 import Synchronization
 import Testing

@@ -129,8 +129,8 @@ class SimCar:
 class App:
     """What an app does with the API: JSON over HTTP with its session token."""
 
-    def __init__(self, port):
-        self.base, self.token = f"http://127.0.0.1:{port}/v1", None
+    def __init__(self, port, timeout=10):
+        self.base, self.token, self.timeout = f"http://127.0.0.1:{port}/v1", None, timeout
 
     def call(self, method, path, body=None, raw=None):
         data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
@@ -138,7 +138,7 @@ class App:
         if self.token:
             req.add_header("Authorization", f"Bearer {self.token}")
         try:
-            with urllib.request.urlopen(req, timeout=10) as r:
+            with urllib.request.urlopen(req, timeout=self.timeout) as r:
                 text = r.read().decode()
                 return r.status, (json.loads(text) if text else None)
         except urllib.error.HTTPError as e:
@@ -150,3 +150,4 @@ class App:
         if status == 200:
             self.token = body["token"]
         return status, body
+
