@@ -26,15 +26,17 @@ DEB          := .build/telematicsd_$(VERSION)_$(shell dpkg --print-architecture)
 # unit needs no Swift toolchain, and the daemon stays under 20 MB resident.
 RELEASE      := -c release --static-swift-stdlib
 
-# C libraries the package links, and the bench's tools: can-utils and iproute2 for vcan, the
-# mosquitto broker for the backend link, gpsd for the position, tmux to type into the menu,
+# C libraries the package links (libcurl sends the backend's mail), and the bench's tools:
+# can-utils and iproute2 for vcan, the mosquitto broker for the backend link, gpsd for the
+# position, tmux to type into the menu,
 # qemu, busybox and cpio to boot a guest kernel with vcan where the host has no CAN (and to
 # pull its power), e2fsprogs for the guest's disk.
 DEB_PACKAGES := libsocketcan-dev libgps-dev libsqlite3-dev libmosquitto-dev libssl-dev pkg-config \
                 can-utils iproute2 kmod qemu-system-x86 busybox-static cpio xz-utils mosquitto \
                 openssl python3 python3-venv e2fsprogs mosquitto-clients gpsd tmux \
-                systemd fakeroot
-PY_PACKAGES  := cantools==45.1.0 pytest
+                systemd fakeroot libcurl4-openssl-dev
+# cantools for the decoder's cross-check, aiosmtpd as the mail server the accounts' tests receive on.
+PY_PACKAGES  := cantools==45.1.0 pytest aiosmtpd==1.4.6
 
 .PHONY: all deps build release test check-architecture unit-test integration-test vcan-bench power-cut demo bench clean fuzz fuzz-short soak \
         install uninstall deb man scenarios-golden
@@ -49,8 +51,8 @@ deps: $(VENV)/.installed
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 
-# Python tools for the tests (cantools for the cross-check) live in a venv under .build.
-$(VENV)/.installed:
+# Python tools for the tests live in a venv under .build (installed again when this file changes).
+$(VENV)/.installed: Makefile
 	@command -v python3 >/dev/null && python3 -c 'import venv, ensurepip' 2>/dev/null || { \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq python3 python3-venv; }
 	python3 -m venv $(VENV)

@@ -60,11 +60,13 @@ let package = Package(
         // libmosquitto, and the backend link on it (MQTT, QoS 1).
         .systemLibrary(name: "CMosquitto", pkgConfig: "libmosquitto", providers: [.apt(["libmosquitto-dev"])]),
         .target(name: "BackendLink", dependencies: ["TelematicsCore", "CMosquitto"], swiftSettings: strict),
+        // libcurl: the reference backend's mail over SMTP (verification, password reset).
+        .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
         // The reference backend's vehicle side behind tcu-backend.
         .target(
             name: "Backend",
             dependencies: [
-                "TelematicsCore", "Platform", "Outbox", "BackendLink",
+                "TelematicsCore", "Platform", "Outbox", "BackendLink", "CCurl",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "CryptoExtras", package: "swift-crypto"),
             ],

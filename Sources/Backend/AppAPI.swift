@@ -102,10 +102,15 @@ public final class AppAPI: Sendable {
     /// PBKDF2 rounds for the portal (`Portal.rounds`; fewer only where the hash's cost is not
     /// what is tested: unit tests, fuzzing).
     let rounds: Int
+    /// Where the links in the mails point (`--public-url`): this API's address as a person's
+    /// browser reaches it.
+    let publicURL: String
 
     public init(portalPath: String, storePath: String, limits: Limits = Limits(), rounds: Int = Portal.rounds,
-                now: @escaping @Sendable () -> Int64, publish: @escaping @Sendable (RemoteCommand) -> Bool) {
+                publicURL: String = "http://127.0.0.1:8080", now: @escaping @Sendable () -> Int64,
+                publish: @escaping @Sendable (RemoteCommand) -> Bool) {
         self.rounds = rounds
+        self.publicURL = publicURL.hasSuffix("/") ? String(publicURL.dropLast()) : publicURL
         self.portalPath = portalPath
         self.storePath = storePath
         self.limits = limits
@@ -126,6 +131,8 @@ public final class AppAPI: Sendable {
     static func status(of e: PortalError) -> Int {
         switch e.code {
         case "wrongPassword", "emailNotVerified", "sessionRevoked", "idleTimeout": 401
+        case "accountExists", "userNameTaken", "mobileTaken", "vehicleInAnotherGarage", "alreadyPrimary": 409
+        case "noAccount", "notInGarage": 404
         case "wrongSPIN", "insufficientRights", "spinRequired", "licenceExpired", "missingLicence": 403
         case "locked", "spinLocked": 423
         case "requestPending": 409
@@ -151,6 +158,10 @@ public final class AppAPI: Sendable {
         if parts == ["v1", "login"] {
             guard r.method == "POST" else { return Self.error(405, "methodNotAllowed", "POST /v1/login") }
             return login(r, portal)
+        }
+        // Without a session: signing up, the mailed links, a forgotten password, the contacts.
+        if parts.count >= 2, parts[1] == "accounts" || parts[1] == "support" {
+            return accounts(r, parts: parts, portal: portal)
         }
         // Everything else needs a session: Authorization: Bearer TOKEN.
         let t = now()
@@ -194,8 +205,14 @@ public final class AppAPI: Sendable {
             }
             return Response(204)
         }
+        if parts.count >= 3, parts[1] == "account", parts[2] == "sessions" {
+            return sessions(r, parts: parts, email: email, token: String(bearer.dropFirst(7)))
+        }
         if parts.count >= 2, parts[1] == "alerts" {
             return alerts(r, parts: parts, portal: portal, email: email, token: String(bearer.dropFirst(7)))
+        }
+        if parts.count >= 2, parts[1] == "garage" {
+            return garage(r, parts: parts, portal: portal, email: email, nowMs: t)
         }
         if parts == ["v1", "vehicles"], r.method == "GET" {
             do {
@@ -283,10 +300,94 @@ public final class AppAPI: Sendable {
         return try? store.alerts(vins: cars, afterId: afterId, limit: 100)
     }
 
-    private func login(_ r: Request, _ portal: Portal) -> Response {
-        guard let email = r.json?["email"]?.stringValue, let password = r.json?["password"]?.stringValue else {
-            return Self.error(400, "badRequest", "the body is {\"email\": ..., \"password\": ...}")
+    /// The routes without a session (docs/openapi.yaml): `POST /v1/accounts` (sign up),
+    /// `GET /v1/accounts/verify?token=` (the mailed link), `POST /v1/accounts/password-reset`
+    /// and `.../confirm`, `GET /v1/support`.
+    private func accounts(_ r: Request, parts: [String], portal: Portal) -> Response {
+        let t = now()
+        let link: (String) -> String = { [publicURL] path in publicURL + path }
+        func field(_ name: String) -> String? { r.json?[name]?.stringValue }
+        switch (r.method, Array(parts.dropFirst())) {
+        case ("GET", ["support"]):
+            return Response(200, .object(Portal.support))
+        case ("POST", ["accounts"]):
+            guard case .object? = r.json, let email = field("email"), let password = field("password"), let spin = field("spin") else {
+                return Self.error(400, "badRequest", "the body is {\"email\", \"password\", \"spin\"} and optionally \"userName\" and \"mobile\", all strings")
+            }
+            for optional in ["userName", "mobile"] where r.json?[optional] != nil && field(optional) == nil {
+                return Self.error(400, "badRequest", "\(optional) is a string")
+            }
+            do {
+                let account = try portal.signUp(email: email, password: password, spin: spin, userName: field("userName"),
+                                                mobile: field("mobile"), link: link, nowMs: t)
+                return Response(201, account)
+            } catch { return Self.refusal(error) }
+        case ("GET", ["accounts", "verify"]):
+            do {
+                let email = try portal.verifyEmail(token: r.query["token"] ?? "", nowMs: t)
+                return Response(200, .object([("email", .string(email)), ("verified", .bool(true))]))
+            } catch { return Self.refusal(error) }
+        case ("POST", ["accounts", "password-reset"]):
+            guard let login = field("login") ?? field("email") else { return Self.error(400, "badRequest", "the body is {\"login\": an e-mail address, a user name or a mobile number}") }
+            do { try portal.requestPasswordReset(login: login, link: link, nowMs: t) } catch { return Self.refusal(error) }
+            // The same answer whether or not the account exists.
+            return Response(202, .object([("sent", .bool(true))]))
+        case ("POST", ["accounts", "password-reset", "confirm"]):
+            guard let token = field("token"), let new = field("newPassword") else {
+                return Self.error(400, "badRequest", "the body is {\"token\": from the mailed link, \"newPassword\": ...}")
+            }
+            do {
+                // Every session and token from before is void from now (passwordChangedAt): a device
+                // still using one is told sessionRevoked.
+                _ = try portal.resetPassword(token: token, new: new, nowMs: t)
+                return Response(204)
+            } catch { return Self.refusal(error) }
+        default:
+            return Self.error(404, "notFound", "no such resource: \(r.method) \(r.path)")
         }
+    }
+
+    /// A session's id as the app shows it: a digest of its token, never the token.
+    static func sessionID(_ token: String) -> String {
+        String(hexBytes(Array(SHA256.hash(data: Array(token.utf8)))).prefix(16))
+    }
+
+    /// `GET /v1/account/sessions` (the user's sessions, this one marked) and
+    /// `DELETE /v1/account/sessions/{id}` (one signed out).
+    private func sessions(_ r: Request, parts: [String], email: String, token: String) -> Response {
+        switch (r.method, parts.count) {
+        case ("GET", 3):
+            let list = state.withLock { s in s.sessions.filter { $0.value.email == email }.sorted { $0.value.issuedAtMs < $1.value.issuedAtMs } }
+            return Response(200, .object([("sessions", .array(list.map { key, g in
+                var o: [(String, JSON)] = [("id", .string(Self.sessionID(key))), ("createdAt", .number(Double(g.issuedAtMs))),
+                                           ("lastUsedAt", .number(Double(g.lastUsedMs))), ("expiresAt", .number(Double(g.expiresAtMs))),
+                                           ("current", .bool(key == token))]
+                if let idle = g.idleMs { o.append(("idleMinutes", .number(Double(idle / 60_000)))) }
+                return .object(o)
+            }))]))
+        case ("DELETE", 4):
+            let removed = state.withLock { s -> Bool in
+                guard let key = s.sessions.first(where: { $0.value.email == email && Self.sessionID($0.key) == parts[3] })?.key else { return false }
+                s.sessions[key] = nil
+                return true
+            }
+            return removed ? Response(204) : Self.error(404, "unknownSession", "no session \(parts[3].prefix(40)) of \(email)")
+        default:
+            return Self.error(404, "notFound", "the sessions are GET /v1/account/sessions and DELETE /v1/account/sessions/{id}")
+        }
+    }
+
+    private func login(_ r: Request, _ portal: Portal) -> Response {
+        // An e-mail address, a user name or a mobile number (the FAQ); "email" as before.
+        guard let login = r.json?["login"]?.stringValue ?? r.json?["email"]?.stringValue, let password = r.json?["password"]?.stringValue else {
+            return Self.error(400, "badRequest", "the body is {\"login\": an e-mail address, a user name or a mobile number, \"password\": ...}")
+        }
+        let email: String
+        do {
+            // An unknown user name or number is tried as itself: it costs the same hash and
+            // counts against the same lock as a known one, and fails as a wrong password.
+            email = try portal.account(forLogin: login) ?? login.lowercased()
+        } catch { return Self.refusal(error) }
         var idleMinutes: Int?
         if let v = r.json?["idleMinutes"] {
             guard let m = v.integer(in: 1...60).map(Int.init), Self.idleChoices.contains(m) else {

@@ -79,7 +79,7 @@ public enum Compatibility {
 /// The portal side of the reference backend: accounts ("SEAT ID") and garages, and the
 /// pairing code a car is registered with. Kept in the backend's SQLite file.
 public final class Portal {
-    private let db: SQLiteHandle
+    let db: SQLiteHandle
     /// PBKDF2-HMAC-SHA256 rounds for new passwords and S-PINs (OWASP 2023: 600 000); each
     /// account keeps the rounds it was hashed with, so the figure can grow.
     public static let rounds = 600_000
@@ -130,6 +130,7 @@ public final class Portal {
         if !columns.contains("password_changed_at") {
             try db.exec("ALTER TABLE accounts ADD COLUMN password_changed_at INTEGER NOT NULL DEFAULT 0")
         }
+        try migrateAccounts()
     }
 
     static func hash(_ secret: String, salt: [UInt8], rounds: Int) -> String {
@@ -150,7 +151,10 @@ public final class Portal {
     /// Creates an account: the password (at least 10 characters) and the 4-digit S-PIN are
     /// stored as salted PBKDF2 hashes, never as they are. The e-mail must be verified before
     /// a car can be added.
-    public func addUser(email: String, password: String, spin: String, nowMs: Int64) throws(PortalError) {
+    /// A user name and a mobile number (already checked: `signUp`) are optional, each unique;
+    /// `alongside` runs in the same transaction as the insert (the verification mail).
+    public func addUser(email: String, password: String, spin: String, userName: String? = nil, mobile: String? = nil, nowMs: Int64,
+                        alongside: () throws(OutboxError) -> Void = {}) throws(PortalError) {
         let at = email.firstIndex(of: "@")
         guard let at, at != email.startIndex, email[email.index(after: at)...].contains("."), !email.contains(" ") else {
             throw PortalError("invalidEmail", "'\(email)' is not an e-mail address")
@@ -159,20 +163,32 @@ public final class Portal {
         guard spin.count == 4, spin.allSatisfy({ $0.isASCII && $0.isNumber }) else {
             throw PortalError("invalidSPIN", "the S-PIN is 4 digits")
         }
+        let key = try Self.accountKey(email)
         let salt = Self.salt(), spinSalt = Self.salt()
+        // The slow hashes first, outside the transaction.
+        let hash = Self.hash(password, salt: salt, rounds: rounds), spinHash = Self.hash(spin, salt: spinSalt, rounds: rounds)
+        var taken: PortalError?
         do {
-            guard try db.query("SELECT 1 FROM accounts WHERE email = ?", [.text(email.lowercased())], { _ in true }).isEmpty else {
-                throw PortalError("accountExists", "there already is an account for \(email)")
+            try db.transaction { () throws(OutboxError) in
+                if try !db.query("SELECT 1 FROM accounts WHERE email = ?", [.text(key)], { _ in true }).isEmpty {
+                    taken = PortalError("accountExists", "there already is an account for \(key)")
+                } else if let userName, try !db.query("SELECT 1 FROM accounts WHERE user_name = ?", [.text(userName)], { _ in true }).isEmpty {
+                    taken = PortalError("userNameTaken", "the user name \(userName) is taken: choose another")
+                } else if let mobile, try !db.query("SELECT 1 FROM accounts WHERE mobile = ?", [.text(mobile)], { _ in true }).isEmpty {
+                    taken = PortalError("mobileTaken", "the mobile number \(mobile) belongs to another account")
+                }
+                guard taken == nil else { return }
+                try db.run("""
+                    INSERT INTO accounts(email, salt, hash, spin_salt, spin_hash, rounds, created_at, user_name, mobile)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    """, [.text(key), .text(hexBytes(salt)), .text(hash), .text(hexBytes(spinSalt)), .text(spinHash), .int(Int64(rounds)),
+                          .int(nowMs), userName.map { .text($0) } ?? .null, mobile.map { .text($0) } ?? .null])
+                try alongside()
             }
-            try db.run("INSERT INTO accounts(email, salt, hash, spin_salt, spin_hash, rounds, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)", [
-                .text(email.lowercased()), .text(hexBytes(salt)), .text(Self.hash(password, salt: salt, rounds: rounds)),
-                .text(hexBytes(spinSalt)), .text(Self.hash(spin, salt: spinSalt, rounds: rounds)), .int(Int64(rounds)), .int(nowMs),
-            ])
-        } catch let e as PortalError {
-            throw e
         } catch {
             throw PortalError("storage", "\(error)")
         }
+        if let taken { throw taken }
     }
 
     public func verifyEmail(_ email: String) throws(PortalError) {
@@ -186,6 +202,11 @@ public final class Portal {
     public func changePassword(email: String, current: String, new: String, nowMs: Int64) throws(PortalError) {
         try logIn(email: email, password: current, nowMs: nowMs)
         guard new.count >= 10 else { throw PortalError("weakPassword", "the password needs at least 10 characters") }
+        try setPassword(email: email, new, nowMs: nowMs)
+    }
+
+    /// A new password hash; every session and token issued before is void from `nowMs`.
+    func setPassword(email: String, _ new: String, nowMs: Int64) throws(PortalError) {
         let salt = Self.salt()
         try run("UPDATE accounts SET salt = ?, hash = ?, rounds = ?, password_changed_at = ? WHERE email = ?",
                 [.text(hexBytes(salt)), .text(Self.hash(new, salt: salt, rounds: rounds)), .int(Int64(rounds)), .int(nowMs),
@@ -216,7 +237,10 @@ public final class Portal {
         }
         try run("DELETE FROM login_attempts WHERE email = ?", [.text(key)])
         let verified = try query("SELECT verified FROM accounts WHERE email = ?", [.text(key)]) { $0.int(0) }
-        guard verified.first == 1 else { throw PortalError("emailNotVerified", "open the link sent to \(email) to verify the address first") }
+        guard verified.first == 1 else {
+            throw PortalError("emailNotVerified", "open the link sent to \(email) to verify the address first (it may take a few minutes; "
+                              + "look in the spam folder too); if no mail comes, \(Self.supportLine)")
+        }
     }
 
     public func checkSPIN(email: String, spin: String) throws(PortalError) -> Bool {
@@ -695,11 +719,11 @@ public final class Portal {
         return CommandStatus(id: id, action: action, status: final, cause: cause)
     }
 
-    private func run(_ sql: String, _ values: [SQLiteHandle.Value]) throws(PortalError) {
+    func run(_ sql: String, _ values: [SQLiteHandle.Value]) throws(PortalError) {
         do { try db.run(sql, values) } catch { throw PortalError("storage", "\(error)") }
     }
 
-    private func query<T>(_ sql: String, _ values: [SQLiteHandle.Value], _ row: (SQLiteHandle.Row) -> T) throws(PortalError) -> [T] {
+    func query<T>(_ sql: String, _ values: [SQLiteHandle.Value], _ row: (SQLiteHandle.Row) -> T) throws(PortalError) -> [T] {
         do { return try db.query(sql, values, row) } catch { throw PortalError("storage", "\(error)") }
     }
 }

@@ -64,6 +64,14 @@ struct Serve: ParsableCommand {
     @Option(help: "Serve the HTTP API for apps on this IPv4 HOST:PORT (docs/openapi.yaml).") var http: String?
     @Option(help: "HTTP API: reads a user may make per car and UTC day.") var dailyReadQuota = 1_000
     @Option(help: "HTTP API: actions a car takes per rolling hour.") var actionsPerHour = 20
+    @Option(help: ArgumentHelp("Where the links in mails point: the HTTP API as a person's browser reaches it (default: http://HOST:PORT of --http).",
+                               valueName: "url"))
+    var publicURL: String?
+    @Option(help: ArgumentHelp("Send the accounts' mails (verification, password reset) through this SMTP server: smtp://HOST:PORT, or smtps:// for TLS. Without it they wait in the database.",
+                               valueName: "url"))
+    var smtp: String?
+    @Flag(help: "Refuse to send mail unless the SMTP server takes STARTTLS.") var smtpStarttls = false
+    @Option(help: "The mails' sender.") var mailFrom = "SEAT CONNECT <no-reply@tcu-backend.invalid>"
     @OptionGroup var database: DatabaseOption
 
     func run() throws {
@@ -82,11 +90,20 @@ struct Serve: ParsableCommand {
             limits.dailyReadQuota = dailyReadQuota
             limits.actionsPerHour = actionsPerHour
             let offset = database
-            let appAPI = AppAPI(portalPath: database.db, storePath: database.db, limits: limits, now: { offset.nowMs },
+            let appAPI = AppAPI(portalPath: database.db, storePath: database.db, limits: limits,
+                                publicURL: publicURL ?? "http://\(http)", now: { offset.nowMs },
                                 publish: { publishCommand($0, via: endpoint) })
             do { server = try AppServer(host: String(hp[0]), port: Int(httpPort), api: appAPI) } catch { fail(error.description, 69) }
             api = appAPI
             note("HTTP API on \(hp[0]):\(server?.port ?? 0)")
+        }
+        if let smtp {
+            guard smtp.hasPrefix("smtp://") || smtp.hasPrefix("smtps://") else { fail("--smtp: expected smtp://HOST:PORT or smtps://HOST:PORT", 64) }
+            let server = MailServer(url: smtp, from: mailFrom, requireTLS: smtpStarttls)
+            let offset = database
+            guard DedicatedThread.detached(name: "mailer", { runMailer(server, db: offset.db, now: { offset.nowMs }) }) else {
+                fail("cannot start the mailer's thread", 71)
+            }
         }
         // A persistent session: the broker keeps QoS 1 messages for the backend while it is down.
         let client: MQTTClient
@@ -129,6 +146,29 @@ struct Serve: ParsableCommand {
         // The requests in progress are answered before the process ends.
         server?.stop()
         client.disconnect()
+    }
+}
+
+/// The mailer: sends the queued mails (verification, password reset) until the process stops;
+/// one the server refuses is tried again later (`Portal.mailFailed`).
+func runMailer(_ server: MailServer, db: String, now: @escaping () -> Int64) {
+    let portal = openPortal(db)
+    var sequence: Int64 = 0
+    while !stopping.isSet {
+        let due = (try? portal.dueMails(nowMs: now())) ?? []
+        for (id, mail) in due where !stopping.isSet {
+            sequence += 1
+            switch SMTPSender.send(mail, via: server, nowMs: now(), id: "\(now()).\(id).\(sequence)") {
+            case .success:
+                _ = try? portal.mailSent(id: id)
+                note("mail \(id) sent (\(mail.subject))")
+            case .failure(let f):
+                let again = (try? portal.mailFailed(id: id, error: f.description, nowMs: now())) ?? false
+                note("mail \(id) not sent: \(f)\(again ? "; tried again later" : "; given up")")
+            }
+        }
+        // (Mails are queued by the HTTP side in the same file: a look twice a second.)
+        stopping.wait(timeoutMs: 500)
     }
 }
 

@@ -62,6 +62,17 @@ struct AlertRulesTests {
                                                                     ("open", .array([.string("doors.frontLeft.open"), .string("trunk.open")]))]))
     }
 
+    @Test("a command's alert says which command, which action and how it ended")
+    func commandAlert() {
+        var r = AlertRules()
+        let result = JSON.object([("type", .string("commandResult")), ("commandId", .string("c1")), ("action", .string("lock")),
+                                  ("status", .string("failed")), ("cause", .string("doorOpen")), ("capturedAt", .number(9))])
+        #expect(r.carMessage(stream: "results", body: result) == [AlertRules.Alert(.commandResult, [
+            ("commandId", .string("c1")), ("action", .string("lock")), ("status", .string("failed")), ("cause", .string("doorOpen")),
+            ("capturedAt", .number(9)),
+        ])])
+    }
+
     @Test("an eCall alert carries what the call was and never a position")
     func eCallAlertHasNoPosition() {
         var r = AlertRules()

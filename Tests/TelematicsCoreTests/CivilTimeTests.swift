@@ -53,4 +53,12 @@ struct CivilTimeTests {
         #expect(addingCalendarMonths(-3, to: ms(2026, 5, 5)) == ms(2026, 5, 5))
         _ = addingCalendarMonths(1200, to: .max)
     }
+
+    @Test("a Date header's form: the weekday, the day, the month's name, UTC", arguments: [
+        (Int64(0), "Thu, 01 Jan 1970 00:00:00 +0000"), (Int64(951_782_400_000), "Tue, 29 Feb 2000 00:00:00 +0000"),
+        (Int64(1_796_197_800_000), "Wed, 02 Dec 2026 07:50:00 +0000"), (Int64(-5), "Thu, 01 Jan 1970 00:00:00 +0000"),
+    ])
+    func rfc5322(ms: Int64, text: String) {
+        #expect(rfc5322Date(unixMs: ms) == text)
+    }
 }

@@ -151,3 +151,28 @@ class App:
             self.token = body["token"]
         return status, body
 
+
+class MailSink:
+    """A real SMTP server (aiosmtpd) on loopback, started by the test: it keeps every message
+    it receives, as the backend's mails would reach a person's mailbox."""
+
+    def __init__(self):
+        from aiosmtpd.controller import Controller
+        import email
+        self.received = []
+        sink = self
+
+        class Handler:
+            async def handle_DATA(self, server, session, envelope):
+                sink.received.append((envelope.mail_from, list(envelope.rcpt_tos), email.message_from_bytes(envelope.content)))
+                return "250 OK"
+
+        self.port = free_port()
+        self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port)
+        self.controller.start()
+
+    def mails_to(self, address):
+        return [m for _, to, m in self.received if address in to]
+
+    def close(self):
+        self.controller.stop()

@@ -432,3 +432,30 @@ def test_a_licence_about_to_run_out_is_an_alert_once(api):
     api.restart_backend(clock_offset_days=341, extra=["--http", f"127.0.0.1:{api.http}"])
     ana.login("ana@example.com")
     assert [a for a in ana.call("GET", "/alerts")[1]["alerts"] if a["kind"] == "licenceExpiring"] == notices
+
+
+def test_the_garage_shows_the_registered_car_its_licence_and_privacy_and_the_owner_renews_and_shares(api):
+    """The garage over HTTP for a registered car: enrolment completed, the licence (the trial),
+    the privacy level the car reports; the primary user renews (the page's prices) and shares
+    with a guest; a secondary user can do neither."""
+    ana, ben = App(api.http), App(api.http)
+    ana.login("ana@example.com")
+    ben.login("ben@example.com")
+    cars = ana.call("GET", "/garage")[1]["cars"]
+    assert len(cars) == 1 and cars[0]["vin"] == VIN and cars[0]["enrolment"] == "completed"
+    assert cars[0]["licence"]["package"].startswith("trial") and cars[0]["privacy"] == "shareMyPosition"
+    status, licence = ana.call("POST", f"/garage/{VIN}/licence", {"package": "navi", "years": 2})
+    assert status == 200 and licence["package"] == "navi" and licence["priceEUR"] == 225
+    assert ana.call("GET", f"/garage/{VIN}/licence")[1]["licenceExpiresAt"] == licence["licenceExpiresAt"]
+    for bad in ({"package": "navi", "years": 3}, {"package": "gold", "years": 1}, {"package": "navi", "years": 1e300}):
+        status, body = ana.call("POST", f"/garage/{VIN}/licence", bad)
+        assert status == 400, bad
+    assert ben.call("POST", f"/garage/{VIN}/licence", {"package": "radio", "years": 1})[1]["error"] == "insufficientRights"
+    assert ben.call("GET", "/garage")[1] == {"cars": []}
+    api.portal("user", "add", "cleo@example.com", input="correct horse\n1234\n")
+    api.portal("user", "verify", "cleo@example.com")
+    assert ana.call("POST", f"/garage/{VIN}/users", {"email": "cleo@example.com", "role": "guest"})[0] == 201
+    assert ben.call("POST", f"/garage/{VIN}/users", {"email": "cleo@example.com", "role": "secondary"})[0] == 403
+    users = ana.call("GET", f"/garage/{VIN}/users")[1]["users"]
+    assert {"user": "cleo@example.com", "role": "guest"} in users and users[0] == {"user": "ana@example.com", "role": "primary"}
+    assert ana.call("POST", f"/garage/{VIN}/users", {"email": "nobody@example.com", "role": "guest"})[0] == 404

@@ -74,7 +74,9 @@ public struct AlertRules: Sendable, Equatable {
             // The end of a command only (successful, failed, ...): not that it started.
             guard let id = body["commandId"]?.stringValue, let status = body["status"]?.stringValue,
                   status != "inProgress", status != "queued" else { return [] }
-            var f: [(String, JSON)] = [("commandId", .string(id)), ("status", .string(status))]
+            var f: [(String, JSON)] = [("commandId", .string(id))]
+            if let action = body["action"]?.stringValue { f.append(("action", .string(action))) }
+            f.append(("status", .string(status)))
             if let cause = body["cause"]?.stringValue { f.append(("cause", .string(cause))) }
             return [Alert(.commandResult, f + at(body))]
         case ("ecall", "eCallReport"?):

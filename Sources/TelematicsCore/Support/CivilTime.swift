@@ -40,3 +40,15 @@ public func addingCalendarMonths(_ months: Int, to unixMs: Int64) -> Int64 {
     let target = d <= lastDay ? civilDays(year: year, month: month, day: d) : civilDays(year: nextMonth.0, month: nextMonth.1, day: 1)
     return target * 86_400_000 + timeOfDay
 }
+
+/// A time as an Internet message's Date header writes it (RFC 5322, UTC):
+/// `Wed, 02 Dec 2026 07:30:00 +0000`.
+public func rfc5322Date(unixMs: Int64) -> String {
+    let ms = max(0, unixMs)
+    let days = ms / 86_400_000, inDay = (ms % 86_400_000) / 1000
+    let (y, m, d) = civilDate(days: days)
+    let weekdays = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"]
+    let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+    func two(_ n: Int64) -> String { n < 10 ? "0\(n)" : "\(n)" }
+    return "\(weekdays[Int(days % 7)]), \(two(d)) \(months[Int(m - 1)]) \(y) \(two(inDay / 3600)):\(two(inDay / 60 % 60)):\(two(inDay % 60)) +0000"
+}

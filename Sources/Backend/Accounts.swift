@@ -1,0 +1,228 @@
+import Crypto
+import Outbox
+import TelematicsCore
+
+/// The account behaviours the FAQ describes beyond the password check: a sign-up whose address
+/// is verified from a mailed link, log-in by e-mail, user name or mobile number, a forgotten
+/// password reset by mail, and the customer-service contacts its advice sends people to. The
+/// mails wait in the `mails` table (written in the same transaction as what they announce) for
+/// the mailer (`tcu-backend serve --smtp`), so that none is lost when the mail server is away.
+extension Portal {
+    /// The customer-service contacts the FAQ gives ("pour toute question relative à SEAT
+    /// CONNECT"), where its advice sends people: no verification mail, no way to log in.
+    public static let support: [(String, JSON)] = [
+        ("email", .string("seatdigitalsupport@seat.es")), ("phone", .string("00800 4000 20 20")),
+        ("hours", .string("Monday to Friday, 9:00 to 17:00")),
+    ]
+    static let supportLine = "contact customer service: seatdigitalsupport@seat.es, 00800 4000 20 20 (Monday to Friday, 9:00 to 17:00)"
+
+    /// How long a mailed link works (assumptions: the FAQ says only that the verification mail
+    /// may take a few minutes to arrive).
+    public static let verificationValidityMs: Int64 = 48 * 3_600_000
+    public static let resetValidityMs: Int64 = 3_600_000
+    /// Reset mails per account and hour, at most (more requests are answered the same way and
+    /// send nothing: nobody can fill a mailbox with them).
+    static let resetMailsPerHour = 3
+
+    func migrateAccounts() throws(OutboxError) {
+        let columns = try db.query("PRAGMA table_info(accounts)") { $0.text(1) }
+        if !columns.contains("user_name") { try db.exec("ALTER TABLE accounts ADD COLUMN user_name TEXT") }
+        if !columns.contains("mobile") { try db.exec("ALTER TABLE accounts ADD COLUMN mobile TEXT") }
+        try db.exec("""
+            CREATE UNIQUE INDEX IF NOT EXISTS accounts_user_name ON accounts(user_name) WHERE user_name IS NOT NULL;
+            CREATE UNIQUE INDEX IF NOT EXISTS accounts_mobile ON accounts(mobile) WHERE mobile IS NOT NULL;
+            CREATE TABLE IF NOT EXISTS account_tokens(
+                hash TEXT PRIMARY KEY, email TEXT NOT NULL, purpose TEXT NOT NULL CHECK(purpose IN ('verify', 'reset')),
+                created_at INTEGER NOT NULL, expires_at INTEGER NOT NULL);
+            CREATE TABLE IF NOT EXISTS mails(
+                id INTEGER PRIMARY KEY AUTOINCREMENT, recipient TEXT NOT NULL, subject TEXT NOT NULL, body TEXT NOT NULL,
+                created_at INTEGER NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, next_at INTEGER NOT NULL, last_error TEXT);
+            """)
+    }
+
+    // MARK: - Identifiers
+
+    /// A user name: 3 to 32 of a-z, 0-9, `.`, `_` and `-`, starting with a letter (so that it is
+    /// never taken for an address or a number); case does not count.
+    static func userNameKey(_ name: String) throws(PortalError) -> String {
+        let key = name.lowercased()
+        guard (3...32).contains(key.utf8.count), let first = key.unicodeScalars.first, ("a"..."z").contains(first),
+              key.unicodeScalars.allSatisfy({ ("a"..."z").contains($0) || ("0"..."9").contains($0) || ".-_".unicodeScalars.contains($0) })
+        else {
+            throw PortalError("invalidUserName", "a user name is 3 to 32 letters a-z, digits, '.', '_' or '-', starting with a letter")
+        }
+        return key
+    }
+
+    /// A mobile number in international form: `+` and 8 to 15 digits (E.164); spaces, dots,
+    /// hyphens and brackets are dropped.
+    static func mobileKey(_ number: String) throws(PortalError) -> String {
+        guard number.utf8.count <= 40 else { throw PortalError("invalidMobile", "a mobile number is + and 8 to 15 digits") }
+        let kept = number.filter { !" .-()".contains($0) }
+        let digits = kept.dropFirst()
+        guard kept.first == "+", (8...15).contains(digits.count), digits.first != "0",
+              digits.unicodeScalars.allSatisfy({ ("0"..."9").contains($0) }) else {
+            throw PortalError("invalidMobile", "a mobile number is + and 8 to 15 digits, as in +34 600 111 222")
+        }
+        return kept
+    }
+
+    /// The account a log-in names (an e-mail address, a user name or a mobile number), as its
+    /// address; nil when no account has it. A malformed log-in is refused before any lookup.
+    public func account(forLogin login: String) throws(PortalError) -> String? {
+        if login.contains("@") {
+            let key = try Self.accountKey(login)
+            return try query("SELECT email FROM accounts WHERE email = ?", [.text(key)]) { $0.text(0) }.first
+        }
+        if login.hasPrefix("+") {
+            let key = try Self.mobileKey(login)
+            return try query("SELECT email FROM accounts WHERE mobile = ?", [.text(key)]) { $0.text(0) }.first
+        }
+        let key = try Self.userNameKey(login)
+        return try query("SELECT email FROM accounts WHERE user_name = ?", [.text(key)]) { $0.text(0) }.first
+    }
+
+    // MARK: - Sign-up and verification
+
+    /// A new account from an app or the portal: the address, password and S-PIN checked as
+    /// `addUser` does, an optional user name and mobile number (each unique), and the
+    /// verification mail queued with its link, all in one transaction. Returns the account
+    /// as the app sees it.
+    public func signUp(email: String, password: String, spin: String, userName: String?, mobile: String?,
+                       link: (String) -> String, nowMs: Int64) throws(PortalError) -> JSON {
+        let name = try userName.map { (n) throws(PortalError) in try Self.userNameKey(n) }
+        let phone = try mobile.map { (m) throws(PortalError) in try Self.mobileKey(m) }
+        let key = email.lowercased()
+        try addUser(email: email, password: password, spin: spin, userName: name, mobile: phone, nowMs: nowMs) { () throws(OutboxError) in
+            let token = try self.issueToken(email: key, purpose: "verify", validityMs: Self.verificationValidityMs, nowMs: nowMs)
+            try self.queueMail(Mail(to: key, subject: "Verify your e-mail address", text: """
+                Welcome to SEAT CONNECT.
+
+                Open this link to verify your e-mail address and finish creating your account:
+
+                \(link("/v1/accounts/verify?token=\(token)"))
+
+                The link works for 48 hours. If you did not create an account, ignore this mail.
+                If the link does not work, \(Self.supportLine).
+                """), nowMs: nowMs)
+        }
+        var o: [(String, JSON)] = [("email", .string(key))]
+        if let name { o.append(("userName", .string(name))) }
+        if let phone { o.append(("mobile", .string(phone))) }
+        return .object(o + [("verified", .bool(false))])
+    }
+
+    /// The verification link followed: the address is verified, the link used up.
+    public func verifyEmail(token: String, nowMs: Int64) throws(PortalError) -> String {
+        let email = try useToken(token, purpose: "verify", nowMs: nowMs)
+        try verifyEmail(email)
+        return email
+    }
+
+    // MARK: - Password reset
+
+    /// A reset asked for by e-mail, user name or mobile number: the mail with its link goes to
+    /// the account's address. Whether the account exists or not, nothing tells (the caller
+    /// answers the same); at most `resetMailsPerHour` mails an hour per account.
+    public func requestPasswordReset(login: String, link: (String) -> String, nowMs: Int64) throws(PortalError) {
+        guard let email = (try? account(forLogin: login)) ?? nil else { return }
+        do {
+            try db.transaction { () throws(OutboxError) in
+                let recent = try db.query("SELECT count(*) FROM account_tokens WHERE email = ? AND purpose = 'reset' AND created_at > ?",
+                                          [.text(email), .int(nowMs - 3_600_000)]) { $0.int(0) }.first ?? 0
+                guard recent < Self.resetMailsPerHour else { return }
+                let token = try issueToken(email: email, purpose: "reset", validityMs: Self.resetValidityMs, nowMs: nowMs)
+                try queueMail(Mail(to: email, subject: "Reset your password", text: """
+                    Someone, hopefully you, asked to reset the password of your SEAT CONNECT account.
+
+                    Open this link within an hour to choose a new password:
+
+                    \(link("/reset-password?token=\(token)"))
+
+                    Every device signed in to your account will ask for the new password.
+                    If you did not ask for this, ignore this mail: your password stays as it is.
+                    If you still cannot log in, \(Self.supportLine).
+                    """), nowMs: nowMs)
+            }
+        } catch {
+            throw PortalError("storage", "\(error)")
+        }
+    }
+
+    /// The reset link's token and a new password: the password changes (every session and
+    /// token issued before is void), the link is used up. Returns the account's address.
+    public func resetPassword(token: String, new: String, nowMs: Int64) throws(PortalError) -> String {
+        guard new.count >= 10 else { throw PortalError("weakPassword", "the password needs at least 10 characters") }
+        let email = try useToken(token, purpose: "reset", nowMs: nowMs)
+        try setPassword(email: email, new, nowMs: nowMs)
+        try run("DELETE FROM account_tokens WHERE email = ? AND purpose = 'reset'", [.text(email)])
+        try run("DELETE FROM login_attempts WHERE email = ?", [.text(email)])
+        return email
+    }
+
+    // MARK: - Tokens
+
+    /// A random token for a mailed link; only its SHA-256 is kept.
+    func issueToken(email: String, purpose: String, validityMs: Int64, nowMs: Int64) throws(OutboxError) -> String {
+        let token = SymmetricKey(size: .bits256).withUnsafeBytes { hexBytes(Array($0)).lowercased() }
+        try db.run("INSERT INTO account_tokens(hash, email, purpose, created_at, expires_at) VALUES (?, ?, ?, ?, ?)",
+                   [.text(Self.tokenHash(token)), .text(email), .text(purpose), .int(nowMs), .int(nowMs + validityMs)])
+        return token
+    }
+
+    static func tokenHash(_ token: String) -> String {
+        hexBytes(Array(SHA256.hash(data: Array(token.utf8))))
+    }
+
+    /// The account a token is for, the token deleted; refused when unknown, used or expired.
+    func useToken(_ token: String, purpose: String, nowMs: Int64) throws(PortalError) -> String {
+        guard token.utf8.count == 64, token.utf8.allSatisfy({ (48...57).contains($0) || (97...102).contains($0) }) else {
+            throw PortalError("invalidToken", "the link is not valid: ask for a new one")
+        }
+        let hash = Self.tokenHash(token)
+        let rows = try query("SELECT email, expires_at FROM account_tokens WHERE hash = ? AND purpose = ?", [.text(hash), .text(purpose)]) {
+            ($0.text(0), $0.int(1))
+        }
+        try run("DELETE FROM account_tokens WHERE hash = ?", [.text(hash)])
+        guard let (email, expires) = rows.first, expires > nowMs else {
+            throw PortalError("invalidToken", "the link was used already or has expired: ask for a new one")
+        }
+        return email
+    }
+
+    // MARK: - Mails
+
+    /// Queues a mail for the mailer (inside the caller's transaction).
+    func queueMail(_ mail: Mail, nowMs: Int64) throws(OutboxError) {
+        try db.run("INSERT INTO mails(recipient, subject, body, created_at, next_at) VALUES (?, ?, ?, ?, ?)",
+                   [.text(mail.to), .text(mail.subject), .text(mail.text), .int(nowMs), .int(nowMs)])
+    }
+
+    /// The mails due now, oldest first.
+    public func dueMails(nowMs: Int64, limit: Int = 20) throws(PortalError) -> [(id: Int64, mail: Mail)] {
+        try query("SELECT id, recipient, subject, body FROM mails WHERE next_at <= ? ORDER BY id LIMIT ?", [.int(nowMs), .int(Int64(limit))]) {
+            ($0.int(0), Mail(to: $0.text(1), subject: $0.text(2), text: $0.text(3)))
+        }
+    }
+
+    /// A mail the server took: it is not kept (the address is the user's data).
+    public func mailSent(id: Int64) throws(PortalError) {
+        try run("DELETE FROM mails WHERE id = ?", [.int(id)])
+    }
+
+    /// A mail the server did not take: tried again after 30 s, doubling to an hour; after three
+    /// days it is dropped (the user can ask again). Returns whether it will be tried again.
+    @discardableResult
+    public func mailFailed(id: Int64, error: String, nowMs: Int64) throws(PortalError) -> Bool {
+        let rows = try query("SELECT attempts, created_at FROM mails WHERE id = ?", [.int(id)]) { ($0.int(0), $0.int(1)) }
+        guard let (attempts, created) = rows.first else { return false }
+        guard nowMs - created < 3 * 86_400_000 else {
+            try mailSent(id: id)
+            return false
+        }
+        let wait: Int64 = min(3_600_000, 30_000 << min(attempts, 7))
+        try run("UPDATE mails SET attempts = attempts + 1, next_at = ?, last_error = ? WHERE id = ?",
+                [.int(nowMs + wait), .text(String(error.prefix(500))), .int(id)])
+        return true
+    }
+}
