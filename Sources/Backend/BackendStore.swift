@@ -12,7 +12,7 @@ public final class BackendStore {
 
     public init(path: String) throws(OutboxError) {
         db = try SQLiteHandle(path: path)
-        try db.exec("PRAGMA journal_mode=WAL")
+        try db.enableWAL()
         // NORMAL in WAL mode survives a crash of the process (what the tests do to it); a power cut
         // of the backend's host may lose the last transactions. libmosquitto acknowledges a
         // QoS 1 message before handing it over, so a per-message fsync would not close that gap.

@@ -91,46 +91,51 @@ public final class Portal {
     public init(path: String, rounds: Int = Portal.rounds) throws(OutboxError) {
         self.rounds = rounds
         db = try SQLiteHandle(path: path)
-        try db.exec("PRAGMA journal_mode=WAL")
+        try db.enableWAL()
         try db.exec("PRAGMA synchronous=NORMAL")
-        try db.exec("""
-            CREATE TABLE IF NOT EXISTS accounts(
-                email TEXT PRIMARY KEY, salt TEXT NOT NULL, hash TEXT NOT NULL, spin_salt TEXT NOT NULL, spin_hash TEXT NOT NULL,
-                rounds INTEGER NOT NULL, verified INTEGER NOT NULL DEFAULT 0, created_at INTEGER NOT NULL);
-            CREATE TABLE IF NOT EXISTS garage(
-                vin TEXT PRIMARY KEY, email TEXT NOT NULL, model TEXT NOT NULL, built TEXT NOT NULL, country TEXT NOT NULL,
-                code TEXT NOT NULL, code_expires_at INTEGER NOT NULL, code_used_at INTEGER, added_at INTEGER NOT NULL,
-                terms_accepted_at INTEGER NOT NULL, role TEXT, enrolment TEXT NOT NULL DEFAULT 'notStarted',
-                licence_expires_at INTEGER, licence_package TEXT);
-            CREATE TABLE IF NOT EXISTS registration_attempts(vin TEXT PRIMARY KEY, failures INTEGER NOT NULL, locked_until INTEGER);
-            CREATE TABLE IF NOT EXISTS login_attempts(email TEXT PRIMARY KEY, failures INTEGER NOT NULL, locked_until INTEGER);
-            CREATE TABLE IF NOT EXISTS spin_attempts(email TEXT PRIMARY KEY, failures INTEGER NOT NULL, locked_until INTEGER);
-            CREATE TABLE IF NOT EXISTS command_keys(vin TEXT PRIMARY KEY, key TEXT NOT NULL, counter INTEGER NOT NULL DEFAULT 0);
-            CREATE TABLE IF NOT EXISTS backend_keys(name TEXT PRIMARY KEY, value TEXT NOT NULL);
-            CREATE TABLE IF NOT EXISTS commands(
-                id TEXT PRIMARY KEY, vin TEXT NOT NULL, action TEXT NOT NULL, user TEXT NOT NULL, status TEXT NOT NULL,
-                cause TEXT, expires_at INTEGER NOT NULL, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL, body TEXT NOT NULL);
-            CREATE TABLE IF NOT EXISTS car_users(
-                vin TEXT NOT NULL, email TEXT NOT NULL, role TEXT NOT NULL CHECK(role IN ('secondary', 'guest')),
-                added_at INTEGER NOT NULL, PRIMARY KEY(vin, email));
-            """)
-        // The licence belongs to the car, not to a garage entry: removing the car from a garage
-        // and adding it again neither ends it nor starts a second trial. (Before, it was kept
-        // in the garage row; such licences move here once.)
-        try db.exec("""
-            CREATE TABLE IF NOT EXISTS licences(
-                vin TEXT PRIMARY KEY, package TEXT NOT NULL, expires_at INTEGER NOT NULL, trial_started_at INTEGER NOT NULL);
-            INSERT OR IGNORE INTO licences(vin, package, expires_at, trial_started_at)
-                SELECT vin, licence_package, licence_expires_at, code_used_at FROM garage
-                WHERE licence_expires_at IS NOT NULL AND code_used_at IS NOT NULL;
-            """)
-        // When the password last changed: every session and token from before is void (the
-        // FAQ: the new password must be typed again on every device). Added to older files once.
-        let columns = try db.query("PRAGMA table_info(accounts)") { $0.text(1) }
-        if !columns.contains("password_changed_at") {
-            try db.exec("ALTER TABLE accounts ADD COLUMN password_changed_at INTEGER NOT NULL DEFAULT 0")
+        // The schema and its migrations in one immediate transaction: two processes opening a
+        // new file at once (tcu-backend serve and a portal command) once both found a column
+        // missing and the second ALTER failed; now the second waits and finds it there.
+        try db.transaction { () throws(OutboxError) in
+            try db.exec("""
+                CREATE TABLE IF NOT EXISTS accounts(
+                    email TEXT PRIMARY KEY, salt TEXT NOT NULL, hash TEXT NOT NULL, spin_salt TEXT NOT NULL, spin_hash TEXT NOT NULL,
+                    rounds INTEGER NOT NULL, verified INTEGER NOT NULL DEFAULT 0, created_at INTEGER NOT NULL);
+                CREATE TABLE IF NOT EXISTS garage(
+                    vin TEXT PRIMARY KEY, email TEXT NOT NULL, model TEXT NOT NULL, built TEXT NOT NULL, country TEXT NOT NULL,
+                    code TEXT NOT NULL, code_expires_at INTEGER NOT NULL, code_used_at INTEGER, added_at INTEGER NOT NULL,
+                    terms_accepted_at INTEGER NOT NULL, role TEXT, enrolment TEXT NOT NULL DEFAULT 'notStarted',
+                    licence_expires_at INTEGER, licence_package TEXT);
+                CREATE TABLE IF NOT EXISTS registration_attempts(vin TEXT PRIMARY KEY, failures INTEGER NOT NULL, locked_until INTEGER);
+                CREATE TABLE IF NOT EXISTS login_attempts(email TEXT PRIMARY KEY, failures INTEGER NOT NULL, locked_until INTEGER);
+                CREATE TABLE IF NOT EXISTS spin_attempts(email TEXT PRIMARY KEY, failures INTEGER NOT NULL, locked_until INTEGER);
+                CREATE TABLE IF NOT EXISTS command_keys(vin TEXT PRIMARY KEY, key TEXT NOT NULL, counter INTEGER NOT NULL DEFAULT 0);
+                CREATE TABLE IF NOT EXISTS backend_keys(name TEXT PRIMARY KEY, value TEXT NOT NULL);
+                CREATE TABLE IF NOT EXISTS commands(
+                    id TEXT PRIMARY KEY, vin TEXT NOT NULL, action TEXT NOT NULL, user TEXT NOT NULL, status TEXT NOT NULL,
+                    cause TEXT, expires_at INTEGER NOT NULL, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL, body TEXT NOT NULL);
+                CREATE TABLE IF NOT EXISTS car_users(
+                    vin TEXT NOT NULL, email TEXT NOT NULL, role TEXT NOT NULL CHECK(role IN ('secondary', 'guest')),
+                    added_at INTEGER NOT NULL, PRIMARY KEY(vin, email));
+                """)
+            // The licence belongs to the car, not to a garage entry: removing the car from a garage
+            // and adding it again neither ends it nor starts a second trial. (Before, it was kept
+            // in the garage row; such licences move here once.)
+            try db.exec("""
+                CREATE TABLE IF NOT EXISTS licences(
+                    vin TEXT PRIMARY KEY, package TEXT NOT NULL, expires_at INTEGER NOT NULL, trial_started_at INTEGER NOT NULL);
+                INSERT OR IGNORE INTO licences(vin, package, expires_at, trial_started_at)
+                    SELECT vin, licence_package, licence_expires_at, code_used_at FROM garage
+                    WHERE licence_expires_at IS NOT NULL AND code_used_at IS NOT NULL;
+                """)
+            // When the password last changed: every session and token from before is void (the
+            // FAQ: the new password must be typed again on every device). Added to older files once.
+            let columns = try db.query("PRAGMA table_info(accounts)") { $0.text(1) }
+            if !columns.contains("password_changed_at") {
+                try db.exec("ALTER TABLE accounts ADD COLUMN password_changed_at INTEGER NOT NULL DEFAULT 0")
+            }
+            try migrateAccounts()
         }
-        try migrateAccounts()
     }
 
     static func hash(_ secret: String, salt: [UInt8], rounds: Int) -> String {

@@ -147,6 +147,23 @@ public final class SQLiteHandle {
 
     public func exec(_ sql: String) throws(OutboxError) { try db.exec(sql) }
 
+    /// Puts the file in WAL mode (it stays so). Switching needs the file to itself, and SQLite
+    /// answers "locked" at once, without waiting, while another process holds it (two
+    /// processes opening a new file together): the switch is tried again, for up to 5 s.
+    public func enableWAL() throws(OutboxError) {
+        var tries = 0
+        while true {
+            do {
+                if try query("PRAGMA journal_mode", [], { $0.text(0) }).first?.lowercased() == "wal" { return }
+                try exec("PRAGMA journal_mode=WAL")
+                return
+            } catch where error.code == SQLITE_BUSY && tries < 500 {
+                tries += 1
+                usleep(10_000)
+            }
+        }
+    }
+
     public var changes: Int { db.changes }
 
     /// Runs `body` in one transaction: all of it is stored, or none.

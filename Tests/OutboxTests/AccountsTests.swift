@@ -112,4 +112,20 @@ struct AccountsTests {
         #expect(SMTPSender.address(of: "SEAT CONNECT <no-reply@connect.example>") == "no-reply@connect.example")
         #expect(SMTPSender.address(of: "plain@example.com") == "plain@example.com")
     }
+
+    @Test("processes opening a new database at once all find the schema whole (the migrations are one transaction)")
+    func concurrentMigrations() async {
+        for _ in 0..<10 {
+            let path = scratch()
+            let failures = await withTaskGroup(of: String?.self) { group in
+                for _ in 0..<4 {
+                    group.addTask {
+                        do { _ = try Portal(path: path, rounds: 1); return nil } catch { return "\(error)" }
+                    }
+                }
+                return await group.compactMap { $0 }.reduce(into: [String]()) { $0.append($1) }
+            }
+            #expect(failures.isEmpty, "\(failures)")
+        }
+    }
 }
