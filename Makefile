@@ -35,8 +35,9 @@ DEB_PACKAGES := libsocketcan-dev libgps-dev libsqlite3-dev libmosquitto-dev libs
                 can-utils iproute2 kmod qemu-system-x86 busybox-static cpio xz-utils mosquitto \
                 openssl python3 python3-venv e2fsprogs mosquitto-clients gpsd tmux \
                 systemd fakeroot libcurl4-openssl-dev
-# cantools for the decoder's cross-check, aiosmtpd as the mail server the accounts' tests receive on.
-PY_PACKAGES  := cantools==45.1.0 pytest aiosmtpd==1.4.6
+# cantools for the decoder's cross-check, aiosmtpd as the mail server the accounts' tests receive
+# on, schemathesis to hold the app API to docs/openapi.yaml.
+PY_PACKAGES  := cantools==45.1.0 pytest aiosmtpd==1.4.6 schemathesis==4.32.5
 
 .PHONY: all deps build release test check-architecture unit-test integration-test vcan-bench power-cut demo bench clean fuzz fuzz-short soak \
         install uninstall deb man scenarios-golden
