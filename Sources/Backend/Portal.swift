@@ -93,6 +93,10 @@ public final class Portal {
         db = try SQLiteHandle(path: path)
         try db.enableWAL()
         try db.exec("PRAGMA synchronous=NORMAL")
+        // A file at this schema's version needs nothing (every request of the app API opens
+        // the portal: no write lock for it).
+        // (A newer program's file is left as it is.)
+        guard (try db.query("PRAGMA user_version", [], { $0.int(0) }).first ?? 0) < Self.schemaVersion else { return }
         // The schema and its migrations in one immediate transaction: two processes opening a
         // new file at once (tcu-backend serve and a portal command) once both found a column
         // missing and the second ALTER failed; now the second waits and finds it there.
@@ -135,8 +139,14 @@ public final class Portal {
                 try db.exec("ALTER TABLE accounts ADD COLUMN password_changed_at INTEGER NOT NULL DEFAULT 0")
             }
             try migrateAccounts()
+            try db.exec("PRAGMA user_version = \(Self.schemaVersion)")
         }
     }
+
+    /// The portal schema's version (`PRAGMA user_version`): 1 added the password's change time,
+    /// 2 user names, mobile numbers, mailed links and the mail queue. A file at an older
+    /// version is brought up to it when opened; the steps are idempotent.
+    static let schemaVersion: Int64 = 2
 
     static func hash(_ secret: String, salt: [UInt8], rounds: Int) -> String {
         // Errors only for out-of-range parameters, which these are not.

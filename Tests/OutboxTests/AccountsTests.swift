@@ -1,3 +1,4 @@
+import Outbox
 import Testing
 import TelematicsCore
 @testable import Backend
@@ -127,5 +128,25 @@ struct AccountsTests {
             }
             #expect(failures.isEmpty, "\(failures)")
         }
+    }
+
+    @Test("a file from before user names, mobile numbers and mailed links is brought to the schema's version once; its accounts keep working")
+    func migratesAnOlderFile() throws {
+        let path = scratch()
+        let old = try SQLiteHandle(path: path)
+        try old.exec("""
+            CREATE TABLE accounts(email TEXT PRIMARY KEY, salt TEXT NOT NULL, hash TEXT NOT NULL, spin_salt TEXT NOT NULL,
+                spin_hash TEXT NOT NULL, rounds INTEGER NOT NULL, verified INTEGER NOT NULL DEFAULT 0, created_at INTEGER NOT NULL);
+            """)
+        let p = try Portal(path: path, rounds: 1)
+        try p.addUser(email: "ana@example.com", password: "correct horse", spin: "4711", userName: "ana", nowMs: Self.now)
+        #expect(try p.account(forLogin: "ana") == "ana@example.com")
+        #expect(try old.query("PRAGMA user_version", [], { $0.int(0) }) == [Portal.schemaVersion])
+        let columns = try old.query("PRAGMA table_info(accounts)", [], { $0.text(1) })
+        #expect(Set(["password_changed_at", "user_name", "mobile"]).isSubset(of: Set(columns)))
+        // A newer program's file is left as it is.
+        try old.exec("PRAGMA user_version = 99")
+        _ = try Portal(path: path, rounds: 1)
+        #expect(try old.query("PRAGMA user_version", [], { $0.int(0) }) == [99])
     }
 }
