@@ -143,25 +143,32 @@ public final class SQLiteHandle {
 
     private let db: SQLiteDatabase
 
-    public init(path: String) throws(OutboxError) { db = try SQLiteDatabase(path: path) }
+    /// The database file's path.
+    public let path: String
+
+    public init(path: String) throws(OutboxError) {
+        self.path = path
+        db = try SQLiteDatabase(path: path)
+    }
 
     public func exec(_ sql: String) throws(OutboxError) { try db.exec(sql) }
 
     /// Puts the file in WAL mode (it stays so). Switching needs the file to itself, and SQLite
-    /// answers "locked" at once, without waiting, while another process holds it (two
-    /// processes opening a new file together): the switch is tried again, for up to 5 s.
+    /// answers "locked" at once, without its busy handler, while another process switches it
+    /// too (two processes opening a new file together): the switch is made holding flock(2) on
+    /// `PATH-init.lock`, which the other process waits for, and then finds the file in WAL mode.
+    /// (The lock file stays beside the database: it is empty.)
     public func enableWAL() throws(OutboxError) {
-        var tries = 0
-        while true {
-            do {
-                if try query("PRAGMA journal_mode", [], { $0.text(0) }).first?.lowercased() == "wal" { return }
-                try exec("PRAGMA journal_mode=WAL")
-                return
-            } catch where error.code == SQLITE_BUSY && tries < 500 {
-                tries += 1
-                usleep(10_000)
-            }
+        func isWAL() throws(OutboxError) -> Bool { try query("PRAGMA journal_mode", [], { $0.text(0) }).first?.lowercased() == "wal" }
+        if try isWAL() { return }
+        let fd = open(path + "-init.lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw OutboxError(message: "cannot open \(path)-init.lock (errno \(errno))", code: SQLITE_CANTOPEN) }
+        defer { close(fd) }  // (and the lock with it)
+        while flock(fd, LOCK_EX) != 0 {
+            guard errno == EINTR else { throw OutboxError(message: "cannot lock \(path)-init.lock (errno \(errno))", code: SQLITE_BUSY) }
         }
+        if try isWAL() { return }
+        try exec("PRAGMA journal_mode=WAL")
     }
 
     public var changes: Int { db.changes }
