@@ -51,26 +51,25 @@ public final class CarMessages {
         if let reply = interactiveReply(topic: topic, payload: payload, nowMs: nowMs) { return [reply] }
         do {
             let text = String(decoding: payload, as: UTF8.self)
+            // vehicles/{vin}/{stream}: the store checks the form and refuses any other.
+            let parts = topic.split(separator: "/")
+            let vin = parts.count > 1 ? String(parts[1]) : ""
             // A car whose data was deleted (a factory reset) is a stranger until it is in a
             // garage again: its online status, which the link sends before any consent (it
             // may arrive just after the deletion), is not kept.
-            if topic.hasSuffix("/connection"), topic.split(separator: "/").count == 3 {
-                let vin = String(topic.split(separator: "/")[1])
+            if topic.hasSuffix("/connection"), parts.count == 3 {
                 if try store.wasReset(vin: vin), try !portal.isInGarage(vin: vin) { return [] }
             }
             let receipt = try store.receive(topic: topic, payload: text, receivedAtMs: nowMs)
-            // A command's result also moves the request's status on.
-            if topic.hasSuffix("/results"), case .stored = receipt, let r = try? JSON.parse(text),
-               let id = r["commandId"]?.stringValue, let status = r["status"]?.stringValue {
-                let vin = String(topic.split(separator: "/").dropFirst().first ?? "")
-                do { try portal.commandResult(id: id, vin: vin, status: status, cause: r["cause"]?.stringValue, nowMs: nowMs) } catch {
-                    note("cannot record the result of \(id): \(error)")
-                }
-            }
-            // What the car's users are told at once (each message once: a duplicate raises nothing).
             if case .stored = receipt, let body = try? JSON.parse(text) {
-                let parts = topic.split(separator: "/")
-                let vin = String(parts[1]), stream = String(parts[2])
+                // A command's result also moves the request's status on.
+                if topic.hasSuffix("/results"), let id = body["commandId"]?.stringValue, let status = body["status"]?.stringValue {
+                    do { try portal.commandResult(id: id, vin: vin, status: status, cause: body["cause"]?.stringValue, nowMs: nowMs) } catch {
+                        note("cannot record the result of \(id): \(error)")
+                    }
+                }
+                // What the car's users are told at once (each message once: a duplicate raises nothing).
+                let stream = String(parts[2])
                 do {
                     if try store.raiseAlerts(vin: vin, nowMs: nowMs, { $0.carMessage(stream: stream, body: body) }) > 0 { alerted() }
                 } catch { note("cannot store the alerts of \(vin): \(error)") }
@@ -78,7 +77,6 @@ public final class CarMessages {
             switch receipt {
             case .rejected(let why): note("rejected a message: \(why)")
             case .dataDeleted(let requestId):
-                let vin = String(topic.split(separator: "/")[1])
                 do { try portal.forgetCar(vin: vin) } catch { note("cannot remove \(vin) from its garage: \(error)") }
                 note("deleted the data of \(vin) (factory reset in the car)")
                 return [("vehicles/\(vin)/reset/response", .object([("type", .string("dataDeleted")), ("requestId", .string(requestId))]))]
