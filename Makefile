@@ -30,14 +30,15 @@ RELEASE      := -c release --static-swift-stdlib
 # can-utils and iproute2 for vcan, the mosquitto broker for the backend link, gpsd for the
 # position, tmux to type into the menu,
 # qemu, busybox and cpio to boot a guest kernel with vcan where the host has no CAN (and to
-# pull its power), e2fsprogs for the guest's disk.
+# pull its power), e2fsprogs for the guest's disk, chromium and its driver for the web portal's
+# tests in a real browser.
 DEB_PACKAGES := libsocketcan-dev libgps-dev libsqlite3-dev libmosquitto-dev libssl-dev pkg-config \
                 can-utils iproute2 kmod qemu-system-x86 busybox-static cpio xz-utils mosquitto \
                 openssl python3 python3-venv e2fsprogs mosquitto-clients gpsd tmux \
-                systemd fakeroot libcurl4-openssl-dev
+                systemd fakeroot libcurl4-openssl-dev chromium chromium-driver
 # cantools for the decoder's cross-check, aiosmtpd as the mail server the accounts' tests receive
-# on, schemathesis to hold the app API to docs/openapi.yaml.
-PY_PACKAGES  := cantools==45.1.0 pytest aiosmtpd==1.4.6 schemathesis==4.32.5
+# on, schemathesis to hold the app API to docs/openapi.yaml, selenium to drive Debian's chromium.
+PY_PACKAGES  := cantools==45.1.0 pytest aiosmtpd==1.4.6 schemathesis==4.32.5 selenium==4.42.0
 
 .PHONY: all deps build release test check-architecture unit-test integration-test vcan-bench power-cut demo bench clean fuzz fuzz-short soak \
         install uninstall deb man scenarios-golden

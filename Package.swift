@@ -30,6 +30,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio", exact: "2.101.3"),
         .package(url: "https://github.com/apple/swift-nio-extras", exact: "1.35.2"),
         .package(url: "https://github.com/apple/swift-http-types", exact: "1.8.0"),
+        // The web portal's server-side templates.
+        .package(url: "https://github.com/hummingbird-project/swift-mustache", exact: "2.1.1"),
     ],
     targets: [
         // Pure domain: standard library only, no Foundation, no IO.
@@ -144,12 +146,23 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
-        // The app API over HTTP: Hummingbird 2 around AppAPI (which stays free of it and testable
+        // The web portal (MySEAT): pages from Mustache templates over the app API, testable
+        // without a socket like AppAPI.
+        .target(
+            name: "WebPortal",
+            dependencies: [
+                "Backend", "TelematicsCore",
+                .product(name: "Mustache", package: "swift-mustache"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: strict
+        ),
+        // The app API and the web portal over HTTP: Hummingbird 2 around AppAPI (which stays free of it and testable
         // without a socket).
         .target(
             name: "BackendHTTP",
             dependencies: [
-                "Backend", "TelematicsCore", "Platform",
+                "Backend", "WebPortal", "TelematicsCore", "Platform",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
@@ -164,7 +177,7 @@ let package = Package(
         .executableTarget(
             name: "tcu-backend",
             dependencies: [
-                "Backend", "BackendHTTP", "BackendLink", "TelematicsCore", "Platform",
+                "Backend", "BackendHTTP", "WebPortal", "BackendLink", "TelematicsCore", "Platform",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict
@@ -189,12 +202,12 @@ let package = Package(
 
         // Every parser that sees outside input as a function of bytes: libFuzzer's entry point
         // (`make fuzz` builds tcu-fuzz with --sanitize=fuzzer) and the corpus regression tests.
-        .target(name: "FuzzTargets", dependencies: ["TelematicsCore", "UnitConfiguration", "Backend"], swiftSettings: strict),
+        .target(name: "FuzzTargets", dependencies: ["TelematicsCore", "UnitConfiguration", "Backend", "WebPortal"], swiftSettings: strict),
         .executableTarget(name: "tcu-fuzz", dependencies: ["FuzzTargets"], swiftSettings: strict),
 
         .testTarget(name: "TelematicsCoreTests", dependencies: ["TelematicsCore"], swiftSettings: strict),
         .testTarget(name: "FuzzTargetsTests", dependencies: ["FuzzTargets"], swiftSettings: strict),
-        .testTarget(name: "OutboxTests", dependencies: ["Outbox", "Backend", "TelematicsCore"], swiftSettings: strict),
+        .testTarget(name: "OutboxTests", dependencies: ["Outbox", "Backend", "WebPortal", "TelematicsCore"], swiftSettings: strict),
         .testTarget(name: "PlatformTests", dependencies: ["Platform"], swiftSettings: strict),
         .testTarget(name: "VehicleBusTests", dependencies: ["VehicleBus", "Platform", "TelematicsCore"], swiftSettings: strict),
         .testTarget(

@@ -100,7 +100,7 @@ extension Portal {
 
                 Open this link to verify your e-mail address and finish creating your account:
 
-                \(link("/v1/accounts/verify?token=\(token)"))
+                \(link("/verify?token=\(token)"))
 
                 The link works for 48 hours. If you did not create an account, ignore this mail.
                 If the link does not work, \(Self.supportLine).
@@ -158,6 +158,33 @@ extension Portal {
         try run("DELETE FROM account_tokens WHERE email = ? AND purpose = 'reset'", [.text(email)])
         try run("DELETE FROM login_attempts WHERE email = ?", [.text(email)])
         return email
+    }
+
+    // MARK: - Deleting an account
+
+    /// "Delete my data" (the account's own page): the password typed again, then in one
+    /// transaction every row that names the person goes: the account, its mailed links and
+    /// queued mails, its tries, the cars it was given access to, the commands it sent; and the
+    /// cars it is the primary user of leave the garage with their users, registration and
+    /// command key (`forgetCar`). Returns those cars, whose data the caller deletes from the
+    /// vehicle store. Refused with the lock-out's refusal like a log-in when the password is
+    /// wrong.
+    public func deleteAccount(email: String, password: String, nowMs: Int64) throws(PortalError) -> [String] {
+        try logIn(email: email, password: password, nowMs: nowMs)
+        let key = email.lowercased()
+        do {
+            return try db.transaction { () throws(OutboxError) -> [String] in
+                let cars = try db.query("SELECT vin FROM garage WHERE email = ? ORDER BY vin", [.text(key)]) { $0.text(0) }
+                for vin in cars { try forgetCarRows(vin: vin) }
+                for (table, column) in [("accounts", "email"), ("account_tokens", "email"), ("mails", "recipient"), ("login_attempts", "email"),
+                                        ("spin_attempts", "email"), ("car_users", "email"), ("commands", "user")] {
+                    try db.run("DELETE FROM \(table) WHERE \(column) = ?", [.text(key)])
+                }
+                return cars
+            }
+        } catch {
+            throw PortalError("storage", "\(error)")
+        }
     }
 
     // MARK: - Tokens

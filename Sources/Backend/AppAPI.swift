@@ -199,11 +199,12 @@ public final class AppAPI: Sendable {
             }
             do { try portal.changePassword(email: email, current: current, new: new, nowMs: t) } catch { return Self.refusal(error) }
             // Every session of the account goes at once, this one too: log in again everywhere.
-            state.withLock { s in
-                s.sessions = s.sessions.filter { $0.value.email != email }
-                s.securityTokens = s.securityTokens.filter { $0.value.email != email }
-            }
+            endSessions(of: email)
             return Response(204)
+        }
+        if parts == ["v1", "account"] {
+            guard r.method == "DELETE" else { return Self.error(405, "methodNotAllowed", "DELETE /v1/account") }
+            return deleteAccount(r, portal: portal, email: email, nowMs: t)
         }
         if parts.count >= 3, parts[1] == "account", parts[2] == "sessions" {
             return sessions(r, parts: parts, email: email, token: String(bearer.dropFirst(7)))
@@ -344,6 +345,31 @@ public final class AppAPI: Sendable {
             } catch { return Self.refusal(error) }
         default:
             return Self.error(404, "notFound", "no such resource: \(r.method) \(r.path)")
+        }
+    }
+
+    /// `DELETE /v1/account` with `{"password"}`: "delete my data". The account and everything
+    /// naming it go (`Portal.deleteAccount`), its cars' data on the server too, every session
+    /// and security token of it ends.
+    private func deleteAccount(_ r: Request, portal: Portal, email: String, nowMs: Int64) -> Response {
+        guard let password = r.json?["password"]?.stringValue else {
+            return Self.error(400, "badRequest", "the body is {\"password\": the account's password, typed again}")
+        }
+        let cars: [String]
+        do { cars = try portal.deleteAccount(email: email, password: password, nowMs: nowMs) } catch { return Self.refusal(error) }
+        endSessions(of: email)
+        do {
+            let store = try BackendStore(path: storePath)
+            for vin in cars { try store.deleteCarData(vin: vin, nowMs: nowMs) }
+        } catch { return Self.error(500, "storage", "the account is deleted, not yet all its cars' data: \(error)") }
+        return Response(204)
+    }
+
+    /// Every session and security token of the account ends.
+    private func endSessions(of email: String) {
+        state.withLock { s in
+            s.sessions = s.sessions.filter { $0.value.email != email }
+            s.securityTokens = s.securityTokens.filter { $0.value.email != email }
         }
     }
 

@@ -79,9 +79,7 @@ public final class BackendStore {
                 // Everything of this car goes (what it sent, its state, its last connection);
                 // only the sequence number of this request stays, so that what comes next is
                 // not taken for lost (it names no one).
-                for table in ["messages", "state", "duplicates", "connection", "alerts", "alert_rules"] { try db.run("DELETE FROM \(table) WHERE vin = ?", [.text(vin)]) }
-                try db.run("INSERT INTO resets(vin, seq, at) VALUES (?, ?, ?) ON CONFLICT(vin) DO UPDATE SET seq = max(resets.seq, excluded.seq), at = excluded.at",
-                           [.text(vin), .int(seq ?? 0), .int(receivedAtMs)])
+                try deleteRows(vin: vin, seq: seq ?? 0, atMs: receivedAtMs)
                 return .dataDeleted(requestId: id)
             }
             try db.run("INSERT INTO messages(id, vin, seq, stream, type, payload, received_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO NOTHING",
@@ -102,6 +100,24 @@ public final class BackendStore {
                     """, [.text(vin), .text(block), seq.map { .int($0) } ?? .null, .int(captured), .text(values.text), .int(receivedAtMs)])
             }
             return .stored
+        }
+    }
+
+    /// Everything of a car (what it sent, its state, its last connection, its alerts), inside
+    /// the caller's transaction; the reset's sequence number stays, so that what comes next is
+    /// not taken for lost (it names no one).
+    private func deleteRows(vin: String, seq: Int64, atMs: Int64) throws(OutboxError) {
+        for table in ["messages", "state", "duplicates", "connection", "alerts", "alert_rules"] { try db.run("DELETE FROM \(table) WHERE vin = ?", [.text(vin)]) }
+        try db.run("INSERT INTO resets(vin, seq, at) VALUES (?, ?, ?) ON CONFLICT(vin) DO UPDATE SET seq = max(resets.seq, excluded.seq), at = excluded.at",
+                   [.text(vin), .int(seq), .int(atMs)])
+    }
+
+    /// A car's data deleted from the portal (its primary user deleted the account): as a
+    /// factory reset does, from the highest sequence number received.
+    public func deleteCarData(vin: String, nowMs: Int64) throws(OutboxError) {
+        try db.transaction { () throws(OutboxError) in
+            let seq = try db.query("SELECT coalesce(max(seq), 0) FROM messages WHERE vin = ?", [.text(vin)]) { $0.int(0) }.first ?? 0
+            try deleteRows(vin: vin, seq: seq, atMs: nowMs)
         }
     }
 

@@ -54,10 +54,11 @@ public final class CarMessages {
             // vehicles/{vin}/{stream}: the store checks the form and refuses any other.
             let parts = topic.split(separator: "/")
             let vin = parts.count > 1 ? String(parts[1]) : ""
-            // A car whose data was deleted (a factory reset) is a stranger until it is in a
-            // garage again: its online status, which the link sends before any consent (it
-            // may arrive just after the deletion), is not kept.
-            if topic.hasSuffix("/connection"), parts.count == 3 {
+            // A car whose data was deleted (a factory reset, or its owner's account deleted
+            // in the portal) is a stranger until it is in a garage again: nothing it sends is
+            // kept, neither its online status, which the link sends before any consent (it may
+            // arrive just after the deletion), nor what a car still registered goes on sending.
+            if parts.count == 3 {
                 if try store.wasReset(vin: vin), try !portal.isInGarage(vin: vin) { return [] }
             }
             let receipt = try store.receive(topic: topic, payload: text, receivedAtMs: nowMs)

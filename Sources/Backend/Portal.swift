@@ -375,12 +375,20 @@ public final class Portal {
     /// The car leaves its garage and its registration is undone (a factory reset in the car:
     /// the next owner registers it anew).
     public func forgetCar(vin: String) throws(PortalError) {
+        do { try db.transaction { () throws(OutboxError) in try forgetCarRows(vin: vin) } } catch { throw PortalError("storage", "\(error)") }
+    }
+
+    /// The tables whose rows tie a car to people (`forgetCar`).
+    static let personalCarTables = ["garage", "car_users", "registration_attempts", "commands", "command_keys"]
+
+    /// `forgetCar`'s deletions, inside the caller's transaction.
+    func forgetCarRows(vin: String) throws(OutboxError) {
         // Every row that ties the car to a person: its garage entry, its users, the commands
         // they sent (with their addresses), the registration tries, its command key (a new
         // registration gives a new one, so no command signed before can work again). The
         // licence stays: it belongs to the vehicle and outlives an owner (the product page).
-        for table in ["garage", "car_users", "registration_attempts", "commands", "command_keys"] {
-            try run("DELETE FROM \(table) WHERE vin = ?", [.text(vin)])
+        for table in Self.personalCarTables {
+            try db.run("DELETE FROM \(table) WHERE vin = ?", [.text(vin)])
         }
     }
 

@@ -10,6 +10,7 @@ import Platform
 import ServiceLifecycle
 import Synchronization
 import TelematicsCore
+import WebPortal
 
 /// The app API (`AppAPI`, docs/openapi.yaml) over HTTP/1.1, on Hummingbird 2: keep-alive, and
 /// limits that keep a burst or a slow client from holding the backend:
@@ -47,7 +48,8 @@ public final class AppServer: Sendable {
 
     /// Starts serving `api` on `host:port` and returns once the socket listens (or throws why
     /// it cannot: an address in use, a bad host).
-    public init(host: String, port: Int, api: AppAPI, limits: Limits = Limits()) throws(Failure) {
+    /// `web`: the portal's pages, served beside the API (every path outside /v1).
+    public init(host: String, port: Int, api: AppAPI, web: WebPortal? = nil, limits: Limits = Limits()) throws(Failure) {
         var logger = Logger(label: "tcu-backend.http")
         logger.logLevel = .warning
         let listening = OneShot<Result<Int, Failure>>()
@@ -58,7 +60,7 @@ public final class AppServer: Sendable {
             additionalChannelHandlers: [BodyDeadline(ms: limits.bodyDeadlineMs)],
             idleTimeout: .milliseconds(limits.headDeadlineMs), httpDecoderConfiguration: decoder)
         let app = Application(
-            responder: CallbackResponder { (request: Request, _: BasicRequestContext) in try await Self.respond(request, api, live) },
+            responder: CallbackResponder { (request: Request, _: BasicRequestContext) in try await Self.respond(request, api, web, live) },
             server: .http1(configuration: http1),
             configuration: ApplicationConfiguration(
                 address: .hostname(host, port: port), serverName: "tcu-backend", backlog: 256,
@@ -96,7 +98,7 @@ public final class AppServer: Sendable {
         _ = finished.wait(timeoutMs: timeoutMs)
     }
 
-    static func respond(_ request: Request, _ api: AppAPI, _ live: LiveAlerts) async throws -> Response {
+    static func respond(_ request: Request, _ api: AppAPI, _ web: WebPortal?, _ live: LiveAlerts) async throws -> Response {
         let body: ByteBuffer
         do {
             body = try await request.body.collect(upTo: AppAPI.maximumBody)
@@ -110,6 +112,16 @@ public final class AppServer: Sendable {
         for field in request.headers { headers[field.name.canonicalName] = field.value }
         let r = AppAPI.Request(method: request.method.rawValue, path: request.uri.path, query: query, headers: headers,
                                body: Array(buffer: body))
+        if let web, WebPortal.serves(path: r.path) {
+            let page = try await NIOThreadPool.singleton.runIfActive { web.handle(r) }
+            if let stream = page.alertStream { return live.response(stream) }
+            var headers = HTTPFields()
+            for (name, value) in page.headers {
+                if let n = HTTPField.Name(name) { headers.append(HTTPField(name: n, value: value)) }
+            }
+            return Response(status: .init(code: page.status), headers: headers,
+                            body: page.body.isEmpty ? ResponseBody() : ResponseBody(byteBuffer: ByteBuffer(bytes: page.body)))
+        }
         let answer = try await NIOThreadPool.singleton.runIfActive { api.handle(r) }
         if let stream = answer.alertStream { return live.response(stream) }
         return reply(answer)

@@ -4,6 +4,7 @@ import Glibc
 import UnitConfiguration
 import Backend
 import TelematicsCore
+import WebPortal
 
 /// Every parser that sees outside input, as a function of arbitrary bytes. `tcu-fuzz` (built
 /// by `make fuzz` with libFuzzer) calls one per run; the unit tests run every committed input
@@ -28,9 +29,11 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
     case control
     /// A line of the eCall link (both ends).
     case ecallWire = "ecall-wire"
-    /// A request to the backend's app API (method, path, query, headers, body: what the HTTP
-    /// server hands `AppAPI.handle`), answered without a 5xx.
+    /// A request to the backend's HTTP server (method, path, query, headers, body: what the
+    /// server hands `AppAPI.handle`, or `WebPortal.handle` outside /v1), answered without a 5xx.
     case http
+    /// A form body as a browser posts it to the web portal.
+    case form
     /// A message a car publishes, as the backend handles it (first line: the topic).
     case mqtt
     /// The simulated car's scenario files and live commands.
@@ -73,8 +76,26 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
         case .http:
             var request = FuzzBackend.request(text)
             if request.headers["authorization"] == "Bearer FUZZ" { request.headers["authorization"] = "Bearer " + FuzzBackend.shared.session }
+            // "Cookie: tcu_session=FUZZ" is Ana's session on the portal, and "csrf=FUZZ" in a form its token.
+            if request.headers["cookie"] == "tcu_session=FUZZ" {
+                request.headers["cookie"] = "tcu_session=" + FuzzBackend.shared.session
+                let token = Array(("csrf=" + WebPortal.csrf(FuzzBackend.shared.session)).utf8)
+                if let at = request.body.indices.first(where: { request.body[$0...].starts(with: Array("csrf=FUZZ".utf8)) }) {
+                    request.body.replaceSubrange(at..<(at + 9), with: token)
+                }
+            }
+            if WebPortal.serves(path: request.path) {
+                let page = FuzzBackend.shared.web.handle(request)
+                precondition(page.status < 500, "the web portal answered \(page.status) to \(text)")
+                return
+            }
             let answer = FuzzBackend.shared.api.handle(request)
             precondition(answer.status < 500 || answer.status == 502, "the app API answered \(answer.status) to \(text)")
+        case .form:
+            if let form = try? FormBody(parsing: bytes) {
+                // What parses, encodes and parses back the same.
+                precondition((try? FormBody(parsing: Array(form.encoded.utf8))) == form, "the form \(text) does not read back")
+            }
         case .mqtt:
             let parts = text.split(separator: "\n", maxSplits: 1, omittingEmptySubsequences: false)
             let topic = String(parts[0]), payload = parts.count > 1 ? Array(parts[1].utf8) : []
@@ -92,6 +113,7 @@ final class FuzzBackend: @unchecked Sendable {
     static let shared = FuzzBackend()
     let messages: CarMessages
     let api: AppAPI
+    let web: WebPortal
     /// Ana's session: an input's "Authorization: Bearer FUZZ" is sent with it.
     let session: String
 
@@ -109,6 +131,7 @@ final class FuzzBackend: @unchecked Sendable {
             let login = api.handle(AppAPI.Request(method: "POST", path: "/v1/login",
                                                   body: Array(#"{"email":"ana@example.com","password":"correct horse"}"#.utf8)))
             session = login.body?["token"]?.stringValue ?? ""
+            web = WebPortal(api: api, secureCookie: false)
         } catch {
             fatalError("the fuzz target's backend database: \(error)")
         }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Backend
 import BackendHTTP
+import WebPortal
 import BackendLink
 import Platform
 import TelematicsCore
@@ -61,7 +62,7 @@ struct Serve: ParsableCommand {
     )
 
     @OptionGroup var broker: BrokerOptions
-    @Option(help: "Serve the HTTP API for apps on this IPv4 HOST:PORT (docs/openapi.yaml).") var http: String?
+    @Option(help: "Serve the HTTP API for apps (docs/openapi.yaml, under /v1) and the web portal (every other path) on this IPv4 HOST:PORT.") var http: String?
     @Option(help: "HTTP API: reads a user may make per car and UTC day.") var dailyReadQuota = 1_000
     @Option(help: "HTTP API: actions a car takes per rolling hour.") var actionsPerHour = 20
     @Option(help: ArgumentHelp("Where the links in mails point: the HTTP API as a person's browser reaches it (default: http://HOST:PORT of --http).",
@@ -93,9 +94,10 @@ struct Serve: ParsableCommand {
             let appAPI = AppAPI(portalPath: database.db, storePath: database.db, limits: limits,
                                 publicURL: publicURL ?? "http://\(http)", now: { offset.nowMs },
                                 publish: { publishCommand($0, via: endpoint) })
-            do { server = try AppServer(host: String(hp[0]), port: Int(httpPort), api: appAPI) } catch { fail(error.description, 69) }
+            let web = WebPortal(api: appAPI, secureCookie: (publicURL ?? "").hasPrefix("https://"))
+            do { server = try AppServer(host: String(hp[0]), port: Int(httpPort), api: appAPI, web: web) } catch { fail(error.description, 69) }
             api = appAPI
-            note("HTTP API on \(hp[0]):\(server?.port ?? 0)")
+            note("HTTP API on \(hp[0]):\(server?.port ?? 0), the web portal at \(publicURL ?? "http://\(hp[0]):\(server?.port ?? 0)")/")
         }
         if let smtp {
             guard smtp.hasPrefix("smtp://") || smtp.hasPrefix("smtps://") else { fail("--smtp: expected smtp://HOST:PORT or smtps://HOST:PORT", 64) }

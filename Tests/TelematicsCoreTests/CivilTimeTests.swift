@@ -61,4 +61,12 @@ struct CivilTimeTests {
     func rfc5322(ms: Int64, text: String) {
         #expect(rfc5322Date(unixMs: ms) == text)
     }
+
+    @Test("the portal's dates: to the minute, UTC, clamped to years 1970 to 9999", arguments: [
+        (Int64(0), "1970-01-01 00:00 UTC"), (Int64(951_782_400_000), "2000-02-29 00:00 UTC"),
+        (Int64(1_796_197_859_999), "2026-12-02 07:50 UTC"), (Int64(-5), "1970-01-01 00:00 UTC"), (Int64.max, "9999-12-31 23:59 UTC"),
+    ])
+    func readable(ms: Int64, text: String) {
+        #expect(readableDate(unixMs: ms) == text)
+    }
 }

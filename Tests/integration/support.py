@@ -3,6 +3,7 @@ ports, and waiting for a condition (polling, never sleeping for timing)."""
 import json
 import os
 import socket
+import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -176,3 +177,25 @@ class MailSink:
 
     def close(self):
         self.controller.stop()
+
+
+class Terminal:
+    """tcuctl menu in a real terminal (tmux): keys typed, the screen read back."""
+
+    def __init__(self, rig):
+        self.session = f"tcu-menu-{os.getpid()}-{time.monotonic_ns()}"
+        # The pane stays a while after the menu ends, so that its last words can be read.
+        subprocess.run(["tmux", "new-session", "-d", "-s", self.session, "-x", "120", "-y", "60",
+                        f"{os.path.join(BIN, 'tcuctl')} menu --socket {rig.tmp}/ctl.sock; sleep 30"], check=True)
+
+    def screen(self):
+        return subprocess.run(["tmux", "capture-pane", "-p", "-t", self.session], capture_output=True, text=True).stdout
+
+    def type_(self, text):
+        subprocess.run(["tmux", "send-keys", "-t", self.session, text, "Enter"], check=True)
+
+    def shows(self, text):
+        assert wait_until(lambda: text in self.screen(), timeout=15), self.screen()
+
+    def close(self):
+        subprocess.run(["tmux", "kill-session", "-t", self.session], capture_output=True)

@@ -29,6 +29,7 @@ def test_every_operation_answers_as_docs_openapi_says(tmp_path):
              "--generation-database", "none", "--workers", "2", "--request-timeout", "60", "--no-color"],
             cwd=tmp_path, capture_output=True, text=True, timeout=1200)
         assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
-        assert "25/25" not in run.stdout and "Tested: 24" in run.stdout, run.stdout[-3000:]
+        # Every operation of the document but the live stream: 25 of its 26.
+        assert "26/26" not in run.stdout and "Tested: 25" in run.stdout, run.stdout[-3000:]
     finally:
         rig.close()

@@ -7,7 +7,7 @@ import subprocess
 import time
 
 
-from support import BIN, PROFILE, VIN, App, free_port, wait_until
+from support import BIN, PROFILE, VIN, App, Terminal, free_port, wait_until
 from rig import door_events
 
 
@@ -246,28 +246,6 @@ def test_wrong_codes_lock_registration_in_the_car(rig):
     assert rig.status()["registration.wrongCodes"] == "3"
     # The backend saw three requests only: the fourth never left the car.
     assert (rig.tmp / "backend.log").read_text().count("registration of VSSZZZKLZNR012345 refused") == 3
-
-
-class Terminal:
-    """tcuctl menu in a real terminal (tmux): keys typed, the screen read back."""
-
-    def __init__(self, rig):
-        self.session = f"tcu-menu-{os.getpid()}-{time.monotonic_ns()}"
-        # The pane stays a while after the menu ends, so that its last words can be read.
-        subprocess.run(["tmux", "new-session", "-d", "-s", self.session, "-x", "120", "-y", "60",
-                        f"{os.path.join(BIN, 'tcuctl')} menu --socket {rig.tmp}/ctl.sock; sleep 30"], check=True)
-
-    def screen(self):
-        return subprocess.run(["tmux", "capture-pane", "-p", "-t", self.session], capture_output=True, text=True).stdout
-
-    def type_(self, text):
-        subprocess.run(["tmux", "send-keys", "-t", self.session, text, "Enter"], check=True)
-
-    def shows(self, text):
-        assert wait_until(lambda: text in self.screen(), timeout=15), self.screen()
-
-    def close(self):
-        subprocess.run(["tmux", "kill-session", "-t", self.session], capture_output=True)
 
 
 def test_the_menu_as_a_person_uses_it_in_a_terminal(rig):

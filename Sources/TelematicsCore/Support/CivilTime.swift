@@ -52,3 +52,12 @@ public func rfc5322Date(unixMs: Int64) -> String {
     func two(_ n: Int64) -> String { n < 10 ? "0\(n)" : "\(n)" }
     return "\(weekdays[Int(days % 7)]), \(two(d)) \(months[Int(m - 1)]) \(y) \(two(inDay / 3600)):\(two(inDay / 60 % 60)):\(two(inDay % 60)) +0000"
 }
+
+/// A time as a person reads it on the portal, to the minute, UTC: `2026-12-02 07:50 UTC`.
+public func readableDate(unixMs: Int64) -> String {
+    let ms = min(max(0, unixMs), 253_402_300_799_999)
+    let days = ms / 86_400_000, minutes = (ms % 86_400_000) / 60_000
+    let (y, m, d) = civilDate(days: days)
+    func two(_ n: Int64) -> String { n < 10 ? "0\(n)" : "\(n)" }
+    return "\(y)-\(two(m))-\(two(d)) \(two(minutes / 60)):\(two(minutes % 60)) UTC"
+}
