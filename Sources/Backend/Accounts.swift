@@ -24,6 +24,153 @@ extension Portal {
     /// send nothing: nobody can fill a mailbox with them).
     static let resetMailsPerHour = 3
 
+    // MARK: - Accounts, passwords and the S-PIN
+
+    /// Creates an account: the password (at least 10 characters) and the 4-digit S-PIN are
+    /// stored as salted PBKDF2 hashes, never as they are. The e-mail must be verified before
+    /// a car can be added.
+    /// A user name and a mobile number (already checked: `signUp`) are optional, each unique;
+    /// `alongside` runs in the same transaction as the insert (the verification mail).
+    public func addUser(email: String, password: String, spin: String, userName: String? = nil, mobile: String? = nil, nowMs: Int64,
+                        alongside: () throws(OutboxError) -> Void = {}) throws(PortalError) {
+        let at = email.firstIndex(of: "@")
+        guard let at, at != email.startIndex, email[email.index(after: at)...].contains("."), !email.contains(" ") else {
+            throw PortalError("invalidEmail", "'\(email)' is not an e-mail address")
+        }
+        guard password.count >= 10 else { throw PortalError("weakPassword", "the password needs at least 10 characters") }
+        guard spin.count == 4, spin.allSatisfy({ $0.isASCII && $0.isNumber }) else {
+            throw PortalError("invalidSPIN", "the S-PIN is 4 digits")
+        }
+        let key = try Self.accountKey(email)
+        let salt = Self.salt(), spinSalt = Self.salt()
+        // The slow hashes first, outside the transaction.
+        let hash = Self.hash(password, salt: salt, rounds: rounds), spinHash = Self.hash(spin, salt: spinSalt, rounds: rounds)
+        var taken: PortalError?
+        do {
+            try db.transaction { () throws(OutboxError) in
+                if try !db.query("SELECT 1 FROM accounts WHERE email = ?", [.text(key)], { _ in true }).isEmpty {
+                    taken = PortalError("accountExists", "there already is an account for \(key)")
+                } else if let userName, try !db.query("SELECT 1 FROM accounts WHERE user_name = ?", [.text(userName)], { _ in true }).isEmpty {
+                    taken = PortalError("userNameTaken", "the user name \(userName) is taken: choose another")
+                } else if let mobile, try !db.query("SELECT 1 FROM accounts WHERE mobile = ?", [.text(mobile)], { _ in true }).isEmpty {
+                    taken = PortalError("mobileTaken", "the mobile number \(mobile) belongs to another account")
+                }
+                guard taken == nil else { return }
+                try db.run("""
+                    INSERT INTO accounts(email, salt, hash, spin_salt, spin_hash, rounds, created_at, user_name, mobile)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    """, [.text(key), .text(hexBytes(salt)), .text(hash), .text(hexBytes(spinSalt)), .text(spinHash), .int(Int64(rounds)),
+                          .int(nowMs), userName.map { .text($0) } ?? .null, mobile.map { .text($0) } ?? .null])
+                try alongside()
+            }
+        } catch {
+            throw PortalError("storage", "\(error)")
+        }
+        if let taken { throw taken }
+    }
+
+    public func verifyEmail(_ email: String) throws(PortalError) {
+        try run("UPDATE accounts SET verified = 1 WHERE email = ?", [.text(email.lowercased())])
+        guard db.changes == 1 else { throw PortalError("noAccount", "there is no account for \(email)") }
+    }
+
+    /// Changes the password: the current one must be right (wrong ones count like a log-in's),
+    /// the new one at least 10 characters. Every session and security token issued before is
+    /// void from now on (`passwordChangedAt`): the new password is typed again on every device.
+    public func changePassword(email: String, current: String, new: String, nowMs: Int64) throws(PortalError) {
+        try logIn(email: email, password: current, nowMs: nowMs)
+        guard new.count >= 10 else { throw PortalError("weakPassword", "the password needs at least 10 characters") }
+        try setPassword(email: email, new, nowMs: nowMs)
+    }
+
+    /// A new password hash; every session and token issued before is void from `nowMs`.
+    func setPassword(email: String, _ new: String, nowMs: Int64) throws(PortalError) {
+        let salt = Self.salt()
+        try run("UPDATE accounts SET salt = ?, hash = ?, rounds = ?, password_changed_at = ? WHERE email = ?",
+                [.text(hexBytes(salt)), .text(Self.hash(new, salt: salt, rounds: rounds)), .int(Int64(rounds)), .int(nowMs),
+                 .text(email.lowercased())])
+    }
+
+    /// When the account's password last changed (UTC ms; 0: never). A session or a token issued
+    /// at or before it is void.
+    public func passwordChangedAt(email: String) throws(PortalError) -> Int64 {
+        try query("SELECT password_changed_at FROM accounts WHERE email = ?", [.text(email.lowercased())]) { $0.int(0) }.first ?? 0
+    }
+
+    /// Whether the password is the account's.
+    public func checkPassword(email: String, password: String) throws(PortalError) -> Bool {
+        try check(email: email, secret: password, columns: "salt, hash")
+    }
+
+    /// Logs in (the in-car activation assistant, an app): the password must be right and the
+    /// e-mail verified. Wrong passwords are limited like wrong pairing codes (three free, then
+    /// a lock from 30 s doubling to an hour), per account.
+    public func logIn(email: String, password: String, nowMs: Int64) throws(PortalError) {
+        let key = try Self.accountKey(email)
+        if case .locked(let left) = try reserveTry("login_attempts", "email", key, nowMs: nowMs) {
+            throw PortalError("locked", "too many wrong passwords; try again in \((left + 999) / 1000) s", retryAfterMs: left)
+        }
+        guard try checkPassword(email: key, password: password) else {
+            throw PortalError("wrongPassword", "the e-mail address or the password is wrong")
+        }
+        try run("DELETE FROM login_attempts WHERE email = ?", [.text(key)])
+        let verified = try query("SELECT verified FROM accounts WHERE email = ?", [.text(key)]) { $0.int(0) }
+        guard verified.first == 1 else {
+            throw PortalError("emailNotVerified", "open the link sent to \(email) to verify the address first (it may take a few minutes; "
+                              + "look in the spam folder too); if no mail comes, \(Self.supportLine)")
+        }
+    }
+
+    public func checkSPIN(email: String, spin: String) throws(PortalError) -> Bool {
+        try check(email: email, secret: spin, columns: "spin_salt, spin_hash")
+    }
+
+    func check(email: String, secret: String, columns: String) throws(PortalError) -> Bool {
+        let rows = try query("SELECT \(columns), rounds FROM accounts WHERE email = ?", [.text(email.lowercased())]) {
+            ($0.text(0), $0.text(1), Int($0.int(2)))
+        }
+        guard let (salt, stored, rounds) = rows.first, let saltBytes = bytes(fromHex: salt) else {
+            // An unknown account costs the same hash as a known one: the time tells nothing.
+            _ = Self.hash(secret, salt: Self.dummySalt, rounds: self.rounds)
+            return false
+        }
+        return Self.hash(secret, salt: saltBytes, rounds: rounds) == stored
+    }
+
+    static let dummySalt: [UInt8] = Array(repeating: 0x5A, count: 16)
+
+    /// The account key of an address from outside: lowercased, at most 254 bytes (RFC 5321's
+    /// limit), so that guesses with huge made-up addresses store nothing huge.
+    static func accountKey(_ email: String) throws(PortalError) -> String {
+        guard email.utf8.count <= 254 else { throw PortalError("invalidEmail", "an e-mail address has at most 254 characters") }
+        return email.lowercased()
+    }
+
+    enum Reservation: Equatable { case locked(Int64), reserved(GuessLimiter) }
+
+    /// One try at a guessed secret, reserved atomically before the (slow) check: refused while
+    /// the lock runs, otherwise counted as wrong in the same transaction, so that concurrent
+    /// guesses cannot all pass the limit (the check and the save were once separate steps). A
+    /// right secret then clears the count.
+    func reserveTry(_ table: String, _ column: String, _ key: String, nowMs: Int64) throws(PortalError) -> Reservation {
+        do {
+            return try db.transaction { () throws(OutboxError) -> Reservation in
+                var limiter = try db.query("SELECT failures, locked_until FROM \(table) WHERE \(column) = ?", [.text(key)]) {
+                    GuessLimiter(failures: Int($0.int(0)), lockedUntilMs: $0.isNull(1) ? nil : $0.int(1))
+                }.first ?? GuessLimiter()
+                if let left = limiter.lockedFor(nowMs: nowMs) { return .locked(left) }
+                limiter.wrongCode(nowMs: nowMs)
+                try db.run("""
+                    INSERT INTO \(table)(\(column), failures, locked_until) VALUES (?, ?, ?)
+                    ON CONFLICT(\(column)) DO UPDATE SET failures = excluded.failures, locked_until = excluded.locked_until
+                    """, [.text(key), .int(Int64(limiter.failures)), limiter.lockedUntilMs.map { .int($0) } ?? .null])
+                return .reserved(limiter)
+            }
+        } catch {
+            throw PortalError("storage", "\(error)")
+        }
+    }
+
     func migrateAccounts() throws(OutboxError) {
         let columns = try db.query("PRAGMA table_info(accounts)") { $0.text(1) }
         if !columns.contains("user_name") { try db.exec("ALTER TABLE accounts ADD COLUMN user_name TEXT") }

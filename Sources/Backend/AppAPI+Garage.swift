@@ -32,11 +32,12 @@ extension AppAPI {
                 try requirePrimary(portal, email: email, vin: rest[0])
                 return Response(200, .object([("users", .array(try portal.users(vin: rest[0]).map(\.json)))]))
             case ("POST", 2) where rest[1] == "users":
-                guard let other = r.json?["email"]?.stringValue, let role = r.json?["role"]?.stringValue else {
+                guard let other = r.json?["email"]?.stringValue, let roleName = r.json?["role"]?.stringValue else {
                     return Self.error(400, "badRequest", "the body is {\"email\": the account to share with, \"role\": \"secondary\" or \"guest\"}")
                 }
+                let role = try Portal.sharedRole(roleName)
                 try portal.share(vin: rest[0], owner: email, with: other, role: role, nowMs: nowMs)
-                return Response(201, .object([("vin", .string(rest[0])), ("user", .string(other.lowercased())), ("role", .string(role))]))
+                return Response(201, .object([("vin", .string(rest[0])), ("user", .string(other.lowercased())), ("role", .string(role.rawValue))]))
             case ("GET", 2) where rest[1] == "licence":
                 try requirePrimary(portal, email: email, vin: rest[0])
                 return Response(200, try portal.licence(vin: rest[0]).json)
@@ -54,7 +55,7 @@ extension AppAPI {
     }
 
     private func requirePrimary(_ portal: Portal, email: String, vin: String) throws(PortalError) {
-        guard try portal.role(of: email, vin: vin) == "primary" else {
+        guard try portal.role(of: email, vin: vin) == .primary else {
             throw PortalError("insufficientRights", "only the primary user of \(vin) manages it")
         }
     }

@@ -218,13 +218,13 @@ public final class AppAPI: Sendable {
         if parts == ["v1", "vehicles"], r.method == "GET" {
             do {
                 return Response(200, .object([("vehicles", .array(try portal.vehicles(of: email).map {
-                    .object([("vin", .string($0.vin)), ("role", .string($0.role))])
+                    .object([("vin", .string($0.vin)), ("role", .string($0.role.rawValue))])
                 }))]))
             } catch { return Self.refusal(error) }
         }
         guard parts.count >= 4, parts[1] == "vehicles" else { return Self.error(404, "notFound", "no such resource: \(r.path)") }
         let vin = parts[2]
-        let role: String
+        let role: UserRole
         do {
             guard let rr = try portal.role(of: email, vin: vin) else { return Self.error(403, "insufficientRights", "\(email) is not a user of \(vin)") }
             role = rr
@@ -447,7 +447,7 @@ public final class AppAPI: Sendable {
         return nil
     }
 
-    private func read(_ what: String, vin: String, role: String) -> Response {
+    private func read(_ what: String, vin: String, role: UserRole) -> Response {
         let blocks: [(block: String, capturedAtMs: Int64, receivedAtMs: Int64, values: String)]
         do { blocks = try BackendStore(path: storePath).state(vin: vin) } catch { return Self.error(500, "storage", "\(error)") }
         func values(_ name: String) -> JSON? { blocks.first { $0.block == name }.flatMap { try? JSON.parse($0.values) } }
@@ -459,7 +459,7 @@ public final class AppAPI: Sendable {
             return Response(200, p)
         case "capabilities":
             guard let c = values("capabilities") else { return Self.error(404, "noCapabilities", "the car has not reported its capabilities") }
-            return Response(200, .object([("role", .string(role)), ("capabilities", c)]))
+            return Response(200, .object([("role", .string(role.rawValue)), ("capabilities", c)]))
         default:
             let list = blocks.filter { $0.block != "capabilities" }.map { b -> (String, JSON) in
                 (b.block, .object([("capturedAt", .number(Double(b.capturedAtMs))), ("receivedAt", .number(Double(b.receivedAtMs))),
@@ -499,12 +499,12 @@ public final class AppAPI: Sendable {
                                               targetTemperature: r.json?["targetTemperature"]?.numberValue, ttlMs: limits.commandTTLMs, nowMs: nowMs)
         } catch { return Self.refusal(error) }
         guard publish(command) else {
-            try? portal.commandResult(id: command.id, vin: command.vin, status: "failed", cause: "brokerUnreachable", nowMs: nowMs)
+            try? portal.commandResult(id: command.id, vin: command.vin, status: .failed, cause: "brokerUnreachable", nowMs: nowMs)
             return Self.error(502, "brokerUnreachable", "the command could not be handed to the broker")
         }
         state.withLock { $0.actions.record(vin, nowMs: nowMs) }
         return Response(202, .object([("requestId", .string(command.id)), ("action", .string(action.rawValue)),
-                                                 ("status", .string("queued"))]),
+                                                 ("status", .string(RemoteCommand.Status.queued.rawValue))]),
                                    headers: [("Location", "/v1/vehicles/\(vin)/requests/\(command.id)")])
     }
 }

@@ -64,7 +64,8 @@ public final class CarMessages {
             let receipt = try store.receive(topic: topic, payload: text, receivedAtMs: nowMs)
             if case .stored = receipt, let body = try? JSON.parse(text) {
                 // A command's result also moves the request's status on.
-                if topic.hasSuffix("/results"), let id = body["commandId"]?.stringValue, let status = body["status"]?.stringValue {
+                if topic.hasSuffix("/results"), let id = body["commandId"]?.stringValue,
+                   let status = body["status"]?.stringValue.flatMap(RemoteCommand.Status.init(rawValue:)), status.isCarResult {
                     do { try portal.commandResult(id: id, vin: vin, status: status, cause: body["cause"]?.stringValue, nowMs: nowMs) } catch {
                         note("cannot record the result of \(id): \(error)")
                     }
@@ -107,7 +108,7 @@ public final class CarMessages {
                     privacy: r["privacy"]?.stringValue, navigation: r["navigation"]?.boolValue == true, nowMs: now
                 )
                 note("registered \(vin): \(e.user) is its primary user")
-                return [("user", .string(e.user)), ("role", .string(e.role)), ("services", .array(e.services.map { .string($0) })),
+                return [("user", .string(e.user)), ("role", .string(e.role.rawValue)), ("services", .array(e.services.map { .string($0) })),
                         ("licenceExpiresAt", .number(Double(e.licenceExpiresAtMs))), ("commandKey", .string(hexBytes(e.commandKey)))]
             }
         case "account":

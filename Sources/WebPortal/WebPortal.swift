@@ -264,7 +264,7 @@ public final class WebPortal: Sendable {
         var cars: [[String: Any]] = (garage.body?["cars"]?.arrayValue ?? []).map { c in
             var licence = "none yet"
             if let l = c["licence"] { licence = "\(l["package"]?.stringValue ?? "") until \(Self.date(l["licenceExpiresAt"]))" }
-            return ["vin": c["vin"]?.stringValue ?? "", "model": c["model"]?.stringValue ?? "", "role": "primary",
+            return ["vin": c["vin"]?.stringValue ?? "", "model": c["model"]?.stringValue ?? "", "role": UserRole.primary.rawValue,
                     "enrolment": c["enrolment"]?.stringValue ?? "", "licence": licence]
         }
         // The cars shared with this person.
@@ -300,19 +300,21 @@ public final class WebPortal: Sendable {
         let garage = call("GET", "/v1/garage", session: session)
         if let signIn = signInAgain(garage) { return signIn }
         let mine = garage.body?["cars"]?.arrayValue?.first { $0["vin"]?.stringValue == vin }
-        let role = mine != nil ? "primary"
+        let role = mine != nil ? UserRole.primary
             : call("GET", "/v1/vehicles", session: session).body?["vehicles"]?.arrayValue?.first { $0["vin"]?.stringValue == vin }?["role"]?.stringValue
+                .flatMap(UserRole.init(rawValue:))
         guard let role else {
             return page("Not in your garage", "message", ["message": "\(vin.prefix(17)) is not a car of yours.", "next": ["href": "/garage", "label": "Back to the garage"]],
                         status: 404, session: session)
         }
-        var context: [String: Any] = ["vin": vin, "role": role, "primary": role == "primary", "enrolment": mine?["enrolment"]?.stringValue ?? "completed"]
-        if let mine, mine["codeUsed"]?.boolValue != true, mine["enrolment"]?.stringValue != "completed" {
+        let enrolment = mine?["enrolment"]?.stringValue.flatMap(Registration.Status.init(rawValue:)) ?? .completed
+        var context: [String: Any] = ["vin": vin, "role": role.rawValue, "primary": role.hasRemoteFunctions, "enrolment": enrolment.rawValue]
+        if let mine, mine["codeUsed"]?.boolValue != true, enrolment != .completed {
             context["code"] = mine["pairingCode"]?.stringValue ?? ""
             context["codeExpires"] = Self.date(mine["codeExpiresAt"])
         }
         // The status and the parking position, or why not (a car never registered, a licence run out).
-        let registered = mine == nil || ["completed", "inactive"].contains(mine?["enrolment"]?.stringValue ?? "")
+        let registered = enrolment == .completed || enrolment == .inactive
         context["registered"] = registered
         let state = registered ? call("GET", "/v1/vehicles/\(vin)/status", session: session) : AppAPI.Response(200)
         if !registered {
@@ -389,7 +391,7 @@ public final class WebPortal: Sendable {
         let answer = call("GET", "/v1/vehicles/\(vin)/requests/\(id)", session: session)
         guard answer.status == 200 else { return carRefused(session, vin: vin, answer) }
         let status = answer.body?["status"]?.stringValue ?? ""
-        let pending = status == "queued" || status == "inProgress"
+        let pending = RemoteCommand.Status(rawValue: status)?.isPending ?? false
         var context: [String: Any] = ["vin": vin, "action": answer.body?["action"]?.stringValue ?? "", "status": status, "pending": pending]
         if let cause = answer.body?["cause"]?.stringValue { context["cause"] = cause }
         return page("Request \(id.prefix(40))", "request", context, session: session, refresh: pending ? "2" : nil)

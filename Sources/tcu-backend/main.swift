@@ -313,7 +313,7 @@ struct GarageCommand: ParsableCommand {
 
         func run() throws {
             let p = openPortal(database.db)
-            portal { () throws(PortalError) in try p.share(vin: vin, owner: user, with: other, role: role, nowMs: database.nowMs) }
+            portal { () throws(PortalError) in try p.share(vin: vin, owner: user, with: other, role: try Portal.sharedRole(role), nowMs: database.nowMs) }
             print(JSON.object([("vin", .string(vin)), ("user", .string(other.lowercased())), ("role", .string(role))]).text)
         }
     }
@@ -457,14 +457,14 @@ struct RemoteCommandCLI: ParsableCommand {
         let written = FileGrowth(path: database.db + "-wal")
         let deadline = monotonicNow().adding(milliseconds: Int64(min(waitS, 86_400)) * 1000)  // at most a day: no overflow
         var status = portal { () throws(PortalError) in try p.commandStatus(id: command.id, nowMs: database.nowMs) }
-        while !["successful", "failed"].contains(status.status) {
+        while !status.status.isFinal {
             let left = deadline.milliseconds(since: monotonicNow())
             guard left > 0 else { break }
             written.wait(timeoutMs: min(left, 1000))
             status = portal { () throws(PortalError) in try p.commandStatus(id: command.id, nowMs: database.nowMs) }
         }
         print(status.json.text)
-        if status.status != "successful" { Glibc.exit(75) }
+        if status.status != .successful { Glibc.exit(75) }
     }
 }
 

@@ -126,10 +126,10 @@ struct PortalRegistrationTests {
     func success() throws {
         let (p, car) = try setUp()
         let e = try p.register(vin: vin, code: car.code, model: "Leon", built: "2021-11", country: "ES", privacy: "shareMyPosition", nowMs: now + 1)
-        #expect(e.user == "ana@example.com" && e.role == "primary" && e.services.contains("emergencyCall"))
+        #expect(e.user == "ana@example.com" && e.role == .primary && e.services.contains("emergencyCall"))
         #expect(e.licenceExpiresAtMs >= now + 365 * 24 * 3_600_000)
         #expect(try p.garage(email: "ana@example.com", nowMs: now).first?.codeUsed == true)
-        #expect(try p.garage(email: "ana@example.com", nowMs: now).first?.enrolment == "completed")
+        #expect(try p.garage(email: "ana@example.com", nowMs: now).first?.enrolment == .completed)
         #expect(code { try p.register(vin: self.vin, code: car.code, model: "Leon", built: "2021-11", country: "ES", privacy: nil, nowMs: now + 2) } == "codeUsed")
     }
 
@@ -247,7 +247,7 @@ struct PortalEnrolmentTests {
         try p.verifyEmail(email)
     }
 
-    func enrolment(_ p: Portal, at: Int64) throws -> String? { try p.garage(email: "ana@example.com", nowMs: at).first?.enrolment }
+    func enrolment(_ p: Portal, at: Int64) throws -> String? { try p.garage(email: "ana@example.com", nowMs: at).first?.enrolment.rawValue }
 
     @Test("not started, started after the right code failed a later check, completed, inactive once the licence expired")
     func states() throws {
@@ -291,6 +291,34 @@ struct PortalEnrolmentTests {
         _ = try p.issueCommand(vin: vin, user: "ana@example.com", spin: .none, action: .flash, targetTemperature: nil, ttlMs: 60_000, nowMs: end)
     }
 
+    @Test("a command's status by the car's results (state by event): from queued anything, from inProgress an end only, an end never moves; unanswered past its expiry it has timed out", arguments: [
+        // (the stored status, the car's result) → the status read
+        (RemoteCommand.Status.queued, RemoteCommand.Status.inProgress, RemoteCommand.Status.inProgress), (.queued, .successful, .successful),
+        (.queued, .failed, .failed), (.inProgress, .successful, .successful), (.inProgress, .failed, .failed),
+        (.inProgress, .queued, .inProgress), (.inProgress, .inProgress, .inProgress),
+        (.successful, .failed, .successful), (.successful, .inProgress, .successful), (.failed, .successful, .failed), (.failed, .inProgress, .failed),
+    ])
+    func commandStatusTable(stored: RemoteCommand.Status, result: RemoteCommand.Status, read: RemoteCommand.Status) throws {
+        let p = try Portal(path: scratch(), rounds: 1_000)
+        try account(p, "ana@example.com")
+        let car = try p.addCar(vin: vin, email: "ana@example.com", model: "Leon", built: "2021-11", country: "ES", acceptedTerms: true, nowMs: now)
+        _ = try p.register(vin: vin, code: car.code, model: "Leon", built: "2021-11", country: "ES", privacy: nil, nowMs: now)
+        let c = try p.issueCommand(vin: vin, user: "ana@example.com", spin: .none, action: .flash, targetTemperature: nil, ttlMs: 60_000, nowMs: now)
+        if stored != .queued {
+            if stored.isFinal { try p.commandResult(id: c.id, vin: vin, status: .inProgress, cause: nil, nowMs: now) }
+            try p.commandResult(id: c.id, vin: vin, status: stored, cause: nil, nowMs: now)
+        }
+        #expect(try p.commandStatus(id: c.id, nowMs: now).status == stored)
+        try p.commandResult(id: c.id, vin: vin, status: result, cause: nil, nowMs: now + 1)
+        #expect(try p.commandStatus(id: c.id, nowMs: now + 1).status == read)
+        // Another car's result moves nothing.
+        try p.commandResult(id: c.id, vin: "VSSZZZKLZNR099999", status: .failed, cause: nil, nowMs: now + 1)
+        #expect(try p.commandStatus(id: c.id, nowMs: now + 1).status == read)
+        // Past its expiry, a command that never ended has timed out; an ended one keeps its end.
+        #expect(try p.commandStatus(id: c.id, nowMs: now + 60_000).status == (read.isFinal ? read : .timedOut))
+        #expect(read.isPending == !read.isFinal && RemoteCommand.Status.timedOut.isPending == false && !RemoteCommand.Status.timedOut.isFinal)
+    }
+
     @Test("the licence stays with the car: no second trial, and an expired one must be renewed before registering again")
     func licenceStaysWithTheCar() throws {
         let p = try Portal(path: scratch(), rounds: 1_000)
@@ -312,15 +340,15 @@ struct PortalEnrolmentTests {
         let p = try Portal(path: scratch(), rounds: 1_000)
         for who in ["ana@example.com", "ben@example.com", "cleo@example.com"] { try account(p, who) }
         let car = try p.addCar(vin: vin, email: "ana@example.com", model: "Leon", built: "2021-11", country: "ES", acceptedTerms: true, nowMs: now)
-        #expect(code { try p.share(vin: self.vin, owner: "ana@example.com", with: "ben@example.com", role: "secondary", nowMs: self.now) } == "notRegistered")
+        #expect(code { try p.share(vin: self.vin, owner: "ana@example.com", with: "ben@example.com", role: .secondary, nowMs: self.now) } == "notRegistered")
         _ = try p.register(vin: vin, code: car.code, model: "Leon", built: "2021-11", country: "ES", privacy: nil, nowMs: now)
-        try p.share(vin: vin, owner: "ana@example.com", with: "ben@example.com", role: "secondary", nowMs: now)
-        try p.share(vin: vin, owner: "ana@example.com", with: "cleo@example.com", role: "guest", nowMs: now)
-        #expect(try p.users(vin: vin).map { "\($0.email) \($0.role)" } == ["ana@example.com primary", "cleo@example.com guest", "ben@example.com secondary"])
-        #expect(try p.role(of: "BEN@example.com", vin: vin) == "secondary" && p.role(of: "dan@example.com", vin: vin) == nil)
-        #expect(code { try p.share(vin: self.vin, owner: "ben@example.com", with: "cleo@example.com", role: "secondary", nowMs: self.now) } == "insufficientRights")
-        #expect(code { try p.share(vin: self.vin, owner: "ana@example.com", with: "cleo@example.com", role: "primary", nowMs: self.now) } == "invalidRole")
-        #expect(code { try p.share(vin: self.vin, owner: "ana@example.com", with: "dan@example.com", role: "guest", nowMs: self.now) } == "noAccount")
+        try p.share(vin: vin, owner: "ana@example.com", with: "ben@example.com", role: .secondary, nowMs: now)
+        try p.share(vin: vin, owner: "ana@example.com", with: "cleo@example.com", role: .guest, nowMs: now)
+        #expect(try p.users(vin: vin).map { "\($0.email) \($0.role.rawValue)" } == ["ana@example.com primary", "cleo@example.com guest", "ben@example.com secondary"])
+        #expect(try p.role(of: "BEN@example.com", vin: vin) == .secondary && p.role(of: "dan@example.com", vin: vin) == nil)
+        #expect(code { try p.share(vin: self.vin, owner: "ben@example.com", with: "cleo@example.com", role: .secondary, nowMs: self.now) } == "insufficientRights")
+        #expect(code { try p.share(vin: self.vin, owner: "ana@example.com", with: "cleo@example.com", role: .primary, nowMs: self.now) } == "invalidRole")
+        #expect(code { try p.share(vin: self.vin, owner: "ana@example.com", with: "dan@example.com", role: .guest, nowMs: self.now) } == "noAccount")
         // A factory reset ends every role.
         try p.forgetCar(vin: vin)
         #expect(try p.users(vin: vin).isEmpty)

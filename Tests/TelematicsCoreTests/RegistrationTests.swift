@@ -31,7 +31,7 @@ struct RegistrationTests {
         var r = Registration()
         r.status = .completed
         r.user = "ana@example.com"
-        r.role = "primary"
+        r.role = .primary
         r.registeredAtMs = 1_764_000_000_000
         r.services = ["emergencyCall", "parkingPosition"]
         r.licenceExpiresAtMs = 1_795_536_000_000
@@ -61,7 +61,7 @@ struct RegistrationTests {
 
 @Suite("Capabilities and their status codes")
 struct CapabilityTests {
-    func registered(role: String = "primary", licenceEnd: Int64 = 2_000) -> Registration {
+    func registered(role: UserRole = .primary, licenceEnd: Int64 = 2_000) -> Registration {
         var r = Registration()
         r.status = .completed
         r.role = role
@@ -74,7 +74,7 @@ struct CapabilityTests {
 
     @Test func theEmergencyCallIsAlwaysEnabled() {
         for privacy in [PrivacyMode.shareMyPosition, .useMyPosition, .offline] {
-            for r in [Registration(), registered(licenceEnd: 0), registered(role: "guest")] {
+            for r in [Registration(), registered(licenceEnd: 0), registered(role: .guest)] {
                 let e = Capabilities.evaluate(r, privacy: privacy, nowMs: 1_000).first { $0.id == "emergencyCall" }!
                 #expect(e.isEnabled && e.expiresAtMs == Capabilities.farFutureMs)
             }
@@ -109,10 +109,10 @@ struct CapabilityTests {
         #expect(codes(use, "parkingPosition") == [1013] && codes(use, "vehicleStatus") == [])
         let offline = Capabilities.evaluate(registered(licenceEnd: 500), privacy: .offline, nowMs: 1_000)
         #expect(codes(offline, "vehicleStatus") == [1005, 2002] && codes(offline, "emergencyCall") == [])
-        let guest = Capabilities.evaluate(registered(role: "guest"), privacy: .shareMyPosition, nowMs: 1_000)
+        let guest = Capabilities.evaluate(registered(role: .guest), privacy: .shareMyPosition, nowMs: 1_000)
         #expect(codes(guest, "remoteLockUnlock") == [3003] && codes(guest, "vehicleStatus") == [])
-        #expect(!registered(role: "secondary").allows("remoteLockUnlock", nowMs: 1_000))
-        #expect(registered(role: "secondary").allows("vehicleStatus", nowMs: 1_000))
+        #expect(!registered(role: .secondary).allows("remoteLockUnlock", nowMs: 1_000))
+        #expect(registered(role: .secondary).allows("vehicleStatus", nowMs: 1_000))
     }
 }
 
@@ -124,7 +124,7 @@ struct BackendConsentTests {
                              services: [String] = ["vehicleStatus", "parkingPosition", "alerts"]) -> Registration {
         var r = Registration()
         r.status = status
-        r.role = status == .notStarted ? nil : "primary"
+        r.role = status == .notStarted ? nil : .primary
         r.services = status == .notStarted ? [] : services
         r.licenceExpiresAtMs = status == .notStarted ? nil : licenceEnd
         return r

@@ -17,13 +17,13 @@ struct RemoteCommandTests {
     func registration(licenceEnd: Int64? = nil) -> Registration {
         var r = Registration()
         r.status = .completed
-        r.role = "primary"
+        r.role = .primary
         r.services = Capabilities.all
         r.licenceExpiresAtMs = licenceEnd ?? now + 86_400_000
         return r
     }
 
-    func signed(_ action: RemoteCommand.Action = .lock, counter: Int64 = 5, expires: Int64? = nil, role: String = "primary",
+    func signed(_ action: RemoteCommand.Action = .lock, counter: Int64 = 5, expires: Int64? = nil, role: UserRole = .primary,
                 vin: String? = nil) -> RemoteCommand {
         var c = RemoteCommand(id: "c1", vin: vin ?? self.vin, action: action, counter: counter, issuedAtMs: now - 1_000,
                               expiresAtMs: expires ?? now + 60_000, user: "ana@example.com", role: role)
@@ -55,11 +55,11 @@ struct RemoteCommandTests {
         #expect(verify(signed(counter: 4)) == .replayed && verify(signed(counter: 3)) == .replayed)
         #expect(verify(signed(), registration: registration(licenceEnd: now - 1)) == .serviceUnavailable([.licenceExpired]))
         #expect(verify(signed(), registration: Registration()) == .serviceUnavailable([.missingLicence]))
-        #expect(verify(signed(role: "secondary")) == .serviceUnavailable([.insufficientRights]))
+        #expect(verify(signed(role: .secondary)) == .serviceUnavailable([.insufficientRights]))
         #expect(verify(signed(), privacy: .offline)?.cause == "privacyOffline")
         // Issued too far in the future for the car's clock: refused like an expired one.
         var ahead = RemoteCommand(id: "c2", vin: vin, action: .lock, counter: 9, issuedAtMs: now + 600_000, expiresAtMs: now + 660_000,
-                                  user: "ana@example.com", role: "primary")
+                                  user: "ana@example.com", role: .primary)
         ahead.signature = hexBytes(Self.mac(key, Array(ahead.signedText.utf8)))
         #expect(verify(ahead) == .expired)
     }

@@ -36,7 +36,7 @@ struct RemoteExecutionTests {
     }
 
     func command(_ action: RemoteCommand.Action, temperature: Double? = nil) -> RemoteCommand {
-        RemoteCommand(id: "c", vin: "V", action: action, counter: 1, issuedAtMs: 0, expiresAtMs: 1, user: "u", role: "primary",
+        RemoteCommand(id: "c", vin: "V", action: action, counter: 1, issuedAtMs: 0, expiresAtMs: 1, user: "u", role: .primary,
                       targetTemperature: temperature)
     }
 

@@ -10,7 +10,7 @@ struct ServiceButtonTests {
     func registered() -> Registration {
         var r = Registration()
         r.status = .completed
-        r.role = "primary"
+        r.role = .primary
         r.services = Capabilities.all
         r.licenceExpiresAtMs = 2_000_000
         return r

@@ -16,12 +16,14 @@ from rig import Rig
 
 # Selenium comes with `make deps` (PY_PACKAGES), the browser and its driver from Debian.
 from selenium import webdriver
-from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import Select
 
-PAGE_CHANGING = (NoSuchElementException, StaleElementReferenceException)
+# While one page gives way to the next, reading it fails for a moment (an element gone, a node
+# no longer in the document): the waits take that as "not yet".
+PAGE_CHANGING = (WebDriverException,)
 ARTEFACTS = os.environ.get("TCU_ARTEFACTS", os.path.join(ROOT, ".build", "artefacts"))
 
 
@@ -68,9 +70,16 @@ class Browser:
     def text(self):
         return self.find("main").text
 
+    def text_now(self):
+        """The page's text for a failure's message (whatever the page is doing)."""
+        try:
+            return self.text()
+        except WebDriverException as e:
+            return f"(the page could not be read: {e.msg})"
+
     def shows(self, text, timeout=30):
         # (A page being replaced by the next one's has no elements to read for a moment.)
-        assert wait_until(lambda: text in self.text(), timeout=timeout, ignoring=PAGE_CHANGING), self.text()
+        assert wait_until(lambda: text in self.text(), timeout=timeout, ignoring=PAGE_CHANGING), self.text_now()
 
     def keyboard(self, first, *keys):
         """Focus `first` and type: strings go into the focused field, Keys move or press."""
@@ -151,7 +160,7 @@ def test_a_person_signs_up_adds_the_car_registers_it_in_the_menu_and_locks_it_fr
         web.shows("Registration: completed")
         assert wait_until(lambda: (web.driver.refresh(), all(
             part in web.find("#summary").text for part in ("Locks", "Doors", "Windows", "Lights", "Climatisation")))[1],
-            timeout=60, ignoring=PAGE_CHANGING), web.text()
+            timeout=60, ignoring=PAGE_CHANGING), web.text_now()
         summary = web.find("#summary").text
         assert "Locks\nUnlocked" in summary and "Doors\nall closed" in summary and "Climatisation\nOff" in summary, summary
         assert "Licence" in web.text() and "Share my position" in web.find("#privacy").text
@@ -173,7 +182,7 @@ def test_a_person_signs_up_adds_the_car_registers_it_in_the_menu_and_locks_it_fr
         web.shows("successful", timeout=120)
         web.shot("locked")
         web.find("a[href='/garage/%s']" % VIN).click()
-        assert wait_until(lambda: (web.driver.refresh(), "Locks\nLocked" in web.find("#summary").text)[1], timeout=60, ignoring=PAGE_CHANGING), web.text()
+        assert wait_until(lambda: (web.driver.refresh(), "Locks\nLocked" in web.find("#summary").text)[1], timeout=60, ignoring=PAGE_CHANGING), web.text_now()
         assert rig.car.requests() == ["unit request lock"]
         assert rig.car.status()["locks"] == {"central": "locked", "source": "telematics"}
         web.driver.switch_to.window(garage)

@@ -55,7 +55,7 @@ public enum Capabilities {
             } else if let end = r.licenceExpiresAtMs, end <= nowMs {
                 codes.append(.licenceExpired)
             }
-            if remote.contains(id), r.status == .completed, let role = r.role, role != "primary" {
+            if remote.contains(id), r.status == .completed, let role = r.role, role != .primary {
                 codes.append(.insufficientRights)
             }
             switch privacy {

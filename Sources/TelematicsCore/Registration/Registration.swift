@@ -80,7 +80,7 @@ public struct Registration: Sendable, Equatable {
     public var status: Status = .notStarted
     /// The primary user's account, once registered.
     public var user: String?
-    public var role: String?
+    public var role: UserRole?
     public var registeredAtMs: Int64?
     /// The services the backend enabled, and the licence's end (UTC ms).
     public var services: [String] = []
@@ -98,13 +98,13 @@ public struct Registration: Sendable, Equatable {
     /// (The eCall never asks.)
     public func allows(_ service: String, nowMs: Int64) -> Bool {
         status == .completed && services.contains(service) && (licenceExpiresAtMs.map { $0 > nowMs } ?? false)
-            && (!Capabilities.remote.contains(service) || role == "primary")
+            && (!Capabilities.remote.contains(service) || role == .primary)
     }
 
     public var json: JSON {
         var o: [(String, JSON)] = [("status", .string(status.rawValue))]
         if let user { o.append(("user", .string(user))) }
-        if let role { o.append(("role", .string(role))) }
+        if let role { o.append(("role", .string(role.rawValue))) }
         if let registeredAtMs { o.append(("registeredAt", .number(Double(registeredAtMs)))) }
         if !services.isEmpty { o.append(("services", .array(services.map { .string($0) }))) }
         if let licenceExpiresAtMs { o.append(("licenceExpiresAt", .number(Double(licenceExpiresAtMs)))) }
@@ -131,7 +131,7 @@ public struct Registration: Sendable, Equatable {
         var r = Registration()
         r.status = status
         r.user = json["user"]?.stringValue
-        r.role = json["role"]?.stringValue
+        r.role = json["role"]?.stringValue.flatMap(UserRole.init(rawValue:))
         r.registeredAtMs = json["registeredAt"]?.integer()
         r.services = json["services"]?.arrayValue?.compactMap(\.stringValue) ?? []
         r.licenceExpiresAtMs = json["licenceExpiresAt"]?.integer()

@@ -28,14 +28,14 @@ public struct RemoteCommand: Sendable, Equatable {
     public var expiresAtMs: Int64
     /// Who asked, and their role for this car (only the primary user has remote functions).
     public var user: String
-    public var role: String
+    public var role: UserRole
     /// Climatisation: 16 to 30 °C in 0.5 steps.
     public var targetTemperature: Double?
     /// HMAC-SHA256 of `signedText` with the car's key, in hex (either case).
     public var signature: String
 
     public init(id: String, vin: String, action: Action, counter: Int64, issuedAtMs: Int64, expiresAtMs: Int64, user: String,
-                role: String, targetTemperature: Double? = nil, signature: String = "") {
+                role: UserRole, targetTemperature: Double? = nil, signature: String = "") {
         self.id = id
         self.vin = vin
         self.action = action
@@ -51,14 +51,14 @@ public struct RemoteCommand: Sendable, Equatable {
     /// What is signed: every field but the signature, in a fixed order (version 1).
     public var signedText: String {
         let t = targetTemperature.map { String(Int(($0 * 2).rounded())) } ?? ""
-        return "tcu-command-v1|\(id)|\(vin)|\(action.rawValue)|\(counter)|\(issuedAtMs)|\(expiresAtMs)|\(user)|\(role)|\(t)"
+        return "tcu-command-v1|\(id)|\(vin)|\(action.rawValue)|\(counter)|\(issuedAtMs)|\(expiresAtMs)|\(user)|\(role.rawValue)|\(t)"
     }
 
     public var json: JSON {
         var o: [(String, JSON)] = [
             ("id", .string(id)), ("vin", .string(vin)), ("action", .string(action.rawValue)), ("counter", .number(Double(counter))),
             ("issuedAt", .number(Double(issuedAtMs))), ("expiresAt", .number(Double(expiresAtMs))), ("user", .string(user)),
-            ("role", .string(role)),
+            ("role", .string(role.rawValue)),
         ]
         if let targetTemperature { o.append(("targetTemperature", .number(targetTemperature))) }
         o.append(("signature", .string(signature)))
@@ -74,7 +74,8 @@ public struct RemoteCommand: Sendable, Equatable {
         guard let counter = int("counter"), counter > 0 else { return .failure(.init(field: "counter")) }
         guard let issued = int("issuedAt") else { return .failure(.init(field: "issuedAt")) }
         guard let expires = int("expiresAt") else { return .failure(.init(field: "expiresAt")) }
-        guard let user = j["user"]?.stringValue, let role = j["role"]?.stringValue else { return .failure(.init(field: "user")) }
+        guard let user = j["user"]?.stringValue else { return .failure(.init(field: "user")) }
+        guard let role = j["role"]?.stringValue.flatMap(UserRole.init(rawValue:)) else { return .failure(.init(field: "role")) }
         guard let signature = j["signature"]?.stringValue, signature.utf8.count == 64 else { return .failure(.init(field: "signature")) }
         var t: Double?
         if action == .climatisationStart {
@@ -147,5 +148,22 @@ public enum CommandVerifier {
         var d: UInt8 = 0
         for i in a.indices { d |= a[i] ^ b[i] }
         return d == 0
+    }
+}
+
+extension RemoteCommand {
+    /// A command's status as the backend follows it: queued (signed and on its way), inProgress
+    /// (the car took it and acts), successful or failed (the car's result, with its cause), or
+    /// timedOut (no result before it expired).
+    public enum Status: String, Sendable, CaseIterable {
+        case queued, inProgress, successful, failed, timedOut
+
+        /// The car's end of the command (successful or failed): it moves no further. (A command
+        /// read as timed out may still get the car's late result.)
+        public var isFinal: Bool { self == .successful || self == .failed }
+        /// Still on its way or being carried out, before its expiry.
+        public var isPending: Bool { self == .queued || self == .inProgress }
+        /// What a car may report: that it took the command, or how it ended.
+        public var isCarResult: Bool { self == .inProgress || isFinal }
     }
 }

@@ -218,7 +218,7 @@ public final class CarRegistration: Sendable {
                 let r = state.withLock { r -> Registration in
                     r.status = .completed
                     r.user = a["user"]?.stringValue
-                    r.role = a["role"]?.stringValue ?? "primary"
+                    r.role = a["role"]?.stringValue.flatMap(UserRole.init(rawValue:)) ?? .primary
                     r.registeredAtMs = now
                     r.services = a["services"]?.arrayValue?.compactMap(\.stringValue) ?? []
                     // Out of range (or missing): no expiry is known, and the licence checks say so.
@@ -229,7 +229,7 @@ public final class CarRegistration: Sendable {
                     return r
                 }
                 store(r)
-                logger.notice("registered", metadata: ["registration.role": "\(r.role ?? "")"])
+                logger.notice("registered", metadata: ["registration.role": "\(r.role?.rawValue ?? "")"])
                 tellGranted()
                 return .object([("ok", .bool(true)), ("registration", r.json)])
             }
