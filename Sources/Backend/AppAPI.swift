@@ -168,30 +168,12 @@ public final class AppAPI: Sendable {
         guard let bearer = r.headers["authorization"], bearer.hasPrefix("Bearer ") else {
             return Self.error(401, "unauthorized", "log in first (POST /v1/login) and send Authorization: Bearer TOKEN")
         }
-        // The session, if it is still there; one left idle longer than its owner chose ends here.
-        enum Use { case none, idle, ok(Grant) }
-        let use = state.withLock { s -> Use in
-            let key = String(bearer.dropFirst(7))
-            guard var g = s.sessions[key], g.expiresAtMs > t else { return .none }
-            if let idle = g.idleMs, t - g.lastUsedMs >= idle {
-                s.sessions[key] = nil
-                return .idle
-            }
-            g.lastUsedMs = t
-            s.sessions[key] = g
-            return .ok(g)
-        }
         let session: Grant
-        switch use {
-        case .none: return Self.error(401, "unauthorized", "log in first (POST /v1/login) and send Authorization: Bearer TOKEN")
-        case .idle: return Self.error(401, "idleTimeout", "unused longer than the idle time chosen at log-in: type the password again")
-        case .ok(let g): session = g
+        switch check(session: String(bearer.dropFirst(7)), portal: portal, nowMs: t, use: true) {
+        case .success(let g): session = g
+        case .failure(let refusal): return refusal.response
         }
         let email = session.email
-        // A password changed since this log-in (here or on another device) voids the session.
-        guard session.issuedAtMs > ((try? portal.passwordChangedAt(email: email)) ?? .max) else {
-            return Self.error(401, "sessionRevoked", "the password changed: log in again with the new one")
-        }
         if parts == ["v1", "account", "password"] {
             guard r.method == "POST" else { return Self.error(405, "methodNotAllowed", "POST /v1/account/password") }
             guard let current = r.json?["password"]?.stringValue, let new = r.json?["newPassword"]?.stringValue else {
@@ -290,15 +272,46 @@ public final class AppAPI: Sendable {
     /// For a live stream: the alerts after `afterId` while the session is still good (nil once
     /// it has ended, expired, idled out or been revoked by a password change).
     public func streamAlerts(_ stream: AlertStream, afterId: Int64) -> [BackendStore.StoredAlert]? {
-        let t = now()
-        let issued = state.withLock { s -> Int64? in
-            guard let g = s.sessions[stream.token], g.expiresAtMs > t else { return nil }
-            return g.issuedAtMs
-        }
-        guard let issued, let portal = try? Portal(path: portalPath, rounds: rounds),
-              let changed = try? portal.passwordChangedAt(email: stream.email), issued > changed,
+        // The same check as every request's, except that a stream waiting for alerts is not a
+        // use: it ends when the session would refuse the next request (idle included).
+        guard let portal = try? Portal(path: portalPath, rounds: rounds),
+              case .success = check(session: stream.token, portal: portal, nowMs: now(), use: false),
               let cars = try? portal.alertedCars(of: stream.email), let store = try? BackendStore(path: storePath) else { return nil }
         return try? store.alerts(vins: cars, afterId: afterId, limit: 100)
+    }
+
+    /// Why a session token is refused.
+    enum SessionRefusal: Error {
+        case unknown, idle, revoked
+        var response: Response {
+            switch self {
+            case .unknown: AppAPI.error(401, "unauthorized", "log in first (POST /v1/login) and send Authorization: Bearer TOKEN")
+            case .idle: AppAPI.error(401, "idleTimeout", "unused longer than the idle time chosen at log-in: type the password again")
+            case .revoked: AppAPI.error(401, "sessionRevoked", "the password changed: log in again with the new one")
+            }
+        }
+    }
+
+    /// The one check of a session token, for requests and live streams alike: it exists and has
+    /// not expired; it was not left idle longer than its owner chose (then it ends here); the
+    /// password has not changed since it was issued (here or on another device). `use`: the
+    /// request counts as a use (the idle time starts again).
+    private func check(session token: String, portal: Portal, nowMs t: Int64, use: Bool) -> Result<Grant, SessionRefusal> {
+        let found = state.withLock { s -> Result<Grant, SessionRefusal> in
+            guard var g = s.sessions[token], g.expiresAtMs > t else { return .failure(.unknown) }
+            if let idle = g.idleMs, t - g.lastUsedMs >= idle {
+                s.sessions[token] = nil
+                return .failure(.idle)
+            }
+            if use {
+                g.lastUsedMs = t
+                s.sessions[token] = g
+            }
+            return .success(g)
+        }
+        guard case .success(let g) = found else { return found }
+        guard g.issuedAtMs > ((try? portal.passwordChangedAt(email: g.email)) ?? .max) else { return .failure(.revoked) }
+        return .success(g)
     }
 
     /// The routes without a session (docs/openapi.yaml): `POST /v1/accounts` (sign up),

@@ -54,6 +54,29 @@ struct AppAPISessionTests {
         #expect(call(api, "GET", "/v1/vehicles", token: plain).0 == 401)
     }
 
+    @Test("a live alert stream is checked as every request is, without counting as a use: it ends when the session idles out or the password changes")
+    func streamEndsWithTheSession() throws {
+        let clock = Clock()
+        let api = try api(clock)
+        let token = try #require(logIn(api, idle: #","idleMinutes":5"#).1?["token"]?.stringValue)
+        let opened = api.handle(AppAPI.Request(method: "GET", path: "/v1/alerts/stream", headers: ["authorization": "Bearer \(token)"]))
+        let stream = try #require(opened.alertStream)
+        #expect(api.streamAlerts(stream, afterId: 0)?.isEmpty == true)
+        clock.advance(minutes: 4)
+        #expect(api.streamAlerts(stream, afterId: 0)?.isEmpty == true)
+        // Streaming is not using: five minutes after the last request the session has idled out.
+        clock.advance(minutes: 1)
+        #expect(api.streamAlerts(stream, afterId: 0) == nil)
+        #expect(call(api, "GET", "/v1/vehicles", token: token).1?["error"]?.stringValue == "unauthorized")
+        // A password changed elsewhere ends another session's stream.
+        let second = try #require(logIn(api).1?["token"]?.stringValue)
+        let other = try #require(api.handle(AppAPI.Request(method: "GET", path: "/v1/alerts/stream", headers: ["authorization": "Bearer \(second)"])).alertStream)
+        clock.advance(minutes: 1)
+        try Portal(path: api.portalPath, rounds: 1_000).changePassword(email: "ana@example.com", current: "correct horse", new: "another horse",
+                                                                       nowMs: clock.ms.load(ordering: .relaxed))
+        #expect(api.streamAlerts(other, afterId: 0) == nil)
+    }
+
     @Test("an idle time other than 5, 10 or 15 minutes is refused before the password is checked", arguments: [
         #","idleMinutes":7"#, #","idleMinutes":0"#, #","idleMinutes":1e300"#, #","idleMinutes":"5""#, #","idleMinutes":-5"#,
     ])
