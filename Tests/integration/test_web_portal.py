@@ -226,3 +226,56 @@ def test_the_account_page_lists_devices_changes_the_password_and_deletes_the_dat
         web.shows("the e-mail address or the password is wrong")
     finally:
         web.close()
+
+
+def test_the_car_page_renews_the_licence_shares_the_car_and_removes_it(portal):
+    rig, sink = portal
+    code = rig.add_car()["pairingCode"]
+    rig.portal("user", "add", "ben@example.com", input="correct horse\n1234\n")
+    rig.portal("user", "verify", "ben@example.com")
+    rig.start_sim_car()
+    assert rig.tcuctl("register", code).returncode == 0
+    web = Browser("the-car-page", f"http://127.0.0.1:{rig.http}")
+    try:
+        web.open("/login")
+        web.keyboard("#login", "ana@example.com", Keys.TAB, "correct horse", Keys.ENTER)
+        web.shows(VIN)
+        web.open(f"/garage/{VIN}")
+        web.shows("Registration: completed")
+        assert "trial-navi" in web.find("#licence").text
+        # Navi for two years, at the page's price.
+        web.find("input[name='offer'][value='navi-2']").click()
+        web.find("#renew").click()
+        web.shows("The licence is renewed.")
+        assert web.find("#licence").text.startswith("navi, until")
+        web.shot("renewed")
+        # Shared with Ben as a secondary user; an unknown account is refused with the reason.
+        web.find("#share-email").send_keys("nobody@example.com")
+        web.find("#share").click()
+        web.shows("nobody@example.com")
+        assert "nobody@example.com" in web.find("#error").text, web.text_now()
+        web.shot("share-refused")
+        web.find("#share-email").send_keys("ben@example.com")
+        web.find("#share").click()
+        web.shows("The car is shared.")
+        assert "ben@example.com (secondary)" in web.find("#users").text
+        web.shot("shared")
+        # Ben sees the car, without the remote functions.
+        ben = Browser("the-car-page-ben", f"http://127.0.0.1:{rig.http}")
+        try:
+            ben.open("/login")
+            ben.keyboard("#login", "ben@example.com", Keys.TAB, "correct horse", Keys.ENTER)
+            ben.shows(VIN)
+            assert "secondary" in ben.find("#cars").text
+            ben.open(f"/garage/{VIN}")
+            ben.shows("my role: secondary")
+            assert "Remote functions" not in ben.text()
+        finally:
+            ben.close()
+        # Removed: the garage is empty again.
+        web.find("#remove").click()
+        web.shows("The car is removed from your garage.")
+        web.shows("No car yet")
+        web.shot("removed")
+    finally:
+        web.close()
