@@ -179,6 +179,8 @@ let package = Package(
             dependencies: [
                 "Backend", "BackendHTTP", "WebPortal", "BackendLink", "TelematicsCore", "Platform",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: strict
         ),

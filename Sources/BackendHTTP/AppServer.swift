@@ -20,11 +20,12 @@ import WebPortal
 ///   answer (an idle keep-alive connection is closed then too), and its body within
 ///   `bodyDeadline` of its head: a client sending a byte a second is cut off like a silent one;
 /// - bodies up to `AppAPI.maximumBody` (413 beyond, before reading them), headers up to 16 KiB;
-/// - a graceful stop: no new connections, the requests in progress answered.
+/// - a graceful stop (a `Service` of tcu-backend's ServiceGroup): no new connections, the
+///   requests in progress answered.
 ///
 /// `AppAPI.handle` reads SQLite and hashes passwords (PBKDF2): it runs on NIO's blocking pool,
 /// never on an event loop.
-public final class AppServer: Sendable {
+public final class AppServer: Service, Sendable {
     public struct Limits: Sendable {
         public var maximumConnections = 64
         public var headDeadlineMs: Int64 = 5_000
@@ -36,23 +37,17 @@ public final class AppServer: Sendable {
         public init() {}
     }
 
-    public struct Failure: Error, CustomStringConvertible {
-        public var description: String
-    }
-
-    /// The port the server listens on (the one asked for, or the one the system chose for 0).
-    public let port: Int
-    private let group: ServiceGroup
-    private let finished: OneShot<Bool>
+    private let serve: @Sendable () async throws -> Void
     private let live: LiveAlerts
 
-    /// Starts serving `api` on `host:port` and returns once the socket listens (or throws why
-    /// it cannot: an address in use, a bad host).
+    /// The server, ready to run as one of the process's services (`run`): `onListening` is
+    /// told the port once the socket listens (the one asked for, or the system's choice for
+    /// 0); a socket that cannot listen (an address in use, a bad host) ends `run` with the error.
     /// `web`: the portal's pages, served beside the API (every path outside /v1).
-    public init(host: String, port: Int, api: AppAPI, web: WebPortal? = nil, limits: Limits = Limits()) throws(Failure) {
+    public init(host: String, port: Int, api: AppAPI, web: WebPortal? = nil, limits: Limits = Limits(),
+                onListening: @escaping @Sendable (Int) -> Void = { _ in }) {
         var logger = Logger(label: "tcu-backend.http")
         logger.logLevel = .warning
-        let listening = OneShot<Result<Int, Failure>>()
         let live = LiveAlerts(api: api, keepAliveMs: limits.alertKeepAliveMs)
         let decoder = HTTP1Channel.Configuration.DecoderConfiguration(
             maxHeaderFieldSize: limits.maximumHeaderBytes, maxHeaderListSize: limits.maximumHeaderBytes, maxHeaderFieldCount: 100)
@@ -65,37 +60,21 @@ public final class AppServer: Sendable {
             configuration: ApplicationConfiguration(
                 address: .hostname(host, port: port), serverName: "tcu-backend", backlog: 256,
                 availableConnectionsDelegate: MaximumAvailableConnections(limits.maximumConnections)),
-            onServerRunning: { channel in _ = listening.give(.success(channel.localAddress?.port ?? port)) },
+            onServerRunning: { channel in onListening(channel.localAddress?.port ?? port) },
             logger: logger)
-        let group = ServiceGroup(configuration: .init(services: [app], gracefulShutdownSignals: [], logger: logger))
-        let finished = OneShot<Bool>()
-        Task.detached {
-            do {
-                try await group.run()
-            } catch {
-                _ = listening.give(.failure(Failure(description: "--http \(host):\(port): \(error)")))
-            }
-            _ = finished.give(true)
-        }
-        switch listening.wait(timeoutMs: 30_000) {
-        case .success(let p)?: self.port = p
-        case .failure(let f)?: throw f
-        case nil: throw Failure(description: "--http \(host):\(port): the server did not start within 30 s")
-        }
-        self.group = group
-        self.finished = finished
+        serve = { try await app.run() }
         self.live = live
     }
 
-    /// Stops accepting, answers the requests in progress, and returns when the server is down
-    /// (at most `timeoutMs`).
-    public func stop(timeoutMs: Int64 = 10_000) {
-        // The live streams end first: they would keep the graceful stop waiting for ever.
-        live.closing.store(true, ordering: .releasing)
-        live.api.alertBell.ring()
-        let group = self.group
-        Task.detached { await group.triggerGracefulShutdown() }
-        _ = finished.wait(timeoutMs: timeoutMs)
+    /// Serves until the group it runs in stops: then it accepts no more, ends the live streams
+    /// (they would keep the stop waiting for ever) and answers the requests in progress.
+    public func run() async throws {
+        try await withGracefulShutdownHandler {
+            try await serve()
+        } onGracefulShutdown: { [live] in
+            live.closing.store(true, ordering: .releasing)
+            live.api.alertBell.ring()
+        }
     }
 
     static func respond(_ request: Request, _ api: AppAPI, _ web: WebPortal?, _ live: LiveAlerts) async throws -> Response {

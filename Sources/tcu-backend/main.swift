@@ -3,7 +3,9 @@ import Backend
 import BackendHTTP
 import WebPortal
 import BackendLink
+import Logging
 import Platform
+import ServiceLifecycle
 import TelematicsCore
 
 #if canImport(Glibc)
@@ -11,7 +13,7 @@ import Glibc
 #endif
 
 @main
-struct TCUBackend: ParsableCommand {
+struct TCUBackend: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tcu-backend",
         abstract: "The reference backend: stores what the cars send over MQTT and answers queries; the portal's accounts and garages.",
@@ -53,10 +55,8 @@ func openStore(_ path: String) -> BackendStore {
     do { return try BackendStore(path: path) } catch { fail(error.description, 66) }
 }
 
-/// Given when SIGTERM or SIGINT arrives: `serve` waits for them on a thread of its own.
-let stopping = StopSignal()
 
-struct Serve: ParsableCommand {
+struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Subscribe to vehicles/# at QoS 1 and store every message once (duplicates removed by id)."
     )
@@ -75,90 +75,123 @@ struct Serve: ParsableCommand {
     @Option(help: "The mails' sender.") var mailFrom = "SEAT CONNECT <no-reply@tcu-backend.invalid>"
     @OptionGroup var database: DatabaseOption
 
-    func run() throws {
+    func run() async throws {
         let signals: ProcessSignals
         do { signals = try ProcessSignals(reload: []) } catch { fail(error.description, 71) }
-        guard signals.route({ _ in stopping.set() }) else { fail("cannot start the signals thread", 71) }
         let endpoint = broker.endpoint()
-        let store = openStore(database.db)
-        let portal = openPortal(database.db)
-        var server: AppServer?
+        // The database opened (and its schema brought up to date) before anything is served.
+        _ = openStore(database.db)
+        _ = openPortal(database.db)
+        let database = self.database
+        // The services, stopped in reverse order: the HTTP server first (the requests in
+        // progress answered), then the mailer, then the broker's side.
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
         var api: AppAPI?
+        var server: AppServer?
         if let http {
             let hp = http.split(separator: ":")
             guard hp.count == 2, let httpPort = UInt16(hp[1]) else { fail("--http: expected HOST:PORT", 64) }
             var limits = AppAPI.Limits()
             limits.dailyReadQuota = dailyReadQuota
             limits.actionsPerHour = actionsPerHour
-            let offset = database
             let appAPI = AppAPI(portalPath: database.db, storePath: database.db, limits: limits,
-                                publicURL: publicURL ?? "http://\(http)", now: { offset.nowMs },
+                                publicURL: publicURL ?? "http://\(http)", now: { database.nowMs },
                                 publish: { publishCommand($0, via: endpoint) })
             let web = WebPortal(api: appAPI, secureCookie: (publicURL ?? "").hasPrefix("https://"))
-            do { server = try AppServer(host: String(hp[0]), port: Int(httpPort), api: appAPI, web: web) } catch { fail(error.description, 69) }
+            let host = String(hp[0]), publicURL = self.publicURL
+            server = AppServer(host: host, port: Int(httpPort), api: appAPI, web: web) { port in
+                note("HTTP API on \(host):\(port), the web portal at \(publicURL ?? "http://\(host):\(port)")/")
+            }
             api = appAPI
-            note("HTTP API on \(hp[0]):\(server?.port ?? 0), the web portal at \(publicURL ?? "http://\(hp[0]):\(server?.port ?? 0)")/")
-        }
-        if let smtp {
-            guard smtp.hasPrefix("smtp://") || smtp.hasPrefix("smtps://") else { fail("--smtp: expected smtp://HOST:PORT or smtps://HOST:PORT", 64) }
-            let server = MailServer(url: smtp, from: mailFrom, requireTLS: smtpStarttls)
-            let offset = database
-            guard DedicatedThread.detached(name: "mailer", { runMailer(server, db: offset.db, now: { offset.nowMs }) }) else {
-                fail("cannot start the mailer's thread", 71)
-            }
-        }
-        // A persistent session: the broker keeps QoS 1 messages for the backend while it is down.
-        let client: MQTTClient
-        do { client = try endpoint.client(id: "tcu-backend", cleanSession: false) } catch { fail("\(error)", 69) }
-        var failures = 0
-        client.onConnect = { rc in
-            if rc == 0 {
-                _ = client.subscribe("vehicles/#", qos: 1)
-                note("connected to \(endpoint)")
-            }
         }
         let bell = api?.alertBell
-        let messages = CarMessages(portal: portal, store: store, note: note, alerted: { bell?.ring() })
-        // The licence notices, once a minute (and at the start).
-        var nextLicenceCheck = Int64.min
-        client.onMessage = { topic, payload in
-            for reply in messages.handle(topic: topic, payload: payload, nowMs: database.nowMs) {
-                _ = client.publish(topic: reply.topic, payload: Array(reply.body.text.utf8))
-            }
+        services.append(.init(service: LoopService(name: "mqtt") { stop in
+            // The broker's thread has its own connections to the database.
+            let messages = CarMessages(portal: openPortal(database.db), store: openStore(database.db), note: note, alerted: { bell?.ring() })
+            ingest(messages, from: endpoint, database: database, stop: stop)
+        }))
+        if let smtp {
+            guard smtp.hasPrefix("smtp://") || smtp.hasPrefix("smtps://") else { fail("--smtp: expected smtp://HOST:PORT or smtps://HOST:PORT", 64) }
+            let mail = MailServer(url: smtp, from: mailFrom, requireTLS: smtpStarttls)
+            services.append(.init(service: LoopService(name: "mailer") { stop in runMailer(mail, db: database.db, now: { database.nowMs }, stop: stop) }))
         }
-        var connected = false
-        while !stopping.isSet {
-            let mono = monotonicNow().nanoseconds / 1_000_000
-            if mono >= nextLicenceCheck {
-                messages.checkLicences(nowMs: database.nowMs)
-                nextLicenceCheck = mono + 60_000
-            }
-            if !connected {
-                if client.connect() != 0 {
-                    failures += 1
-                    // Backoff, cut short by a stop.
-                    stopping.wait(timeoutMs: Int64(min(2_000, 100 * (1 << min(failures, 5)))))
-                    continue
-                }
-                connected = true
-                failures = 0
-            }
-            if client.loop(timeoutMs: 100) != 0 { connected = false }
-        }
-        // The requests in progress are answered before the process ends.
-        server?.stop()
-        client.disconnect()
+        if let server { services.append(.init(service: server)) }
+        var logger = Logger(label: "tcu-backend")
+        logger.logLevel = .warning
+        let group = ServiceGroup(configuration: .init(services: services, logger: logger))
+        guard signals.route({ request in
+            if case .stop(first: true) = request { Task { await group.triggerGracefulShutdown() } }
+        }) else { fail("cannot start the signals thread", 71) }
+        do { try await group.run() } catch { fail("\(http.map { "--http \($0): " } ?? "")\(error)", 69) }
     }
 }
 
-/// The mailer: sends the queued mails (verification, password reset) until the process stops;
-/// one the server refuses is tried again later (`Portal.mailFailed`).
-func runMailer(_ server: MailServer, db: String, now: @escaping () -> Int64) {
+/// A blocking loop on a thread of its own, as one of `serve`'s services: it runs until the group
+/// stops, then its stop signal is given and its thread joined.
+struct LoopService: Service {
+    let name: String
+    let loop: @Sendable (StopSignal) -> Void
+
+    func run() async throws {
+        let stop = StopSignal()
+        let thread = DedicatedThread(name: name) { loop(stop) }
+        try? await gracefulShutdown()
+        stop.set()
+        thread.join()
+    }
+}
+
+/// The broker's side of `serve`: subscribed to vehicles/# at QoS 1 with a persistent session
+/// (the broker keeps the cars' messages while the backend is down), every message stored once
+/// and answered where it asks (CarMessages); the licence notices once a minute. Reconnects with
+/// a backoff until `stop`.
+func ingest(_ messages: CarMessages, from endpoint: BrokerEndpoint, database: DatabaseOption, stop: StopSignal) {
+    let client: MQTTClient
+    do { client = try endpoint.client(id: "tcu-backend", cleanSession: false) } catch { fail("\(error)", 69) }
+    var failures = 0
+    client.onConnect = { rc in
+        if rc == 0 {
+            _ = client.subscribe("vehicles/#", qos: 1)
+            note("connected to \(endpoint)")
+        }
+    }
+    client.onMessage = { topic, payload in
+        for reply in messages.handle(topic: topic, payload: payload, nowMs: database.nowMs) {
+            _ = client.publish(topic: reply.topic, payload: Array(reply.body.text.utf8))
+        }
+    }
+    // The licence notices, once a minute (and at the start).
+    var nextLicenceCheck = Int64.min
+    var connected = false
+    while !stop.isSet {
+        let mono = monotonicNow().nanoseconds / 1_000_000
+        if mono >= nextLicenceCheck {
+            messages.checkLicences(nowMs: database.nowMs)
+            nextLicenceCheck = mono + 60_000
+        }
+        if !connected {
+            if client.connect() != 0 {
+                failures += 1
+                // Backoff, cut short by a stop.
+                stop.wait(timeoutMs: Int64(min(2_000, 100 * (1 << min(failures, 5)))))
+                continue
+            }
+            connected = true
+            failures = 0
+        }
+        if client.loop(timeoutMs: 100) != 0 { connected = false }
+    }
+    client.disconnect()
+}
+
+/// The mailer: sends the queued mails (verification, password reset) until `stop`; one the
+/// server refuses is tried again later (`Portal.mailFailed`).
+func runMailer(_ server: MailServer, db: String, now: @escaping () -> Int64, stop: StopSignal) {
     let portal = openPortal(db)
     var sequence: Int64 = 0
-    while !stopping.isSet {
+    while !stop.isSet {
         let due = (try? portal.dueMails(nowMs: now())) ?? []
-        for (id, mail) in due where !stopping.isSet {
+        for (id, mail) in due where !stop.isSet {
             sequence += 1
             switch SMTPSender.send(mail, via: server, nowMs: now(), id: "\(now()).\(id).\(sequence)") {
             case .success:
@@ -170,7 +203,7 @@ func runMailer(_ server: MailServer, db: String, now: @escaping () -> Int64) {
             }
         }
         // (Mails are queued by the HTTP side in the same file: a look twice a second.)
-        stopping.wait(timeoutMs: 500)
+        stop.wait(timeoutMs: 500)
     }
 }
 
