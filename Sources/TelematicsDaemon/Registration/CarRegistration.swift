@@ -10,12 +10,11 @@ import VehicleBus
 
 /// The car's side of the registration: the user types the portal's 8-digit pairing code
 /// (Settings → Online services → Registration, or `tcuctl register`); the code goes to the
-/// backend as an interactive request, and the answer decides the car's enrolment. The state
-/// (and the wrong-code lock) is kept in a file across restarts.
+/// backend as an interactive request, and the answer decides the car's enrolment. The decisions
+/// are the core's `RegistrationMachine`'s; this shell sends, checks signatures, stores and tells.
+/// The state (and the wrong-code lock) is kept in a file across restarts.
 public final class CarRegistration: Sendable {
-    /// The latest time an answer may name (the year 9999, in ms): later is out of range.
-    static let latestTimeMs: Int64 = 253_402_300_799_000
-    private let state: Mutex<Registration>
+    private let machine: Mutex<RegistrationMachine>
     let path: String
     let timeoutMs: Int64
     let logger: Logger
@@ -45,10 +44,10 @@ public final class CarRegistration: Sendable {
                 rename(path, path + ".bad")
             }
         }
-        state = Mutex(r)
+        machine = Mutex(RegistrationMachine(r))
     }
 
-    public var current: Registration { state.withLock { $0 } }
+    public var current: Registration { machine.withLock { $0.registration } }
 
     /// Told after the car registered or its licence was renewed: what the registration or the
     /// licence held back may go to the backend from now on (the whole state, at once).
@@ -75,15 +74,11 @@ public final class CarRegistration: Sendable {
                 logger.warning("licence: an answer without the backend's signature was refused")
                 return failure(.answerNotAuthentic)
             }
-            guard a["ok"]?.boolValue == true, let end = a["licenceExpiresAt"]?.integer(in: 0...Self.latestTimeMs) else {
+            guard a["ok"]?.boolValue == true, let end = a["licenceExpiresAt"]?.integer(in: 0...RegistrationAnswer.latestTimeMs) else {
                 return .object([("ok", .bool(false)), ("error", .string(a["error"]?.stringValue ?? "refused")),
                                 ("advice", .string(a["message"]?.stringValue ?? "The server refused the renewal."))])
             }
-            let r = state.withLock { r -> Registration in
-                r.licenceExpiresAtMs = end
-                r.services = a["services"]?.arrayValue?.compactMap(\.stringValue) ?? r.services
-                return r
-            }
+            let r = machine.withLock { $0.licenceRenewed(expiresAtMs: end, services: a["services"]?.arrayValue?.compactMap(\.stringValue)) }
             store(r)
             logger.notice("licence renewed", metadata: ["licence.package": "\(a["package"]?.stringValue ?? "")"])
             tellGranted()
@@ -145,16 +140,12 @@ public final class CarRegistration: Sendable {
     /// Records a remote command's counter as used, durably, before the command runs: a
     /// replay is refused even after a restart.
     public func useCommandCounter(_ counter: Int64) {
-        let r = state.withLock { r -> Registration in
-            r.lastCommandCounter = max(r.lastCommandCounter, counter)
-            return r
-        }
-        store(r)
+        store(machine.withLock { $0.commandCounterUsed(counter) })
     }
 
     /// Forgets the registration (a factory reset): the file is deleted.
     public func reset() {
-        state.withLock { $0 = Registration() }
+        machine.withLock { $0.reset() }
         unlink(path)
         syncFolder(of: path)
     }
@@ -189,11 +180,10 @@ public final class CarRegistration: Sendable {
     /// and the advice to show.
     public func register(code: String) -> JSON {
         let now = clocks.wallMs
-        guard isPairingCode(code) else { return failure(.invalidCode) }
-        guard answerKey != nil else { return failure(.noAnswerKey) }
-        guard privacy.current.connects else { return failure(.privacyOffline) }
-        if let left = state.withLock({ $0.limiter.lockedFor(nowMs: now) }) { return failure(.locked, retryAfterMs: left) }
         let requestId = messageID(unixMs: now)
+        let conditions = RegistrationMachine.Conditions(canCheckAnswers: answerKey != nil, connects: privacy.current.connects)
+        let first = machine.withLock { $0.codeEntered(code, requestId: requestId, conditions: conditions, nowMs: now) }
+        guard case .sendRequest = first else { return carryOut(first) }
         let body = JSON.object([
             ("requestId", .string(requestId)), ("vin", .string(profile.vin.value)), ("code", .string(code)),
             ("model", .string(profile.model)), ("buildDate", .string(profile.buildDate)), ("country", .string(profile.country)),
@@ -201,47 +191,43 @@ public final class CarRegistration: Sendable {
             // The trial's services follow the equipment (Navi with navigation).
             ("navigation", .bool(profile.equipment["navigation"] == "true")),
         ])
-        state.withLock { r in if r.status == .notStarted { r.status = .started } }
         logger.notice("registration requested", metadata: ["registration.requestId": "\(requestId)"])
+        let report: RegistrationMachine.Action
         switch outbox.interact(suffix: "registration", body: body, requestId: requestId, timeoutMs: timeoutMs) {
         case .noConnection:
-            return failure(.noConnection)
+            report = machine.withLock { $0.noConnection(requestId: requestId) }
         case .timeout:
             logger.warning("registration: no answer from the backend", metadata: ["registration.timeoutMs": "\(timeoutMs)"])
-            return failure(.timeout)
+            report = machine.withLock { $0.noAnswer(requestId: requestId) }
         case .answer(let a):
-            guard authentic(a, kind: "registration") else {
+            if authentic(a, kind: "registration") {
+                let answer = RegistrationAnswer(json: a)
+                report = machine.withLock { $0.answered(requestId: requestId, answer, nowMs: now) }
+            } else {
                 logger.warning("registration: an answer without the backend's signature was refused")
-                return failure(.answerNotAuthentic)
+                report = machine.withLock { $0.answerNotAuthentic(requestId: requestId) }
             }
-            if a["ok"]?.boolValue == true {
-                let r = state.withLock { r -> Registration in
-                    r.status = .completed
-                    r.user = a["user"]?.stringValue
-                    r.role = a["role"]?.stringValue.flatMap(UserRole.init(rawValue:)) ?? .primary
-                    r.registeredAtMs = now
-                    r.services = a["services"]?.arrayValue?.compactMap(\.stringValue) ?? []
-                    // Out of range (or missing): no expiry is known, and the licence checks say so.
-                    r.licenceExpiresAtMs = a["licenceExpiresAt"]?.integer(in: 0...Self.latestTimeMs)
-                    r.commandKey = a["commandKey"]?.stringValue.flatMap { bytes(fromHex: $0) }
-                    r.lastCommandCounter = 0
-                    r.limiter.succeeded()
-                    return r
-                }
-                store(r)
-                logger.notice("registered", metadata: ["registration.role": "\(r.role?.rawValue ?? "")"])
-                tellGranted()
-                return .object([("ok", .bool(true)), ("registration", r.json)])
-            }
-            let f = a["error"]?.stringValue.flatMap(RegistrationFailure.init(rawValue:)) ?? .codeUnknown
-            let r = state.withLock { r -> Registration in
-                if f.isWrongCode { r.limiter.wrongCode(nowMs: now) }
-                return r
-            }
-            store(r)
-            logger.warning("registration refused", metadata: ["registration.error": "\(f.rawValue)"])
-            let backendLock = a["retryAfterS"]?.integer(in: 0...86_400 * 366).map { $0 * 1000 }
-            return failure(f, retryAfterMs: backendLock ?? r.limiter.lockedFor(nowMs: now), detail: a["message"]?.stringValue)
+        }
+        return carryOut(report)
+    }
+
+    /// Does what the machine said, and the reply for the user.
+    private func carryOut(_ action: RegistrationMachine.Action) -> JSON {
+        switch action {
+        case .sendRequest, .doNothing:
+            // (A request is sent by `register` itself; a report about another request is not this one's.)
+            return failure(.busy)
+        case .refuse(let r):
+            return failure(r.failure, retryAfterMs: r.retryAfterMs, detail: r.detail)
+        case .storeAndRefuse(let registration, let r):
+            store(registration)
+            logger.warning("registration refused", metadata: ["registration.error": "\(r.failure.rawValue)"])
+            return failure(r.failure, retryAfterMs: r.retryAfterMs, detail: r.detail)
+        case .storeAndGrant(let registration):
+            store(registration)
+            logger.notice("registered", metadata: ["registration.role": "\(registration.role?.rawValue ?? "")"])
+            tellGranted()
+            return .object([("ok", .bool(true)), ("registration", registration.json)])
         }
     }
 }
