@@ -61,7 +61,17 @@ public final class WebPortal: Sendable {
     // MARK: - Routing
 
     /// One request, as the server read it (its body whole).
-    public func handle(_ r: AppAPI.Request) -> Reply {
+    public func handle(_ request: AppAPI.Request) -> Reply {
+        // HEAD is GET without the body.
+        guard request.method == "HEAD" else { return respond(request) }
+        var r = request
+        r.method = "GET"
+        var reply = respond(r)
+        reply.body = []
+        return reply
+    }
+
+    private func respond(_ r: AppAPI.Request) -> Reply {
         let parts = r.path.split(separator: "/", omittingEmptySubsequences: true).map(String.init)
         let session = Self.cookie(r.headers["cookie"] ?? "")
         var form = FormBody(fields: [:])
@@ -69,7 +79,7 @@ public final class WebPortal: Sendable {
             do { form = try FormBody(parsing: r.body) } catch {
                 return page("Bad request", "message", ["message": "The form could not be read: \(error.description)."], status: 400, session: session)
             }
-        } else if r.method != "GET" && r.method != "HEAD" {
+        } else if r.method != "GET" {
             return Reply(405, [("Allow", "GET, POST")] + Self.pageHeaders, body: Array("the portal's pages are GET and its forms POST\n".utf8))
         }
         // The static parts first: no session needed.
@@ -165,7 +175,7 @@ public final class WebPortal: Sendable {
             guard answer.status == 204 else { return account(session, answer: answer) }
             return signedOut("/login?why=passwordChanged")
         case ("POST", "account/sessions/*/end"):
-            let answer = call("DELETE", "/v1/account/sessions/\(vin)", session: session)
+            let answer = call("DELETE", "/v1/account/sessions/\(args[0])", session: session)
             return answer.status == 204 ? account(session, notice: "That device is signed out.") : account(session, answer: answer)
         case ("POST", "account/delete"):
             guard form["confirm"] == "yes" else { return account(session, error: "Tick the box to confirm: the deletion cannot be undone.") }

@@ -145,6 +145,8 @@ struct WebPortalTests {
         page = String(decoding: reply.body, as: UTF8.self)
         #expect(reply.status == 400 && page.contains("a &#39;%&#39; not followed by two hex digits at byte 6"))
         #expect(browser.web.handle(AppAPI.Request(method: "PUT", path: "/login")).status == 405)
+        let head = browser.web.handle(AppAPI.Request(method: "HEAD", path: "/login"))
+        #expect(head.status == 200 && head.body.isEmpty && head.headers.contains { $0 == ("Content-Type", "text/html; charset=utf-8") })
         #expect(WebPortal.serves(path: "/garage") && WebPortal.serves(path: "/") && !WebPortal.serves(path: "/v1/login") && !WebPortal.serves(path: "/v1"))
     }
 
