@@ -349,9 +349,13 @@ class AlertStream:
         self.response = self.conn.getresponse()
         assert self.response.status == 200 and self.response.getheader("Content-Type") == "text/event-stream"
 
-    def next(self, kind=None):
-        """The next event (of this kind): {"id", "event", "data"}; comments and others skipped."""
+    def next(self, kind=None, timeout=60):
+        """The next event (of this kind): {"id", "event", "data"}; comments and others skipped;
+        an assertion after `timeout` seconds without one (the keep-alive comments come every
+        15 s and would otherwise keep the wait going for ever)."""
+        deadline = time.monotonic() + timeout
         while True:
+            assert time.monotonic() < deadline, f"no {kind or 'alert'} within {timeout} s"
             event = {}
             while True:
                 line = self.response.fp.readline().decode()
@@ -385,9 +389,14 @@ def test_alerts_reach_the_app_live_and_a_reconnecting_app_misses_nothing(api):
     assert first["data"]["vin"] == VIN and int(first["id"]) == first["data"]["id"]
     security = ana.call("POST", f"/vehicles/{VIN}/spin/verify", {"spin": "4711"})[1]["securityToken"]
     request = ana.call("POST", f"/vehicles/{VIN}/actions/lock", {"securityToken": security})[1]["requestId"]
-    result = stream.next("commandResult")
+    # The car's lock event and the command's result travel on two streams: either may come first.
+    got = {}
+    while not {"commandResult", "locked"} <= got.keys():
+        e = stream.next()
+        got[e["event"]] = e
+    result = got["commandResult"]
     assert result["data"]["commandId"] == request and result["data"]["status"] == "successful"
-    seen = int(stream.next("locked")["id"])
+    seen = max(int(got["commandResult"]["id"]), int(got["locked"]["id"]))
     stream.close()
 
     # Away: a forced door sets the alarm off.
