@@ -225,16 +225,16 @@ public enum ControlCommands {
             return reset.perform()
         case .register(let code):
             guard let registration else { return failure("registration is not available") }
-            return registration.register(code: code)
+            return registration.register(code: code).json
         case .createAccount(let email, let password, let spin):
             guard let registration else { return failure("registration is not available") }
-            return registration.createAccount(email: email, password: password, spin: spin)
+            return registration.createAccount(email: email, password: password, spin: spin).json
         case .addCar(let email, let password, let accepted):
             guard let registration else { return failure("registration is not available") }
-            return registration.addCarAndRegister(email: email, password: password, acceptedTerms: accepted)
+            return registration.addCarAndRegister(email: email, password: password, acceptedTerms: accepted).json
         case .renewLicence(let package, let years):
             guard let registration else { return failure("registration is not available") }
-            return registration.renew(package: package, years: years)
+            return registration.renew(package: package, years: years).json
         case .privacy(let mode):
             guard let privacy else { return failure("the privacy setting is not available") }
             if let mode { privacy.set(mode) }

@@ -126,10 +126,10 @@ struct Menu {
                 guard let spin else { continue }
                 print("Creating the account...")
                 guard let reply = request(.createAccount(email: email, password: password, spin: spin), timeoutMs: interactiveTimeoutMs) else { continue }
-                if reply["ok"]?.boolValue == true {
-                    print("Account created. \(reply["advice"]?.stringValue ?? "")")
+                if let refusal = RegistrationReply.refusal(in: reply) {
+                    print("The account was not created (\(refusal.code)). \(refusal.advice)")
                 } else {
-                    print("The account was not created (\(reply["error"]?.stringValue ?? "?")). \(reply["advice"]?.stringValue ?? "")")
+                    print("Account created. \(reply["advice"]?.stringValue ?? "")")
                 }
                 continue
             }
@@ -144,13 +144,11 @@ struct Menu {
             }
             print("Adding the car to your garage and registering...")
             guard let reply = request(.addCar(email: email, password: password, acceptedTerms: true), timeoutMs: interactiveTimeoutMs) else { continue }
-            if reply["ok"]?.boolValue == true {
+            guard let refusal = RegistrationReply.refusal(in: reply) else {
                 print("Registered. Primary user: \(reply["registration"]?["user"]?.stringValue ?? "?")")
                 return
             }
-            print("Registration failed (\(reply["error"]?.stringValue ?? "?")).")
-            if let advice = reply["advice"]?.stringValue { print(advice) }
-            if let s = reply["retryAfterS"]?.integer() { print("Try again in \(s) s.") }
+            for line in refusal.menuLines("Registration failed") { print(line) }
         }
     }
 
@@ -164,12 +162,10 @@ struct Menu {
             }
             print("Registering...")
             guard let reply = request(.register(code: code), timeoutMs: interactiveTimeoutMs) else { return }
-            if reply["ok"]?.boolValue == true {
-                print("Registered. Primary user: \(reply["registration"]?["user"]?.stringValue ?? "?")")
+            if let refusal = RegistrationReply.refusal(in: reply) {
+                for line in refusal.menuLines("Registration failed") { print(line) }
             } else {
-                print("Registration failed (\(reply["error"]?.stringValue ?? "?")).")
-                if let advice = reply["advice"]?.stringValue { print(advice) }
-                if let s = reply["retryAfterS"]?.integer() { print("Try again in \(s) s.") }
+                print("Registered. Primary user: \(reply["registration"]?["user"]?.stringValue ?? "?")")
             }
             return
         }
@@ -218,10 +214,10 @@ struct Menu {
             print("Renewing...")
             guard let reply = request(.renewLicence(package: package, years: years),
                                       timeoutMs: interactiveTimeoutMs) else { continue }
-            if reply["ok"]?.boolValue == true {
-                print("Renewed.")
+            if let refusal = RegistrationReply.refusal(in: reply) {
+                print("The renewal failed (\(refusal.code)). \(refusal.advice)")
             } else {
-                print("The renewal failed (\(reply["error"]?.stringValue ?? "?")). \(reply["advice"]?.stringValue ?? "")")
+                print("Renewed.")
             }
         }
     }

@@ -415,14 +415,8 @@ struct RegisterCommand: ParsableCommand {
 
     func run() throws {
         let reply = askBackend(options.socket, .register(code: code))
-        if reply["ok"]?.boolValue == true {
-            printFlat(reply["registration"] ?? .null, prefix: "registration")
-        } else {
-            var text = "registration failed: \(reply["error"]?.stringValue ?? "unknown")"
-            if let advice = reply["advice"]?.stringValue { text += ": \(advice)" }
-            if let s = reply["retryAfterS"]?.integer() { text += " (try again in \(s) s)" }
-            die(text, code: 75)
-        }
+        if let refusal = RegistrationReply.refusal(in: reply) { die("registration failed: \(refusal.text)", code: 75) }
+        printFlat(reply["registration"] ?? .null, prefix: "registration")
     }
 }
 
@@ -435,12 +429,7 @@ struct AssistantCommand: ParsableCommand {
     )
 
     static func report(_ reply: JSON, what: String) {
-        guard reply["ok"]?.boolValue == true else {
-            var text = "\(what) failed: \(reply["error"]?.stringValue ?? "unknown")"
-            if let advice = reply["advice"]?.stringValue { text += ": \(advice)" }
-            if let s = reply["retryAfterS"]?.integer() { text += " (try again in \(s) s)" }
-            die(text, code: 75)
-        }
+        if let refusal = RegistrationReply.refusal(in: reply) { die("\(what) failed: \(refusal.text)", code: 75) }
     }
 
     /// A secret from standard input (SecretInput), or a clear error at its end.
@@ -537,9 +526,7 @@ struct LicenceCommand: ParsableCommand {
             return
         }
         let reply = askBackend(options.socket, .renewLicence(package: package.rawValue, years: years))
-        guard reply["ok"]?.boolValue == true else {
-            die("renewal failed: \(reply["error"]?.stringValue ?? "?"): \(reply["advice"]?.stringValue ?? reply["error"]?.stringValue ?? "")", code: 75)
-        }
+        if let refusal = RegistrationReply.refusal(in: reply) { die("renewal failed: \(refusal.text)", code: 75) }
         printFlat(reply["registration"] ?? .null, prefix: "registration")
         if let price = reply["priceEUR"]?.integer() { print("price = \(price) EUR") }
     }

@@ -153,4 +153,21 @@ struct RegistrationMachineTests {
         #expect(w.answered(requestId: "r1", .accepted(Self.accepted), nowMs: 1) == .doNothing)
         #expect(w.codeEntered("12345678", requestId: "r2", conditions: Self.ok, nowMs: 1) == .sendRequest(requestId: "r2"))
     }
+
+    @Test("the control socket's reply: the wire form, its refusal read back by tcuctl, the lines the menu and tcuctl show")
+    func replies() throws {
+        let locked = RegistrationReply.refused(.init(.locked, retryAfterMs: 29_001))
+        #expect(locked.json.text == #"{"ok":false,"error":"locked","advice":"Too many wrong codes. Wait, then try again.","retryAfterS":30}"#)
+        let back = try #require(RegistrationReply.refusal(in: locked.json))
+        #expect(back == .init(.locked, retryAfterMs: 30_000))
+        #expect(back.text == "locked: Too many wrong codes. Wait, then try again. (try again in 30 s)")
+        #expect(back.menuLines("Registration failed") == ["Registration failed (locked).", "Too many wrong codes. Wait, then try again.", "Try again in 30 s."])
+        var r = Registration()
+        r.status = .completed
+        #expect(RegistrationReply.refusal(in: RegistrationReply.done(r, priceEUR: 85).json) == nil)
+        #expect(RegistrationReply.done(r, priceEUR: 85).json["priceEUR"]?.numberValue == 85)
+        #expect(RegistrationReply.refusal(in: try JSON.parse(#"{"error":"x","retryAfterS":1e300}"#)) == .init(code: "x", advice: ""))
+        #expect(RegistrationReply.Refusal(code: "x", advice: "").text == "x")
+        #expect(RegistrationReply.accountCreated(user: "a@b.c", next: "Open the link.").json.text == #"{"ok":true,"user":"a@b.c","advice":"Open the link."}"#)
+    }
 }

@@ -57,10 +57,8 @@ public final class CarRegistration: Sendable {
 
     /// Renews the licence from the car (the menu's Licences screen): an interactive request like
     /// the registration; the answer's end and services are kept.
-    public func renew(package: String, years: Int) -> JSON {
-        guard current.status == .completed else {
-            return .object([("ok", .bool(false)), ("error", .string("notRegistered")), ("advice", .string("Register the car first."))])
-        }
+    public func renew(package: String, years: Int) -> RegistrationReply {
+        guard current.status == .completed else { return .refused(.init(code: "notRegistered", advice: "Register the car first.")) }
         guard answerKey != nil else { return failure(.noAnswerKey) }
         guard privacy.current.connects else { return failure(.privacyOffline) }
         let requestId = messageID(unixMs: clocks.wallMs)
@@ -75,16 +73,13 @@ public final class CarRegistration: Sendable {
                 return failure(.answerNotAuthentic)
             }
             guard a["ok"]?.boolValue == true, let end = a["licenceExpiresAt"]?.integer(in: 0...RegistrationAnswer.latestTimeMs) else {
-                return .object([("ok", .bool(false)), ("error", .string(a["error"]?.stringValue ?? "refused")),
-                                ("advice", .string(a["message"]?.stringValue ?? "The server refused the renewal."))])
+                return .refused(.init(code: a["error"]?.stringValue ?? "refused", advice: a["message"]?.stringValue ?? "The server refused the renewal."))
             }
             let r = machine.withLock { $0.licenceRenewed(expiresAtMs: end, services: a["services"]?.arrayValue?.compactMap(\.stringValue)) }
             store(r)
             logger.notice("licence renewed", metadata: ["licence.package": "\(a["package"]?.stringValue ?? "")"])
             tellGranted()
-            var o: [(String, JSON)] = [("ok", .bool(true)), ("registration", r.json)]
-            if let price = a["priceEUR"] { o.append(("priceEUR", price)) }
-            return .object(o)
+            return .done(r, priceEUR: a["priceEUR"]?.numberValue)
         }
     }
 
@@ -93,47 +88,51 @@ public final class CarRegistration: Sendable {
     /// Creates the user's account from the car (the assistant's first step). The backend sends
     /// a verification link to the address; the password and S-PIN travel once, over the
     /// backend link, and are neither kept in the car nor logged.
-    public func createAccount(email: String, password: String, spin: String) -> JSON {
-        let reply = accountRequest([("action", .string("createAccount")), ("email", .string(email)),
-                                    ("password", .string(password)), ("spin", .string(spin))])
-        guard reply["ok"]?.boolValue == true else { return reply }
+    public func createAccount(email: String, password: String, spin: String) -> RegistrationReply {
+        let reply: JSON
+        switch accountRequest([("action", .string("createAccount")), ("email", .string(email)), ("password", .string(password)), ("spin", .string(spin))]) {
+        case .success(let a): reply = a
+        case .failure(let refusal): return .refused(refusal)
+        }
         logger.notice("account created from the car; its e-mail address waits for verification")
-        return .object([("ok", .bool(true)), ("user", reply["user"] ?? .string(email)),
-                        ("advice", .string("Open the link sent to \(email), then log in to add the car."))])
+        return .accountCreated(user: reply["user"]?.stringValue ?? email, next: "Open the link sent to \(email), then log in to add the car.")
     }
 
     /// The assistant's next steps at once: log in, add this car to the account's garage with the
     /// terms of use and the privacy policy accepted, and register it with the code that gives.
-    public func addCarAndRegister(email: String, password: String, acceptedTerms: Bool) -> JSON {
+    public func addCarAndRegister(email: String, password: String, acceptedTerms: Bool) -> RegistrationReply {
         guard acceptedTerms else {
-            return .object([("ok", .bool(false)), ("error", .string("termsNotAccepted")),
-                            ("advice", .string("The online services need the terms of use and the privacy policy accepted."))])
+            return .refused(.init(code: "termsNotAccepted", advice: "The online services need the terms of use and the privacy policy accepted."))
         }
-        let reply = accountRequest([
+        let answer = accountRequest([
             ("action", .string("addCar")), ("email", .string(email)), ("password", .string(password)), ("acceptTerms", .bool(true)),
             ("model", .string(profile.model)), ("buildDate", .string(profile.buildDate)), ("country", .string(profile.country)),
         ])
-        guard reply["ok"]?.boolValue == true, let code = reply["pairingCode"]?.stringValue else { return reply }
+        let code: String
+        switch answer {
+        case .success(let a):
+            guard let c = a["pairingCode"]?.stringValue else { return .refused(.init(code: "refused", advice: "The server gave no pairing code.")) }
+            code = c
+        case .failure(let refusal): return .refused(refusal)
+        }
         logger.notice("the car is in the user's garage; registering it")
         return register(code: code)
     }
 
     /// An account request to the backend, with the failures the car shows.
-    private func accountRequest(_ fields: [(String, JSON)]) -> JSON {
-        guard privacy.current.connects else { return failure(.privacyOffline) }
+    private func accountRequest(_ fields: [(String, JSON)]) -> Result<JSON, RegistrationReply.Refusal> {
+        guard privacy.current.connects else { return .failure(.init(.privacyOffline)) }
         let requestId = messageID(unixMs: clocks.wallMs)
         let body = JSON.object([("requestId", .string(requestId)), ("vin", .string(profile.vin.value))] + fields)
         switch outbox.interact(suffix: "account", body: body, requestId: requestId, timeoutMs: timeoutMs) {
-        case .noConnection: return failure(.noConnection)
-        case .timeout: return failure(.timeout)
+        case .noConnection: return .failure(.init(.noConnection))
+        case .timeout: return .failure(.init(.timeout))
         case .answer(let a):
             guard a["ok"]?.boolValue == true else {
-                var o: [(String, JSON)] = [("ok", .bool(false)), ("error", .string(a["error"]?.stringValue ?? "refused")),
-                                           ("advice", .string(a["message"]?.stringValue ?? "The server refused."))]
-                if let s = a["retryAfterS"] { o.append(("retryAfterS", s)) }
-                return .object(o)
+                return .failure(.init(code: a["error"]?.stringValue ?? "refused", advice: a["message"]?.stringValue ?? "The server refused.",
+                                      retryAfterS: a["retryAfterS"]?.integer(in: 0...86_400 * 366)))
             }
-            return a
+            return .success(a)
         }
     }
 
@@ -169,16 +168,13 @@ public final class CarRegistration: Sendable {
         }
     }
 
-    private func failure(_ f: RegistrationFailure, retryAfterMs: Int64? = nil, detail: String? = nil) -> JSON {
-        var o: [(String, JSON)] = [("ok", .bool(false)), ("error", .string(f.rawValue)), ("advice", .string(f.advice))]
-        if let retryAfterMs { o.append(("retryAfterS", .number(Double((retryAfterMs + 999) / 1000)))) }
-        if let detail { o.append(("detail", .string(detail))) }
-        return .object(o)
+    private func failure(_ f: RegistrationFailure, retryAfterMs: Int64? = nil, detail: String? = nil) -> RegistrationReply {
+        .refused(.init(f, retryAfterMs: retryAfterMs, detail: detail))
     }
 
     /// Registers the car with `code`; blocks up to the timeout. The reply names the failure
     /// and the advice to show.
-    public func register(code: String) -> JSON {
+    public func register(code: String) -> RegistrationReply {
         let now = clocks.wallMs
         let requestId = messageID(unixMs: now)
         let conditions = RegistrationMachine.Conditions(canCheckAnswers: answerKey != nil, connects: privacy.current.connects)
@@ -212,7 +208,7 @@ public final class CarRegistration: Sendable {
     }
 
     /// Does what the machine said, and the reply for the user.
-    private func carryOut(_ action: RegistrationMachine.Action) -> JSON {
+    private func carryOut(_ action: RegistrationMachine.Action) -> RegistrationReply {
         switch action {
         case .sendRequest, .doNothing:
             // (A request is sent by `register` itself; a report about another request is not this one's.)
@@ -227,7 +223,7 @@ public final class CarRegistration: Sendable {
             store(registration)
             logger.notice("registered", metadata: ["registration.role": "\(registration.role?.rawValue ?? "")"])
             tellGranted()
-            return .object([("ok", .bool(true)), ("registration", registration.json)])
+            return .done(registration)
         }
     }
 }
