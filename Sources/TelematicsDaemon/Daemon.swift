@@ -216,13 +216,20 @@ public enum ControlCommands {
                 eCall.requestTest()
                 return .object([("ok", .bool(true))])
             case .cancel:
-                return eCall.requestCancel()
+                switch eCall.requestCancel() {
+                case .success: return .object([("ok", .bool(true))])
+                case .failure(let refusal): return failure(refusal.description)
+                }
             case .status:
                 return .object([("ok", .bool(true)), ("ecall", eCall.report())])
             }
         case .factoryReset:
             guard let reset else { return failure("the factory reset is not available") }
-            return reset.perform()
+            switch reset.perform() {
+            case .success(let deleted):
+                return .object([("ok", .bool(true)), ("outboxMessagesDeleted", .number(Double(deleted))), ("backendAsked", .bool(true))])
+            case .failure(let f): return failure(f.description)
+            }
         case .register(let code):
             guard let registration else { return failure("registration is not available") }
             return registration.register(code: code).json

@@ -43,7 +43,7 @@ public final class ECallService: Service, Sendable {
     public func probe() { input.yield(.probe) }
 
     /// A control request's answer, filled by the service loop.
-    typealias Reply = OneShot<JSON>
+    typealias Reply = OneShot<ECallRejection?>
 
     /// What `tcuctl status` shows of the eCall.
     struct Status: Sendable {
@@ -166,12 +166,26 @@ public final class ECallService: Service, Sendable {
 
     public func requestTest() { input.yield(.test(utc: utcNow())) }
 
-    /// Cancels a pending manual call; answers with the machine's verdict.
-    public func requestCancel(timeoutMs: Int64 = 1000) -> JSON {
+    /// Why a cancel was refused.
+    public enum CancelRefusal: Error, Equatable, CustomStringConvertible {
+        /// The machine's verdict (a call that is not a manual one still pending, ...).
+        case rejected(ECallRejection)
+        /// The eCall's loop did not answer in time.
+        case noAnswer
+        public var description: String {
+            switch self {
+            case .rejected(let r): r.rawValue
+            case .noAnswer: "the eCall service did not answer"
+            }
+        }
+    }
+
+    /// Cancels a pending manual call; the machine's verdict.
+    public func requestCancel(timeoutMs: Int64 = 1000) -> Result<Void, CancelRefusal> {
         let reply = Reply()
         input.yield(.cancel(reply: reply))
-        if let r = reply.wait(timeoutMs: timeoutMs) { return r }
-        return .object([("ok", .bool(false)), ("error", .string("the eCall service did not answer"))])
+        guard let verdict = reply.wait(timeoutMs: timeoutMs) else { return .failure(.noAnswer) }
+        return verdict.map { .failure(.rejected($0)) } ?? .success(())
     }
 
     public var linkIsAttached: Bool { link.isAttached }
@@ -295,7 +309,7 @@ public final class ECallService: Service, Sendable {
                     case .cancel(let reply):
                         actions = machine.cancelRequested(at: now)
                         let rejection = actions.compactMap { if case .reject(let r) = $0 { r } else { nil } }.first
-                        reply.give(rejection.map { .object([("ok", .bool(false)), ("error", .string($0.rawValue))]) } ?? .object([("ok", .bool(true))]))
+                        reply.give(rejection)
                     case .timer(let id):
                         actions = machine.timerExpired(id, at: now)
                     case .link(let l):

@@ -30,8 +30,13 @@ public struct FactoryReset: Sendable {
         self.logger = logger
     }
 
-    /// The control socket's answer.
-    public func perform() -> JSON {
+    /// Why a reset did not complete.
+    public struct Failure: Error, Equatable, CustomStringConvertible {
+        public var description: String
+    }
+
+    /// Resets; how many queued messages were deleted (the backend is asked to delete the rest).
+    public func perform() -> Result<Int, Failure> {
         let now = clocks.wallMs
         registration.reset()
         gnss?.clearParking()
@@ -44,9 +49,9 @@ public struct FactoryReset: Sendable {
         ]).text)
         guard let deleted = outbox.factoryReset(then: ask) else {
             logger.error("factory reset: the outbox could not be emptied")
-            return .object([("ok", .bool(false)), ("error", .string("the outbox could not be emptied"))])
+            return .failure(Failure(description: "the outbox could not be emptied"))
         }
         logger.notice("factory reset: registration, parking position, privacy choice and queued data deleted in the car")
-        return .object([("ok", .bool(true)), ("outboxMessagesDeleted", .number(Double(deleted))), ("backendAsked", .bool(true))])
+        return .success(deleted)
     }
 }
