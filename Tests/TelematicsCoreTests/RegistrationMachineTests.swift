@@ -28,6 +28,7 @@ struct RegistrationMachineTests {
     /// The events, each sent at 1 000 ms (the lock from three wrong codes lasts 30 s).
     enum Event: String, CaseIterable, Sendable {
         case goodCode, shortCode, noKey, offline, noConnection, noAnswer, forged, accepted, wrongCode, codeUsed, lateAnswer
+        case renew, renewed, renewalRefused
     }
 
     static func send(_ e: Event, to m: inout Machine) -> Machine.Action {
@@ -43,6 +44,10 @@ struct RegistrationMachineTests {
         case .wrongCode: m.answered(requestId: "r1", .refused(.codeUnknown, retryAfterMs: nil, message: "no such code"), nowMs: 1_000)
         case .codeUsed: m.answered(requestId: "r1", .refused(.codeUsed, retryAfterMs: nil, message: nil), nowMs: 1_000)
         case .lateAnswer: m.answered(requestId: "r0", .accepted(accepted), nowMs: 1_000)
+        case .renew: m.renewalRequested(requestId: "r2", conditions: ok)
+        // A renewal's answer to the request on its way (a registration's, in these tables).
+        case .renewed: m.renewalAnswered(requestId: "r1", .accepted(expiresAtMs: 99, services: nil, priceEUR: 85))
+        case .renewalRefused: m.renewalAnswered(requestId: "r1", .refused(code: "invalidTerm", message: nil))
         }
     }
 
@@ -54,6 +59,7 @@ struct RegistrationMachineTests {
             .offline: ("refuse privacyOffline", .notStarted), .noConnection: ("nothing", .notStarted), .noAnswer: ("nothing", .notStarted),
             .forged: ("nothing", .notStarted), .accepted: ("nothing", .notStarted), .wrongCode: ("nothing", .notStarted),
             .codeUsed: ("nothing", .notStarted), .lateAnswer: ("nothing", .notStarted),
+            .renew: ("refuse notRegistered", .notStarted), .renewed: ("nothing", .notStarted), .renewalRefused: ("nothing", .notStarted),
         ],
         .completed: [
             // Registering again (another owner's code after a sale is a reset first; a second code is the backend's to refuse).
@@ -61,27 +67,32 @@ struct RegistrationMachineTests {
             .offline: ("refuse privacyOffline", .completed), .noConnection: ("nothing", .completed), .noAnswer: ("nothing", .completed),
             .forged: ("nothing", .completed), .accepted: ("nothing", .completed), .wrongCode: ("nothing", .completed),
             .codeUsed: ("nothing", .completed), .lateAnswer: ("nothing", .completed),
+            .renew: ("send r2", .completed), .renewed: ("nothing", .completed), .renewalRefused: ("nothing", .completed),
         ],
         .locked: [
             .goodCode: ("refuse locked", .notStarted), .shortCode: ("refuse invalidCode", .notStarted), .noKey: ("refuse noAnswerKey", .notStarted),
             .offline: ("refuse privacyOffline", .notStarted), .noConnection: ("nothing", .notStarted), .noAnswer: ("nothing", .notStarted),
             .forged: ("nothing", .notStarted), .accepted: ("nothing", .notStarted), .wrongCode: ("nothing", .notStarted),
             .codeUsed: ("nothing", .notStarted), .lateAnswer: ("nothing", .notStarted),
+            .renew: ("refuse notRegistered", .notStarted), .renewed: ("nothing", .notStarted), .renewalRefused: ("nothing", .notStarted),
         ],
         .waiting: [
             .goodCode: ("refuse busy", .started), .shortCode: ("refuse busy", .started), .noKey: ("refuse busy", .started),
             .offline: ("refuse busy", .started), .noConnection: ("refuse noConnection", .started), .noAnswer: ("refuse timeout", .started),
             .forged: ("refuse answerNotAuthentic", .started), .accepted: ("grant", .completed), .wrongCode: ("store, refuse codeUnknown", .started),
             .codeUsed: ("store, refuse codeUsed", .started), .lateAnswer: ("nothing", .started),
+            // A renewal's answer is not the answer to a registration on its way.
+            .renew: ("refuse busy", .started), .renewed: ("nothing", .started), .renewalRefused: ("nothing", .started),
         ],
     ]
 
     static func describe(_ a: Machine.Action) -> String {
         switch a {
         case .sendRequest(let id): "send \(id)"
-        case .refuse(let r): "refuse \(r.failure.rawValue)"
-        case .storeAndRefuse(_, let r): "store, refuse \(r.failure.rawValue)"
-        case .storeAndGrant: "grant"
+        case .refuse(let r): "refuse \(r.code)"
+        case .storeAndRefuse(_, let r): "store, refuse \(r.code)"
+        case .storeAndGrant(_, nil): "grant"
+        case .storeAndGrant(_, let price?): "grant at \(Int(price))"
         case .doNothing: "nothing"
         }
     }
@@ -98,7 +109,7 @@ struct RegistrationMachineTests {
     @Test("an accepted answer completes the registration: user, role, licence, key, counter from zero, no lock; the next code may go")
     func acceptance() {
         var m = Self.machine(.waiting)
-        guard case .storeAndGrant(let r) = m.answered(requestId: "r1", .accepted(Self.accepted), nowMs: 2_000) else {
+        guard case .storeAndGrant(let r, nil) = m.answered(requestId: "r1", .accepted(Self.accepted), nowMs: 2_000) else {
             Issue.record("not granted")
             return
         }
@@ -117,9 +128,10 @@ struct RegistrationMachineTests {
                 Issue.record("not refused")
                 return
             }
-            #expect(r.retryAfterMs == expected)
+            #expect(r.retryAfterS == expected.map { $0 / 1000 })
         }
         #expect(m.codeEntered("12345678", requestId: "w3", conditions: Self.ok, nowMs: 30_999) == .refuse(.init(.locked, retryAfterMs: 1)))
+        #expect(Machine.Refusal(.locked, retryAfterMs: 1).retryAfterS == 1)
         #expect(m.codeEntered("12345678", requestId: "w3", conditions: Self.ok, nowMs: 31_000) == .sendRequest(requestId: "w3"))
         guard case .storeAndRefuse(_, let r) = m.answered(requestId: "w3", .refused(.codeUsed, retryAfterMs: 600_000, message: "used"), nowMs: 31_000) else {
             Issue.record("not refused")
@@ -146,7 +158,6 @@ struct RegistrationMachineTests {
         var m = Self.machine(.completed)
         #expect(m.commandCounterUsed(5).lastCommandCounter == 7)
         #expect(m.commandCounterUsed(9).lastCommandCounter == 9)
-        #expect(m.licenceRenewed(expiresAtMs: 5, services: nil).licenceExpiresAtMs == 5)
         var w = Self.machine(.waiting)
         w.reset()
         #expect(w.registration == Registration())
@@ -169,5 +180,25 @@ struct RegistrationMachineTests {
         #expect(RegistrationReply.refusal(in: try JSON.parse(#"{"error":"x","retryAfterS":1e300}"#)) == .init(code: "x", advice: ""))
         #expect(RegistrationReply.Refusal(code: "x", advice: "").text == "x")
         #expect(RegistrationReply.accountCreated(user: "a@b.c", next: "Open the link.").json.text == #"{"ok":true,"user":"a@b.c","advice":"Open the link."}"#)
+    }
+
+    @Test("a renewal: only a registered car asks; the answer moves the licence's end (and services), the backend's refusal keeps its code; a registration's answer is not a renewal's")
+    func renewal() throws {
+        var m = Self.machine(.completed)
+        #expect(m.renewalRequested(requestId: "n1", conditions: .init(canCheckAnswers: true, connects: false)) == .refuse(.init(.privacyOffline)))
+        #expect(m.renewalRequested(requestId: "n1", conditions: Self.ok) == .sendRequest(requestId: "n1"))
+        #expect(m.answered(requestId: "n1", .accepted(Self.accepted), nowMs: 5) == .doNothing)
+        guard case .storeAndGrant(let r, let price) = m.renewalAnswered(requestId: "n1", .accepted(expiresAtMs: 99, services: ["a"], priceEUR: 225)) else {
+            Issue.record("not granted")
+            return
+        }
+        #expect(r.licenceExpiresAtMs == 99 && r.services == ["a"] && r.user == "ana@example.com" && price == 225)
+        #expect(m.renewalRequested(requestId: "n2", conditions: Self.ok) == .sendRequest(requestId: "n2"))
+        #expect(m.renewalAnswered(requestId: "n2", .refused(code: "unknownPackage", message: "no such package"))
+                == .refuse(.init(code: "unknownPackage", advice: "no such package")))
+        #expect(m.registration.licenceExpiresAtMs == 99)
+        let json = try JSON.parse(#"{"ok":true,"licenceExpiresAt":1e300}"#)
+        #expect(RenewalAnswer(json: json) == .refused(code: "refused", message: nil))
+        #expect(RenewalAnswer(json: try JSON.parse(#"{"ok":true,"licenceExpiresAt":7,"priceEUR":50}"#)) == .accepted(expiresAtMs: 7, services: nil, priceEUR: 50))
     }
 }

@@ -10,6 +10,8 @@ public enum RegistrationFailure: String, Sendable, CaseIterable {
     case timeout
     /// A registration is already on its way (typed twice, or from the menu and tcuctl at once).
     case busy
+    /// A licence is renewed for a registered car only.
+    case notRegistered
     /// The backend's checks.
     case codeUnknown, codeForAnotherVehicle, codeUsed, codeExpired, modelNotSupported, countryNotSupported, licenceInvalid
 
@@ -23,6 +25,7 @@ public enum RegistrationFailure: String, Sendable, CaseIterable {
         case .answerNotAuthentic: "An answer that did not come from the server was refused. Try again; if it happens again, contact the dealer."
         case .timeout: "The server did not answer. Check the car's data connection and try again."
         case .busy: "A registration is already on its way. Wait for its answer."
+        case .notRegistered: "Register the car first."
         case .codeUnknown, .codeForAnotherVehicle:
             "The code is not valid for this car. Check the code and the VIN in the portal; otherwise remove the car from the garage and add it again for a new code."
         case .codeUsed: "This code was already used. Remove the car from the garage and add it again for a new code."

@@ -16,8 +16,8 @@ public struct RegistrationMachine: Sendable, Equatable {
     private enum State: Sendable, Equatable {
         /// No request on its way: a code may be typed.
         case idle
-        /// The request `requestId` is on its way; its report (or a stop) comes next.
-        case waiting(requestId: String)
+        /// The request `requestId` (a registration, or a renewal) is on its way; its report comes next.
+        case waiting(requestId: String, renewal: Bool)
     }
 
     /// What the car knows of its registration (kept by the shell in its file).
@@ -28,30 +28,20 @@ public struct RegistrationMachine: Sendable, Equatable {
         self.registration = registration
     }
 
-    /// Why a code was refused, what the user reads, and when to try again.
-    public struct Refusal: Sendable, Equatable {
-        public var failure: RegistrationFailure
-        public var retryAfterMs: Int64?
-        /// The backend's own sentence, when it gave one.
-        public var detail: String?
-
-        public init(_ failure: RegistrationFailure, retryAfterMs: Int64? = nil, detail: String? = nil) {
-            self.failure = failure
-            self.retryAfterMs = retryAfterMs
-            self.detail = detail
-        }
-    }
+    /// Why not: the code the user and tcuctl see, the advice, when to try again.
+    public typealias Refusal = RegistrationReply.Refusal
 
     public enum Action: Sendable, Equatable {
-        /// Send the registration request with this id (the shell adds the car's profile and
-        /// its privacy level) and report what came of it.
+        /// Send the request with this id (a registration: the shell adds the car's profile and
+        /// its privacy level; a renewal: the package and the term) and report what came of it.
         case sendRequest(requestId: String)
         /// Tell the user why not; nothing changed.
         case refuse(Refusal)
         /// Keep the registration (a wrong code counted) and tell the user why not.
         case storeAndRefuse(Registration, Refusal)
-        /// Keep the registration and let what it held back go to the backend: registered.
-        case storeAndGrant(Registration)
+        /// Keep the registration and let what it (or the licence) held back go to the backend:
+        /// registered, or the licence renewed (at this price, when the backend said).
+        case storeAndGrant(Registration, priceEUR: Double? = nil)
         /// A report about a request that is not the one on its way.
         case doNothing
     }
@@ -80,8 +70,36 @@ public struct RegistrationMachine: Sendable, Equatable {
             guard conditions.connects else { return .refuse(Refusal(.privacyOffline)) }
             if let left = registration.limiter.lockedFor(nowMs: nowMs) { return .refuse(Refusal(.locked, retryAfterMs: left)) }
             if registration.status == .notStarted { registration.status = .started }
-            state = .waiting(requestId: requestId)
+            state = .waiting(requestId: requestId, renewal: false)
             return .sendRequest(requestId: requestId)
+        }
+    }
+
+    /// The user asked to renew the licence (the menu's Licences screen); `requestId` names the
+    /// request if it goes. Only a registered car renews; one request at a time.
+    public mutating func renewalRequested(requestId: String, conditions: Conditions) -> Action {
+        switch state {
+        case .waiting:
+            return .refuse(Refusal(.busy))
+        case .idle:
+            guard registration.status == .completed else { return .refuse(Refusal(.notRegistered)) }
+            guard conditions.canCheckAnswers else { return .refuse(Refusal(.noAnswerKey)) }
+            guard conditions.connects else { return .refuse(Refusal(.privacyOffline)) }
+            state = .waiting(requestId: requestId, renewal: true)
+            return .sendRequest(requestId: requestId)
+        }
+    }
+
+    /// The backend's (authentic) answer to a renewal.
+    public mutating func renewalAnswered(requestId: String, _ answer: RenewalAnswer) -> Action {
+        guard finish(requestId, renewal: true) else { return .doNothing }
+        switch answer {
+        case .accepted(let expiresAtMs, let services, let priceEUR):
+            registration.licenceExpiresAtMs = expiresAtMs
+            if let services { registration.services = services }
+            return .storeAndGrant(registration, priceEUR: priceEUR)
+        case .refused(let code, let message):
+            return .refuse(Refusal(code: code, advice: message ?? "The server refused the renewal."))
         }
     }
 
@@ -105,7 +123,7 @@ public struct RegistrationMachine: Sendable, Equatable {
 
     /// The backend's (authentic) answer.
     public mutating func answered(requestId: String, _ answer: RegistrationAnswer, nowMs: Int64) -> Action {
-        guard finish(requestId) else { return .doNothing }
+        guard finish(requestId, renewal: false) else { return .doNothing }
         switch answer {
         case .accepted(let a):
             registration.status = .completed
@@ -121,13 +139,16 @@ public struct RegistrationMachine: Sendable, Equatable {
         case .refused(let failure, let retryAfterMs, let message):
             if failure.isWrongCode { registration.limiter.wrongCode(nowMs: nowMs) }
             return .storeAndRefuse(registration, Refusal(failure, retryAfterMs: retryAfterMs ?? registration.limiter.lockedFor(nowMs: nowMs),
-                                                          detail: message))
+                                                         detail: message))
         }
     }
 
-    /// The request on its way ends with this report; false when it is not the one on its way.
-    private mutating func finish(_ requestId: String) -> Bool {
-        guard case .waiting(let waiting) = state, waiting == requestId else { return false }
+    /// The request on its way ends with this report; false when the report is not about it
+    /// (another request, or an answer of the other kind: `renewal`, when the report says).
+    private mutating func finish(_ requestId: String, renewal: Bool? = nil) -> Bool {
+        guard case .waiting(let waiting, let isRenewal) = state, waiting == requestId, renewal.map({ $0 == isRenewal }) ?? true else {
+            return false
+        }
         state = .idle
         return true
     }
@@ -138,13 +159,6 @@ public struct RegistrationMachine: Sendable, Equatable {
     /// after a restart): the registration to keep.
     public mutating func commandCounterUsed(_ counter: Int64) -> Registration {
         registration.lastCommandCounter = max(registration.lastCommandCounter, counter)
-        return registration
-    }
-
-    /// A renewal the backend accepted: the licence's new end and services.
-    public mutating func licenceRenewed(expiresAtMs: Int64, services: [String]?) -> Registration {
-        registration.licenceExpiresAtMs = expiresAtMs
-        if let services { registration.services = services }
         return registration
     }
 
@@ -194,6 +208,21 @@ public enum RegistrationAnswer: Sendable, Equatable {
             self = .refused(a["error"]?.stringValue.flatMap(RegistrationFailure.init(rawValue:)) ?? .codeUnknown,
                             retryAfterMs: a["retryAfterS"]?.integer(in: 0...86_400 * 366).map { $0 * 1000 },
                             message: a["message"]?.stringValue)
+        }
+    }
+}
+
+/// The backend's (authentic) answer to a licence renewal: the licence's new end, its services
+/// and the price; or the backend's refusal. An end out of range is not taken (a refusal).
+public enum RenewalAnswer: Sendable, Equatable {
+    case accepted(expiresAtMs: Int64, services: [String]?, priceEUR: Double?)
+    case refused(code: String, message: String?)
+
+    public init(json a: JSON) {
+        if a["ok"]?.boolValue == true, let end = a["licenceExpiresAt"]?.integer(in: 0...RegistrationAnswer.latestTimeMs) {
+            self = .accepted(expiresAtMs: end, services: a["services"]?.arrayValue?.compactMap(\.stringValue), priceEUR: a["priceEUR"]?.numberValue)
+        } else {
+            self = .refused(code: a["error"]?.stringValue ?? "refused", message: a["message"]?.stringValue)
         }
     }
 }

@@ -58,29 +58,27 @@ public final class CarRegistration: Sendable {
     /// Renews the licence from the car (the menu's Licences screen): an interactive request like
     /// the registration; the answer's end and services are kept.
     public func renew(package: String, years: Int) -> RegistrationReply {
-        guard current.status == .completed else { return .refused(.init(code: "notRegistered", advice: "Register the car first.")) }
-        guard answerKey != nil else { return failure(.noAnswerKey) }
-        guard privacy.current.connects else { return failure(.privacyOffline) }
         let requestId = messageID(unixMs: clocks.wallMs)
+        let conditions = RegistrationMachine.Conditions(canCheckAnswers: answerKey != nil, connects: privacy.current.connects)
+        let first = machine.withLock { $0.renewalRequested(requestId: requestId, conditions: conditions) }
+        guard case .sendRequest = first else { return carryOut(first) }
         let body = JSON.object([("requestId", .string(requestId)), ("vin", .string(profile.vin.value)), ("action", .string("renew")),
                                 ("package", .string(package)), ("years", .number(Double(years)))])
+        let report: RegistrationMachine.Action
         switch outbox.interact(suffix: "licence", body: body, requestId: requestId, timeoutMs: timeoutMs) {
-        case .noConnection: return failure(.noConnection)
-        case .timeout: return failure(.timeout)
+        case .noConnection:
+            report = machine.withLock { $0.noConnection(requestId: requestId) }
+        case .timeout:
+            report = machine.withLock { $0.noAnswer(requestId: requestId) }
         case .answer(let a):
-            guard authentic(a, kind: "licence") else {
+            if authentic(a, kind: "licence") {
+                report = machine.withLock { $0.renewalAnswered(requestId: requestId, RenewalAnswer(json: a)) }
+            } else {
                 logger.warning("licence: an answer without the backend's signature was refused")
-                return failure(.answerNotAuthentic)
+                report = machine.withLock { $0.answerNotAuthentic(requestId: requestId) }
             }
-            guard a["ok"]?.boolValue == true, let end = a["licenceExpiresAt"]?.integer(in: 0...RegistrationAnswer.latestTimeMs) else {
-                return .refused(.init(code: a["error"]?.stringValue ?? "refused", advice: a["message"]?.stringValue ?? "The server refused the renewal."))
-            }
-            let r = machine.withLock { $0.licenceRenewed(expiresAtMs: end, services: a["services"]?.arrayValue?.compactMap(\.stringValue)) }
-            store(r)
-            logger.notice("licence renewed", metadata: ["licence.package": "\(a["package"]?.stringValue ?? "")"])
-            tellGranted()
-            return .done(r, priceEUR: a["priceEUR"]?.numberValue)
         }
+        return carryOut(report)
     }
 
     // MARK: - The in-car activation assistant
@@ -214,16 +212,20 @@ public final class CarRegistration: Sendable {
             // (A request is sent by `register` itself; a report about another request is not this one's.)
             return failure(.busy)
         case .refuse(let r):
-            return failure(r.failure, retryAfterMs: r.retryAfterMs, detail: r.detail)
+            return .refused(r)
         case .storeAndRefuse(let registration, let r):
             store(registration)
-            logger.warning("registration refused", metadata: ["registration.error": "\(r.failure.rawValue)"])
-            return failure(r.failure, retryAfterMs: r.retryAfterMs, detail: r.detail)
-        case .storeAndGrant(let registration):
+            logger.warning("registration refused", metadata: ["registration.error": "\(r.code)"])
+            return .refused(r)
+        case .storeAndGrant(let registration, let price):
             store(registration)
-            logger.notice("registered", metadata: ["registration.role": "\(registration.role?.rawValue ?? "")"])
+            if price == nil {
+                logger.notice("registered", metadata: ["registration.role": "\(registration.role?.rawValue ?? "")"])
+            } else {
+                logger.notice("licence renewed", metadata: ["licence.expiresAt": "\(registration.licenceExpiresAtMs ?? 0)"])
+            }
             tellGranted()
-            return .done(registration)
+            return .done(registration, priceEUR: price)
         }
     }
 }
