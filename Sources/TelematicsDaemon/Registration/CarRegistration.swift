@@ -64,21 +64,9 @@ public final class CarRegistration: Sendable {
         guard case .sendRequest = first else { return carryOut(first) }
         let body = JSON.object([("requestId", .string(requestId)), ("vin", .string(profile.vin.value)), ("action", .string("renew")),
                                 ("package", .string(package)), ("years", .number(Double(years)))])
-        let report: RegistrationMachine.Action
-        switch outbox.interact(suffix: "licence", body: body, requestId: requestId, timeoutMs: timeoutMs) {
-        case .noConnection:
-            report = machine.withLock { $0.noConnection(requestId: requestId) }
-        case .timeout:
-            report = machine.withLock { $0.noAnswer(requestId: requestId) }
-        case .answer(let a):
-            if authentic(a, kind: "licence") {
-                report = machine.withLock { $0.renewalAnswered(requestId: requestId, RenewalAnswer(json: a)) }
-            } else {
-                logger.warning("licence: an answer without the backend's signature was refused")
-                report = machine.withLock { $0.answerNotAuthentic(requestId: requestId) }
-            }
-        }
-        return carryOut(report)
+        return carryOut(exchange(kind: "licence", body: body, requestId: requestId) { m, a in
+            m.renewalAnswered(requestId: requestId, RenewalAnswer(json: a))
+        })
     }
 
     // MARK: - The in-car activation assistant
@@ -186,23 +174,29 @@ public final class CarRegistration: Sendable {
             ("navigation", .bool(profile.equipment["navigation"] == "true")),
         ])
         logger.notice("registration requested", metadata: ["registration.requestId": "\(requestId)"])
-        let report: RegistrationMachine.Action
-        switch outbox.interact(suffix: "registration", body: body, requestId: requestId, timeoutMs: timeoutMs) {
+        return carryOut(exchange(kind: "registration", body: body, requestId: requestId) { m, a in
+            m.answered(requestId: requestId, RegistrationAnswer(json: a), nowMs: now)
+        })
+    }
+
+    /// Sends an interactive request of `kind` (`vehicles/{vin}/{kind}/request`) and feeds the
+    /// machine what came of it: no connection, no answer in time, a forged answer, or the
+    /// backend's signed answer (`answered`).
+    private func exchange(kind: String, body: JSON, requestId: String,
+                          answered: (inout RegistrationMachine, JSON) -> RegistrationMachine.Action) -> RegistrationMachine.Action {
+        switch outbox.interact(suffix: kind, body: body, requestId: requestId, timeoutMs: timeoutMs) {
         case .noConnection:
-            report = machine.withLock { $0.noConnection(requestId: requestId) }
+            return machine.withLock { $0.noConnection(requestId: requestId) }
         case .timeout:
-            logger.warning("registration: no answer from the backend", metadata: ["registration.timeoutMs": "\(timeoutMs)"])
-            report = machine.withLock { $0.noAnswer(requestId: requestId) }
+            logger.warning("no answer from the backend", metadata: ["request.kind": "\(kind)", "request.timeoutMs": "\(timeoutMs)"])
+            return machine.withLock { $0.noAnswer(requestId: requestId) }
         case .answer(let a):
-            if authentic(a, kind: "registration") {
-                let answer = RegistrationAnswer(json: a)
-                report = machine.withLock { $0.answered(requestId: requestId, answer, nowMs: now) }
-            } else {
-                logger.warning("registration: an answer without the backend's signature was refused")
-                report = machine.withLock { $0.answerNotAuthentic(requestId: requestId) }
+            guard authentic(a, kind: kind) else {
+                logger.warning("an answer without the backend's signature was refused", metadata: ["request.kind": "\(kind)"])
+                return machine.withLock { $0.answerNotAuthentic(requestId: requestId) }
             }
+            return machine.withLock { answered(&$0, a) }
         }
-        return carryOut(report)
     }
 
     /// Does what the machine said, and the reply for the user.
