@@ -313,16 +313,20 @@ extension Portal {
     /// transaction every row that names the person goes: the account, its mailed links and
     /// queued mails, its tries, the cars it was given access to, the commands it sent; and the
     /// cars it is the primary user of leave the garage with their users, registration and
-    /// command key (`forgetCar`). Returns those cars, whose data the caller deletes from the
-    /// vehicle store. Refused with the lock-out's refusal like a log-in when the password is
-    /// wrong.
+    /// command key (`forgetCar`), and their data on the server goes as a factory reset deletes
+    /// it (the backend's tables are in the same file). Returns those cars. Refused with the
+    /// lock-out's refusal like a log-in when the password is wrong.
+    @discardableResult
     public func deleteAccount(email: String, password: String, nowMs: Int64) throws(PortalError) -> [String] {
         try logIn(email: email, password: password, nowMs: nowMs)
         let key = email.lowercased()
         do {
             return try db.transaction { () throws(OutboxError) -> [String] in
                 let cars = try db.query("SELECT vin FROM garage WHERE email = ? ORDER BY vin", [.text(key)]) { $0.text(0) }
-                for vin in cars { try forgetCarRows(vin: vin) }
+                for vin in cars {
+                    try forgetCarRows(vin: vin)
+                    try BackendStore.deleteCarData(in: db, vin: vin, nowMs: nowMs)
+                }
                 for (table, column) in [("accounts", "email"), ("account_tokens", "email"), ("mails", "recipient"), ("login_attempts", "email"),
                                         ("spin_attempts", "email"), ("car_users", "email"), ("commands", "user")] {
                     try db.run("DELETE FROM \(table) WHERE \(column) = ?", [.text(key)])

@@ -362,19 +362,14 @@ public final class AppAPI: Sendable {
     }
 
     /// `DELETE /v1/account` with `{"password"}`: "delete my data". The account and everything
-    /// naming it go (`Portal.deleteAccount`), its cars' data on the server too, every session
-    /// and security token of it ends.
+    /// naming it go, its cars' data on the server too, in one transaction
+    /// (`Portal.deleteAccount`); every session and security token of it ends.
     private func deleteAccount(_ r: Request, portal: Portal, email: String, nowMs: Int64) -> Response {
         guard let password = r.json?["password"]?.stringValue else {
             return Self.error(400, "badRequest", "the body is {\"password\": the account's password, typed again}")
         }
-        let cars: [String]
-        do { cars = try portal.deleteAccount(email: email, password: password, nowMs: nowMs) } catch { return Self.refusal(error) }
+        do { try portal.deleteAccount(email: email, password: password, nowMs: nowMs) } catch { return Self.refusal(error) }
         endSessions(of: email)
-        do {
-            let store = try BackendStore(path: storePath)
-            for vin in cars { try store.deleteCarData(vin: vin, nowMs: nowMs) }
-        } catch { return Self.error(500, "storage", "the account is deleted, not yet all its cars' data: \(error)") }
         return Response(204)
     }
 

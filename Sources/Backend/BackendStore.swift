@@ -107,18 +107,23 @@ public final class BackendStore {
     /// the caller's transaction; the reset's sequence number stays, so that what comes next is
     /// not taken for lost (it names no one).
     private func deleteRows(vin: String, seq: Int64, atMs: Int64) throws(OutboxError) {
+        try Self.deleteRows(in: db, vin: vin, seq: seq, atMs: atMs)
+    }
+
+    private static func deleteRows(in db: SQLiteHandle, vin: String, seq: Int64, atMs: Int64) throws(OutboxError) {
         for table in ["messages", "state", "duplicates", "connection", "alerts", "alert_rules"] { try db.run("DELETE FROM \(table) WHERE vin = ?", [.text(vin)]) }
         try db.run("INSERT INTO resets(vin, seq, at) VALUES (?, ?, ?) ON CONFLICT(vin) DO UPDATE SET seq = max(resets.seq, excluded.seq), at = excluded.at",
                    [.text(vin), .int(seq), .int(atMs)])
     }
 
-    /// A car's data deleted from the portal (its primary user deleted the account): as a
-    /// factory reset does, from the highest sequence number received.
-    public func deleteCarData(vin: String, nowMs: Int64) throws(OutboxError) {
-        try db.transaction { () throws(OutboxError) in
-            let seq = try db.query("SELECT coalesce(max(seq), 0) FROM messages WHERE vin = ?", [.text(vin)]) { $0.int(0) }.first ?? 0
-            try deleteRows(vin: vin, seq: seq, atMs: nowMs)
-        }
+    /// A car's data deleted from the portal (its primary user deleted the account), as a
+    /// factory reset deletes it, from the highest sequence number received: inside the
+    /// caller's transaction on `db`, the backend's database (the portal's file is the same).
+    public static func deleteCarData(in db: SQLiteHandle, vin: String, nowMs: Int64) throws(OutboxError) {
+        // A file the vehicle store never opened (a portal's alone) holds no car data.
+        guard try !db.query("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'resets'", []) { $0.int(0) }.isEmpty else { return }
+        let seq = try db.query("SELECT coalesce(max(seq), 0) FROM messages WHERE vin = ?", [.text(vin)]) { $0.int(0) }.first ?? 0
+        try deleteRows(in: db, vin: vin, seq: seq, atMs: nowMs)
     }
 
     /// Messages of a car in sequence order.

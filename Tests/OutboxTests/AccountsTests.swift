@@ -83,6 +83,28 @@ struct AccountsTests {
         #expect(throws: PortalError.self) { try p.resetPassword(token: other, new: "another horse!", nowMs: Self.now + 2) }
     }
 
+    @Test("delete my data: a wrong password counts as a log-in try and deletes nothing; the right one deletes every row naming the person, and their car's, in one go")
+    func deleteAccount() throws {
+        let path = scratch()
+        let p = try Portal(path: path, rounds: 1_000)
+        for (email, spin) in [("ana@example.com", "4711"), ("ben@example.com", "1234")] {
+            try p.addUser(email: email, password: "correct horse", spin: spin, nowMs: 0)
+            try p.verifyEmail(email)
+        }
+        let car = try p.addCar(vin: "VSSZZZKLZNR012345", email: "ana@example.com", model: "Leon", built: "2021-11", country: "ES",
+                               acceptedTerms: true, nowMs: 0)
+        _ = try p.register(vin: car.vin, code: car.code, model: "Leon", built: "2021-11", country: "ES", privacy: nil, nowMs: 1)
+        try p.share(vin: car.vin, owner: "ana@example.com", with: "ben@example.com", role: .secondary, nowMs: 2)
+        // A portal's file alone (the vehicle store never opened): nothing of the car's to delete there.
+        #expect(throws: PortalError.self) { try p.deleteAccount(email: "ana@example.com", password: "wrong horse!", nowMs: 3) }
+        #expect(try p.account(forLogin: "ana@example.com") == "ana@example.com")
+        #expect(try p.deleteAccount(email: "ana@example.com", password: "correct horse", nowMs: 4) == [car.vin])
+        #expect(try p.account(forLogin: "ana@example.com") == nil && p.isInGarage(vin: car.vin) == false)
+        #expect(try p.vehicles(of: "ben@example.com").isEmpty && p.users(vin: car.vin).isEmpty)
+        // The licence stays with the car (the product page: it belongs to the vehicle).
+        #expect(try p.licence(vin: car.vin).package == "trial")
+    }
+
     @Test("a mail the server refused is tried again after 30 s, doubling to an hour; dropped after three days; a sent one is not kept")
     func mailQueue() throws {
         let p = try portal()
