@@ -65,7 +65,7 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Serve the HTTP API for apps (docs/openapi.yaml, under /v1) and the web portal (every other path) on this IPv4 HOST:PORT.") var http: String?
     @Option(help: "HTTP API: reads a user may make per car and UTC day.") var dailyReadQuota = 1_000
     @Option(help: "HTTP API: actions a car takes per rolling hour.") var actionsPerHour = 20
-    @Option(help: ArgumentHelp("Where the links in mails point: the HTTP API as a person's browser reaches it (default: http://HOST:PORT of --http).",
+    @Option(help: ArgumentHelp("Where the links in mails point: the web portal as a person's browser reaches it; https makes the session cookie Secure (default: http://HOST:PORT of --http).",
                                valueName: "url"))
     var publicURL: String?
     @Option(help: ArgumentHelp("Send the accounts' mails (verification, password reset) through this SMTP server: smtp://HOST:PORT, or smtps:// for TLS. Without it they wait in the database.",
