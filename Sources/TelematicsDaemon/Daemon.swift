@@ -196,7 +196,7 @@ public enum ControlCommands {
             if let privacy { o.append(("privacy", .string(privacy.current.rawValue))) }
             if let registration { o.append(("registration", registration.current.json)) }
             if let capabilities { o.append(("capabilities", capabilities.current())) }
-            if let eCall { o.append(("ecall", eCall.report())) }
+            if let eCall { o.append(("ecall", eCall.report().json)) }
             if let outbox { o.append(("outbox", outbox.report().json)) }
             if let supervisor { o.append(("health", supervisor.report())) }
             if let running { o.append(("configuration", running.report())) }
@@ -221,7 +221,7 @@ public enum ControlCommands {
                 case .failure(let refusal): return failure(refusal.description)
                 }
             case .status:
-                return .object([("ok", .bool(true)), ("ecall", eCall.report())])
+                return .object([("ok", .bool(true)), ("ecall", eCall.report().json)])
             }
         case .factoryReset:
             guard let reset else { return failure("the factory reset is not available") }

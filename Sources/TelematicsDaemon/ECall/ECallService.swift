@@ -193,31 +193,13 @@ public final class ECallService: Service, Sendable {
     /// The machine's phase as the service last saw it.
     public var phaseNow: ECallPhase { status.withLock { $0.phase } }
 
-    public func report() -> JSON {
+    /// What the eCall is doing, for the status (`tcuctl ecall status`, the menu).
+    public func report() -> ECallStatusReport {
         let s = status.withLock { $0 }
-        var o: [(String, JSON)] = [
-            ("phase", .string(s.phase.rawValue)),
-            ("linkAttached", .bool(link.isAttached)),
-            ("triggers", .number(Double(s.triggers))),
-            ("recentPositions", .number(Double(positions.withLock { $0.count }))),
-            // Where the loop runs: its own thread's policy, or the shared pool.
-            ("scheduling", .string(executor?.scheduling.description ?? "cooperative pool")),
-        ]
-        if let k = s.kind { o.append(("kind", .string(k.rawValue))) }
-        if let m = s.lastMSD { o.append(("lastMSD", .string(m))) }
-        if let t = s.selfTest {
-            o.append(("selfTest", t.json))
-            o.append(("warning", .bool(!t.failures.isEmpty)))
-        }
-        if let r = s.lastReport {
-            o.append(("lastCall", .object([
-                ("kind", .string(r.kind.rawValue)), ("ending", .string(r.ending.rawValue)),
-                ("attempts", .number(Double(r.attempts))), ("msdAcknowledged", .bool(r.msdAcknowledged)),
-                ("lastMessageIdentifier", .number(Double(r.lastMessageIdentifier))),
-                ("durationMs", .number(Double(r.endedAt - r.startedAt))),
-            ])))
-        }
-        return .object(o)
+        return ECallStatusReport(phase: s.phase, kind: s.kind, linkAttached: link.isAttached, triggers: s.triggers,
+                                 recentPositions: positions.withLock { $0.count },
+                                 scheduling: executor?.scheduling.description ?? "cooperative pool",
+                                 lastMSD: s.lastMSD, selfTest: s.selfTest, lastCall: s.lastReport)
     }
 
     // MARK: - The loop
@@ -512,4 +494,43 @@ public final class ECallService: Service, Sendable {
 /// Whether the crash flag and the SOS button have already triggered (set until they clear).
 final class TriggerLatch: Sendable {
     let state = Mutex((crash: false, sos: false))
+}
+
+/// The eCall's status as the control socket shows it; `json` is its wire form.
+public struct ECallStatusReport: Sendable {
+    public var phase: ECallPhase
+    public var kind: ECallKind?
+    public var linkAttached: Bool
+    public var triggers: Int
+    public var recentPositions: Int
+    /// Where the loop runs: its own thread's policy, or the shared pool.
+    public var scheduling: String
+    public var lastMSD: String?
+    public var selfTest: ECallSelfTest?
+    public var lastCall: ECallReport?
+
+    /// A self-test check fails: the warning lamp is on.
+    public var warning: Bool? { selfTest.map { !$0.failures.isEmpty } }
+
+    public var json: JSON {
+        var o: [(String, JSON)] = [
+            ("phase", .string(phase.rawValue)), ("linkAttached", .bool(linkAttached)), ("triggers", .number(Double(triggers))),
+            ("recentPositions", .number(Double(recentPositions))), ("scheduling", .string(scheduling)),
+        ]
+        if let kind { o.append(("kind", .string(kind.rawValue))) }
+        if let lastMSD { o.append(("lastMSD", .string(lastMSD))) }
+        if let selfTest, let warning {
+            o.append(("selfTest", selfTest.json))
+            o.append(("warning", .bool(warning)))
+        }
+        if let r = lastCall {
+            o.append(("lastCall", .object([
+                ("kind", .string(r.kind.rawValue)), ("ending", .string(r.ending.rawValue)),
+                ("attempts", .number(Double(r.attempts))), ("msdAcknowledged", .bool(r.msdAcknowledged)),
+                ("lastMessageIdentifier", .number(Double(r.lastMessageIdentifier))),
+                ("durationMs", .number(Double(r.endedAt - r.startedAt))),
+            ])))
+        }
+        return .object(o)
+    }
 }
