@@ -60,20 +60,30 @@ extension Portal {
             case .securityToken: break
             }
         }
-        let pending = try query("SELECT id FROM commands WHERE vin = ? AND action = ? AND status IN ('queued', 'inProgress') AND expires_at > ?",
-                                [.text(vin), .text(action.rawValue), .int(nowMs)]) { $0.text(0) }
-        if let other = pending.first { throw PortalError("requestPending", "a \(action.rawValue) request is still pending (\(other))") }
-        let keys = try query("SELECT key, counter FROM command_keys WHERE vin = ?", [.text(vin)]) { ($0.text(0), $0.int(1)) }
-        guard let (hex, counter) = keys.first, let key = bytes(fromHex: hex), !key.isEmpty else {
-            throw PortalError("notRegistered", "\(vin) has no command key: register it first")
-        }
-        try run("UPDATE command_keys SET counter = ? WHERE vin = ?", [.int(counter + 1), .text(vin)])
-        var c = RemoteCommand(id: messageID(unixMs: nowMs), vin: vin, action: action, counter: counter + 1, issuedAtMs: nowMs,
-                              expiresAtMs: nowMs + ttlMs, user: user.lowercased(), role: role,
-                              targetTemperature: action == .climatisationStart ? targetTemperature : nil)
-        c.signature = Self.sign(c, key: key)
-        try run("INSERT INTO commands(id, vin, action, user, status, expires_at, created_at, updated_at, body) VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, ?)",
-                [.text(c.id), .text(vin), .text(action.rawValue), .text(c.user), .int(c.expiresAtMs), .int(nowMs), .int(nowMs), .text(c.json.text)])
+        // The pending check, the counter's step and the command's row in one immediate
+        // transaction: two requests at once (the app API serves them in parallel) never get the
+        // same counter (the car would refuse the second as replayed) nor both pass the check.
+        let result: Result<RemoteCommand, PortalError>
+        do {
+            result = try db.transaction { () throws(OutboxError) -> Result<RemoteCommand, PortalError> in
+                let pending = try db.query("SELECT id FROM commands WHERE vin = ? AND action = ? AND status IN ('queued', 'inProgress') AND expires_at > ?",
+                                           [.text(vin), .text(action.rawValue), .int(nowMs)]) { $0.text(0) }
+                if let other = pending.first { return .failure(PortalError("requestPending", "a \(action.rawValue) request is still pending (\(other))")) }
+                let keys = try db.query("SELECT key, counter FROM command_keys WHERE vin = ?", [.text(vin)]) { ($0.text(0), $0.int(1)) }
+                guard let (hex, counter) = keys.first, let key = bytes(fromHex: hex), !key.isEmpty else {
+                    return .failure(PortalError("notRegistered", "\(vin) has no command key: register it first"))
+                }
+                var c = RemoteCommand(id: messageID(unixMs: nowMs), vin: vin, action: action, counter: counter + 1, issuedAtMs: nowMs,
+                                      expiresAtMs: nowMs + ttlMs, user: user.lowercased(), role: role,
+                                      targetTemperature: action == .climatisationStart ? targetTemperature : nil)
+                c.signature = Self.sign(c, key: key)
+                try db.run("UPDATE command_keys SET counter = ? WHERE vin = ?", [.int(counter + 1), .text(vin)])
+                try db.run("INSERT INTO commands(id, vin, action, user, status, expires_at, created_at, updated_at, body) VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, ?)",
+                           [.text(c.id), .text(vin), .text(action.rawValue), .text(c.user), .int(c.expiresAtMs), .int(nowMs), .int(nowMs), .text(c.json.text)])
+                return .success(c)
+            }
+        } catch { throw PortalError("storage", "\(error)") }
+        let c = try result.get()
         return c
     }
 

@@ -65,9 +65,16 @@ extension Portal {
 
     /// Removes a car from the user's garage; its pairing code is void from then on.
     public func removeCar(vin: String, email: String) throws(PortalError) {
-        try run("DELETE FROM garage WHERE vin = ? AND email = ?", [.text(vin), .text(email.lowercased())])
-        guard db.changes == 1 else { throw PortalError("notInGarage", "\(vin) is not in the garage of \(email)") }
-        try run("DELETE FROM car_users WHERE vin = ?", [.text(vin)])
+        let removed: Bool
+        do {
+            removed = try db.transaction { () throws(OutboxError) -> Bool in
+                try db.run("DELETE FROM garage WHERE vin = ? AND email = ?", [.text(vin), .text(email.lowercased())])
+                guard db.changes == 1 else { return false }
+                try db.run("DELETE FROM car_users WHERE vin = ?", [.text(vin)])
+                return true
+            }
+        } catch { throw PortalError("storage", "\(error)") }
+        guard removed else { throw PortalError("notInGarage", "\(vin) is not in the garage of \(email)") }
     }
 
     /// The car leaves its garage and its registration is undone (a factory reset in the car:
@@ -216,15 +223,23 @@ extension Portal {
             (package, end) = (p, e)
         } else {
             (package, end) = Compatibility.trial(country: country, navigation: navigation, startMs: nowMs)
-            try run("INSERT INTO licences(vin, package, expires_at, trial_started_at) VALUES (?, ?, ?, ?)",
-                    [.text(vin), .text(package), .int(end), .int(nowMs)])
         }
-        try run("UPDATE garage SET code_used_at = ?, role = 'primary', enrolment = 'completed' WHERE vin = ?", [.int(nowMs), .text(vin)])
-        try run("DELETE FROM registration_attempts WHERE vin = ?", [.text(vin)])
         // A new key for the remote commands at every registration: a former owner's is void.
         let key = SymmetricKey(size: .bits256).withUnsafeBytes { Array($0) }
-        try run("INSERT INTO command_keys(vin, key, counter) VALUES (?, ?, 0) ON CONFLICT(vin) DO UPDATE SET key = excluded.key",
-                [.text(vin), .text(hexBytes(key))])
+        // The registration's writes in one transaction: the trial, the code used up, the tries
+        // cleared and the key are there together or not at all.
+        do {
+            try db.transaction { () throws(OutboxError) in
+                if existing.isEmpty {
+                    try db.run("INSERT INTO licences(vin, package, expires_at, trial_started_at) VALUES (?, ?, ?, ?)",
+                               [.text(vin), .text(package), .int(end), .int(nowMs)])
+                }
+                try db.run("UPDATE garage SET code_used_at = ?, role = 'primary', enrolment = 'completed' WHERE vin = ?", [.int(nowMs), .text(vin)])
+                try db.run("DELETE FROM registration_attempts WHERE vin = ?", [.text(vin)])
+                try db.run("INSERT INTO command_keys(vin, key, counter) VALUES (?, ?, 0) ON CONFLICT(vin) DO UPDATE SET key = excluded.key",
+                           [.text(vin), .text(hexBytes(key))])
+            }
+        } catch { throw PortalError("storage", "\(error)") }
         return Enrolment(user: email, role: .primary, services: Self.services(of: package),
                          licenceExpiresAtMs: end, commandKey: key)
     }

@@ -319,6 +319,33 @@ struct PortalEnrolmentTests {
         #expect(read.isPending == !read.isFinal && RemoteCommand.Status.timedOut.isPending == false && !RemoteCommand.Status.timedOut.isFinal)
     }
 
+    @Test("commands issued at once, from separate connections as the app API's requests are, each get their own counter; the same action twice at once passes once")
+    func concurrentCommands() async throws {
+        let path = scratch()
+        let p = try Portal(path: path, rounds: 1_000)
+        try account(p, "ana@example.com")
+        let car = try p.addCar(vin: vin, email: "ana@example.com", model: "Leon", built: "2021-11", country: "ES", acceptedTerms: true, nowMs: now)
+        _ = try p.register(vin: vin, code: car.code, model: "Leon", built: "2021-11", country: "ES", privacy: nil, nowMs: now)
+        let (vin, now) = (self.vin, self.now)
+        let actions: [RemoteCommand.Action] = [.flash, .honkAndFlash, .wakeUp, .flash, .honkAndFlash, .wakeUp]
+        let outcomes = await withTaskGroup(of: String.self) { group in
+            for action in actions {
+                group.addTask {
+                    do {
+                        let mine = try Portal(path: path, rounds: 1_000)
+                        let c = try mine.issueCommand(vin: vin, user: "ana@example.com", spin: .none, action: action, targetTemperature: nil,
+                                                      ttlMs: 60_000, nowMs: now)
+                        return String(c.counter)
+                    } catch { return (error as? PortalError)?.code ?? "\(error)" }
+                }
+            }
+            return await group.reduce(into: [String]()) { $0.append($1) }
+        }
+        let counters = outcomes.compactMap(Int.init).sorted()
+        #expect(counters == [1, 2, 3], "\(outcomes)")
+        #expect(outcomes.filter { $0 == "requestPending" }.count == 3, "\(outcomes)")
+    }
+
     @Test("the licence stays with the car: no second trial, and an expired one must be renewed before registering again")
     func licenceStaysWithTheCar() throws {
         let p = try Portal(path: scratch(), rounds: 1_000)
