@@ -261,9 +261,11 @@ extension Portal {
 
     /// The verification link followed: the address is verified, the link used up.
     public func verifyEmail(token: String, nowMs: Int64) throws(PortalError) -> String {
-        let email = try useToken(token, purpose: "verify", nowMs: nowMs)
-        try verifyEmail(email)
-        return email
+        try transaction { () throws(PortalError) -> String in
+            let email = try useToken(token, purpose: "verify", nowMs: nowMs)
+            try verifyEmail(email)
+            return email
+        }
     }
 
     // MARK: - Password reset
@@ -300,11 +302,15 @@ extension Portal {
     /// token issued before is void), the link is used up. Returns the account's address.
     public func resetPassword(token: String, new: String, nowMs: Int64) throws(PortalError) -> String {
         guard new.count >= 10 else { throw PortalError("weakPassword", "the password needs at least 10 characters") }
-        let email = try useToken(token, purpose: "reset", nowMs: nowMs)
-        try setPassword(email: email, new, nowMs: nowMs)
-        try run("DELETE FROM account_tokens WHERE email = ? AND purpose = 'reset'", [.text(email)])
-        try run("DELETE FROM login_attempts WHERE email = ?", [.text(email)])
-        return email
+        // The link used up, the password changed and the tries cleared together (the hash is
+        // computed inside: a reset is rare, and a half-done one would leave the link spent).
+        return try transaction { () throws(PortalError) -> String in
+            let email = try useToken(token, purpose: "reset", nowMs: nowMs)
+            try setPassword(email: email, new, nowMs: nowMs)
+            try run("DELETE FROM account_tokens WHERE email = ? AND purpose = 'reset'", [.text(email)])
+            try run("DELETE FROM login_attempts WHERE email = ?", [.text(email)])
+            return email
+        }
     }
 
     // MARK: - Deleting an account

@@ -163,6 +163,22 @@ public final class Portal {
         }
     }
 
+    /// `body` in one immediate transaction: committed when it returns, rolled back when it
+    /// throws (its refusal is thrown again), so that a use case's rows are written together.
+    func transaction<T>(_ body: () throws(PortalError) -> T) throws(PortalError) -> T {
+        var refusal: PortalError?
+        do {
+            return try db.transaction { () throws(OutboxError) -> T in
+                do throws(PortalError) { return try body() } catch {
+                    refusal = error
+                    throw OutboxError(message: "rolled back: \(error.code)", code: 0)
+                }
+            }
+        } catch {
+            throw refusal ?? PortalError("storage", "\(error)")
+        }
+    }
+
     func run(_ sql: String, _ values: [SQLiteHandle.Value]) throws(PortalError) {
         do { try db.run(sql, values) } catch { throw PortalError("storage", "\(error)") }
     }

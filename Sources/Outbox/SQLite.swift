@@ -9,6 +9,11 @@ public struct OutboxError: Error, Sendable, CustomStringConvertible {
     public var code: Int32
     public var description: String { "\(message) (SQLite \(code))" }
 
+    public init(message: String, code: Int32) {
+        self.message = message
+        self.code = code
+    }
+
     /// The database file is damaged or is not a database at all.
     public var isCorruption: Bool { code == SQLITE_CORRUPT || code == SQLITE_NOTADB }
     /// The disk is full (or the database hit its size limit).

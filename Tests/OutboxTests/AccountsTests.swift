@@ -105,6 +105,20 @@ struct AccountsTests {
         #expect(try p.licence(vin: car.vin).package == "trial")
     }
 
+    @Test("a use case's transaction: a refusal inside rolls back what it wrote and comes out as it was; a success commits")
+    func portalTransaction() throws {
+        let p = try portal()
+        #expect(throws: PortalError("nope", "refused inside")) {
+            try p.transaction { () throws(PortalError) in
+                try p.run("INSERT INTO backend_keys(name, value) VALUES ('x', 'y')", [])
+                throw PortalError("nope", "refused inside")
+            }
+        }
+        #expect(try p.query("SELECT value FROM backend_keys WHERE name = 'x'", []) { $0.text(0) }.isEmpty)
+        try p.transaction { () throws(PortalError) in try p.run("INSERT INTO backend_keys(name, value) VALUES ('x', 'z')", []) }
+        #expect(try p.query("SELECT value FROM backend_keys WHERE name = 'x'", []) { $0.text(0) } == ["z"])
+    }
+
     @Test("a mail the server refused is tried again after 30 s, doubling to an hour; dropped after three days; a sent one is not kept")
     func mailQueue() throws {
         let p = try portal()
