@@ -121,7 +121,8 @@ public final class BackendStore {
     /// caller's transaction on `db`, the backend's database (the portal's file is the same).
     public static func deleteCarData(in db: SQLiteHandle, vin: String, nowMs: Int64) throws(OutboxError) {
         // A file the vehicle store never opened (a portal's alone) holds no car data.
-        guard try !db.query("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'resets'", []) { $0.int(0) }.isEmpty else { return }
+        let storeTables = try db.query("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'resets'", []) { $0.int(0) }
+        guard !storeTables.isEmpty else { return }
         let seq = try db.query("SELECT coalesce(max(seq), 0) FROM messages WHERE vin = ?", [.text(vin)]) { $0.int(0) }.first ?? 0
         try deleteRows(in: db, vin: vin, seq: seq, atMs: nowMs)
     }

@@ -1,3 +1,5 @@
+import TelematicsCore
+
 /// An HTML form as a browser posts it (`application/x-www-form-urlencoded`, the WHATWG URL
 /// standard's rules): `name=value` pairs joined by `&`, `+` for a space, `%XX` for any other
 /// byte, UTF-8 text. A malformed body is refused whole with what was wrong and where, never
@@ -59,15 +61,6 @@ public struct FormBody: Sendable, Equatable {
             throw Failure(description: "text that is not UTF-8 near byte \(offset)")
         }
         return text
-    }
-
-    static func hexValue(_ b: UInt8) -> UInt8? {
-        switch b {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): b - UInt8(ascii: "0")
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): b - UInt8(ascii: "a") + 10
-        case UInt8(ascii: "A")...UInt8(ascii: "F"): b - UInt8(ascii: "A") + 10
-        default: nil
-        }
     }
 
     /// The form encoded again (names sorted): what a test posts.

@@ -91,7 +91,7 @@ public final class WebPortal: Sendable {
         }
         // Every form of a signed-in page carries the token derived from its session.
         if r.method == "POST", let session, !["login", "signup", "forgot", "reset-password"].contains(parts.first ?? "") {
-            guard let sent = form["csrf"], Self.equalInConstantTime(sent, Self.csrf(session)) else {
+            guard let sent = form["csrf"], CommandVerifier.constantTimeEqual(Array(sent.utf8), Array(Self.csrf(session).utf8)) else {
                 return page("Refused", "message", ["message": "This form is not from this portal, or from a page older than your session: open the page again and resend it."],
                             status: 403, session: session)
             }
@@ -538,14 +538,6 @@ public final class WebPortal: Sendable {
     /// origin alone knows, in an HttpOnly cookie), so another site cannot forge a form.
     public static func csrf(_ session: String) -> String {
         String(hexBytes(Array(SHA256.hash(data: Array("tcu-portal-form:\(session)".utf8)))).prefix(32))
-    }
-
-    static func equalInConstantTime(_ a: String, _ b: String) -> Bool {
-        let x = Array(a.utf8), y = Array(b.utf8)
-        guard x.count == y.count else { return false }
-        var diff: UInt8 = 0
-        for i in x.indices { diff |= x[i] ^ y[i] }
-        return diff == 0
     }
 
     /// A time in milliseconds as the page shows it; "—" when absent or not a time.

@@ -195,8 +195,9 @@ func withBytes<R>(_ text: Substring, _ body: (UnsafeBufferPointer<UInt8>) throws
     return try result.get()
 }
 
+/// A hex digit's value (either case), or nil: candump text, and the portal's `%XX` escapes.
 @inline(__always)
-func hexValue(_ c: UInt8) -> UInt8? {
+public func hexValue(_ c: UInt8) -> UInt8? {
     switch c {
     case UInt8(ascii: "0")...UInt8(ascii: "9"): c - UInt8(ascii: "0")
     case UInt8(ascii: "a")...UInt8(ascii: "f"): c - UInt8(ascii: "a") + 10

@@ -143,7 +143,9 @@ public enum CommandVerifier {
         return codes.isEmpty ? nil : .serviceUnavailable(codes)
     }
 
-    static func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+    /// Whether two byte strings are equal, in a time that does not tell where they differ (a
+    /// signature here, the portal's form token).
+    public static func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
         guard a.count == b.count else { return false }
         var d: UInt8 = 0
         for i in a.indices { d |= a[i] ^ b[i] }
