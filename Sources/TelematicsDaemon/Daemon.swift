@@ -155,11 +155,23 @@ public final class RunningConfiguration: Sendable {
     init(_ c: DaemonConfiguration) { value = Mutex(c) }
 
     /// The values a reload can change, as they are now (for `tcuctl status`).
-    func report() -> JSON {
+    func report() -> ReloadableSettings {
         let c = value.withLock { $0 }
-        return .object([
-            ("log.level", .string(c.logLevel.rawValue)), ("backend.state-interval-ms", .number(Double(c.stateIntervalMs))),
-            ("backend.state-heartbeat-s", .number(Double(c.stateHeartbeatSeconds))),
+        return ReloadableSettings(logLevel: c.logLevel, stateIntervalMs: c.stateIntervalMs, stateHeartbeatSeconds: c.stateHeartbeatSeconds)
+    }
+}
+
+/// The configuration's values that a reload changes, as the unit runs with them (typed; `json`
+/// is the control socket's form).
+public struct ReloadableSettings: Sendable {
+    public var logLevel: DaemonConfiguration.LogLevel
+    public var stateIntervalMs: Int64
+    public var stateHeartbeatSeconds: Int64
+
+    public var json: JSON {
+        .object([
+            ("log.level", .string(logLevel.rawValue)), ("backend.state-interval-ms", .number(Double(stateIntervalMs))),
+            ("backend.state-heartbeat-s", .number(Double(stateHeartbeatSeconds))),
         ])
     }
 }
@@ -191,23 +203,22 @@ public enum ControlCommands {
             supervisor.monitor.injectHang(loop)
             return .object([("ok", .bool(true))])
         case .status:
-            let (state, busReport) = bus.report()
-            var o: [(String, JSON)] = [("ok", .bool(true)), ("vehicle", profile.json), ("bus", busReport)]
+            var o: [(String, JSON)] = [("ok", .bool(true)), ("vehicle", profile.json), ("bus", bus.report().json)]
             if let privacy { o.append(("privacy", .string(privacy.current.rawValue))) }
             if let registration { o.append(("registration", registration.current.json)) }
-            if let capabilities { o.append(("capabilities", capabilities.current())) }
+            if let capabilities { o.append(("capabilities", Capabilities.json(capabilities.current()))) }
             if let eCall { o.append(("ecall", eCall.report().json)) }
             if let outbox { o.append(("outbox", outbox.report().json)) }
-            if let supervisor { o.append(("health", supervisor.report())) }
-            if let running { o.append(("configuration", running.report())) }
+            if let supervisor { o.append(("health", supervisor.report().json)) }
+            if let running { o.append(("configuration", running.report().json)) }
             if let gnss {
-                let (g, p) = gnss.report()
-                o.append(("gnss", g))
-                o.append(("parking", p))
+                let g = gnss.report()
+                o.append(("gnss", g.json))
+                o.append(("parking", g.parkingJSON))
             } else {
                 o.append(("gnss", .object([("fitted", .bool(false))])))
             }
-            o.append(("state", state))
+            o.append(("state", bus.stateSnapshot()))
             return .object(o)
         case .eCall(let action):
             guard let eCall else { return failure("the eCall service is not running") }

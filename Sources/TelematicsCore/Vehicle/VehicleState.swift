@@ -284,8 +284,25 @@ public struct VehicleStateTracker: Sendable {
         return root.json
     }
 
-    /// Bus activity and counters as JSON.
-    public func busReport() -> JSON {
+    /// The bus's activity and counters as they are now.
+    public var busReport: BusReport { BusReport(activity: activity, lastFrameAt: lastFrameAt, counters: counters) }
+}
+
+/// What the bus has seen: its activity, its last frame's time and its counters (typed; `fields`
+/// are the control socket's form).
+public struct BusReport: Sendable, Equatable {
+    public var activity: BusActivity
+    public var lastFrameAt: Timestamp?
+    public var counters: BusCounters
+
+    public init(activity: BusActivity, lastFrameAt: Timestamp?, counters: BusCounters) {
+        self.activity = activity
+        self.lastFrameAt = lastFrameAt
+        self.counters = counters
+    }
+
+    /// The report's fields in the control socket's order.
+    public var fields: [(String, JSON)] {
         var o: [(String, JSON)] = [("activity", .string(activity.name))]
         if case .silent(let since) = activity { o.append(("silentSince", .number(since.seconds))) }
         if let lastFrameAt { o.append(("lastFrameAt", .number(lastFrameAt.seconds))) }
@@ -299,7 +316,7 @@ public struct VehicleStateTracker: Sendable {
             ("busOff", .number(Double(counters.busOffEvents))),
             ("kernelDrops", .number(Double(counters.kernelDrops))),
         ]
-        return .object(o)
+        return o
     }
 }
 

@@ -98,24 +98,18 @@ public final class VehicleBusService: Service, Sendable {
     /// Every state block's signature (what changed since the last look).
     public func stateSignatures() -> [String: BlockSignature] { tracker.withLock { $0.blockSignatures() } }
 
-    /// Vehicle state and bus report, as JSON, for status queries.
-    public func report() -> (state: JSON, bus: JSON) {
-        let (s, b) = tracker.withLock { ($0.snapshot(), $0.busReport()) }
-        guard case .object(var o) = b else { return (s, b) }
-        o.append(("transmitted", .number(Double(transmitted.load(ordering: .relaxed)))))
+    /// The vehicle's state as the status shows it (the state blocks' tree).
+    public func stateSnapshot() -> JSON { tracker.withLock { $0.snapshot() } }
+
+    /// The bus as it is now, for status queries.
+    public func report() -> BusServiceReport {
         var dropped: [VehicleQuantity: Int] = [:]
         for f in feeds.withLock({ $0 }) { dropped.merge(f.dropped, uniquingKeysWith: +) }
-        if !dropped.isEmpty {
-            o.append(("changesDropped", .number(Double(dropped.values.reduce(0, +)))))
-            o.append(("changesDroppedBy", .object(dropped.sorted { $0.key.key < $1.key.key }.map { ($0.key.key, .number(Double($0.value))) })))
-        }
-        let logDropped = logDrops.load(ordering: .relaxed)
-        if logDropped > 0 { o.append(("logEventsDropped", .number(Double(logDropped)))) }
-        if let interfaceName {
-            o.insert(("interface", .string(interfaceName)), at: 0)
-            if let st = CANInterfaceControl.state(of: interfaceName) { o.append(("controllerState", .string(st.rawValue))) }
-        }
-        return (s, .object(o))
+        return BusServiceReport(
+            interface: interfaceName, bus: tracker.withLock { $0.busReport },
+            transmitted: transmitted.load(ordering: .relaxed), changesDropped: dropped,
+            logEventsDropped: logDrops.load(ordering: .relaxed),
+            controllerState: interfaceName.flatMap { CANInterfaceControl.state(of: $0)?.rawValue })
     }
 
     /// Whether frames come (cheap enough for the once-a-second status line).
@@ -323,4 +317,33 @@ public final class VehicleBusService: Service, Sendable {
 public struct TransmitError: Error, Sendable, CustomStringConvertible {
     public var description: String
     init(_ d: String) { description = d }
+}
+
+/// The bus service's status: the core's bus report, the interface and what the service itself
+/// counts (typed; `json` is the control socket's form).
+public struct BusServiceReport: Sendable {
+    /// Nil when frames come from a log.
+    public var interface: String?
+    public var bus: BusReport
+    public var transmitted: UInt64
+    /// Changes the services could not keep up with, by quantity.
+    public var changesDropped: [VehicleQuantity: Int]
+    public var logEventsDropped: UInt64
+    /// The controller's state (error-active, bus-off...) where the kernel reports it.
+    public var controllerState: String?
+
+    public var json: JSON {
+        var o = bus.fields
+        o.append(("transmitted", .number(Double(transmitted))))
+        if !changesDropped.isEmpty {
+            o.append(("changesDropped", .number(Double(changesDropped.values.reduce(0, +)))))
+            o.append(("changesDroppedBy", .object(changesDropped.sorted { $0.key.key < $1.key.key }.map { ($0.key.key, .number(Double($0.value))) })))
+        }
+        if logEventsDropped > 0 { o.append(("logEventsDropped", .number(Double(logEventsDropped)))) }
+        if let interface {
+            o.insert(("interface", .string(interface)), at: 0)
+            if let controllerState { o.append(("controllerState", .string(controllerState))) }
+        }
+        return .object(o)
+    }
 }

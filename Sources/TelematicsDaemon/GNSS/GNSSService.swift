@@ -89,28 +89,20 @@ public final class GNSSService: Service, Sendable {
         return state.withLock { $0.filter.fresh(now: now) }
     }
 
-    public func report() -> (gnss: JSON, parking: JSON) {
+    /// The receiver's link, its current fix and the parking position, for status queries.
+    public func report() -> GNSSReport {
         let now = clocks.monotonic()
         return state.withLock { s in
-            var o: [(String, JSON)] = [("gpsd", .string("\(configuration.host):\(configuration.port)")), ("connected", .bool(s.connected))]
+            var r = GNSSReport(gpsd: "\(configuration.host):\(configuration.port)", connected: s.connected, fix: .none,
+                               reports: s.filter.reports, fixes: s.filter.accepted, fixLosses: s.filter.fixLosses,
+                               jumps: s.filter.jumps, outages: s.outages, lastError: s.lastError, parking: s.parking.position)
             if let c = s.filter.current {
                 let fresh = s.filter.fresh(now: now) != nil
-                o.append(("fix", .string(fresh ? (c.mode == 3 ? "3D" : "2D") : "stale")))
-                o.append(("ageMs", .number(Double(now.milliseconds(since: c.receivedAt)))))
-                o.append(("trusted", .bool(fresh && c.trusted)))
-                if let e = c.error95 { o.append(("error95", .number((e * 10).rounded() / 10))) }
-                if let n = c.satellites { o.append(("satellites", .number(Double(n)))) }
-                o.append(("moving", .bool(c.direction != nil)))
-            } else {
-                o.append(("fix", .string("none")))
-                o.append(("trusted", .bool(false)))
+                r.fix = fresh ? (c.mode == 3 ? .threeD : .twoD) : .stale
+                r.current = .init(ageMs: now.milliseconds(since: c.receivedAt), trusted: fresh && c.trusted, error95: c.error95,
+                                  satellites: c.satellites, moving: c.direction != nil)
             }
-            o += [
-                ("reports", .number(Double(s.filter.reports))), ("fixes", .number(Double(s.filter.accepted))), ("fixLosses", .number(Double(s.filter.fixLosses))),
-                ("jumps", .number(Double(s.filter.jumps))), ("outages", .number(Double(s.outages))),
-            ]
-            if let e = s.lastError { o.append(("lastError", .string(e))) }
-            return (.object(o), s.parking.position?.json ?? .string("none"))
+            return r
         }
     }
 
@@ -194,4 +186,52 @@ public final class GNSSService: Service, Sendable {
             track: f.direction, speed: f.speed, fixTimeMs: f.utc.map { $0.nanoseconds / 1_000_000 }
         ))
     }
+}
+
+/// The GNSS receiver's status (typed; `json` and `parkingJSON` are the control socket's form).
+public struct GNSSReport: Sendable {
+    public enum Fix: String, Sendable { case none, stale, twoD = "2D", threeD = "3D" }
+    /// The newest fix's figures.
+    public struct Current: Sendable {
+        public var ageMs: Int64
+        /// Fresh and within the receiver's error bound.
+        public var trusted: Bool
+        public var error95: Double?
+        public var satellites: Int?
+        public var moving: Bool
+    }
+
+    /// gpsd's address, host:port.
+    public var gpsd: String
+    public var connected: Bool
+    public var fix: Fix
+    public var current: Current?
+    public var reports: Int
+    public var fixes: Int
+    public var fixLosses: Int
+    public var jumps: Int
+    public var outages: Int
+    public var lastError: String?
+    public var parking: ParkingPosition?
+
+    public var json: JSON {
+        var o: [(String, JSON)] = [("gpsd", .string(gpsd)), ("connected", .bool(connected)), ("fix", .string(fix.rawValue))]
+        if let c = current {
+            o.append(("ageMs", .number(Double(c.ageMs))))
+            o.append(("trusted", .bool(c.trusted)))
+            if let e = c.error95 { o.append(("error95", .number((e * 10).rounded() / 10))) }
+            if let n = c.satellites { o.append(("satellites", .number(Double(n)))) }
+            o.append(("moving", .bool(c.moving)))
+        } else {
+            o.append(("trusted", .bool(false)))
+        }
+        o += [
+            ("reports", .number(Double(reports))), ("fixes", .number(Double(fixes))), ("fixLosses", .number(Double(fixLosses))),
+            ("jumps", .number(Double(jumps))), ("outages", .number(Double(outages))),
+        ]
+        if let lastError { o.append(("lastError", .string(lastError))) }
+        return .object(o)
+    }
+
+    public var parkingJSON: JSON { parking?.json ?? .string("none") }
 }

@@ -30,8 +30,8 @@ public final class CapabilityService: Service, Sendable {
     }
 
     /// The capabilities now (for `tcuctl status` too).
-    public func current() -> JSON {
-        Capabilities.json(Capabilities.evaluate(registration.current, privacy: privacy.current, nowMs: clocks.wallMs))
+    public func current() -> [Capability] {
+        Capabilities.evaluate(registration.current, privacy: privacy.current, nowMs: clocks.wallMs)
     }
 
     /// Sends the block again at the next look (the link came back from "offline").
@@ -40,7 +40,7 @@ public final class CapabilityService: Service, Sendable {
     public func run() async throws {
         while !Task.isShuttingDownGracefully {
             let now = clocks.wallMs
-            let block = current()
+            let block = Capabilities.json(current())
             let registered = [.completed, .inactive].contains(registration.current.status)
             if !registered {
                 sent.withLock { $0 = nil }

@@ -66,15 +66,10 @@ public final class Supervisor: Service, Sendable {
     var silenceMs: Int64 { max(Self.minimumSilenceMs, (watchdogMs ?? 0) / 2) }
 
     /// For `tcuctl status`.
-    public func report() -> JSON {
+    public func report() -> SupervisorReport {
         let s = state.withLock { $0 }
-        var o: [(String, JSON)] = [
-            ("ready", .bool(s.ready)), ("systemd", .bool(notifier.isActive)),
-            ("stalledLoops", .array(s.stalled.map { .string($0.rawValue) })), ("reloads", .number(Double(s.reloads))),
-        ]
-        if let w = watchdogMs { o += [("watchdogMs", .number(Double(w))), ("watchdogPings", .number(Double(s.pings)))] }
-        if let e = s.lastReloadError { o.append(("lastReloadError", .string(e))) }
-        return .object(o)
+        return SupervisorReport(ready: s.ready, systemd: notifier.isActive, stalledLoops: s.stalled, reloads: s.reloads,
+                                watchdogMs: watchdogMs, watchdogPings: s.pings, lastReloadError: s.lastReloadError)
     }
 
     public func run() async throws {
@@ -141,5 +136,28 @@ public final class Supervisor: Service, Sendable {
                 break
             }
         }
+    }
+}
+
+/// The unit's health as the supervisor sees it (typed; `json` is the control socket's form).
+public struct SupervisorReport: Sendable {
+    public var ready: Bool
+    /// Whether systemd listens to the notifications.
+    public var systemd: Bool
+    public var stalledLoops: [LoopMonitor.Loop]
+    public var reloads: Int
+    /// Nil without a watchdog.
+    public var watchdogMs: Int64?
+    public var watchdogPings: Int
+    public var lastReloadError: String?
+
+    public var json: JSON {
+        var o: [(String, JSON)] = [
+            ("ready", .bool(ready)), ("systemd", .bool(systemd)),
+            ("stalledLoops", .array(stalledLoops.map { .string($0.rawValue) })), ("reloads", .number(Double(reloads))),
+        ]
+        if let w = watchdogMs { o += [("watchdogMs", .number(Double(w))), ("watchdogPings", .number(Double(watchdogPings)))] }
+        if let e = lastReloadError { o.append(("lastReloadError", .string(e))) }
+        return .object(o)
     }
 }
