@@ -41,7 +41,7 @@ DEB_PACKAGES := libsocketcan-dev libgps-dev libsqlite3-dev libmosquitto-dev libs
 PY_PACKAGES  := cantools==45.1.0 pytest aiosmtpd==1.4.6 schemathesis==4.32.5 selenium==4.42.0
 
 .PHONY: all deps build release test check-architecture unit-test integration-test vcan-bench power-cut demo bench clean fuzz fuzz-short soak \
-        install uninstall deb man scenarios-golden
+        install uninstall deb man golden
 
 all: build
 
@@ -107,9 +107,11 @@ soak: release
 demo: build
 	hw/bench/demo $(BIN)
 
-# Rewrites the scenario library's golden files (hw/scenarios/*.chk) from the simulated car;
-# make test checks them (tcu-car scenario check). Review the diff before committing it.
-scenarios-golden: build
+# Rewrites the golden files from what the code does now: the recorded traces' end states
+# (hw/traces/*.expected, hw/traces/golden) and the scenario library's traces (hw/scenarios/*.chk,
+# tcu-car scenario check). make test checks both. Review the diff before committing it.
+golden: build
+	hw/traces/golden $(BIN) --update
 	$(BIN)/tcu-car scenario check --update --dbc hw/vehicle.dbc hw/scenarios/*.scn
 
 bench: release

@@ -254,7 +254,7 @@ extension TCUCar {
                         say("ok \(file)")
                     } else {
                         failed += 1
-                        say("FAILED \(file): the trace differs from \(golden) (make scenarios-golden rewrites it)")
+                        say("FAILED \(file): the trace differs from \(golden) (make golden rewrites it)")
                         let a = expected.split(separator: "\n", omittingEmptySubsequences: false)
                         let b = trace.split(separator: "\n", omittingEmptySubsequences: false)
                         for i in 0..<max(a.count, b.count) where (i < a.count ? a[i] : "") != (i < b.count ? b[i] : "") {

@@ -61,9 +61,12 @@ def as_text(v):
 
 
 def state_matches(state, want):
-    """Whether every `block.rest.of.key = value` of an .expected file is the backend's state."""
+    """Whether every `block.rest.of.key = value` of an .expected file is the backend's state (the
+    file's bus counters, VIN and event-only blocks, crash and buttons, are not state blocks)."""
     for key, value in want.items():
         block, *rest = key.split(".")
+        if block in ("bus", "vehicle", "crash", "buttons"):
+            continue
         node = state["blocks"].get(block, {}).get("values")
         for part in rest:
             node = node.get(part) if isinstance(node, dict) else None
