@@ -34,29 +34,29 @@ struct ECallJournalTests {
         var m = ECallStateMachine()
         let actions = m.resume(from: base, at: 5_000, nowUTC: 1_040)
         #expect(m.phase == .dialling)
-        #expect(actions.contains(.placeCall(number: "112", attempt: 2)))
+        #expect(actions.line.contains(.placeCall(number: "112", attempt: 2)))
         // T2 keeps its remaining time: 3600 s - 40 s.
-        #expect(actions.contains { if case .startTimer(let id, let ms) = $0 { return id.timer == .t2 && ms == 3_560_000 } else { return false } })
+        #expect(actions.startTimers.contains { $0.id.timer == .t2 && $0.afterMs == 3_560_000 })
         let answered = m.callAnswered(at: 5_100)
-        #expect(m.phase == .voice && !answered.contains(.sendInitiation))
+        #expect(m.phase == .voice && !answered.line.contains(.sendInitiation))
         // The identifier continues from the journal.
-        #expect(m.sendMSDReceived(at: 5_200).contains(.transmitMSD(messageIdentifier: 3, timestamp: 1_700_000_000, kind: .automatic)))
+        #expect(m.sendMSDReceived(at: 5_200).line.contains(.transmitMSD(messageIdentifier: 3, timestamp: 1_700_000_000, kind: .automatic)))
     }
 
     @Test("past the 120 s window, or past T2, the resumed call ends; before any connection it is redialled")
     func resumeLimits() {
         var late = ECallStateMachine()
         let a = late.resume(from: base, at: 0, nowUTC: 1_030 + 121)
-        #expect(a.contains { if case .report(let r) = $0 { return r.ending == .droppedNotReconnected } else { return false } })
+        #expect(a.report?.ending == .droppedNotReconnected)
         #expect(late.phase == .callbackWindow)
         var never = base
         never.everConnected = false
         never.msdAcknowledged = false
         var m = ECallStateMachine()
-        #expect(m.resume(from: never, at: 0, nowUTC: 1_030 + 600).contains(.placeCall(number: "112", attempt: 2)))
+        #expect(m.resume(from: never, at: 0, nowUTC: 1_030 + 600).line.contains(.placeCall(number: "112", attempt: 2)))
         var t2 = ECallStateMachine()
         let b = t2.resume(from: never, at: 0, nowUTC: 1_000 + 3_601)
-        #expect(b.contains { if case .report(let r) = $0 { return r.ending == .neverConnected } else { return false } })
+        #expect(b.report?.ending == .neverConnected)
     }
 
     @Test("a callback window resumes with what is left of T9, and not at all after it")
@@ -67,10 +67,10 @@ struct ECallJournalTests {
         var m = ECallStateMachine()
         let a = m.resume(from: w, at: 0, nowUTC: 2_600)
         #expect(m.phase == .callbackWindow)
-        #expect(a.contains { if case .startTimer(let id, let ms) = $0 { return id.timer == .t9 && ms == 3_000_000 } else { return false } })
-        #expect(m.incomingCall(at: 10).contains(.answerIncomingCall))
+        #expect(a.startTimers.contains { $0.id.timer == .t9 && $0.afterMs == 3_000_000 })
+        #expect(m.incomingCall(at: 10).line.contains(.answerIncomingCall))
         var gone = ECallStateMachine()
-        #expect(gone.resume(from: w, at: 0, nowUTC: 2_000 + 3_601).isEmpty)
+        #expect(gone.resume(from: w, at: 0, nowUTC: 2_000 + 3_601) == .doNothing)
         #expect(gone.phase == .idle)
     }
 

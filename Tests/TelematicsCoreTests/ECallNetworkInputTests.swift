@@ -42,13 +42,13 @@ struct ECallNetworkInputTests {
             #expect(got == direct.send(event))
             #expect(viaNetwork.machine.phase == direct.machine.phase)
         } else {
-            #expect(got.isEmpty && viaNetwork.machine.phase == direct.machine.phase)
+            #expect(got == .doNothing && viaNetwork.machine.phase == direct.machine.phase)
         }
         // The same message about an earlier call changes nothing.
         var stale = H.at(start)
         var other = Self.current
         if let older = Self.renumbered(message, Self.current - 1) {
-            #expect(stale.machine.networkMessage(older, current: &other, at: 2_000).isEmpty)
+            #expect(stale.machine.networkMessage(older, current: &other, at: 2_000) == .doNothing)
             #expect(stale.machine.phase == H.at(start).machine.phase && other == Self.current)
         }
     }
@@ -78,9 +78,9 @@ struct ECallNetworkInputTests {
         var call = Self.current
         let actions = h.machine.networkMessage(.incoming(call: 42), current: &call, at: 5_000)
         if start == .callbackWindow {
-            #expect(actions.contains(.answerIncomingCall) && call == 42 && h.machine.phase == .voice)
+            #expect(actions.line.contains(.answerIncomingCall) && call == 42 && h.machine.phase == .voice)
         } else {
-            #expect(actions.isEmpty && call == Self.current)
+            #expect(actions == .doNothing && call == Self.current)
         }
     }
 
@@ -97,7 +97,7 @@ struct ECallNetworkInputTests {
         case .waitingForSendMSD, .transmittingMSD, .waitingForALACK, .voice:
             #expect(got == direct.send(.dropped))
         case .idle, .manualPending, .redialWait, .callbackWindow:
-            #expect(got.isEmpty)
+            #expect(got == .doNothing)
         }
     }
 }

@@ -6,24 +6,26 @@ struct Harness {
     var machine: ECallStateMachine
     var timers: [ECallTimer: ECallTimerID] = [:]
     var now: ECallInstant = 1_000
-    var log: [ECallAction] = []
+    var log: [ECallStep] = []
 
     init(_ config: ECallConfiguration = ECallConfiguration()) { machine = ECallStateMachine(configuration: config) }
 
-    mutating func note(_ actions: [ECallAction]) -> [ECallAction] {
-        for a in actions {
-            switch a {
-            case .startTimer(let id, _): timers[id.timer] = id
-            case .cancelTimer(let t): timers[t] = nil
-            default: break
-            }
+    mutating func note(_ step: ECallStep) -> ECallStep {
+        for t in step.stopTimers {
+            // A step stops only a timer that runs (the state it leaves carried it).
+            #expect(timers[t] != nil, "stopped \(t), which was not running")
+            timers[t] = nil
         }
-        log += actions
-        return actions
+        for t in step.startTimers { timers[t.id.timer] = t.id }
+        log.append(step)
+        return step
     }
 
+    /// Every line action of the steps so far.
+    var lineLog: [ECallLineAction] { log.flatMap(\.line) }
+
     @discardableResult
-    mutating func send(_ e: Event) -> [ECallAction] {
+    mutating func send(_ e: Event) -> ECallStep {
         now += 10
         let t = now
         switch e {
@@ -103,24 +105,25 @@ struct Harness {
     }
 }
 
-/// What a transition must do: the phase after, and actions it must contain.
+/// What a transition must do: the phase after, and what its step must hold.
 enum Must: Equatable {
     case start(ECallTimer)
     case cancel(ECallTimer)
-    case act(ECallAction)
+    case line(ECallLineAction)
+    case reject(ECallRejection)
+    case phaseEntered(ECallPhase)
     case ending(ECallReport.Ending)
     case transmit(messageIdentifier: Int)
 
-    func matches(_ actions: [ECallAction]) -> Bool {
-        actions.contains { a in
-            switch (self, a) {
-            case (.start(let t), .startTimer(let id, _)): return id.timer == t
-            case (.cancel(let t), .cancelTimer(let u)): return t == u
-            case (.act(let x), _): return x == a
-            case (.ending(let e), .report(let r)): return r.ending == e
-            case (.transmit(let m), .transmitMSD(let n, _, _)): return m == n
-            default: return false
-            }
+    func matches(_ step: ECallStep) -> Bool {
+        switch self {
+        case .start(let t): step.startTimers.contains { $0.id.timer == t }
+        case .cancel(let t): step.stopTimers.contains(t)
+        case .line(let a): step.line.contains(a)
+        case .reject(let r): step.rejection == r
+        case .phaseEntered(let p): step.phase == p
+        case .ending(let e): step.report?.ending == e
+        case .transmit(let m): step.line.contains { if case .transmitMSD(m, _, _) = $0 { true } else { false } }
         }
     }
 }
@@ -131,95 +134,95 @@ typealias H = Harness
 /// all: no action, the same phase (late timers, duplicates, events out of place).
 let effects: [H.Start: [H.Event: (ECallPhase, [Must])]] = [
     .idle: [
-        .crash: (.dialling, [.start(.t2), .act(.placeCall(number: "112", attempt: 1))]),
+        .crash: (.dialling, [.start(.t2), .line(.placeCall(number: "112", attempt: 1))]),
         .sos: (.manualPending, [.start(.t1)]),
-        .test: (.dialling, [.act(.placeCall(number: "TEST", attempt: 1))]),
-        .cancel: (.idle, [.act(.reject(.nothingToCancel))]),
+        .test: (.dialling, [.line(.placeCall(number: "TEST", attempt: 1))]),
+        .cancel: (.idle, [.reject(.nothingToCancel)]),
     ],
     .manualPending: [
-        .crash: (.dialling, [.cancel(.t1), .start(.t2), .act(.placeCall(number: "112", attempt: 1))]),
+        .crash: (.dialling, [.cancel(.t1), .start(.t2), .line(.placeCall(number: "112", attempt: 1))]),
         .sos: (.idle, [.cancel(.t1)]),
-        .test: (.manualPending, [.act(.reject(.callInProgress))]),
+        .test: (.manualPending, [.reject(.callInProgress)]),
         .cancel: (.idle, [.cancel(.t1)]),
-        .timer(.t1): (.dialling, [.start(.t2), .act(.placeCall(number: "112", attempt: 1))]),
+        .timer(.t1): (.dialling, [.start(.t2), .line(.placeCall(number: "112", attempt: 1))]),
     ],
     .dialling: [
-        .sos: (.dialling, [.act(.reject(.callInProgress))]),
-        .test: (.dialling, [.act(.reject(.callInProgress))]),
-        .cancel: (.dialling, [.act(.reject(.automaticCallCannotBeCancelled))]),
-        .answered: (.waitingForSendMSD, [.act(.sendInitiation), .start(.t3), .start(.t5)]),
+        .sos: (.dialling, [.reject(.callInProgress)]),
+        .test: (.dialling, [.reject(.callInProgress)]),
+        .cancel: (.dialling, [.reject(.automaticCallCannotBeCancelled)]),
+        .answered: (.waitingForSendMSD, [.line(.sendInitiation), .start(.t3), .start(.t5)]),
         .failed: (.redialWait, [.start(.redial)]),
         // Never answered: a failed set-up, redialled (it used to end the eCall, with no MSD).
         .cleared: (.redialWait, [.start(.redial)]),
         .dropped: (.redialWait, [.start(.redial)]),
-        .timer(.t2): (.callbackWindow, [.act(.hangUp), .ending(.neverConnected)]),
+        .timer(.t2): (.callbackWindow, [.line(.hangUp), .ending(.neverConnected)]),
     ],
     .redialWait: [
-        .sos: (.redialWait, [.act(.reject(.callInProgress))]),
-        .test: (.redialWait, [.act(.reject(.callInProgress))]),
-        .cancel: (.redialWait, [.act(.reject(.automaticCallCannotBeCancelled))]),
-        .timer(.redial): (.dialling, [.act(.placeCall(number: "112", attempt: 2))]),
-        .network: (.dialling, [.cancel(.redial), .act(.placeCall(number: "112", attempt: 2))]),
+        .sos: (.redialWait, [.reject(.callInProgress)]),
+        .test: (.redialWait, [.reject(.callInProgress)]),
+        .cancel: (.redialWait, [.reject(.automaticCallCannotBeCancelled)]),
+        .timer(.redial): (.dialling, [.line(.placeCall(number: "112", attempt: 2))]),
+        .network: (.dialling, [.cancel(.redial), .line(.placeCall(number: "112", attempt: 2))]),
         .timer(.t2): (.callbackWindow, [.ending(.neverConnected), .cancel(.redial)]),
     ],
     .waitingForSendMSD: [
-        .sos: (.waitingForSendMSD, [.act(.reject(.callInProgress))]),
-        .test: (.waitingForSendMSD, [.act(.reject(.callInProgress))]),
-        .cancel: (.waitingForSendMSD, [.act(.reject(.automaticCallCannotBeCancelled))]),
-        .sendMSD: (.transmittingMSD, [.cancel(.t5), .cancel(.t3), .act(.stopInitiation), .transmit(messageIdentifier: 1), .start(.t7)]),
-        .cleared: (.callbackWindow, [.act(.stopInitiation), .ending(.clearedByRemote), .cancel(.t5)]),
-        .dropped: (.dialling, [.cancel(.t5), .act(.stopInitiation), .act(.placeCall(number: "112", attempt: 2))]),
-        .timer(.t3): (.waitingForSendMSD, [.act(.stopInitiation)]),
-        .timer(.t5): (.voice, [.cancel(.t3), .act(.switchToVoice(msdFailure: .noSendMSD))]),
-        .timer(.t2): (.callbackWindow, [.act(.stopInitiation), .act(.hangUp), .ending(.t2Expired)]),
+        .sos: (.waitingForSendMSD, [.reject(.callInProgress)]),
+        .test: (.waitingForSendMSD, [.reject(.callInProgress)]),
+        .cancel: (.waitingForSendMSD, [.reject(.automaticCallCannotBeCancelled)]),
+        .sendMSD: (.transmittingMSD, [.cancel(.t5), .cancel(.t3), .line(.stopInitiation), .transmit(messageIdentifier: 1), .start(.t7)]),
+        .cleared: (.callbackWindow, [.line(.stopInitiation), .ending(.clearedByRemote), .cancel(.t5)]),
+        .dropped: (.dialling, [.cancel(.t5), .line(.stopInitiation), .line(.placeCall(number: "112", attempt: 2))]),
+        .timer(.t3): (.waitingForSendMSD, [.line(.stopInitiation)]),
+        .timer(.t5): (.voice, [.cancel(.t3), .line(.switchToVoice(msdFailure: .noSendMSD))]),
+        .timer(.t2): (.callbackWindow, [.line(.stopInitiation), .line(.hangUp), .ending(.t2Expired)]),
     ],
     .transmittingMSD: [
-        .sos: (.transmittingMSD, [.act(.reject(.callInProgress))]),
-        .test: (.transmittingMSD, [.act(.reject(.callInProgress))]),
-        .cancel: (.transmittingMSD, [.act(.reject(.automaticCallCannotBeCancelled))]),
+        .sos: (.transmittingMSD, [.reject(.callInProgress)]),
+        .test: (.transmittingMSD, [.reject(.callInProgress)]),
+        .cancel: (.transmittingMSD, [.reject(.automaticCallCannotBeCancelled)]),
         .llAck: (.waitingForALACK, [.cancel(.t7), .start(.t6)]),
-        .alAck: (.voice, [.cancel(.t7), .act(.switchToVoice(msdFailure: nil))]),
-        .alAckClearDown: (.callbackWindow, [.cancel(.t7), .act(.hangUp), .ending(.clearedByALACK)]),
+        .alAck: (.voice, [.cancel(.t7), .line(.switchToVoice(msdFailure: nil))]),
+        .alAckClearDown: (.callbackWindow, [.cancel(.t7), .line(.hangUp), .ending(.clearedByALACK)]),
         .cleared: (.callbackWindow, [.cancel(.t7), .ending(.clearedByRemote)]),
-        .dropped: (.dialling, [.cancel(.t7), .act(.placeCall(number: "112", attempt: 2))]),
-        .timer(.t7): (.voice, [.act(.switchToVoice(msdFailure: .noLowerLayerAck))]),
-        .timer(.t2): (.callbackWindow, [.cancel(.t7), .act(.hangUp), .ending(.t2Expired)]),
+        .dropped: (.dialling, [.cancel(.t7), .line(.placeCall(number: "112", attempt: 2))]),
+        .timer(.t7): (.voice, [.line(.switchToVoice(msdFailure: .noLowerLayerAck))]),
+        .timer(.t2): (.callbackWindow, [.cancel(.t7), .line(.hangUp), .ending(.t2Expired)]),
     ],
     .waitingForALACK: [
-        .sos: (.waitingForALACK, [.act(.reject(.callInProgress))]),
-        .test: (.waitingForALACK, [.act(.reject(.callInProgress))]),
-        .cancel: (.waitingForALACK, [.act(.reject(.automaticCallCannotBeCancelled))]),
-        .alAck: (.voice, [.cancel(.t6), .act(.switchToVoice(msdFailure: nil))]),
-        .alAckClearDown: (.callbackWindow, [.cancel(.t6), .act(.hangUp), .ending(.clearedByALACK)]),
+        .sos: (.waitingForALACK, [.reject(.callInProgress)]),
+        .test: (.waitingForALACK, [.reject(.callInProgress)]),
+        .cancel: (.waitingForALACK, [.reject(.automaticCallCannotBeCancelled)]),
+        .alAck: (.voice, [.cancel(.t6), .line(.switchToVoice(msdFailure: nil))]),
+        .alAckClearDown: (.callbackWindow, [.cancel(.t6), .line(.hangUp), .ending(.clearedByALACK)]),
         .cleared: (.callbackWindow, [.cancel(.t6), .ending(.clearedByRemote)]),
-        .dropped: (.dialling, [.cancel(.t6), .act(.placeCall(number: "112", attempt: 2))]),
-        .timer(.t6): (.voice, [.act(.switchToVoice(msdFailure: .noApplicationAck))]),
-        .timer(.t2): (.callbackWindow, [.cancel(.t6), .act(.hangUp), .ending(.t2Expired)]),
+        .dropped: (.dialling, [.cancel(.t6), .line(.placeCall(number: "112", attempt: 2))]),
+        .timer(.t6): (.voice, [.line(.switchToVoice(msdFailure: .noApplicationAck))]),
+        .timer(.t2): (.callbackWindow, [.cancel(.t6), .line(.hangUp), .ending(.t2Expired)]),
     ],
     .voice: [
-        .sos: (.voice, [.act(.reject(.callInProgress))]),
-        .test: (.voice, [.act(.reject(.callInProgress))]),
-        .cancel: (.voice, [.act(.reject(.automaticCallCannotBeCancelled))]),
+        .sos: (.voice, [.reject(.callInProgress)]),
+        .test: (.voice, [.reject(.callInProgress)]),
+        .cancel: (.voice, [.reject(.automaticCallCannotBeCancelled)]),
         .sendMSD: (.transmittingMSD, [.transmit(messageIdentifier: 2), .start(.t7)]),
         .cleared: (.callbackWindow, [.cancel(.t2), .ending(.clearedByRemote), .start(.t9)]),
-        .dropped: (.dialling, [.act(.placeCall(number: "112", attempt: 2))]),
-        .timer(.t2): (.callbackWindow, [.act(.hangUp), .ending(.t2Expired), .start(.t9)]),
+        .dropped: (.dialling, [.line(.placeCall(number: "112", attempt: 2))]),
+        .timer(.t2): (.callbackWindow, [.line(.hangUp), .ending(.t2Expired), .start(.t9)]),
     ],
     .callbackWindow: [
-        .crash: (.dialling, [.cancel(.t9), .start(.t2), .act(.placeCall(number: "112", attempt: 1))]),
+        .crash: (.dialling, [.cancel(.t9), .start(.t2), .line(.placeCall(number: "112", attempt: 1))]),
         .sos: (.manualPending, [.cancel(.t9), .start(.t1)]),
-        .test: (.dialling, [.cancel(.t9), .act(.placeCall(number: "TEST", attempt: 1))]),
-        .cancel: (.callbackWindow, [.act(.reject(.nothingToCancel))]),
-        .incoming: (.voice, [.act(.answerIncomingCall)]),
-        .timer(.t9): (.idle, [.act(.phaseChanged(.idle))]),
+        .test: (.dialling, [.cancel(.t9), .line(.placeCall(number: "TEST", attempt: 1))]),
+        .cancel: (.callbackWindow, [.reject(.nothingToCancel)]),
+        .incoming: (.voice, [.line(.answerIncomingCall)]),
+        .timer(.t9): (.idle, [.phaseEntered(.idle)]),
     ],
     .callback: [
-        .sos: (.voice, [.act(.reject(.callInProgress))]),
-        .test: (.voice, [.act(.reject(.callInProgress))]),
-        .cancel: (.voice, [.act(.reject(.automaticCallCannotBeCancelled))]),
+        .sos: (.voice, [.reject(.callInProgress)]),
+        .test: (.voice, [.reject(.callInProgress)]),
+        .cancel: (.voice, [.reject(.automaticCallCannotBeCancelled)]),
         .sendMSD: (.transmittingMSD, [.transmit(messageIdentifier: 2)]),
-        .cleared: (.callbackWindow, [.act(.phaseChanged(.callbackWindow))]),
-        .dropped: (.callbackWindow, [.act(.phaseChanged(.callbackWindow))]),
+        .cleared: (.callbackWindow, [.phaseEntered(.callbackWindow)]),
+        .dropped: (.callbackWindow, [.phaseEntered(.callbackWindow)]),
     ],
 ]
 
@@ -231,14 +234,16 @@ struct ECallStateMachineTests {
     func table(_ start: H.Start, _ event: H.Event) {
         var h = H.at(start)
         let before = h.machine.phase
-        let actions = h.send(event)
+        let step = h.send(event)
         if let (phase, musts) = effects[start]?[event] {
             #expect(h.machine.phase == phase, "\(start) + \(event): phase \(h.machine.phase)")
             for m in musts {
-                #expect(m.matches(actions), "\(start) + \(event): missing \(m) in \(actions)")
+                #expect(m.matches(step), "\(start) + \(event): missing \(m) in \(step)")
             }
+            // A step that stops a timer stops only one that was running, and each timer once.
+            #expect(Set(step.stopTimers).count == step.stopTimers.count, "\(start) + \(event): \(step.stopTimers)")
         } else {
-            #expect(actions.isEmpty, "\(start) + \(event) should do nothing, did \(actions)")
+            #expect(step == .doNothing, "\(start) + \(event) should do nothing, did \(step)")
             #expect(h.machine.phase == before)
         }
     }
@@ -248,14 +253,14 @@ struct ECallStateMachineTests {
         var h = H.at(.waitingForSendMSD)
         let t5 = h.timers[.t5]!
         h.send(.sendMSD)
-        #expect(h.machine.timerExpired(t5, at: h.now + 1).isEmpty)
+        #expect(h.machine.timerExpired(t5, at: h.now + 1) == .doNothing)
         #expect(h.machine.phase == .transmittingMSD)
         // A stale T7 from the first transfer during a second one does nothing either.
         h.send(.llAck)
         h.send(.alAck)
         let firstT7 = ECallTimerID(timer: .t7, generation: 1)
         h.send(.sendMSD)
-        #expect(h.machine.timerExpired(firstT7, at: h.now + 1).isEmpty)
+        #expect(h.machine.timerExpired(firstT7, at: h.now + 1) == .doNothing)
         #expect(h.machine.phase == .transmittingMSD)
     }
 
@@ -264,7 +269,7 @@ struct ECallStateMachineTests {
         var h = H.at(.voice)
         var sent: [(Int, UInt32)] = []
         for _ in 0..<3 {
-            for a in h.send(.sendMSD) { if case .transmitMSD(let id, let ts, _) = a { sent.append((id, ts)) } }
+            for a in h.send(.sendMSD).line { if case .transmitMSD(let id, let ts, _) = a { sent.append((id, ts)) } }
             h.send(.llAck)
             h.send(.alAck)
         }
@@ -275,16 +280,16 @@ struct ECallStateMachineTests {
     @Test("an automatic call cannot be cancelled; a manual one only during T1; T1 = 0 dials at once")
     func cancellation() {
         var h = H.at(.dialling)
-        #expect(h.send(.cancel) == [.reject(.automaticCallCannotBeCancelled)])
+        #expect(h.send(.cancel) == .rejected(.automaticCallCannotBeCancelled))
         var m = H.at(.manualPending)
         m.send(.timer(.t1))
-        #expect(m.send(.cancel) == [.reject(.cancellationWindowOver)])
+        #expect(m.send(.cancel) == .rejected(.cancellationWindowOver))
         var zero = ECallConfiguration()
         zero.t1Ms = 0
         var z = H(zero)
-        let actions = z.send(.sos)
+        let step = z.send(.sos)
         #expect(z.machine.phase == .dialling)
-        #expect(actions.contains(.placeCall(number: "112", attempt: 1)))
+        #expect(step.line.contains(.placeCall(number: "112", attempt: 1)))
     }
 
     @Test("a test call goes to the test number and its MSD says testCall")
@@ -292,9 +297,9 @@ struct ECallStateMachineTests {
         var h = H()
         h.send(.test)
         h.send(.answered)
-        let actions = h.send(.sendMSD)
-        #expect(actions.contains(.transmitMSD(messageIdentifier: 1, timestamp: 1_700_000_000, kind: .test)))
-        #expect(h.log.contains(.placeCall(number: "TEST", attempt: 1)))
+        let step = h.send(.sendMSD)
+        #expect(step.line.contains(.transmitMSD(messageIdentifier: 1, timestamp: 1_700_000_000, kind: .test)))
+        #expect(h.lineLog.contains(.placeCall(number: "TEST", attempt: 1)))
         #expect(h.machine.activeKind == .test)
     }
 
@@ -303,13 +308,13 @@ struct ECallStateMachineTests {
         var h = H.at(.dialling)
         for attempt in 2...6 {
             h.send(.failed)
-            #expect(h.log.contains { if case .startTimer(let id, let ms) = $0 { return id.timer == .redial && ms == 30_000 } else { return false } })
+            #expect(h.log.last?.startTimers == [ECallTimerStart(id: h.timers[.redial]!, afterMs: 30_000)])
             let a = h.send(.timer(.redial))
-            #expect(a.contains(.placeCall(number: "112", attempt: attempt)))
+            #expect(a.line.contains(.placeCall(number: "112", attempt: attempt)))
         }
         h.send(.failed)
         let end = h.send(.timer(.t2))
-        #expect(end.contains { if case .report(let r) = $0 { return r.ending == .neverConnected && r.attempts == 6 } else { return false } })
+        #expect(end.report?.ending == .neverConnected && end.report?.attempts == 6)
         #expect(h.machine.phase == .callbackWindow)
     }
 
@@ -318,17 +323,18 @@ struct ECallStateMachineTests {
         var h = H.at(.transmittingMSD)
         let dropAt = h.now + 10
         let first = h.send(.dropped)
-        #expect(first.contains(.placeCall(number: "112", attempt: 2)))
+        #expect(first.line.contains(.placeCall(number: "112", attempt: 2)))
         var attempts = 2
         // Attempts fail; each wait is at most 5 s and the window closes 120 s after the drop.
         while h.machine.phase == .dialling {
             h.now = max(h.now, dropAt + Int64(attempts - 2) * 5_000)
             let a = h.send(.failed)
             if h.machine.phase == .callbackWindow {
-                #expect(a.contains { if case .report(let r) = $0 { return r.ending == .droppedNotReconnected } else { return false } })
+                #expect(a.report?.ending == .droppedNotReconnected)
                 break
             }
-            guard case .startTimer(let id, let ms)? = a.first, id.timer == .redial else { Issue.record("no redial timer: \(a)"); return }
+            guard let t = a.startTimers.first, t.id.timer == .redial else { Issue.record("no redial timer: \(a)"); return }
+            let ms = t.afterMs
             #expect(ms <= 5_000)
             h.now += ms
             attempts += 1
@@ -344,9 +350,9 @@ struct ECallStateMachineTests {
         h.send(.dropped)
         let a = h.send(.answered)
         #expect(h.machine.phase == .voice)
-        #expect(!a.contains(.sendInitiation))
+        #expect(!a.line.contains(.sendInitiation))
         // The PSAP can still ask for the MSD.
-        #expect(h.send(.sendMSD).contains(.transmitMSD(messageIdentifier: 2, timestamp: 1_700_000_000, kind: .automatic)))
+        #expect(h.send(.sendMSD).line.contains(.transmitMSD(messageIdentifier: 2, timestamp: 1_700_000_000, kind: .automatic)))
     }
 
     @Test("pull mode sends no INITIATION and starts no T3")
@@ -355,7 +361,7 @@ struct ECallStateMachineTests {
         c.pushMode = false
         var h = H.at(.dialling, c)
         let a = h.send(.answered)
-        #expect(!a.contains(.sendInitiation))
+        #expect(!a.line.contains(.sendInitiation))
         #expect(h.timers[.t3] == nil && h.timers[.t5] != nil)
     }
 
@@ -367,17 +373,17 @@ struct ECallStateMachineTests {
         #expect(h.timers[.t9] != nil && h.timers[.t10] != nil)
         h.send(.timer(.t9))
         #expect(h.machine.phase == .callbackWindow)
-        #expect(h.send(.incoming).contains(.answerIncomingCall))
+        #expect(h.send(.incoming).line.contains(.answerIncomingCall))
         h.send(.cleared)
         let end = h.send(.timer(.t10))
-        #expect(end.contains(.deregisterFromNetwork))
+        #expect(end.line.contains(.deregisterFromNetwork))
         #expect(h.machine.phase == .idle)
     }
 
     @Test("T9 running out during a callback ends the window when the callback ends")
     func t9DuringCallback() {
         var h = H.at(.callback)
-        #expect(h.send(.timer(.t9)).isEmpty)
+        #expect(h.send(.timer(.t9)) == .doNothing)
         h.send(.cleared)
         #expect(h.machine.phase == .idle)
     }
@@ -390,7 +396,7 @@ struct ECallStateMachineTests {
         h.send(.failed); h.send(.timer(.redial))
         h.send(.failed); h.send(.timer(.redial))
         let a = h.send(.failed)
-        #expect(a.contains { if case .report(let r) = $0 { return r.attempts == 3 && r.ending == .neverConnected } else { return false } })
+        #expect(a.report?.attempts == 3 && a.report?.ending == .neverConnected)
     }
 }
 

@@ -1,11 +1,14 @@
 // Overview
 //
-// The eCall state machine of the in-vehicle system, circuit-switched (EN 16062), with the
-// timers T1-T10 and the redial rules. It is a value: one method per event, named for what
-// happened; each returns the actions the shell must carry out (place a call, start or cancel
-// a timer, transmit the MSD, hang up, ...). It never does IO, never reads a clock and never
-// logs: time comes in with every event (monotonic milliseconds, and UTC seconds for the MSD
-// timestamp), timers leave as `.startTimer` actions and come back as `timerExpired` events.
+// The eCall state machine of the in-vehicle system (EN 16062's rules, whatever the transport),
+// with the timers T1-T10 and the redial rules. It is a value: one method per event, named for
+// what happened; each returns one `ECallStep`, what the shell must carry out (timers to stop
+// and start, what to do on the line: place a call, transmit the MSD, hang up...; the report of
+// a call that ended; the phase entered; a refusal). It never does IO, never reads a clock and
+// never logs: time comes in with every event (monotonic milliseconds, and UTC seconds for the
+// MSD timestamp), timers leave in `startTimers` and come back as `timerExpired` events. Each
+// state carries the timers that run in it, so an expiry is acted on only when it is the one
+// its state is running.
 //
 //     idle ──crash──────────────> dialling (automatic: cannot be cancelled)
 //     idle ──SOS──> manualPending (T1) ──cancel / 2nd press──> idle
@@ -20,9 +23,8 @@
 //     any call state ──hang-up / T2──> callbackWindow (T9, T10) ; ──drop──> redialWait (120 s)
 //     callbackWindow ──incoming call──> voice (callback) ; ──T9──> idle (or T10 when eCall-only)
 //
-// A late or stale timer (its generation is not the one running) and an event that makes no
-// sense in the current state return no actions, or a rejection for a request (cancelling an
-// automatic call).
+// A late or stale timer (not the one its state runs) and an event that makes no sense in the
+// current state answer `.doNothing`, or a rejection for a request (cancelling an automatic call).
 
 /// Milliseconds on the monotonic clock of the shell.
 public typealias ECallInstant = Int64
@@ -163,12 +165,17 @@ public struct ECallReport: Sendable, Equatable {
     }
 }
 
-/// What the shell must do.
-public enum ECallAction: Sendable, Equatable {
-    case startTimer(ECallTimerID, afterMs: Int64)
-    case cancelTimer(ECallTimer)
-    /// Dial; `pushMode` says whether to send INITIATION once answered.
+/// A timer the shell starts; its expiry comes back as `timerExpired(id, at:)`.
+public struct ECallTimerStart: Sendable, Equatable {
+    public var id: ECallTimerID
+    public var afterMs: Int64
+}
+
+/// What the unit does on the line, through its transport (the circuit-switched modem or SIP).
+public enum ECallLineAction: Sendable, Equatable {
+    /// Dial this attempt.
     case placeCall(number: String, attempt: Int)
+    /// Push mode: tell the PSAP an MSD is ready (INITIATION), until T3 or SEND MSD.
     case sendInitiation
     case stopInitiation
     /// Build the MSD with this identifier and the frozen timestamp (position fresh) and send it.
@@ -178,13 +185,42 @@ public enum ECallAction: Sendable, Equatable {
     case hangUp
     case answerIncomingCall
     case deregisterFromNetwork
-    case report(ECallReport)
-    case phaseChanged(ECallPhase)
-    case reject(ECallRejection)
+}
+
+/// The machine's answer to one event: the timers that stop, the timers that start, what to do
+/// on the line (in order), the report of a call that ended, the phase entered, a refused
+/// request. An event that changes nothing answers `.doNothing`.
+public struct ECallStep: Sendable, Equatable {
+    /// Timers no longer running: if one still fires, its expiry is stale.
+    public var stopTimers: [ECallTimer] = []
+    public var startTimers: [ECallTimerStart] = []
+    public var line: [ECallLineAction] = []
+    public var report: ECallReport?
+    /// The phase the event entered (nil when the phase stayed).
+    public var phase: ECallPhase?
+    public var rejection: ECallRejection?
+
+    public init() {}
+
+    public static let doNothing = ECallStep()
+
+    static func rejected(_ r: ECallRejection) -> ECallStep {
+        var s = ECallStep()
+        s.rejection = r
+        return s
+    }
 }
 
 /// The EN 16062 in-vehicle state machine. See the overview at the top of this file.
 public struct ECallStateMachine: Sendable {
+    /// The callback window's timers: they keep running through a callback.
+    struct WindowTimers: Sendable, Equatable {
+        /// Nil once T9 ran out.
+        var t9: ECallTimerID?
+        /// Only for an eCall-only unit; nil once it ran out.
+        var t10: ECallTimerID?
+    }
+
     /// One eCall from trigger to clear-down.
     struct Call: Sendable, Equatable {
         var kind: ECallKind
@@ -197,14 +233,18 @@ public struct ECallStateMachine: Sendable {
         var startedAt: ECallInstant
         /// Set after an abnormal drop: redialling is allowed until this instant.
         var redialDeadline: ECallInstant?
-        var isCallback = false
+        /// T2, for the whole call (a callback has none).
+        var t2: ECallTimerID?
+        /// Set for the PSAP's callback: the window's timers, still running.
+        var callback: WindowTimers?
+
+        var isCallback: Bool { callback != nil }
     }
 
     /// After clear-down: reachable for the PSAP's callback.
     struct Window: Sendable, Equatable {
         var clearedAt: ECallInstant
-        /// T9 ran out (an eCall-only unit still waits for T10).
-        var t9Expired = false
+        var timers: WindowTimers
         /// The call that ended, for a callback's MSD.
         var last: Call
     }
@@ -212,18 +252,18 @@ public struct ECallStateMachine: Sendable {
     private enum State: Sendable, Equatable {
         /// No eCall; triggers are accepted.
         case idle
-        /// SOS pressed; T1 running; a cancel or a second press returns to idle.
-        case manualPending(msdTimestamp: UInt32, since: ECallInstant)
+        /// SOS pressed; T1 runs; a cancel or a second press returns to idle.
+        case manualPending(msdTimestamp: UInt32, since: ECallInstant, t1: ECallTimerID)
         /// A dialling attempt is in progress.
         case dialling(Call)
         /// Between attempts; the redial timer runs.
-        case redialWait(Call)
-        /// Answered; T5 runs. `initiating`: push mode's INITIATION is being sent (T3 runs).
-        case waitingForSendMSD(Call, initiating: Bool)
+        case redialWait(Call, redial: ECallTimerID)
+        /// Answered; T5 runs. In push mode INITIATION is sent while T3 runs (nil after it).
+        case waitingForSendMSD(Call, t5: ECallTimerID, t3: ECallTimerID?)
         /// The MSD is being sent; T7 runs until the LL-ACK.
-        case transmittingMSD(Call)
+        case transmittingMSD(Call, t7: ECallTimerID)
         /// LL-ACK received; T6 runs until the AL-ACK.
-        case waitingForALACK(Call)
+        case waitingForALACK(Call, t6: ECallTimerID)
         /// Voice with the PSAP; the PSAP may ask for the MSD again.
         case voice(Call)
         /// Cleared down; T9 (and T10) run; an incoming call is answered.
@@ -232,7 +272,7 @@ public struct ECallStateMachine: Sendable {
 
     public let configuration: ECallConfiguration
     private var state: State = .idle
-    private var generations: [ECallTimer: UInt64] = [:]
+    /// The next timer's generation: every started timer has its own.
     private var nextGeneration: UInt64 = 1
 
     public init(configuration: ECallConfiguration = ECallConfiguration()) {
@@ -254,13 +294,22 @@ public struct ECallStateMachine: Sendable {
         }
     }
 
+    /// The call of a call state (dialling to voice), nil otherwise.
+    private var currentCall: Call? {
+        switch state {
+        case .dialling(let c), .redialWait(let c, _), .waitingForSendMSD(let c, _, _), .transmittingMSD(let c, _),
+             .waitingForALACK(let c, _), .voice(let c): c
+        case .idle, .manualPending, .callbackWindow: nil
+        }
+    }
+
     /// The current call's kind, if a call or its callback window is active.
     public var activeKind: ECallKind? {
         switch state {
         case .idle: nil
         case .manualPending: .manual
-        case .dialling(let c), .redialWait(let c), .waitingForSendMSD(let c, _), .transmittingMSD(let c),
-             .waitingForALACK(let c), .voice(let c): c.kind
+        case .dialling(let c), .redialWait(let c, _), .waitingForSendMSD(let c, _, _), .transmittingMSD(let c, _),
+             .waitingForALACK(let c, _), .voice(let c): c.kind
         case .callbackWindow(let w): w.last.kind
         }
     }
@@ -278,14 +327,14 @@ public struct ECallStateMachine: Sendable {
     var snapshot: Snapshot? {
         switch state {
         case .idle: return nil
-        case .manualPending(let ts, let since):
+        case .manualPending(let ts, let since, _):
             return Snapshot(call: Call(kind: .manual, number: configuration.emergencyNumber, msdTimestamp: ts, startedAt: since),
                             inCall: true, t9Expired: false)
-        case .dialling(let c), .redialWait(let c), .waitingForSendMSD(let c, _), .transmittingMSD(let c),
-             .waitingForALACK(let c), .voice(let c):
-            return c.isCallback ? Snapshot(call: c, inCall: false, t9Expired: false) : Snapshot(call: c, inCall: true, t9Expired: false)
+        case .dialling(let c), .redialWait(let c, _), .waitingForSendMSD(let c, _, _), .transmittingMSD(let c, _),
+             .waitingForALACK(let c, _), .voice(let c):
+            return Snapshot(call: c, inCall: !c.isCallback, t9Expired: false)
         case .callbackWindow(let w):
-            return Snapshot(call: w.last, inCall: false, t9Expired: w.t9Expired)
+            return Snapshot(call: w.last, inCall: false, t9Expired: w.timers.t9 == nil)
         }
     }
 
@@ -294,8 +343,9 @@ public struct ECallStateMachine: Sendable {
     /// when the journal was last written: it is redialled if the redial rules still allow it
     /// (no limit before the first connection, 120 s after a drop, always within T2); a
     /// callback window keeps what is left of T9 and T10.
-    public mutating func resume(from j: ECallJournal, at now: ECallInstant, nowUTC: Int64) -> [ECallAction] {
-        guard case .idle = state else { return [] }
+    public mutating func resume(from j: ECallJournal, at now: ECallInstant, nowUTC: Int64) -> ECallStep {
+        guard case .idle = state else { return .doNothing }
+        var s = ECallStep()
         var c = Call(kind: j.kind, number: j.number, attempts: j.attempts, msdTimestamp: j.msdTimestamp,
                      messageIdentifier: j.messageIdentifier, everConnected: j.everConnected,
                      msdAcknowledged: j.msdAcknowledged, startedAt: now - max(0, nowUTC - j.startedAtUTC) * 1000)
@@ -304,431 +354,458 @@ public struct ECallStateMachine: Sendable {
             let elapsedMs = max(0, nowUTC - j.startedAtUTC) * 1000
             let t2Left = configuration.t2Ms - elapsedMs
             guard t2Left > 0 else {
-                return endCall(c, c.everConnected ? .t2Expired : .neverConnected, at: now, hangUp: false)
+                endCall(c, c.everConnected ? .t2Expired : .neverConnected, at: now, hangUp: false, &s)
+                return s
             }
-            var actions = [start(.t2, t2Left)]
             if c.everConnected {
                 let sinceDropMs = max(0, nowUTC - j.writtenAtUTC) * 1000
                 let windowLeft = configuration.dropRedialWindowMs - sinceDropMs
                 guard windowLeft > 0 else {
-                    return cancel([.t2]) + endCall(c, .droppedNotReconnected, at: now, hangUp: false)
+                    endCall(c, .droppedNotReconnected, at: now, hangUp: false, &s)
+                    return s
                 }
                 c.redialDeadline = now + windowLeft
             }
-            actions += dial(c, at: now, startT2: false)
-            return actions
+            c.t2 = start(.t2, t2Left, &s)
+            dial(c, at: now, startT2: false, &s)
+            return s
         case .callbackWindow:
             let since = max(0, nowUTC - (j.clearedAtUTC ?? j.writtenAtUTC)) * 1000
             let t9Left = configuration.t9Ms - since
             let t10Left = configuration.t10Ms - since
-            var actions: [ECallAction] = []
             if configuration.eCallOnly {
-                guard t10Left > 0 else { return [.deregisterFromNetwork] }
+                guard t10Left > 0 else {
+                    s.line.append(.deregisterFromNetwork)
+                    return s
+                }
             } else {
-                guard t9Left > 0 else { return [] }
+                guard t9Left > 0 else { return .doNothing }
             }
-            c.redialDeadline = nil
-            state = .callbackWindow(Window(clearedAt: now - since, t9Expired: t9Left <= 0, last: c))
-            if t9Left > 0 { actions.append(start(.t9, t9Left)) }
-            if configuration.eCallOnly { actions.append(start(.t10, t10Left)) }
-            actions.append(.phaseChanged(.callbackWindow))
-            return actions
+            var timers = WindowTimers()
+            if t9Left > 0 { timers.t9 = start(.t9, t9Left, &s) }
+            if configuration.eCallOnly { timers.t10 = start(.t10, t10Left, &s) }
+            enter(.callbackWindow(Window(clearedAt: now - since, timers: timers, last: c)), &s)
+            return s
         }
     }
 
-    // MARK: - Timers
+    // MARK: - Timers and states
 
-    private mutating func start(_ t: ECallTimer, _ ms: Int64) -> ECallAction {
+    private mutating func start(_ t: ECallTimer, _ ms: Int64, _ s: inout ECallStep) -> ECallTimerID {
         let id = ECallTimerID(timer: t, generation: nextGeneration)
         nextGeneration += 1
-        generations[t] = id.generation
-        return .startTimer(id, afterMs: ms)
+        s.startTimers.append(ECallTimerStart(id: id, afterMs: ms))
+        return id
     }
 
-    private mutating func cancel(_ t: ECallTimer) -> ECallAction? {
-        guard generations.removeValue(forKey: t) != nil else { return nil }
-        return .cancelTimer(t)
+    private func stop(_ id: ECallTimerID?, _ s: inout ECallStep) {
+        if let id { s.stopTimers.append(id.timer) }
     }
 
-    private mutating func cancel(_ timers: [ECallTimer]) -> [ECallAction] {
-        timers.compactMap { cancel($0) }
+    /// Stops the timers of the call phase being left (T2 and the window's belong to the call).
+    private func stopPhaseTimers(_ s: inout ECallStep) {
+        switch state {
+        case .redialWait(_, let redial): stop(redial, &s)
+        case .waitingForSendMSD(_, let t5, let t3):
+            stop(t3, &s)
+            stop(t5, &s)
+        case .transmittingMSD(_, let t7): stop(t7, &s)
+        case .waitingForALACK(_, let t6): stop(t6, &s)
+        case .idle, .manualPending, .dialling, .voice, .callbackWindow: break
+        }
     }
 
-    /// Timers that belong to a call in progress (T2 spans the whole call).
-    private static let callTimers: [ECallTimer] = [.t3, .t5, .t6, .t7, .redial]
+    private mutating func enter(_ new: State, _ s: inout ECallStep) {
+        state = new
+        s.phase = phase
+    }
+
+    /// Keeps the state and its timers, with the call changed.
+    private mutating func update(_ c: Call) {
+        switch state {
+        case .dialling: state = .dialling(c)
+        case .redialWait(_, let redial): state = .redialWait(c, redial: redial)
+        case .waitingForSendMSD(_, let t5, let t3): state = .waitingForSendMSD(c, t5: t5, t3: t3)
+        case .transmittingMSD(_, let t7): state = .transmittingMSD(c, t7: t7)
+        case .waitingForALACK(_, let t6): state = .waitingForALACK(c, t6: t6)
+        case .voice: state = .voice(c)
+        case .idle, .manualPending, .callbackWindow: break
+        }
+    }
 
     // MARK: - Triggers
 
     /// The airbag controller reported a crash: an automatic eCall, which nobody can cancel.
-    public mutating func crashDetected(at now: ECallInstant, utc: UInt32) -> [ECallAction] {
+    public mutating func crashDetected(at now: ECallInstant, utc: UInt32) -> ECallStep {
         switch state {
         case .idle, .callbackWindow:
             return beginCall(.automatic, at: now, utc: utc)
-        case .manualPending(let ts, _):
+        case .manualPending(let ts, _, let t1):
             // A crash while the occupants could still cancel: the call becomes automatic now.
-            var actions = cancel([.t1])
-            actions += dial(Call(kind: .automatic, number: configuration.emergencyNumber, msdTimestamp: ts, startedAt: now), at: now, startT2: true)
-            return actions
+            var s = ECallStep()
+            stop(t1, &s)
+            dial(Call(kind: .automatic, number: configuration.emergencyNumber, msdTimestamp: ts, startedAt: now), at: now, startT2: true, &s)
+            return s
         case .dialling, .redialWait, .waitingForSendMSD, .transmittingMSD, .waitingForALACK, .voice:
-            return []
+            return .doNothing
         }
     }
 
     /// The SOS button was pressed: a manual eCall after T1, or the cancel of one pending.
-    public mutating func sosPressed(at now: ECallInstant, utc: UInt32) -> [ECallAction] {
+    public mutating func sosPressed(at now: ECallInstant, utc: UInt32) -> ECallStep {
         switch state {
         case .idle, .callbackWindow:
             if configuration.t1Ms <= 0 { return beginCall(.manual, at: now, utc: utc) }
-            var actions = leaveCallbackWindow()
-            state = .manualPending(msdTimestamp: utc, since: now)
-            actions.append(start(.t1, configuration.t1Ms))
-            actions.append(.phaseChanged(.manualPending))
-            return actions
+            var s = ECallStep()
+            leaveCallbackWindow(&s)
+            let t1 = start(.t1, configuration.t1Ms, &s)
+            enter(.manualPending(msdTimestamp: utc, since: now, t1: t1), &s)
+            return s
         case .manualPending:
             // A second press cancels.
             return cancelRequested(at: now)
         case .dialling, .redialWait, .waitingForSendMSD, .transmittingMSD, .waitingForALACK, .voice:
-            return [.reject(.callInProgress)]
+            return .rejected(.callInProgress)
         }
     }
 
     /// A test call to the configured test number, with testCall set in the MSD.
-    public mutating func testRequested(at now: ECallInstant, utc: UInt32) -> [ECallAction] {
+    public mutating func testRequested(at now: ECallInstant, utc: UInt32) -> ECallStep {
         switch state {
         case .idle, .callbackWindow:
             return beginCall(.test, at: now, utc: utc)
         case .manualPending, .dialling, .redialWait, .waitingForSendMSD, .transmittingMSD, .waitingForALACK, .voice:
-            return [.reject(.callInProgress)]
+            return .rejected(.callInProgress)
         }
     }
 
     /// The occupants (menu or second SOS press) ask to cancel.
-    public mutating func cancelRequested(at now: ECallInstant) -> [ECallAction] {
+    public mutating func cancelRequested(at now: ECallInstant) -> ECallStep {
         switch state {
-        case .manualPending:
-            state = .idle
-            return cancel([.t1]) + [.phaseChanged(.idle)]
-        case .dialling(let c), .redialWait(let c), .waitingForSendMSD(let c, _), .transmittingMSD(let c),
-             .waitingForALACK(let c), .voice(let c):
-            return [.reject(c.kind == .automatic ? .automaticCallCannotBeCancelled : .cancellationWindowOver)]
+        case .manualPending(_, _, let t1):
+            var s = ECallStep()
+            stop(t1, &s)
+            enter(.idle, &s)
+            return s
+        case .dialling(let c), .redialWait(let c, _), .waitingForSendMSD(let c, _, _), .transmittingMSD(let c, _),
+             .waitingForALACK(let c, _), .voice(let c):
+            return .rejected(c.kind == .automatic ? .automaticCallCannotBeCancelled : .cancellationWindowOver)
         case .idle, .callbackWindow:
-            return [.reject(.nothingToCancel)]
+            return .rejected(.nothingToCancel)
         }
     }
 
-    private mutating func beginCall(_ kind: ECallKind, at now: ECallInstant, utc: UInt32) -> [ECallAction] {
-        var actions = leaveCallbackWindow()
+    private mutating func beginCall(_ kind: ECallKind, at now: ECallInstant, utc: UInt32) -> ECallStep {
+        var s = ECallStep()
+        leaveCallbackWindow(&s)
         let number = kind == .test ? configuration.testNumber : configuration.emergencyNumber
-        actions += dial(Call(kind: kind, number: number, msdTimestamp: utc, startedAt: now), at: now, startT2: true)
-        return actions
+        dial(Call(kind: kind, number: number, msdTimestamp: utc, startedAt: now), at: now, startT2: true, &s)
+        return s
     }
 
     /// A new call ends the callback window of the previous one (T10: "stops at a new call").
-    private mutating func leaveCallbackWindow() -> [ECallAction] {
-        guard case .callbackWindow = state else { return [] }
-        return cancel([.t9, .t10])
+    private func leaveCallbackWindow(_ s: inout ECallStep) {
+        guard case .callbackWindow(let w) = state else { return }
+        stop(w.timers.t9, &s)
+        stop(w.timers.t10, &s)
     }
 
-    private mutating func dial(_ call: Call, at now: ECallInstant, startT2: Bool) -> [ECallAction] {
+    private mutating func dial(_ call: Call, at now: ECallInstant, startT2: Bool, _ s: inout ECallStep) {
         var c = call
         c.attempts += 1
-        var actions: [ECallAction] = []
-        if startT2 { actions.append(start(.t2, configuration.t2Ms)) }
-        state = .dialling(c)
-        actions.append(.placeCall(number: c.number, attempt: c.attempts))
-        actions.append(.phaseChanged(.dialling))
-        return actions
+        if startT2 { c.t2 = start(.t2, configuration.t2Ms, &s) }
+        s.line.append(.placeCall(number: c.number, attempt: c.attempts))
+        enter(.dialling(c), &s)
     }
 
     // MARK: - Call progress
 
     /// The PSAP answered.
-    public mutating func callAnswered(at now: ECallInstant) -> [ECallAction] {
-        guard case .dialling(var c) = state else { return [] }
+    public mutating func callAnswered(at now: ECallInstant) -> ECallStep {
+        guard case .dialling(var c) = state else { return .doNothing }
         c.everConnected = true
-        var actions: [ECallAction] = []
+        var s = ECallStep()
         if c.msdAcknowledged {
             // Redial after a drop that followed the AL-ACK: pull mode, the PSAP asks if it wants.
-            state = .voice(c)
-            return [.switchToVoice(msdFailure: nil), .phaseChanged(.voice)]
+            s.line.append(.switchToVoice(msdFailure: nil))
+            enter(.voice(c), &s)
+            return s
         }
-        state = .waitingForSendMSD(c, initiating: configuration.pushMode)
+        var t3: ECallTimerID?
         if configuration.pushMode {
-            actions.append(.sendInitiation)
-            actions.append(start(.t3, configuration.t3Ms))
+            s.line.append(.sendInitiation)
+            t3 = start(.t3, configuration.t3Ms, &s)
         }
-        actions.append(start(.t5, configuration.t5Ms))
-        actions.append(.phaseChanged(.waitingForSendMSD))
-        return actions
+        let t5 = start(.t5, configuration.t5Ms, &s)
+        enter(.waitingForSendMSD(c, t5: t5, t3: t3), &s)
+        return s
     }
 
     /// The attempt did not connect (busy, no answer, no network).
-    public mutating func callFailed(_ reason: CallFailure, at now: ECallInstant) -> [ECallAction] {
-        guard case .dialling(let c) = state else { return [] }
+    public mutating func callFailed(_ reason: CallFailure, at now: ECallInstant) -> ECallStep {
+        guard case .dialling(let c) = state else { return .doNothing }
+        var s = ECallStep()
         if let max = configuration.maximumAttempts, c.attempts >= max {
-            return endCall(c, .neverConnected, at: now, hangUp: false)
+            endCall(c, .neverConnected, at: now, hangUp: false, &s)
+            return s
         }
+        var interval = configuration.redialIntervalMs
         if let deadline = c.redialDeadline {
             // After a drop: keep trying only inside the 120 s window.
-            guard now < deadline else { return endCall(c, .droppedNotReconnected, at: now, hangUp: false) }
-            state = .redialWait(c)
-            return [start(.redial, min(configuration.dropRedialIntervalMs, deadline - now)), .phaseChanged(.redialWait)]
+            guard now < deadline else {
+                endCall(c, .droppedNotReconnected, at: now, hangUp: false, &s)
+                return s
+            }
+            interval = min(configuration.dropRedialIntervalMs, deadline - now)
         }
-        state = .redialWait(c)
-        return [start(.redial, configuration.redialIntervalMs), .phaseChanged(.redialWait)]
+        let redial = start(.redial, interval, &s)
+        enter(.redialWait(c, redial: redial), &s)
+        return s
     }
 
     /// The network became available (the unit attached): a call waiting to redial for want of
     /// coverage dials now instead of at the end of its interval.
-    public mutating func networkAvailable(at now: ECallInstant) -> [ECallAction] {
-        guard case .redialWait(let c) = state else { return [] }
-        if let deadline = c.redialDeadline, now >= deadline { return [] }
-        return cancel([.redial]) + dial(c, at: now, startT2: false)
+    public mutating func networkAvailable(at now: ECallInstant) -> ECallStep {
+        guard case .redialWait(let c, let redial) = state else { return .doNothing }
+        if let deadline = c.redialDeadline, now >= deadline { return .doNothing }
+        var s = ECallStep()
+        stop(redial, &s)
+        dial(c, at: now, startT2: false, &s)
+        return s
     }
 
     /// The PSAP asks for the MSD (SEND MSD), first time or again.
-    public mutating func sendMSDReceived(at now: ECallInstant) -> [ECallAction] {
+    public mutating func sendMSDReceived(at now: ECallInstant) -> ECallStep {
+        var s = ECallStep()
         switch state {
-        case .waitingForSendMSD(let c, let initiating):
-            var actions = cancel([.t5])
-            if initiating { actions += cancel([.t3]) + [.stopInitiation] }
-            state = .transmittingMSD(c)
-            actions.append(.transmitMSD(messageIdentifier: c.messageIdentifier, timestamp: c.msdTimestamp, kind: c.kind))
-            actions.append(start(.t7, configuration.t7Ms))
-            actions.append(.phaseChanged(.transmittingMSD))
-            return actions
+        case .waitingForSendMSD(let c, let t5, let t3):
+            stop(t5, &s)
+            if t3 != nil {
+                stop(t3, &s)
+                s.line.append(.stopInitiation)
+            }
+            s.line.append(.transmitMSD(messageIdentifier: c.messageIdentifier, timestamp: c.msdTimestamp, kind: c.kind))
+            let t7 = start(.t7, configuration.t7Ms, &s)
+            enter(.transmittingMSD(c, t7: t7), &s)
+            return s
         case .voice(var c):
             // A re-send: identifier + 1, the same timestamp, a fresh position.
             c.messageIdentifier = min(255, c.messageIdentifier + 1)
-            state = .transmittingMSD(c)
-            return [.transmitMSD(messageIdentifier: c.messageIdentifier, timestamp: c.msdTimestamp, kind: c.kind),
-                    start(.t7, configuration.t7Ms), .phaseChanged(.transmittingMSD)]
+            s.line.append(.transmitMSD(messageIdentifier: c.messageIdentifier, timestamp: c.msdTimestamp, kind: c.kind))
+            let t7 = start(.t7, configuration.t7Ms, &s)
+            enter(.transmittingMSD(c, t7: t7), &s)
+            return s
         case .transmittingMSD, .waitingForALACK:
             // Already sending, or sent and waiting: a repeated request changes nothing.
-            return []
+            return .doNothing
         case .idle, .manualPending, .dialling, .redialWait, .callbackWindow:
-            return []
+            return .doNothing
         }
     }
 
     /// The modem's lower-layer acknowledgement of the MSD.
-    public mutating func llAckReceived(at now: ECallInstant) -> [ECallAction] {
-        guard case .transmittingMSD(let c) = state else { return [] }
-        var actions = cancel([.t7])
-        state = .waitingForALACK(c)
-        actions.append(start(.t6, configuration.t6Ms))
-        actions.append(.phaseChanged(.waitingForALACK))
-        return actions
+    public mutating func llAckReceived(at now: ECallInstant) -> ECallStep {
+        guard case .transmittingMSD(let c, let t7) = state else { return .doNothing }
+        var s = ECallStep()
+        stop(t7, &s)
+        let t6 = start(.t6, configuration.t6Ms, &s)
+        enter(.waitingForALACK(c, t6: t6), &s)
+        return s
     }
 
     /// The PSAP's application-layer acknowledgement; `clearDown` asks the unit to end the call.
-    public mutating func alAckReceived(clearDown: Bool, at now: ECallInstant) -> [ECallAction] {
+    public mutating func alAckReceived(clearDown: Bool, at now: ECallInstant) -> ECallStep {
         switch state {
-        case .waitingForALACK(var c), .transmittingMSD(var c):
+        case .waitingForALACK(var c, let timer), .transmittingMSD(var c, let timer):
             // An AL-ACK implies the LL-ACK; accept it even if the LL-ACK was missed.
             c.msdAcknowledged = true
-            var actions = cancel([.t6, .t7])
+            var s = ECallStep()
             if clearDown {
-                if c.isCallback { return actions + [.hangUp] + endCallback(c, at: now) }
-                return actions + endCall(c, .clearedByALACK, at: now, hangUp: true)
+                if c.isCallback {
+                    s.line.append(.hangUp)
+                    endCallback(c, at: now, &s)
+                } else {
+                    endCall(c, .clearedByALACK, at: now, hangUp: true, &s)
+                }
+                return s
             }
-            state = .voice(c)
-            actions += [.switchToVoice(msdFailure: nil), .phaseChanged(.voice)]
-            return actions
+            stop(timer, &s)
+            s.line.append(.switchToVoice(msdFailure: nil))
+            enter(.voice(c), &s)
+            return s
         case .voice, .idle, .manualPending, .dialling, .redialWait, .waitingForSendMSD, .callbackWindow:
             // A second AL-ACK, or one with no MSD sent: nothing to do.
-            return []
+            return .doNothing
         }
     }
 
     /// The PSAP or the network cleared the call down normally.
-    public mutating func callCleared(at now: ECallInstant) -> [ECallAction] {
+    public mutating func callCleared(at now: ECallInstant) -> ECallStep {
+        var s = ECallStep()
         switch state {
-        case .voice(let c) where c.isCallback, .transmittingMSD(let c) where c.isCallback, .waitingForALACK(let c) where c.isCallback:
-            return endCallback(c, at: now)
+        case .voice(let c) where c.isCallback, .transmittingMSD(let c, _) where c.isCallback, .waitingForALACK(let c, _) where c.isCallback:
+            endCallback(c, at: now, &s)
+            return s
         case .dialling:
             // Cleared before it was ever answered: a set-up that failed, redialled within
             // EN 16062's rules, not an emergency call ended by the PSAP.
             return callFailed(.rejected, at: now)
-        case .waitingForSendMSD(let c, let initiating):
-            return (initiating ? [.stopInitiation] : []) + endCall(c, .clearedByRemote, at: now, hangUp: false)
-        case .transmittingMSD(let c), .waitingForALACK(let c), .voice(let c):
-            return endCall(c, .clearedByRemote, at: now, hangUp: false)
+        case .waitingForSendMSD(let c, _, let t3):
+            if t3 != nil { s.line.append(.stopInitiation) }
+            endCall(c, .clearedByRemote, at: now, hangUp: false, &s)
+            return s
+        case .transmittingMSD(let c, _), .waitingForALACK(let c, _), .voice(let c):
+            endCall(c, .clearedByRemote, at: now, hangUp: false, &s)
+            return s
         case .redialWait, .idle, .manualPending, .callbackWindow:
-            return []
+            return .doNothing
         }
     }
 
     /// The connection broke without a clear-down: redial within 120 s of the drop.
-    public mutating func callDropped(at now: ECallInstant) -> [ECallAction] {
+    public mutating func callDropped(at now: ECallInstant) -> ECallStep {
+        var s = ECallStep()
         switch state {
-        case .voice(let c) where c.isCallback, .transmittingMSD(let c) where c.isCallback, .waitingForALACK(let c) where c.isCallback:
+        case .voice(let c) where c.isCallback, .transmittingMSD(let c, _) where c.isCallback, .waitingForALACK(let c, _) where c.isCallback:
             // A dropped callback is not redialled: the PSAP calls again if it needs to.
-            return endCallback(c, at: now)
-        case .waitingForSendMSD(var c, _), .transmittingMSD(var c), .waitingForALACK(var c), .voice(var c):
-            var actions = cancel(Self.callTimers)
-            if case .waitingForSendMSD(_, true) = state { actions.append(.stopInitiation) }
+            endCallback(c, at: now, &s)
+            return s
+        case .waitingForSendMSD(var c, _, _), .transmittingMSD(var c, _), .waitingForALACK(var c, _), .voice(var c):
+            if case .waitingForSendMSD(_, _, .some) = state { s.line.append(.stopInitiation) }
             c.redialDeadline = now + configuration.dropRedialWindowMs
             if let max = configuration.maximumAttempts, c.attempts >= max {
-                return actions + endCall(c, .droppedNotReconnected, at: now, hangUp: false)
+                endCall(c, .droppedNotReconnected, at: now, hangUp: false, &s)
+                return s
             }
-            return actions + dial(c, at: now, startT2: false)
+            stopPhaseTimers(&s)
+            dial(c, at: now, startT2: false, &s)
+            return s
         case .dialling:
             // Broken before it was answered: a failed set-up, redialled within the rules.
             return callFailed(.rejected, at: now)
         case .redialWait, .idle, .manualPending, .callbackWindow:
-            return []
+            return .doNothing
         }
     }
 
     /// The PSAP calls back.
-    public mutating func incomingCall(at now: ECallInstant) -> [ECallAction] {
-        guard case .callbackWindow(let w) = state else { return [] }
+    public mutating func incomingCall(at now: ECallInstant) -> ECallStep {
+        guard case .callbackWindow(let w) = state else { return .doNothing }
         var c = w.last
-        c.isCallback = true
-        state = .voice(c)
-        return [.answerIncomingCall, .phaseChanged(.voice)]
+        c.callback = w.timers
+        var s = ECallStep()
+        s.line.append(.answerIncomingCall)
+        enter(.voice(c), &s)
+        return s
     }
 
-    /// A timer came back. A timer that is no longer running (late or stale) does nothing.
-    public mutating func timerExpired(_ id: ECallTimerID, at now: ECallInstant) -> [ECallAction] {
-        guard generations[id.timer] == id.generation else { return [] }
-        generations.removeValue(forKey: id.timer)
+    /// A timer came back. A timer that is not the one its state runs (late or stale) does nothing.
+    public mutating func timerExpired(_ id: ECallTimerID, at now: ECallInstant) -> ECallStep {
+        var s = ECallStep()
         switch id.timer {
         case .t1:
-            switch state {
-            case .manualPending(let ts, _):
-                return dial(Call(kind: .manual, number: configuration.emergencyNumber, msdTimestamp: ts, startedAt: now),
-                            at: now, startT2: true)
-            case .idle, .dialling, .redialWait, .waitingForSendMSD, .transmittingMSD, .waitingForALACK, .voice, .callbackWindow:
-                return []
-            }
+            guard case .manualPending(let ts, _, let t1) = state, t1 == id else { return .doNothing }
+            dial(Call(kind: .manual, number: configuration.emergencyNumber, msdTimestamp: ts, startedAt: now), at: now, startT2: true, &s)
         case .redial:
-            switch state {
-            case .redialWait(let c):
-                return dial(c, at: now, startT2: false)
-            case .idle, .manualPending, .dialling, .waitingForSendMSD, .transmittingMSD, .waitingForALACK, .voice, .callbackWindow:
-                return []
-            }
+            guard case .redialWait(let c, let redial) = state, redial == id else { return .doNothing }
+            dial(c, at: now, startT2: false, &s)
         case .t3:
-            switch state {
-            case .waitingForSendMSD(let c, true):
-                state = .waitingForSendMSD(c, initiating: false)
-                return [.stopInitiation]
-            case .waitingForSendMSD(_, false), .idle, .manualPending, .dialling, .redialWait, .transmittingMSD, .waitingForALACK,
-                 .voice, .callbackWindow:
-                return []
-            }
+            guard case .waitingForSendMSD(let c, let t5, let t3) = state, t3 == id else { return .doNothing }
+            state = .waitingForSendMSD(c, t5: t5, t3: nil)
+            s.line.append(.stopInitiation)
         case .t5:
-            switch state {
-            case .waitingForSendMSD(let c, let initiating):
-                let actions = initiating ? cancel([.t3]) + [.stopInitiation] : []
-                state = .voice(c)
-                return actions + [.switchToVoice(msdFailure: .noSendMSD), .phaseChanged(.voice)]
-            case .idle, .manualPending, .dialling, .redialWait, .transmittingMSD, .waitingForALACK, .voice, .callbackWindow:
-                return []
+            guard case .waitingForSendMSD(let c, let t5, let t3) = state, t5 == id else { return .doNothing }
+            if t3 != nil {
+                stop(t3, &s)
+                s.line.append(.stopInitiation)
             }
+            s.line.append(.switchToVoice(msdFailure: .noSendMSD))
+            enter(.voice(c), &s)
         case .t7:
-            switch state {
-            case .transmittingMSD(let c):
-                state = .voice(c)
-                return [.switchToVoice(msdFailure: .noLowerLayerAck), .phaseChanged(.voice)]
-            case .idle, .manualPending, .dialling, .redialWait, .waitingForSendMSD, .waitingForALACK, .voice, .callbackWindow:
-                return []
-            }
+            guard case .transmittingMSD(let c, let t7) = state, t7 == id else { return .doNothing }
+            s.line.append(.switchToVoice(msdFailure: .noLowerLayerAck))
+            enter(.voice(c), &s)
         case .t6:
-            switch state {
-            case .waitingForALACK(let c):
-                state = .voice(c)
-                return [.switchToVoice(msdFailure: .noApplicationAck), .phaseChanged(.voice)]
-            case .idle, .manualPending, .dialling, .redialWait, .waitingForSendMSD, .transmittingMSD, .voice, .callbackWindow:
-                return []
-            }
+            guard case .waitingForALACK(let c, let t6) = state, t6 == id else { return .doNothing }
+            s.line.append(.switchToVoice(msdFailure: .noApplicationAck))
+            enter(.voice(c), &s)
         case .t2:
-            switch state {
-            case .dialling(let c), .redialWait(let c), .waitingForSendMSD(let c, _), .transmittingMSD(let c), .waitingForALACK(let c),
-                 .voice(let c):
-                var actions: [ECallAction] = []
-                if case .waitingForSendMSD(_, true) = state { actions.append(.stopInitiation) }
-                // Between attempts there is no line to hang up.
-                let lineOpen: Bool
-                if case .redialWait = state { lineOpen = false } else { lineOpen = true }
-                return actions + endCall(c, c.everConnected ? .t2Expired : .neverConnected, at: now, hangUp: lineOpen)
-            case .idle, .manualPending, .callbackWindow:
-                return []
-            }
+            guard var c = currentCall, c.t2 == id else { return .doNothing }
+            c.t2 = nil
+            if case .waitingForSendMSD(_, _, .some) = state { s.line.append(.stopInitiation) }
+            // Between attempts there is no line to hang up.
+            let lineOpen: Bool
+            if case .redialWait = state { lineOpen = false } else { lineOpen = true }
+            endCall(c, c.everConnected ? .t2Expired : .neverConnected, at: now, hangUp: lineOpen, &s)
         case .t9:
-            switch state {
-            case .callbackWindow(var w):
+            if case .callbackWindow(var w) = state, w.timers.t9 == id {
                 if configuration.eCallOnly {
-                    w.t9Expired = true
+                    // An eCall-only unit stays reachable until T10.
+                    w.timers.t9 = nil
                     state = .callbackWindow(w)
-                    return []
+                    return .doNothing
                 }
-                var actions = cancel([.t10])
-                state = .idle
-                actions.append(.phaseChanged(.idle))
-                return actions
-            case .voice, .transmittingMSD, .waitingForALACK:
-                // During a callback: it is no longer running, which the callback's end reads.
-                return []
-            case .idle, .manualPending, .dialling, .redialWait, .waitingForSendMSD:
-                return []
+                stop(w.timers.t10, &s)
+                enter(.idle, &s)
+            } else if var c = currentCall, c.callback?.t9 == id {
+                // During a callback: no longer running, which the callback's end reads.
+                c.callback?.t9 = nil
+                update(c)
+                return .doNothing
+            } else {
+                return .doNothing
             }
         case .t10:
-            switch state {
-            case .callbackWindow:
-                var actions = cancel([.t9])
-                state = .idle
-                actions += [.deregisterFromNetwork, .phaseChanged(.idle)]
-                return actions
-            case .voice, .transmittingMSD, .waitingForALACK:
+            if case .callbackWindow(let w) = state, w.timers.t10 == id {
+                stop(w.timers.t9, &s)
+                s.line.append(.deregisterFromNetwork)
+                enter(.idle, &s)
+            } else if var c = currentCall, c.callback?.t10 == id {
                 // During a callback: the unit deregisters when the callback ends.
-                return []
-            case .idle, .manualPending, .dialling, .redialWait, .waitingForSendMSD:
-                return []
+                c.callback?.t10 = nil
+                update(c)
+                return .doNothing
+            } else {
+                return .doNothing
             }
         }
+        return s
     }
 
     // MARK: - Endings
 
-    private mutating func endCall(_ c: Call, _ ending: ECallReport.Ending, at now: ECallInstant, hangUp: Bool) -> [ECallAction] {
-        var actions = cancel(Self.callTimers + [.t2])
-        if hangUp { actions.append(.hangUp) }
-        actions.append(.report(ECallReport(
+    private mutating func endCall(_ c: Call, _ ending: ECallReport.Ending, at now: ECallInstant, hangUp: Bool, _ s: inout ECallStep) {
+        stopPhaseTimers(&s)
+        stop(c.t2, &s)
+        if hangUp { s.line.append(.hangUp) }
+        s.report = ECallReport(
             kind: c.kind, ending: ending, attempts: c.attempts, msdAcknowledged: c.msdAcknowledged,
             lastMessageIdentifier: c.messageIdentifier, msdTimestamp: c.msdTimestamp,
             startedAt: c.startedAt, endedAt: now
-        )))
+        )
         var last = c
         last.redialDeadline = nil
-        state = .callbackWindow(Window(clearedAt: now, last: last))
-        actions.append(start(.t9, configuration.t9Ms))
-        if configuration.eCallOnly { actions.append(start(.t10, configuration.t10Ms)) }
-        actions.append(.phaseChanged(.callbackWindow))
-        return actions
+        last.t2 = nil
+        var timers = WindowTimers()
+        timers.t9 = start(.t9, configuration.t9Ms, &s)
+        if configuration.eCallOnly { timers.t10 = start(.t10, configuration.t10Ms, &s) }
+        enter(.callbackWindow(Window(clearedAt: now, timers: timers, last: last)), &s)
     }
 
-    /// A callback ended: back to the window, whose T9 kept running.
-    private mutating func endCallback(_ c: Call, at now: ECallInstant) -> [ECallAction] {
-        var actions = cancel(Self.callTimers)
+    /// A callback ended: back to the window, whose T9 (and T10) kept running.
+    private mutating func endCallback(_ c: Call, at now: ECallInstant, _ s: inout ECallStep) {
+        stopPhaseTimers(&s)
+        let timers = c.callback ?? WindowTimers()
         var last = c
-        last.isCallback = false
-        let t9Running = generations[.t9] != nil
-        if !t9Running && !configuration.eCallOnly {
+        last.callback = nil
+        if timers.t9 == nil && !configuration.eCallOnly {
             // T9 ran out during the callback.
-            state = .idle
-            actions.append(.phaseChanged(.idle))
-            return actions
+            enter(.idle, &s)
+        } else if timers.t9 == nil && timers.t10 == nil {
+            s.line.append(.deregisterFromNetwork)
+            enter(.idle, &s)
+        } else {
+            enter(.callbackWindow(Window(clearedAt: now, timers: timers, last: last)), &s)
         }
-        if !t9Running && configuration.eCallOnly && generations[.t10] == nil {
-            state = .idle
-            actions += [.deregisterFromNetwork, .phaseChanged(.idle)]
-            return actions
-        }
-        state = .callbackWindow(Window(clearedAt: now, t9Expired: !t9Running, last: last))
-        actions.append(.phaseChanged(.callbackWindow))
-        return actions
     }
 }

@@ -246,10 +246,8 @@ public final class ECallService: Service, Sendable {
                 self.logger.warning("resuming the eCall after a restart", metadata: [
                     "ecall.stage": "\(j.stage.rawValue)", "ecall.kind": "\(j.kind.rawValue)", "ecall.attempts": "\(j.attempts)",
                 ])
-                var queue = machine.resume(from: j, at: self.monotonic(), nowUTC: Int64(self.utcNow()))[...]
-                while let action = queue.popFirst() {
-                    queue += self.perform(action, machine: &machine, call: &call, dialled: &dialled, now: self.monotonic(), group: &group)
-                }
+                let step = machine.resume(from: j, at: self.monotonic(), nowUTC: Int64(self.utcNow()))
+                self.carryOut(step, machine: &machine, call: &call, dialled: &dialled, now: self.monotonic(), group: &group)
                 self.status.withLock { $0.phase = machine.phase; $0.kind = machine.activeKind }
             }
             var stopping = false
@@ -257,7 +255,7 @@ public final class ECallService: Service, Sendable {
             await withGracefulShutdownHandler {
                 events: for await event in self.inputs {
                     let now = self.monotonic()
-                    var actions: [ECallAction]
+                    var step = ECallStep.doNothing
                     switch event {
                     case .stop:
                         guard machine.phase.isCallInProgress, !hurried else { break events }
@@ -268,11 +266,9 @@ public final class ECallService: Service, Sendable {
                             "ecall.state": "\(machine.phase)", "ecall.graceMs": "\(self.shutdownGraceMs)",
                         ])
                         self.after(self.shutdownGraceMs, .stopNow, group: &group)
-                        actions = []
                     case .stopNow where !stopping:
                         // A second signal that overtook the stop it follows: the stop ends at once.
                         hurried = true
-                        actions = []
                     case .stopNow:
                         self.logger.warning("stopping during the eCall: the journal lets the next start resume it",
                                             metadata: ["ecall.state": "\(machine.phase)"])
@@ -280,22 +276,21 @@ public final class ECallService: Service, Sendable {
                     case .crash(let utc):
                         self.logger.critical("crash detected: automatic eCall", metadata: ["ecall.trigger": "crash"])
                         self.status.withLock { $0.triggers += 1 }
-                        actions = machine.crashDetected(at: now, utc: utc)
+                        step = machine.crashDetected(at: now, utc: utc)
                     case .sos(let utc):
                         self.logger.warning("SOS button pressed", metadata: ["ecall.trigger": "sos"])
                         self.status.withLock { $0.triggers += 1 }
-                        actions = machine.sosPressed(at: now, utc: utc)
+                        step = machine.sosPressed(at: now, utc: utc)
                     case .test(let utc):
                         self.logger.notice("eCall test requested", metadata: ["ecall.trigger": "test"])
-                        actions = machine.testRequested(at: now, utc: utc)
+                        step = machine.testRequested(at: now, utc: utc)
                     case .cancel(let reply):
-                        actions = machine.cancelRequested(at: now)
-                        let rejection = actions.compactMap { if case .reject(let r) = $0 { r } else { nil } }.first
-                        reply.give(rejection)
+                        step = machine.cancelRequested(at: now)
+                        reply.give(step.rejection)
                     case .timer(let id):
-                        actions = machine.timerExpired(id, at: now)
+                        step = machine.timerExpired(id, at: now)
                     case .link(let l):
-                        actions = self.linkEvent(l, machine: &machine, call: &call, now: now)
+                        step = self.linkEvent(l, machine: &machine, call: &call, now: now)
                         // A failing self-test is re-checked as soon as the network is back.
                         if case .attached = l, let t = self.status.withLock({ $0.selfTest }), !t.failures.isEmpty {
                             _ = self.runSelfTest()
@@ -308,9 +303,7 @@ public final class ECallService: Service, Sendable {
                         } else {
                             self.warning.store(false, ordering: .relaxed)
                         }
-                        actions = []
                     case .probe:
-                        actions = []
                         if self.monitor.mustHang(.eCall) {
                             // Fault injection: stuck in an await, as a loop waiting on something
                             // that never comes would be, until the daemon stops.
@@ -318,23 +311,17 @@ public final class ECallService: Service, Sendable {
                         }
                         self.monitor.beat(.eCall)
                     case .tick:
-                        actions = []
                         self.after(Self.journalRefreshSeconds * 1000, .tick, group: &group)
                     case .selfTest(let generation):
-                        actions = []
                         guard generation == selfTestGeneration else { break }
                         let result = self.runSelfTest()
                         if !result.failures.isEmpty {
                             self.after(Self.selfTestRetryMs, .selfTest(generation: generation), group: &group)
                         }
                     }
-                    var queue = actions[...]
-                    while let action = queue.popFirst() {
-                        // A dial with no network fails at once: its actions follow in order.
-                        queue += self.perform(action, machine: &machine, call: &call, dialled: &dialled, now: now, group: &group)
-                    }
+                    self.carryOut(step, machine: &machine, call: &call, dialled: &dialled, now: now, group: &group)
                     self.status.withLock { $0.phase = machine.phase; $0.kind = machine.activeKind }
-                    // The journal follows the machine, after the actions (the call never waits for it).
+                    // The journal follows the machine, after the step is carried out (the call never waits for it).
                     if let journal = self.journal {
                         let nowUTC = Int64(self.utcNow())
                         switch event {
@@ -370,7 +357,7 @@ public final class ECallService: Service, Sendable {
         link.shutdown()
     }
 
-    private func linkEvent(_ e: ECallLinkEvent, machine: inout ECallStateMachine, call: inout Int, now: ECallInstant) -> [ECallAction] {
+    private func linkEvent(_ e: ECallLinkEvent, machine: inout ECallStateMachine, call: inout Int, now: ECallInstant) -> ECallStep {
         switch e {
         case .attached:
             logger.info("eCall link attached to the network")
@@ -380,27 +367,52 @@ public final class ECallService: Service, Sendable {
             return machine.networkLost(at: now)
         case .malformed(let text):
             logger.error("malformed message on the eCall link", metadata: ["ecall.message": "\(text)"])
-            return []
+            return .doNothing
         case .received(let m):
             let before = call
-            let actions = machine.networkMessage(m, current: &call, at: now)
+            let step = machine.networkMessage(m, current: &call, at: now)
             if case .setup(let c, let outcome) = m, c == before {
                 logger.info("eCall setup", metadata: ["ecall.call": "\(c)", "ecall.outcome": "\(outcome.rawValue)"])
             }
-            if case .incoming(let c) = m, !actions.isEmpty { logger.notice("the PSAP calls back", metadata: ["ecall.call": "\(c)"]) }
-            return actions
+            if case .incoming(let c) = m, step != .doNothing { logger.notice("the PSAP calls back", metadata: ["ecall.call": "\(c)"]) }
+            return step
         }
     }
 
-    /// Carries out one action; returns follow-up actions (a dial that failed at once).
-    private func perform(_ a: ECallAction, machine: inout ECallStateMachine, call: inout Int, dialled: inout Int, now: ECallInstant,
-                         group: inout DiscardingTaskGroup) -> [ECallAction] {
+    /// Carries out what the machine decided, then what follows from it (a dial that fails at
+    /// once for want of network is the machine's next event, carried out in turn).
+    private func carryOut(_ step: ECallStep, machine: inout ECallStateMachine, call: inout Int, dialled: inout Int, now: ECallInstant,
+                          group: inout DiscardingTaskGroup) {
+        var next: ECallStep? = step
+        while let s = next {
+            next = nil
+            // A stopped timer that still fires is stale: the machine ignores it.
+            for t in s.startTimers { after(t.afterMs, .timer(t.id), group: &group) }
+            for a in s.line {
+                if let followUp = perform(a, machine: &machine, call: &call, dialled: &dialled, now: now) { next = followUp }
+            }
+            if let r = s.report {
+                status.withLock { $0.lastReport = r }
+                onReport(r)
+                logger.notice("eCall ended", metadata: [
+                    "ecall.kind": "\(r.kind.rawValue)", "ecall.ending": "\(r.ending.rawValue)", "ecall.attempts": "\(r.attempts)",
+                    "ecall.msdAcknowledged": "\(r.msdAcknowledged)",
+                ])
+            }
+            if let p = s.phase {
+                phase.store(Self.canState(p), ordering: .relaxed)
+                logger.info("eCall phase", metadata: ["ecall.state": "\(p.rawValue)"])
+            }
+            if let r = s.rejection {
+                logger.notice("eCall request refused", metadata: ["ecall.rejection": "\(r.rawValue)"])
+            }
+        }
+    }
+
+    /// Does one thing on the line; returns the machine's step when it failed at once.
+    private func perform(_ a: ECallLineAction, machine: inout ECallStateMachine, call: inout Int, dialled: inout Int,
+                         now: ECallInstant) -> ECallStep? {
         switch a {
-        case .startTimer(let id, let ms):
-            after(ms, .timer(id), group: &group)
-        case .cancelTimer:
-            // A cancelled timer that still fires is stale: the machine ignores it.
-            break
         case .placeCall(let number, let attempt):
             // Call numbers never repeat, so a late message for an earlier attempt is ignored.
             dialled = max(dialled, call) + 1
@@ -432,20 +444,8 @@ public final class ECallService: Service, Sendable {
             link.send(.answer(call: call))
         case .deregisterFromNetwork:
             link.send(.deregister)
-        case .report(let r):
-            status.withLock { $0.lastReport = r }
-            onReport(r)
-            logger.notice("eCall ended", metadata: [
-                "ecall.kind": "\(r.kind.rawValue)", "ecall.ending": "\(r.ending.rawValue)", "ecall.attempts": "\(r.attempts)",
-                "ecall.msdAcknowledged": "\(r.msdAcknowledged)",
-            ])
-        case .phaseChanged(let p):
-            phase.store(Self.canState(p), ordering: .relaxed)
-            logger.info("eCall phase", metadata: ["ecall.state": "\(p.rawValue)"])
-        case .reject(let r):
-            logger.notice("eCall request refused", metadata: ["ecall.rejection": "\(r.rawValue)"])
         }
-        return []
+        return nil
     }
 
     /// Feeds `event` back into the loop after `ms`.
