@@ -54,6 +54,8 @@ let package = Package(
             dependencies: ["TelematicsCore", "Platform", "CSocketCAN"],
             swiftSettings: strict
         ),
+        // libre (baresip's SIP, SDP and RTP library; Debian's libre-dev ships it static) for NG-eCall.
+        .systemLibrary(name: "CLibre", pkgConfig: "libre", providers: [.apt(["libre-dev"])]),
         // libsqlite3 for the durable outbox.
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
         // The durable outbox: SQLite in WAL mode with synchronous=FULL.
@@ -99,13 +101,15 @@ let package = Package(
 
         // The eCall's own link to the network (simulator): no disk, no backend.
         .target(name: "ECallLink", dependencies: ["TelematicsCore", "Platform"], swiftSettings: strict),
+        // NG-eCall: the eCall over SIP (RFC 8147) on libre, beside the circuit-switched link.
+        .target(name: "ECallSIP", dependencies: ["TelematicsCore", "Platform", "CLibre"], swiftSettings: strict),
         // The PSAP and network simulator behind tcu-psap.
         .target(name: "PSAP", dependencies: ["TelematicsCore", "ECallLink"], swiftSettings: strict),
         .target(
             name: "TelematicsDaemon",
             dependencies: [
-                "TelematicsCore", "UnitConfiguration", "Platform", "Control", "VehicleBus", "ECallLink", "Outbox", "BackendLink", "GNSS",
-                "COpenSSL",
+                "TelematicsCore", "UnitConfiguration", "Platform", "Control", "VehicleBus", "ECallLink", "ECallSIP", "Outbox", "BackendLink",
+                "GNSS", "COpenSSL",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],

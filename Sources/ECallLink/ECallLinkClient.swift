@@ -5,32 +5,6 @@ import Platform
 import Synchronization
 import TelematicsCore
 
-/// What the link tells the eCall service.
-public enum ECallLinkEvent: Sendable, Equatable {
-    case attached
-    case detached(reason: String)
-    case received(ECallWire)
-    case malformed(String)
-}
-
-/// How the eCall reaches the network. `ECallLinkClient` models a circuit-switched call
-/// (EN 16062) over a local TCP protocol; an NG-eCall transport (EN 17184: SIP INVITE with the
-/// MSD as a body part, the PSAP's acknowledgement in EmergencyCallData.Control) implements
-/// the same calls: `dial` is the INVITE, `msd` its MSD part, `alAck` the acknowledgement,
-/// `sendMSD` the PSAP's send-data request; it never produces the in-band T3/T5/T6/T7 events.
-public protocol ECallTransport: AnyObject, Sendable {
-    /// Attached to a network that can carry an emergency call.
-    var isAttached: Bool { get }
-    /// Sends one message toward the network; false when there is no network.
-    @discardableResult func send(_ message: ECallWire) -> Bool
-    /// Starts delivering `ECallLinkEvent`s (on a thread of the transport's own).
-    func start()
-    func shutdown()
-}
-
-/// The unit's side of the eCall link: keeps a connection to the network (simulator), on its
-/// own thread, reconnecting with capped backoff; nothing here touches the disk or the
-/// backend, so the eCall path never waits on them.
 public final class ECallLinkClient: ECallTransport, Sendable {
     private let endpoint: TCPEndpoint
     private let vin: String

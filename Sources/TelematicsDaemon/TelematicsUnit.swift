@@ -1,6 +1,7 @@
 import UnitConfiguration
 import Control
 import ECallLink
+import ECallSIP
 import Logging
 import Platform
 import ServiceLifecycle
@@ -107,7 +108,8 @@ public final class TelematicsUnit: Sendable {
             configuration: config.eCall, linkEndpoint: config.eCallLink, bus: bus, profile: profile,
             logger: logger, monotonic: { clocks.monotonicMs },
             utcNow: { UInt32(clamping: clocks.wallMs / 1_000) },
-            journalPath: config.eCallJournal, gnssFitted: config.gpsd != nil, shutdownGraceMs: config.eCallShutdownGraceMs,
+            journalPath: config.eCallJournal, transport: Self.eCallTransport(config, vin: profile.vin.value),
+            gnssFitted: config.gpsd != nil, shutdownGraceMs: config.eCallShutdownGraceMs,
             monitor: monitor, executor: eCallThread,
             onReport: { report in
                 // To the backend only for a registered car (and where privacy lets it out); the
@@ -258,4 +260,24 @@ public final class TelematicsUnit: Sendable {
 
     /// Gives up a unit that will never run: the CAN interface is closed.
     public func abandon() { channel.close() }
+
+    /// The eCall's way to the network, as `[ecall] transport` says.
+    static func eCallTransport(_ c: DaemonConfiguration, vin: String)
+        -> (@escaping @Sendable (ECallLinkEvent) -> Void) -> any ECallTransport {
+        let link = c.eCallLink
+        let cs: (@escaping @Sendable (ECallLinkEvent) -> Void) -> any ECallTransport = {
+            ECallLinkClient(endpoint: link, vin: vin, deliver: $0)
+        }
+        guard let proxy = c.eCallSIPProxy, c.eCallTransport != .circuitSwitched else { return cs }
+        let settings = SIPSettings(local: c.eCallSIPLocal, proxy: proxy, domain: c.eCallSIPDomain, testURI: c.eCallSIPTestURI,
+                                   probeIntervalMs: c.eCallSIPProbeIntervalMs)
+        let ng: (@escaping @Sendable (ECallLinkEvent) -> Void) -> any ECallTransport = {
+            SIPECallTransport(settings: settings, vin: vin, deliver: $0)
+        }
+        switch c.eCallTransport {
+        case .circuitSwitched: return cs
+        case .ng: return ng
+        case .ngFirst: return { FallbackECallTransport(deliver: $0, primary: ng, secondary: cs) }
+        }
+    }
 }

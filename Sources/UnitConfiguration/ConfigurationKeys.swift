@@ -201,6 +201,41 @@ extension DaemonConfiguration {
                 }
                 return link
             },
+            K.choice("ecall", "transport", \.eCallTransport,
+                     [("circuit-switched", .circuitSwitched), ("ng", .ng), ("ng-first", .ngFirst)],
+                     expected: "circuit-switched, ng or ng-first",
+                     "How the eCall reaches the network: the circuit-switched link (EN 16062), NG-eCall over SIP (EN 17184, RFC 8147), or SIP first and the circuit-switched link when the IMS network does not answer."),
+            K.key("ecall", "sip-local", \.eCallSIPLocal, form: "IPV4:PORT", default: "\(Self.defaults.eCallSIPLocal)", example: "127.0.0.1:5080",
+                  "NG-eCall: the SIP user agent's address and UDP port (the PSAP's call-back comes here).") { (e, r) throws(ParseError) in
+                guard let ep = Endpoint.parse(e.value), ep.isIPv4OrLocalhost, ep.host != "localhost" else {
+                    throw r.error(e, "expected an IPv4 address and a UDP port, found '\(e.value)'")
+                }
+                return ep
+            },
+            K.key("ecall", "sip-proxy", \.eCallSIPProxy, form: "sip:IPV4:PORT", example: "sip:127.0.0.1:5060",
+                  "NG-eCall: the outbound proxy every request goes through (the IMS network's P-CSCF; on a bench an emergency routing proxy or the PSAP); required for transport = ng or ng-first.") {
+                (e, r) throws(ParseError) in
+                guard e.value.hasPrefix("sip:"), let ep = Endpoint.parse(String(e.value.dropFirst(4))), ep.isIPv4OrLocalhost, ep.host != "localhost" else {
+                    throw r.error(e, "expected sip:IPV4:PORT (no resolver on the eCall's path), found '\(e.value)'")
+                }
+                return e.value
+            },
+            K.key("ecall", "sip-domain", \.eCallSIPDomain, form: "DOMAIN", default: Self.defaults.eCallSIPDomain, example: "ims.example.net",
+                  "NG-eCall: the domain of the unit's address of record (sip:VIN@DOMAIN).") { (e, r) throws(ParseError) in
+                guard !e.value.isEmpty, e.value.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "." || $0 == "-") }) else {
+                    throw r.error(e, "expected a domain (letters, digits, dots, hyphens), found '\(e.value)'")
+                }
+                return e.value
+            },
+            K.key("ecall", "sip-test-uri", \.eCallSIPTestURI, form: "sip:URI", default: Self.defaults.eCallSIPTestURI, example: "sip:test@192.0.2.1",
+                  "NG-eCall: where a test call goes (a non-emergency URI; the call still carries the MSD).") { (e, r) throws(ParseError) in
+                guard e.value.hasPrefix("sip:"), e.value.count > 4, !e.value.contains(where: { $0 == " " || $0 == "<" || $0 == ">" || $0 == "\r" || $0 == "\n" }) else {
+                    throw r.error(e, "expected a sip: URI without spaces or angle brackets, found '\(e.value)'")
+                }
+                return e.value
+            },
+            K.integer("ecall", "sip-probe-interval-ms", \.eCallSIPProbeIntervalMs, 0...600_000,
+                      "NG-eCall: how often the proxy is asked (OPTIONS) whether the IMS network is there; no answer at all detaches the unit (ng-first then uses the circuit-switched link). 0: never asked, attached once the SIP stack is up."),
             K.path("ecall", "journal", \.eCallJournal, "The eCall journal: a call in progress resumes after a crash of the daemon."),
             K.integer("ecall", "t1-ms", \.eCall.t1Ms, 0...60_000, "EN 16062 T1: a manual call can be cancelled within this window (0: not at all)."),
             K.integer("ecall", "t2-ms", \.eCall.t2Ms, 1...7_200_000, "T2: the clear-down fall-back: the unit hangs up a call nobody cleared."),

@@ -79,6 +79,22 @@ public struct DaemonConfiguration: Sendable, Equatable {
     public var transmitLogPath: String?
     /// The eCall's link to the network (simulator): `HOST:PORT`.
     public var eCallLink = Endpoint(host: "127.0.0.1", port: 5061)
+    /// How the eCall reaches the network: the circuit-switched link, NG-eCall over SIP, or SIP
+    /// first with the circuit-switched link when IMS is not available.
+    public enum ECallTransportChoice: String, Sendable, Equatable {
+        case circuitSwitched = "circuit-switched", ng, ngFirst = "ng-first"
+    }
+    public var eCallTransport = ECallTransportChoice.circuitSwitched
+    /// NG-eCall: the SIP user agent's local address (UDP), where the PSAP's call-back comes.
+    public var eCallSIPLocal = Endpoint(host: "127.0.0.1", port: 5070)
+    /// NG-eCall: the outbound proxy (P-CSCF, or an emergency routing proxy), `sip:HOST:PORT`.
+    public var eCallSIPProxy: String?
+    /// NG-eCall: the domain of the unit's address of record, `sip:VIN@DOMAIN`.
+    public var eCallSIPDomain = "ecall.invalid"
+    /// NG-eCall: where a test call goes (it carries the MSD, to a non-emergency URI).
+    public var eCallSIPTestURI = "sip:ecall-test@ecall.invalid"
+    /// NG-eCall: how often the proxy is asked whether the network is there.
+    public var eCallSIPProbeIntervalMs: Int64 = 5_000
     /// The eCall journal (resume after a crash of the daemon); kept in the state directory.
     public var eCallJournal = "/var/lib/telematicsd/ecall.journal"
     public var eCall = ECallConfiguration()
@@ -151,6 +167,9 @@ public struct DaemonConfiguration: Sendable, Equatable {
         // What holds between keys.
         if (c.tlsCertificate == nil) != (c.tlsKey == nil) {
             throw f.error(f.entry("backend", "tls-cert") ?? f.entry("backend", "tls-key")!, "tls-cert and tls-key go together")
+        }
+        if c.eCallTransport != .circuitSwitched, c.eCallSIPProxy == nil {
+            throw f.error(f.entry("ecall", "transport")!, "transport = \(c.eCallTransport.rawValue) needs sip-proxy (the SIP URI of the outbound proxy)")
         }
         if c.replayLoop, c.exitAtEndOfLog {
             throw f.error(f.entry("can", "loop")!, "loop and exit-at-end cannot both be true")

@@ -34,7 +34,7 @@ struct ECallJournalTests {
         var m = ECallStateMachine()
         let actions = m.resume(from: base, at: 5_000, nowUTC: 1_040)
         #expect(m.phase == .dialling)
-        #expect(actions.line.contains(.placeCall(number: "112", attempt: 2)))
+        #expect(actions.places(number: "112", attempt: 2))
         // T2 keeps its remaining time: 3600 s - 40 s.
         #expect(actions.startTimers.contains { $0.id.timer == .t2 && $0.afterMs == 3_560_000 })
         let answered = m.callAnswered(at: 5_100)
@@ -53,7 +53,7 @@ struct ECallJournalTests {
         never.everConnected = false
         never.msdAcknowledged = false
         var m = ECallStateMachine()
-        #expect(m.resume(from: never, at: 0, nowUTC: 1_030 + 600).line.contains(.placeCall(number: "112", attempt: 2)))
+        #expect(m.resume(from: never, at: 0, nowUTC: 1_030 + 600).places(number: "112", attempt: 2))
         var t2 = ECallStateMachine()
         let b = t2.resume(from: never, at: 0, nowUTC: 1_000 + 3_601)
         #expect(b.report?.ending == .neverConnected)

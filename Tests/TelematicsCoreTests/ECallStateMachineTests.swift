@@ -110,6 +110,7 @@ enum Must: Equatable {
     case start(ECallTimer)
     case cancel(ECallTimer)
     case line(ECallLineAction)
+    case dial(number: String, attempt: Int)
     case reject(ECallRejection)
     case phaseEntered(ECallPhase)
     case ending(ECallReport.Ending)
@@ -120,6 +121,7 @@ enum Must: Equatable {
         case .start(let t): step.startTimers.contains { $0.id.timer == t }
         case .cancel(let t): step.stopTimers.contains(t)
         case .line(let a): step.line.contains(a)
+        case .dial(let number, let attempt): step.places(number: number, attempt: attempt)
         case .reject(let r): step.rejection == r
         case .phaseEntered(let p): step.phase == p
         case .ending(let e): step.report?.ending == e
@@ -134,17 +136,17 @@ typealias H = Harness
 /// all: no action, the same phase (late timers, duplicates, events out of place).
 let effects: [H.Start: [H.Event: (ECallPhase, [Must])]] = [
     .idle: [
-        .crash: (.dialling, [.start(.t2), .line(.placeCall(number: "112", attempt: 1))]),
+        .crash: (.dialling, [.start(.t2), .dial(number: "112", attempt: 1)]),
         .sos: (.manualPending, [.start(.t1)]),
-        .test: (.dialling, [.line(.placeCall(number: "TEST", attempt: 1))]),
+        .test: (.dialling, [.dial(number: "TEST", attempt: 1)]),
         .cancel: (.idle, [.reject(.nothingToCancel)]),
     ],
     .manualPending: [
-        .crash: (.dialling, [.cancel(.t1), .start(.t2), .line(.placeCall(number: "112", attempt: 1))]),
+        .crash: (.dialling, [.cancel(.t1), .start(.t2), .dial(number: "112", attempt: 1)]),
         .sos: (.idle, [.cancel(.t1)]),
         .test: (.manualPending, [.reject(.callInProgress)]),
         .cancel: (.idle, [.cancel(.t1)]),
-        .timer(.t1): (.dialling, [.start(.t2), .line(.placeCall(number: "112", attempt: 1))]),
+        .timer(.t1): (.dialling, [.start(.t2), .dial(number: "112", attempt: 1)]),
     ],
     .dialling: [
         .sos: (.dialling, [.reject(.callInProgress)]),
@@ -161,8 +163,8 @@ let effects: [H.Start: [H.Event: (ECallPhase, [Must])]] = [
         .sos: (.redialWait, [.reject(.callInProgress)]),
         .test: (.redialWait, [.reject(.callInProgress)]),
         .cancel: (.redialWait, [.reject(.automaticCallCannotBeCancelled)]),
-        .timer(.redial): (.dialling, [.line(.placeCall(number: "112", attempt: 2))]),
-        .network: (.dialling, [.cancel(.redial), .line(.placeCall(number: "112", attempt: 2))]),
+        .timer(.redial): (.dialling, [.dial(number: "112", attempt: 2)]),
+        .network: (.dialling, [.cancel(.redial), .dial(number: "112", attempt: 2)]),
         .timer(.t2): (.callbackWindow, [.ending(.neverConnected), .cancel(.redial)]),
     ],
     .waitingForSendMSD: [
@@ -171,7 +173,7 @@ let effects: [H.Start: [H.Event: (ECallPhase, [Must])]] = [
         .cancel: (.waitingForSendMSD, [.reject(.automaticCallCannotBeCancelled)]),
         .sendMSD: (.transmittingMSD, [.cancel(.t5), .cancel(.t3), .line(.stopInitiation), .transmit(messageIdentifier: 1), .start(.t7)]),
         .cleared: (.callbackWindow, [.line(.stopInitiation), .ending(.clearedByRemote), .cancel(.t5)]),
-        .dropped: (.dialling, [.cancel(.t5), .line(.stopInitiation), .line(.placeCall(number: "112", attempt: 2))]),
+        .dropped: (.dialling, [.cancel(.t5), .line(.stopInitiation), .dial(number: "112", attempt: 2)]),
         .timer(.t3): (.waitingForSendMSD, [.line(.stopInitiation)]),
         .timer(.t5): (.voice, [.cancel(.t3), .line(.switchToVoice(msdFailure: .noSendMSD))]),
         .timer(.t2): (.callbackWindow, [.line(.stopInitiation), .line(.hangUp), .ending(.t2Expired)]),
@@ -184,7 +186,7 @@ let effects: [H.Start: [H.Event: (ECallPhase, [Must])]] = [
         .alAck: (.voice, [.cancel(.t7), .line(.switchToVoice(msdFailure: nil))]),
         .alAckClearDown: (.callbackWindow, [.cancel(.t7), .line(.hangUp), .ending(.clearedByALACK)]),
         .cleared: (.callbackWindow, [.cancel(.t7), .ending(.clearedByRemote)]),
-        .dropped: (.dialling, [.cancel(.t7), .line(.placeCall(number: "112", attempt: 2))]),
+        .dropped: (.dialling, [.cancel(.t7), .dial(number: "112", attempt: 2)]),
         .timer(.t7): (.voice, [.line(.switchToVoice(msdFailure: .noLowerLayerAck))]),
         .timer(.t2): (.callbackWindow, [.cancel(.t7), .line(.hangUp), .ending(.t2Expired)]),
     ],
@@ -195,7 +197,7 @@ let effects: [H.Start: [H.Event: (ECallPhase, [Must])]] = [
         .alAck: (.voice, [.cancel(.t6), .line(.switchToVoice(msdFailure: nil))]),
         .alAckClearDown: (.callbackWindow, [.cancel(.t6), .line(.hangUp), .ending(.clearedByALACK)]),
         .cleared: (.callbackWindow, [.cancel(.t6), .ending(.clearedByRemote)]),
-        .dropped: (.dialling, [.cancel(.t6), .line(.placeCall(number: "112", attempt: 2))]),
+        .dropped: (.dialling, [.cancel(.t6), .dial(number: "112", attempt: 2)]),
         .timer(.t6): (.voice, [.line(.switchToVoice(msdFailure: .noApplicationAck))]),
         .timer(.t2): (.callbackWindow, [.cancel(.t6), .line(.hangUp), .ending(.t2Expired)]),
     ],
@@ -205,13 +207,13 @@ let effects: [H.Start: [H.Event: (ECallPhase, [Must])]] = [
         .cancel: (.voice, [.reject(.automaticCallCannotBeCancelled)]),
         .sendMSD: (.transmittingMSD, [.transmit(messageIdentifier: 2), .start(.t7)]),
         .cleared: (.callbackWindow, [.cancel(.t2), .ending(.clearedByRemote), .start(.t9)]),
-        .dropped: (.dialling, [.line(.placeCall(number: "112", attempt: 2))]),
+        .dropped: (.dialling, [.dial(number: "112", attempt: 2)]),
         .timer(.t2): (.callbackWindow, [.line(.hangUp), .ending(.t2Expired), .start(.t9)]),
     ],
     .callbackWindow: [
-        .crash: (.dialling, [.cancel(.t9), .start(.t2), .line(.placeCall(number: "112", attempt: 1))]),
+        .crash: (.dialling, [.cancel(.t9), .start(.t2), .dial(number: "112", attempt: 1)]),
         .sos: (.manualPending, [.cancel(.t9), .start(.t1)]),
-        .test: (.dialling, [.cancel(.t9), .line(.placeCall(number: "TEST", attempt: 1))]),
+        .test: (.dialling, [.cancel(.t9), .dial(number: "TEST", attempt: 1)]),
         .cancel: (.callbackWindow, [.reject(.nothingToCancel)]),
         .incoming: (.voice, [.line(.answerIncomingCall)]),
         .timer(.t9): (.idle, [.phaseEntered(.idle)]),
@@ -289,7 +291,7 @@ struct ECallStateMachineTests {
         var z = H(zero)
         let step = z.send(.sos)
         #expect(z.machine.phase == .dialling)
-        #expect(step.line.contains(.placeCall(number: "112", attempt: 1)))
+        #expect(step.places(number: "112", attempt: 1))
     }
 
     @Test("a test call goes to the test number and its MSD says testCall")
@@ -299,7 +301,7 @@ struct ECallStateMachineTests {
         h.send(.answered)
         let step = h.send(.sendMSD)
         #expect(step.line.contains(.transmitMSD(messageIdentifier: 1, timestamp: 1_700_000_000, kind: .test)))
-        #expect(h.lineLog.contains(.placeCall(number: "TEST", attempt: 1)))
+        #expect(h.log.contains { $0.places(number: "TEST", attempt: 1) })
         #expect(h.machine.activeKind == .test)
     }
 
@@ -310,7 +312,7 @@ struct ECallStateMachineTests {
             h.send(.failed)
             #expect(h.log.last?.startTimers == [ECallTimerStart(id: h.timers[.redial]!, afterMs: 30_000)])
             let a = h.send(.timer(.redial))
-            #expect(a.line.contains(.placeCall(number: "112", attempt: attempt)))
+            #expect(a.places(number: "112", attempt: attempt))
         }
         h.send(.failed)
         let end = h.send(.timer(.t2))
@@ -323,7 +325,7 @@ struct ECallStateMachineTests {
         var h = H.at(.transmittingMSD)
         let dropAt = h.now + 10
         let first = h.send(.dropped)
-        #expect(first.line.contains(.placeCall(number: "112", attempt: 2)))
+        #expect(first.places(number: "112", attempt: 2))
         var attempts = 2
         // Attempts fail; each wait is at most 5 s and the window closes 120 s after the drop.
         while h.machine.phase == .dialling {
@@ -411,5 +413,12 @@ struct ECallSelfTestTests {
         let noGNSS = ECallSelfTest(linkAttached: true, crashSignalFresh: true, gnssFix: nil)
         #expect(noGNSS.failures.isEmpty)
         #expect(noGNSS.json["gnss"] == .string("notFitted"))
+    }
+}
+
+extension ECallStep {
+    /// Whether the step dials this number as this attempt.
+    func places(number: String, attempt: Int) -> Bool {
+        line.contains { if case .placeCall(let d) = $0 { d.number == number && d.attempt == attempt } else { false } }
     }
 }

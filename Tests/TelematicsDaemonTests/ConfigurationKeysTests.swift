@@ -5,8 +5,8 @@ import Testing
 
 @Suite("Configuration keys: one table for the parser, the reload and the man page")
 struct ConfigurationKeysTests {
-    /// The required keys, a candump source (so the replay keys apply) and both TLS halves (so
-    /// either can change alone).
+    /// The required keys, a candump source (so the replay keys apply), both TLS halves (so
+    /// either can change alone) and a SIP proxy (so the eCall's transport can become NG).
     static let base = """
         [can]
         source = candump:/srv/base.log
@@ -16,6 +16,8 @@ struct ConfigurationKeysTests {
         [backend]
         tls-cert = /srv/base.crt
         tls-key = /srv/base.key
+        [ecall]
+        sip-proxy = sip:192.0.2.9:5060
 
         """
 

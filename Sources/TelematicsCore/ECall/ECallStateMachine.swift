@@ -174,7 +174,7 @@ public struct ECallTimerStart: Sendable, Equatable {
 /// What the unit does on the line, through its transport (the circuit-switched modem or SIP).
 public enum ECallLineAction: Sendable, Equatable {
     /// Dial this attempt.
-    case placeCall(number: String, attempt: Int)
+    case placeCall(ECallDial)
     /// Push mode: tell the PSAP an MSD is ready (INITIATION), until T3 or SEND MSD.
     case sendInitiation
     case stopInitiation
@@ -185,6 +185,25 @@ public enum ECallLineAction: Sendable, Equatable {
     case hangUp
     case answerIncomingCall
     case deregisterFromNetwork
+}
+
+/// A dialling attempt: the number (the circuit-switched call's), the kind (NG-eCall's service
+/// URN) and the MSD a transport sends with the set-up (NG-eCall's INVITE): its identifier and
+/// the call's frozen timestamp.
+public struct ECallDial: Sendable, Equatable {
+    public var number: String
+    public var attempt: Int
+    public var kind: ECallKind
+    public var messageIdentifier: Int
+    public var msdTimestamp: UInt32
+
+    public init(number: String, attempt: Int, kind: ECallKind, messageIdentifier: Int, msdTimestamp: UInt32) {
+        self.number = number
+        self.attempt = attempt
+        self.kind = kind
+        self.messageIdentifier = messageIdentifier
+        self.msdTimestamp = msdTimestamp
+    }
 }
 
 /// The machine's answer to one event: the timers that stop, the timers that start, what to do
@@ -514,7 +533,8 @@ public struct ECallStateMachine: Sendable {
         var c = call
         c.attempts += 1
         if startT2 { c.t2 = start(.t2, configuration.t2Ms, &s) }
-        s.line.append(.placeCall(number: c.number, attempt: c.attempts))
+        s.line.append(.placeCall(ECallDial(number: c.number, attempt: c.attempts, kind: c.kind, messageIdentifier: c.messageIdentifier,
+                                           msdTimestamp: c.msdTimestamp)))
         enter(.dialling(c), &s)
     }
 

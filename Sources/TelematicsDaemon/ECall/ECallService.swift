@@ -53,6 +53,9 @@ public final class ECallService: Service, Sendable {
         var lastMSD: String?
         var triggers = 0
         var selfTest: ECallSelfTest?
+        /// The call and MSD identifier that went with the set-up (NG-eCall's INVITE): the
+        /// machine's transmission of that same MSD is not built or sent again.
+        var msdWithSetup: (call: Int, messageIdentifier: Int)?
     }
 
     /// The self-test waits this long after ignition-on, so the airbag controller's first
@@ -368,6 +371,9 @@ public final class ECallService: Service, Sendable {
         case .malformed(let text):
             logger.error("malformed message on the eCall link", metadata: ["ecall.message": "\(text)"])
             return .doNothing
+        case .notice(let text):
+            logger.notice("eCall transport", metadata: ["ecall.transport": "\(text)"])
+            return .doNothing
         case .received(let m):
             let before = call
             let step = machine.networkMessage(m, current: &call, at: now)
@@ -413,13 +419,27 @@ public final class ECallService: Service, Sendable {
     private func perform(_ a: ECallLineAction, machine: inout ECallStateMachine, call: inout Int, dialled: inout Int,
                          now: ECallInstant) -> ECallStep? {
         switch a {
-        case .placeCall(let number, let attempt):
+        case .placeCall(let d):
             // Call numbers never repeat, so a late message for an earlier attempt is ignored.
             dialled = max(dialled, call) + 1
             call = dialled
-            logger.notice("placing the eCall", metadata: ["ecall.number": "\(number)", "ecall.attempt": "\(attempt)", "ecall.call": "\(call)"])
-            if !link.send(.dial(call: call, number: number)) {
-                logger.warning("no network for the eCall attempt", metadata: ["ecall.attempt": "\(attempt)"])
+            logger.notice("placing the eCall", metadata: ["ecall.number": "\(d.number)", "ecall.attempt": "\(d.attempt)", "ecall.call": "\(call)"])
+            // NG-eCall's INVITE carries the MSD: built now, with the call's frozen timestamp.
+            var msd: [UInt8] = []
+            if link.carriesMSDInSetup {
+                do {
+                    msd = try buildMSD(messageIdentifier: d.messageIdentifier, timestamp: d.msdTimestamp, kind: d.kind, now: now).encode()
+                    let sent = (call: call, messageIdentifier: d.messageIdentifier)
+                    status.withLock { $0.lastMSD = hexBytes(msd); $0.msdWithSetup = sent }
+                    logger.notice("MSD sent with the call's set-up", metadata: [
+                        "ecall.messageIdentifier": "\(d.messageIdentifier)", "ecall.msd": "\(hexBytes(msd))",
+                    ])
+                } catch {
+                    logger.critical("the MSD could not be encoded", metadata: ["error": "\(error)"])
+                }
+            }
+            if !link.dial(call: call, number: d.number, kind: d.kind, msd: msd) {
+                logger.warning("no network for the eCall attempt", metadata: ["ecall.attempt": "\(d.attempt)"])
                 return machine.callFailed(.noNetwork, at: now)
             }
         case .sendInitiation:
@@ -427,6 +447,7 @@ public final class ECallService: Service, Sendable {
         case .stopInitiation:
             break
         case .transmitMSD(let id, let timestamp, let kind):
+            if let s = status.withLock({ $0.msdWithSetup }), s.call == call, s.messageIdentifier == id { break }
             let msd = buildMSD(messageIdentifier: id, timestamp: timestamp, kind: kind, now: now)
             do {
                 let bytes = try msd.encode()

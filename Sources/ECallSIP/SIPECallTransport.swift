@@ -1,0 +1,670 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CLibre
+import Platform
+import Synchronization
+import TelematicsCore
+
+/// Where the unit's SIP user agent listens and what it calls.
+public struct SIPSettings: Sendable, Equatable {
+    /// The local address and UDP port of the user agent (the PSAP's call-back comes here).
+    public var local: Endpoint
+    /// The outbound proxy every request goes through (the IMS network's P-CSCF; on a bench the
+    /// PSAP itself or an emergency routing proxy), as a SIP URI: `sip:HOST:PORT`.
+    public var proxy: String
+    /// The domain of the unit's address of record: `sip:VIN@DOMAIN`.
+    public var domain: String
+    /// Where a test call goes (a non-emergency URI that still takes the MSD).
+    public var testURI: String
+    /// How often the proxy is asked (OPTIONS) whether the network is there; a request that
+    /// gets no answer at all detaches the unit. 0: never asked, attached once the stack is up
+    /// (a bench whose PSAP takes nothing but calls).
+    public var probeIntervalMs: Int64
+    /// A PSAP's call-back not answered within this long is refused (480): the machine answers
+    /// only inside its call-back window.
+    public var callbackAnswerMs: Int64
+
+    public init(local: Endpoint, proxy: String, domain: String, testURI: String, probeIntervalMs: Int64 = 5_000,
+                callbackAnswerMs: Int64 = 5_000) {
+        self.local = local
+        self.proxy = proxy
+        self.domain = domain
+        self.testURI = testURI
+        self.probeIntervalMs = probeIntervalMs
+        self.callbackAnswerMs = callbackAnswerMs
+    }
+}
+
+/// The NG-eCall transport (EN 17184, RFC 8147) on libre's SIP stack: the INVITE to the eCall
+/// service URN carries the SDP offer and the MSD (a body part referenced from Call-Info); the
+/// PSAP's final answer carries its acknowledgement; its INFO asks for a new MSD, which goes in
+/// an INFO of the EmergencyCallData.eCall.MSD package; BYE from either side clears down; the
+/// PSAP's call-back is answered when the machine says so. The voice stream is G.711 silence
+/// over RTP, so that a real PSAP sees a call.
+///
+/// libre runs its own event loop on one thread ("ecall-sip"); every libre object is made, used
+/// and freed there. Other threads reach it through libre's message queue and hear from it
+/// through `deliver`, as the circuit-switched link's thread does.
+///
+/// The machine's events come as the in-band link's would: a 200 OK is `setup(answered)`, and
+/// as its INVITE carried the MSD, also `sendMSD` and `llAck`, then `alAck` when the PSAP's
+/// acknowledgement is positive (a negative one leaves T6 to run out). A final error is a
+/// failed set-up (`NGECall.setupOutcome`), a BYE `cleared`, a broken dialog `dropped`.
+public final class SIPECallTransport: ECallTransport, @unchecked Sendable {
+    public var carriesMSDInSetup: Bool { true }
+
+    private let settings: SIPSettings
+    private let vin: String
+    private let deliver: @Sendable (ECallLinkEvent) -> Void
+    private let attached = Atomic<Bool>(false)
+    /// libre's message queue (thread-safe by design: the one way in from other threads).
+    private struct QueueRef: @unchecked Sendable { let pointer: OpaquePointer }
+    private let queue = Mutex<QueueRef?>(nil)
+    private let thread = Mutex<DedicatedThread?>(nil)
+    private let started = OneShot<String?>()
+
+    // Everything below is touched on the libre thread only.
+    private var sip: OpaquePointer?
+    private var sessionSocket: OpaquePointer?
+    private var calls: [Int: SIPCall] = [:]
+    private var nextIncoming = 1_000_000
+    private let probeTimer = UnsafeMutablePointer<tmr>.allocate(capacity: 1)
+    private var probing = false
+
+    public init(settings: SIPSettings, vin: String, deliver: @escaping @Sendable (ECallLinkEvent) -> Void) {
+        self.settings = settings
+        self.vin = vin
+        self.deliver = deliver
+        tmr_init(probeTimer)
+    }
+
+    deinit { probeTimer.deallocate() }
+
+    public var isAttached: Bool { attached.load(ordering: .acquiring) }
+
+    var fromURI: String { "sip:\(vin)@\(settings.domain)" }
+
+    // MARK: - From the eCall service (any thread)
+
+    @discardableResult
+    public func send(_ message: ECallWire) -> Bool {
+        switch message {
+        case .hello, .initiation, .deregister:
+            // No SIP counterpart: INVITE carries the MSD, and an IMS unit has no eCall-only
+            // registration to drop here.
+            return isAttached
+        case .dial(let call, let number):
+            return dial(call: call, number: number, kind: .automatic, msd: [])
+        case .msd(let call, let id, let bytes):
+            return push(.msd(call: call, messageIdentifier: id, bytes: bytes))
+        case .hangUp(let call):
+            return push(.hangUp(call: call))
+        case .answer(let call):
+            return push(.answer(call: call))
+        case .setup, .sendMSD, .llAck, .alAck, .cleared, .dropped, .incoming:
+            // What the network sends: never sent by the unit.
+            return false
+        }
+    }
+
+    @discardableResult
+    public func dial(call: Int, number: String, kind: ECallKind, msd: [UInt8]) -> Bool {
+        guard isAttached else { return false }
+        return push(.dial(call: call, kind: kind, msd: msd))
+    }
+
+    public func start() {
+        thread.withLock { t in
+            guard t == nil else { return }
+            t = DedicatedThread(name: "ecall-sip") { [self] in self.run() }
+        }
+        if let failure = started.wait(timeoutMs: 10_000) ?? "the SIP stack did not start within 10 s" {
+            deliver(.detached(reason: failure))
+        }
+    }
+
+    public func shutdown() {
+        push(.stop)
+        thread.withLock { t in
+            t?.join()
+            t = nil
+        }
+    }
+
+    // MARK: - The libre thread
+
+    enum Command {
+        case dial(call: Int, kind: ECallKind, msd: [UInt8])
+        case msd(call: Int, messageIdentifier: Int, bytes: [UInt8])
+        case hangUp(call: Int)
+        case answer(call: Int)
+        case stop
+    }
+
+    final class Box {
+        let command: Command
+        init(_ c: Command) { command = c }
+    }
+
+    @discardableResult
+    private func push(_ c: Command) -> Bool {
+        queue.withLock { q in
+            guard let q else { return false }
+            let box = Unmanaged.passRetained(Box(c)).toOpaque()
+            if mqueue_push(q.pointer, 0, box) != 0 {
+                Unmanaged<Box>.fromOpaque(box).release()
+                return false
+            }
+            return true
+        }
+    }
+
+    private func run() {
+        guard libre_init() == 0 else {
+            _ = started.give("libre could not start")
+            return
+        }
+        defer { libre_close() }
+        // libre's own warnings (a message it could not decode, ...) go to the eCall's log, not
+        // to standard error in its own format.
+        dbg_init(Int32(DBG_WARNING), DBG_NONE)
+        dbg_handler_set({ level, p, len, arg in
+            guard let p, let arg else { return }
+            let line = p.withMemoryRebound(to: UInt8.self, capacity: len) { String(decoding: UnsafeBufferPointer(start: $0, count: len), as: UTF8.self) }
+            Unmanaged<SIPECallTransport>.fromOpaque(arg).takeUnretainedValue()
+                .deliver(.malformed("SIP stack: " + line.trimmingCharacters(in: "\r\n ")))
+        }, Unmanaged.passUnretained(self).toOpaque())
+        defer { dbg_handler_set(nil, nil) }
+        if let failure = setUp() {
+            tearDown()
+            _ = started.give(failure)
+            return
+        }
+        _ = started.give(nil)
+        if settings.probeIntervalMs > 0 { probe() } else { probed(reachable: true) }
+        _ = re_main(nil)
+        tearDown()
+    }
+
+    /// The stack, its UDP transport, the session socket (for the call-back) and the queue.
+    private func setUp() -> String? {
+        var s: OpaquePointer?
+        guard sip_alloc(&s, nil, 32, 32, 32, "telematicsd", nil, nil) == 0, let s else { return "cannot make the SIP stack" }
+        sip = s
+        var laddr = sa()
+        guard sa_set_str(&laddr, settings.local.host, settings.local.port) == 0 else {
+            return "the SIP address \(settings.local.host) is not an IP address"
+        }
+        let err = tcu_sip_transp_add_udp(s, &laddr)
+        guard err == 0 else { return "cannot listen for SIP on \(settings.local) (\(errorText(err)))" }
+        let me = Unmanaged.passUnretained(self).toOpaque()
+        var sock: OpaquePointer?
+        guard sipsess_listen(&sock, s, 32, { msg, arg in
+            guard let msg, let arg else { return }
+            Unmanaged<SIPECallTransport>.fromOpaque(arg).takeUnretainedValue().incoming(msg)
+        }, me) == 0 else { return "cannot listen for SIP sessions" }
+        sessionSocket = sock
+        var q: OpaquePointer?
+        guard mqueue_alloc(&q, { _, data, arg in
+            guard let data, let arg else { return }
+            let box = Unmanaged<Box>.fromOpaque(data).takeRetainedValue()
+            Unmanaged<SIPECallTransport>.fromOpaque(arg).takeUnretainedValue().handle(box.command)
+        }, me) == 0, let q else { return "cannot make the SIP command queue" }
+        queue.withLock { $0 = QueueRef(pointer: q) }
+        return nil
+    }
+
+    private func tearDown() {
+        tmr_cancel(probeTimer)
+        for c in calls.values { c.close() }
+        calls.removeAll()
+        let q = queue.withLock { q in defer { q = nil }; return q }
+        if let q { _ = tcu_mem_deref(UnsafeMutableRawPointer(q.pointer)) }
+        if let sock = sessionSocket { _ = tcu_mem_deref(UnsafeMutableRawPointer(sock)) }
+        sessionSocket = nil
+        if let s = sip {
+            sip_close(s, true)
+            _ = tcu_mem_deref(UnsafeMutableRawPointer(s))
+        }
+        sip = nil
+        attached.store(false, ordering: .releasing)
+    }
+
+    private func handle(_ c: Command) {
+        switch c {
+        case .stop:
+            re_cancel()
+        case .dial(let call, let kind, let msd):
+            invite(call: call, kind: kind, msd: msd)
+        case .msd(let call, let id, let bytes):
+            calls[call]?.sendMSDUpdate(messageIdentifier: id, bytes: bytes)
+        case .hangUp(let call):
+            guard let c = calls.removeValue(forKey: call) else { return }
+            c.hangUp()
+        case .answer(let call):
+            calls[call]?.answer()
+        }
+    }
+
+    // MARK: - Network attachment: the proxy answers OPTIONS
+
+    private func probe() {
+        guard let sip, !probing else { return }
+        probing = true
+        let me = Unmanaged.passUnretained(self).toOpaque()
+        let err = tcu_sip_options(sip, settings.proxy, fromURI, settings.proxy, { err, msg, arg in
+            guard let arg else { return }
+            let t = Unmanaged<SIPECallTransport>.fromOpaque(arg).takeUnretainedValue()
+            // Any answer, even a refusal, shows the network is there; none at all, that it is not.
+            t.probed(reachable: err == 0 && msg != nil)
+        }, me)
+        if err != 0 { probed(reachable: false, reason: errorText(err)) }
+        tmr_start(probeTimer, UInt64(max(100, settings.probeIntervalMs)), { arg in
+            guard let arg else { return }
+            Unmanaged<SIPECallTransport>.fromOpaque(arg).takeUnretainedValue().probe()
+        }, me)
+    }
+
+    private func probed(reachable: Bool, reason: String = "the SIP proxy does not answer") {
+        probing = false
+        let was = attached.exchange(reachable, ordering: .acquiringAndReleasing)
+        if reachable, !was { deliver(.attached) }
+        if !reachable, was { deliver(.detached(reason: reason)) }
+    }
+
+    // MARK: - Calls
+
+    private func invite(call: Int, kind: ECallKind, msd: [UInt8]) {
+        guard let sip, let sessionSocket else { return }
+        let c = SIPCall(number: call, transport: self, sip: sip, local: settings.local.host)
+        let to = NGECall.serviceURN(kind) ?? settings.testURI
+        let contentID = "msd\(call)@\(vin.lowercased()).ecall"
+        guard let offer = c.makeOffer() else {
+            deliver(.received(.setup(call: call, outcome: .noNetwork)))
+            return
+        }
+        let parts = [MIMEPart(contentType: "application/sdp", body: offer),
+                     MIMEPart(contentType: NGECall.msdContentType, contentID: contentID, disposition: "by-reference;handling=optional",
+                              body: msd)]
+        let boundary = MIMEMultipart.boundary(for: parts, base: "ecall-boundary")
+        let body = MIMEMultipart.build(parts, boundary: boundary)
+        let headers = "Call-Info: \(NGECall.callInfo(contentID: contentID))\r\n"
+            + "Recv-Info: \(NGECall.infoPackage)\r\n"
+            + "Accept: application/sdp, \(NGECall.controlContentType), multipart/mixed\r\n"
+            + "Priority: emergency\r\n"
+        c.msdSent = msd.isEmpty ? 0 : 1
+        c.contentID = contentID
+        calls[call] = c
+        if let failure = c.connect(socket: sessionSocket, to: to, from: fromURI, route: settings.proxy,
+                                   contentType: MIMEMultipart.contentType(boundary: boundary), body: body, headers: headers) {
+            calls[call] = nil
+            deliver(.notice("the INVITE could not be sent: \(failure)"))
+            deliver(.received(.setup(call: call, outcome: .noNetwork)))
+        }
+    }
+
+    /// An INVITE from outside: the PSAP's call-back.
+    fileprivate func incoming(_ msg: UnsafePointer<sip_msg>) {
+        guard let sip, let sessionSocket else { return }
+        nextIncoming += 1
+        let number = nextIncoming
+        let c = SIPCall(number: number, transport: self, sip: sip, local: settings.local.host)
+        c.incoming = true
+        guard c.accept(socket: sessionSocket, msg: msg) else {
+            _ = tcu_sip_reply(sip, msg, 500, "Server Internal Error")
+            return
+        }
+        calls[number] = c
+        deliver(.received(.incoming(call: number)))
+        c.refuseUnlessAnswered(afterMs: settings.callbackAnswerMs)
+    }
+
+    // From the calls' callbacks.
+    fileprivate func event(_ e: ECallLinkEvent) { deliver(e) }
+    fileprivate func ended(_ c: SIPCall) { if calls[c.number] === c { calls[c.number] = nil } }
+}
+
+/// One SIP session: the eCall's INVITE or the PSAP's call-back, its SDP and its RTP.
+final class SIPCall {
+    let number: Int
+    unowned let transport: SIPECallTransport
+    let sip: OpaquePointer
+    let localHost: String
+    var session: OpaquePointer?
+    var sdp: OpaquePointer?
+    var media: OpaquePointer?
+    var rtp: OpaquePointer?
+    var rtpPort: UInt16 = 0
+    let rtpTimer = UnsafeMutablePointer<tmr>.allocate(capacity: 1)
+    let answerTimer = UnsafeMutablePointer<tmr>.allocate(capacity: 1)
+    var rtpTimestamp: UInt32 = 0
+    var rtpFirst = true
+    var incoming = false
+    var established = false
+    var answered = false
+    /// The highest MSD identifier already with the PSAP (the INVITE's is 1).
+    var msdSent = 0
+    var contentID = ""
+    /// The PSAP's acknowledgement from the 200 OK, read in the answer handler.
+    var acknowledged: Bool?
+
+    init(number: Int, transport: SIPECallTransport, sip: OpaquePointer, local: String) {
+        self.number = number
+        self.transport = transport
+        self.sip = sip
+        self.localHost = local
+        tmr_init(rtpTimer)
+        tmr_init(answerTimer)
+    }
+
+    deinit {
+        rtpTimer.deallocate()
+        answerTimer.deallocate()
+    }
+
+    var me: UnsafeMutableRawPointer { Unmanaged.passUnretained(self).toOpaque() }
+
+    /// The RTP socket and the SDP offer for it.
+    func makeOffer() -> [UInt8]? {
+        guard openMedia() else { return nil }
+        var mb: UnsafeMutablePointer<mbuf>?
+        guard let sdp, sdp_encode(&mb, sdp, true) == 0, let mb else { return nil }
+        defer { _ = tcu_mem_deref(mb) }
+        return bytes(of: mb)
+    }
+
+    private func openMedia() -> Bool {
+        var laddr = sa()
+        guard sa_set_str(&laddr, localHost, 0) == 0 else { return false }
+        var rs: OpaquePointer?
+        // An even port from the dynamic range, RTCP beside it.
+        guard rtp_listen(&rs, Int32(IPPROTO_UDP), &laddr, 20_000, 40_000, true, { _, _, _, _ in }, { _, _, _ in }, nil) == 0, let rs else { return false }
+        rtp = rs
+        var bound = sa()
+        if let sock = rtp_sock(rs) { _ = udp_local_get(OpaquePointer(sock), &bound) }
+        rtpPort = sa_port(&bound)
+        var s: OpaquePointer?
+        var m: OpaquePointer?
+        guard tcu_sdp_audio(&s, &m, &laddr, rtpPort) == 0 else { return false }
+        sdp = s
+        media = m
+        return true
+    }
+
+    func connect(socket: OpaquePointer, to: String, from: String, route: String, contentType: String, body: [UInt8],
+                 headers: String) -> String? {
+        guard let mb = body.withUnsafeBufferPointer({ tcu_mbuf_from($0.baseAddress, $0.count) }) else { return "out of memory" }
+        defer { _ = tcu_mem_deref(mb) }
+        var sess: OpaquePointer?
+        let err = tcu_sipsess_connect(&sess, socket, to, from, route, contentType, mb,
+            { msg, arg in SIPCall.from(arg)?.answerReceived(msg) ?? 0 },
+            { _, _ in },
+            { msg, arg in SIPCall.from(arg)?.establishedCall() },
+            { sip, msg, arg in SIPCall.from(arg)?.info(msg) },
+            { err, msg, arg in SIPCall.from(arg)?.closed(err: err, msg: msg) },
+            me, headers)
+        guard err == 0 else { return errorText(err) }
+        session = sess
+        return nil
+    }
+
+    static func from(_ arg: UnsafeMutableRawPointer?) -> SIPCall? {
+        arg.map { Unmanaged<SIPCall>.fromOpaque($0).takeUnretainedValue() }
+    }
+
+    /// The PSAP's 200 OK: the SDP answer and, beside it, its acknowledgement of the MSD.
+    func answerReceived(_ msg: UnsafePointer<sip_msg>?) -> Int32 {
+        guard let msg else { return 0 }
+        let (type, body) = content(of: msg)
+        do {
+            let parts = try MIMEMultipart.parse(body, contentType: type)
+            for p in parts {
+                switch p.mediaType {
+                case "application/sdp": takeAnswer(p.body)
+                case NGECall.controlContentType.lowercased(): readControl(p.body, inResponse: true)
+                default: continue
+                }
+            }
+        } catch {
+            transport.event(.malformed("the PSAP's answer: \(error.message)"))
+        }
+        return 0
+    }
+
+    private func takeAnswer(_ answer: [UInt8]) {
+        // The part ends where its delimiter's CRLF begins; SDP's last line needs its own.
+        var body = answer
+        if body.last != 0x0A { body += [0x0D, 0x0A] }
+        guard let sdp, let mb = body.withUnsafeBufferPointer({ tcu_mbuf_from($0.baseAddress, $0.count) }) else { return }
+        defer { _ = tcu_mem_deref(mb) }
+        let err = sdp_decode(sdp, mb, false)
+        if err != 0 { transport.event(.malformed("the PSAP's SDP answer could not be read (\(errorText(err)))")) }
+    }
+
+    private func readControl(_ body: [UInt8], inResponse: Bool) {
+        do {
+            for item in try EmergencyCallControl.parse(body) {
+                switch item {
+                case .ack(_, let received):
+                    if inResponse {
+                        acknowledged = received
+                    } else {
+                        // An acknowledgement of an MSD sent in INFO.
+                        if received {
+                            transport.event(.received(.alAck(call: number, clearDown: false)))
+                        } else {
+                            transport.event(.notice("the PSAP's acknowledgement of the MSD is negative"))
+                        }
+                    }
+                case .request where item.isMSDRequest:
+                    transport.event(.received(.sendMSD(call: number)))
+                case .request(let action, _):
+                    transport.event(.notice("the PSAP asked for '\(action)', which the unit does not do"))
+                }
+            }
+        } catch {
+            transport.event(.malformed("the PSAP's control block: \(error.message)"))
+        }
+    }
+
+    func establishedCall() {
+        established = true
+        startVoice()
+        if incoming { return }
+        transport.event(.received(.setup(call: number, outcome: .answered)))
+        // The INVITE carried the MSD: it was asked for and delivered with the call.
+        transport.event(.received(.sendMSD(call: number)))
+        transport.event(.received(.llAck(call: number)))
+        switch acknowledged {
+        case true?: transport.event(.received(.alAck(call: number, clearDown: false)))
+        case false?: transport.event(.notice("the PSAP's acknowledgement of the MSD is negative"))
+        case nil: transport.event(.notice("the PSAP's answer holds no acknowledgement of the MSD"))
+        }
+    }
+
+    /// An INFO from the PSAP: a request for a new MSD, or the acknowledgement of one.
+    func info(_ msg: UnsafePointer<sip_msg>?) {
+        guard let msg else { return }
+        let (type, body) = content(of: msg)
+        do {
+            let parts = try MIMEMultipart.parse(body, contentType: type)
+            let control = parts.filter { $0.mediaType == NGECall.controlContentType.lowercased() }
+            guard !control.isEmpty else {
+                _ = tcu_sip_reply(sip, msg, 415, "Unsupported Media Type")
+                transport.event(.malformed("an INFO of type '\(type)' without a control block: refused (415)"))
+                return
+            }
+            _ = tcu_sip_reply(sip, msg, 200, "OK")
+            for p in control { readControl(p.body, inResponse: false) }
+        } catch {
+            _ = tcu_sip_reply(sip, msg, 400, "Bad Request")
+            transport.event(.malformed("an INFO from the PSAP: \(error.message)"))
+        }
+    }
+
+    /// A new MSD (the PSAP asked for it) in an INFO of the eCall MSD package. The INVITE's MSD is
+    /// not sent again.
+    func sendMSDUpdate(messageIdentifier: Int, bytes: [UInt8]) {
+        guard messageIdentifier > msdSent, let session, established else { return }
+        msdSent = messageIdentifier
+        let cid = "msd\(number)-\(messageIdentifier)@ecall"
+        let parts = [MIMEPart(contentType: NGECall.msdContentType, contentID: cid, disposition: "Info-Package", body: bytes)]
+        let boundary = MIMEMultipart.boundary(for: parts, base: "ecall-boundary")
+        let body = MIMEMultipart.build(parts, boundary: boundary)
+        let headers = "Info-Package: \(NGECall.infoPackage)\r\nCall-Info: \(NGECall.callInfo(contentID: cid))\r\n"
+            + "Content-Type: \(MIMEMultipart.contentType(boundary: boundary))\r\n"
+        let err = body.withUnsafeBufferPointer { b in
+            tcu_sip_drequest(sip, sipsess_dialog(session), "INFO", headers, b.baseAddress, b.count, { err, msg, arg in
+                guard let call = SIPCall.from(arg) else { return }
+                if err == 0, let msg, (200...299).contains(Int(msg.pointee.scode)) {
+                    // The PSAP's SIP stack has it: the lower layer's acknowledgement.
+                    call.transport.event(.received(.llAck(call: call.number)))
+                } else if err == 0, let msg, msg.pointee.scode >= 300 {
+                    call.transport.event(.notice("the PSAP refused the MSD update: \(msg.pointee.scode)"))
+                }
+            }, me)
+        }
+        if err != 0 { transport.event(.notice("the MSD update could not be sent (\(errorText(err)))")) }
+    }
+
+    func closed(err: Int32, msg: UnsafePointer<sip_msg>?) {
+        let wasEstablished = established
+        stopVoice()
+        transport.ended(self)
+        if let msg, !msg.pointee.req, msg.pointee.scode >= 300, !wasEstablished {
+            // The INVITE's final error: a failed set-up, redialled by the machine's rules.
+            let code = Int(msg.pointee.scode)
+            transport.event(.notice("the eCall's INVITE was refused: \(code) \(text(msg.pointee.reason))"))
+            transport.event(.received(.setup(call: number, outcome: NGECall.setupOutcome(statusCode: code))))
+        } else if err == ECONNRESET {
+            // A BYE from the PSAP.
+            transport.event(.received(.cleared(call: number)))
+        } else if wasEstablished {
+            transport.event(.received(.dropped(call: number)))
+        } else if !incoming {
+            transport.event(.notice("the eCall's INVITE failed (\(errorText(err)))"))
+            transport.event(.received(.setup(call: number, outcome: .noNetwork)))
+        }
+        close()
+    }
+
+    /// The unit clears down: BYE when established, CANCEL before.
+    func hangUp() {
+        close()
+    }
+
+    // MARK: - The call-back
+
+    func accept(socket: OpaquePointer, msg: UnsafePointer<sip_msg>) -> Bool {
+        let (type, body) = content(of: msg)
+        guard openMedia(), let sdp else { return false }
+        if let parts = try? MIMEMultipart.parse(body, contentType: type), let offer = parts.first(where: { $0.mediaType == "application/sdp" }),
+           let mb = offer.body.withUnsafeBufferPointer({ tcu_mbuf_from($0.baseAddress, $0.count) }) {
+            _ = sdp_decode(sdp, mb, true)
+            _ = tcu_mem_deref(mb)
+        }
+        var sess: OpaquePointer?
+        let err = tcu_sipsess_accept(&sess, socket, msg, 180, "Ringing",
+            { descp, msg, arg in
+                // A re-INVITE's offer: answer with the same stream.
+                guard let call = SIPCall.from(arg), let sdp = call.sdp, let descp else { return EINVAL }
+                return sdp_encode(descp, sdp, false)
+            },
+            { msg, arg in 0 },
+            { msg, arg in SIPCall.from(arg)?.establishedCall() },
+            { sip, msg, arg in SIPCall.from(arg)?.info(msg) },
+            { err, msg, arg in SIPCall.from(arg)?.closed(err: err, msg: msg) },
+            me)
+        guard err == 0 else { return false }
+        session = sess
+        return true
+    }
+
+    func answer() {
+        guard incoming, !answered, let session, let sdp else { return }
+        answered = true
+        tmr_cancel(answerTimer)
+        var mb: UnsafeMutablePointer<mbuf>?
+        guard sdp_encode(&mb, sdp, false) == 0, let mb else { return }
+        defer { _ = tcu_mem_deref(mb) }
+        _ = tcu_sipsess_answer(session, 200, "OK", mb)
+    }
+
+    func refuseUnlessAnswered(afterMs: Int64) {
+        tmr_start(answerTimer, UInt64(max(1, afterMs)), { arg in
+            guard let call = SIPCall.from(arg), !call.answered, let session = call.session else { return }
+            _ = tcu_sipsess_reject(session, 480, "Temporarily Unavailable")
+            call.transport.event(.notice("the PSAP's call-back came outside the call-back window: refused (480)"))
+            call.transport.ended(call)
+            call.close()
+        }, me)
+    }
+
+    // MARK: - Voice: G.711 silence every 20 ms
+
+    private func startVoice() {
+        guard rtp != nil else { return }
+        tmr_start(rtpTimer, 20, { arg in SIPCall.from(arg)?.sendSilence() }, me)
+    }
+
+    private func sendSilence() {
+        guard let rtp, let media, let dst = sdp_media_raddr(media), sa_isset(dst, Int32(SA_ALL.rawValue)) else {
+            tmr_start(rtpTimer, 20, { arg in SIPCall.from(arg)?.sendSilence() }, me)
+            return
+        }
+        // µ-law silence is 0xFF: 160 samples, 20 ms at 8 kHz.
+        let silence = [UInt8](repeating: 0xFF, count: 160)
+        _ = silence.withUnsafeBufferPointer { tcu_rtp_send(rtp, dst, rtpFirst, 0, rtpTimestamp, $0.baseAddress, $0.count) }
+        rtpFirst = false
+        rtpTimestamp &+= 160
+        tmr_start(rtpTimer, 20, { arg in SIPCall.from(arg)?.sendSilence() }, me)
+    }
+
+    private func stopVoice() { tmr_cancel(rtpTimer) }
+
+    /// Frees the session (libre sends BYE or CANCEL as the dialog needs), the media and the timers.
+    func close() {
+        tmr_cancel(rtpTimer)
+        tmr_cancel(answerTimer)
+        if let s = session { _ = tcu_mem_deref(UnsafeMutableRawPointer(s)) }
+        session = nil
+        if let m = rtp { _ = tcu_mem_deref(UnsafeMutableRawPointer(m)) }
+        rtp = nil
+        if let s = sdp { _ = tcu_mem_deref(UnsafeMutableRawPointer(s)) }
+        sdp = nil
+        media = nil
+    }
+}
+
+/// A message's Content-Type value and body bytes.
+func content(of msg: UnsafePointer<sip_msg>) -> (type: String, body: [UInt8]) {
+    var len = 0
+    let p = tcu_msg_body(msg, &len)
+    let body = p.map { Array(UnsafeBufferPointer(start: $0, count: len)) } ?? []
+    let type = sip_msg_hdr(msg, SIP_HDR_CONTENT_TYPE).map { text($0.pointee.val) } ?? "application/octet-stream"
+    return (type, body)
+}
+
+func text(_ p: pl) -> String {
+    guard let start = p.p, p.l > 0 else { return "" }
+    return start.withMemoryRebound(to: UInt8.self, capacity: p.l) { String(decoding: UnsafeBufferPointer(start: $0, count: p.l), as: UTF8.self) }
+}
+
+func bytes(of mb: UnsafeMutablePointer<mbuf>) -> [UInt8] {
+    let m = mb.pointee
+    guard let buf = m.buf, m.end > 0 else { return [] }
+    return Array(UnsafeBufferPointer(start: buf, count: m.end))
+}
+
+func errorText(_ err: Int32) -> String { String(cString: strerror(err)) }
+
+extension String {
+    /// Without the given characters at either end.
+    func trimmingCharacters(in set: String) -> String {
+        var s = Substring(self)
+        while let f = s.first, set.contains(f) { s = s.dropFirst() }
+        while let l = s.last, set.contains(l) { s = s.dropLast() }
+        return String(s)
+    }
+}
