@@ -31,11 +31,13 @@ RELEASE      := -c release --static-swift-stdlib
 # position, tmux to type into the menu,
 # qemu, busybox and cpio to boot a guest kernel with vcan where the host has no CAN (and to
 # pull its power), e2fsprogs for the guest's disk, chromium and its driver for the web portal's
-# tests in a real browser.
+# tests in a real browser; libre (the NG-eCall's SIP stack) and, for its tests, SIPp
+# (sip-tester) as the PSAP, Kamailio as the emergency routing proxy, tcpdump to see the wire.
 DEB_PACKAGES := libsocketcan-dev libgps-dev libsqlite3-dev libmosquitto-dev libssl-dev pkg-config \
                 can-utils iproute2 kmod qemu-system-x86 busybox-static cpio xz-utils mosquitto \
                 openssl python3 python3-venv e2fsprogs mosquitto-clients gpsd tmux \
-                systemd fakeroot libcurl4-openssl-dev chromium chromium-driver
+                systemd fakeroot libcurl4-openssl-dev chromium chromium-driver \
+                libre-dev sip-tester kamailio tcpdump
 # cantools for the decoder's cross-check, aiosmtpd as the mail server the accounts' tests receive
 # on, schemathesis to hold the app API to docs/openapi.yaml, selenium to drive Debian's chromium.
 PY_PACKAGES  := cantools==45.1.0 pytest aiosmtpd==1.4.6 schemathesis==4.32.5 selenium==4.42.0

@@ -181,8 +181,10 @@ public final class SIPECallTransport: ECallTransport, @unchecked Sendable {
             _ = started.give(failure)
             return
         }
-        _ = started.give(nil)
+        // Without probes the network is there as soon as the stack is: said before start()
+        // returns, so that a crash read at once finds it.
         if settings.probeIntervalMs > 0 { probe() } else { probed(reachable: true) }
+        _ = started.give(nil)
         _ = re_main(nil)
         tearDown()
     }
@@ -284,20 +286,23 @@ public final class SIPECallTransport: ECallTransport, @unchecked Sendable {
             deliver(.received(.setup(call: call, outcome: .noNetwork)))
             return
         }
-        let parts = [MIMEPart(contentType: "application/sdp", body: offer),
-                     MIMEPart(contentType: NGECall.msdContentType, contentID: contentID, disposition: "by-reference;handling=optional",
-                              body: msd)]
-        let boundary = MIMEMultipart.boundary(for: parts, base: "ecall-boundary")
-        let body = MIMEMultipart.build(parts, boundary: boundary)
-        let headers = "Call-Info: \(NGECall.callInfo(contentID: contentID))\r\n"
+        // The SDP offer first (RFC 5621: a stack that knows no multipart reads the first part).
+        var parts = [MIMEPart(contentType: "application/sdp", body: offer)]
+        var headers = "Accept: application/sdp, \(NGECall.controlContentType), multipart/mixed\r\nPriority: emergency\r\n"
             + "Recv-Info: \(NGECall.infoPackage)\r\n"
-            + "Accept: application/sdp, \(NGECall.controlContentType), multipart/mixed\r\n"
-            + "Priority: emergency\r\n"
-        c.msdSent = msd.isEmpty ? 0 : 1
+        if !msd.isEmpty {
+            parts.append(MIMEPart(contentType: NGECall.msdContentType, contentID: contentID, disposition: "by-reference;handling=optional",
+                                  body: msd))
+            headers += "Call-Info: \(NGECall.callInfo(contentID: contentID))\r\n"
+        }
+        let boundary = MIMEMultipart.boundary(for: parts, base: "ecall-boundary")
+        let body = parts.count == 1 ? offer : MIMEMultipart.build(parts, boundary: boundary)
+        let contentType = parts.count == 1 ? "application/sdp" : MIMEMultipart.contentType(boundary: boundary)
+        c.msdInInvite = !msd.isEmpty
         c.contentID = contentID
         calls[call] = c
         if let failure = c.connect(socket: sessionSocket, to: to, from: fromURI, route: settings.proxy,
-                                   contentType: MIMEMultipart.contentType(boundary: boundary), body: body, headers: headers) {
+                                   contentType: contentType, body: body, headers: headers) {
             calls[call] = nil
             deliver(.notice("the INVITE could not be sent: \(failure)"))
             deliver(.received(.setup(call: call, outcome: .noNetwork)))
@@ -343,8 +348,8 @@ final class SIPCall {
     var incoming = false
     var established = false
     var answered = false
-    /// The highest MSD identifier already with the PSAP (the INVITE's is 1).
-    var msdSent = 0
+    /// The INVITE carried an MSD (not after the PSAP acknowledged one before a drop).
+    var msdInInvite = false
     var contentID = ""
     /// The PSAP's acknowledgement from the 200 OK, read in the answer handler.
     var acknowledged: Bool?
@@ -473,6 +478,9 @@ final class SIPCall {
         startVoice()
         if incoming { return }
         transport.event(.received(.setup(call: number, outcome: .answered)))
+        // Without an MSD in the INVITE (the PSAP had acknowledged it before a drop), the PSAP
+        // asks for one if it wants.
+        guard msdInInvite else { return }
         // The INVITE carried the MSD: it was asked for and delivered with the call.
         transport.event(.received(.sendMSD(call: number)))
         transport.event(.received(.llAck(call: number)))
@@ -503,11 +511,10 @@ final class SIPCall {
         }
     }
 
-    /// A new MSD (the PSAP asked for it) in an INFO of the eCall MSD package. The INVITE's MSD is
-    /// not sent again.
+    /// A new MSD (the PSAP asked for it) in an INFO of the eCall MSD package. (The service does
+    /// not hand over the INVITE's MSD a second time.)
     func sendMSDUpdate(messageIdentifier: Int, bytes: [UInt8]) {
-        guard messageIdentifier > msdSent, let session, established else { return }
-        msdSent = messageIdentifier
+        guard let session, established else { return }
         let cid = "msd\(number)-\(messageIdentifier)@ecall"
         let parts = [MIMEPart(contentType: NGECall.msdContentType, contentID: cid, disposition: "Info-Package", body: bytes)]
         let boundary = MIMEMultipart.boundary(for: parts, base: "ecall-boundary")
@@ -517,11 +524,17 @@ final class SIPCall {
         let err = body.withUnsafeBufferPointer { b in
             tcu_sip_drequest(sip, sipsess_dialog(session), "INFO", headers, b.baseAddress, b.count, { err, msg, arg in
                 guard let call = SIPCall.from(arg) else { return }
-                if err == 0, let msg, (200...299).contains(Int(msg.pointee.scode)) {
+                let code = err == 0 ? msg.map { Int($0.pointee.scode) } : nil
+                switch code {
+                case (200...299)?:
                     // The PSAP's SIP stack has it: the lower layer's acknowledgement.
                     call.transport.event(.received(.llAck(call: call.number)))
-                } else if err == 0, let msg, msg.pointee.scode >= 300 {
-                    call.transport.event(.notice("the PSAP refused the MSD update: \(msg.pointee.scode)"))
+                case 408?, 481?, nil:
+                    // The dialog is gone (RFC 5057), or nothing answers: the call dropped.
+                    call.transport.event(.notice("the MSD update found no call (\(code.map(String.init) ?? errorText(err))): the call dropped"))
+                    call.dropped()
+                case let other?:
+                    call.transport.event(.notice("the PSAP refused the MSD update: \(other)"))
                 }
             }, me)
         }
@@ -546,6 +559,15 @@ final class SIPCall {
             transport.event(.notice("the eCall's INVITE failed (\(errorText(err)))"))
             transport.event(.received(.setup(call: number, outcome: .noNetwork)))
         }
+        close()
+    }
+
+    /// The dialog is gone without a clear-down: the machine redials.
+    func dropped() {
+        guard session != nil else { return }
+        stopVoice()
+        transport.ended(self)
+        transport.event(.received(.dropped(call: number)))
         close()
     }
 

@@ -196,13 +196,17 @@ public struct ECallDial: Sendable, Equatable {
     public var kind: ECallKind
     public var messageIdentifier: Int
     public var msdTimestamp: UInt32
+    /// The PSAP acknowledged the MSD before a drop: the redial sends none with its set-up (the
+    /// PSAP asks for one if it wants, as in pull mode).
+    public var msdAcknowledged: Bool
 
-    public init(number: String, attempt: Int, kind: ECallKind, messageIdentifier: Int, msdTimestamp: UInt32) {
+    public init(number: String, attempt: Int, kind: ECallKind, messageIdentifier: Int, msdTimestamp: UInt32, msdAcknowledged: Bool = false) {
         self.number = number
         self.attempt = attempt
         self.kind = kind
         self.messageIdentifier = messageIdentifier
         self.msdTimestamp = msdTimestamp
+        self.msdAcknowledged = msdAcknowledged
     }
 }
 
@@ -534,7 +538,7 @@ public struct ECallStateMachine: Sendable {
         c.attempts += 1
         if startT2 { c.t2 = start(.t2, configuration.t2Ms, &s) }
         s.line.append(.placeCall(ECallDial(number: c.number, attempt: c.attempts, kind: c.kind, messageIdentifier: c.messageIdentifier,
-                                           msdTimestamp: c.msdTimestamp)))
+                                           msdTimestamp: c.msdTimestamp, msdAcknowledged: c.msdAcknowledged)))
         enter(.dialling(c), &s)
     }
 

@@ -424,9 +424,10 @@ public final class ECallService: Service, Sendable {
             dialled = max(dialled, call) + 1
             call = dialled
             logger.notice("placing the eCall", metadata: ["ecall.number": "\(d.number)", "ecall.attempt": "\(d.attempt)", "ecall.call": "\(call)"])
-            // NG-eCall's INVITE carries the MSD: built now, with the call's frozen timestamp.
+            // NG-eCall's INVITE carries the MSD: built now, with the call's frozen timestamp
+            // (none after the PSAP acknowledged it: it asks again if it wants).
             var msd: [UInt8] = []
-            if link.carriesMSDInSetup {
+            if link.carriesMSDInSetup, !d.msdAcknowledged {
                 do {
                     msd = try buildMSD(messageIdentifier: d.messageIdentifier, timestamp: d.msdTimestamp, kind: d.kind, now: now).encode()
                     let sent = (call: call, messageIdentifier: d.messageIdentifier)

@@ -1,0 +1,333 @@
+"""NG-eCall (EN 17184, RFC 8147) end to end: the real daemon, a recorded crash on its CAN source,
+its SIP user agent (libre) against SIPp (Debian's sip-tester) playing the PSAP, one scenario
+per behaviour (Tests/integration/sip/*.xml). Each scenario checks what the unit sent (the
+request URI, Call-Info, the content types, the dialog) and fails SIPp's exit status otherwise;
+tcpdump records the datagrams on the loopback so that the MSD the PSAP received is compared byte
+for byte with what the unit built (SIPp's own traces stop at the first NUL byte, and real MSDs
+hold them). Timers are shortened in the daemon's configuration; the tests poll for what they
+wait for and never sleep for timing."""
+import json
+import os
+import socket
+import struct
+import subprocess
+
+import pytest
+
+from support import BIN, DBC, PROFILE, ROOT, free_port, wait_until
+
+CRASH = os.path.join(ROOT, "hw", "traces", "crash.log")
+SCENARIOS = os.path.join(ROOT, "Tests", "integration", "sip")
+VIN = "VSSZZZKLZNR012345"
+
+
+class Sipp:
+    """SIPp playing one scenario for one call, in the foreground of its own process."""
+
+    def __init__(self, tmp, name, scenario, port, keys=None, hold_ms=300, remote=None, rtp_port=None):
+        self.log = tmp / f"{name}-logs.log"
+        self.errors = tmp / f"{name}-errors.log"
+        keys = dict(keys or {})
+        keys.setdefault("rtp_port", str(rtp_port or free_port(socket.SOCK_DGRAM)))
+        args = ["sipp", "-sf", os.path.join(SCENARIOS, scenario), "-i", "127.0.0.1", "-p", str(port), "-m", "1",
+                "-d", str(hold_ms), "-timeout", "60s", "-timeout_error", "-nostdin",
+                "-trace_logs", "-log_file", str(self.log), "-trace_err", "-error_file", str(self.errors)]
+        for k, v in keys.items():
+            args += ["-key", k, v]
+        if remote:
+            args.append(remote)
+        self.proc = subprocess.Popen(args, stdout=open(tmp / f"{name}.out", "a"), stderr=subprocess.STDOUT)
+
+    def passed(self, timeout=60):
+        """SIPp's verdict: 0 when the call went through the scenario, every check true."""
+        return self.proc.wait(timeout=timeout) == 0
+
+    def lines(self):
+        return self.log.read_text().splitlines() if self.log.exists() else []
+
+    def why(self):
+        return self.errors.read_text(errors="replace") if self.errors.exists() else "(no SIPp error log)"
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+
+class Capture:
+    """tcpdump on the loopback, UDP to or from one port; `datagrams()` reads what it wrote."""
+
+    def __init__(self, tmp, port):
+        self.path = tmp / f"sip-{port}.pcap"
+        self.proc = subprocess.Popen(["tcpdump", "-i", "lo", "-U", "--immediate-mode", "-n", "-w", str(self.path), "udp", "port", str(port)],
+                                     stderr=subprocess.PIPE, text=True)
+        # tcpdump says it listens before the first packet can be missed.
+        line = self.proc.stderr.readline()
+        assert "listening on" in line, line
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+
+    def datagrams(self):
+        """The UDP payloads, in order (the loopback's link layer is Ethernet's)."""
+        data = self.path.read_bytes()
+        magic = struct.unpack("<I", data[:4])[0]
+        order = "<" if magic in (0xA1B2C3D4, 0xA1B23C4D) else ">"
+        link = struct.unpack(order + "I", data[20:24])[0]
+        assert link == 1, f"unexpected link type {link}"
+        out, i = [], 24
+        while i + 16 <= len(data):
+            _, _, caplen, _ = struct.unpack(order + "IIII", data[i:i + 16])
+            frame = data[i + 16:i + 16 + caplen]
+            i += 16 + caplen
+            if len(frame) < 14 + 20 or frame[12:14] != b"\x08\x00":
+                continue
+            ip = frame[14:]
+            ihl = (ip[0] & 0x0F) * 4
+            if ip[9] != 17:
+                continue
+            out.append(ip[ihl + 8:])
+        return out
+
+
+def sip_messages(datagrams):
+    """Each datagram as (start line, headers as (name, value) pairs, body bytes)."""
+    out = []
+    for d in datagrams:
+        head, sep, body = d.partition(b"\r\n\r\n")
+        if not sep:
+            continue
+        lines = head.decode("utf-8", "replace").split("\r\n")
+        headers = [tuple(x.strip() for x in l.split(":", 1)) for l in lines[1:] if ":" in l]
+        out.append((lines[0], headers, body))
+    return out
+
+
+def header(headers, name):
+    return next((v for n, v in headers if n.lower() == name.lower()), None)
+
+
+def parts(content_type, body):
+    """The parts of a multipart/mixed body: (headers, bytes) each, bytes untouched."""
+    boundary = next(p.split("=", 1)[1].strip('"') for p in content_type.split(";")[1:] if p.strip().lower().startswith("boundary="))
+    delimiter = b"--" + boundary.encode()
+    chunks = body.split(b"\r\n" + delimiter)
+    first = chunks[0]
+    assert first.startswith(delimiter), body[:80]
+    chunks[0] = first[len(delimiter):]
+    out = []
+    for c in chunks:
+        if c.startswith(b"--"):
+            break
+        c = c[2:] if c.startswith(b"\r\n") else c
+        h, _, content = c.partition(b"\r\n\r\n")
+        hs = [tuple(x.strip() for x in l.split(":", 1)) for l in h.decode().split("\r\n") if ":" in l]
+        out.append((hs, content))
+    return out
+
+
+class Unit:
+    """telematicsd replaying the recorded crash, its eCall on NG-eCall through `proxy`."""
+
+    def __init__(self, tmp, proxy_port, extra=""):
+        self.tmp = tmp
+        self.sip_port = free_port(socket.SOCK_DGRAM)
+        conf = tmp / "telematicsd.conf"
+        conf.write_text(f"[can]\nsource = candump:{CRASH}\ndbc = {DBC}\nreplay = fast\n"
+                        f"[vehicle]\nprofile = {PROFILE}\n[control]\nsocket = {tmp}/ctl.sock\n"
+                        f"[outbox]\npath = {tmp}/outbox.db\n"
+                        f"[ecall]\ntransport = ng\nsip-proxy = sip:127.0.0.1:{proxy_port}\n"
+                        f"sip-local = 127.0.0.1:{self.sip_port}\nsip-probe-interval-ms = 0\n"
+                        f"journal = {tmp}/ecall.journal\nshutdown-grace-ms = 0\nredial-interval-ms = 1000\n" + extra)
+        self.log = tmp / "daemon.log"
+        self.proc = subprocess.Popen([os.path.join(BIN, "telematicsd"), "--config", str(conf)], stderr=open(self.log, "a"))
+
+    def ecall(self):
+        r = subprocess.run([os.path.join(BIN, "tcuctl"), "status", "--json", "--socket", f"{self.tmp}/ctl.sock"],
+                           capture_output=True, text=True)
+        return json.loads(r.stdout)["ecall"] if r.returncode == 0 else None
+
+    def last_call(self):
+        e = self.ecall()
+        return e.get("lastCall") if e else None
+
+    def log_text(self):
+        return self.log.read_text()
+
+    def close(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+
+
+@pytest.fixture
+def ng(tmp_path):
+    """Makes the peers of one test and stops them after it."""
+    made = []
+
+    class Make:
+        @staticmethod
+        def sipp(*a, **kw):
+            s = Sipp(tmp_path, *a, **kw)
+            made.append(s)
+            return s
+
+        @staticmethod
+        def capture(port):
+            c = Capture(tmp_path, port)
+            made.append(c)
+            return c
+
+        @staticmethod
+        def unit(proxy_port, extra=""):
+            u = Unit(tmp_path, proxy_port, extra)
+            made.append(u)
+            return u
+
+    yield Make
+    for m in reversed(made):
+        (m.close if isinstance(m, Unit) else m.stop)()
+
+
+def msd_decoded(hex_msd):
+    r = subprocess.run([os.path.join(BIN, "tcuctl"), "msd", "decode", hex_msd], capture_output=True, text=True, check=True)
+    return json.loads(r.stdout)
+
+
+def test_the_psap_takes_the_call_acknowledges_the_msd_and_clears_down(ng):
+    port = free_port(socket.SOCK_DGRAM)
+    rtp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    rtp.bind(("127.0.0.1", 0))
+    rtp.settimeout(10)
+    cap = ng.capture(port)
+    psap = ng.sipp("accept", "psap-accept.xml", port, keys={"ack": "true"}, hold_ms=1500, rtp_port=rtp.getsockname()[1])
+    unit = ng.unit(port)
+    assert psap.passed(), psap.why()
+    call = wait_until(unit.last_call)
+    assert call["ending"] == "clearedByRemote" and call["msdAcknowledged"] and call["kind"] == "automatic"
+    assert call["attempts"] == 1 and call["lastMessageIdentifier"] == 1
+    # SIPp checked the INVITE: the service URN, Call-Info's cid, the multipart body's two parts.
+    seen = [l for l in psap.lines() if "INVITE ruri=" in l][0]
+    assert "ruri=INVITE urn:service:sos.ecall.automatic SIP/2.0" in seen and "recv-info=EmergencyCallData.eCall.MSD" in seen
+    # The voice stream existed: G.711 µ-law RTP from the unit to the address in the PSAP's SDP.
+    packet, _ = rtp.recvfrom(2048)
+    assert packet[0] >> 6 == 2 and packet[1] & 0x7F == 0 and len(packet) == 12 + 160
+    rtp.close()
+    # On the wire: the MSD part of the INVITE is byte for byte the MSD the unit built.
+    cap.stop()
+    messages = sip_messages(cap.datagrams())
+    invite = next(m for m in messages if m[0].startswith("INVITE "))
+    _, headers, body = invite
+    assert header(headers, "Call-Info").startswith("<cid:") and header(headers, "Content-Type").startswith("multipart/mixed")
+    ps = parts(header(headers, "Content-Type"), body)
+    types = [header(h, "Content-Type") for h, _ in ps]
+    assert types == ["application/sdp", "application/EmergencyCallData.eCall.MSD"]
+    cid = header(ps[1][0], "Content-ID").strip("<>")
+    assert header(headers, "Call-Info") == f"<cid:{cid}>;purpose=EmergencyCallData.eCall.MSD"
+    msd = ps[1][1]
+    assert b"\x00" in msd, "a real MSD holds NUL bytes"
+    assert msd.hex().upper() == unit.ecall()["lastMSD"]
+    decoded = msd_decoded(msd.hex())
+    assert decoded["vehicleIdentificationNumber"] == VIN and decoded["control"]["automaticActivation"]
+    assert decoded["messageIdentifier"] == 1
+    # The dialog: 180, 200 (with the acknowledgement), ACK, the PSAP's BYE and the unit's 200.
+    starts = [m[0] for m in messages]
+    assert any(s.startswith("SIP/2.0 200") for s in starts) and any(s.startswith("ACK ") for s in starts)
+    assert any(s.startswith("BYE ") for s in starts)
+    assert "MSD sent with the call's set-up" in unit.log_text()
+
+
+def test_a_negative_acknowledgement_leaves_the_msd_unconfirmed_and_the_call_goes_on(ng):
+    port = free_port(socket.SOCK_DGRAM)
+    psap = ng.sipp("nack", "psap-accept.xml", port, keys={"ack": "false"}, hold_ms=1500)
+    unit = ng.unit(port, "t6-ms = 300\n")
+    assert psap.passed(), psap.why()
+    call = wait_until(unit.last_call)
+    assert call["ending"] == "clearedByRemote" and not call["msdAcknowledged"]
+    log = unit.log_text()
+    assert "the PSAP's acknowledgement of the MSD is negative" in log
+    # The call went to voice when T6 ran out, as EN 16062 says for a missing AL-ACK.
+    assert "msdFailure=noApplicationAck" in log
+
+
+def test_the_psap_asks_for_a_new_msd_and_gets_it_in_an_info(ng):
+    port = free_port(socket.SOCK_DGRAM)
+    cap = ng.capture(port)
+    psap = ng.sipp("send-data", "psap-send-data.xml", port, keys={"ack": "true"}, hold_ms=300)
+    unit = ng.unit(port)
+    assert psap.passed(), psap.why()
+    call = wait_until(unit.last_call)
+    assert call["ending"] == "clearedByRemote" and call["msdAcknowledged"] and call["lastMessageIdentifier"] == 2
+    assert any("INFO package=EmergencyCallData.eCall.MSD" in l for l in psap.lines())
+    cap.stop()
+    infos = [m for m in sip_messages(cap.datagrams()) if m[0].startswith("INFO sip:psap")]
+    assert len(infos) == 1
+    _, headers, body = infos[0]
+    assert header(headers, "Info-Package") == "EmergencyCallData.eCall.MSD"
+    (ph, msd), = parts(header(headers, "Content-Type"), body)
+    assert header(ph, "Content-Type") == "application/EmergencyCallData.eCall.MSD"
+    decoded = msd_decoded(msd.hex())
+    # A re-sent MSD: identifier 2, the first one's timestamp.
+    assert decoded["messageIdentifier"] == 2 and msd.hex().upper() == unit.ecall()["lastMSD"]
+
+
+@pytest.mark.parametrize("scenario,code,reason", [("psap-busy.xml", 486, "Busy Here"), ("psap-no-answer.xml", 480, "Temporarily Unavailable"),
+                                                  ("psap-unavailable.xml", 503, "Service Unavailable")])
+def test_a_refused_invite_is_a_failed_set_up_and_is_redialled(ng, scenario, code, reason):
+    port = free_port(socket.SOCK_DGRAM)
+    refuse = ng.sipp("reject", scenario, port)
+    unit = ng.unit(port)
+    assert refuse.passed(), refuse.why()
+    # The next attempt finds a PSAP that takes it.
+    accept = ng.sipp("accept", "psap-accept.xml", port, keys={"ack": "true"})
+    assert accept.passed(), accept.why()
+    call = wait_until(unit.last_call)
+    assert call["ending"] == "clearedByRemote" and call["msdAcknowledged"] and call["attempts"] >= 2
+    assert f"the eCall's INVITE was refused: {code} {reason}" in unit.log_text()
+
+
+def test_a_dialog_that_is_gone_mid_call_is_a_drop_and_the_unit_redials(ng):
+    port = free_port(socket.SOCK_DGRAM)
+    gone = ng.sipp("gone", "psap-dialog-gone.xml", port, keys={"ack": "true"})
+    unit = ng.unit(port, "drop-redial-interval-ms = 500\n")
+    assert gone.passed(), gone.why()
+    # The PSAP had acknowledged the MSD: the redial carries none (the scenario checks it).
+    back = ng.sipp("reconnect", "psap-reconnect.xml", port)
+    assert back.passed(), back.why()
+    call = wait_until(unit.last_call)
+    assert call["ending"] == "clearedByRemote" and call["attempts"] >= 2 and call["msdAcknowledged"]
+    assert "the call dropped" in unit.log_text()
+
+
+def test_the_psap_calls_back_inside_the_window_and_the_unit_answers(ng):
+    port = free_port(socket.SOCK_DGRAM)
+    psap = ng.sipp("accept", "psap-accept.xml", port, keys={"ack": "true"})
+    unit = ng.unit(port)
+    assert psap.passed(), psap.why()
+    assert wait_until(unit.last_call)
+    assert unit.ecall()["phase"] == "callbackWindow"
+    back = ng.sipp("callback", "psap-callback.xml", free_port(socket.SOCK_DGRAM), hold_ms=500,
+                   remote=f"127.0.0.1:{unit.sip_port}")
+    assert back.passed(), back.why()
+    assert any(l.startswith("ANSWER m=audio") for l in back.lines())
+    log = unit.log_text()
+    assert "the PSAP calls back" in log
+    # After the call-back the window goes on.
+    assert wait_until(lambda: unit.ecall()["phase"] == "callbackWindow")
+
+
+def test_a_call_back_outside_the_window_is_refused(ng):
+    port = free_port(socket.SOCK_DGRAM)
+    # No crash: the unit is idle, with no call-back window open.
+    unit = ng.unit(port)
+    unit.close()
+    drive = os.path.join(ROOT, "hw", "traces", "drive.log")
+    conf = (unit.tmp / "telematicsd.conf").read_text().replace(CRASH, drive)
+    (unit.tmp / "telematicsd.conf").write_text(conf)
+    unit.proc = subprocess.Popen([os.path.join(BIN, "telematicsd"), "--config", str(unit.tmp / "telematicsd.conf")],
+                                 stderr=open(unit.log, "a"))
+    assert wait_until(lambda: (unit.ecall() or {}).get("linkAttached"))
+    back = ng.sipp("callback", "psap-callback.xml", free_port(socket.SOCK_DGRAM), remote=f"127.0.0.1:{unit.sip_port}")
+    assert not back.passed(), "the unit answered a call-back outside its window"
+    assert wait_until(lambda: "outside the call-back window: refused (480)" in unit.log_text())
