@@ -48,10 +48,13 @@ public final class FallbackECallTransport: ECallTransport, Sendable {
     public var carriesMSDInSetup: Bool { true }
 
     @discardableResult
-    public func dial(call: Int, number: String, kind: ECallKind, msd: [UInt8]) -> Bool {
-        if primary.isAttached, primary.dial(call: call, number: number, kind: kind, msd: msd) {
-            shared.routes.withLock { $0[call] = true }
-            return true
+    public func dial(call: Int, number: String, kind: ECallKind, msd: [UInt8]) -> ECallDialOutcome {
+        if primary.isAttached {
+            let outcome = primary.dial(call: call, number: number, kind: kind, msd: msd)
+            if outcome != .noNetwork {
+                shared.routes.withLock { $0[call] = true }
+                return outcome
+            }
         }
         shared.routes.withLock { $0[call] = false }
         return secondary.dial(call: call, number: number, kind: kind, msd: msd)
@@ -66,7 +69,7 @@ public final class FallbackECallTransport: ECallTransport, Sendable {
             let b = secondary.send(message)
             return a || b
         case .dial(let c, let number):
-            return dial(call: c, number: number, kind: .automatic, msd: [])
+            return dial(call: c, number: number, kind: .automatic, msd: []) != .noNetwork
         case .initiation(let c), .msd(let c, _, _), .hangUp(let c), .answer(let c): call = c
         case .setup, .sendMSD, .llAck, .alAck, .cleared, .dropped, .incoming: return false
         }

@@ -95,7 +95,7 @@ public final class SIPECallTransport: ECallTransport, @unchecked Sendable {
             // registration to drop here.
             return isAttached
         case .dial(let call, let number):
-            return dial(call: call, number: number, kind: .automatic, msd: [])
+            return dial(call: call, number: number, kind: .automatic, msd: []) != .noNetwork
         case .msd(let call, let id, let bytes):
             return push(.msd(call: call, messageIdentifier: id, bytes: bytes))
         case .hangUp(let call):
@@ -109,9 +109,9 @@ public final class SIPECallTransport: ECallTransport, @unchecked Sendable {
     }
 
     @discardableResult
-    public func dial(call: Int, number: String, kind: ECallKind, msd: [UInt8]) -> Bool {
-        guard isAttached else { return false }
-        return push(.dial(call: call, kind: kind, msd: msd))
+    public func dial(call: Int, number: String, kind: ECallKind, msd: [UInt8]) -> ECallDialOutcome {
+        guard isAttached, push(.dial(call: call, kind: kind, msd: msd)) else { return .noNetwork }
+        return msd.isEmpty ? .placed : .placedWithMSD
     }
 
     public func start() {

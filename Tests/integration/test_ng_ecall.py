@@ -128,18 +128,35 @@ def parts(content_type, body):
     return out
 
 
+class Kamailio:
+    """Kamailio as the emergency routing proxy (sip/kamailio.cfg) in front of the PSAP."""
+
+    def __init__(self, tmp, port, psap_port):
+        self.log = tmp / "kamailio.log"
+        self.proc = subprocess.Popen(["kamailio", "-f", os.path.join(SCENARIOS, "kamailio.cfg"), "-DD", "-E", "-m", "32",
+                                      "-w", str(tmp), "-P", str(tmp / "kamailio.pid"),
+                                      "-A", f"LISTEN=udp:127.0.0.1:{port}", "-A", f'PSAP="sip:127.0.0.1:{psap_port}"'],
+                                     stdout=subprocess.DEVNULL, stderr=open(self.log, "a"))
+        assert wait_until(lambda: "main(): processes" in self.log.read_text()), self.log.read_text()
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+
+
 class Unit:
     """telematicsd replaying the recorded crash, its eCall on NG-eCall through `proxy`."""
 
-    def __init__(self, tmp, proxy_port, extra=""):
+    def __init__(self, tmp, proxy_port, extra="", probe_ms=0, transport="ng"):
         self.tmp = tmp
         self.sip_port = free_port(socket.SOCK_DGRAM)
         conf = tmp / "telematicsd.conf"
         conf.write_text(f"[can]\nsource = candump:{CRASH}\ndbc = {DBC}\nreplay = fast\n"
                         f"[vehicle]\nprofile = {PROFILE}\n[control]\nsocket = {tmp}/ctl.sock\n"
                         f"[outbox]\npath = {tmp}/outbox.db\n"
-                        f"[ecall]\ntransport = ng\nsip-proxy = sip:127.0.0.1:{proxy_port}\n"
-                        f"sip-local = 127.0.0.1:{self.sip_port}\nsip-probe-interval-ms = 0\n"
+                        f"[ecall]\ntransport = {transport}\nsip-proxy = sip:127.0.0.1:{proxy_port}\n"
+                        f"sip-local = 127.0.0.1:{self.sip_port}\nsip-probe-interval-ms = {probe_ms}\n"
                         f"journal = {tmp}/ecall.journal\nshutdown-grace-ms = 0\nredial-interval-ms = 1000\n" + extra)
         self.log = tmp / "daemon.log"
         self.proc = subprocess.Popen([os.path.join(BIN, "telematicsd"), "--config", str(conf)], stderr=open(self.log, "a"))
@@ -180,10 +197,16 @@ def ng(tmp_path):
             return c
 
         @staticmethod
-        def unit(proxy_port, extra=""):
-            u = Unit(tmp_path, proxy_port, extra)
+        def unit(proxy_port, extra="", **kw):
+            u = Unit(tmp_path, proxy_port, extra, **kw)
             made.append(u)
             return u
+
+        @staticmethod
+        def kamailio(port, psap_port):
+            k = Kamailio(tmp_path, port, psap_port)
+            made.append(k)
+            return k
 
     yield Make
     for m in reversed(made):
@@ -331,3 +354,42 @@ def test_a_call_back_outside_the_window_is_refused(ng):
     back = ng.sipp("callback", "psap-callback.xml", free_port(socket.SOCK_DGRAM), remote=f"127.0.0.1:{unit.sip_port}")
     assert not back.passed(), "the unit answered a call-back outside its window"
     assert wait_until(lambda: "outside the call-back window: refused (480)" in unit.log_text())
+
+
+def test_through_kamailio_routing_the_ecall_urn_to_the_psap(ng):
+    proxy, psap_port = free_port(socket.SOCK_DGRAM), free_port(socket.SOCK_DGRAM)
+    cap = ng.capture(psap_port)
+    psap = ng.sipp("accept", "psap-accept.xml", psap_port, keys={"ack": "true"})
+    kamailio = ng.kamailio(proxy, psap_port)
+    # The unit asks the proxy whether the network is there (OPTIONS), as an IMS unit would.
+    unit = ng.unit(proxy, probe_ms=500)
+    assert psap.passed(), psap.why()
+    call = wait_until(unit.last_call)
+    assert call["ending"] == "clearedByRemote" and call["msdAcknowledged"]
+    assert "eCall INVITE urn:service:sos.ecall.automatic from sip:VSSZZZKLZNR012345@ecall.invalid routed" in kamailio.log.read_text()
+    cap.stop()
+    _, headers, body = next(m for m in sip_messages(cap.datagrams()) if m[0].startswith("INVITE "))
+    # It came through the proxy (two Vias, a Record-Route), the MSD unchanged.
+    assert sum(1 for n, _ in headers if n.lower() == "via") == 2 and header(headers, "Record-Route")
+    (_, sdp), (_, msd) = parts(header(headers, "Content-Type"), body)
+    assert msd.hex().upper() == unit.ecall()["lastMSD"]
+
+
+def test_ng_first_uses_the_circuit_switched_link_when_ims_does_not_answer(ng, tmp_path):
+    # No SIP proxy listens: the OPTIONS probes go unanswered, the unit is attached by its
+    # circuit-switched link alone (to tcu-psap), and the eCall goes that way.
+    link = free_port()
+    (tmp_path / "scenario.conf").write_text("")
+    psap_log = tmp_path / "psap.log"
+    psap = subprocess.Popen([os.path.join(BIN, "tcu-psap"), "--listen", f"127.0.0.1:{link}",
+                             "--scenario", str(tmp_path / "scenario.conf"), "--log", str(psap_log)])
+    try:
+        assert wait_until(lambda: psap_log.exists() and "listening" in psap_log.read_text())
+        unit = ng.unit(free_port(socket.SOCK_DGRAM), f"link = 127.0.0.1:{link}\n", probe_ms=200, transport="ng-first")
+        call = wait_until(unit.last_call)
+        assert call["ending"] == "clearedByRemote" and call["msdAcknowledged"]
+        events = [json.loads(l) for l in psap_log.read_text().splitlines() if l.strip()]
+        assert any(e["event"] == "received" and e["message"]["type"] == "dial" for e in events)
+    finally:
+        psap.terminate()
+        psap.wait(timeout=10)

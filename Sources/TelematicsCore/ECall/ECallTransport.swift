@@ -26,7 +26,7 @@ public protocol ECallTransport: AnyObject, Sendable {
     /// Whether the call's set-up carries the MSD (NG-eCall's INVITE), so `dial` needs it.
     var carriesMSDInSetup: Bool { get }
     /// Places a call; `msd` is the MSD for a transport that sends it with the set-up.
-    @discardableResult func dial(call: Int, number: String, kind: ECallKind, msd: [UInt8]) -> Bool
+    @discardableResult func dial(call: Int, number: String, kind: ECallKind, msd: [UInt8]) -> ECallDialOutcome
     /// Starts delivering `ECallLinkEvent`s (on a thread of the transport's own).
     func start()
     func shutdown()
@@ -39,5 +39,17 @@ extension ECallTransport {
     public var carriesMSDInSetup: Bool { false }
 
     @discardableResult
-    public func dial(call: Int, number: String, kind: ECallKind, msd: [UInt8]) -> Bool { send(.dial(call: call, number: number)) }
+    public func dial(call: Int, number: String, kind: ECallKind, msd: [UInt8]) -> ECallDialOutcome {
+        send(.dial(call: call, number: number)) ? .placed : .noNetwork
+    }
+}
+
+/// What became of a dial at once.
+public enum ECallDialOutcome: Sendable, Equatable {
+    /// No network: the attempt failed.
+    case noNetwork
+    /// On its way; the MSD goes when the PSAP asks for it.
+    case placed
+    /// On its way with the MSD in its set-up (NG-eCall's INVITE).
+    case placedWithMSD
 }

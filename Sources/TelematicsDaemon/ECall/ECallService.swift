@@ -430,18 +430,22 @@ public final class ECallService: Service, Sendable {
             if link.carriesMSDInSetup, !d.msdAcknowledged {
                 do {
                     msd = try buildMSD(messageIdentifier: d.messageIdentifier, timestamp: d.msdTimestamp, kind: d.kind, now: now).encode()
-                    let sent = (call: call, messageIdentifier: d.messageIdentifier)
-                    status.withLock { $0.lastMSD = hexBytes(msd); $0.msdWithSetup = sent }
-                    logger.notice("MSD sent with the call's set-up", metadata: [
-                        "ecall.messageIdentifier": "\(d.messageIdentifier)", "ecall.msd": "\(hexBytes(msd))",
-                    ])
                 } catch {
                     logger.critical("the MSD could not be encoded", metadata: ["error": "\(error)"])
                 }
             }
-            if !link.dial(call: call, number: d.number, kind: d.kind, msd: msd) {
+            switch link.dial(call: call, number: d.number, kind: d.kind, msd: msd) {
+            case .noNetwork:
                 logger.warning("no network for the eCall attempt", metadata: ["ecall.attempt": "\(d.attempt)"])
                 return machine.callFailed(.noNetwork, at: now)
+            case .placed:
+                break
+            case .placedWithMSD:
+                let sent = (call: call, messageIdentifier: d.messageIdentifier)
+                status.withLock { $0.lastMSD = hexBytes(msd); $0.msdWithSetup = sent }
+                logger.notice("MSD sent with the call's set-up", metadata: [
+                    "ecall.messageIdentifier": "\(d.messageIdentifier)", "ecall.msd": "\(hexBytes(msd))",
+                ])
             }
         case .sendInitiation:
             link.send(.initiation(call: call))
