@@ -38,6 +38,9 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
     case mqtt
     /// The simulated car's scenario files and live commands.
     case scenario
+    /// What NG-eCall reads from the PSAP's SIP messages (first line: the Content-Type, or a
+    /// Call-Info value; the rest: the body): multipart bodies, EmergencyCallData.Control blocks.
+    case sip
 
     /// Runs one input through the target.
     public func run(_ bytes: [UInt8]) {
@@ -100,6 +103,18 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
             let parts = text.split(separator: "\n", maxSplits: 1, omittingEmptySubsequences: false)
             let topic = String(parts[0]), payload = parts.count > 1 ? Array(parts[1].utf8) : []
             _ = FuzzBackend.shared.messages.handle(topic: topic, payload: payload, nowMs: 1_700_000_000_000)
+        case .sip:
+            let split = bytes.firstIndex(of: 0x0A) ?? bytes.endIndex
+            let type = String(decoding: bytes[..<split], as: UTF8.self)
+            let body = split < bytes.endIndex ? Array(bytes[(split + 1)...]) : []
+            _ = NGECall.msdReferences(callInfo: [type])
+            _ = try? EmergencyCallControl.parse(body)
+            guard let parts = try? MIMEMultipart.parse(body, contentType: type) else { return }
+            for p in parts where p.mediaType == NGECall.controlContentType.lowercased() { _ = try? EmergencyCallControl.parse(p.body) }
+            // What was read builds again and reads back the same parts.
+            let b = MIMEMultipart.boundary(for: parts, base: "fuzz")
+            let again = try? MIMEMultipart.parse(MIMEMultipart.build(parts, boundary: b), contentType: MIMEMultipart.contentType(boundary: b))
+            precondition(!type.lowercased().hasPrefix("multipart/") || again == parts, "the parts of \(text) do not read back")
         case .scenario:
             _ = try? Scenario.parse(text, source: "fuzz.scn")
             for (i, line) in text.split(separator: "\n").enumerated() { _ = try? CarCommand.parse(line, line: i + 1) }
