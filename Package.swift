@@ -199,7 +199,7 @@ let package = Package(
         .executableTarget(
             name: "tcu-bench",
             dependencies: [
-                "TelematicsCore", "Platform", "VehicleBus", "TelematicsDaemon", "ECallLink", "Outbox",
+                "TelematicsCore", "Platform", "VehicleBus", "TelematicsDaemon", "ECallLink", "ECallSIP", "Outbox",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],

@@ -1,5 +1,6 @@
 import ArgumentParser
 import ECallLink
+import ECallSIP
 import Logging
 import Outbox
 import Platform
@@ -34,6 +35,8 @@ struct ECallLatencyBench: AsyncParsableCommand {
     var realtimePriority: Int32 = 10
     @Option(help: "Busy threads at normal priority beside the unit, as other processes loading every core.")
     var hog = 0
+    @Option(help: "The eCall's transport: circuit-switched (the dial on the TCP link) or ng (the SIP INVITE, to a UDP peer).")
+    var transport = "circuit-switched"
 
     func run() async throws {
         let db = try loadDBC(path: dbc)
@@ -53,9 +56,17 @@ struct ECallLatencyBench: AsyncParsableCommand {
         if let executor, case .refused(_, let why) = executor.scheduling {
             throw ValidationError("--realtime-priority \(realtimePriority): refused (\(why)); run as root or raise RLIMIT_RTPRIO")
         }
+        guard ["circuit-switched", "ng"].contains(transport) else { throw ValidationError("--transport: expected circuit-switched or ng") }
+        // NG-eCall: the INVITE goes to a UDP peer that stands for the proxy and the PSAP.
+        let sipPeer = transport == "ng" ? try SIPPeer() : nil
+        let ng: ((@escaping @Sendable (ECallLinkEvent) -> Void) -> any ECallTransport)? = sipPeer.map { peer in
+            let settings = SIPSettings(local: Endpoint(host: "127.0.0.1", port: 0), proxy: "sip:127.0.0.1:\(peer.port)",
+                                       domain: "bench.invalid", testURI: "sip:test@bench.invalid", probeIntervalMs: 0)
+            return { SIPECallTransport(settings: settings, vin: vehicle.vin.value, deliver: $0) }
+        }
         let eCall = ECallService(configuration: config, linkEndpoint: listener.endpoint, bus: bus, profile: vehicle,
                                  logger: logger, monotonic: { monotonicNow().nanoseconds / 1_000_000 },
-                                 utcNow: { UInt32(clamping: wallClockNow().nanoseconds / 1_000_000_000) }, executor: executor)
+                                 utcNow: { UInt32(clamping: wallClockNow().nanoseconds / 1_000_000_000) }, transport: ng, executor: executor)
         // Other work on every core, at normal priority: spinning threads that never sleep.
         let hogging = Atomic<Bool>(true)
         let hogs = (0..<max(0, hog)).map { i in
@@ -96,9 +107,12 @@ struct ECallLatencyBench: AsyncParsableCommand {
         let latencies = Mutex<[Int64]>([])
         // The network peer stands for another machine: it runs at the eCall's priority, so that
         // the figure is the unit's time, not the peer's own wait for a core.
-        let peer = PeerThread(listener: listener, realtimePriority: executor == nil ? nil : realtimePriority) { dialAt in
+        let onDial: @Sendable (Int64) -> Void = { dialAt in
             if let crashAt = channel.takeCrashTime() { latencies.withLock { $0.append(dialAt - crashAt) } }
         }
+        let priority = executor == nil ? nil : realtimePriority
+        let peer: any BenchPeer = try sipPeer.map { try $0.start(realtimePriority: priority, onDial: onDial) }
+            ?? PeerThread(listener: listener, realtimePriority: priority, onDial: onDial)
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await bus.run() }
             group.addTask { try await eCall.run() }
@@ -131,6 +145,7 @@ struct ECallLatencyBench: AsyncParsableCommand {
             ("outboxFlushedDuringRun", .number(flushed ?? 0)),
             ("scheduling", .string(executor?.scheduling.description ?? "cooperative pool")),
             ("hogThreads", .number(Double(hogs.count))),
+            ("transport", .string(transport)),
         ]).text)
     }
 }
@@ -180,7 +195,12 @@ final class LoadChannel: CANChannel, @unchecked Sendable {
 }
 
 /// The network side for the benchmark: notes when each dial arrives, answers "busy".
-final class PeerThread: Sendable {
+protocol BenchPeer: Sendable {
+    func stop()
+}
+
+/// The network side for the benchmark: notes when each dial arrives, answers "busy".
+final class PeerThread: BenchPeer {
     private let stopFlag = Atomic<Bool>(false)
     private let thread = Mutex<DedicatedThread?>(nil)
 
@@ -214,5 +234,74 @@ final class PeerThread: Sendable {
     func stop() {
         stopFlag.store(true, ordering: .releasing)
         thread.withLock({ $0 })?.join()
+    }
+}
+
+/// NG-eCall's network side for the benchmark: a UDP socket standing for the proxy and the PSAP;
+/// notes when each INVITE arrives and answers 486 Busy Here (libre then sends the ACK).
+final class SIPPeer: BenchPeer, @unchecked Sendable {
+    let fd: Int32
+    let port: UInt16
+    private let stopFlag = Atomic<Bool>(false)
+    private var thread: DedicatedThread?
+
+    init() throws {
+        let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+        guard fd >= 0 else { throw ValidationError("cannot open the SIP peer's socket") }
+        self.fd = fd
+        var a = sockaddr_in()
+        a.sin_family = sa_family_t(AF_INET)
+        a.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &a) { p in
+            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) == 0 && getsockname(fd, $0, &len) == 0 }
+        }
+        guard bound else { throw ValidationError("cannot bind the SIP peer's socket") }
+        port = UInt16(bigEndian: a.sin_port)
+    }
+
+    func start(realtimePriority: Int32?, onDial: @escaping @Sendable (Int64) -> Void) throws -> SIPPeer {
+        thread = DedicatedThread(name: "bench-sip-peer") { [self] in
+            if let realtimePriority { _ = raiseCallingThread(toRealtimePriority: realtimePriority) }
+            serve(onDial)
+        }
+        return self
+    }
+
+    private func serve(_ onDial: @Sendable (Int64) -> Void) {
+        var buffer = [UInt8](repeating: 0, count: 65_536)
+        while !stopFlag.load(ordering: .acquiring) {
+            var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            guard poll(&pfd, 1, 50) > 0 else { continue }
+            var from = sockaddr_storage()
+            var fromLen = socklen_t(MemoryLayout<sockaddr_storage>.size)
+            let n = withUnsafeMutablePointer(to: &from) { p in
+                p.withMemoryRebound(to: sockaddr.self, capacity: 1) { recvfrom(fd, &buffer, buffer.count, 0, $0, &fromLen) }
+            }
+            guard n > 0 else { continue }
+            let at = monotonicNow().nanoseconds
+            let text = String(decoding: buffer[..<n], as: UTF8.self)
+            guard text.hasPrefix("INVITE ") else { continue }
+            onDial(at)
+            // The response copies the transaction's header fields (RFC 3261 8.2.6.2).
+            var reply = "SIP/2.0 486 Busy Here\r\n"
+            for line in text.split(separator: "\r\n", omittingEmptySubsequences: false) {
+                if line.isEmpty { break }
+                let name = line.prefix { $0 != ":" }.lowercased()
+                if ["via", "from", "call-id", "cseq"].contains(name) { reply += line + "\r\n" }
+                if name == "to" { reply += line + ";tag=bench\r\n" }
+            }
+            reply += "Content-Length: 0\r\n\r\n"
+            let bytes = Array(reply.utf8)
+            _ = withUnsafePointer(to: &from) { p in
+                p.withMemoryRebound(to: sockaddr.self, capacity: 1) { sendto(fd, bytes, bytes.count, 0, $0, fromLen) }
+            }
+        }
+    }
+
+    func stop() {
+        stopFlag.store(true, ordering: .releasing)
+        thread?.join()
+        close(fd)
     }
 }

@@ -283,7 +283,9 @@ def ecall_priority_rounds(rounds=5):
     round by round; the median of the rounds' figures and their spread."""
     hog = str(2 * (os.cpu_count() or 1))
     configs = [("pool", ["--realtime-priority", "0"]), ("fifo", ["--realtime-priority", "10"]),
-               ("pool_hog", ["--realtime-priority", "0", "--hog", hog]), ("fifo_hog", ["--realtime-priority", "10", "--hog", hog])]
+               ("pool_hog", ["--realtime-priority", "0", "--hog", hog]), ("fifo_hog", ["--realtime-priority", "10", "--hog", hog]),
+               ("ng_fifo", ["--realtime-priority", "10", "--transport", "ng"]),
+               ("ng_fifo_hog", ["--realtime-priority", "10", "--hog", hog, "--transport", "ng"])]
     runs = {name: [] for name, _ in configs}
     for _ in range(rounds):
         for name, args in configs:
@@ -480,13 +482,18 @@ runs (it stands for another machine; its own wait for a core is not the unit's).
 | own thread, SCHED_FIFO 10 | none | {ecall_priority["fifo"]["p50"]:.0f} µs | {ecall_priority["fifo"]["p99"]:.0f} µs | {ecall_priority["fifo"]["p99_min"]:.0f}–{ecall_priority["fifo"]["p99_max"]:.0f} µs | {ecall_priority["fifo"]["met"]} of {ecall_priority["rounds"]} |
 | cooperative pool | {ecall_priority["hog"]} busy threads | {ecall_priority["pool_hog"]["p50"]:.0f} µs | {ecall_priority["pool_hog"]["p99"]:.0f} µs | {ecall_priority["pool_hog"]["p99_min"]:.0f}–{ecall_priority["pool_hog"]["p99_max"]:.0f} µs | {ecall_priority["pool_hog"]["met"]} of {ecall_priority["rounds"]} |
 | own thread, SCHED_FIFO 10 | {ecall_priority["hog"]} busy threads | {ecall_priority["fifo_hog"]["p50"]:.0f} µs | {ecall_priority["fifo_hog"]["p99"]:.0f} µs | {ecall_priority["fifo_hog"]["p99_min"]:.0f}–{ecall_priority["fifo_hog"]["p99_max"]:.0f} µs | {ecall_priority["fifo_hog"]["met"]} of {ecall_priority["rounds"]} |
+| NG-eCall: crash to the SIP INVITE at the peer, own thread, SCHED_FIFO 10 | none | {ecall_priority["ng_fifo"]["p50"]:.0f} µs | {ecall_priority["ng_fifo"]["p99"]:.0f} µs | {ecall_priority["ng_fifo"]["p99_min"]:.0f}–{ecall_priority["ng_fifo"]["p99_max"]:.0f} µs | {ecall_priority["ng_fifo"]["met"]} of {ecall_priority["rounds"]} |
+| NG-eCall, the same | {ecall_priority["hog"]} busy threads | {ecall_priority["ng_fifo_hog"]["p50"]:.0f} µs | {ecall_priority["ng_fifo_hog"]["p99"]:.0f} µs | {ecall_priority["ng_fifo_hog"]["p99_min"]:.0f}–{ecall_priority["ng_fifo_hog"]["p99_max"]:.0f} µs | {ecall_priority["ng_fifo_hog"]["met"]} of {ecall_priority["rounds"]} |
 
 With busy threads on every core, the eCall on its own SCHED_FIFO thread has a median p99
 {ecall_priority["pool_hog"]["p99"] / ecall_priority["fifo_hog"]["p99"]:.1f}× lower than on the shared pool. The crash frame's path crosses three
 threads (the CAN reader, the eCall's, the peer's); the p50 is waiting, not work (perf on a
 quiet run: the eCall thread takes 8 % of the samples, the bench's load generator, which paces
 its frames by spinning, 67 %), and this machine's two vCPUs are the host's to schedule, which
-shows in every p99 whatever the guest's priorities.
+shows in every p99 whatever the guest's priorities. NG-eCall's path has one more hop: the eCall
+thread hands the dial to libre's thread (its message queue), which opens the call's RTP socket,
+writes the SDP offer and the multipart body and sends the INVITE; the peer is a UDP socket in
+`tcu-bench` that answers 486.
 
 ## Durable outbox
 
