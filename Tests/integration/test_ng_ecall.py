@@ -393,3 +393,21 @@ def test_ng_first_uses_the_circuit_switched_link_when_ims_does_not_answer(ng, tm
     finally:
         psap.terminate()
         psap.wait(timeout=10)
+
+
+def test_bad_sip_is_refused_with_a_log_line_and_the_call_goes_on(ng):
+    port = free_port(socket.SOCK_DGRAM)
+    psap = ng.sipp("bad-info", "psap-bad-info.xml", port, keys={"ack": "true"}, hold_ms=500)
+    unit = ng.unit(port)
+    # The INFO with a body that is not a control block gets 415 (the scenario checks it).
+    assert psap.passed(), psap.why()
+    call = wait_until(unit.last_call)
+    assert call["ending"] == "clearedByRemote" and call["msdAcknowledged"]
+    assert "an INFO of type 'text/plain' without a control block: refused (415)" in unit.log_text()
+    # Garbage on the unit's SIP port: libre refuses it and says so on standard error (its
+    # own line, not the daemon's format: libre writes its decode errors there itself).
+    junk = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    junk.sendto(b"NOT SIP AT ALL\r\nX\r\n\r\n", ("127.0.0.1", unit.sip_port))
+    junk.close()
+    assert wait_until(lambda: "sip: msg decode err: Bad message" in unit.log_text()), unit.log_text()
+    assert unit.proc.poll() is None

@@ -210,8 +210,8 @@ public enum MIMEMultipart {
             }
             let line = String(decoding: bytes[i..<contentEnd], as: UTF8.self)
             if line.first == " " || line.first == "\t", let last = headers.indices.last {
-                // A folded header line continues the one before.
-                headers[last].value += " " + line.trimmingSpaces
+                // A folded header line continues the one before (an empty one adds nothing).
+                headers[last].value = (headers[last].value + " " + line.trimmingSpaces).trimmingSpaces
             } else {
                 guard let colon = line.firstIndex(of: ":") else {
                     throw ParseError(line: headers.count + 1, "part \(number): expected 'Name: value' in the header, found '\(line.prefix(60))'")
