@@ -104,7 +104,7 @@ let package = Package(
         // NG-eCall: the eCall over SIP (RFC 8147) on libre, beside the circuit-switched link.
         .target(name: "ECallSIP", dependencies: ["TelematicsCore", "Platform", "CLibre"], swiftSettings: strict),
         // The PSAP and network simulator behind tcu-psap.
-        .target(name: "PSAP", dependencies: ["TelematicsCore", "ECallLink"], swiftSettings: strict),
+        .target(name: "PSAP", dependencies: ["TelematicsCore", "Platform", "ECallLink", "ECallSIP", "CLibre"], swiftSettings: strict),
         .target(
             name: "TelematicsDaemon",
             dependencies: [
@@ -218,7 +218,7 @@ let package = Package(
         .testTarget(name: "VehicleBusTests", dependencies: ["VehicleBus", "Platform", "TelematicsCore"], swiftSettings: strict),
         .testTarget(
             name: "TelematicsDaemonTests",
-            dependencies: ["TelematicsDaemon", "TelematicsCore", "UnitConfiguration", "Platform", "Control", "VehicleBus", "Outbox"],
+            dependencies: ["TelematicsDaemon", "TelematicsCore", "UnitConfiguration", "Platform", "Control", "VehicleBus", "Outbox", "ECallSIP"],
             swiftSettings: strict
         ),
     ]

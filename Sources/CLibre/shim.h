@@ -14,26 +14,27 @@
 #include <re_dbg.h>
 
 /// An outgoing INVITE: the body and its Content-Type given, `headers` the extra header lines
-/// (each ending in CRLF), one route (the outbound proxy).
+/// (each ending in CRLF), one route (the outbound proxy) or none (NULL).
 static inline int tcu_sipsess_connect(struct sipsess **sessp, struct sipsess_sock *sock,
-        const char *to_uri, const char *from_uri, const char *route,
+        const char *to_uri, const char *from_uri, const char *cuser, const char *route,
         const char *ctype, struct mbuf *desc,
         sipsess_answer_h *answerh, sipsess_progr_h *progrh, sipsess_estab_h *estabh,
         sipsess_info_h *infoh, sipsess_close_h *closeh, void *arg, const char *headers)
 {
     const char *routev[1] = { route };
-    return sipsess_connect(sessp, sock, to_uri, NULL, from_uri, "ecall", routev, route ? 1 : 0,
+    return sipsess_connect(sessp, sock, to_uri, NULL, from_uri, cuser, routev, route ? 1 : 0,
                            ctype, desc, NULL, NULL, false, NULL, answerh, progrh, estabh,
                            infoh, NULL, closeh, arg, "%s", headers);
 }
 
-/// Accepts an incoming INVITE (the PSAP's call-back) with a provisional answer.
+/// Accepts an incoming INVITE with a provisional answer; `ctype` is the Content-Type of the
+/// final answer's body (the unit's SDP; the simulated PSAP's multipart).
 static inline int tcu_sipsess_accept(struct sipsess **sessp, struct sipsess_sock *sock,
-        const struct sip_msg *msg, uint16_t scode, const char *reason,
-        sipsess_offer_h *offerh, sipsess_answer_h *answerh, sipsess_estab_h *estabh,
-        sipsess_info_h *infoh, sipsess_close_h *closeh, void *arg)
+        const struct sip_msg *msg, uint16_t scode, const char *reason, const char *cuser,
+        const char *ctype, sipsess_offer_h *offerh, sipsess_answer_h *answerh,
+        sipsess_estab_h *estabh, sipsess_info_h *infoh, sipsess_close_h *closeh, void *arg)
 {
-    return sipsess_accept(sessp, sock, msg, scode, reason, "ecall", "application/sdp", NULL,
+    return sipsess_accept(sessp, sock, msg, scode, reason, cuser, ctype, NULL,
                           NULL, NULL, false, offerh, answerh, estabh, infoh, NULL, closeh, arg,
                           "%s", "");
 }

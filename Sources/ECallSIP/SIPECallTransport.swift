@@ -58,11 +58,7 @@ public final class SIPECallTransport: ECallTransport, @unchecked Sendable {
     private let vin: String
     private let deliver: @Sendable (ECallLinkEvent) -> Void
     private let attached = Atomic<Bool>(false)
-    /// libre's message queue (thread-safe by design: the one way in from other threads).
-    private struct QueueRef: @unchecked Sendable { let pointer: OpaquePointer }
-    private let queue = Mutex<QueueRef?>(nil)
-    private let thread = Mutex<DedicatedThread?>(nil)
-    private let started = OneShot<String?>()
+    private let loop: LibreLoop
 
     // Everything below is touched on the libre thread only.
     private var sip: OpaquePointer?
@@ -76,6 +72,7 @@ public final class SIPECallTransport: ECallTransport, @unchecked Sendable {
         self.settings = settings
         self.vin = vin
         self.deliver = deliver
+        loop = LibreLoop(name: "ecall-sip", warning: { deliver(.malformed($0)) })
         tmr_init(probeTimer)
     }
 
@@ -97,11 +94,11 @@ public final class SIPECallTransport: ECallTransport, @unchecked Sendable {
         case .dial(let call, let number):
             return dial(call: call, number: number, kind: .automatic, msd: []) != .noNetwork
         case .msd(let call, let id, let bytes):
-            return push(.msd(call: call, messageIdentifier: id, bytes: bytes))
+            return loop.run { self.calls[call]?.sendMSDUpdate(messageIdentifier: id, bytes: bytes) }
         case .hangUp(let call):
-            return push(.hangUp(call: call))
+            return loop.run { self.calls.removeValue(forKey: call)?.hangUp() }
         case .answer(let call):
-            return push(.answer(call: call))
+            return loop.run { self.calls[call]?.answer() }
         case .setup, .sendMSD, .llAck, .alAck, .cleared, .dropped, .incoming:
             // What the network sends: never sent by the unit.
             return false
@@ -110,86 +107,21 @@ public final class SIPECallTransport: ECallTransport, @unchecked Sendable {
 
     @discardableResult
     public func dial(call: Int, number: String, kind: ECallKind, msd: [UInt8]) -> ECallDialOutcome {
-        guard isAttached, push(.dial(call: call, kind: kind, msd: msd)) else { return .noNetwork }
+        guard isAttached, loop.run({ self.invite(call: call, kind: kind, msd: msd) }) else { return .noNetwork }
         return msd.isEmpty ? .placed : .placedWithMSD
     }
 
     public func start() {
-        thread.withLock { t in
-            guard t == nil else { return }
-            t = DedicatedThread(name: "ecall-sip") { [self] in self.run() }
-        }
-        if let failure = started.wait(timeoutMs: 10_000) ?? "the SIP stack did not start within 10 s" {
+        if let failure = loop.start(setUp: { self.setUp() }, tearDown: { self.tearDown() }) {
             deliver(.detached(reason: failure))
         }
     }
 
-    public func shutdown() {
-        push(.stop)
-        thread.withLock { t in
-            t?.join()
-            t = nil
-        }
-    }
+    public func shutdown() { loop.stop() }
 
     // MARK: - The libre thread
 
-    enum Command {
-        case dial(call: Int, kind: ECallKind, msd: [UInt8])
-        case msd(call: Int, messageIdentifier: Int, bytes: [UInt8])
-        case hangUp(call: Int)
-        case answer(call: Int)
-        case stop
-    }
-
-    final class Box {
-        let command: Command
-        init(_ c: Command) { command = c }
-    }
-
-    @discardableResult
-    private func push(_ c: Command) -> Bool {
-        queue.withLock { q in
-            guard let q else { return false }
-            let box = Unmanaged.passRetained(Box(c)).toOpaque()
-            if mqueue_push(q.pointer, 0, box) != 0 {
-                Unmanaged<Box>.fromOpaque(box).release()
-                return false
-            }
-            return true
-        }
-    }
-
-    private func run() {
-        guard libre_init() == 0 else {
-            _ = started.give("libre could not start")
-            return
-        }
-        defer { libre_close() }
-        // libre's own warnings (a message it could not decode, ...) go to the eCall's log, not
-        // to standard error in its own format.
-        dbg_init(Int32(DBG_WARNING), DBG_NONE)
-        dbg_handler_set({ level, p, len, arg in
-            guard let p, let arg else { return }
-            let line = p.withMemoryRebound(to: UInt8.self, capacity: len) { String(decoding: UnsafeBufferPointer(start: $0, count: len), as: UTF8.self) }
-            Unmanaged<SIPECallTransport>.fromOpaque(arg).takeUnretainedValue()
-                .deliver(.malformed("SIP stack: " + line.trimmingCharacters(in: "\r\n ")))
-        }, Unmanaged.passUnretained(self).toOpaque())
-        defer { dbg_handler_set(nil, nil) }
-        if let failure = setUp() {
-            tearDown()
-            _ = started.give(failure)
-            return
-        }
-        // Without probes the network is there as soon as the stack is: said before start()
-        // returns, so that a crash read at once finds it.
-        if settings.probeIntervalMs > 0 { probe() } else { probed(reachable: true) }
-        _ = started.give(nil)
-        _ = re_main(nil)
-        tearDown()
-    }
-
-    /// The stack, its UDP transport, the session socket (for the call-back) and the queue.
+    /// The stack, its UDP transport and the session socket (for the call-back).
     private func setUp() -> String? {
         var s: OpaquePointer?
         guard sip_alloc(&s, nil, 32, 32, 32, "telematicsd", nil, nil) == 0, let s else { return "cannot make the SIP stack" }
@@ -207,13 +139,9 @@ public final class SIPECallTransport: ECallTransport, @unchecked Sendable {
             Unmanaged<SIPECallTransport>.fromOpaque(arg).takeUnretainedValue().incoming(msg)
         }, me) == 0 else { return "cannot listen for SIP sessions" }
         sessionSocket = sock
-        var q: OpaquePointer?
-        guard mqueue_alloc(&q, { _, data, arg in
-            guard let data, let arg else { return }
-            let box = Unmanaged<Box>.fromOpaque(data).takeRetainedValue()
-            Unmanaged<SIPECallTransport>.fromOpaque(arg).takeUnretainedValue().handle(box.command)
-        }, me) == 0, let q else { return "cannot make the SIP command queue" }
-        queue.withLock { $0 = QueueRef(pointer: q) }
+        // Without probes the network is there as soon as the stack is: said before start()
+        // returns, so that a crash read at once finds it.
+        if settings.probeIntervalMs > 0 { probe() } else { probed(reachable: true) }
         return nil
     }
 
@@ -221,8 +149,6 @@ public final class SIPECallTransport: ECallTransport, @unchecked Sendable {
         tmr_cancel(probeTimer)
         for c in calls.values { c.close() }
         calls.removeAll()
-        let q = queue.withLock { q in defer { q = nil }; return q }
-        if let q { _ = tcu_mem_deref(UnsafeMutableRawPointer(q.pointer)) }
         if let sock = sessionSocket { _ = tcu_mem_deref(UnsafeMutableRawPointer(sock)) }
         sessionSocket = nil
         if let s = sip {
@@ -231,22 +157,6 @@ public final class SIPECallTransport: ECallTransport, @unchecked Sendable {
         }
         sip = nil
         attached.store(false, ordering: .releasing)
-    }
-
-    private func handle(_ c: Command) {
-        switch c {
-        case .stop:
-            re_cancel()
-        case .dial(let call, let kind, let msd):
-            invite(call: call, kind: kind, msd: msd)
-        case .msd(let call, let id, let bytes):
-            calls[call]?.sendMSDUpdate(messageIdentifier: id, bytes: bytes)
-        case .hangUp(let call):
-            guard let c = calls.removeValue(forKey: call) else { return }
-            c.hangUp()
-        case .answer(let call):
-            calls[call]?.answer()
-        }
     }
 
     // MARK: - Network attachment: the proxy answers OPTIONS
@@ -402,7 +312,7 @@ final class SIPCall {
         guard let mb = body.withUnsafeBufferPointer({ tcu_mbuf_from($0.baseAddress, $0.count) }) else { return "out of memory" }
         defer { _ = tcu_mem_deref(mb) }
         var sess: OpaquePointer?
-        let err = tcu_sipsess_connect(&sess, socket, to, from, route, contentType, mb,
+        let err = tcu_sipsess_connect(&sess, socket, to, from, "ecall", route, contentType, mb,
             { msg, arg in SIPCall.from(arg)?.answerReceived(msg) ?? 0 },
             { _, _ in },
             { msg, arg in SIPCall.from(arg)?.establishedCall() },
@@ -521,9 +431,14 @@ final class SIPCall {
         let body = MIMEMultipart.build(parts, boundary: boundary)
         let headers = "Info-Package: \(NGECall.infoPackage)\r\nCall-Info: \(NGECall.callInfo(contentID: cid))\r\n"
             + "Content-Type: \(MIMEMultipart.contentType(boundary: boundary))\r\n"
+        // The request holds the call until its answer (or its failure) comes, even if the call
+        // ended meanwhile: libre calls the handler once.
+        let held = Unmanaged.passRetained(self).toOpaque()
         let err = body.withUnsafeBufferPointer { b in
             tcu_sip_drequest(sip, sipsess_dialog(session), "INFO", headers, b.baseAddress, b.count, { err, msg, arg in
-                guard let call = SIPCall.from(arg) else { return }
+                guard let arg else { return }
+                let call = Unmanaged<SIPCall>.fromOpaque(arg).takeRetainedValue()
+                guard call.session != nil else { return }
                 let code = err == 0 ? msg.map { Int($0.pointee.scode) } : nil
                 switch code {
                 case (200...299)?:
@@ -536,9 +451,12 @@ final class SIPCall {
                 case let other?:
                     call.transport.event(.notice("the PSAP refused the MSD update: \(other)"))
                 }
-            }, me)
+            }, held)
         }
-        if err != 0 { transport.event(.notice("the MSD update could not be sent (\(errorText(err)))")) }
+        if err != 0 {
+            Unmanaged<SIPCall>.fromOpaque(held).release()
+            transport.event(.notice("the MSD update could not be sent (\(errorText(err)))"))
+        }
     }
 
     func closed(err: Int32, msg: UnsafePointer<sip_msg>?) {
@@ -587,7 +505,7 @@ final class SIPCall {
             _ = tcu_mem_deref(mb)
         }
         var sess: OpaquePointer?
-        let err = tcu_sipsess_accept(&sess, socket, msg, 180, "Ringing",
+        let err = tcu_sipsess_accept(&sess, socket, msg, 180, "Ringing", "ecall", "application/sdp",
             { descp, msg, arg in
                 // A re-INVITE's offer: answer with the same stream.
                 guard let call = SIPCall.from(arg), let sdp = call.sdp, let descp else { return EINVAL }
@@ -656,37 +574,5 @@ final class SIPCall {
         if let s = sdp { _ = tcu_mem_deref(UnsafeMutableRawPointer(s)) }
         sdp = nil
         media = nil
-    }
-}
-
-/// A message's Content-Type value and body bytes.
-func content(of msg: UnsafePointer<sip_msg>) -> (type: String, body: [UInt8]) {
-    var len = 0
-    let p = tcu_msg_body(msg, &len)
-    let body = p.map { Array(UnsafeBufferPointer(start: $0, count: len)) } ?? []
-    let type = sip_msg_hdr(msg, SIP_HDR_CONTENT_TYPE).map { text($0.pointee.val) } ?? "application/octet-stream"
-    return (type, body)
-}
-
-func text(_ p: pl) -> String {
-    guard let start = p.p, p.l > 0 else { return "" }
-    return start.withMemoryRebound(to: UInt8.self, capacity: p.l) { String(decoding: UnsafeBufferPointer(start: $0, count: p.l), as: UTF8.self) }
-}
-
-func bytes(of mb: UnsafeMutablePointer<mbuf>) -> [UInt8] {
-    let m = mb.pointee
-    guard let buf = m.buf, m.end > 0 else { return [] }
-    return Array(UnsafeBufferPointer(start: buf, count: m.end))
-}
-
-func errorText(_ err: Int32) -> String { String(cString: strerror(err)) }
-
-extension String {
-    /// Without the given characters at either end.
-    func trimmingCharacters(in set: String) -> String {
-        var s = Substring(self)
-        while let f = s.first, set.contains(f) { s = s.dropFirst() }
-        while let l = s.last, set.contains(l) { s = s.dropLast() }
-        return String(s)
     }
 }

@@ -25,6 +25,9 @@ struct TCUPSAP: ParsableCommand {
     @Option(help: "Where to listen, HOST:PORT.")
     var listen: String = "127.0.0.1:5061"
 
+    @Option(help: "Be the NG-eCall PSAP instead: take SIP on this IPv4 address and UDP port (HOST:PORT).")
+    var sip: String?
+
     @Option(help: "The scenario file (key = value lines); the defaults answer and acknowledge.")
     var scenario: String?
 
@@ -49,6 +52,15 @@ struct TCUPSAP: ParsableCommand {
             out = fdopen(1, "w")
         }
         let sink = LogSink(file: out)
+        if let sip {
+            guard let endpoint = Endpoint.parse(sip), endpoint.isIPv4OrLocalhost, endpoint.host != "localhost" else {
+                fail("--sip: expected an IPv4 HOST:PORT, found '\(sip)'", 64)
+            }
+            let psap = SIPPSAPSimulator(listen: endpoint, scenario: s, log: { sink.write($0) })
+            guard signals.route({ _ in psap.requestStop() }) else { fail("cannot start the signals thread", 71) }
+            if let failure = psap.run() { fail(failure, 69) }
+            return
+        }
         let sim: PSAPSimulator
         do { sim = try PSAPSimulator(listen: endpoint, scenario: s, log: { sink.write($0) }) } catch { fail("\(error)", 69) }
         guard signals.route({ _ in sim.requestStop() }) else { fail("cannot start the signals thread", 71) }

@@ -411,3 +411,38 @@ def test_bad_sip_is_refused_with_a_log_line_and_the_call_goes_on(ng):
     junk.close()
     assert wait_until(lambda: "sip: msg decode err: Bad message" in unit.log_text()), unit.log_text()
     assert unit.proc.poll() is None
+
+
+def test_tcu_psap_plays_the_ng_ecall_psap_with_its_scenario_keys(ng, tmp_path):
+    """tcu-psap --sip: the project's own PSAP on libre, with the scenario keys of the
+    circuit-switched simulator: the MSD from the INVITE and from an INFO, each decoded; the
+    acknowledgements; the clear-down; the call-back, answered by the unit."""
+    port = free_port(socket.SOCK_DGRAM)
+    (tmp_path / "scenario.conf").write_text("request-again = 1\nhang-up-after-ms = 300\ncallback-after-ms = 200\n")
+    psap_log = tmp_path / "psap-sip.log"
+    psap = subprocess.Popen([os.path.join(BIN, "tcu-psap"), "--sip", f"127.0.0.1:{port}",
+                             "--scenario", str(tmp_path / "scenario.conf"), "--log", str(psap_log)])
+    try:
+        assert wait_until(lambda: psap_log.exists() and "listening" in psap_log.read_text())
+        # The unit asks the PSAP (standing for the network) with OPTIONS whether it is there.
+        unit = ng.unit(port, probe_ms=500)
+
+        def events(kind):
+            return [e for e in (json.loads(l) for l in psap_log.read_text().splitlines() if l.strip()) if e["event"] == kind]
+
+        assert wait_until(lambda: any(e["message"]["type"] == "answer" for e in events("received")))
+        invite = events("received")[0]["message"]
+        assert invite["type"] == "invite" and invite["uri"] == "urn:service:sos.ecall.automatic"
+        first, second = events("msd")[:2]
+        assert first["referencedByCallInfo"] and first["messageIdentifier"] == 1 and second["messageIdentifier"] == 2
+        assert first["decoded"]["vehicleIdentificationNumber"] == VIN
+        # The same timestamp in both, the second one sent in an INFO when the PSAP asked.
+        assert first["decoded"]["timestamp"] == second["decoded"]["timestamp"]
+        assert second["hex"] == unit.ecall()["lastMSD"]
+        call = unit.last_call()
+        assert call["ending"] == "clearedByRemote" and call["msdAcknowledged"] and call["lastMessageIdentifier"] == 2
+        assert "the PSAP calls back" in unit.log_text()
+    finally:
+        psap.terminate()
+        psap.wait(timeout=10)
+    assert psap.returncode == 0

@@ -1,0 +1,142 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CLibre
+import Platform
+import Synchronization
+import TelematicsCore
+
+/// libre's event loop on a thread of its own. libre is single-threaded: every libre object is
+/// made, used and freed on this thread. Other threads hand it work through libre's message
+/// queue (thread-safe by design: a pipe the loop watches). libre's own warnings go to
+/// `warning`, not to standard error. One loop per process (libre keeps its loop in globals).
+public final class LibreLoop: @unchecked Sendable {
+    private let name: String
+    private let warning: @Sendable (String) -> Void
+    private struct QueueRef: @unchecked Sendable { let pointer: OpaquePointer }
+    private let queue = Mutex<QueueRef?>(nil)
+    private let thread = Mutex<DedicatedThread?>(nil)
+    private let started = OneShot<String?>()
+
+    final class Work {
+        let body: @Sendable () -> Void
+        init(_ body: @escaping @Sendable () -> Void) { self.body = body }
+    }
+
+    public init(name: String, warning: @escaping @Sendable (String) -> Void) {
+        self.name = name
+        self.warning = warning
+    }
+
+    /// Starts the thread; `setUp` runs on it first (nil when it worked, else why not) and
+    /// `tearDown` after the loop ends. Returns once `setUp` ran: nil, or why the loop does not run.
+    public func start(setUp: @escaping @Sendable () -> String?, tearDown: @escaping @Sendable () -> Void) -> String? {
+        thread.withLock { t in
+            guard t == nil else { return }
+            t = DedicatedThread(name: name) { [self] in self.run(setUp: setUp, tearDown: tearDown) }
+        }
+        return started.wait(timeoutMs: 10_000) ?? "the SIP stack did not start within 10 s"
+    }
+
+    /// Runs `work` on the loop's thread, in order; false when the loop is not running.
+    @discardableResult
+    public func run(_ work: @escaping @Sendable () -> Void) -> Bool {
+        queue.withLock { q in
+            guard let q else { return false }
+            let box = Unmanaged.passRetained(Work(work)).toOpaque()
+            if mqueue_push(q.pointer, 0, box) != 0 {
+                Unmanaged<Work>.fromOpaque(box).release()
+                return false
+            }
+            return true
+        }
+    }
+
+    /// Ends the loop (its `tearDown` runs on its thread) and waits for the thread.
+    public func stop() {
+        run { re_cancel() }
+        thread.withLock { t in
+            t?.join()
+            t = nil
+        }
+    }
+
+    private func run(setUp: () -> String?, tearDown: () -> Void) {
+        guard libre_init() == 0 else {
+            _ = started.give("libre could not start")
+            return
+        }
+        defer { libre_close() }
+        dbg_init(Int32(DBG_WARNING), DBG_NONE)
+        dbg_handler_set({ _, p, len, arg in
+            guard let p, let arg else { return }
+            let line = p.withMemoryRebound(to: UInt8.self, capacity: len) { String(decoding: UnsafeBufferPointer(start: $0, count: len), as: UTF8.self) }
+            Unmanaged<LibreLoop>.fromOpaque(arg).takeUnretainedValue().warning("SIP stack: " + line.trimmingCharacters(in: "\r\n "))
+        }, Unmanaged.passUnretained(self).toOpaque())
+        defer { dbg_handler_set(nil, nil) }
+        var q: OpaquePointer?
+        guard mqueue_alloc(&q, { _, data, _ in
+            guard let data else { return }
+            Unmanaged<Work>.fromOpaque(data).takeRetainedValue().body()
+        }, nil) == 0, let q else {
+            _ = started.give("cannot make the SIP command queue")
+            return
+        }
+        if let failure = setUp() {
+            tearDown()
+            _ = tcu_mem_deref(UnsafeMutableRawPointer(q))
+            _ = started.give(failure)
+            return
+        }
+        queue.withLock { $0 = QueueRef(pointer: q) }
+        _ = started.give(nil)
+        _ = re_main(nil)
+        queue.withLock { $0 = nil }
+        tearDown()
+        _ = tcu_mem_deref(UnsafeMutableRawPointer(q))
+    }
+}
+
+// Reading libre's values.
+
+/// A message's Content-Type value and body bytes.
+public func content(of msg: UnsafePointer<sip_msg>) -> (type: String, body: [UInt8]) {
+    var len = 0
+    let p = tcu_msg_body(msg, &len)
+    let body = p.map { Array(UnsafeBufferPointer(start: $0, count: len)) } ?? []
+    let type = sip_msg_hdr(msg, SIP_HDR_CONTENT_TYPE).map { text($0.pointee.val) } ?? "application/octet-stream"
+    return (type, body)
+}
+
+/// The first value of a header field by name (Call-Info, Info-Package, ...), nil when absent.
+public func headerValue(_ msg: UnsafePointer<sip_msg>, _ name: String) -> String? {
+    sip_msg_xhdr(msg, name).map { text($0.pointee.val) }
+}
+
+public func text(_ p: pl) -> String {
+    guard let start = p.p, p.l > 0 else { return "" }
+    return start.withMemoryRebound(to: UInt8.self, capacity: p.l) { String(decoding: UnsafeBufferPointer(start: $0, count: p.l), as: UTF8.self) }
+}
+
+public func bytes(of mb: UnsafeMutablePointer<mbuf>) -> [UInt8] {
+    let m = mb.pointee
+    guard let buf = m.buf, m.end > 0 else { return [] }
+    return Array(UnsafeBufferPointer(start: buf, count: m.end))
+}
+
+public func errorText(_ err: Int32) -> String { String(cString: strerror(err)) }
+
+/// An mbuf holding a copy of `bytes` (release it with `tcu_mem_deref`).
+public func mbuf(_ bytes: [UInt8]) -> UnsafeMutablePointer<mbuf>? {
+    bytes.withUnsafeBufferPointer { tcu_mbuf_from($0.baseAddress, $0.count) }
+}
+
+extension String {
+    /// Without the given characters at either end.
+    func trimmingCharacters(in set: String) -> String {
+        var s = Substring(self)
+        while let f = s.first, set.contains(f) { s = s.dropFirst() }
+        while let l = s.last, set.contains(l) { s = s.dropLast() }
+        return String(s)
+    }
+}

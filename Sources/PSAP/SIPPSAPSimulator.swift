@@ -1,0 +1,448 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CLibre
+import ECallSIP
+import Platform
+import Synchronization
+import TelematicsCore
+
+/// The PSAP for NG-eCall (RFC 8147), on libre like the unit: takes the INVITE to the eCall
+/// service URN, decodes the MSD it carries, answers as the scenario says (the same keys as the
+/// circuit-switched simulator: the outcome per attempt, the acknowledgement in the 200 OK or a
+/// negative one, asking for the MSD again in an INFO, the clear-down, the call-back), and logs
+/// every event as the other simulator does. Not simulated over SIP: `drop-on-msd` and
+/// `drop-after-answer-ms` (a dialog cannot vanish without a BYE from libre).
+public final class SIPPSAPSimulator: @unchecked Sendable {
+    private let endpoint: Endpoint
+    private let scenario: PSAPScenario
+    private let log: @Sendable (JSON) -> Void
+    private let loop: LibreLoop
+    private let stopped = StopSignal()
+    private let started = monotonicMs()
+
+    // On the libre thread only.
+    private var sip: OpaquePointer?
+    private var sessionSocket: OpaquePointer?
+    private var listener: OpaquePointer?
+    private var dials = 0
+    private var msds = 0
+    private var calls: [Int: PSAPCall] = [:]
+    private var calledBack = false
+
+    public init(listen endpoint: Endpoint, scenario: PSAPScenario, log: @escaping @Sendable (JSON) -> Void) {
+        self.endpoint = endpoint
+        self.scenario = scenario
+        self.log = log
+        let started = monotonicMs()
+        loop = LibreLoop(name: "psap-sip", warning: { line in
+            log(.object([("t", .number(Double(monotonicMs() - started))), ("event", .string("malformed")), ("error", .string(line))]))
+        })
+    }
+
+    public func requestStop() { stopped.set() }
+
+    /// Serves until `requestStop`; nil when it ran, else why it could not start.
+    public func run() -> String? {
+        if let failure = loop.start(setUp: { self.setUp() }, tearDown: { self.tearDown() }) { return failure }
+        record("listening", [("endpoint", .string("sip:\(endpoint)"))])
+        stopped.waitForever()
+        loop.stop()
+        return nil
+    }
+
+    fileprivate func record(_ event: String, _ fields: [(String, JSON)] = []) {
+        log(.object([("t", .number(Double(monotonicMs() - started))), ("event", .string(event))] + fields))
+    }
+
+    private func setUp() -> String? {
+        var s: OpaquePointer?
+        guard sip_alloc(&s, nil, 32, 32, 32, "tcu-psap", nil, nil) == 0, let s else { return "cannot make the SIP stack" }
+        sip = s
+        var laddr = sa()
+        guard sa_set_str(&laddr, endpoint.host, endpoint.port) == 0 else { return "\(endpoint.host) is not an IP address" }
+        let err = tcu_sip_transp_add_udp(s, &laddr)
+        guard err == 0 else { return "cannot listen for SIP on \(endpoint) (\(errorText(err)))" }
+        var sock: OpaquePointer?
+        guard sipsess_listen(&sock, s, 32, { msg, arg in
+            guard let msg, let arg else { return }
+            Unmanaged<SIPPSAPSimulator>.fromOpaque(arg).takeUnretainedValue().invite(msg)
+        }, Unmanaged.passUnretained(self).toOpaque()) == 0 else { return "cannot listen for SIP sessions" }
+        sessionSocket = sock
+        // The unit asks whether the network is there: the PSAP stands for it and answers.
+        var lsnr: OpaquePointer?
+        guard sip_listen(&lsnr, s, true, { msg, arg in
+            guard let msg, let arg, text(msg.pointee.met) == "OPTIONS" else { return false }
+            let psap = Unmanaged<SIPPSAPSimulator>.fromOpaque(arg).takeUnretainedValue()
+            if let sip = psap.sip { _ = tcu_sip_reply(sip, msg, 200, "OK") }
+            return true
+        }, Unmanaged.passUnretained(self).toOpaque()) == 0 else { return "cannot listen for SIP requests" }
+        listener = lsnr
+        return nil
+    }
+
+    private func tearDown() {
+        for c in calls.values { c.close() }
+        calls.removeAll()
+        if let sock = sessionSocket { _ = tcu_mem_deref(UnsafeMutableRawPointer(sock)) }
+        sessionSocket = nil
+        if let l = listener { _ = tcu_mem_deref(UnsafeMutableRawPointer(l)) }
+        listener = nil
+        if let s = sip {
+            sip_close(s, true)
+            _ = tcu_mem_deref(UnsafeMutableRawPointer(s))
+        }
+        sip = nil
+    }
+
+    /// A new INVITE: the unit's eCall (or anything else, refused).
+    private func invite(_ msg: UnsafePointer<sip_msg>) {
+        guard let sip, let sessionSocket else { return }
+        let uri = text(msg.pointee.ruri)
+        let callInfo = headerValue(msg, "Call-Info")
+        let (type, body) = content(of: msg)
+        var received: [(String, JSON)] = [("type", .string("invite")), ("uri", .string(uri)), ("contentType", .string(type))]
+        if let callInfo { received.append(("callInfo", .string(callInfo))) }
+        record("received", [("message", .object(received))])
+        guard uri.hasPrefix("urn:service:sos.ecall.") || uri.hasPrefix("sip:") else {
+            _ = tcu_sip_reply(sip, msg, 404, "Not Found")
+            return
+        }
+        dials += 1
+        let call = dials
+        let c = PSAPCall(number: call, psap: self, sip: sip, local: endpoint.host)
+        c.requestsLeft = scenario.requestAgain
+        var parts: [MIMEPart] = []
+        do { parts = try MIMEMultipart.parse(body, contentType: type) } catch {
+            record("malformed", [("call", .number(Double(call))), ("error", .string(error.message))])
+        }
+        if let offer = parts.first(where: { $0.mediaType == "application/sdp" }) { c.takeOffer(offer.body) }
+        let references = NGECall.msdReferences(callInfo: callInfo.map { [$0] } ?? [])
+        if let m = parts.first(where: { $0.mediaType == NGECall.msdContentType.lowercased() }) {
+            c.msdContentID = m.contentID
+            msdArrived(call: call, bytes: m.body, referenced: m.contentID.map(references.contains) ?? false)
+        }
+        c.contact = headerValue(msg, "Contact").map { v in
+            var s = Substring(v)
+            if let lt = s.firstIndex(of: "<"), let gt = s.firstIndex(of: ">"), lt < gt { s = s[s.index(after: lt)..<gt] }
+            return String(s)
+        }
+        let outcome = scenario.attempts[min(dials - 1, scenario.attempts.count - 1)]
+        let answerType = MIMEMultipart.contentType(boundary: "psap-boundary")
+        guard c.accept(socket: sessionSocket, msg: msg, contentType: answerType) else {
+            _ = tcu_sip_reply(sip, msg, 500, "Server Internal Error")
+            return
+        }
+        calls[call] = c
+        c.after(scenario.answerDelayMs) { [self] in
+            switch outcome {
+            case .answered:
+                let ack: EmergencyCallControl? = c.msdContentID.map { .ack(ref: $0, received: scenario.alAck && msds > scenario.ignoreMSDs) }
+                c.answer(ack: ack, boundary: "psap-boundary")
+                record("sent", [("message", .object([("type", .string("200")), ("call", .number(Double(call))),
+                                                    ("acknowledged", ack.map { .bool($0 == .ack(ref: c.msdContentID, received: true)) } ?? .null)]))])
+            case .busy, .noAnswer, .noNetwork:
+                let (code, reason): (UInt16, String) = switch outcome {
+                case .busy: (486, "Busy Here")
+                case .noAnswer: (480, "Temporarily Unavailable")
+                default: (503, "Service Unavailable")
+                }
+                c.reject(code, reason)
+                calls[call] = nil
+                record("sent", [("message", .object([("type", .string("\(code)")), ("call", .number(Double(call)))]))])
+            }
+        }
+    }
+
+    fileprivate func msdArrived(call: Int, bytes: [UInt8], referenced: Bool? = nil) {
+        msds += 1
+        var fields: [(String, JSON)] = [("call", .number(Double(call))), ("hex", .string(hexBytes(bytes)))]
+        if let referenced { fields.append(("referencedByCallInfo", .bool(referenced))) }
+        do {
+            let msd = try MSD.decode(bytes)
+            fields.append(("messageIdentifier", .number(Double(msd.messageIdentifier))))
+            fields.append(("decoded", msd.json))
+        } catch {
+            fields.append(("error", .string(error.description)))
+        }
+        record("msd", fields)
+    }
+
+    /// The call is up: ask again for the MSD, or clear down, as the scenario says.
+    fileprivate func established(_ c: PSAPCall) {
+        record("answered", [("call", .number(Double(c.number)))])
+        if scenario.alAckClearDown {
+            hangUp(c)
+        } else {
+            acknowledged(c)
+        }
+    }
+
+    /// After an acknowledgement: the next request for the MSD, or the clear-down.
+    fileprivate func acknowledged(_ c: PSAPCall) {
+        if c.requestsLeft > 0 {
+            c.requestsLeft -= 1
+            c.after(scenario.requestAgainDelayMs) { [self] in
+                c.sendControl([.request(action: "send-data", datatype: "eCall.MSD")])
+                record("sent", [("message", .object([("type", .string("sendMSD")), ("call", .number(Double(c.number)))]))])
+            }
+        } else if scenario.hangUpAfterMs >= 0 {
+            c.after(scenario.hangUpAfterMs) { [self] in hangUp(c) }
+        }
+    }
+
+    /// An MSD in an INFO from the unit.
+    fileprivate func msdUpdate(_ c: PSAPCall, _ m: MIMEPart) {
+        msdArrived(call: c.number, bytes: m.body)
+        guard scenario.alAck, msds > scenario.ignoreMSDs else { return }
+        c.after(scenario.ackDelayMs) { [self] in
+            c.sendControl([.ack(ref: m.contentID, received: true)])
+            record("sent", [("message", .object([("type", .string("ack")), ("call", .number(Double(c.number)))]))])
+            acknowledged(c)
+        }
+    }
+
+    private func hangUp(_ c: PSAPCall) {
+        record("sent", [("message", .object([("type", .string("bye")), ("call", .number(Double(c.number)))]))])
+        ended(c)
+        c.close()
+        callBack(after: c)
+    }
+
+    fileprivate func ended(_ c: PSAPCall) {
+        if calls[c.number] === c { calls[c.number] = nil }
+    }
+
+    /// The unit cleared down.
+    fileprivate func clearedByUnit(_ c: PSAPCall, err: Int32) {
+        record("received", [("message", .object([("type", .string(err == ECONNRESET ? "bye" : "ended")), ("call", .number(Double(c.number)))]))])
+        ended(c)
+        c.close()
+        callBack(after: c)
+    }
+
+    private func callBack(after c: PSAPCall) {
+        guard scenario.callbackAfterMs >= 0, !calledBack, let contact = c.contact, let sip, let sessionSocket, !c.isCallback else { return }
+        calledBack = true
+        let back = PSAPCall(number: c.number + 1_000, psap: self, sip: sip, local: endpoint.host)
+        back.isCallback = true
+        back.after(scenario.callbackAfterMs) { [self] in
+            record("sent", [("message", .object([("type", .string("incoming")), ("call", .number(Double(back.number))),
+                                                ("uri", .string(contact))]))])
+            if let failure = back.connect(socket: sessionSocket, to: contact, from: "sip:psap@\(endpoint)") {
+                record("malformed", [("error", .string("the call-back could not be placed: \(failure)"))])
+                return
+            }
+            calls[back.number] = back
+        }
+    }
+
+    fileprivate func callBackAnswered(_ c: PSAPCall) {
+        record("received", [("message", .object([("type", .string("answer")), ("call", .number(Double(c.number)))]))])
+        c.after(scenario.callbackHangUpAfterMs) { [self] in hangUp(c) }
+    }
+}
+
+/// One call at the PSAP: the unit's eCall or the PSAP's call-back.
+final class PSAPCall {
+    let number: Int
+    unowned let psap: SIPPSAPSimulator
+    let sip: OpaquePointer
+    let local: String
+    var session: OpaquePointer?
+    var sdp: OpaquePointer?
+    var media: OpaquePointer?
+    var rtp: OpaquePointer?
+    var msdContentID: String?
+    var contact: String?
+    var isCallback = false
+    var requestsLeft: Int
+    /// Timers, cancelled and freed when the call closes.
+    private var jobs: [Job] = []
+    /// RTP packets received (the unit's voice).
+    let voicePackets = Atomic<Int>(0)
+
+    init(number: Int, psap: SIPPSAPSimulator, sip: OpaquePointer, local: String) {
+        self.number = number
+        self.psap = psap
+        self.sip = sip
+        self.local = local
+        requestsLeft = 0
+    }
+
+    deinit { close() }
+
+    var me: UnsafeMutableRawPointer { Unmanaged.passUnretained(self).toOpaque() }
+
+    static func from(_ arg: UnsafeMutableRawPointer?) -> PSAPCall? { arg.map { Unmanaged<PSAPCall>.fromOpaque($0).takeUnretainedValue() } }
+
+    /// Runs `body` on the loop after `ms` (not once the call is closed).
+    func after(_ ms: Int64, _ body: @escaping () -> Void) {
+        let job = Job(body)
+        jobs.append(job)
+        tmr_start(job.timer, UInt64(max(0, ms)), { arg in
+            guard let arg else { return }
+            let job = Unmanaged<Job>.fromOpaque(arg).takeUnretainedValue()
+            job.body()
+        }, Unmanaged.passUnretained(job).toOpaque())
+    }
+
+    /// A timer and what it runs; kept by the call until it closes.
+    final class Job {
+        let timer = UnsafeMutablePointer<tmr>.allocate(capacity: 1)
+        let body: () -> Void
+        init(_ body: @escaping () -> Void) {
+            self.body = body
+            tmr_init(timer)
+        }
+        deinit {
+            tmr_cancel(timer)
+            timer.deallocate()
+        }
+    }
+
+    private func openMedia() -> Bool {
+        guard sdp == nil else { return true }
+        var laddr = sa()
+        guard sa_set_str(&laddr, local, 0) == 0 else { return false }
+        var rs: OpaquePointer?
+        guard rtp_listen(&rs, Int32(IPPROTO_UDP), &laddr, 20_000, 40_000, true, { _, _, _, arg in
+            PSAPCall.from(arg)?.voicePackets.add(1, ordering: .relaxed)
+        }, { _, _, _ in }, me) == 0, let rs else { return false }
+        rtp = rs
+        var bound = sa()
+        if let sock = rtp_sock(rs) { _ = udp_local_get(OpaquePointer(sock), &bound) }
+        var s: OpaquePointer?
+        var m: OpaquePointer?
+        guard tcu_sdp_audio(&s, &m, &laddr, sa_port(&bound)) == 0 else { return false }
+        sdp = s
+        media = m
+        return true
+    }
+
+    func takeOffer(_ offer: [UInt8]) {
+        guard openMedia(), let sdp else { return }
+        var body = offer
+        if body.last != 0x0A { body += [0x0D, 0x0A] }
+        guard let mb = mbuf(body) else { return }
+        _ = sdp_decode(sdp, mb, true)
+        _ = tcu_mem_deref(mb)
+    }
+
+    func accept(socket: OpaquePointer, msg: UnsafePointer<sip_msg>, contentType: String) -> Bool {
+        guard openMedia() else { return false }
+        var sess: OpaquePointer?
+        let err = tcu_sipsess_accept(&sess, socket, msg, 180, "Ringing", "psap", contentType,
+            { descp, _, arg in
+                guard let call = PSAPCall.from(arg), let sdp = call.sdp, let descp else { return EINVAL }
+                return sdp_encode(descp, sdp, false)
+            },
+            { _, _ in 0 },
+            { _, arg in
+                guard let call = PSAPCall.from(arg) else { return }
+                call.psap.established(call)
+            },
+            { sip, msg, arg in PSAPCall.from(arg)?.info(msg) },
+            { err, _, arg in
+                guard let call = PSAPCall.from(arg) else { return }
+                call.psap.clearedByUnit(call, err: err)
+            }, me)
+        guard err == 0 else { return false }
+        session = sess
+        return true
+    }
+
+    /// The 200 OK: the SDP answer and the acknowledgement of the INVITE's MSD.
+    func answer(ack: EmergencyCallControl?, boundary: String) {
+        guard let session, let sdp else { return }
+        var answer: UnsafeMutablePointer<mbuf>?
+        guard sdp_encode(&answer, sdp, false) == 0, let answer else { return }
+        var parts = [MIMEPart(contentType: "application/sdp", body: bytes(of: answer))]
+        _ = tcu_mem_deref(answer)
+        if let ack { parts.append(MIMEPart(contentType: NGECall.controlContentType, body: Array(EmergencyCallControl.xml([ack]).utf8))) }
+        guard let mb = mbuf(MIMEMultipart.build(parts, boundary: boundary)) else { return }
+        _ = tcu_sipsess_answer(session, 200, "OK", mb)
+        _ = tcu_mem_deref(mb)
+    }
+
+    func reject(_ code: UInt16, _ reason: String) {
+        guard let session else { return }
+        _ = tcu_sipsess_reject(session, code, reason)
+        close()
+    }
+
+    /// An INFO to the unit with a control block.
+    func sendControl(_ items: [EmergencyCallControl]) {
+        guard let session else { return }
+        let body = Array(EmergencyCallControl.xml(items).utf8)
+        let headers = "Info-Package: \(NGECall.infoPackage)\r\nContent-Type: \(NGECall.controlContentType)\r\n"
+        _ = body.withUnsafeBufferPointer { b in
+            tcu_sip_drequest(sip, sipsess_dialog(session), "INFO", headers, b.baseAddress, b.count, { _, _, _ in }, nil)
+        }
+    }
+
+    /// An INFO from the unit: an MSD update.
+    func info(_ msg: UnsafePointer<sip_msg>?) {
+        guard let msg else { return }
+        let (type, body) = content(of: msg)
+        guard let parts = try? MIMEMultipart.parse(body, contentType: type),
+              let m = parts.first(where: { $0.mediaType == NGECall.msdContentType.lowercased() }) else {
+            _ = tcu_sip_reply(sip, msg, 415, "Unsupported Media Type")
+            psap.record("malformed", [("call", .number(Double(number))), ("error", .string("an INFO of type '\(type)' without an MSD"))])
+            return
+        }
+        _ = tcu_sip_reply(sip, msg, 200, "OK")
+        psap.msdUpdate(self, m)
+    }
+
+    /// The PSAP's call-back to the unit.
+    func connect(socket: OpaquePointer, to: String, from: String) -> String? {
+        guard openMedia(), let sdp else { return "no media" }
+        var offer: UnsafeMutablePointer<mbuf>?
+        guard sdp_encode(&offer, sdp, true) == 0, let offer else { return "no SDP offer" }
+        defer { _ = tcu_mem_deref(offer) }
+        var sess: OpaquePointer?
+        let err = tcu_sipsess_connect(&sess, socket, to, from, "psap", nil, "application/sdp", offer,
+            { msg, arg in
+                guard let msg, let call = PSAPCall.from(arg), let sdp = call.sdp else { return 0 }
+                var (_, body) = content(of: msg)
+                if body.last != 0x0A { body += [0x0D, 0x0A] }
+                if let mb = mbuf(body) {
+                    _ = sdp_decode(sdp, mb, false)
+                    _ = tcu_mem_deref(mb)
+                }
+                return 0
+            },
+            { _, _ in },
+            { _, arg in
+                guard let call = PSAPCall.from(arg) else { return }
+                call.psap.callBackAnswered(call)
+            },
+            { _, msg, arg in PSAPCall.from(arg)?.info(msg) },
+            { err, msg, arg in
+                guard let call = PSAPCall.from(arg) else { return }
+                if let msg, !msg.pointee.req, msg.pointee.scode >= 300 {
+                    call.psap.record("received", [("message", .object([("type", .string("\(msg.pointee.scode)")), ("call", .number(Double(call.number)))]))])
+                    call.psap.ended(call)
+                    call.close()
+                } else {
+                    call.psap.clearedByUnit(call, err: err)
+                }
+            }, me, "")
+        guard err == 0 else { return errorText(err) }
+        session = sess
+        return nil
+    }
+
+    /// Frees the session (libre sends BYE or CANCEL as the dialog needs), the media and the timers.
+    func close() {
+        jobs.removeAll()
+        if let s = session { _ = tcu_mem_deref(UnsafeMutableRawPointer(s)) }
+        session = nil
+        if let r = rtp { _ = tcu_mem_deref(UnsafeMutableRawPointer(r)) }
+        rtp = nil
+        if let s = sdp { _ = tcu_mem_deref(UnsafeMutableRawPointer(s)) }
+        sdp = nil
+        media = nil
+    }
+}
