@@ -54,7 +54,7 @@ let package = Package(
             dependencies: ["TelematicsCore", "Platform", "CSocketCAN"],
             swiftSettings: strict
         ),
-        // libre (baresip's SIP, SDP and RTP library; Debian's libre-dev ships it static) for NG-eCall.
+        // libre (baresip's SIP, SDP and RTP library: Debian's libre0, headers in libre-dev) for NG-eCall.
         .systemLibrary(name: "CLibre", pkgConfig: "libre", providers: [.apt(["libre-dev"])]),
         // libsqlite3 for the durable outbox.
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),

@@ -23,6 +23,9 @@ public final class LibreLoop: @unchecked Sendable {
         init(_ body: @escaping @Sendable () -> Void) { self.body = body }
     }
 
+    /// Whether a loop runs in this process (libre's own state is process-wide).
+    private static let running = Atomic<Bool>(false)
+
     public init(name: String, warning: @escaping @Sendable (String) -> Void) {
         self.name = name
         self.warning = warning
@@ -31,6 +34,10 @@ public final class LibreLoop: @unchecked Sendable {
     /// Starts the thread; `setUp` runs on it first (nil when it worked, else why not) and
     /// `tearDown` after the loop ends. Returns once `setUp` ran: nil, or why the loop does not run.
     public func start(setUp: @escaping @Sendable () -> String?, tearDown: @escaping @Sendable () -> Void) -> String? {
+        // libre keeps its loop in process-wide globals: a second loop would share them.
+        guard !Self.running.exchange(true, ordering: .acquiringAndReleasing) else {
+            return "another SIP stack (libre) already runs in this process"
+        }
         thread.withLock { t in
             guard t == nil else { return }
             t = DedicatedThread(name: name) { [self] in self.run(setUp: setUp, tearDown: tearDown) }
@@ -62,6 +69,7 @@ public final class LibreLoop: @unchecked Sendable {
     }
 
     private func run(setUp: () -> String?, tearDown: () -> Void) {
+        defer { Self.running.store(false, ordering: .releasing) }
         guard libre_init() == 0 else {
             _ = started.give("libre could not start")
             return
