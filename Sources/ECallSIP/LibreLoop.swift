@@ -26,8 +26,13 @@ public final class LibreLoop: @unchecked Sendable {
     /// Whether a loop runs in this process (libre's own state is process-wide).
     private static let running = Atomic<Bool>(false)
 
-    public init(name: String, warning: @escaping @Sendable (String) -> Void) {
+    private let realtimePriority: Int32?
+
+    /// `realtimePriority`: the thread's SCHED_FIFO priority (the eCall's: its INVITE must not
+    /// wait for a core behind other work), nil for the normal policy.
+    public init(name: String, realtimePriority: Int32? = nil, warning: @escaping @Sendable (String) -> Void) {
         self.name = name
+        self.realtimePriority = realtimePriority
         self.warning = warning
     }
 
@@ -70,6 +75,9 @@ public final class LibreLoop: @unchecked Sendable {
 
     private func run(setUp: () -> String?, tearDown: () -> Void) {
         defer { Self.running.store(false, ordering: .releasing) }
+        if let realtimePriority, case .refused(_, let why) = raiseCallingThread(toRealtimePriority: realtimePriority) {
+            warning("the SIP thread runs at normal priority: \(why)")
+        }
         guard libre_init() == 0 else {
             _ = started.give("libre could not start")
             return

@@ -24,9 +24,12 @@ public struct SIPSettings: Sendable, Equatable {
     /// A PSAP's call-back not answered within this long is refused (480): the machine answers
     /// only inside its call-back window.
     public var callbackAnswerMs: Int64
+    /// The SIP thread's SCHED_FIFO priority (the eCall thread's), nil for the normal policy.
+    public var realtimePriority: Int32?
 
     public init(local: Endpoint, proxy: String, domain: String, testURI: String, probeIntervalMs: Int64 = 5_000,
-                callbackAnswerMs: Int64 = 5_000) {
+                callbackAnswerMs: Int64 = 5_000, realtimePriority: Int32? = nil) {
+        self.realtimePriority = realtimePriority
         self.local = local
         self.proxy = proxy
         self.domain = domain
@@ -65,6 +68,8 @@ public final class SIPECallTransport: ECallTransport, @unchecked Sendable {
     private var sessionSocket: OpaquePointer?
     private var calls: [Int: SIPCall] = [:]
     private var nextIncoming = 1_000_000
+    /// A call made ahead, its media open, for the next INVITE.
+    private var spare: SIPCall?
     private let probeTimer = UnsafeMutablePointer<tmr>.allocate(capacity: 1)
     private var probing = false
 
@@ -72,7 +77,7 @@ public final class SIPECallTransport: ECallTransport, @unchecked Sendable {
         self.settings = settings
         self.vin = vin
         self.deliver = deliver
-        loop = LibreLoop(name: "ecall-sip", warning: { deliver(.malformed($0)) })
+        loop = LibreLoop(name: "ecall-sip", realtimePriority: settings.realtimePriority, warning: { deliver(.malformed($0)) })
         tmr_init(probeTimer)
     }
 
@@ -139,6 +144,7 @@ public final class SIPECallTransport: ECallTransport, @unchecked Sendable {
             Unmanaged<SIPECallTransport>.fromOpaque(arg).takeUnretainedValue().incoming(msg)
         }, me) == 0 else { return "cannot listen for SIP sessions" }
         sessionSocket = sock
+        prepareSpare()
         // Without probes the network is there as soon as the stack is: said before start()
         // returns, so that a crash read at once finds it.
         if settings.probeIntervalMs > 0 { probe() } else { probed(reachable: true) }
@@ -149,6 +155,8 @@ public final class SIPECallTransport: ECallTransport, @unchecked Sendable {
         tmr_cancel(probeTimer)
         for c in calls.values { c.close() }
         calls.removeAll()
+        spare?.close()
+        spare = nil
         if let sock = sessionSocket { _ = tcu_mem_deref(UnsafeMutableRawPointer(sock)) }
         sessionSocket = nil
         if let s = sip {
@@ -187,9 +195,20 @@ public final class SIPECallTransport: ECallTransport, @unchecked Sendable {
 
     // MARK: - Calls
 
+    /// Makes the spare call (its RTP socket and SDP session) when there is none.
+    private func prepareSpare() {
+        guard spare == nil, let sip else { return }
+        let c = SIPCall(number: 0, transport: self, sip: sip, local: settings.local.host)
+        if c.openMedia() { spare = c }
+    }
+
     private func invite(call: Int, kind: ECallKind, msd: [UInt8]) {
         guard let sip, let sessionSocket else { return }
-        let c = SIPCall(number: call, transport: self, sip: sip, local: settings.local.host)
+        // The spare call's RTP socket and SDP session are ready: the INVITE leaves without
+        // waiting for them, and the next spare is made once it is gone.
+        let c = spare.take() ?? SIPCall(number: call, transport: self, sip: sip, local: settings.local.host)
+        c.number = call
+        defer { prepareSpare() }
         let to = NGECall.serviceURN(kind) ?? settings.testURI
         let contentID = "msd\(call)@\(vin.lowercased()).ecall"
         guard let offer = c.makeOffer() else {
@@ -242,7 +261,7 @@ public final class SIPECallTransport: ECallTransport, @unchecked Sendable {
 
 /// One SIP session: the eCall's INVITE or the PSAP's call-back, its SDP and its RTP.
 final class SIPCall {
-    let number: Int
+    var number: Int
     unowned let transport: SIPECallTransport
     let sip: OpaquePointer
     let localHost: String
@@ -289,7 +308,8 @@ final class SIPCall {
         return bytes(of: mb)
     }
 
-    private func openMedia() -> Bool {
+    func openMedia() -> Bool {
+        guard sdp == nil else { return true }
         var laddr = sa()
         guard sa_set_str(&laddr, localHost, 0) == 0 else { return false }
         var rs: OpaquePointer?

@@ -61,7 +61,8 @@ struct ECallLatencyBench: AsyncParsableCommand {
         let sipPeer = transport == "ng" ? try SIPPeer() : nil
         let ng: ((@escaping @Sendable (ECallLinkEvent) -> Void) -> any ECallTransport)? = sipPeer.map { peer in
             let settings = SIPSettings(local: Endpoint(host: "127.0.0.1", port: 0), proxy: "sip:127.0.0.1:\(peer.port)",
-                                       domain: "bench.invalid", testURI: "sip:test@bench.invalid", probeIntervalMs: 0)
+                                       domain: "bench.invalid", testURI: "sip:test@bench.invalid", probeIntervalMs: 0,
+                                       realtimePriority: realtimePriority > 0 ? realtimePriority : nil)
             return { SIPECallTransport(settings: settings, vin: vehicle.vin.value, deliver: $0) }
         }
         let eCall = ECallService(configuration: config, linkEndpoint: listener.endpoint, bus: bus, profile: vehicle,
