@@ -446,3 +446,15 @@ def test_tcu_psap_plays_the_ng_ecall_psap_with_its_scenario_keys(ng, tmp_path):
         psap.terminate()
         psap.wait(timeout=10)
     assert psap.returncode == 0
+
+
+def test_the_acknowledgement_may_come_later_in_an_info(ng):
+    port = free_port(socket.SOCK_DGRAM)
+    psap = ng.sipp("late-ack", "psap-late-ack.xml", port, hold_ms=300)
+    unit = ng.unit(port, "t6-ms = 10000\n")
+    assert psap.passed(), psap.why()
+    call = wait_until(unit.last_call)
+    # The 200 OK held no acknowledgement (said in the log); the INFO's is the AL-ACK.
+    assert call["ending"] == "clearedByRemote" and call["msdAcknowledged"]
+    log = unit.log_text()
+    assert "the PSAP's answer holds no acknowledgement of the MSD" in log and "msdFailure=none" in log
