@@ -156,3 +156,58 @@ extension String {
         return String(s)
     }
 }
+
+/// A call's voice: its RTP socket (an even port from 20000-40000, RTCP beside it) and the SDP
+/// session that offers or answers it (G.711 µ-law and A-law). Made and freed on the loop.
+public struct AudioStream {
+    public let rtp: OpaquePointer
+    public let sdp: OpaquePointer
+    public let media: OpaquePointer
+
+    /// Opens one on `host`; `received` is called for each RTP packet that arrives (with `arg`).
+    /// libre's RTP receive handler.
+    public typealias Received = @convention(c) (UnsafePointer<sa>?, UnsafePointer<rtp_header>?, UnsafeMutablePointer<mbuf>?,
+                                                UnsafeMutableRawPointer?) -> Void
+
+    public static func open(host: String, received: Received? = nil, arg: UnsafeMutableRawPointer? = nil) -> AudioStream? {
+        var laddr = sa()
+        guard sa_set_str(&laddr, host, 0) == 0 else { return nil }
+        var rs: OpaquePointer?
+        var handler: Received = { _, _, _, _ in }
+        if let received { handler = received }
+        guard rtp_listen(&rs, Int32(IPPROTO_UDP), &laddr, 20_000, 40_000, true, handler, { _, _, _ in }, arg) == 0,
+              let rs else { return nil }
+        var bound = sa()
+        if let sock = rtp_sock(rs) { _ = udp_local_get(OpaquePointer(sock), &bound) }
+        var s: OpaquePointer?
+        var m: OpaquePointer?
+        guard tcu_sdp_audio(&s, &m, &laddr, sa_port(&bound)) == 0, let s, let m else {
+            _ = tcu_mem_deref(UnsafeMutableRawPointer(rs))
+            return nil
+        }
+        return AudioStream(rtp: rs, sdp: s, media: m)
+    }
+
+    /// Reads the peer's SDP (an offer, or the answer to ours); an errno when it does not parse.
+    public func take(_ description: [UInt8], offer: Bool) -> Int32 {
+        // A body part ends where its delimiter's CRLF begins; SDP's last line needs its own.
+        var body = description
+        if body.last != 0x0A { body += [0x0D, 0x0A] }
+        guard let mb = mbuf(body) else { return ENOMEM }
+        defer { _ = tcu_mem_deref(mb) }
+        return sdp_decode(sdp, mb, offer)
+    }
+
+    /// Our SDP: the offer, or the answer to what `take` read.
+    public func describe(offer: Bool) -> [UInt8]? {
+        var mb: UnsafeMutablePointer<mbuf>?
+        guard sdp_encode(&mb, sdp, offer) == 0, let mb else { return nil }
+        defer { _ = tcu_mem_deref(mb) }
+        return bytes(of: mb)
+    }
+
+    public func close() {
+        _ = tcu_mem_deref(UnsafeMutableRawPointer(rtp))
+        _ = tcu_mem_deref(UnsafeMutableRawPointer(sdp))
+    }
+}

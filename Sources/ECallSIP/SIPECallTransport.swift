@@ -266,10 +266,7 @@ final class SIPCall {
     let sip: OpaquePointer
     let localHost: String
     var session: OpaquePointer?
-    var sdp: OpaquePointer?
-    var media: OpaquePointer?
-    var rtp: OpaquePointer?
-    var rtpPort: UInt16 = 0
+    var audio: AudioStream?
     let rtpTimer = UnsafeMutablePointer<tmr>.allocate(capacity: 1)
     let answerTimer = UnsafeMutablePointer<tmr>.allocate(capacity: 1)
     var rtpTimestamp: UInt32 = 0
@@ -302,29 +299,12 @@ final class SIPCall {
     /// The RTP socket and the SDP offer for it.
     func makeOffer() -> [UInt8]? {
         guard openMedia() else { return nil }
-        var mb: UnsafeMutablePointer<mbuf>?
-        guard let sdp, sdp_encode(&mb, sdp, true) == 0, let mb else { return nil }
-        defer { _ = tcu_mem_deref(mb) }
-        return bytes(of: mb)
+        return audio?.describe(offer: true)
     }
 
     func openMedia() -> Bool {
-        guard sdp == nil else { return true }
-        var laddr = sa()
-        guard sa_set_str(&laddr, localHost, 0) == 0 else { return false }
-        var rs: OpaquePointer?
-        // An even port from the dynamic range, RTCP beside it.
-        guard rtp_listen(&rs, Int32(IPPROTO_UDP), &laddr, 20_000, 40_000, true, { _, _, _, _ in }, { _, _, _ in }, nil) == 0, let rs else { return false }
-        rtp = rs
-        var bound = sa()
-        if let sock = rtp_sock(rs) { _ = udp_local_get(OpaquePointer(sock), &bound) }
-        rtpPort = sa_port(&bound)
-        var s: OpaquePointer?
-        var m: OpaquePointer?
-        guard tcu_sdp_audio(&s, &m, &laddr, rtpPort) == 0 else { return false }
-        sdp = s
-        media = m
-        return true
+        if audio == nil { audio = AudioStream.open(host: localHost) }
+        return audio != nil
     }
 
     func connect(socket: OpaquePointer, to: String, from: String, route: String, contentType: String, body: [UInt8],
@@ -368,12 +348,8 @@ final class SIPCall {
     }
 
     private func takeAnswer(_ answer: [UInt8]) {
-        // The part ends where its delimiter's CRLF begins; SDP's last line needs its own.
-        var body = answer
-        if body.last != 0x0A { body += [0x0D, 0x0A] }
-        guard let sdp, let mb = body.withUnsafeBufferPointer({ tcu_mbuf_from($0.baseAddress, $0.count) }) else { return }
-        defer { _ = tcu_mem_deref(mb) }
-        let err = sdp_decode(sdp, mb, false)
+        guard let audio else { return }
+        let err = audio.take(answer, offer: false)
         if err != 0 { transport.event(.malformed("the PSAP's SDP answer could not be read (\(errorText(err)))")) }
     }
 
@@ -518,17 +494,15 @@ final class SIPCall {
 
     func accept(socket: OpaquePointer, msg: UnsafePointer<sip_msg>) -> Bool {
         let (type, body) = content(of: msg)
-        guard openMedia(), let sdp else { return false }
-        if let parts = try? MIMEMultipart.parse(body, contentType: type), let offer = parts.first(where: { $0.mediaType == "application/sdp" }),
-           let mb = offer.body.withUnsafeBufferPointer({ tcu_mbuf_from($0.baseAddress, $0.count) }) {
-            _ = sdp_decode(sdp, mb, true)
-            _ = tcu_mem_deref(mb)
+        guard openMedia(), let audio else { return false }
+        if let parts = try? MIMEMultipart.parse(body, contentType: type), let offer = parts.first(where: { $0.mediaType == "application/sdp" }) {
+            _ = audio.take(offer.body, offer: true)
         }
         var sess: OpaquePointer?
         let err = tcu_sipsess_accept(&sess, socket, msg, 180, "Ringing", "ecall", "application/sdp",
             { descp, msg, arg in
                 // A re-INVITE's offer: answer with the same stream.
-                guard let call = SIPCall.from(arg), let sdp = call.sdp, let descp else { return EINVAL }
+                guard let call = SIPCall.from(arg), let sdp = call.audio?.sdp, let descp else { return EINVAL }
                 return sdp_encode(descp, sdp, false)
             },
             { msg, arg in 0 },
@@ -542,11 +516,9 @@ final class SIPCall {
     }
 
     func answer() {
-        guard incoming, !answered, let session, let sdp else { return }
+        guard incoming, !answered, let session, let answer = audio?.describe(offer: false), let mb = mbuf(answer) else { return }
         answered = true
         tmr_cancel(answerTimer)
-        var mb: UnsafeMutablePointer<mbuf>?
-        guard sdp_encode(&mb, sdp, false) == 0, let mb else { return }
         defer { _ = tcu_mem_deref(mb) }
         _ = tcu_sipsess_answer(session, 200, "OK", mb)
     }
@@ -564,18 +536,18 @@ final class SIPCall {
     // MARK: - Voice: G.711 silence every 20 ms
 
     private func startVoice() {
-        guard rtp != nil else { return }
+        guard audio != nil else { return }
         tmr_start(rtpTimer, 20, { arg in SIPCall.from(arg)?.sendSilence() }, me)
     }
 
     private func sendSilence() {
-        guard let rtp, let media, let dst = sdp_media_raddr(media), sa_isset(dst, Int32(SA_ALL.rawValue)) else {
+        guard let audio, let dst = sdp_media_raddr(audio.media), sa_isset(dst, Int32(SA_ALL.rawValue)) else {
             tmr_start(rtpTimer, 20, { arg in SIPCall.from(arg)?.sendSilence() }, me)
             return
         }
         // µ-law silence is 0xFF: 160 samples, 20 ms at 8 kHz.
         let silence = [UInt8](repeating: 0xFF, count: 160)
-        _ = silence.withUnsafeBufferPointer { tcu_rtp_send(rtp, dst, rtpFirst, 0, rtpTimestamp, $0.baseAddress, $0.count) }
+        _ = silence.withUnsafeBufferPointer { tcu_rtp_send(audio.rtp, dst, rtpFirst, 0, rtpTimestamp, $0.baseAddress, $0.count) }
         rtpFirst = false
         rtpTimestamp &+= 160
         tmr_start(rtpTimer, 20, { arg in SIPCall.from(arg)?.sendSilence() }, me)
@@ -589,10 +561,7 @@ final class SIPCall {
         tmr_cancel(answerTimer)
         if let s = session { _ = tcu_mem_deref(UnsafeMutableRawPointer(s)) }
         session = nil
-        if let m = rtp { _ = tcu_mem_deref(UnsafeMutableRawPointer(m)) }
-        rtp = nil
-        if let s = sdp { _ = tcu_mem_deref(UnsafeMutableRawPointer(s)) }
-        sdp = nil
-        media = nil
+        audio?.close()
+        audio = nil
     }
 }

@@ -250,9 +250,7 @@ final class PSAPCall {
     let sip: OpaquePointer
     let local: String
     var session: OpaquePointer?
-    var sdp: OpaquePointer?
-    var media: OpaquePointer?
-    var rtp: OpaquePointer?
+    var audio: AudioStream?
     var msdContentID: String?
     var contact: String?
     var isCallback = false
@@ -302,31 +300,17 @@ final class PSAPCall {
     }
 
     private func openMedia() -> Bool {
-        guard sdp == nil else { return true }
-        var laddr = sa()
-        guard sa_set_str(&laddr, local, 0) == 0 else { return false }
-        var rs: OpaquePointer?
-        guard rtp_listen(&rs, Int32(IPPROTO_UDP), &laddr, 20_000, 40_000, true, { _, _, _, arg in
-            PSAPCall.from(arg)?.voicePackets.add(1, ordering: .relaxed)
-        }, { _, _, _ in }, me) == 0, let rs else { return false }
-        rtp = rs
-        var bound = sa()
-        if let sock = rtp_sock(rs) { _ = udp_local_get(OpaquePointer(sock), &bound) }
-        var s: OpaquePointer?
-        var m: OpaquePointer?
-        guard tcu_sdp_audio(&s, &m, &laddr, sa_port(&bound)) == 0 else { return false }
-        sdp = s
-        media = m
-        return true
+        if audio == nil {
+            audio = AudioStream.open(host: local, received: { _, _, _, arg in
+                PSAPCall.from(arg)?.voicePackets.add(1, ordering: .relaxed)
+            }, arg: me)
+        }
+        return audio != nil
     }
 
     func takeOffer(_ offer: [UInt8]) {
-        guard openMedia(), let sdp else { return }
-        var body = offer
-        if body.last != 0x0A { body += [0x0D, 0x0A] }
-        guard let mb = mbuf(body) else { return }
-        _ = sdp_decode(sdp, mb, true)
-        _ = tcu_mem_deref(mb)
+        guard openMedia(), let audio else { return }
+        _ = audio.take(offer, offer: true)
     }
 
     func accept(socket: OpaquePointer, msg: UnsafePointer<sip_msg>, contentType: String) -> Bool {
@@ -334,7 +318,7 @@ final class PSAPCall {
         var sess: OpaquePointer?
         let err = tcu_sipsess_accept(&sess, socket, msg, 180, "Ringing", "psap", contentType,
             { descp, _, arg in
-                guard let call = PSAPCall.from(arg), let sdp = call.sdp, let descp else { return EINVAL }
+                guard let call = PSAPCall.from(arg), let sdp = call.audio?.sdp, let descp else { return EINVAL }
                 return sdp_encode(descp, sdp, false)
             },
             { _, _ in 0 },
@@ -354,11 +338,8 @@ final class PSAPCall {
 
     /// The 200 OK: the SDP answer and the acknowledgement of the INVITE's MSD.
     func answer(ack: EmergencyCallControl?, boundary: String) {
-        guard let session, let sdp else { return }
-        var answer: UnsafeMutablePointer<mbuf>?
-        guard sdp_encode(&answer, sdp, false) == 0, let answer else { return }
-        var parts = [MIMEPart(contentType: "application/sdp", body: bytes(of: answer))]
-        _ = tcu_mem_deref(answer)
+        guard let session, let answer = audio?.describe(offer: false) else { return }
+        var parts = [MIMEPart(contentType: "application/sdp", body: answer)]
         if let ack { parts.append(MIMEPart(contentType: NGECall.controlContentType, body: Array(EmergencyCallControl.xml([ack]).utf8))) }
         guard let mb = mbuf(MIMEMultipart.build(parts, boundary: boundary)) else { return }
         _ = tcu_sipsess_answer(session, 200, "OK", mb)
@@ -397,20 +378,13 @@ final class PSAPCall {
 
     /// The PSAP's call-back to the unit.
     func connect(socket: OpaquePointer, to: String, from: String) -> String? {
-        guard openMedia(), let sdp else { return "no media" }
-        var offer: UnsafeMutablePointer<mbuf>?
-        guard sdp_encode(&offer, sdp, true) == 0, let offer else { return "no SDP offer" }
+        guard openMedia(), let description = audio?.describe(offer: true), let offer = mbuf(description) else { return "no media" }
         defer { _ = tcu_mem_deref(offer) }
         var sess: OpaquePointer?
         let err = tcu_sipsess_connect(&sess, socket, to, from, "psap", nil, "application/sdp", offer,
             { msg, arg in
-                guard let msg, let call = PSAPCall.from(arg), let sdp = call.sdp else { return 0 }
-                var (_, body) = content(of: msg)
-                if body.last != 0x0A { body += [0x0D, 0x0A] }
-                if let mb = mbuf(body) {
-                    _ = sdp_decode(sdp, mb, false)
-                    _ = tcu_mem_deref(mb)
-                }
+                guard let msg, let call = PSAPCall.from(arg), let audio = call.audio else { return 0 }
+                _ = audio.take(content(of: msg).body, offer: false)
                 return 0
             },
             { _, _ in },
@@ -439,10 +413,7 @@ final class PSAPCall {
         jobs.removeAll()
         if let s = session { _ = tcu_mem_deref(UnsafeMutableRawPointer(s)) }
         session = nil
-        if let r = rtp { _ = tcu_mem_deref(UnsafeMutableRawPointer(r)) }
-        rtp = nil
-        if let s = sdp { _ = tcu_mem_deref(UnsafeMutableRawPointer(s)) }
-        sdp = nil
-        media = nil
+        audio?.close()
+        audio = nil
     }
 }
