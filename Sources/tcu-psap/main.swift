@@ -12,13 +12,13 @@ import Glibc
 struct TCUPSAP: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tcu-psap",
-        abstract: "A PSAP and network simulator for the unit's eCall (circuit-switched, EN 16062).",
+        abstract: "A PSAP and network simulator for the unit's eCall (circuit-switched, EN 16062, or NG-eCall over SIP).",
         discussion: """
-            Listens for units on a TCP port, answers their calls as the scenario file says \\
-            (call setup outcome per attempt, SEND MSD, LL-ACK, AL-ACK or clear-down, drops, \\
-            asking for the MSD again, hang-up, calling back), and writes every event as a JSON \\
-            line, each MSD it received decoded. docs/ecall.md describes the protocol and the \\
-            scenario keys.
+            Listens for units on a TCP port (or, with --sip, for NG-eCall INVITEs on a UDP \
+            port), answers their calls as the scenario file says (call setup outcome per \
+            attempt, SEND MSD, LL-ACK, AL-ACK or clear-down, drops, asking for the MSD again, \
+            hang-up, calling back), and writes every event as a JSON line, each MSD it received \
+            decoded. docs/ecall.md describes the protocol and the scenario keys.
             """
     )
 
