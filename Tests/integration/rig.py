@@ -6,7 +6,7 @@ import os
 import signal
 import subprocess
 
-from support import BIN, DBC, PROFILE, REGISTERED, VIN, SimCar, free_port, listening, pki, tls_args, wait_until, terminate
+from support import BIN, PROFILE, REGISTERED, VIN, DaemonConfig, SimCar, free_port, listening, pki, tls_args, wait_until, terminate
 
 
 class Rig:
@@ -48,20 +48,22 @@ class Rig:
                       registered=True):
         """The daemon's configuration; `registered`: the car already registered (a registration
         file as the handshake leaves it), otherwise the test registers it or adds its own."""
-        conf = self.tmp / "telematicsd.conf"
-        source = (f"source = logbus:{bus}\n" if bus else
-                  f"source = candump:{log}\nreplay = {replay}\nfollow = {'true' if follow else 'false'}\n")
-        conf.write_text(f"[can]\n{source}dbc = {DBC}\ntransmit-status = false\n"
-                        f"[vehicle]\nprofile = {PROFILE}\n[control]\nsocket = {self.tmp}/ctl.sock\n"
-                        f"[outbox]\npath = {outbox or self.tmp / 'outbox.db'}\n[ecall]\njournal = {self.tmp}/ecall.journal\n"
-                        f"link = 127.0.0.1:{free_port()}\n[backend]\nbroker = 127.0.0.1:{broker_port or self.port}\n"
-                        f"tls-ca = {self.pki}/ca.pem\ntls-cert = {self.pki}/{VIN}.pem\ntls-key = {self.pki}/{VIN}.key\n"
-                        f"answer-key = {self.answer_key}\n"
-                        f"keepalive-s = {keepalive}\n[privacy]\nsettings-file = {self.tmp}/settings.json\n")
+        c = DaemonConfig(self.tmp)
+        if bus:
+            c.set("can", source=f"logbus:{bus}")
+        else:
+            c.set("can", source=f"candump:{log}", replay=replay, follow=follow)
+        c.set("can", transmit_status=False)
+        c.set("outbox", path=outbox or self.tmp / "outbox.db")
+        c.set("ecall", link=f"127.0.0.1:{free_port()}")
+        c.set("backend", broker=f"127.0.0.1:{broker_port or self.port}", tls_ca=f"{self.pki}/ca.pem",
+              tls_cert=f"{self.pki}/{VIN}.pem", tls_key=f"{self.pki}/{VIN}.key", answer_key=self.answer_key, keepalive_s=keepalive)
+        c.set("privacy", settings_file=f"{self.tmp}/settings.json")
         if registered:
             (self.tmp / "registered.json").write_text(REGISTERED)
-            conf.write_text(conf.read_text() + f"[registration]\nfile = {self.tmp}/registered.json\n")
-        return conf
+            c.set("registration", file=f"{self.tmp}/registered.json")
+        c.write()
+        return self.tmp / "telematicsd.conf"
 
     def start_daemon(self, log, replay="fast", **options):
         conf = self.daemon_config(log, replay, **options)

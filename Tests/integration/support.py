@@ -20,6 +20,50 @@ REGISTERED = ('{"status":"completed","user":"ana@example.com","role":"primary","
               '["vehicleStatus","parkingPosition","alerts","breakdownCall","serviceScheduling"],"licenceExpiresAt":4102444800000}')
 
 
+class DaemonConfig:
+    """telematicsd's configuration file for a test, built by section instead of as text: it starts
+    with what every test's daemon needs (the DBC, the vehicle profile, and its control socket,
+    outbox and eCall journal in the test's folder) and each test sets what it is about. Keys are written as Python names (`transmit_status`) or as the
+    file's (`"transmit-status"`); None removes a key.
+
+        conf = DaemonConfig(tmp_path).set("can", source=f"candump:{log}", replay="fast").write()
+    """
+
+    def __init__(self, folder):
+        self.folder = folder
+        self.sections = {
+            "can": {"dbc": DBC},
+            "vehicle": {"profile": PROFILE},
+            "control": {"socket": f"{folder}/ctl.sock"},
+            "outbox": {"path": f"{folder}/outbox.db"},
+            "ecall": {"journal": f"{folder}/ecall.journal"},
+        }
+
+    def set(self, section, **keys):
+        values = self.sections.setdefault(section, {})
+        for name, value in keys.items():
+            name = name.replace("_", "-")
+            if value is None:
+                values.pop(name, None)
+            else:
+                values[name] = "true" if value is True else "false" if value is False else value
+        return self
+
+    def registered(self):
+        """A registered car (its owner accepted the terms): the registration file the handshake leaves."""
+        (self.folder / "registration.json").write_text(REGISTERED)
+        return self.set("registration", file=f"{self.folder}/registration.json")
+
+    def text(self):
+        return "".join(f"[{name}]\n" + "".join(f"{k} = {v}\n" for k, v in keys.items()) for name, keys in self.sections.items())
+
+    def write(self, name="telematicsd.conf"):
+        """Writes the file into the test's folder; its path."""
+        path = self.folder / name
+        path.write_text(self.text())
+        return str(path)
+
+
 def free_port(kind=socket.SOCK_STREAM):
     with socket.socket(socket.AF_INET, kind) as s:
         s.bind(("127.0.0.1", 0))

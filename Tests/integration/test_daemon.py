@@ -8,25 +8,17 @@ import subprocess
 import pytest
 
 import support
-from support import BIN, DBC, PROFILE, REGISTERED, ROOT
+from support import BIN, DBC, PROFILE, ROOT, DaemonConfig
 
 DAEMON = os.path.join(BIN, "telematicsd")
 TCUCTL = os.path.join(BIN, "tcuctl")
 
 
-def config(tmp_path, source, **extra):
-    lines = ["[can]", f"source = {source}", f"dbc = {DBC}"]
-    lines += [f"{k.replace('_', '-')} = {v}" for k, v in extra.items()]
-    # A registered car (its owner accepted the terms): before that nothing is queued for the backend.
-    (tmp_path / "registration.json").write_text(REGISTERED)
-    lines += ["[vehicle]", f"profile = {PROFILE}", "[control]", f"socket = {tmp_path}/ctl.sock",
-              "[outbox]", f"path = {tmp_path}/outbox.db", "[registration]", f"file = {tmp_path}/registration.json",
-              "[ecall]", f"journal = {tmp_path}/ecall.journal",
-              # No network for the eCall here: a stop need not wait for the call.
-              "shutdown-grace-ms = 0"]
-    path = tmp_path / "telematicsd.conf"
-    path.write_text("\n".join(lines) + "\n")
-    return str(path)
+def config(tmp_path, source, **can):
+    # A registered car (its owner accepted the terms): before that nothing is queued for the
+    # backend. No network for the eCall here: a stop need not wait for the call.
+    return (DaemonConfig(tmp_path).set("can", source=source, **can).registered()
+            .set("ecall", shutdown_grace_ms=0).write())
 
 
 def status(tmp_path):

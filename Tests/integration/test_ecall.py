@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from support import BIN, DBC, PROFILE, ROOT, free_port, wait_until
+from support import BIN, ROOT, DaemonConfig, free_port, wait_until
 
 CRASH = os.path.join(ROOT, "hw", "traces", "crash.log")
 DRIVE = os.path.join(ROOT, "hw", "traces", "drive.log")
@@ -36,12 +36,13 @@ class Bench:
 
     def start_daemon(self, log):
         conf = self.tmp / "telematicsd.conf"
-        conf.write_text(f"[can]\nsource = candump:{log}\ndbc = {DBC}\nreplay = {self.replay}\n"
-                        f"[vehicle]\nprofile = {PROFILE}\n[control]\nsocket = {self.tmp}/ctl.sock\n"
-                        f"[outbox]\npath = {self.tmp}/outbox.db\n"
-                        f"[ecall]\nlink = 127.0.0.1:{self.port}\njournal = {self.journal}\n"
-                        # Stops at once unless a test is about stopping during a call.
-                        + ("" if "shutdown-grace-ms" in self.ecall_conf else "shutdown-grace-ms = 0\n") + self.ecall_conf)
+        c = (DaemonConfig(self.tmp).set("can", source=f"candump:{log}", replay=self.replay)
+             .set("ecall", link=f"127.0.0.1:{self.port}", journal=self.journal))
+        # Stops at once unless a test is about stopping during a call.
+        if "shutdown-grace-ms" not in self.ecall_conf:
+            c.set("ecall", shutdown_grace_ms=0)
+        # The test's own [ecall] lines, as they stand in the file.
+        conf.write_text(c.text() + self.ecall_conf)
         if self.stderr_pipe:
             # A one-page pipe that nobody reads: the daemon's log stalls almost at once.
             r, w = os.pipe()

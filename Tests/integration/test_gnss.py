@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from support import BIN, DBC, PROFILE, ROOT, free_port, listening, wait_until, terminate
+from support import BIN, DBC, ROOT, DaemonConfig, free_port, listening, wait_until, terminate
 from support import expected as expected_in
 
 GNSS = os.path.join(ROOT, "hw", "gnss")
@@ -60,13 +60,12 @@ class Rig:
         self.gpsd.wait(timeout=10)
 
     def start_daemon(self):
-        conf = self.tmp / "telematicsd.conf"
-        conf.write_text(f"[can]\nsource = candump:{self.can_log}\ndbc = {DBC}\nreplay = fast\nfollow = true\n"
-                        f"transmit-status = false\n[vehicle]\nprofile = {PROFILE}\n[control]\nsocket = {self.tmp}/ctl.sock\n"
-                        f"[outbox]\npath = {self.tmp}/outbox.db\n[ecall]\njournal = {self.tmp}/ecall.journal\n"
-                        f"link = 127.0.0.1:{self.ecall_link}\nshutdown-grace-ms = 0\n[gnss]\ngpsd = 127.0.0.1:{self.gpsd_port}\n"
-                        f"parking-file = {self.tmp}/parking.json\n[privacy]\nsettings-file = {self.tmp}/settings.json\n"
-                        f"[registration]\nfile = {self.tmp}/registration.json\n")
+        conf = (DaemonConfig(self.tmp)
+                .set("can", source=f"candump:{self.can_log}", replay="fast", follow=True, transmit_status=False)
+                .set("ecall", link=f"127.0.0.1:{self.ecall_link}", shutdown_grace_ms=0)
+                .set("gnss", gpsd=f"127.0.0.1:{self.gpsd_port}", parking_file=f"{self.tmp}/parking.json")
+                .set("privacy", settings_file=f"{self.tmp}/settings.json")
+                .set("registration", file=f"{self.tmp}/registration.json").write())
         self.daemon = subprocess.Popen([os.path.join(BIN, "telematicsd"), "--config", str(conf)],
                                        stderr=open(self.tmp / "daemon.log", "a"))
         assert wait_until(lambda: self.status().get("gnss.connected") == "true"), self.status()

@@ -14,7 +14,7 @@ import subprocess
 
 import pytest
 
-from support import BIN, DBC, PROFILE, ROOT, free_port, wait_until
+from support import BIN, ROOT, DaemonConfig, free_port, wait_until
 
 CRASH = os.path.join(ROOT, "hw", "traces", "crash.log")
 SCENARIOS = os.path.join(ROOT, "Tests", "integration", "sip")
@@ -152,12 +152,11 @@ class Unit:
         self.tmp = tmp
         self.sip_port = free_port(socket.SOCK_DGRAM)
         conf = tmp / "telematicsd.conf"
-        conf.write_text(f"[can]\nsource = candump:{CRASH}\ndbc = {DBC}\nreplay = fast\n"
-                        f"[vehicle]\nprofile = {PROFILE}\n[control]\nsocket = {tmp}/ctl.sock\n"
-                        f"[outbox]\npath = {tmp}/outbox.db\n"
-                        f"[ecall]\ntransport = {transport}\nsip-proxy = sip:127.0.0.1:{proxy_port}\n"
-                        f"sip-local = 127.0.0.1:{self.sip_port}\nsip-probe-interval-ms = {probe_ms}\n"
-                        f"journal = {tmp}/ecall.journal\nshutdown-grace-ms = 0\nredial-interval-ms = 1000\n" + extra)
+        c = (DaemonConfig(tmp).set("can", source=f"candump:{CRASH}", replay="fast")
+             .set("ecall", transport=transport, sip_proxy=f"sip:127.0.0.1:{proxy_port}", sip_local=f"127.0.0.1:{self.sip_port}",
+                  sip_probe_interval_ms=probe_ms, shutdown_grace_ms=0, redial_interval_ms=1000))
+        # `extra`: more [ecall] lines as they stand in the file.
+        conf.write_text(c.text() + extra)
         self.log = tmp / "daemon.log"
         self.proc = subprocess.Popen([os.path.join(BIN, "telematicsd"), "--config", str(conf)], stderr=open(self.log, "a"))
 

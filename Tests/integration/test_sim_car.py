@@ -8,7 +8,7 @@ import os
 import socket
 import subprocess
 
-from support import BIN, DBC, ROOT, SimCar, free_port, listening, terminate, wait_until
+from support import BIN, DBC, ROOT, DaemonConfig, SimCar, free_port, listening, terminate, wait_until
 from rig import Rig
 
 
@@ -49,13 +49,11 @@ def test_a_crash_on_a_driven_route_places_the_ecall_with_the_routes_position(tmp
         bus = tmp_path / "bus"
         # Barcelona, Gran Via eastward: the car starts at the first point.
         car = SimCar(tmp_path, bus, "--gpsd-udp", f"127.0.0.1:{udp_port}", "--start", "41.38740,2.16860", "--heading", "75")
-        conf = tmp_path / "telematicsd.conf"
-        conf.write_text(f"[can]\nsource = logbus:{bus}\ndbc = {DBC}\ntransmit-status = false\n"
-                        f"[vehicle]\nprofile = {os.path.join(ROOT, 'hw', 'vehicle-profile.conf')}\n"
-                        f"[control]\nsocket = {tmp_path}/ctl.sock\n[outbox]\npath = {tmp_path}/outbox.db\n"
-                        f"[ecall]\njournal = {tmp_path}/ecall.journal\nlink = 127.0.0.1:{psap_port}\nshutdown-grace-ms = 0\n"
-                        f"[gnss]\ngpsd = 127.0.0.1:{gpsd_port}\nparking-file = {tmp_path}/parking.json\n"
-                        f"[privacy]\nsettings-file = {tmp_path}/settings.json\n")
+        conf = (DaemonConfig(tmp_path)
+                .set("can", source=f"logbus:{bus}", transmit_status=False)
+                .set("ecall", link=f"127.0.0.1:{psap_port}", shutdown_grace_ms=0)
+                .set("gnss", gpsd=f"127.0.0.1:{gpsd_port}", parking_file=f"{tmp_path}/parking.json")
+                .set("privacy", settings_file=f"{tmp_path}/settings.json").write())
         daemon = subprocess.Popen([os.path.join(BIN, "telematicsd"), "--config", str(conf)], stderr=open(tmp_path / "daemon.log", "a"))
 
         def unit():

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from support import BIN, DBC, PROFILE, ROOT, terminate, wait_until
+from support import BIN, ROOT, DaemonConfig, terminate, wait_until
 
 DAEMON = os.path.join(BIN, "telematicsd")
 TCUCTL = os.path.join(BIN, "tcuctl")
@@ -19,16 +19,15 @@ WATCHDOG_S = 2.0  # the test's WatchdogSec: pings every second
 
 
 def write_config(tmp_path, **extra):
-    lines = ["[can]", f"source = candump:{ROOT}/hw/traces/drive.log", f"dbc = {DBC}", "loop = true",
-             "transmit-status = false", "[vehicle]", f"profile = {PROFILE}",
-             "[control]", f"socket = {tmp_path}/ctl.sock", "fault-injection = true",
-             "[log]", f"level = {extra.get('level', 'info')}",
-             "[outbox]", f"path = {tmp_path}/outbox.db",
-             "[backend]", f"state-interval-ms = {extra.get('interval', 1000)}",
-             "[ecall]", f"journal = {tmp_path}/ecall.journal", "shutdown-grace-ms = 0"]
-    lines += extra.get("more", [])
+    c = (DaemonConfig(tmp_path)
+         .set("can", source=f"candump:{ROOT}/hw/traces/drive.log", loop=True, transmit_status=False)
+         .set("control", fault_injection=True)
+         .set("log", level=extra.get("level", "info"))
+         .set("backend", state_interval_ms=extra.get("interval", 1000))
+         .set("ecall", shutdown_grace_ms=0))
     path = tmp_path / "telematicsd.conf"
-    path.write_text("\n".join(lines) + "\n")
+    # `more`: further lines as they stand in the file (a section of their own).
+    path.write_text(c.text() + "".join(l + "\n" for l in extra.get("more", [])))
     return str(path)
 
 
