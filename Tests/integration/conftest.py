@@ -1,12 +1,58 @@
-"""Fixtures shared by the integration tests (pytest loads this file first)."""
+"""Fixtures shared by the integration tests (pytest loads this file first): the real peers the
+tests talk to, each made in the test's own folder and stopped after it."""
 import pytest
 
 from rig import Rig
+from support import DaemonConfig, Gpsd, Psap, SimCar
 
 
 @pytest.fixture
 def rig(tmp_path):
-    """The broker, the backend and the daemon, stopped after the test."""
+    """The broker (mosquitto with mutual TLS), the backend and the daemon."""
     r = Rig(tmp_path)
     yield r
     r.close()
+
+
+@pytest.fixture
+def daemon_config(tmp_path):
+    """The daemon's configuration, typed: set what the test is about, then write()."""
+    return DaemonConfig(tmp_path)
+
+
+@pytest.fixture
+def gpsd(tmp_path):
+    """A real gpsd fed with NMEA over UDP."""
+    g = Gpsd(tmp_path)
+    yield g
+    g.stop()
+
+
+@pytest.fixture
+def psap(tmp_path):
+    """Makes tcu-psap instances: psap(scenario_text) -> Psap."""
+    made = []
+
+    def make(scenario="", port=None):
+        p = Psap(tmp_path, scenario, port)
+        made.append(p)
+        return p
+
+    yield make
+    for p in made:
+        p.stop()
+
+
+@pytest.fixture
+def sim_car(tmp_path):
+    """Makes the simulated car on a software bus: sim_car(bus, *tcu_car_args) -> SimCar."""
+    made = []
+
+    def make(bus, *args):
+        c = SimCar(tmp_path, bus, *args)
+        made.append(c)
+        return c
+
+    yield make
+    for c in made:
+        c.close()

@@ -102,6 +102,50 @@ def terminate(*processes):
             p.wait(timeout=10)
 
 
+class Gpsd:
+    """A real gpsd reading NMEA from a UDP port (where a receiver, or the simulated car, sends it)
+    and serving its clients on `port`; it can be stopped and started again on the same ports."""
+
+    def __init__(self, folder):
+        self.folder = folder
+        self.port = free_port()
+        self.udp_port = free_port(socket.SOCK_DGRAM)
+        self.proc = None
+        self.start()
+
+    def start(self):
+        # -N foreground, -n read the feed without waiting for a client, -S the client port.
+        self.proc = subprocess.Popen(["gpsd", "-N", "-n", "-S", str(self.port), f"udp://127.0.0.1:{self.udp_port}"],
+                                     stdout=subprocess.DEVNULL, stderr=open(self.folder / "gpsd.log", "a"))
+        assert wait_until(lambda: listening(self.port)), "gpsd did not start"
+
+    def stop(self):
+        terminate(self.proc)
+
+
+class Psap:
+    """tcu-psap, the circuit-switched PSAP and network simulator, playing `scenario` (its keys,
+    docs/ecall.md) on `port`; `events()` reads its log."""
+
+    def __init__(self, folder, scenario="", port=None):
+        self.port = port or free_port()
+        self.log = folder / f"psap-{self.port}.log"
+        (folder / f"psap-{self.port}.conf").write_text(scenario)
+        self.proc = subprocess.Popen([os.path.join(BIN, "tcu-psap"), "--listen", f"127.0.0.1:{self.port}",
+                                      "--scenario", str(folder / f"psap-{self.port}.conf"), "--log", str(self.log)])
+        # The network must be there before the car starts, or its first attempt finds none.
+        assert wait_until(lambda: self.events("listening")), "tcu-psap did not start"
+
+    def events(self, kind=None):
+        if not self.log.exists():
+            return []
+        out = [json.loads(l) for l in self.log.read_text().splitlines() if l.strip()]
+        return [e for e in out if kind is None or e["event"] == kind]
+
+    def stop(self):
+        terminate(self.proc)
+
+
 OTHER_VIN = "VSSZZZKLZNR099999"
 
 

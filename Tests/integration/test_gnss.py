@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from support import BIN, DBC, ROOT, DaemonConfig, free_port, listening, wait_until, terminate
+from support import BIN, DBC, ROOT, DaemonConfig, Gpsd, free_port, listening, wait_until, terminate
 from support import expected as expected_in
 
 GNSS = os.path.join(ROOT, "hw", "gnss")
@@ -36,10 +36,8 @@ def expected(name):
 class Rig:
     def __init__(self, tmp):
         self.tmp = tmp
-        self.gpsd_port = free_port()
-        self.udp_port = free_port(socket.SOCK_DGRAM)
-        self.gpsd = None
-        self.start_gpsd()
+        self.gpsd = Gpsd(tmp)
+        self.gpsd_port, self.udp_port = self.gpsd.port, self.gpsd.udp_port
         self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.can_log = tmp / "bus.log"
         self.can_log.write_text("")
@@ -47,17 +45,13 @@ class Rig:
         self.ecall_link = free_port()
 
     def start_gpsd(self):
-        # -N foreground, -n read the feed without waiting for a client, -S the client port.
-        self.gpsd = subprocess.Popen(["gpsd", "-N", "-n", "-S", str(self.gpsd_port), f"udp://127.0.0.1:{self.udp_port}"],
-                                     stdout=subprocess.DEVNULL, stderr=open(self.tmp / "gpsd.log", "a"))
-        assert wait_until(self.gpsd_up)
+        self.gpsd.start()
 
     def gpsd_up(self):
         return listening(self.gpsd_port)
 
     def stop_gpsd(self):
-        self.gpsd.send_signal(signal.SIGTERM)
-        self.gpsd.wait(timeout=10)
+        self.gpsd.stop()
 
     def start_daemon(self):
         conf = (DaemonConfig(self.tmp)
@@ -102,7 +96,8 @@ class Rig:
         assert wait_until(lambda: self.status().get("parking.latitude"))
 
     def close(self):
-        terminate(self.daemon, self.gpsd)
+        terminate(self.daemon)
+        self.gpsd.stop()
 
 
 @pytest.fixture
@@ -174,8 +169,8 @@ def test_gpsd_killed_and_restarted_mid_drive_is_survived(rig):
     rig.start_daemon()
     groups = epochs("drive-park")
     rig.feed(groups[:20])
-    rig.gpsd.kill()
-    rig.gpsd.wait()
+    rig.gpsd.proc.kill()
+    rig.gpsd.proc.wait()
     assert wait_until(lambda: rig.status().get("gnss.connected") == "false", timeout=15)
     assert rig.status()["gnss.outages"] == "1" and "gnss.lastError" in rig.status()
     rig.start_gpsd()

@@ -374,25 +374,14 @@ def test_through_kamailio_routing_the_ecall_urn_to_the_psap(ng):
     assert msd.hex().upper() == unit.ecall()["lastMSD"]
 
 
-def test_ng_first_uses_the_circuit_switched_link_when_ims_does_not_answer(ng, tmp_path):
+def test_ng_first_uses_the_circuit_switched_link_when_ims_does_not_answer(ng, psap):
     # No SIP proxy listens: the OPTIONS probes go unanswered, the unit is attached by its
     # circuit-switched link alone (to tcu-psap), and the eCall goes that way.
-    link = free_port()
-    (tmp_path / "scenario.conf").write_text("")
-    psap_log = tmp_path / "psap.log"
-    psap = subprocess.Popen([os.path.join(BIN, "tcu-psap"), "--listen", f"127.0.0.1:{link}",
-                             "--scenario", str(tmp_path / "scenario.conf"), "--log", str(psap_log)])
-    try:
-        assert wait_until(lambda: psap_log.exists() and "listening" in psap_log.read_text())
-        unit = ng.unit(free_port(socket.SOCK_DGRAM), f"link = 127.0.0.1:{link}\n", probe_ms=200, transport="ng-first")
-        call = wait_until(unit.last_call)
-        assert call["ending"] == "clearedByRemote" and call["msdAcknowledged"]
-        events = [json.loads(l) for l in psap_log.read_text().splitlines() if l.strip()]
-        assert any(e["event"] == "received" and e["message"]["type"] == "dial" for e in events)
-    finally:
-        psap.terminate()
-        psap.wait(timeout=10)
-
+    network = psap()
+    unit = ng.unit(free_port(socket.SOCK_DGRAM), f"link = 127.0.0.1:{network.port}\n", probe_ms=200, transport="ng-first")
+    call = wait_until(unit.last_call)
+    assert call["ending"] == "clearedByRemote" and call["msdAcknowledged"]
+    assert any(e["message"]["type"] == "dial" for e in network.events("received"))
 
 def test_bad_sip_is_refused_with_a_log_line_and_the_call_goes_on(ng):
     port = free_port(socket.SOCK_DGRAM)

@@ -30,32 +30,18 @@ def test_a_theft_attempt_reaches_the_backend_as_an_alarm(tmp_path):
         rig.close()
 
 
-def test_a_crash_on_a_driven_route_places_the_ecall_with_the_routes_position(tmp_path):
-    gpsd_port, udp_port, psap_port = free_port(), free_port(socket.SOCK_DGRAM), free_port()
-    gpsd = subprocess.Popen(["gpsd", "-N", "-n", "-S", str(gpsd_port), f"udp://127.0.0.1:{udp_port}"],
-                            stdout=subprocess.DEVNULL, stderr=open(tmp_path / "gpsd.log", "a"))
-    psap_log = tmp_path / "psap.log"
-    (tmp_path / "scenario.conf").write_text("")
-    psap = subprocess.Popen([os.path.join(BIN, "tcu-psap"), "--listen", f"127.0.0.1:{psap_port}",
-                             "--scenario", str(tmp_path / "scenario.conf"), "--log", str(psap_log)])
-    car = daemon = None
-
-    def events(kind):
-        if not psap_log.exists():
-            return []
-        return [e for e in (json.loads(l) for l in psap_log.read_text().splitlines() if l.strip()) if e["event"] == kind]
+def test_a_crash_on_a_driven_route_places_the_ecall_with_the_routes_position(tmp_path, gpsd, psap, sim_car, daemon_config):
+    network = psap()
+    bus = tmp_path / "bus"
+    # Barcelona, Gran Via eastward: the car starts at the first point.
+    car = sim_car(bus, "--gpsd-udp", f"127.0.0.1:{gpsd.udp_port}", "--start", "41.38740,2.16860", "--heading", "75")
+    conf = (daemon_config
+            .set("can", source=f"logbus:{bus}", transmit_status=False)
+            .set("ecall", link=f"127.0.0.1:{network.port}", shutdown_grace_ms=0)
+            .set("gnss", gpsd=f"127.0.0.1:{gpsd.port}", parking_file=f"{tmp_path}/parking.json")
+            .set("privacy", settings_file=f"{tmp_path}/settings.json").write())
+    daemon = subprocess.Popen([os.path.join(BIN, "telematicsd"), "--config", str(conf)], stderr=open(tmp_path / "daemon.log", "a"))
     try:
-        assert wait_until(lambda: listening(gpsd_port)) and wait_until(lambda: events("listening"))
-        bus = tmp_path / "bus"
-        # Barcelona, Gran Via eastward: the car starts at the first point.
-        car = SimCar(tmp_path, bus, "--gpsd-udp", f"127.0.0.1:{udp_port}", "--start", "41.38740,2.16860", "--heading", "75")
-        conf = (DaemonConfig(tmp_path)
-                .set("can", source=f"logbus:{bus}", transmit_status=False)
-                .set("ecall", link=f"127.0.0.1:{psap_port}", shutdown_grace_ms=0)
-                .set("gnss", gpsd=f"127.0.0.1:{gpsd_port}", parking_file=f"{tmp_path}/parking.json")
-                .set("privacy", settings_file=f"{tmp_path}/settings.json").write())
-        daemon = subprocess.Popen([os.path.join(BIN, "telematicsd"), "--config", str(conf)], stderr=open(tmp_path / "daemon.log", "a"))
-
         def unit():
             r = subprocess.run([os.path.join(BIN, "tcuctl"), "status", "--socket", f"{tmp_path}/ctl.sock"], capture_output=True, text=True)
             return dict(l.split(" = ", 1) for l in r.stdout.splitlines() if " = " in l)
@@ -71,7 +57,7 @@ def test_a_crash_on_a_driven_route_places_the_ecall_with_the_routes_position(tmp
         assert 40 < speed <= 50.5
         where = car.status()["position"]
         car.do("crash", "front", "severity", "3")
-        msd = wait_until(lambda: events("msd"), timeout=30)[0]["decoded"]
+        msd = wait_until(lambda: network.events("msd"), timeout=30)[0]["decoded"]
         assert msd["control"]["automaticActivation"] and msd["control"]["positionCanBeTrusted"]
         location = msd["vehicleLocation"]
         # Within a couple of seconds' driving (about 30 m, 1.5 arc seconds) of where the car was.
@@ -83,9 +69,7 @@ def test_a_crash_on_a_driven_route_places_the_ecall_with_the_routes_position(tmp
         status = car.status()
         assert status["airbag"]["deployed"] and status["driving"]["speedKmh"] == 0
     finally:
-        if car:
-            car.close()
-        terminate(daemon, psap, gpsd)
+        terminate(daemon)
 
 
 def test_the_scenario_library_matches_its_golden_files():
