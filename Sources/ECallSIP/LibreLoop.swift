@@ -211,3 +211,41 @@ public struct AudioStream {
         _ = tcu_mem_deref(UnsafeMutableRawPointer(sdp))
     }
 }
+
+/// A SIP user agent's stack on the loop: libre's `sip` with a UDP transport on one address, and
+/// the session socket that takes new INVITEs. Made and closed on the loop.
+public struct SIPStack {
+    public let sip: OpaquePointer
+    public let sessions: OpaquePointer
+
+    public typealias Invited = @convention(c) (UnsafePointer<sip_msg>?, UnsafeMutableRawPointer?) -> Void
+
+    /// Opens one on `local` (an IPv4 address); `invited` gets each new INVITE with `arg`.
+    public static func open(local: Endpoint, software: String, invited: Invited, arg: UnsafeMutableRawPointer) -> Result<SIPStack, SIPStackError> {
+        var s: OpaquePointer?
+        guard sip_alloc(&s, nil, 32, 32, 32, software, nil, nil) == 0, let s else { return .failure(.init("cannot make the SIP stack")) }
+        var laddr = sa()
+        var err = sa_set_str(&laddr, local.host, local.port)
+        if err == 0 { err = tcu_sip_transp_add_udp(s, &laddr) }
+        var sock: OpaquePointer?
+        if err == 0 { err = sipsess_listen(&sock, s, 32, invited, arg) }
+        guard err == 0, let sock else {
+            sip_close(s, true)
+            _ = tcu_mem_deref(UnsafeMutableRawPointer(s))
+            return .failure(.init("cannot listen for SIP on \(local) (\(errorText(err)))"))
+        }
+        return .success(SIPStack(sip: s, sessions: sock))
+    }
+
+    /// Closes the session socket (its sessions end) and the stack.
+    public func close() {
+        _ = tcu_mem_deref(UnsafeMutableRawPointer(sessions))
+        sip_close(sip, true)
+        _ = tcu_mem_deref(UnsafeMutableRawPointer(sip))
+    }
+}
+
+public struct SIPStackError: Error, CustomStringConvertible {
+    public let description: String
+    init(_ d: String) { description = d }
+}

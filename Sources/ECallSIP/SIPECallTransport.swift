@@ -64,8 +64,9 @@ public final class SIPECallTransport: ECallTransport, @unchecked Sendable {
     private let loop: LibreLoop
 
     // Everything below is touched on the libre thread only.
-    private var sip: OpaquePointer?
-    private var sessionSocket: OpaquePointer?
+    private var stack: SIPStack?
+    private var sip: OpaquePointer? { stack?.sip }
+    private var sessionSocket: OpaquePointer? { stack?.sessions }
     private var calls: [Int: SIPCall] = [:]
     private var nextIncoming = 1_000_000
     /// A call made ahead, its media open, for the next INVITE.
@@ -128,22 +129,13 @@ public final class SIPECallTransport: ECallTransport, @unchecked Sendable {
 
     /// The stack, its UDP transport and the session socket (for the call-back).
     private func setUp() -> String? {
-        var s: OpaquePointer?
-        guard sip_alloc(&s, nil, 32, 32, 32, "telematicsd", nil, nil) == 0, let s else { return "cannot make the SIP stack" }
-        sip = s
-        var laddr = sa()
-        guard sa_set_str(&laddr, settings.local.host, settings.local.port) == 0 else {
-            return "the SIP address \(settings.local.host) is not an IP address"
-        }
-        let err = tcu_sip_transp_add_udp(s, &laddr)
-        guard err == 0 else { return "cannot listen for SIP on \(settings.local) (\(errorText(err)))" }
-        let me = Unmanaged.passUnretained(self).toOpaque()
-        var sock: OpaquePointer?
-        guard sipsess_listen(&sock, s, 32, { msg, arg in
+        switch SIPStack.open(local: settings.local, software: "telematicsd", invited: { msg, arg in
             guard let msg, let arg else { return }
             Unmanaged<SIPECallTransport>.fromOpaque(arg).takeUnretainedValue().incoming(msg)
-        }, me) == 0 else { return "cannot listen for SIP sessions" }
-        sessionSocket = sock
+        }, arg: Unmanaged.passUnretained(self).toOpaque()) {
+        case .success(let stack): self.stack = stack
+        case .failure(let e): return e.description
+        }
         prepareSpare()
         // Without probes the network is there as soon as the stack is: said before start()
         // returns, so that a crash read at once finds it.
@@ -157,13 +149,8 @@ public final class SIPECallTransport: ECallTransport, @unchecked Sendable {
         calls.removeAll()
         spare?.close()
         spare = nil
-        if let sock = sessionSocket { _ = tcu_mem_deref(UnsafeMutableRawPointer(sock)) }
-        sessionSocket = nil
-        if let s = sip {
-            sip_close(s, true)
-            _ = tcu_mem_deref(UnsafeMutableRawPointer(s))
-        }
-        sip = nil
+        stack?.close()
+        stack = nil
         attached.store(false, ordering: .releasing)
     }
 

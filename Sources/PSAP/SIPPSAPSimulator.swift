@@ -22,8 +22,9 @@ public final class SIPPSAPSimulator: @unchecked Sendable {
     private let started = monotonicMs()
 
     // On the libre thread only.
-    private var sip: OpaquePointer?
-    private var sessionSocket: OpaquePointer?
+    private var stack: SIPStack?
+    private var sip: OpaquePointer? { stack?.sip }
+    private var sessionSocket: OpaquePointer? { stack?.sessions }
     private var listener: OpaquePointer?
     private var dials = 0
     private var msds = 0
@@ -56,19 +57,14 @@ public final class SIPPSAPSimulator: @unchecked Sendable {
     }
 
     private func setUp() -> String? {
-        var s: OpaquePointer?
-        guard sip_alloc(&s, nil, 32, 32, 32, "tcu-psap", nil, nil) == 0, let s else { return "cannot make the SIP stack" }
-        sip = s
-        var laddr = sa()
-        guard sa_set_str(&laddr, endpoint.host, endpoint.port) == 0 else { return "\(endpoint.host) is not an IP address" }
-        let err = tcu_sip_transp_add_udp(s, &laddr)
-        guard err == 0 else { return "cannot listen for SIP on \(endpoint) (\(errorText(err)))" }
-        var sock: OpaquePointer?
-        guard sipsess_listen(&sock, s, 32, { msg, arg in
+        switch SIPStack.open(local: endpoint, software: "tcu-psap", invited: { msg, arg in
             guard let msg, let arg else { return }
             Unmanaged<SIPPSAPSimulator>.fromOpaque(arg).takeUnretainedValue().invite(msg)
-        }, Unmanaged.passUnretained(self).toOpaque()) == 0 else { return "cannot listen for SIP sessions" }
-        sessionSocket = sock
+        }, arg: Unmanaged.passUnretained(self).toOpaque()) {
+        case .success(let stack): self.stack = stack
+        case .failure(let e): return e.description
+        }
+        guard let s = sip else { return "no SIP stack" }
         // The unit asks whether the network is there: the PSAP stands for it and answers.
         var lsnr: OpaquePointer?
         guard sip_listen(&lsnr, s, true, { msg, arg in
@@ -84,15 +80,10 @@ public final class SIPPSAPSimulator: @unchecked Sendable {
     private func tearDown() {
         for c in calls.values { c.close() }
         calls.removeAll()
-        if let sock = sessionSocket { _ = tcu_mem_deref(UnsafeMutableRawPointer(sock)) }
-        sessionSocket = nil
         if let l = listener { _ = tcu_mem_deref(UnsafeMutableRawPointer(l)) }
         listener = nil
-        if let s = sip {
-            sip_close(s, true)
-            _ = tcu_mem_deref(UnsafeMutableRawPointer(s))
-        }
-        sip = nil
+        stack?.close()
+        stack = nil
     }
 
     /// A new INVITE: the unit's eCall (or anything else, refused).

@@ -102,6 +102,14 @@ def terminate(*processes):
             p.wait(timeout=10)
 
 
+def ecall_status(folder):
+    """The daemon's eCall status (`tcuctl status --json`, its control socket in `folder`), None
+    while it does not answer."""
+    r = subprocess.run([os.path.join(BIN, "tcuctl"), "status", "--json", "--socket", f"{folder}/ctl.sock"],
+                       capture_output=True, text=True)
+    return json.loads(r.stdout)["ecall"] if r.returncode == 0 else None
+
+
 class Gpsd:
     """A real gpsd reading NMEA from a UDP port (where a receiver, or the simulated car, sends it)
     and serving its clients on `port`; it can be stopped and started again on the same ports."""

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from support import BIN, ROOT, DaemonConfig, free_port, wait_until
+from support import BIN, ROOT, DaemonConfig, ecall_status, free_port, wait_until
 
 CRASH = os.path.join(ROOT, "hw", "traces", "crash.log")
 DRIVE = os.path.join(ROOT, "hw", "traces", "drive.log")
@@ -74,9 +74,7 @@ class Bench:
         return [e["message"] for e in self.events("received") if e["message"]["type"] == type_]
 
     def ecall(self):
-        r = subprocess.run([os.path.join(BIN, "tcuctl"), "status", "--json", "--socket", f"{self.tmp}/ctl.sock"],
-                           capture_output=True, text=True)
-        return json.loads(r.stdout)["ecall"] if r.returncode == 0 else None
+        return ecall_status(self.tmp)
 
     def last_call(self):
         e = self.ecall()

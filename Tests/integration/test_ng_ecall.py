@@ -14,7 +14,7 @@ import subprocess
 
 import pytest
 
-from support import BIN, ROOT, DaemonConfig, free_port, wait_until
+from support import BIN, ROOT, DaemonConfig, ecall_status, free_port, wait_until
 
 CRASH = os.path.join(ROOT, "hw", "traces", "crash.log")
 SCENARIOS = os.path.join(ROOT, "Tests", "integration", "sip")
@@ -161,9 +161,7 @@ class Unit:
         self.proc = subprocess.Popen([os.path.join(BIN, "telematicsd"), "--config", str(conf)], stderr=open(self.log, "a"))
 
     def ecall(self):
-        r = subprocess.run([os.path.join(BIN, "tcuctl"), "status", "--json", "--socket", f"{self.tmp}/ctl.sock"],
-                           capture_output=True, text=True)
-        return json.loads(r.stdout)["ecall"] if r.returncode == 0 else None
+        return ecall_status(self.tmp)
 
     def last_call(self):
         e = self.ecall()
