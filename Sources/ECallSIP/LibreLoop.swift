@@ -164,18 +164,12 @@ public struct AudioStream {
     public let sdp: OpaquePointer
     public let media: OpaquePointer
 
-    /// Opens one on `host`; `received` is called for each RTP packet that arrives (with `arg`).
-    /// libre's RTP receive handler.
-    public typealias Received = @convention(c) (UnsafePointer<sa>?, UnsafePointer<rtp_header>?, UnsafeMutablePointer<mbuf>?,
-                                                UnsafeMutableRawPointer?) -> Void
-
-    public static func open(host: String, received: Received? = nil, arg: UnsafeMutableRawPointer? = nil) -> AudioStream? {
+    /// Opens one on `host` (what arrives on it is not played: no one listens in a simulation).
+    public static func open(host: String) -> AudioStream? {
         var laddr = sa()
         guard sa_set_str(&laddr, host, 0) == 0 else { return nil }
         var rs: OpaquePointer?
-        var handler: Received = { _, _, _, _ in }
-        if let received { handler = received }
-        guard rtp_listen(&rs, Int32(IPPROTO_UDP), &laddr, 20_000, 40_000, true, handler, { _, _, _ in }, arg) == 0,
+        guard rtp_listen(&rs, Int32(IPPROTO_UDP), &laddr, 20_000, 40_000, true, { _, _, _, _ in }, { _, _, _ in }, nil) == 0,
               let rs else { return nil }
         var bound = sa()
         if let sock = rtp_sock(rs) { _ = udp_local_get(OpaquePointer(sock), &bound) }

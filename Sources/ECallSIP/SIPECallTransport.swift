@@ -215,7 +215,6 @@ public final class SIPECallTransport: ECallTransport, @unchecked Sendable {
         let body = parts.count == 1 ? offer : MIMEMultipart.build(parts, boundary: boundary)
         let contentType = parts.count == 1 ? "application/sdp" : MIMEMultipart.contentType(boundary: boundary)
         c.msdInInvite = !msd.isEmpty
-        c.contentID = contentID
         calls[call] = c
         if let failure = c.connect(socket: sessionSocket, to: to, from: fromURI, route: settings.proxy,
                                    contentType: contentType, body: body, headers: headers) {
@@ -263,7 +262,6 @@ final class SIPCall {
     var answered = false
     /// The INVITE carried an MSD (not after the PSAP acknowledged one before a drop).
     var msdInInvite = false
-    var contentID = ""
     /// The PSAP's acknowledgement from the 200 OK, read in the answer handler.
     var acknowledged: Bool?
 

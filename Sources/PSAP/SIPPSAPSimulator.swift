@@ -128,10 +128,10 @@ public final class SIPPSAPSimulator: @unchecked Sendable {
         c.after(scenario.answerDelayMs) { [self] in
             switch outcome {
             case .answered:
-                let ack: EmergencyCallControl? = c.msdContentID.map { .ack(ref: $0, received: scenario.alAck && msds > scenario.ignoreMSDs) }
-                c.answer(ack: ack, boundary: "psap-boundary")
+                let received = scenario.alAck && msds > scenario.ignoreMSDs
+                c.answer(ack: c.msdContentID.map { .ack(ref: $0, received: received) }, boundary: "psap-boundary")
                 record("sent", [("message", .object([("type", .string("200")), ("call", .number(Double(call))),
-                                                    ("acknowledged", ack.map { .bool($0 == .ack(ref: c.msdContentID, received: true)) } ?? .null)]))])
+                                                    ("acknowledged", c.msdContentID == nil ? .null : .bool(received))]))])
             case .busy, .noAnswer, .noNetwork:
                 let (code, reason): (UInt16, String) = switch outcome {
                 case .busy: (486, "Busy Here")
@@ -248,8 +248,6 @@ final class PSAPCall {
     var requestsLeft: Int
     /// Timers, cancelled and freed when the call closes.
     private var jobs: [Job] = []
-    /// RTP packets received (the unit's voice).
-    let voicePackets = Atomic<Int>(0)
 
     init(number: Int, psap: SIPPSAPSimulator, sip: OpaquePointer, local: String) {
         self.number = number
@@ -291,11 +289,7 @@ final class PSAPCall {
     }
 
     private func openMedia() -> Bool {
-        if audio == nil {
-            audio = AudioStream.open(host: local, received: { _, _, _, arg in
-                PSAPCall.from(arg)?.voicePackets.add(1, ordering: .relaxed)
-            }, arg: me)
-        }
+        if audio == nil { audio = AudioStream.open(host: local) }
         return audio != nil
     }
 
