@@ -11,6 +11,9 @@
 #include <sys/socket.h>
 #include <netinet/in.h>
 #include <re.h>
+// re_dbg.h (dbg_init, dbg_handler_set) wants the including module's name and level.
+#define DEBUG_MODULE "tcu"
+#define DEBUG_LEVEL 4
 #include <re_dbg.h>
 
 /// An outgoing INVITE: the body and its Content-Type given, `headers` the extra header lines

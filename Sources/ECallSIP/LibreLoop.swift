@@ -124,6 +124,12 @@ public func content(of msg: UnsafePointer<sip_msg>) -> (type: String, body: [UIn
     return (type, body)
 }
 
+/// The SDP in a body: the body itself, or its `application/sdp` part; nil when there is none.
+public func sessionDescription(type: String, body: [UInt8]) -> [UInt8]? {
+    let parts = (try? MIMEMultipart.parse(body, contentType: type)) ?? []
+    return parts.first(where: { $0.mediaType == "application/sdp" })?.body
+}
+
 /// The first value of a header field by name (Call-Info, Info-Package, ...), nil when absent.
 public func headerValue(_ msg: UnsafePointer<sip_msg>, _ name: String) -> String? {
     sip_msg_xhdr(msg, name).map { text($0.pointee.val) }
@@ -157,52 +163,155 @@ extension String {
     }
 }
 
-/// A call's voice: its RTP socket (an even port from 20000-40000, RTCP beside it) and the SDP
-/// session that offers or answers it (G.711 µ-law and A-law). Made and freed on the loop.
-public struct AudioStream {
-    public let rtp: OpaquePointer
-    public let sdp: OpaquePointer
-    public let media: OpaquePointer
+/// A call's voice: its RTP socket (an even port from 20000-40000, RTCP beside it), the SDP
+/// session that offers or answers it (G.711 µ-law and A-law), G.711 silence sent every 20 ms
+/// while the call is up, and a watch on what arrives: when the peer's SDP says it sends and
+/// nothing (RTP or RTCP) arrives for `silenceMs`, `silent` runs once. Made, used and freed on
+/// the loop; `close` before the last reference goes.
+public final class AudioStream {
+    public private(set) var rtp: OpaquePointer?
+    public private(set) var sdp: OpaquePointer?
+    public private(set) var media: OpaquePointer?
+    private let sendTimer = UnsafeMutablePointer<tmr>.allocate(capacity: 1)
+    private let watchTimer = UnsafeMutablePointer<tmr>.allocate(capacity: 1)
+    private var timestamp: UInt32 = 0
+    private var first = true
+    private var silenceMs: UInt64 = 0
+    private var silent: (() -> Void)?
+    /// RTP and RTCP packets received (what a test or a log reads to see the voice arrived).
+    public private(set) var received = 0
 
-    /// Opens one on `host` (what arrives on it is not played: no one listens in a simulation).
+    private init() {
+        tmr_init(sendTimer)
+        tmr_init(watchTimer)
+    }
+
+    deinit {
+        close()
+        sendTimer.deallocate()
+        watchTimer.deallocate()
+    }
+
+    private var me: UnsafeMutableRawPointer { Unmanaged.passUnretained(self).toOpaque() }
+    private static func from(_ arg: UnsafeMutableRawPointer?) -> AudioStream? {
+        arg.map { Unmanaged<AudioStream>.fromOpaque($0).takeUnretainedValue() }
+    }
+
+    /// Opens one on `host`; nil when no port or SDP session could be had.
     public static func open(host: String) -> AudioStream? {
         var laddr = sa()
         guard sa_set_str(&laddr, host, 0) == 0 else { return nil }
+        let stream = AudioStream()
         var rs: OpaquePointer?
-        guard rtp_listen(&rs, Int32(IPPROTO_UDP), &laddr, 20_000, 40_000, true, { _, _, _, _ in }, { _, _, _ in }, nil) == 0,
-              let rs else { return nil }
+        guard rtp_listen(&rs, Int32(IPPROTO_UDP), &laddr, 20_000, 40_000, true,
+                         { _, _, _, arg in AudioStream.from(arg)?.heard() },
+                         { _, _, arg in AudioStream.from(arg)?.heard() }, stream.me) == 0, let rs else { return nil }
+        stream.rtp = rs
         var bound = sa()
         if let sock = rtp_sock(rs) { _ = udp_local_get(OpaquePointer(sock), &bound) }
         var s: OpaquePointer?
         var m: OpaquePointer?
         guard tcu_sdp_audio(&s, &m, &laddr, sa_port(&bound)) == 0, let s, let m else {
-            _ = tcu_mem_deref(UnsafeMutableRawPointer(rs))
+            stream.close()
             return nil
         }
-        return AudioStream(rtp: rs, sdp: s, media: m)
+        stream.sdp = s
+        stream.media = m
+        return stream
     }
 
     /// Reads the peer's SDP (an offer, or the answer to ours); an errno when it does not parse.
     public func take(_ description: [UInt8], offer: Bool) -> Int32 {
+        guard let sdp else { return EINVAL }
         // A body part ends where its delimiter's CRLF begins; SDP's last line needs its own.
         var body = description
         if body.last != 0x0A { body += [0x0D, 0x0A] }
         guard let mb = mbuf(body) else { return ENOMEM }
         defer { _ = tcu_mem_deref(mb) }
-        return sdp_decode(sdp, mb, offer)
+        let err = sdp_decode(sdp, mb, offer)
+        if err == 0 { rearm() }
+        return err
     }
 
     /// Our SDP: the offer, or the answer to what `take` read.
     public func describe(offer: Bool) -> [UInt8]? {
+        guard let sdp else { return nil }
         var mb: UnsafeMutablePointer<mbuf>?
         guard sdp_encode(&mb, sdp, offer) == 0, let mb else { return nil }
         defer { _ = tcu_mem_deref(mb) }
         return bytes(of: mb)
     }
 
+    /// A re-INVITE's offer (hold, resume, a new address): read it, and answer it with this
+    /// stream into `descp` (libre's offer handler).
+    public func answer(reoffer msg: UnsafePointer<sip_msg>?, into descp: UnsafeMutablePointer<UnsafeMutablePointer<mbuf>?>?) -> Int32 {
+        guard let msg, let descp, let sdp else { return EINVAL }
+        let (type, body) = content(of: msg)
+        if let offer = sessionDescription(type: type, body: body) {
+            let err = take(offer, offer: true)
+            if err != 0 { return err }
+        }
+        return sdp_encode(descp, sdp, false)
+    }
+
+    /// Whether the peer's SDP says it sends (sendrecv or sendonly): then silence means it is gone.
+    public var peerSends: Bool {
+        guard let media else { return false }
+        return sdp_media_rdir(media).rawValue & SDP_SENDONLY.rawValue != 0
+    }
+
+    /// Sends silence every 20 ms to the address the peer's SDP gave, and watches what arrives:
+    /// `silent` runs when the peer sends nothing for `silenceMs` (0: no watch).
+    public func start(silenceMs: Int64, silent: @escaping () -> Void) {
+        self.silenceMs = UInt64(max(0, silenceMs))
+        self.silent = silent
+        tmr_start(sendTimer, 0, { arg in AudioStream.from(arg)?.sendSilence() }, me)
+        rearm()
+    }
+
+    /// Stops sending and watching (the socket stays until `close`).
+    public func stop() {
+        tmr_cancel(sendTimer)
+        tmr_cancel(watchTimer)
+        silent = nil
+    }
+
+    private func heard() {
+        received += 1
+        rearm()
+    }
+
+    /// (Re)starts the watch from now, when there is one and the peer sends.
+    private func rearm() {
+        guard silent != nil, silenceMs > 0, peerSends else {
+            tmr_cancel(watchTimer)
+            return
+        }
+        tmr_start(watchTimer, silenceMs, { arg in
+            guard let stream = AudioStream.from(arg), let silent = stream.silent else { return }
+            stream.stop()
+            silent()
+        }, me)
+    }
+
+    private func sendSilence() {
+        tmr_start(sendTimer, 20, { arg in AudioStream.from(arg)?.sendSilence() }, me)
+        guard let rtp, let media, let dst = sdp_media_raddr(media), sa_isset(dst, Int32(SA_ALL.rawValue)) else { return }
+        // µ-law silence is 0xFF: 160 samples, 20 ms at 8 kHz.
+        let silence = [UInt8](repeating: 0xFF, count: 160)
+        _ = silence.withUnsafeBufferPointer { tcu_rtp_send(rtp, dst, first, 0, timestamp, $0.baseAddress, $0.count) }
+        first = false
+        timestamp &+= 160
+    }
+
+    /// Stops the voice and frees the socket and the SDP session.
     public func close() {
-        _ = tcu_mem_deref(UnsafeMutableRawPointer(rtp))
-        _ = tcu_mem_deref(UnsafeMutableRawPointer(sdp))
+        stop()
+        if let rtp { _ = tcu_mem_deref(UnsafeMutableRawPointer(rtp)) }
+        if let sdp { _ = tcu_mem_deref(UnsafeMutableRawPointer(sdp)) }
+        rtp = nil
+        sdp = nil
+        media = nil
     }
 }
 

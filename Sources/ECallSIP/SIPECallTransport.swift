@@ -24,12 +24,16 @@ public struct SIPSettings: Sendable, Equatable {
     /// A PSAP's call-back not answered within this long is refused (480): the machine answers
     /// only inside its call-back window.
     public var callbackAnswerMs: Int64
+    /// A call whose PSAP sends no voice (RTP or RTCP) for this long, while its SDP says it
+    /// sends, has dropped (a lost bearer shows this way to an endpoint); 0: never.
+    public var mediaTimeoutMs: Int64
     /// The SIP thread's SCHED_FIFO priority (the eCall thread's), nil for the normal policy.
     public var realtimePriority: Int32?
 
     public init(local: Endpoint, proxy: String, domain: String, testURI: String, probeIntervalMs: Int64 = 5_000,
-                callbackAnswerMs: Int64 = 5_000, realtimePriority: Int32? = nil) {
+                callbackAnswerMs: Int64 = 5_000, mediaTimeoutMs: Int64 = 10_000, realtimePriority: Int32? = nil) {
         self.realtimePriority = realtimePriority
+        self.mediaTimeoutMs = mediaTimeoutMs
         self.local = local
         self.proxy = proxy
         self.domain = domain
@@ -57,7 +61,7 @@ public struct SIPSettings: Sendable, Equatable {
 public final class SIPECallTransport: ECallTransport, @unchecked Sendable {
     public var carriesMSDInSetup: Bool { true }
 
-    private let settings: SIPSettings
+    let settings: SIPSettings
     private let vin: String
     private let deliver: @Sendable (ECallLinkEvent) -> Void
     private let attached = Atomic<Bool>(false)
@@ -253,10 +257,7 @@ final class SIPCall {
     let localHost: String
     var session: OpaquePointer?
     var audio: AudioStream?
-    let rtpTimer = UnsafeMutablePointer<tmr>.allocate(capacity: 1)
     let answerTimer = UnsafeMutablePointer<tmr>.allocate(capacity: 1)
-    var rtpTimestamp: UInt32 = 0
-    var rtpFirst = true
     var incoming = false
     var established = false
     var answered = false
@@ -270,12 +271,10 @@ final class SIPCall {
         self.transport = transport
         self.sip = sip
         self.localHost = local
-        tmr_init(rtpTimer)
         tmr_init(answerTimer)
     }
 
     deinit {
-        rtpTimer.deallocate()
         answerTimer.deallocate()
     }
 
@@ -480,16 +479,10 @@ final class SIPCall {
     func accept(socket: OpaquePointer, msg: UnsafePointer<sip_msg>) -> Bool {
         let (type, body) = content(of: msg)
         guard openMedia(), let audio else { return false }
-        if let parts = try? MIMEMultipart.parse(body, contentType: type), let offer = parts.first(where: { $0.mediaType == "application/sdp" }) {
-            _ = audio.take(offer.body, offer: true)
-        }
+        if let offer = sessionDescription(type: type, body: body) { _ = audio.take(offer, offer: true) }
         var sess: OpaquePointer?
         let err = tcu_sipsess_accept(&sess, socket, msg, 180, "Ringing", "ecall", "application/sdp",
-            { descp, msg, arg in
-                // A re-INVITE's offer: answer with the same stream.
-                guard let call = SIPCall.from(arg), let sdp = call.audio?.sdp, let descp else { return EINVAL }
-                return sdp_encode(descp, sdp, false)
-            },
+            { descp, msg, arg in SIPCall.from(arg)?.audio?.answer(reoffer: msg, into: descp) ?? EINVAL },
             { msg, arg in 0 },
             { msg, arg in SIPCall.from(arg)?.establishedCall() },
             { sip, msg, arg in SIPCall.from(arg)?.info(msg) },
@@ -518,31 +511,21 @@ final class SIPCall {
         }, me)
     }
 
-    // MARK: - Voice: G.711 silence every 20 ms
+    // MARK: - Voice
 
+    /// G.711 silence every 20 ms; a PSAP silent past the media timeout has dropped.
     private func startVoice() {
-        guard audio != nil else { return }
-        tmr_start(rtpTimer, 20, { arg in SIPCall.from(arg)?.sendSilence() }, me)
-    }
-
-    private func sendSilence() {
-        guard let audio, let dst = sdp_media_raddr(audio.media), sa_isset(dst, Int32(SA_ALL.rawValue)) else {
-            tmr_start(rtpTimer, 20, { arg in SIPCall.from(arg)?.sendSilence() }, me)
-            return
+        let timeout = transport.settings.mediaTimeoutMs
+        audio?.start(silenceMs: timeout) { [unowned self] in
+            transport.event(.notice("no voice from the PSAP for \(timeout) ms: the call dropped"))
+            dropped()
         }
-        // µ-law silence is 0xFF: 160 samples, 20 ms at 8 kHz.
-        let silence = [UInt8](repeating: 0xFF, count: 160)
-        _ = silence.withUnsafeBufferPointer { tcu_rtp_send(audio.rtp, dst, rtpFirst, 0, rtpTimestamp, $0.baseAddress, $0.count) }
-        rtpFirst = false
-        rtpTimestamp &+= 160
-        tmr_start(rtpTimer, 20, { arg in SIPCall.from(arg)?.sendSilence() }, me)
     }
 
-    private func stopVoice() { tmr_cancel(rtpTimer) }
+    private func stopVoice() { audio?.stop() }
 
     /// Frees the session (libre sends BYE or CANCEL as the dialog needs), the media and the timers.
     func close() {
-        tmr_cancel(rtpTimer)
         tmr_cancel(answerTimer)
         if let s = session { _ = tcu_mem_deref(UnsafeMutableRawPointer(s)) }
         session = nil

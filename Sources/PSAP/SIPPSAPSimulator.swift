@@ -11,8 +11,9 @@ import TelematicsCore
 /// service URN, decodes the MSD it carries, answers as the scenario says (the same keys as the
 /// circuit-switched simulator: the outcome per attempt, the acknowledgement in the 200 OK or a
 /// negative one, asking for the MSD again in an INFO, the clear-down, the call-back), and logs
-/// every event as the other simulator does. Not simulated over SIP: `drop-on-msd` and
-/// `drop-after-answer-ms` (a dialog cannot vanish without a BYE from libre).
+/// every event as the other simulator does. Its voice is G.711 silence over RTP. A dropped call
+/// (`drop-on-msd`, `drop-after-answer-ms`) goes silent as a lost bearer does: no more voice,
+/// no BYE, and a 481 to any request in its dialog; the unit finds out by its media timeout.
 public final class SIPPSAPSimulator: @unchecked Sendable {
     private let endpoint: Endpoint
     private let scenario: PSAPScenario
@@ -107,11 +108,12 @@ public final class SIPPSAPSimulator: @unchecked Sendable {
         do { parts = try MIMEMultipart.parse(body, contentType: type) } catch {
             record("malformed", [("call", .number(Double(call))), ("error", .string(error.message))])
         }
-        if let offer = parts.first(where: { $0.mediaType == "application/sdp" }) { c.takeOffer(offer.body) }
+        if let offer = sessionDescription(type: type, body: body) { c.takeOffer(offer) }
         let references = NGECall.msdReferences(callInfo: callInfo.map { [$0] } ?? [])
         if let m = parts.first(where: { $0.mediaType == NGECall.msdContentType.lowercased() }) {
             c.msdContentID = m.contentID
-            msdArrived(call: call, bytes: m.body, referenced: m.contentID.map(references.contains) ?? false)
+            // Dropped on this MSD: the call is answered (the MSD came with it), then lost.
+            c.dropsWhenAnswered = !msdArrived(call: call, bytes: m.body, referenced: m.contentID.map(references.contains) ?? false)
         }
         c.contact = headerValue(msg, "Contact").map { v in
             var s = Substring(v)
@@ -129,9 +131,10 @@ public final class SIPPSAPSimulator: @unchecked Sendable {
             switch outcome {
             case .answered:
                 let received = scenario.alAck && msds > scenario.ignoreMSDs
-                c.answer(ack: c.msdContentID.map { .ack(ref: $0, received: received) }, boundary: "psap-boundary")
+                let ack = c.dropsWhenAnswered ? nil : c.msdContentID.map { EmergencyCallControl.ack(ref: $0, received: received) }
+                c.answer(ack: ack, boundary: "psap-boundary")
                 record("sent", [("message", .object([("type", .string("200")), ("call", .number(Double(call))),
-                                                    ("acknowledged", c.msdContentID == nil ? .null : .bool(received))]))])
+                                                    ("acknowledged", ack == nil ? .null : .bool(received))]))])
             case .busy, .noAnswer, .noNetwork:
                 let (code, reason): (UInt16, String) = switch outcome {
                 case .busy: (486, "Busy Here")
@@ -145,7 +148,8 @@ public final class SIPPSAPSimulator: @unchecked Sendable {
         }
     }
 
-    fileprivate func msdArrived(call: Int, bytes: [UInt8], referenced: Bool? = nil) {
+    /// Records an MSD; false when the scenario drops the call on it.
+    fileprivate func msdArrived(call: Int, bytes: [UInt8], referenced: Bool? = nil) -> Bool {
         msds += 1
         var fields: [(String, JSON)] = [("call", .number(Double(call))), ("hex", .string(hexBytes(bytes)))]
         if let referenced { fields.append(("referencedByCallInfo", .bool(referenced))) }
@@ -157,11 +161,20 @@ public final class SIPPSAPSimulator: @unchecked Sendable {
             fields.append(("error", .string(error.description)))
         }
         record("msd", fields)
+        return scenario.dropOnMSD != msds
     }
 
     /// The call is up: ask again for the MSD, or clear down, as the scenario says.
     fileprivate func established(_ c: PSAPCall) {
         record("answered", [("call", .number(Double(c.number)))])
+        c.startVoice()
+        if c.dropsWhenAnswered {
+            lose(c)
+            return
+        }
+        if scenario.dropAfterAnswerMs >= 0 {
+            c.after(scenario.dropAfterAnswerMs) { [self] in lose(c) }
+        }
         if scenario.alAckClearDown {
             hangUp(c)
         } else {
@@ -182,15 +195,25 @@ public final class SIPPSAPSimulator: @unchecked Sendable {
         }
     }
 
-    /// An MSD in an INFO from the unit.
-    fileprivate func msdUpdate(_ c: PSAPCall, _ m: MIMEPart) {
-        msdArrived(call: c.number, bytes: m.body)
-        guard scenario.alAck, msds > scenario.ignoreMSDs else { return }
+    /// An MSD in an INFO from the unit; false when the call drops on it.
+    fileprivate func msdUpdate(_ c: PSAPCall, _ m: MIMEPart) -> Bool {
+        guard msdArrived(call: c.number, bytes: m.body) else {
+            lose(c)
+            return false
+        }
+        guard scenario.alAck, msds > scenario.ignoreMSDs else { return true }
         c.after(scenario.ackDelayMs) { [self] in
             c.sendControl([.ack(ref: m.contentID, received: true)])
             record("sent", [("message", .object([("type", .string("ack")), ("call", .number(Double(c.number)))]))])
             acknowledged(c)
         }
+        return true
+    }
+
+    /// The call is lost as a dropped bearer loses it: silent, no BYE, its dialog gone.
+    private func lose(_ c: PSAPCall) {
+        record("dropped", [("call", .number(Double(c.number)))])
+        c.lose()
     }
 
     private func hangUp(_ c: PSAPCall) {
@@ -209,7 +232,8 @@ public final class SIPPSAPSimulator: @unchecked Sendable {
         record("received", [("message", .object([("type", .string(err == ECONNRESET ? "bye" : "ended")), ("call", .number(Double(c.number)))]))])
         ended(c)
         c.close()
-        callBack(after: c)
+        // After a drop the unit redials: no call-back for the lost call.
+        if !c.lost { callBack(after: c) }
     }
 
     private func callBack(after c: PSAPCall) {
@@ -230,6 +254,7 @@ public final class SIPPSAPSimulator: @unchecked Sendable {
 
     fileprivate func callBackAnswered(_ c: PSAPCall) {
         record("received", [("message", .object([("type", .string("answer")), ("call", .number(Double(c.number)))]))])
+        c.startVoice()
         c.after(scenario.callbackHangUpAfterMs) { [self] in hangUp(c) }
     }
 }
@@ -246,6 +271,10 @@ final class PSAPCall {
     var contact: String?
     var isCallback = false
     var requestsLeft: Int
+    /// The MSD in the INVITE is the one the scenario drops the call on.
+    var dropsWhenAnswered = false
+    /// Dropped: silent, and its dialog answers 481.
+    private(set) var lost = false
     /// Timers, cancelled and freed when the call closes.
     private var jobs: [Job] = []
 
@@ -302,10 +331,7 @@ final class PSAPCall {
         guard openMedia() else { return false }
         var sess: OpaquePointer?
         let err = tcu_sipsess_accept(&sess, socket, msg, 180, "Ringing", "psap", contentType,
-            { descp, _, arg in
-                guard let call = PSAPCall.from(arg), let sdp = call.audio?.sdp, let descp else { return EINVAL }
-                return sdp_encode(descp, sdp, false)
-            },
+            { descp, msg, arg in PSAPCall.from(arg)?.audio?.answer(reoffer: msg, into: descp) ?? EINVAL },
             { _, _ in 0 },
             { _, arg in
                 guard let call = PSAPCall.from(arg) else { return }
@@ -350,6 +376,10 @@ final class PSAPCall {
     /// An INFO from the unit: an MSD update.
     func info(_ msg: UnsafePointer<sip_msg>?) {
         guard let msg else { return }
+        guard !lost else {
+            _ = tcu_sip_reply(sip, msg, 481, "Call/Transaction Does Not Exist")
+            return
+        }
         let (type, body) = content(of: msg)
         guard let parts = try? MIMEMultipart.parse(body, contentType: type),
               let m = parts.first(where: { $0.mediaType == NGECall.msdContentType.lowercased() }) else {
@@ -357,8 +387,21 @@ final class PSAPCall {
             psap.record("malformed", [("call", .number(Double(number))), ("error", .string("an INFO of type '\(type)' without an MSD"))])
             return
         }
-        _ = tcu_sip_reply(sip, msg, 200, "OK")
-        psap.msdUpdate(self, m)
+        if psap.msdUpdate(self, m) {
+            _ = tcu_sip_reply(sip, msg, 200, "OK")
+        } else {
+            _ = tcu_sip_reply(sip, msg, 481, "Call/Transaction Does Not Exist")
+        }
+    }
+
+    /// Silence every 20 ms while the call is up (the PSAP does not watch the unit's voice).
+    func startVoice() { audio?.start(silenceMs: 0) {} }
+
+    /// Dropped: no voice, nothing more scheduled, and its dialog answers 481 from now on.
+    func lose() {
+        lost = true
+        jobs.removeAll()
+        audio?.stop()
     }
 
     /// The PSAP's call-back to the unit.

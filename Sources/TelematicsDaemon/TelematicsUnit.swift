@@ -270,7 +270,7 @@ public final class TelematicsUnit: Sendable {
         }
         guard let proxy = c.eCallSIPProxy, c.eCallTransport != .circuitSwitched else { return cs }
         let settings = SIPSettings(local: c.eCallSIPLocal, proxy: proxy, domain: c.eCallSIPDomain, testURI: c.eCallSIPTestURI,
-                                   probeIntervalMs: c.eCallSIPProbeIntervalMs,
+                                   probeIntervalMs: c.eCallSIPProbeIntervalMs, mediaTimeoutMs: c.eCallSIPMediaTimeoutMs,
                                    realtimePriority: c.eCallRealtimePriority > 0 ? Int32(c.eCallRealtimePriority) : nil)
         let ng: (@escaping @Sendable (ECallLinkEvent) -> Void) -> any ECallTransport = {
             SIPECallTransport(settings: settings, vin: vin, deliver: $0)

@@ -236,6 +236,8 @@ extension DaemonConfiguration {
             },
             K.integer("ecall", "sip-probe-interval-ms", \.eCallSIPProbeIntervalMs, 0...600_000,
                       "NG-eCall: how often the proxy is asked (OPTIONS) whether the IMS network is there; no answer at all detaches the unit (ng-first then uses the circuit-switched link). 0: never asked, attached once the SIP stack is up."),
+            K.integer("ecall", "sip-media-timeout-ms", \.eCallSIPMediaTimeoutMs, 0...120_000,
+                      "NG-eCall: a call whose PSAP sends no voice (RTP or RTCP) for this long, while its SDP says it sends, has dropped and is redialled (a lost bearer shows this way to the unit). 0: never."),
             K.path("ecall", "journal", \.eCallJournal, "The eCall journal: a call in progress resumes after a crash of the daemon."),
             K.integer("ecall", "t1-ms", \.eCall.t1Ms, 0...60_000, "EN 16062 T1: a manual call can be cancelled within this window (0: not at all)."),
             K.integer("ecall", "t2-ms", \.eCall.t2Ms, 1...7_200_000, "T2: the clear-down fall-back: the unit hangs up a call nobody cleared."),

@@ -95,6 +95,8 @@ public struct DaemonConfiguration: Sendable, Equatable {
     public var eCallSIPTestURI = "sip:ecall-test@ecall.invalid"
     /// NG-eCall: how often the proxy is asked whether the network is there.
     public var eCallSIPProbeIntervalMs: Int64 = 5_000
+    /// NG-eCall: a call whose PSAP sends no voice for this long has dropped (0: never).
+    public var eCallSIPMediaTimeoutMs: Int64 = 10_000
     /// The eCall journal (resume after a crash of the daemon); kept in the state directory.
     public var eCallJournal = "/var/lib/telematicsd/ecall.journal"
     public var eCall = ECallConfiguration()

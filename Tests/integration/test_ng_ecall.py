@@ -36,7 +36,8 @@ class Sipp:
             args += ["-key", k, v]
         if remote:
             args.append(remote)
-        self.proc = subprocess.Popen(args, stdout=open(tmp / f"{name}.out", "a"), stderr=subprocess.STDOUT)
+        # In the test's directory: a scenario's files (voice.ulaw) are found there.
+        self.proc = subprocess.Popen(args, stdout=open(tmp / f"{name}.out", "a"), stderr=subprocess.STDOUT, cwd=tmp)
 
     def passed(self, timeout=60):
         """SIPp's verdict: 0 when the call went through the scenario, every check true."""
@@ -404,18 +405,10 @@ def test_tcu_psap_plays_the_ng_ecall_psap_with_its_scenario_keys(ng, tmp_path):
     circuit-switched simulator: the MSD from the INVITE and from an INFO, each decoded; the
     acknowledgements; the clear-down; the call-back, answered by the unit."""
     port = free_port(socket.SOCK_DGRAM)
-    (tmp_path / "scenario.conf").write_text("request-again = 1\nhang-up-after-ms = 300\ncallback-after-ms = 200\n")
-    psap_log = tmp_path / "psap-sip.log"
-    psap = subprocess.Popen([os.path.join(BIN, "tcu-psap"), "--sip", f"127.0.0.1:{port}",
-                             "--scenario", str(tmp_path / "scenario.conf"), "--log", str(psap_log)])
+    psap, events = tcu_psap_sip(tmp_path, port, "request-again = 1\nhang-up-after-ms = 300\ncallback-after-ms = 200\n")
     try:
-        assert wait_until(lambda: psap_log.exists() and "listening" in psap_log.read_text())
         # The unit asks the PSAP (standing for the network) with OPTIONS whether it is there.
         unit = ng.unit(port, probe_ms=500)
-
-        def events(kind):
-            return [e for e in (json.loads(l) for l in psap_log.read_text().splitlines() if l.strip()) if e["event"] == kind]
-
         assert wait_until(lambda: any(e["message"]["type"] == "answer" for e in events("received")))
         invite = events("received")[0]["message"]
         assert invite["type"] == "invite" and invite["uri"] == "urn:service:sos.ecall.automatic"
@@ -444,3 +437,89 @@ def test_the_acknowledgement_may_come_later_in_an_info(ng):
     assert call["ending"] == "clearedByRemote" and call["msdAcknowledged"]
     log = unit.log_text()
     assert "the PSAP's answer holds no acknowledgement of the MSD" in log and "msdFailure=none" in log
+
+
+def write_voice_pcap(path, seconds):
+    """A capture of G.711 µ-law RTP (silence, 20 ms a packet) for SIPp's play_pcap_audio,
+    which sends its packets, timed as captured, to the unit's media address."""
+    out = [struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)]
+    for i in range(int(seconds * 50)):
+        rtp = struct.pack("!BBHII", 0x80, 0, i, i * 160, 0x5EA7C0DE) + bytes([0xFF]) * 160
+        udp = struct.pack("!HHHH", 6000, 6000, 8 + len(rtp), 0) + rtp
+        ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), i, 0, 64, 17, 0, bytes([127, 0, 0, 1]), bytes([127, 0, 0, 1])) + udp
+        frame = bytes(12) + b"\x08\x00" + ip
+        usec = i * 20_000
+        out.append(struct.pack("<IIII", usec // 1_000_000, usec % 1_000_000, len(frame), len(frame)) + frame)
+    path.write_bytes(b"".join(out))
+
+
+def test_a_psap_gone_silent_is_a_drop_the_unit_ends_the_dead_dialog_and_redials(ng, tmp_path):
+    """A lost bearer sends no BYE: the voice stops. SIPp talks (RTP from a G.711 file) and
+    then goes silent; the unit finds the silence after sip-media-timeout-ms, sends its BYE on
+    the dead dialog and redials; the next PSAP takes the call."""
+    port = free_port(socket.SOCK_DGRAM)
+    write_voice_pcap(tmp_path / "voice.pcap", seconds=1.5)
+    lost = ng.sipp("lost", "psap-voice-lost.xml", port, keys={"ack": "true"})
+    unit = ng.unit(port, "sip-media-timeout-ms = 700\ndrop-redial-interval-ms = 500\n")
+    assert lost.passed(), lost.why()
+    back = ng.sipp("reconnect", "psap-reconnect.xml", port)
+    assert back.passed(), back.why()
+    call = wait_until(unit.last_call)
+    assert call["ending"] == "clearedByRemote" and call["attempts"] >= 2 and call["msdAcknowledged"]
+    assert "no voice from the PSAP for 700 ms: the call dropped" in unit.log_text()
+
+
+def tcu_psap_sip(tmp_path, port, scenario):
+    """tcu-psap --sip with a scenario; returns the process and a reader of its log's events."""
+    (tmp_path / "scenario.conf").write_text(scenario)
+    log = tmp_path / "psap-sip.log"
+    proc = subprocess.Popen([os.path.join(BIN, "tcu-psap"), "--sip", f"127.0.0.1:{port}",
+                             "--scenario", str(tmp_path / "scenario.conf"), "--log", str(log)])
+
+    def events(kind):
+        if not log.exists():
+            return []
+        return [e for e in (json.loads(l) for l in log.read_text().splitlines() if l.strip()) if e["event"] == kind]
+
+    assert wait_until(lambda: events("listening")), "tcu-psap did not start"
+    return proc, events
+
+
+def test_tcu_psap_drops_the_call_on_the_msd_and_the_unit_redials_with_it(ng, tmp_path):
+    """tcu-psap --sip drops the call on the INVITE's MSD as a lost bearer does (it answers
+    without acknowledging, then no more voice, no BYE); the unit finds the silence, redials
+    with the MSD again (it was never acknowledged), and the second call goes through."""
+    port = free_port(socket.SOCK_DGRAM)
+    psap, events = tcu_psap_sip(tmp_path, port, "drop-on-msd = 1\nhang-up-after-ms = 300\n")
+    try:
+        unit = ng.unit(port, "sip-media-timeout-ms = 500\ndrop-redial-interval-ms = 300\n")
+        call = wait_until(unit.last_call)
+        assert call["ending"] == "clearedByRemote" and call["attempts"] == 2 and call["msdAcknowledged"]
+        assert [e["call"] for e in events("dropped")] == [1]
+        assert [e["call"] for e in events("msd")] == [1, 2]
+        assert "no voice from the PSAP for 500 ms: the call dropped" in unit.log_text()
+    finally:
+        psap.terminate()
+        psap.wait(timeout=10)
+    assert psap.returncode == 0
+
+
+def test_tcu_psap_drops_every_call_after_the_answer_and_the_unit_redials_each_time(ng, tmp_path):
+    """drop-after-answer-ms drops each call it answers, as on the circuit-switched link: the
+    unit redials after each silent drop, within EN 16062's window."""
+    port = free_port(socket.SOCK_DGRAM)
+    psap, events = tcu_psap_sip(tmp_path, port, "drop-after-answer-ms = 200\n")
+    try:
+        unit = ng.unit(port, "sip-media-timeout-ms = 400\ndrop-redial-interval-ms = 200\n")
+        assert wait_until(lambda: len(events("dropped")) >= 3)
+        invites = [e for e in events("received") if e["message"]["type"] == "invite"]
+        assert len(invites) >= 3
+        # Each drop ends with the unit's BYE on the dead dialog before its next INVITE.
+        byes = [e["message"]["call"] for e in events("received") if e["message"]["type"] == "bye"]
+        assert byes[:2] == [1, 2]
+        assert unit.log_text().count("no voice from the PSAP for 400 ms: the call dropped") >= 2
+        assert unit.ecall()["phase"] != "idle"
+    finally:
+        psap.terminate()
+        psap.wait(timeout=10)
+    assert psap.returncode == 0
