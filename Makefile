@@ -32,18 +32,20 @@ RELEASE      := -c release --static-swift-stdlib
 # qemu, busybox and cpio to boot a guest kernel with vcan where the host has no CAN (and to
 # pull its power), e2fsprogs for the guest's disk, chromium and its driver for the web portal's
 # tests in a real browser; libre (the NG-eCall's SIP stack) and, for its tests, SIPp
-# (sip-tester) as the PSAP, Kamailio as the emergency routing proxy, tcpdump to see the wire.
+# (sip-tester) as the PSAP, Kamailio as the emergency routing proxy, tcpdump to see the wire;
+# Routino (the online services' routing engine) with osmium-tool to build its map, libxml2 for
+# the DATEX II traffic records.
 DEB_PACKAGES := libsocketcan-dev libgps-dev libsqlite3-dev libmosquitto-dev libssl-dev pkg-config \
                 can-utils iproute2 kmod qemu-system-x86 busybox-static cpio xz-utils mosquitto \
                 openssl python3 python3-venv e2fsprogs mosquitto-clients gpsd tmux \
                 systemd fakeroot libcurl4-openssl-dev chromium chromium-driver \
-                libre-dev sip-tester kamailio tcpdump
+                libre-dev sip-tester kamailio tcpdump routino libroutino-dev osmium-tool libxml2-dev
 # cantools for the decoder's cross-check, aiosmtpd as the mail server the accounts' tests receive
 # on, schemathesis to hold the app API to docs/openapi.yaml, selenium to drive Debian's chromium.
 PY_PACKAGES  := cantools==45.1.0 pytest aiosmtpd==1.4.6 schemathesis==4.32.5 selenium==4.42.0
 
 .PHONY: all deps build release test check-architecture unit-test integration-test vcan-bench power-cut demo bench clean fuzz fuzz-short soak \
-        install uninstall deb man golden
+        install uninstall deb man golden map
 
 all: build
 
@@ -106,8 +108,13 @@ soak: release
 	$(SWIFT) build -c release --sanitize=address --product telematicsd --build-path .build-asan
 	SOAK_ASAN_BIN=.build-asan/release hw/bench/soak .build/release $(SOAK_LOOP_SECONDS) $(SOAK_RATE_SECONDS)
 
-demo: build
+demo: build map
 	hw/bench/demo $(BIN)
+
+# The online services' map (hw/maps/build-map): Routino's database, the POIs, the places, the
+# traffic and the fuel prices for an OpenStreetMap extract that a PyPI wheel ships.
+map: deps
+	hw/maps/build-map .build/maps/kotka $(PY)
 
 # Rewrites the golden files from what the code does now: the recorded traces' end states
 # (hw/traces/*.expected, hw/traces/golden) and the scenario library's traces (hw/scenarios/*.chk,

@@ -66,11 +66,16 @@ let package = Package(
         .target(name: "BackendLink", dependencies: ["TelematicsCore", "CMosquitto"], swiftSettings: strict),
         // libcurl: the reference backend's mail over SMTP (verification, password reset).
         .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
+        // Routino (routes on an OpenStreetMap extract) and libxml2 (DATEX II traffic records):
+        // the Online infotainment services the reference backend answers.
+        .systemLibrary(name: "CRoutino", providers: [.apt(["libroutino-dev"])]),
+        .systemLibrary(name: "CLibXML2", pkgConfig: "libxml-2.0", providers: [.apt(["libxml2-dev"])]),
+        .target(name: "OnlineServices", dependencies: ["TelematicsCore", "Platform", "CRoutino", "CLibXML2"], swiftSettings: strict),
         // The reference backend's vehicle side behind tcu-backend.
         .target(
             name: "Backend",
             dependencies: [
-                "TelematicsCore", "Platform", "Outbox", "BackendLink", "CCurl",
+                "TelematicsCore", "Platform", "Outbox", "BackendLink", "CCurl", "OnlineServices",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "CryptoExtras", package: "swift-crypto"),
             ],
@@ -181,7 +186,7 @@ let package = Package(
         .executableTarget(
             name: "tcu-backend",
             dependencies: [
-                "Backend", "BackendHTTP", "WebPortal", "BackendLink", "TelematicsCore", "Platform",
+                "Backend", "OnlineServices", "BackendHTTP", "WebPortal", "BackendLink", "TelematicsCore", "Platform",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -215,6 +220,7 @@ let package = Package(
         .testTarget(name: "FuzzTargetsTests", dependencies: ["FuzzTargets"], swiftSettings: strict),
         .testTarget(name: "OutboxTests", dependencies: ["Outbox", "Backend", "WebPortal", "TelematicsCore"], swiftSettings: strict),
         .testTarget(name: "PlatformTests", dependencies: ["Platform"], swiftSettings: strict),
+        .testTarget(name: "OnlineServicesTests", dependencies: ["OnlineServices", "TelematicsCore"], swiftSettings: strict),
         .testTarget(name: "VehicleBusTests", dependencies: ["VehicleBus", "Platform", "TelematicsCore"], swiftSettings: strict),
         .testTarget(
             name: "TelematicsDaemonTests",

@@ -1,3 +1,4 @@
+import OnlineServices
 import TelematicsCore
 
 /// What the backend does with each message a car publishes (`vehicles/{vin}/...`): stores its
@@ -19,11 +20,14 @@ public final class CarMessages {
 
     /// Told when alerts were stored (the app API's live streams wake on it).
     let alerted: () -> Void
+    /// The Online infotainment services, when the backend serves a map.
+    let navi: NaviService?
 
-    public init(portal: Portal, store: BackendStore, note: @escaping (String) -> Void, alerted: @escaping () -> Void = {}) {
+    public init(portal: Portal, store: BackendStore, note: @escaping (String) -> Void, navi: NaviService? = nil, alerted: @escaping () -> Void = {}) {
         self.portal = portal
         self.store = store
         self.note = note
+        self.navi = navi
         self.alerted = alerted
     }
 
@@ -140,6 +144,9 @@ public final class CarMessages {
                 note("renewed the licence of \(vin): \(l.package) until \(l.expiresAtMs)")
                 return l.json.objectValue ?? []
             }
+        case "navi":
+            let navi = self.navi
+            handle = { (r, now) throws(PortalError) in try Self.naviAnswer(navi, portal: portal, vin: vin, r, nowMs: now) }
         default:
             return nil
         }
@@ -175,5 +182,31 @@ public final class CarMessages {
             if let ms = error.retryAfterMs { o.append(("retryAfterS", .number(Double((ms + 999) / 1000)))) }
             return signed(.object(o))
         }
+    }
+}
+
+extension CarMessages {
+    /// An Online infotainment request (`vehicles/{vin}/navi/request`: `request`, the car's
+    /// `position` for its `here`, its `privacy` mode, the head unit's `language`): the licence
+    /// and the privacy rule checked here again, then the services' answer. A refusal's code is
+    /// a capability status code's name (missingLicence, licenceExpired, offlineMode,
+    /// locationDataDisabled) or the services' own (unknownPlace, noRoute, noRoad, noIntent, ...).
+    static func naviAnswer(_ navi: NaviService?, portal: Portal, vin: String, _ r: JSON, nowMs: Int64) throws(PortalError) -> [(String, JSON)] {
+        let request: NaviRequest
+        do { request = try NaviRequest.parse(r["request"] ?? .null) } catch { throw PortalError("malformedRequest", error.message) }
+        var position: GeoPoint?
+        if let p = r["position"] {
+            guard let g = GeoPoint(json: p) else { throw PortalError("malformedRequest", "position needs lat within ±90 and lon within ±180") }
+            position = g
+        }
+        let licence = try? portal.licence(vin: vin)
+        if let refusal = NaviAccess.backendRefusal(services: licence?.services, licenceExpiresAtMs: licence?.expiresAtMs, nowMs: nowMs,
+                                                   privacy: r["privacy"]?.stringValue.flatMap(PrivacyMode.init(rawValue:)),
+                                                   request: request, carriesPosition: position != nil) {
+            throw PortalError(refusal.codes.first.map { "\($0)" } ?? "refused", refusal.reason)
+        }
+        guard let navi else { throw PortalError("serviceUnavailable", "the backend serves no map for the online services") }
+        let language = r["language"]?.stringValue == "fr" ? "fr" : "en"
+        do { return try navi.answer(request, position: position, language: language) } catch { throw PortalError(error.code, error.message) }
     }
 }

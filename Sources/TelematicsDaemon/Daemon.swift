@@ -257,6 +257,11 @@ public enum ControlCommands {
             guard let privacy else { return failure("the privacy setting is not available") }
             if let mode { privacy.set(mode) }
             return .object([("ok", .bool(true)), ("privacy", .string(privacy.current.rawValue))])
+        case .navi(let request, let language):
+            guard let registration else { return failure("the online services are not available") }
+            let fix = gnss?.currentFix()
+            let position = fix.flatMap { GeoPoint(json: .object([("lat", .number($0.latitude)), ("lon", .number($0.longitude))])) }
+            return registration.navi(request, language: language, position: position)
         case .transmit(let message, let signals):
             do {
                 let frame = try bus.transmit(message: message, signals: signals, missingAsZero: true)

@@ -4,6 +4,7 @@ import BackendHTTP
 import WebPortal
 import BackendLink
 import Logging
+import OnlineServices
 import Platform
 import ServiceLifecycle
 import TelematicsCore
@@ -73,6 +74,9 @@ struct Serve: AsyncParsableCommand {
     var smtp: String?
     @Flag(help: "Refuse to send mail unless the SMTP server takes STARTTLS.") var smtpStarttls = false
     @Option(help: "The mails' sender.") var mailFrom = "SEAT CONNECT <no-reply@tcu-backend.invalid>"
+    @Option(help: ArgumentHelp("Answer the Online infotainment services (routes, traffic, parking, fuel, voice) on the map hw/maps/build-map wrote in this directory. Without it they are refused as unavailable.",
+                               valueName: "dir"))
+    var map: String?
     @OptionGroup var database: DatabaseOption
 
     func run() async throws {
@@ -83,6 +87,14 @@ struct Serve: AsyncParsableCommand {
         _ = openStore(database.db)
         _ = openPortal(database.db)
         let database = self.database
+        // The map read (and refused with the reason) before anything is served.
+        let navi: NaviService? = map.map { dir in
+            do throws(NaviError) {
+                let service = NaviService(map: try NaviMap(directory: dir))
+                note("Online infotainment on the map in \(dir)")
+                return service
+            } catch { fail("--map: \(error.message)", 66) }
+        }
         // The services, stopped in reverse order: the HTTP server first (the requests in
         // progress answered), then the mailer, then the broker's side.
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
@@ -107,7 +119,7 @@ struct Serve: AsyncParsableCommand {
         let bell = api?.alertBell
         services.append(.init(service: LoopService(name: "mqtt") { stop in
             // The broker's thread has its own connections to the database.
-            let messages = CarMessages(portal: openPortal(database.db), store: openStore(database.db), note: note, alerted: { bell?.ring() })
+            let messages = CarMessages(portal: openPortal(database.db), store: openStore(database.db), note: note, navi: navi, alerted: { bell?.ring() })
             ingest(messages, from: endpoint, database: database, stop: stop)
         }))
         if let smtp {

@@ -13,7 +13,7 @@ struct TCUCtl: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tcuctl",
         abstract: "Operate and inspect the telematics unit, and work with its CAN data offline.",
-        subcommands: [Status.self, CAN.self, MSDCommand.self, ECallCommand.self, PrivacyCommand.self, RegisterCommand.self, AssistantCommand.self, LicenceCommand.self, ResetCommand.self, MenuCommand.self]
+        subcommands: [Status.self, CAN.self, MSDCommand.self, ECallCommand.self, PrivacyCommand.self, RegisterCommand.self, AssistantCommand.self, LicenceCommand.self, NaviCommand.self, ResetCommand.self, MenuCommand.self]
     )
 }
 

@@ -8,6 +8,7 @@ struct ControlRequestTests {
         .register(code: "12345678"), .createAccount(email: "a@b.c", password: "correct horse", spin: "4711"),
         .addCar(email: "a@b.c", password: "correct horse", acceptedTerms: true), .renewLicence(package: "navi", years: 2),
         .privacy(.offline), .privacy(nil), .transmit(message: "TCU_Body_Request", signals: ["Body_Request": 1, "Honk_Flash_Duration": 3]),
+        .navi(.route(from: .here, to: .named("Tikankatu 11")), language: .fr), .navi(.say("volume 3", near: .here), language: .en),
     ]
 
     @Test("every request survives the wire: what tcuctl sends is what the daemon reads", arguments: every)
@@ -19,8 +20,11 @@ struct ControlRequestTests {
     static let refused: [(String, String)] = [
         (#"{}"#, "request needs a \"command\" string"),
         (#"{"command":7}"#, "request needs a \"command\" string"),
-        (#"{"command":"reboot"}"#, "unknown command 'reboot'; known: ping, status, transmit, ecall, privacy, register, renewLicence, factoryReset"),
+        (#"{"command":"reboot"}"#, "unknown command 'reboot'; known: ping, status, transmit, ecall, privacy, register, renewLicence, factoryReset, navi"),
         (#"{"command":"ecall","action":"call"}"#, "ecall needs an \"action\": test, cancel or status"),
+        (#"{"command":"navi"}"#, "navi needs a \"request\" object"),
+        (#"{"command":"navi","request":{"action":"route","to":"here"},"language":"de"}"#, "navi's \"language\" is fr or en"),
+        (#"{"command":"navi","request":{"action":"nearest","kind":"hotel"}}"#, "navi: kind is fuel or parking"),
         (#"{"command":"factoryReset"}"#, "a factory reset deletes the user's data: send \"confirm\": true"),
         (#"{"command":"factoryReset","confirm":"yes"}"#, "a factory reset deletes the user's data: send \"confirm\": true"),
         (#"{"command":"register","code":12345678}"#, "register needs a \"code\" string"),

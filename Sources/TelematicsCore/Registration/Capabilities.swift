@@ -12,6 +12,12 @@ public struct Capability: Sendable, Equatable {
         case insufficientRights = 3003
 
         public static func < (a: Code, b: Code) -> Bool { a.rawValue < b.rawValue }
+
+        /// By its name (a refusal's `error`): missingLicence, offlineMode, ...
+        public static func named(_ name: String) -> Code? {
+            [Code.offlineMode, .locationDataDisabled, .licenceInactive, .licenceExpired, .missingLicence, .insufficientRights]
+                .first { "\($0)" == name }
+        }
     }
 
     public var id: String

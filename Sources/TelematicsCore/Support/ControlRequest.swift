@@ -15,12 +15,15 @@ public enum ControlRequest: Sendable, Equatable {
     /// Sets the privacy mode, or (nil) only reads it.
     case privacy(PrivacyMode?)
     case transmit(message: String, signals: [String: Double])
+    /// An Online infotainment request (the head unit's Navigation screen), answered by the
+    /// backend in the head unit's language (fr or en).
+    case navi(NaviRequest, language: VoiceLanguage)
 
     public enum ECallAction: String, Sendable, CaseIterable {
         case test, cancel, status
     }
 
-    public static let commands = ["ping", "status", "transmit", "ecall", "privacy", "register", "renewLicence", "factoryReset"]
+    public static let commands = ["ping", "status", "transmit", "ecall", "privacy", "register", "renewLicence", "factoryReset", "navi"]
 
     /// The request a JSON object stands for, or what is wrong with it (the reply's `error`).
     public static func parse(_ request: JSON) -> Result<ControlRequest, ControlRequestError> {
@@ -73,6 +76,11 @@ public enum ControlRequest: Sendable, Equatable {
                 signals[k] = d
             }
             return .success(.transmit(message: message, signals: signals))
+        case "navi":
+            guard let r = request["request"] else { return fail("navi needs a \"request\" object") }
+            let language = request["language"].map { $0.stringValue.flatMap(VoiceLanguage.init(rawValue:)) } ?? .en
+            guard let language else { return fail("navi's \"language\" is fr or en") }
+            do { return .success(.navi(try NaviRequest.parse(r), language: language)) } catch { return fail("navi: \(error.message)") }
         default:
             return fail("unknown command '\(command)'; known: \(commands.joined(separator: ", "))")
         }
@@ -100,6 +108,8 @@ public enum ControlRequest: Sendable, Equatable {
         case .transmit(let message, let signals):
             return command("transmit", [("message", .string(message)),
                                         ("signals", .object(signals.sorted { $0.key < $1.key }.map { ($0.key, .number($0.value)) }))])
+        case .navi(let r, let language):
+            return command("navi", [("request", r.json), ("language", .string(language.rawValue))])
         }
     }
 }

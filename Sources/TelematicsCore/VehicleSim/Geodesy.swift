@@ -123,3 +123,27 @@ public enum Geodesy {
         return digits == 0 ? "\(sign)\(whole)" : "\(sign)\(whole).\(frac)"
     }
 }
+
+extension GeoPoint {
+    /// `{"lat": …, "lon": …}` from outside; nil when either is missing, not finite or out of range.
+    public init?(json: JSON?) {
+        guard let lat = json?["lat"]?.numberValue, let lon = json?["lon"]?.numberValue,
+              lat.isFinite, lon.isFinite, abs(lat) <= 90, abs(lon) <= 180 else { return nil }
+        self.init(latitude: lat, longitude: lon)
+    }
+
+    public var json: JSON { .object([("lat", .number(latitude)), ("lon", .number(longitude))]) }
+}
+
+extension Geodesy {
+    /// Distance in metres from `p` to the segment a-b (on the same local flat projection).
+    public static func distance(_ p: GeoPoint, toSegment a: GeoPoint, _ b: GeoPoint) -> Double {
+        let k = cosine(p.latitude * radian)
+        let ax = (a.longitude - p.longitude) * k, ay = a.latitude - p.latitude
+        let dx = (b.longitude - a.longitude) * k, dy = b.latitude - a.latitude
+        let len2 = dx * dx + dy * dy
+        let t = len2 == 0 ? 0 : max(0, min(1, -(ax * dx + ay * dy) / len2))
+        let x = ax + t * dx, y = ay + t * dy
+        return (x * x + y * y).squareRoot() * radian * earthRadius
+    }
+}
