@@ -213,7 +213,7 @@ let package = Package(
 
         // Every parser that sees outside input as a function of bytes: libFuzzer's entry point
         // (`make fuzz` builds tcu-fuzz with --sanitize=fuzzer) and the corpus regression tests.
-        .target(name: "FuzzTargets", dependencies: ["TelematicsCore", "UnitConfiguration", "Backend", "WebPortal"], swiftSettings: strict),
+        .target(name: "FuzzTargets", dependencies: ["TelematicsCore", "UnitConfiguration", "Backend", "OnlineServices", "WebPortal"], swiftSettings: strict),
         .executableTarget(name: "tcu-fuzz", dependencies: ["FuzzTargets"], swiftSettings: strict),
 
         .testTarget(name: "TelematicsCoreTests", dependencies: ["TelematicsCore"], swiftSettings: strict),

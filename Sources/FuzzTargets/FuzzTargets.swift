@@ -3,6 +3,7 @@ import Glibc
 #endif
 import UnitConfiguration
 import Backend
+import OnlineServices
 import TelematicsCore
 import WebPortal
 
@@ -41,6 +42,9 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
     /// What NG-eCall reads from the PSAP's SIP messages (first line: the Content-Type, or a
     /// Call-Info value; the rest: the body): multipart bodies, EmergencyCallData.Control blocks.
     case sip
+    /// The Online infotainment services' inputs: a request as the car sends it (JSON), a
+    /// sentence for the voice control, a DATEX II traffic publication (the same bytes each).
+    case navi
 
     /// Runs one input through the target.
     public func run(_ bytes: [UInt8]) {
@@ -115,6 +119,16 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
             let b = MIMEMultipart.boundary(for: parts, base: "fuzz")
             let again = try? MIMEMultipart.parse(MIMEMultipart.build(parts, boundary: b), contentType: MIMEMultipart.contentType(boundary: b))
             precondition(!type.lowercased().hasPrefix("multipart/") || again == parts, "the parts of \(text) do not read back")
+        case .navi:
+            if let j = try? JSON.parse(text), let r = try? NaviRequest.parse(j) {
+                precondition((try? NaviRequest.parse(r.json)) == r, "the request \(text) does not read back")
+            }
+            if let (intent, _) = VoiceIntent.parse(text), case .volume(let v) = intent {
+                precondition(VoiceIntent.volumeRange.contains(v), "volume \(v) from \(text)")
+            }
+            // One folded character for one: the destination is cut from the sentence as typed.
+            precondition(text.map(VoiceIntent.fold).count == text.count, "folding \(text) changed its length")
+            _ = try? DATEXII.parse(bytes)
         case .scenario:
             _ = try? Scenario.parse(text, source: "fuzz.scn")
             for (i, line) in text.split(separator: "\n").enumerated() { _ = try? CarCommand.parse(line, line: i + 1) }

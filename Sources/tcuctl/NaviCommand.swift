@@ -1,5 +1,6 @@
 import ArgumentParser
 import Control
+import Platform
 import TelematicsCore
 
 /// The head unit's Navigation screen from the command line: the Online infotainment services
@@ -27,8 +28,9 @@ struct NaviCommand: ParsableCommand {
             guard VoiceLanguage(rawValue: language) != nil else { throw ValidationError("--language is fr or en, not '\(language)'") }
         }
 
-        /// Sends the request and shows the answer (or exits with the refusal).
-        func send(_ request: NaviRequest, show: (JSON) -> Void) {
+        /// Sends the request and shows the answer (or exits with the refusal); the answer.
+        @discardableResult
+        func send(_ request: NaviRequest, show: (JSON) -> Void) -> JSON {
             let reply = askBackend(options.socket, .navi(request, language: VoiceLanguage(rawValue: language) ?? .en))
             if json { print(reply.text) }
             guard reply["ok"]?.boolValue == true else {
@@ -37,6 +39,7 @@ struct NaviCommand: ParsableCommand {
                 die("refused: \(code)\(codes.isEmpty ? "" : " (\(codes))"): \(reply["message"]?.stringValue ?? "")", code: 75)
             }
             if !json { show(reply) }
+            return reply
         }
     }
 
@@ -52,10 +55,14 @@ struct NaviCommand: ParsableCommand {
         @OptionGroup var common: Common
         @Option(help: "Where from (default: here).") var from = "here"
         @Option(help: "Where to.") var to: String
+        @Option(help: ArgumentHelp("Write the route's points to this file (LAT,LON lines) for the simulated car to drive: tcu-car do route FILE.",
+                                   valueName: "file"))
+        var saveRoute: String?
 
         func run() throws {
             let request = NaviRequest.route(from: try NaviCommand.place(from, "--from"), to: try NaviCommand.place(to, "--to"))
-            common.send(request) { reply in showRoute(reply["route"]) }
+            let reply = common.send(request) { reply in showRoute(reply["route"]) }
+            if let saveRoute { save(route: reply["route"], to: saveRoute) }
         }
     }
 
@@ -110,6 +117,17 @@ struct NaviCommand: ParsableCommand {
 }
 
 private func number(_ j: JSON?) -> Double { j?.numberValue ?? 0 }
+
+/// The route's points as a route file the simulated car drives (`tcu-car do route FILE`).
+private func save(route: JSON?, to path: String) {
+    let points = (route?["geometry"]?.arrayValue ?? []).compactMap { p -> String? in
+        guard let a = p.arrayValue, a.count == 2, let lat = a[0].numberValue, let lon = a[1].numberValue else { return nil }
+        return "\(lat),\(lon)"
+    }
+    guard points.count >= 2 else { die("the answer holds no route to save", code: 65) }
+    let header = "# \(Int(number(route?["distanceM"]))) m by car, from tcuctl navi route; drive it with: tcu-car do route \(path)\n"
+    guard writeFileDurably(path, header + points.joined(separator: "\n") + "\n") else { die("cannot write \(path)", code: 73) }
+}
 
 private func showRoute(_ route: JSON?) {
     guard let route else { return }

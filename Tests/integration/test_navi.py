@@ -154,3 +154,31 @@ def test_without_the_navi_licence_each_service_answers_with_its_status_code(rig,
                  ["say", "volume 3"], ["traffic", "--near", "Tikankatu"]):
         r, reply = navi(rig, *args)
         assert r.returncode == 75 and reply["error"] == "missingLicence" and reply["statusCodes"] == [2003], (args, r.stderr)
+
+
+def test_the_simulated_car_drives_a_computed_route_and_here_follows_it(rig, kotka, gpsd, tmp_path):
+    """From the car's own position (gpsd, fed by the simulated car's NMEA, privacy share): a
+    route to the Teboil station, saved and handed to the simulated car, which drives it; at the
+    end, the nearest fuel station from "here" is the one the route led to."""
+    rig.restart_backend(extra=["--map", kotka])
+    car = rig.add_car()
+    sim = rig.start_sim_car(f"[gnss]\ngpsd = 127.0.0.1:{gpsd.port}\nparking-file = {tmp_path}/parking.json\n",
+                            car_args=("--gpsd-udp", f"127.0.0.1:{gpsd.udp_port}", "--start", f"{MALMINKI[0]},{MALMINKI[1]}"))
+    assert rig.tcuctl("register", car["pairingCode"]).returncode == 0
+    sim.do("engine", "start")
+    assert wait_until(lambda: rig.status().get("gnss.trusted") == "true", timeout=30)
+    route_file = tmp_path / "to-teboil.txt"
+    r = rig.tcuctl("navi", "route", "--to", "Tikankatu 11", "--save-route", str(route_file))
+    assert r.returncode == 0, r.stderr
+    assert "route:" in r.stdout and route_file.read_text().startswith("#")
+    points = [tuple(map(float, l.split(","))) for l in route_file.read_text().splitlines() if not l.startswith("#")]
+    assert haversine(points[0], MALMINKI) < 60 and haversine(points[-1], TEBOIL) < 100
+    sim.do("route", str(route_file), "speed", "120")
+    # The car drives to the route's end and stops there.
+    assert wait_until(lambda: haversine((sim.status()["position"]["latitude"], sim.status()["position"]["longitude"]), points[-1]) < 15,
+                      timeout=90)
+    def nearest_from_here():
+        _, reply = navi(rig, "nearest", "fuel")
+        return reply if reply and reply.get("ok") and reply["results"][0]["distanceM"] < 100 else None
+    reply = wait_until(nearest_from_here, timeout=30)
+    assert reply["results"][0]["name"] == "Teboil Karhula Tikankatu"

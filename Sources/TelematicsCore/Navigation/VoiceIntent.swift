@@ -196,7 +196,7 @@ public enum VoiceIntent: Sendable, Equatable {
 
     /// One character folded: lower case, without its accent; punctuation is a space. One
     /// character for one, so that positions in the folded text are positions in the original.
-    static func fold(_ c: Character) -> Character {
+    public static func fold(_ c: Character) -> Character {
         let lower = Character(c.lowercased().count == 1 ? c.lowercased() : String(c))
         switch lower {
         case "à", "â", "ä", "á": return "a"
