@@ -5,12 +5,13 @@ import TelematicsCore
 import VehicleBus
 
 /// The head unit's menu in a terminal: Settings → Online services → Registration, Service
-/// management (privacy), Licences, and the status. Every screen lists numbered choices and
+/// management (privacy), Licences, and the status; the Navigation screen (the Navi package's
+/// online services). Every screen lists numbered choices and
 /// 0 to go back; anything else is refused with a line that says so and the screen again.
 struct MenuCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "menu",
-        abstract: "The infotainment menu in a terminal: registration, privacy, licences, status.",
+        abstract: "The infotainment menu in a terminal: registration, privacy, licences, status, navigation.",
         discussion: "Type the number of a choice and Enter; 0 goes back. The same actions exist as plain subcommands for scripts: tcuctl register, tcuctl privacy, tcuctl status."
     )
 
@@ -58,11 +59,13 @@ struct Menu {
             let pending = status()?["ecall"]?["phase"]?.stringValue == "manualPending"
             var choices = ["Online services", "Status", "User"]
             if pending { choices.append("Cancel the emergency call") }
+            choices.append("Navigation")
             guard let c = choose("Settings", pending ? ["An emergency call is about to be placed."] : [], choices) else { return }
-            switch c {
-            case 1: onlineServices()
-            case 2: showStatus()
-            case 3: user()
+            switch choices[c - 1] {
+            case "Online services": onlineServices()
+            case "Status": showStatus()
+            case "User": user()
+            case "Navigation": navigation()
             default:
                 guard let reply = request(.eCall(.cancel)) else { continue }
                 print(reply["ok"]?.boolValue == true ? "The emergency call is cancelled." : "It cannot be cancelled now (\(reply["error"]?.stringValue ?? "?")).")
@@ -260,5 +263,48 @@ extension String {
         while let f = s.first, f == " " || f == "\t" || f == "\r" { s.removeFirst() }
         while let l = s.last, l == " " || l == "\t" || l == "\r" { s.removeLast() }
         return String(s)
+    }
+}
+
+extension Menu {
+    /// The Navigation screen: the Navi package's online services from the car's position
+    /// (route, fuel, parking, traffic) and the voice control, typed.
+    func navigation() {
+        while true {
+            let choices = ["Route to a destination", "Nearest fuel stations", "Nearest parking", "Traffic around the car", "Voice command"]
+            guard let c = choose("Navigation", ["Online infotainment (SEAT CONNECT Navi)"], choices) else { return }
+            let navi: NaviRequest
+            switch c {
+            case 1:
+                guard let to = ask("Destination: an address, a place or LAT,LON (0 to go back)") else { continue }
+                guard let place = NaviPlace(text: to) else {
+                    print("That is not a destination: an address, a place or LAT,LON.")
+                    continue
+                }
+                navi = .route(from: .here, to: place)
+            case 2: navi = .nearest(.fuel, near: .here, cheapest: false)
+            case 3: navi = .nearest(.parking, near: .here, cheapest: false)
+            case 4: navi = .traffic(near: .here, radiusM: 5_000)
+            default:
+                guard let sentence = ask("Say it, in French or English (0 to go back)") else { continue }
+                guard sentence.count <= NaviRequest.maximumTextLength else {
+                    print("That is too long: at most \(NaviRequest.maximumTextLength) characters.")
+                    continue
+                }
+                navi = .say(sentence, near: .here)
+            }
+            print("Asking the online services...")
+            guard let reply = request(.navi(navi, language: .en), timeoutMs: interactiveTimeoutMs) else { continue }
+            guard reply["ok"]?.boolValue == true else {
+                let codes = (reply["statusCodes"]?.arrayValue ?? []).compactMap { $0.integer() }.map(String.init)
+                print("Not available: \(reply["message"]?.stringValue ?? reply["error"]?.stringValue ?? "refused")"
+                      + (codes.isEmpty ? "" : " (status \(codes.joined(separator: ", ")))"))
+                continue
+            }
+            if let display = reply["display"]?.stringValue { print(display) }
+            showResults(reply["results"])
+            showRoute(reply["route"])
+            showRecords(reply["records"])
+        }
     }
 }

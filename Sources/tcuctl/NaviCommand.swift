@@ -129,7 +129,7 @@ private func save(route: JSON?, to path: String) {
     guard writeFileDurably(path, header + points.joined(separator: "\n") + "\n") else { die("cannot write \(path)", code: 73) }
 }
 
-private func showRoute(_ route: JSON?) {
+func showRoute(_ route: JSON?) {
     guard let route else { return }
     let minutes = (number(route["durationS"]) / 60).rounded(), delay = number(route["trafficDelayS"])
     print("route: \(Int(number(route["distanceM"]))) m, \(Int(minutes)) min" + (delay > 0 ? " (\(Int(delay)) s of traffic)" : ""))
@@ -139,7 +139,7 @@ private func showRoute(_ route: JSON?) {
     showRecords(route["traffic"])
 }
 
-private func showResults(_ results: JSON?) {
+func showResults(_ results: JSON?) {
     for r in results?.arrayValue ?? [] {
         var line = "\(Int(number(r["distanceM"]))) m  \(r["name"]?.stringValue ?? r["kind"]?.stringValue ?? "")"
         if let a = r["address"]?.stringValue { line += ", \(a)" }
@@ -150,7 +150,7 @@ private func showResults(_ results: JSON?) {
     }
 }
 
-private func showRecords(_ records: JSON?) {
+func showRecords(_ records: JSON?) {
     for r in records?.arrayValue ?? [] {
         print("traffic: \(r["type"]?.stringValue ?? "") \(r["comment"]?.stringValue ?? "") (+\(Int(number(r["delayS"]))) s)")
     }

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from support import ROOT, wait_until
+from support import ROOT, Terminal, wait_until
 
 MAP = os.environ.get("TCU_MAP", os.path.join(ROOT, ".build", "maps", "kotka"))
 MALMINKI = (60.5227333, 26.9397799)   # the Malminki car park
@@ -182,3 +182,27 @@ def test_the_simulated_car_drives_a_computed_route_and_here_follows_it(rig, kotk
         return reply if reply and reply.get("ok") and reply["results"][0]["distanceM"] < 100 else None
     reply = wait_until(nearest_from_here, timeout=30)
     assert reply["results"][0]["name"] == "Teboil Karhula Tikankatu"
+
+
+def test_the_menus_navigation_screen(navi_car):
+    """The head unit's Navigation screen in a real terminal: the voice command, a destination
+    that is not on the map, and the car's own position that it does not have yet (no GNSS)."""
+    term = Terminal(navi_car)
+    try:
+        term.shows("4) Navigation")
+        term.type_("4")
+        term.shows("== Navigation")
+        term.type_("5")
+        term.shows("Say it, in French or English")
+        term.type_("mets le volume à 12")
+        term.shows("Volume 12")
+        term.type_("1")
+        term.type_("Champs-Élysées")
+        term.shows("Not available: the car has no position yet (no GNSS fix)")
+        term.type_("9")
+        term.shows("Choose one of the numbers shown.")
+        term.type_("0")
+        term.type_("0")
+        term.shows("Goodbye.")
+    finally:
+        term.close()
