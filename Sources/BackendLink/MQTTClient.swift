@@ -43,6 +43,9 @@ public final class MQTTClient {
         self.keepaliveSeconds = keepaliveSeconds
         mosquitto_user_data_set(m, Unmanaged.passUnretained(self).toOpaque())
         mosquitto_int_option(m, MOSQ_OPT_PROTOCOL_VERSION, Int32(MQTT_PROTOCOL_V311))
+        // No Nagle: a request or an answer written just after an acknowledgement would wait
+        // for the peer's delayed ACK (40 ms on Linux) before leaving.
+        mosquitto_int_option(m, MOSQ_OPT_TCP_NODELAY, 1)
         if let will {
             var bytes = Array(will.payload.utf8)
             let rc = mosquitto_will_set(m, will.topic, Int32(bytes.count), &bytes, 1, will.retain)

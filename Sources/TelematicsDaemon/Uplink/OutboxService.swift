@@ -173,7 +173,9 @@ public final class OutboxService: Service, Sendable {
             i.outgoing.append((suffix + "/request", Array(body.text.utf8)))
             i.waiting[requestId] = answer
         }
+        // At once: the link thread waits in the MQTT loop on its wake pipe, not on the semaphore.
         wake.signal()
+        linkWake.signal()
         let got = answer.wait(timeoutMs: timeoutMs)
         interactions.withLock { _ = $0.waiting.removeValue(forKey: requestId) }
         return got.map { .answer($0) } ?? .timeout
