@@ -134,7 +134,8 @@ func showRoute(_ route: JSON?) {
     let minutes = (number(route["durationS"]) / 60).rounded(), delay = number(route["trafficDelayS"])
     print("route: \(Int(number(route["distanceM"]))) m, \(Int(minutes)) min" + (delay > 0 ? " (\(Int(delay)) s of traffic)" : ""))
     for m in route["manoeuvres"]?.arrayValue ?? [] {
-        print("  \(Int(number(m["distanceM"]))) m: \(m["instruction"]?.stringValue ?? "")")
+        let then = m["then"]?.stringValue ?? ""
+        print("  \(Int(number(m["distanceM"]))) m: \(m["instruction"]?.stringValue ?? "")" + (then.isEmpty ? "" : "; \(then)"))
     }
     showRecords(route["traffic"])
 }
