@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from support import ROOT, Terminal, wait_until
+from support import ROOT, VIN, Terminal, wait_until
 
 MAP = os.environ.get("TCU_MAP", os.path.join(ROOT, ".build", "maps", "kotka"))
 MALMINKI = (60.5227333, 26.9397799)   # the Malminki car park
@@ -182,6 +182,15 @@ def test_the_simulated_car_drives_a_computed_route_and_here_follows_it(rig, kotk
         return reply if reply and reply.get("ok") and reply["results"][0]["distanceM"] < 100 else None
     reply = wait_until(nearest_from_here, timeout=30)
     assert reply["results"][0]["name"] == "Teboil Karhula Tikankatu"
+    # The voice control from here: a route to the nearest parking, and the cheapest fuel.
+    r, reply = navi(rig, "say", "navigate to the nearest parking")
+    assert r.returncode == 0, r.stderr
+    assert reply["intent"]["intent"] == "navigateNearest" and reply["results"][0]["kind"] == "parking"
+    assert reply["route"]["to"]["lat"] == reply["results"][0]["lat"] and reply["route"]["distanceM"] > 0
+    r, reply = navi(rig, "say", "trouve une station-service pas chère", "--language", "fr")
+    assert r.returncode == 0, r.stderr
+    assert reply["language"] == "fr" and reply["display"] == "Stations-service"
+    assert [s["prices"]["e10"] for s in reply["results"]] == sorted(s["prices"]["e10"] for s in reply["results"])
 
 
 def test_the_menus_navigation_screen(navi_car):
@@ -206,3 +215,24 @@ def test_the_menus_navigation_screen(navi_car):
         term.shows("Goodbye.")
     finally:
         term.close()
+
+
+def test_points_with_no_road_are_refused_with_the_reason(navi_car):
+    r, reply = navi(navi_car, "route", "--from", "0,0", "--to", "Tikankatu 11")
+    assert r.returncode == 75 and reply["error"] == "noRoad" and "no road near the start" in reply["message"]
+    r, _ = navi(navi_car, "route", "--from", "91,0", "--to", "Tikankatu 11")
+    assert r.returncode != 0 and "is not a place" in r.stderr
+
+
+def test_the_backend_checks_the_licence_itself(rig, kotka):
+    """A car that claims the Navi services the portal never gave it: the car sends the request,
+    the backend refuses it from its own licence records."""
+    rig.restart_backend(extra=["--map", kotka])
+    (rig.tmp / "claims.json").write_text(
+        '{"status":"completed","user":"ana@example.com","role":"primary","services":["vehicleStatus","onlineNavigation"],'
+        '"licenceExpiresAt":4102444800000}')
+    rig.start_live_daemon(f"[registration]\nfile = {rig.tmp}/claims.json\n", registered=False)
+    assert wait_until(lambda: rig.status().get("outbox.backend.connected") == "true")
+    r, reply = navi(rig, "nearest", "fuel", "--near", "Tikankatu")
+    assert r.returncode == 75 and reply["error"] == "missingLicence" and reply["statusCodes"] == [2003], r.stderr
+    assert "not registered" in reply["message"]
