@@ -178,7 +178,7 @@ extension DaemonConfiguration {
             },
             K.path("privacy", "settings-file", \.settingsFile, "Where the user's privacy choice is kept."),
             K.path("registration", "file", \.registrationFile, "The car's enrolment (its command key and counter) and its wrong-code lock."),
-            K.integer("registration", "timeout-ms", \.registrationTimeoutMs, 100...120_000, "How long the car waits for the backend's answer to a pairing code."),
+            K.integer("registration", "timeout-ms", \.registrationTimeoutMs, 100...120_000, "How long the car waits for the backend's answer to an interactive request: a pairing code, a licence renewal, an online service (Navi)."),
             K.integer("remote", "confirm-timeout-ms", \.remoteConfirmTimeoutMs, 100...120_000, "How long a remote command waits for the status frames to confirm it."),
             K.integer("remote", "wake-ups-per-day", \.wakeUpsPerDay, 0...1_000, "Remote wake-ups the car takes per UTC day (each costs the 12 V battery)."),
             K.key("gnss", "gpsd", \.gpsd, form: "HOST:PORT", example: "localhost:2947",

@@ -236,3 +236,19 @@ def test_the_backend_checks_the_licence_itself(rig, kotka):
     r, reply = navi(rig, "nearest", "fuel", "--near", "Tikankatu")
     assert r.returncode == 75 and reply["error"] == "missingLicence" and reply["statusCodes"] == [2003], r.stderr
     assert "not registered" in reply["message"]
+
+
+def test_a_backend_that_does_not_answer_leaves_nothing_stuck(rig, kotka):
+    """The backend gone: the request ends at the car's timeout with a clear message; with the
+    backend back, the next one is answered."""
+    rig.restart_backend(extra=["--map", kotka])
+    car = rig.add_car()
+    rig.start_car("timeout-ms = 1500\n[ecall]\nshutdown-grace-ms = 0\n")
+    assert rig.tcuctl("register", car["pairingCode"]).returncode == 0
+    rig.backend.terminate()
+    rig.backend.wait(timeout=10)
+    r, reply = navi(rig, "nearest", "parking", "--near", "Tikankatu")
+    assert r.returncode == 75 and reply["error"] == "noAnswer" and "did not answer within 1500 ms" in reply["message"]
+    rig.start_backend(extra=["--map", kotka])
+    r, reply = navi(rig, "nearest", "parking", "--near", "Tikankatu")
+    assert r.returncode == 0 and reply["results"], r.stderr

@@ -32,7 +32,7 @@ extension CarRegistration {
         case .noConnection:
             return refused("noConnection", [], "no connection to the backend: the online services answer only when the car is online")
         case .timeout:
-            return refused("noAnswer", [], "the backend did not answer within \(timeoutMs / 1000) s")
+            return refused("noAnswer", [], "the backend did not answer within \(timeoutMs) ms")
         case .answer(let a):
             guard authentic(a, kind: "navi") else {
                 logger.warning("an answer without the backend's signature was refused", metadata: ["request.kind": "navi"])
