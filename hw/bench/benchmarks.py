@@ -175,8 +175,9 @@ def fill(path, messages, batch=500):
                                       str(messages), "--batch", str(batch)], check=True, capture_output=True, text=True).stdout)
 
 
-def daemon_with_outbox(folder, outbox_path, broker_port=None):
-    """telematicsd on a one-frame CAN log with the given outbox (and broker)."""
+def daemon_with_outbox(folder, outbox_path, broker_port=None, registration=None, answer_key=None):
+    """telematicsd on a one-frame CAN log with the given outbox (and broker); registered unless
+    `registration` gives other lines (a registration file still to be made by the handshake)."""
     log = os.path.join(folder, "one.log")
     with open(log, "w") as f:
         f.write("(1764000000.000000) can0 3C0#00000000\n")
@@ -184,9 +185,10 @@ def daemon_with_outbox(folder, outbox_path, broker_port=None):
     with open(conf, "w") as c:
         c.write(f"[can]\nsource = candump:{log}\ndbc = {dbc}\nreplay = fast\ntransmit-status = false\n"
                 f"[vehicle]\nprofile = {root}/hw/vehicle-profile.conf\n[control]\nsocket = {folder}/link.sock\n"
-                f"[outbox]\npath = {outbox_path}\nmax-bytes = 1099511627776\n{registered(folder)}[ecall]\njournal = {folder}/ecall.journal\n"
-                f"link = 127.0.0.1:{free_port()}\n[log]\nlevel = warning\n"
-                + (f"[backend]\nbroker = 127.0.0.1:{broker_port}\n" + tls(folder, kind="conf") if broker_port else ""))
+                f"[outbox]\npath = {outbox_path}\nmax-bytes = 1099511627776\n{registered(folder) if registration is None else registration}"
+                f"[ecall]\njournal = {folder}/ecall.journal\nlink = 127.0.0.1:{free_port()}\n[log]\nlevel = warning\n"
+                + (f"[backend]\nbroker = 127.0.0.1:{broker_port}\n" + (f"answer-key = {answer_key}\n" if answer_key else "")
+                   + tls(folder, kind="conf") if broker_port else ""))
     return subprocess.Popen([os.path.join(bin_dir, "telematicsd"), "--config", conf]), f"{folder}/link.sock"
 
 
@@ -392,18 +394,8 @@ def navi_round_trip(rounds=5, per_round=40):
             portal("user", "verify", "ana@example.com")
             code = json.loads(portal("garage", "add", VIN, "--user", "ana@example.com", "--profile",
                                      os.path.join(root, "hw", "vehicle-profile.conf"), "--accept-terms"))["pairingCode"]
-            log = os.path.join(tmp, "one.log")
-            with open(log, "w") as f:
-                f.write("(1764000000.000000) can0 3C0#00000000\n")
-            conf = os.path.join(tmp, "navi.conf")
-            with open(conf, "w") as c:
-                c.write(f"[can]\nsource = candump:{log}\ndbc = {dbc}\nreplay = fast\ntransmit-status = false\n"
-                        f"[vehicle]\nprofile = {root}/hw/vehicle-profile.conf\n[control]\nsocket = {tmp}/navi.sock\n"
-                        f"[outbox]\npath = {tmp}/outbox.db\n[registration]\nfile = {tmp}/registration.json\n"
-                        f"[ecall]\njournal = {tmp}/ecall.journal\nlink = 127.0.0.1:{free_port()}\nshutdown-grace-ms = 0\n"
-                        f"[backend]\nbroker = 127.0.0.1:{port}\nanswer-key = {key}\n{tls(tmp, kind='conf')}[log]\nlevel = warning\n")
-            daemon = subprocess.Popen([os.path.join(bin_dir, "telematicsd"), "--config", conf])
-            sock = f"{tmp}/navi.sock"
+            daemon, sock = daemon_with_outbox(tmp, os.path.join(tmp, "outbox.db"), port,
+                                              registration=f"[registration]\nfile = {tmp}/registration.json\n", answer_key=key)
             while not (control(sock, "status") or {}).get("outbox", {}).get("backend", {}).get("connected"):
                 time.sleep(0.02)
             assert control_request(sock, {"command": "register", "code": code}).get("ok"), "the bench car did not register"
