@@ -159,7 +159,8 @@ struct LoopService: Service {
 /// a backoff until `stop`.
 func ingest(_ messages: CarMessages, from endpoint: BrokerEndpoint, database: DatabaseOption, stop: StopSignal) {
     let client: MQTTClient
-    do { client = try endpoint.client(id: "tcu-backend", cleanSession: false) } catch { fail("\(error)", 69) }
+    // Each message is acknowledged once stored: a backend killed between the two gets it again.
+    do { client = try endpoint.client(id: "tcu-backend", cleanSession: false, acknowledgeAfterHandling: true) } catch { fail("\(error)", 69) }
     var failures = 0
     client.onConnect = { rc in
         if rc == 0 {
@@ -167,7 +168,16 @@ func ingest(_ messages: CarMessages, from endpoint: BrokerEndpoint, database: Da
             note("connected to \(endpoint)")
         }
     }
+    // Fault injection for the tests: the process ends in the middle of the N-th message, after
+    // it arrived and before it is stored (what a crash or a power cut there would do).
+    let exitOn = getenv("TCU_BACKEND_FAULT_EXIT_ON_MESSAGE").flatMap { Int(String(cString: $0)) }
+    var received = 0
     client.onMessage = { topic, payload in
+        received += 1
+        if received == exitOn {
+            note("fault injection: ending before storing message \(received)")
+            _exit(70)
+        }
         for reply in messages.handle(topic: topic, payload: payload, nowMs: database.nowMs) {
             _ = client.publish(topic: reply.topic, payload: Array(reply.body.text.utf8))
         }
@@ -580,8 +590,8 @@ struct BrokerEndpoint: Sendable, CustomStringConvertible {
 
     var description: String { "\(host):\(port)\(ca == nil ? "" : " (TLS)")" }
 
-    func client(id: String, cleanSession: Bool = true) throws(MQTTError) -> MQTTClient {
-        let c = try MQTTClient(clientID: id, host: host, port: port, cleanSession: cleanSession)
+    func client(id: String, cleanSession: Bool = true, acknowledgeAfterHandling: Bool = false) throws(MQTTError) -> MQTTClient {
+        let c = try MQTTClient(clientID: id, host: host, port: port, cleanSession: cleanSession, acknowledgeAfterHandling: acknowledgeAfterHandling)
         if let ca { try c.useTLS(caFile: ca, certFile: cert, keyFile: key) }
         return c
     }

@@ -118,12 +118,12 @@ class Rig:
         self.portal("user", "verify", "ana@example.com")
         return json.loads(self.portal("garage", "add", VIN, "--user", "ana@example.com", "--profile", PROFILE, "--accept-terms").stdout)
 
-    def start_backend(self, clock_offset_days=0, extra=()):
+    def start_backend(self, clock_offset_days=0, extra=(), env=None):
         log = self.tmp / "backend.log"
         connections = log.read_text().count("connected to") + 1 if log.exists() else 1
         self.backend = subprocess.Popen([os.path.join(BIN, "tcu-backend"), "serve", *self.broker_args(),
                                          "--db", str(self.tmp / "backend.db"), f"--clock-offset-days={clock_offset_days}", *extra],
-                                        stderr=open(log, "a"))
+                                        stderr=open(log, "a"), env={**os.environ, **(env or {})})
         assert wait_until(lambda: self.backend_ready(connections))
 
     def broker_args(self):
@@ -134,10 +134,10 @@ class Rig:
         """mosquitto_pub/sub's options for the broker, as IDENTITY (a VIN, or tcu-backend)."""
         return ["-h", "127.0.0.1", "-p", str(self.port), *tls_args(self.pki, identity)]
 
-    def restart_backend(self, clock_offset_days=0, extra=()):
+    def restart_backend(self, clock_offset_days=0, extra=(), env=None):
         self.backend.terminate()
         self.backend.wait(timeout=10)
-        self.start_backend(clock_offset_days, extra)
+        self.start_backend(clock_offset_days, extra, env)
 
     def status(self):
         r = subprocess.run([os.path.join(BIN, "tcuctl"), "status", "--socket", f"{self.tmp}/ctl.sock"], capture_output=True, text=True)

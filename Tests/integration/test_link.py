@@ -144,6 +144,19 @@ def test_a_backend_restart_mid_burst_loses_nothing(rig):
     assert_complete(rig, count)
 
 
+def test_a_backend_that_dies_before_storing_a_message_gets_it_again(rig):
+    """The backend ends (fault injection) after a message arrived and before it is stored: the
+    message was not acknowledged, so the broker gives it again to the restarted backend.
+    (libmosquitto acknowledges before the handler unless told otherwise: then this one is lost.)"""
+    rig.restart_backend(env={"TCU_BACKEND_FAULT_EXIT_ON_MESSAGE": "30"})
+    count = burst_log(rig.tmp / "burst.log")
+    rig.start_daemon(rig.tmp / "burst.log", replay="original")
+    assert rig.backend.wait(timeout=60) == 70
+    assert "fault injection: ending before storing message 30" in (rig.tmp / "backend.log").read_text()
+    rig.start_backend()
+    assert_complete(rig, count)
+
+
 class Proxy:
     """A TCP relay between the car and the broker that the test can cut: `drop` discards
     everything in both directions on open connections and refuses new ones (a dead link
