@@ -152,20 +152,26 @@ def tls(folder, identity=VIN, kind="mosquitto"):
     return f"tls-ca = {pki}/ca.pem\ntls-cert = {pki}/{identity}.pem\ntls-key = {pki}/{identity}.key\n"
 
 
+def control_request(path, request, timeout=30):
+    """One JSON request on the daemon's control socket, its reply."""
+    import socket
+    with socket.socket(socket.AF_UNIX) as c:
+        c.settimeout(timeout)
+        c.connect(path)
+        c.sendall((json.dumps(request) + "\n").encode())
+        buf = b""
+        while not buf.endswith(b"\n"):
+            chunk = c.recv(1 << 20)
+            if not chunk:
+                break
+            buf += chunk
+    return json.loads(buf)
+
+
 def control(path, command):
     """One request on the daemon's control socket; None while it is not there."""
-    import socket
     try:
-        with socket.socket(socket.AF_UNIX) as c:
-            c.connect(path)
-            c.sendall((json.dumps({"command": command}) + "\n").encode())
-            buf = b""
-            while not buf.endswith(b"\n"):
-                chunk = c.recv(1 << 20)
-                if not chunk:
-                    break
-                buf += chunk
-        return json.loads(buf)
+        return control_request(path, {"command": command})
     except (OSError, ValueError):
         return None
 
@@ -350,22 +356,6 @@ def alarm_push_latency(rounds=40):
 
 
 alarm_p50, alarm_p90, alarm_max = alarm_push_latency()
-
-
-def control_request(path, request, timeout=30):
-    """One JSON request on the daemon's control socket, its reply."""
-    import socket
-    with socket.socket(socket.AF_UNIX) as c:
-        c.settimeout(timeout)
-        c.connect(path)
-        c.sendall((json.dumps(request) + "\n").encode())
-        buf = b""
-        while not buf.endswith(b"\n"):
-            chunk = c.recv(1 << 20)
-            if not chunk:
-                break
-            buf += chunk
-    return json.loads(buf)
 
 
 NAVI_FROM, NAVI_TO = (60.5227333, 26.9397799), (60.5203703, 26.9496505)
