@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from support import ROOT, VIN, Terminal, wait_until
+from support import ROOT, Terminal, wait_until
 
 MAP = os.environ.get("TCU_MAP", os.path.join(ROOT, ".build", "maps", "kotka"))
 MALMINKI = (60.5227333, 26.9397799)   # the Malminki car park
