@@ -259,8 +259,8 @@ public enum ControlCommands {
             return .object([("ok", .bool(true)), ("privacy", .string(privacy.current.rawValue))])
         case .navi(let request, let language):
             guard let registration else { return failure("the online services are not available") }
-            let fix = gnss?.currentFix()
-            let position = fix.flatMap { GeoPoint(json: .object([("lat", .number($0.latitude)), ("lon", .number($0.longitude))])) }
+            // The current fix, while it is fresh (the filter took it from gpsd checked).
+            let position = gnss?.currentFix().map { GeoPoint(latitude: $0.latitude, longitude: $0.longitude) }
             return registration.navi(request, language: language, position: position)
         case .transmit(let message, let signals):
             do {
