@@ -454,7 +454,7 @@ def write_voice_pcap(path, seconds):
 
 
 def test_a_psap_gone_silent_is_a_drop_the_unit_ends_the_dead_dialog_and_redials(ng, tmp_path):
-    """A lost bearer sends no BYE: the voice stops. SIPp talks (RTP from a G.711 file) and
+    """A lost bearer sends no BYE: the voice stops. SIPp talks (G.711 RTP replayed from a pcap) and
     then goes silent; the unit finds the silence after sip-media-timeout-ms, sends its BYE on
     the dead dialog and redials; the next PSAP takes the call."""
     port = free_port(socket.SOCK_DGRAM)
