@@ -17,6 +17,7 @@ let package = Package(
         .executable(name: "tcu-psap", targets: ["tcu-psap"]),
         .executable(name: "tcu-backend", targets: ["tcu-backend"]),
         .executable(name: "tcu-car", targets: ["tcu-car"]),
+        .executable(name: "tcu-fleet", targets: ["tcu-fleet"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -136,6 +137,21 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict
+        ),
+        // A fleet in one process: many cars, one epoll loop over their broker connections, one
+        // outbox file (docs/fleet.md).
+        .target(
+            name: "Fleet",
+            dependencies: ["TelematicsCore", "Platform", "CPlatform", "Outbox", "CMosquitto", "COpenSSL"],
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "tcu-fleet",
+            dependencies: [
+                "Fleet", "TelematicsCore", "Platform",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict
         ),

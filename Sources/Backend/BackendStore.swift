@@ -148,6 +148,27 @@ public final class BackendStore {
         return out
     }
 
+    /// Every car's figures at once (a fleet's check): messages stored, highest sequence number,
+    /// duplicates removed, and whether numbers are missing (from 1, or its last data deletion,
+    /// to the highest).
+    public struct CarSummary: Sendable, Equatable {
+        public var vin: String
+        public var messages: Int64
+        public var highestSequence: Int64
+        public var missing: Int64
+        public var duplicates: Int64
+    }
+
+    public func summary() throws(OutboxError) -> [CarSummary] {
+        try db.query("""
+            SELECT m.vin, count(*), max(m.seq), max(m.seq) - coalesce(r.seq, 0) - count(*), coalesce(d.count, 0)
+            FROM messages m LEFT JOIN resets r ON r.vin = m.vin LEFT JOIN duplicates d ON d.vin = m.vin
+            WHERE m.seq IS NOT NULL AND m.seq > coalesce(r.seq, 0) GROUP BY m.vin ORDER BY m.vin
+            """) { row in
+            CarSummary(vin: row.text(0), messages: row.int(1), highestSequence: row.int(2), missing: row.int(3), duplicates: row.int(4))
+        }
+    }
+
     public func duplicates(vin: String) throws(OutboxError) -> Int64 {
         try db.query("SELECT count FROM duplicates WHERE vin = ?", [.text(vin)]) { $0.int(0) }.first ?? 0
     }

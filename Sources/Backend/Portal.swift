@@ -24,25 +24,11 @@ public struct PortalError: Error, Equatable, Sendable, CustomStringConvertible {
 /// Which cars the connected services support (the seed's list; the real one is the
 /// manufacturer's). Pure rules, checked when a car is added to a garage.
 public enum Compatibility {
-    /// Model → first build month (YYYY-MM) that has the connectivity unit. The product page
-    /// gives Leon from May 2020 and Arona, Ateca, Ibiza and Tarraco from September 2020; it
-    /// names the Mii electric with no date: September 2019, when its production began, is the
-    /// project's assumption (docs/protocol.md).
-    public static let models: [String: String] = [
-        "Mii electric": "2019-09", "Leon": "2020-05",
-        "Arona": "2020-09", "Ateca": "2020-09", "Ibiza": "2020-09", "Tarraco": "2020-09",
-    ]
+    /// Model → first build month (YYYY-MM) that has the connectivity unit (ConnectedModels).
+    public static let models = ConnectedModels.firstBuildMonth
 
-    /// The 38 countries the product page lists, in its order: Allemagne, Belgique, République
-    /// tchèque, Danemark, Finlande, Norvège, Suède, France, Grande-Bretagne, Irlande, Autriche,
-    /// Suisse, Italie, Espagne, Portugal, Pologne, Hongrie, Grèce, Chypre, Pays-Bas, Luxembourg,
-    /// Bulgarie, Roumanie, Croatie, Slovénie, Malte, Slovaquie, Andorre, Estonie, Lettonie,
-    /// Lituanie, Serbie, Albanie, Macédoine (du Nord), Bosnie-Herzégovine, Ukraine, Monténégro
-    /// and Gibraltar (ISO 3166-1 alpha-2; Grande-Bretagne is the United Kingdom's code, GB).
-    public static let countries: [String] = [
-        "DE", "BE", "CZ", "DK", "FI", "NO", "SE", "FR", "GB", "IE", "AT", "CH", "IT", "ES", "PT", "PL", "HU", "GR", "CY",
-        "NL", "LU", "BG", "RO", "HR", "SI", "MT", "SK", "AD", "EE", "LV", "LT", "RS", "AL", "MK", "BA", "UA", "ME", "GI",
-    ]
+    /// The 38 countries the product page lists (ConnectedModels).
+    public static let countries = ConnectedModels.countries
 
     /// The free trial a first registration starts. The product page: it "may vary by country
     /// and equipment level, but always lasts at least 12 months". It gives no figures beyond

@@ -8,6 +8,10 @@
 #include <signal.h>
 #include <string.h>
 #include <unistd.h>
+/* The fleet's one event loop: epoll over its cars' sockets, an eventfd for the airbag line. */
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/random.h>
 
 /// Gives the heap's free memory back to the system (glibc's malloc_trim), after a burst.
 static inline int cpl_malloc_trim(void) { return malloc_trim(0); }

@@ -18,7 +18,7 @@ struct TCUBackend: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tcu-backend",
         abstract: "The reference backend: stores what the cars send over MQTT and answers queries; the portal's accounts and garages.",
-        subcommands: [Serve.self, State.self, Events.self, Gaps.self, Connection.self, UserCommand.self, GarageCommand.self, LicenceCommand.self,
+        subcommands: [Serve.self, State.self, Events.self, Gaps.self, Summary.self, Connection.self, UserCommand.self, GarageCommand.self, LicenceCommand.self,
                       RemoteCommandCLI.self, CommandStatusCLI.self, KeysCLI.self]
     )
 }
@@ -273,6 +273,27 @@ struct Gaps: ParsableCommand {
             let list = gaps.map { JSON.object([("from", .number(Double($0.lowerBound))), ("to", .number(Double($0.upperBound)))]) }
             print(JSON.object([("vin", .string(vin)), ("gaps", .array(list)),
                                ("duplicatesRemoved", .number(Double(try store.duplicates(vin: vin))))]).text)
+        } catch { fail("\(error)", 65) }
+    }
+}
+
+struct Summary: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Every car's figures at once: messages, highest sequence number, numbers missing, duplicates removed.",
+        discussion: "One JSON object: the totals, and the cars with numbers missing (a fleet's check that nothing was lost)."
+    )
+    @OptionGroup var database: DatabaseOption
+
+    func run() throws {
+        do {
+            let cars = try openStore(database.db).summary()
+            let missing = cars.filter { $0.missing != 0 }
+            print(JSON.object([
+                ("cars", .number(Double(cars.count))), ("messages", .number(Double(cars.reduce(0) { $0 + $1.messages }))),
+                ("duplicatesRemoved", .number(Double(cars.reduce(0) { $0 + $1.duplicates }))),
+                ("carsWithGaps", .array(missing.map { .object([("vin", .string($0.vin)), ("missing", .number(Double($0.missing))),
+                                                                ("highestSequence", .number(Double($0.highestSequence)))]) })),
+            ]).text)
         } catch { fail("\(error)", 65) }
     }
 }

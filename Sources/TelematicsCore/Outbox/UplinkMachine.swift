@@ -49,8 +49,11 @@ public struct UplinkMachine: Sendable, Equatable {
     /// At most this many messages in flight.
     public let window: Int
 
-    public init(window: Int) {
+    /// `firstAttemptAt`: when the first connection is due (a fleet spreads its cars' first
+    /// connections over a ramp; a unit connects at once).
+    public init(window: Int, firstAttemptAt: Int64 = .min) {
         self.window = max(1, window)
+        phase = .down(nextAttemptAt: firstAttemptAt)
     }
 
     /// Capped exponential backoff: 0.5 s, 1 s, 2 s ... 30 s after the `failures`-th failure,

@@ -65,18 +65,3 @@ public struct VehicleEventService: Service {
     }
 
 }
-
-extension ECallReport {
-    /// The report of a finished eCall as an outbox message (highest priority). It carries the
-    /// call's facts only: no position.
-    public func outboxMessage(vin: String, id: String, nowMs: Int64) -> OutboxMessage {
-        let body = JSON.object([
-            ("id", .string(id)), ("vin", .string(vin)), ("type", .string("eCallReport")),
-            ("kind", .string(kind.rawValue)), ("ending", .string(ending.rawValue)), ("attempts", .number(Double(attempts))),
-            ("msdAcknowledged", .bool(msdAcknowledged)), ("lastMessageIdentifier", .number(Double(lastMessageIdentifier))),
-            ("msdTimestamp", .number(Double(msdTimestamp))), ("durationMs", .number(Double(endedAt - startedAt))),
-            ("capturedAt", .number(Double(nowMs))),
-        ])
-        return OutboxMessage(id: id, stream: "ecall", priority: .eCallReport, capturedAtMs: nowMs, payload: body.text)
-    }
-}

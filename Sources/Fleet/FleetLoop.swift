@@ -1,0 +1,530 @@
+import CMosquitto
+#if canImport(Glibc)
+import Glibc
+#endif
+import Outbox
+import CPlatform
+import Platform
+import Synchronization
+import TelematicsCore
+
+/// How a fleet process reaches its broker and keeps its outbox.
+public struct FleetSettings: Sendable {
+    public var host = "127.0.0.1"
+    public var port: Int32 = 8883
+    public var ca: String
+    public var issuerCertificate: String
+    public var issuerKey: String
+    public var outboxPath: String
+    public var keepaliveSeconds: Int32 = 60
+    /// Messages in flight per car.
+    public var window = 4
+    /// New connections per second at most (a fleet that starts or comes back ramps up).
+    public var connectsPerSecond = 2_000
+    /// How long to run (nil: until stopped).
+    public var durationMs: Int64?
+    /// The start spreads the cars' first connections over this long.
+    public var rampMs: Int64 = 5_000
+
+    public init(ca: String, issuerCertificate: String, issuerKey: String, outboxPath: String) {
+        self.ca = ca
+        self.issuerCertificate = issuerCertificate
+        self.issuerKey = issuerKey
+        self.outboxPath = outboxPath
+    }
+}
+
+/// What the fleet did, for its report line (one a second, and one at the end).
+public struct FleetStatistics: Sendable {
+    public var cars = 0
+    public var connected = 0
+    public var stored: Int64 = 0
+    public var published: Int64 = 0
+    public var acknowledged: Int64 = 0
+    public var reconnects: Int64 = 0
+    public var connectAttempts: Int64 = 0
+    public var waiting: Int64 = 0
+    public var refused: Int64 = 0
+    public var dials: Int = 0
+    /// Connections lost or refused, and the last reason.
+    public var lost: Int64 = 0
+    public var lastError: String?
+    /// Crash (the airbag's line) to dial, microseconds, each crash.
+    public var crashToDialUs: [Int64] = []
+
+    public var json: JSON {
+        var o: [(String, JSON)] = [
+            ("cars", .number(Double(cars))), ("connected", .number(Double(connected))), ("stored", .number(Double(stored))),
+            ("published", .number(Double(published))), ("acknowledged", .number(Double(acknowledged))),
+            ("waiting", .number(Double(waiting))), ("reconnects", .number(Double(reconnects))),
+            ("connectAttempts", .number(Double(connectAttempts))), ("refused", .number(Double(refused))),
+            ("dials", .number(Double(dials))), ("lost", .number(Double(lost))),
+        ]
+        if let lastError { o.append(("lastError", .string(lastError))) }
+        if !crashToDialUs.isEmpty {
+            let sorted = crashToDialUs.sorted()
+            func pct(_ p: Int) -> JSON { .number(Double(sorted[min(sorted.count - 1, sorted.count * p / 100)])) }
+            o.append(("crashToDialUs", .object([("p50", pct(50)), ("p99", pct(99)), ("max", .number(Double(sorted.last!)))])))
+        }
+        return .object(o)
+    }
+}
+
+/// A fleet shard in one process: its cars (values), one libmosquitto connection each driven
+/// by one epoll loop on one thread (libmosquitto's socket-level API: no thread per car), one
+/// SQLite outbox with a stream per car, and the cars' eCall machines. The airbag line (crashes
+/// the scenarios schedule) reaches the loop through an eventfd, so a crash is served at once
+/// however busy the broker connections are.
+public final class FleetLoop: @unchecked Sendable {
+    // Everything below is the loop thread's alone, but the stop flag and the crash queue.
+    private var cars: [FleetCar]
+    private var links: [OpaquePointer?]
+    private var uplinks: [UplinkMachine]
+    /// Per car: the highest sequence number handed to libmosquitto on this connection.
+    private var taken: [Int64]
+    private var socketOf: [Int32]
+    private var wantsWrite: [Bool]
+    private var contexts: UnsafeMutablePointer<CarContext>
+    private let vins: [String]
+    private let settings: FleetSettings
+    private let identities: FleetIdentities
+    private let outbox: FleetOutboxStore
+    private let clocks: Clocks
+    private let epoll: Int32
+    private let crashBell: Int32
+    private let crashes = Mutex<[(slot: Int, atNs: Int64)]>([])
+    private let stopping = Atomic<Bool>(false)
+    /// Set by the airbag line: the loop serves the crash between two cars' work, wherever it is.
+    private let crashPending = Atomic<Bool>(false)
+    private var pendingMessages: [(slot: Int, message: OutboxMessage)] = []
+    private var pendingAcks: [(slot: Int, seq: Int64)] = []
+    private var dirty: Set<Int> = []
+    private var outputs: [FleetCar.Output] = []
+    /// The simulated eCall network: (due monotonic ms, slot, stage) of the calls in progress.
+    private var calls: [(dueMs: Int64, slot: Int, stage: Int)] = []
+    private var rng = SystemRandomNumberGenerator()
+    public private(set) var statistics = FleetStatistics()
+    private let report: @Sendable (FleetStatistics) -> Void
+    private let log: @Sendable (String) -> Void
+
+    struct CarContext {
+        var loop: Unmanaged<FleetLoop>
+        var slot: Int
+    }
+
+    private static let initialised: Bool = { mosquitto_lib_init(); return true }()
+
+    /// The shard's cars, ready to run: identities made, the outbox opened (what a previous run
+    /// left is sent first).
+    public init(plan: FleetPlan, shard: FleetPlan.Shard, settings: FleetSettings, clocks: Clocks = .system,
+                report: @escaping @Sendable (FleetStatistics) -> Void, log: @escaping @Sendable (String) -> Void) throws(SystemError) {
+        _ = Self.initialised
+        self.settings = settings
+        self.clocks = clocks
+        self.report = report
+        self.log = log
+        let specs = shard.cars.map { plan.car($0) }
+        vins = specs.map(\.vin)
+        let behaviour = FleetCar.Behaviour(plan)
+        let start = clocks.wallMs
+        // The cars live around Kotka (the map the project ships), each at its own place.
+        cars = specs.map { spec in
+            let ring = Double(spec.index % 1_000) / 1_000
+            return FleetCar(spec: spec, behaviour: behaviour, startMs: start,
+                            home: (60.466 + 0.05 * ring - 0.025, 26.946 + 0.08 * Double((spec.index * 7919) % 1_000) / 1_000 - 0.04))
+        }
+        let n = specs.count
+        identities = try FleetIdentities(vins: vins, issuerCertificate: settings.issuerCertificate, issuerKey: settings.issuerKey,
+                                         ca: settings.ca, host: settings.host)
+        do {
+            outbox = try FleetOutboxStore(path: settings.outboxPath, vins: vins)
+        } catch {
+            throw SystemError(.invalidInput, "fleet outbox \(settings.outboxPath): \(error)")
+        }
+        links = Array(repeating: nil, count: n)
+        uplinks = Array(repeating: UplinkMachine(window: settings.window), count: n)
+        taken = Array(repeating: 0, count: n)
+        socketOf = Array(repeating: -1, count: n)
+        wantsWrite = Array(repeating: false, count: n)
+        epoll = try syscall("epoll_create1") { epoll_create1(Int32(EPOLL_CLOEXEC)) }
+        crashBell = try syscall("eventfd") { eventfd(0, Int32(EFD_NONBLOCK | EFD_CLOEXEC)) }
+        contexts = .allocate(capacity: max(1, n))
+        var ev = epoll_event(events: EPOLLIN.rawValue, data: epoll_data_t(u64: UInt64.max))
+        _ = try syscall("epoll_ctl crash line") { epoll_ctl(epoll, EPOLL_CTL_ADD, crashBell, &ev) }
+        for slot in 0..<n {
+            (contexts + slot).initialize(to: CarContext(loop: Unmanaged.passUnretained(self), slot: slot))
+            guard let m = mosquitto_new("tcu-\(vins[slot])", true, contexts + slot) else {
+                throw SystemError(.io, "mosquitto_new for \(vins[slot])", errno: errno)
+            }
+            mosquitto_int_option(m, MOSQ_OPT_PROTOCOL_VERSION, Int32(MQTT_PROTOCOL_V311))
+            mosquitto_int_option(m, MOSQ_OPT_TCP_NODELAY, 1)
+            mosquitto_void_option(m, MOSQ_OPT_SSL_CTX, UnsafeMutableRawPointer(identities.context))
+            // The context as it is (libmosquitto 2 would add its defaults, and want a CA file for them).
+            mosquitto_int_option(m, MOSQ_OPT_SSL_CTX_WITH_DEFAULTS, 0)
+            var offline = Array(#"{"online":false}"#.utf8)
+            mosquitto_will_set(m, "vehicles/\(vins[slot])/connection", Int32(offline.count), &offline, 1, true)
+            mosquitto_connect_callback_set(m, fleetOnConnect)
+            mosquitto_disconnect_callback_set(m, fleetOnDisconnect)
+            mosquitto_publish_callback_set(m, fleetOnPublish)
+            mosquitto_message_callback_set(m, fleetOnMessage)
+            links[slot] = m
+            // "Offline" cars never connect; the others start spread over the ramp.
+            if cars[slot].spec.privacy == .offline {
+                _ = uplinks[slot].close()
+            } else {
+                uplinks[slot] = UplinkMachine(window: settings.window,
+                                              firstAttemptAt: clocks.monotonicMs + Int64.random(in: 0...max(0, settings.rampMs), using: &rng))
+            }
+        }
+        // A restarted fleet: what the last run stored and the broker did not acknowledge goes first.
+        do {
+            for (slot, w) in try outbox.waiting() where slot < n {
+                statistics.waiting += Int64(w.count)
+                dirty.insert(slot)
+            }
+        } catch {
+            throw SystemError(.io, "fleet outbox \(settings.outboxPath): \(error)")
+        }
+        statistics.cars = n
+    }
+
+    deinit {
+        for m in links { mosquitto_destroy(m) }
+        contexts.deinitialize(count: links.count)
+        contexts.deallocate()
+        close(epoll)
+        close(crashBell)
+        outbox.close()
+    }
+
+    /// From any thread: the airbag of car `slot` fired now.
+    public func crash(slot: Int) {
+        let now = clocks.monotonic().nanoseconds
+        crashes.withLock { $0.append((slot, now)) }
+        crashPending.store(true, ordering: .releasing)
+        var one: UInt64 = 1
+        _ = write(crashBell, &one, 8)
+    }
+
+    /// The shard's cars' crash times (monotonic ms from now), for the airbag line.
+    public func scheduledCrashes() -> [(slot: Int, afterMs: Int64)] {
+        cars.enumerated().flatMap { slot, car in
+            car.spec.scenarios.filter { $0.0 == .crash }.map { (slot, Int64($0.atSecond) * 1_000) }
+        }
+    }
+
+    public func stop() {
+        stopping.store(true, ordering: .relaxed)
+        var one: UInt64 = 1
+        _ = write(crashBell, &one, 8)
+    }
+
+    /// Runs until `stop` or the configured duration; then says goodbye and commits.
+    public func run() {
+        let started = clocks.monotonicMs
+        var nextTick = started, nextReport = started + 1_000
+        var miscCursor = 0
+        var events = [epoll_event](repeating: epoll_event(), count: 512)
+        while !stopping.load(ordering: .relaxed) {
+            let now = clocks.monotonicMs
+            if let d = settings.durationMs, now - started >= d { break }
+            let wait = Int32(max(0, min(nextTick, nextReport, calls.first?.dueMs ?? .max) - now))
+            let ready = epoll_wait(epoll, &events, Int32(events.count), min(wait, 100))
+            if ready > 0 {
+                for e in events[0..<Int(ready)] {
+                    if crashPending.load(ordering: .acquiring) { serveCrashes() }
+                    if e.data.u64 == UInt64.max { serveCrashes(); continue }
+                    let slot = Int(e.data.u64)
+                    guard slot < links.count, let m = links[slot], socketOf[slot] >= 0 else { continue }
+                    identities.serving = slot
+                    if e.events & (EPOLLIN.rawValue | EPOLLERR.rawValue | EPOLLHUP.rawValue) != 0 {
+                        let rc = mosquitto_loop_read(m, 1)
+                        if rc != MOSQ_ERR_SUCCESS.rawValue { lost(slot, rc); continue }
+                    }
+                    if socketOf[slot] >= 0, e.events & EPOLLOUT.rawValue != 0 {
+                        let rc = mosquitto_loop_write(m, 1)
+                        if rc != MOSQ_ERR_SUCCESS.rawValue { lost(slot, rc); continue }
+                    }
+                    watch(slot)
+                }
+            }
+            // A crash that came in while the connections were served is served before the rest.
+            serveCrashes()
+            let t = clocks.monotonicMs
+            if t >= nextTick {
+                nextTick = t + 100
+                tick(t)
+                // Keepalives and timeouts: a tenth of the cars a tick, each once a second.
+                let count = links.count
+                let share = (count + 9) / 10
+                for _ in 0..<min(share, count) {
+                    if let m = links[miscCursor], socketOf[miscCursor] >= 0 {
+                        identities.serving = miscCursor
+                        let rc = mosquitto_loop_misc(m)
+                        if rc != MOSQ_ERR_SUCCESS.rawValue, rc != MOSQ_ERR_NO_CONN.rawValue { lost(miscCursor, rc) } else { watch(miscCursor) }
+                    }
+                    miscCursor = (miscCursor + 1) % max(1, count)
+                }
+            }
+            progressCalls(clocks.monotonicMs)
+            commitAndSend()
+            if t >= nextReport {
+                nextReport = t + 1_000
+                publishStatistics()
+            }
+        }
+        commitAndSend()
+        for slot in links.indices {
+            perform(slot, uplinks[slot].close())
+        }
+        // Let the goodbyes out.
+        for slot in links.indices where socketOf[slot] >= 0 {
+            identities.serving = slot
+            if let m = links[slot] { _ = mosquitto_loop_write(m, 1) }
+        }
+        publishStatistics()
+    }
+
+    // MARK: - Cars
+
+    private func tick(_ monotonicNow: Int64) {
+        let now = clocks.wallMs
+        var connects = max(1, settings.connectsPerSecond / 10)
+        for slot in cars.indices {
+            if crashPending.load(ordering: .acquiring) { serveCrashes() }
+            if cars[slot].nextDueMs <= now {
+                outputs.removeAll(keepingCapacity: true)
+                cars[slot].advance(to: now, into: &outputs)
+                take(outputs, slot: slot)
+            }
+            if connects > 0, uplinks[slot].isDue(at: monotonicNow) {
+                connects -= 1
+                connect(slot, at: monotonicNow)
+            }
+        }
+    }
+
+    private func take(_ outs: [FleetCar.Output], slot: Int) {
+        for o in outs {
+            switch o {
+            case .message(let m): pendingMessages.append((slot, m))
+            case .eCall(let step):
+                for action in step.line {
+                    if case .placeCall = action {
+                        statistics.dials += 1
+                        calls.append((clocks.monotonicMs + 500, slot, 0))
+                        calls.sort { $0.dueMs < $1.dueMs }
+                    }
+                }
+            }
+        }
+    }
+
+    private func serveCrashes() {
+        crashPending.store(false, ordering: .relaxed)
+        var drained: UInt64 = 0
+        _ = read(crashBell, &drained, 8)
+        let list = crashes.withLock { q in defer { q.removeAll() }; return q }
+        for c in list where c.slot < cars.count {
+            outputs.removeAll(keepingCapacity: true)
+            let nowMs = clocks.monotonicMs
+            cars[c.slot].crash(atMonotonic: nowMs, utc: UInt32(clamping: clocks.wallMs / 1_000), into: &outputs)
+            // The dial is handed to the line here: the crash-to-dial time is measured to this point.
+            if outputs.contains(where: Self.dials) {
+                statistics.crashToDialUs.append((clocks.monotonic().nanoseconds - c.atNs) / 1_000)
+            }
+            take(outputs, slot: c.slot)
+        }
+    }
+
+    private static func dials(_ o: FleetCar.Output) -> Bool {
+        guard case .eCall(let step) = o else { return false }
+        return step.line.contains { if case .placeCall = $0 { true } else { false } }
+    }
+
+    /// The simulated PSAP: answers 0.5 s after the dial, asks for the MSD, acknowledges it and
+    /// clears down (the call's report goes to the backend for a registered car).
+    private func progressCalls(_ now: Int64) {
+        while let c = calls.first, c.dueMs <= now {
+            calls.removeFirst()
+            outputs.removeAll(keepingCapacity: true)
+            let wall = clocks.wallMs
+            switch c.stage {
+            case 0: cars[c.slot].eCallEvent(nowMs: wall, { $0.callAnswered(at: now) }, into: &outputs)
+            case 1: cars[c.slot].eCallEvent(nowMs: wall, { $0.sendMSDReceived(at: now) }, into: &outputs)
+            case 2: cars[c.slot].eCallEvent(nowMs: wall, { $0.llAckReceived(at: now) }, into: &outputs)
+            case 3: cars[c.slot].eCallEvent(nowMs: wall, { $0.alAckReceived(clearDown: true, at: now) }, into: &outputs)
+            default: cars[c.slot].eCallEvent(nowMs: wall, { $0.callCleared(at: now) }, into: &outputs)
+            }
+            for o in outputs { if case .message(let m) = o { pendingMessages.append((c.slot, m)) } }
+            if c.stage < 4 {
+                calls.append((now + 100, c.slot, c.stage + 1))
+                calls.sort { $0.dueMs < $1.dueMs }
+            }
+        }
+    }
+
+    // MARK: - Outbox
+
+    private func commitAndSend() {
+        if !pendingMessages.isEmpty || !pendingAcks.isEmpty {
+            do {
+                let got = try outbox.commit(appending: pendingMessages, acknowledged: pendingAcks)
+                statistics.stored += Int64(pendingMessages.count) - (outbox.refused - statistics.refused)
+                statistics.refused = outbox.refused
+                statistics.acknowledged += Int64(pendingAcks.count)
+                pendingMessages.removeAll(keepingCapacity: true)
+                pendingAcks.removeAll(keepingCapacity: true)
+                dirty.formUnion(got)
+            } catch {
+                // Kept for the next turn: nothing is lost, the disk may come back.
+                log("fleet outbox: \(error)")
+                return
+            }
+        }
+        guard !dirty.isEmpty else { return }
+        let now = clocks.wallMs
+        for slot in dirty {
+            if crashPending.load(ordering: .acquiring) { serveCrashes() }
+            let room = uplinks[slot].room
+            guard room > 0, taken[slot] < outbox.lastSequence[slot], let m = links[slot] else { continue }
+            let entries: [FleetOutboxStore.Entry]
+            do { entries = try outbox.take(slot: slot, after: taken[slot], limit: room) } catch {
+                log("fleet outbox: \(error)")
+                continue
+            }
+            identities.serving = slot
+            for e in entries {
+                var mid: Int32 = 0
+                var payload = envelope(e, sentAtMs: now)
+                let rc = mosquitto_publish(m, &mid, "vehicles/\(vins[slot])/\(e.stream)", Int32(payload.count), &payload, 1, false)
+                guard rc == MOSQ_ERR_SUCCESS.rawValue else { break }
+                uplinks[slot].sent(String(e.seq), as: mid)
+                taken[slot] = e.seq
+                statistics.published += 1
+            }
+            watch(slot)
+        }
+        dirty.removeAll(keepingCapacity: true)
+    }
+
+    /// The stored message with its sequence number and send time in front (as a unit sends it).
+    private func envelope(_ e: FleetOutboxStore.Entry, sentAtMs: Int64) -> [UInt8] {
+        guard e.payload.hasPrefix("{") else { return Array(e.payload.utf8) }
+        let rest = e.payload.dropFirst()
+        return Array("{\"seq\":\(e.seq),\"sentAt\":\(sentAtMs)\(rest.hasPrefix("}") ? "" : ",")\(rest)".utf8)
+    }
+
+    // MARK: - Links
+
+    private func connect(_ slot: Int, at now: Int64) {
+        guard let m = links[slot] else { return }
+        statistics.connectAttempts += 1
+        identities.serving = slot
+        let rc = mosquitto_connect_async(m, settings.host, settings.port, settings.keepaliveSeconds)
+        guard rc == MOSQ_ERR_SUCCESS.rawValue else {
+            statistics.lost += 1
+            statistics.lastError = "connect: \(String(cString: mosquitto_strerror(rc)))"
+            uplinks[slot].connectFailed("connect: \(String(cString: mosquitto_strerror(rc)))", at: now, jitter: jitter())
+            return
+        }
+        uplinks[slot].connectCalled()
+        let fd = mosquitto_socket(m)
+        socketOf[slot] = fd
+        var ev = epoll_event(events: EPOLLIN.rawValue | (mosquitto_want_write(m) ? EPOLLOUT.rawValue : 0), data: epoll_data_t(u64: UInt64(slot)))
+        wantsWrite[slot] = mosquitto_want_write(m)
+        if epoll_ctl(epoll, EPOLL_CTL_ADD, fd, &ev) != 0 { lost(slot, Int32(MOSQ_ERR_ERRNO.rawValue)) }
+    }
+
+    /// Keeps the socket's interest in writing as libmosquitto needs it.
+    private func watch(_ slot: Int) {
+        guard let m = links[slot], socketOf[slot] >= 0 else { return }
+        let w = mosquitto_want_write(m)
+        guard w != wantsWrite[slot] else { return }
+        wantsWrite[slot] = w
+        var ev = epoll_event(events: EPOLLIN.rawValue | (w ? EPOLLOUT.rawValue : 0), data: epoll_data_t(u64: UInt64(slot)))
+        _ = epoll_ctl(epoll, EPOLL_CTL_MOD, socketOf[slot], &ev)
+    }
+
+    private func lost(_ slot: Int, _ rc: Int32) {
+        let fd = socketOf[slot]
+        if fd >= 0 {
+            _ = epoll_ctl(epoll, EPOLL_CTL_DEL, fd, nil)
+        }
+        socketOf[slot] = -1
+        wantsWrite[slot] = false
+        // (libmosquitto closed the socket on its error path.)
+        if rc != 0 {
+            statistics.lost += 1
+            statistics.lastError = String(cString: mosquitto_strerror(rc))
+        }
+        uplinks[slot].connectionLost("disconnected: \(String(cString: mosquitto_strerror(rc)))", unexpected: rc != 0, at: clocks.monotonicMs,
+                                     jitter: jitter())
+        // Sent, not acknowledged: it goes again on the next connection.
+        taken[slot] = 0
+    }
+
+    private func jitter() -> Double { Double.random(in: 0.5...1.0, using: &rng) }
+
+    private func perform(_ slot: Int, _ actions: [UplinkAction]) {
+        guard let m = links[slot] else { return }
+        let topic = "vehicles/\(vins[slot])/connection"
+        identities.serving = slot
+        for a in actions {
+            switch a {
+            case .announceOnline:
+                var online = Array(#"{"online":true}"#.utf8)
+                mosquitto_publish(m, nil, topic, Int32(online.count), &online, 1, true)
+                mosquitto_subscribe(m, nil, "vehicles/\(vins[slot])/commands", 1)
+                dirty.insert(slot)
+            case .sayGoodbye:
+                var offline = Array(#"{"online":false}"#.utf8)
+                mosquitto_publish(m, nil, topic, Int32(offline.count), &offline, 1, true)
+            case .disconnect:
+                mosquitto_disconnect(m)
+            }
+        }
+    }
+
+    fileprivate func connected(_ slot: Int, _ rc: Int32) {
+        let wasReconnect = uplinks[slot].reconnects
+        perform(slot, uplinks[slot].connAck(rc, at: clocks.monotonicMs, jitter: jitter()))
+        if uplinks[slot].reconnects > wasReconnect { statistics.reconnects += 1 }
+    }
+
+    fileprivate func disconnected(_ slot: Int, _ rc: Int32) {
+        if rc != 0, socketOf[slot] >= 0 { lost(slot, rc) }
+    }
+
+    fileprivate func published(_ slot: Int, _ mid: Int32) {
+        uplinks[slot].published(mid)
+        for id in uplinks[slot].takeAcknowledged() {
+            if let seq = Int64(id) { pendingAcks.append((slot, seq)) }
+        }
+        dirty.insert(slot)
+    }
+
+    private func publishStatistics() {
+        statistics.waiting = 0
+        statistics.connected = uplinks.reduce(0) { $0 + ($1.phase == .up ? 1 : 0) }
+        for slot in cars.indices { statistics.waiting += outbox.lastSequence[slot] - min(taken[slot], outbox.lastSequence[slot]) }
+        report(statistics)
+    }
+}
+
+private func context(_ u: UnsafeMutableRawPointer?) -> FleetLoop.CarContext { u!.assumingMemoryBound(to: FleetLoop.CarContext.self).pointee }
+private let fleetOnConnect: @convention(c) (OpaquePointer?, UnsafeMutableRawPointer?, Int32) -> Void = { _, u, rc in
+    let c = context(u)
+    c.loop.takeUnretainedValue().connected(c.slot, rc)
+}
+private let fleetOnDisconnect: @convention(c) (OpaquePointer?, UnsafeMutableRawPointer?, Int32) -> Void = { _, u, rc in
+    let c = context(u)
+    c.loop.takeUnretainedValue().disconnected(c.slot, rc)
+}
+private let fleetOnPublish: @convention(c) (OpaquePointer?, UnsafeMutableRawPointer?, Int32) -> Void = { _, u, mid in
+    let c = context(u)
+    c.loop.takeUnretainedValue().published(c.slot, mid)
+}
+private let fleetOnMessage: @convention(c) (OpaquePointer?, UnsafeMutableRawPointer?, UnsafePointer<mosquitto_message>?) -> Void = { _, _, _ in
+    // Commands to fleet cars are not served yet (docs/fleet.md).
+}

@@ -1,0 +1,197 @@
+import ArgumentParser
+import Fleet
+import Platform
+import TelematicsCore
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@main
+struct TCUFleet: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "tcu-fleet",
+        abstract: "A fleet of simulated cars in one process: each its own VIN, certificate, MQTT session and outbox stream.",
+        discussion: """
+            The fleet file (docs/fleet.md) says how many cars, their VIN range, the mix of \
+            models, countries, licences and privacy levels, the scenarios a share of them meets \
+            and how the fleet is split into shards. `check` reads it and says what is wrong, \
+            `vins` lists a shard's VINs, `run` runs one shard against a broker.
+            """,
+        subcommands: [Run.self, Check.self, VINs.self]
+    )
+}
+
+/// The file, read and checked, or the process ends with the reason (exit 65).
+func loadPlan(_ path: String) -> FleetPlan {
+    let text: String
+    do { text = try readTextFile(path) } catch { fail(error.description, 66) }
+    do { return try FleetPlan.parse(text, source: path) } catch { fail("\(error)", 65) }
+}
+
+/// The shard index: the option, else TCU_FLEET_SHARD, else JOB_COMPLETION_INDEX (a Kubernetes
+/// Indexed Job's pod), else 0.
+func shardIndex(_ option: Int?) -> Int {
+    if let option { return option }
+    for name in ["TCU_FLEET_SHARD", "JOB_COMPLETION_INDEX"] {
+        if let v = getenv(name) {
+            let text = String(cString: v)
+            guard let i = Int(text), i >= 0 else { fail("\(name): expected a shard index (0, 1, ...), found '\(text)'", 64) }
+            return i
+        }
+    }
+    return 0
+}
+
+func shard(of plan: FleetPlan, _ index: Int, file: String) -> FleetPlan.Shard {
+    guard let s = plan.shard(index) else {
+        fail("\(file) has \(plan.shards.count) shard(s) (0-\(plan.shards.count - 1)); there is no shard \(index)", 64)
+    }
+    return s
+}
+
+func fail(_ message: String, _ code: Int32) -> Never {
+    var line = Array("tcu-fleet: error: \(message)\n".utf8)
+    _ = line.withUnsafeMutableBytes { write(2, $0.baseAddress, $0.count) }
+    exit(code)
+}
+
+func complain(_ text: String) {
+    var line = Array("tcu-fleet: \(text)\n".utf8)
+    _ = line.withUnsafeMutableBytes { write(2, $0.baseAddress, $0.count) }
+}
+
+func say(_ text: String) {
+    var line = Array((text + "\n").utf8)
+    _ = line.withUnsafeMutableBytes { write(1, $0.baseAddress, $0.count) }
+}
+
+struct Check: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Read a fleet file and say what is wrong with it, or what fleet it makes.")
+
+    @Argument(help: "The fleet file.")
+    var file: String
+
+    func run() throws {
+        let plan = loadPlan(file)
+        var counts: [String: Int] = [:]
+        for i in 0..<plan.cars {
+            let c = plan.car(i)
+            counts["model \(c.model)", default: 0] += 1
+            counts["licence \(c.licence.rawValue)", default: 0] += 1
+            counts["privacy \(c.privacy.rawValue)", default: 0] += 1
+            counts["country \(c.country)", default: 0] += 1
+            for s in c.scenarios { counts["scenario \(s.0.rawValue)", default: 0] += 1 }
+        }
+        say("\(file): \(plan.cars) cars, VINs \(plan.car(0).vin) to \(plan.car(plan.cars - 1).vin), \(plan.shards.count) shard(s)")
+        for s in plan.shards { say("  shard \(s.index): cars \(s.cars.lowerBound)-\(s.cars.upperBound - 1) (\(s.cars.count))") }
+        for (k, v) in counts.sorted(by: { $0.key < $1.key }) { say("  \(k): \(v)") }
+    }
+}
+
+struct VINs: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "vins", abstract: "List a shard's VINs, one a line.")
+
+    @Argument(help: "The fleet file.")
+    var file: String
+
+    @Option(help: "The shard (default: TCU_FLEET_SHARD, JOB_COMPLETION_INDEX, or 0).")
+    var shard: Int?
+
+    func run() throws {
+        let plan = loadPlan(file)
+        let s = tcu_fleet.shard(of: plan, shardIndex(shard), file: file)
+        for i in s.cars { say(plan.car(i).vin) }
+    }
+}
+
+struct Run: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run one shard of the fleet against a broker.",
+        discussion: """
+            Every car connects with its own certificate (CN = its VIN), made in memory from \
+            the issuing CA; the broker's ACL gives each only its own topics. One JSON line of \
+            figures a second on standard output, and one at the end. SIGINT or SIGTERM stops \
+            the fleet: the cars say goodbye and what is not acknowledged stays in the outbox for \
+            the next run.
+            """
+    )
+
+    @Argument(help: "The fleet file.")
+    var file: String
+
+    @Option(help: "The shard (default: TCU_FLEET_SHARD, JOB_COMPLETION_INDEX, or 0).")
+    var shard: Int?
+
+    @Option(help: "The broker, HOST:PORT (default: TCU_FLEET_BROKER, or 127.0.0.1:8883).")
+    var broker: String?
+
+    @Option(help: "The CA that signed the broker's certificate (PEM).")
+    var ca: String
+
+    @Option(help: "The CA certificate that signs the cars' certificates (PEM; the broker trusts it).")
+    var issuerCertificate: String
+
+    @Option(help: "Its private key (PEM file; never on the command line itself).")
+    var issuerKey: String
+
+    @Option(help: "The fleet's outbox (one SQLite file for all its cars).")
+    var outbox: String
+
+    @Option(help: "Stop after this many seconds (default: run until stopped).")
+    var seconds: Int?
+
+    @Option(help: "At most this many new connections a second.")
+    var connectsPerSecond: Int = 2_000
+
+    @Option(help: "Messages in flight per car.")
+    var window: Int = 4
+
+    func run() throws {
+        let plan = loadPlan(file)
+        let s = tcu_fleet.shard(of: plan, shardIndex(shard), file: file)
+        let brokerText = broker ?? getenv("TCU_FLEET_BROKER").map { String(cString: $0) } ?? "127.0.0.1:8883"
+        guard let endpoint = Endpoint.parse(brokerText) else { fail("--broker: expected HOST:PORT, found '\(brokerText)'", 64) }
+        guard (1...1_000_000).contains(connectsPerSecond) else { fail("--connects-per-second: expected 1 to 1000000, found \(connectsPerSecond)", 64) }
+        guard (1...1_000).contains(window) else { fail("--window: expected 1 to 1000, found \(window)", 64) }
+        if let seconds, !(1...31_536_000).contains(seconds) { fail("--seconds: expected 1 to 31536000, found \(seconds)", 64) }
+        // One socket a car, and some for the rest.
+        var limit = rlimit()
+        getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+        let needed = rlim_t(s.cars.count + 64)
+        if limit.rlim_cur < needed {
+            limit.rlim_cur = min(limit.rlim_max, needed)
+            setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+            if limit.rlim_cur < needed {
+                fail("\(s.cars.count) cars need \(needed) open files; the hard limit is \(limit.rlim_max) (raise it: ulimit -Hn, LimitNOFILE=)", 71)
+            }
+        }
+        var settings = FleetSettings(ca: ca, issuerCertificate: issuerCertificate, issuerKey: issuerKey, outboxPath: outbox)
+        settings.host = endpoint.host
+        settings.port = Int32(endpoint.port)
+        settings.connectsPerSecond = connectsPerSecond
+        settings.window = window
+        settings.durationMs = seconds.map { Int64($0) * 1_000 }
+        let signals: ProcessSignals
+        do { signals = try ProcessSignals(reload: []) } catch { fail(error.description, 71) }
+        let loop: FleetLoop
+        do {
+            loop = try FleetLoop(plan: plan, shard: s, settings: settings, report: { say($0.json.text) }, log: { complain($0) })
+        } catch {
+            fail(error.description, 69)
+        }
+        guard signals.route({ _ in loop.stop() }) else { fail("cannot start the signals thread", 71) }
+        // The airbag line: each crash the scenarios schedule fires from its own thread at its time.
+        let crashes = loop.scheduledCrashes().sorted { $0.afterMs < $1.afterMs }
+        if !crashes.isEmpty {
+            let start = Clocks.system.monotonicMs
+            DedicatedThread.detached(name: "airbags") {
+                for c in crashes {
+                    while case let wait = start + c.afterMs - Clocks.system.monotonicMs, wait > 0 { usleep(UInt32(min(wait, 100)) * 1_000) }
+                    loop.crash(slot: c.slot)
+                }
+            }
+        }
+        loop.run()
+    }
+}
