@@ -38,6 +38,9 @@ public struct FleetSettings: Sendable {
 public struct FleetStatistics: Sendable {
     public var cars = 0
     public var connected = 0
+    /// Cars connecting (connect called, no CONNACK yet) and waiting to connect again.
+    public var connecting = 0
+    public var down = 0
     public var stored: Int64 = 0
     public var published: Int64 = 0
     public var acknowledged: Int64 = 0
@@ -54,7 +57,8 @@ public struct FleetStatistics: Sendable {
 
     public var json: JSON {
         var o: [(String, JSON)] = [
-            ("cars", .number(Double(cars))), ("connected", .number(Double(connected))), ("stored", .number(Double(stored))),
+            ("cars", .number(Double(cars))), ("connected", .number(Double(connected))), ("connecting", .number(Double(connecting))),
+            ("down", .number(Double(down))), ("stored", .number(Double(stored))),
             ("published", .number(Double(published))), ("acknowledged", .number(Double(acknowledged))),
             ("waiting", .number(Double(waiting))), ("reconnects", .number(Double(reconnects))),
             ("connectAttempts", .number(Double(connectAttempts))), ("refused", .number(Double(refused))),
@@ -72,11 +76,11 @@ public struct FleetStatistics: Sendable {
 
 /// A fleet shard in one process: its cars (values), one libmosquitto connection each driven
 /// by one epoll loop on one thread (libmosquitto's socket-level API: no thread per car), one
-/// SQLite outbox with a stream per car, and the cars' eCall machines. The airbag line (crashes
-/// the scenarios schedule) reaches the loop through an eventfd, so a crash is served at once
-/// however busy the broker connections are.
+/// SQLite outbox with a stream per car. The cars' eCall runs on its own line and thread
+/// (`eCall`): a crash never waits for the broker connections; a call's report comes back
+/// through the inbox to be sent.
 public final class FleetLoop: @unchecked Sendable {
-    // Everything below is the loop thread's alone, but the stop flag and the crash queue.
+    // Everything below is the loop thread's alone, but the stop flag and the inbox.
     private var cars: [FleetCar]
     private var links: [OpaquePointer?]
     private var uplinks: [UplinkMachine]
@@ -91,17 +95,14 @@ public final class FleetLoop: @unchecked Sendable {
     private let outbox: FleetOutboxStore
     private let clocks: Clocks
     private let epoll: Int32
-    private let crashBell: Int32
-    private let crashes = Mutex<[(slot: Int, atNs: Int64)]>([])
+    private let inbox: Inbox
     private let stopping = Atomic<Bool>(false)
-    /// Set by the airbag line: the loop serves the crash between two cars' work, wherever it is.
-    private let crashPending = Atomic<Bool>(false)
+    /// The cars' eCall: its machines, the airbag line and the simulated PSAP, on its own thread.
+    public let eCall: FleetECallLine
     private var pendingMessages: [(slot: Int, message: OutboxMessage)] = []
     private var pendingAcks: [(slot: Int, seq: Int64)] = []
     private var dirty: Set<Int> = []
     private var outputs: [FleetCar.Output] = []
-    /// The simulated eCall network: (due monotonic ms, slot, stage) of the calls in progress.
-    private var calls: [(dueMs: Int64, slot: Int, stage: Int)] = []
     private var rng = SystemRandomNumberGenerator()
     public private(set) var statistics = FleetStatistics()
     private let report: @Sendable (FleetStatistics) -> Void
@@ -147,10 +148,12 @@ public final class FleetLoop: @unchecked Sendable {
         socketOf = Array(repeating: -1, count: n)
         wantsWrite = Array(repeating: false, count: n)
         epoll = try syscall("epoll_create1") { epoll_create1(Int32(EPOLL_CLOEXEC)) }
-        crashBell = try syscall("eventfd") { eventfd(0, Int32(EFD_NONBLOCK | EFD_CLOEXEC)) }
+        let inbox = try Inbox()
+        self.inbox = inbox
+        eCall = try FleetECallLine(cars: n, clocks: clocks) { slot, report in inbox.post(slot, report) }
         contexts = .allocate(capacity: max(1, n))
         var ev = epoll_event(events: EPOLLIN.rawValue, data: epoll_data_t(u64: UInt64.max))
-        _ = try syscall("epoll_ctl crash line") { epoll_ctl(epoll, EPOLL_CTL_ADD, crashBell, &ev) }
+        _ = try syscall("epoll_ctl inbox") { epoll_ctl(epoll, EPOLL_CTL_ADD, inbox.bell, &ev) }
         for slot in 0..<n {
             (contexts + slot).initialize(to: CarContext(loop: Unmanaged.passUnretained(self), slot: slot))
             guard let m = mosquitto_new("tcu-\(vins[slot])", true, contexts + slot) else {
@@ -193,17 +196,7 @@ public final class FleetLoop: @unchecked Sendable {
         contexts.deinitialize(count: links.count)
         contexts.deallocate()
         close(epoll)
-        close(crashBell)
         outbox.close()
-    }
-
-    /// From any thread: the airbag of car `slot` fired now.
-    public func crash(slot: Int) {
-        let now = clocks.monotonic().nanoseconds
-        crashes.withLock { $0.append((slot, now)) }
-        crashPending.store(true, ordering: .releasing)
-        var one: UInt64 = 1
-        _ = write(crashBell, &one, 8)
     }
 
     /// The shard's cars' crash times (monotonic ms from now), for the airbag line.
@@ -215,8 +208,7 @@ public final class FleetLoop: @unchecked Sendable {
 
     public func stop() {
         stopping.store(true, ordering: .relaxed)
-        var one: UInt64 = 1
-        _ = write(crashBell, &one, 8)
+        inbox.ring()
     }
 
     /// Runs until `stop` or the configured duration; then says goodbye and commits.
@@ -228,12 +220,11 @@ public final class FleetLoop: @unchecked Sendable {
         while !stopping.load(ordering: .relaxed) {
             let now = clocks.monotonicMs
             if let d = settings.durationMs, now - started >= d { break }
-            let wait = Int32(max(0, min(nextTick, nextReport, calls.first?.dueMs ?? .max) - now))
+            let wait = Int32(max(0, min(nextTick, nextReport) - now))
             let ready = epoll_wait(epoll, &events, Int32(events.count), min(wait, 100))
             if ready > 0 {
                 for e in events[0..<Int(ready)] {
-                    if crashPending.load(ordering: .acquiring) { serveCrashes() }
-                    if e.data.u64 == UInt64.max { serveCrashes(); continue }
+                    if e.data.u64 == UInt64.max { takeReports(); continue }
                     let slot = Int(e.data.u64)
                     guard slot < links.count, let m = links[slot], socketOf[slot] >= 0 else { continue }
                     identities.serving = slot
@@ -248,8 +239,6 @@ public final class FleetLoop: @unchecked Sendable {
                     watch(slot)
                 }
             }
-            // A crash that came in while the connections were served is served before the rest.
-            serveCrashes()
             let t = clocks.monotonicMs
             if t >= nextTick {
                 nextTick = t + 100
@@ -258,7 +247,9 @@ public final class FleetLoop: @unchecked Sendable {
                 let count = links.count
                 let share = (count + 9) / 10
                 for _ in 0..<min(share, count) {
-                    if let m = links[miscCursor], socketOf[miscCursor] >= 0 {
+                    if uplinks[miscCursor].connAckOverdue(at: t, timeoutMs: Self.connAckTimeoutMs) {
+                        lost(miscCursor, Int32(MOSQ_ERR_CONN_LOST.rawValue), reason: "no CONNACK within \(Self.connAckTimeoutMs / 1_000) s")
+                    } else if let m = links[miscCursor], socketOf[miscCursor] >= 0 {
                         identities.serving = miscCursor
                         let rc = mosquitto_loop_misc(m)
                         if rc != MOSQ_ERR_SUCCESS.rawValue, rc != MOSQ_ERR_NO_CONN.rawValue { lost(miscCursor, rc) } else { watch(miscCursor) }
@@ -266,13 +257,13 @@ public final class FleetLoop: @unchecked Sendable {
                     miscCursor = (miscCursor + 1) % max(1, count)
                 }
             }
-            progressCalls(clocks.monotonicMs)
             commitAndSend()
             if t >= nextReport {
                 nextReport = t + 1_000
                 publishStatistics()
             }
         }
+        takeReports()
         commitAndSend()
         for slot in links.indices {
             perform(slot, uplinks[slot].close())
@@ -291,7 +282,6 @@ public final class FleetLoop: @unchecked Sendable {
         let now = clocks.wallMs
         var connects = max(1, settings.connectsPerSecond / 10)
         for slot in cars.indices {
-            if crashPending.load(ordering: .acquiring) { serveCrashes() }
             if cars[slot].nextDueMs <= now {
                 outputs.removeAll(keepingCapacity: true)
                 cars[slot].advance(to: now, into: &outputs)
@@ -305,62 +295,16 @@ public final class FleetLoop: @unchecked Sendable {
     }
 
     private func take(_ outs: [FleetCar.Output], slot: Int) {
-        for o in outs {
-            switch o {
-            case .message(let m): pendingMessages.append((slot, m))
-            case .eCall(let step):
-                for action in step.line {
-                    if case .placeCall = action {
-                        statistics.dials += 1
-                        calls.append((clocks.monotonicMs + 500, slot, 0))
-                        calls.sort { $0.dueMs < $1.dueMs }
-                    }
-                }
-            }
-        }
+        for case .message(let m) in outs { pendingMessages.append((slot, m)) }
     }
 
-    private func serveCrashes() {
-        crashPending.store(false, ordering: .relaxed)
-        var drained: UInt64 = 0
-        _ = read(crashBell, &drained, 8)
-        let list = crashes.withLock { q in defer { q.removeAll() }; return q }
-        for c in list where c.slot < cars.count {
+    /// The eCall line's reports of finished calls: to the backend, for a registered car.
+    private func takeReports() {
+        let now = clocks.wallMs
+        for (slot, report) in inbox.take() where cars.indices.contains(slot) {
             outputs.removeAll(keepingCapacity: true)
-            let nowMs = clocks.monotonicMs
-            cars[c.slot].crash(atMonotonic: nowMs, utc: UInt32(clamping: clocks.wallMs / 1_000), into: &outputs)
-            // The dial is handed to the line here: the crash-to-dial time is measured to this point.
-            if outputs.contains(where: Self.dials) {
-                statistics.crashToDialUs.append((clocks.monotonic().nanoseconds - c.atNs) / 1_000)
-            }
-            take(outputs, slot: c.slot)
-        }
-    }
-
-    private static func dials(_ o: FleetCar.Output) -> Bool {
-        guard case .eCall(let step) = o else { return false }
-        return step.line.contains { if case .placeCall = $0 { true } else { false } }
-    }
-
-    /// The simulated PSAP: answers 0.5 s after the dial, asks for the MSD, acknowledges it and
-    /// clears down (the call's report goes to the backend for a registered car).
-    private func progressCalls(_ now: Int64) {
-        while let c = calls.first, c.dueMs <= now {
-            calls.removeFirst()
-            outputs.removeAll(keepingCapacity: true)
-            let wall = clocks.wallMs
-            switch c.stage {
-            case 0: cars[c.slot].eCallEvent(nowMs: wall, { $0.callAnswered(at: now) }, into: &outputs)
-            case 1: cars[c.slot].eCallEvent(nowMs: wall, { $0.sendMSDReceived(at: now) }, into: &outputs)
-            case 2: cars[c.slot].eCallEvent(nowMs: wall, { $0.llAckReceived(at: now) }, into: &outputs)
-            case 3: cars[c.slot].eCallEvent(nowMs: wall, { $0.alAckReceived(clearDown: true, at: now) }, into: &outputs)
-            default: cars[c.slot].eCallEvent(nowMs: wall, { $0.callCleared(at: now) }, into: &outputs)
-            }
-            for o in outputs { if case .message(let m) = o { pendingMessages.append((c.slot, m)) } }
-            if c.stage < 4 {
-                calls.append((now + 100, c.slot, c.stage + 1))
-                calls.sort { $0.dueMs < $1.dueMs }
-            }
+            cars[slot].eCallEnded(report, nowMs: now, into: &outputs)
+            take(outputs, slot: slot)
         }
     }
 
@@ -385,7 +329,6 @@ public final class FleetLoop: @unchecked Sendable {
         guard !dirty.isEmpty else { return }
         let now = clocks.wallMs
         for slot in dirty {
-            if crashPending.load(ordering: .acquiring) { serveCrashes() }
             let room = uplinks[slot].room
             guard room > 0, taken[slot] < outbox.lastSequence[slot], let m = links[slot] else { continue }
             let entries: [FleetOutboxStore.Entry]
@@ -421,14 +364,17 @@ public final class FleetLoop: @unchecked Sendable {
         guard let m = links[slot] else { return }
         statistics.connectAttempts += 1
         identities.serving = slot
-        let rc = mosquitto_connect_async(m, settings.host, settings.port, settings.keepaliveSeconds)
+        // A blocking TCP connect (the TLS handshake and CONNECT go on in the loop): libmosquitto's
+        // asynchronous connect leaves a socket whose connect is still in progress to its own
+        // select loop, which cannot watch more than 1 024 sockets.
+        let rc = mosquitto_connect(m, settings.host, settings.port, settings.keepaliveSeconds)
         guard rc == MOSQ_ERR_SUCCESS.rawValue else {
             statistics.lost += 1
             statistics.lastError = "connect: \(String(cString: mosquitto_strerror(rc)))"
             uplinks[slot].connectFailed("connect: \(String(cString: mosquitto_strerror(rc)))", at: now, jitter: jitter())
             return
         }
-        uplinks[slot].connectCalled()
+        uplinks[slot].connectCalled(at: now)
         let fd = mosquitto_socket(m)
         socketOf[slot] = fd
         var ev = epoll_event(events: EPOLLIN.rawValue | (mosquitto_want_write(m) ? EPOLLOUT.rawValue : 0), data: epoll_data_t(u64: UInt64(slot)))
@@ -446,7 +392,10 @@ public final class FleetLoop: @unchecked Sendable {
         _ = epoll_ctl(epoll, EPOLL_CTL_MOD, socketOf[slot], &ev)
     }
 
-    private func lost(_ slot: Int, _ rc: Int32) {
+    /// A connection with no CONNACK this long is given up (and tried again after the backoff).
+    static let connAckTimeoutMs: Int64 = 10_000
+
+    private func lost(_ slot: Int, _ rc: Int32, reason: String? = nil) {
         let fd = socketOf[slot]
         if fd >= 0 {
             _ = epoll_ctl(epoll, EPOLL_CTL_DEL, fd, nil)
@@ -454,11 +403,12 @@ public final class FleetLoop: @unchecked Sendable {
         socketOf[slot] = -1
         wantsWrite[slot] = false
         // (libmosquitto closed the socket on its error path.)
-        if rc != 0 {
+        // (Counted once: libmosquitto reports a loss both to the callback and to the caller.)
+        if rc != 0, uplinks[slot].phase == .up || uplinks[slot].phase == .connecting {
             statistics.lost += 1
-            statistics.lastError = String(cString: mosquitto_strerror(rc))
+            statistics.lastError = reason ?? String(cString: mosquitto_strerror(rc))
         }
-        uplinks[slot].connectionLost("disconnected: \(String(cString: mosquitto_strerror(rc)))", unexpected: rc != 0, at: clocks.monotonicMs,
+        uplinks[slot].connectionLost(reason ?? "disconnected: \(String(cString: mosquitto_strerror(rc)))", unexpected: rc != 0, at: clocks.monotonicMs,
                                      jitter: jitter())
         // Sent, not acknowledged: it goes again on the next connection.
         taken[slot] = 0
@@ -505,8 +455,19 @@ public final class FleetLoop: @unchecked Sendable {
     }
 
     private func publishStatistics() {
+        (statistics.dials, statistics.crashToDialUs) = eCall.statistics
         statistics.waiting = 0
-        statistics.connected = uplinks.reduce(0) { $0 + ($1.phase == .up ? 1 : 0) }
+        statistics.connected = 0
+        statistics.connecting = 0
+        statistics.down = 0
+        for u in uplinks {
+            switch u.phase {
+            case .up: statistics.connected += 1
+            case .connecting: statistics.connecting += 1
+            case .down: statistics.down += 1
+            case .offline: break
+            }
+        }
         for slot in cars.indices { statistics.waiting += outbox.lastSequence[slot] - min(taken[slot], outbox.lastSequence[slot]) }
         report(statistics)
     }
@@ -527,4 +488,32 @@ private let fleetOnPublish: @convention(c) (OpaquePointer?, UnsafeMutableRawPoin
 }
 private let fleetOnMessage: @convention(c) (OpaquePointer?, UnsafeMutableRawPointer?, UnsafePointer<mosquitto_message>?) -> Void = { _, _, _ in
     // Commands to fleet cars are not served yet (docs/fleet.md).
+}
+
+/// What the eCall line hands the loop (finished calls' reports), with the eventfd that wakes it.
+final class Inbox: Sendable {
+    let bell: Int32
+    private let reports = Mutex<[(Int, ECallReport)]>([])
+
+    init() throws(SystemError) {
+        bell = try syscall("eventfd") { eventfd(0, Int32(EFD_NONBLOCK | EFD_CLOEXEC)) }
+    }
+
+    deinit { close(bell) }
+
+    func post(_ slot: Int, _ report: ECallReport) {
+        reports.withLock { $0.append((slot, report)) }
+        ring()
+    }
+
+    func ring() {
+        var one: UInt64 = 1
+        _ = write(bell, &one, 8)
+    }
+
+    func take() -> [(Int, ECallReport)] {
+        var drained: UInt64 = 0
+        _ = read(bell, &drained, 8)
+        return reports.withLock { q in defer { q.removeAll() }; return q }
+    }
 }

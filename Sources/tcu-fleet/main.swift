@@ -181,17 +181,21 @@ struct Run: ParsableCommand {
             fail(error.description, 69)
         }
         guard signals.route({ _ in loop.stop() }) else { fail("cannot start the signals thread", 71) }
-        // The airbag line: each crash the scenarios schedule fires from its own thread at its time.
+        // The eCall line on its own thread, and the airbag line: each crash the scenarios
+        // schedule fires from there at its time.
+        let line = DedicatedThread(name: "ecall") { loop.eCall.run() }
         let crashes = loop.scheduledCrashes().sorted { $0.afterMs < $1.afterMs }
         if !crashes.isEmpty {
             let start = Clocks.system.monotonicMs
             DedicatedThread.detached(name: "airbags") {
                 for c in crashes {
                     while case let wait = start + c.afterMs - Clocks.system.monotonicMs, wait > 0 { usleep(UInt32(min(wait, 100)) * 1_000) }
-                    loop.crash(slot: c.slot)
+                    loop.eCall.crash(slot: c.slot)
                 }
             }
         }
         loop.run()
+        loop.eCall.stop()
+        line.join()
     }
 }

@@ -180,21 +180,22 @@ struct FleetTests {
         }
     }
 
-    @Test("a crash dials at once, whatever the licence or privacy; the call's report goes only for a registered car")
-    func crash() throws {
+    @Test("a finished eCall's report goes only for a registered car, and not while privacy is offline")
+    func eCallReport() throws {
+        var machine = ECallStateMachine()
+        let dial = machine.crashDetected(at: 5_000, utc: 1_700_000_000)
+        #expect(dial.line.contains { if case .placeCall(let d) = $0 { d.kind == .automatic && d.number == "112" } else { false } })
+        _ = machine.callAnswered(at: 5_500)
+        _ = machine.sendMSDReceived(at: 5_600)
+        _ = machine.llAckReceived(at: 5_700)
+        let end = machine.alAckReceived(clearDown: true, at: 5_800)
+        let report = try #require(end.report ?? machine.callCleared(at: 5_900).report)
         for (licence, privacy, reported) in [(FleetPlan.Licence.active, PrivacyMode.shareMyPosition, true),
-                                             (.unregistered, .shareMyPosition, false), (.active, .offline, false)] {
+                                             (.expired, .useMyPosition, true), (.unregistered, .shareMyPosition, false),
+                                             (.active, .offline, false)] {
             var c = Self.car(licence: licence, privacy: privacy)
             var out: [FleetCar.Output] = []
-            c.crash(atMonotonic: 5_000, utc: 1_700_000_000, into: &out)
-            guard case .eCall(let step) = try #require(out.first) else { Issue.record("no eCall step"); continue }
-            #expect(step.line.contains { if case .placeCall(let d) = $0 { d.kind == .automatic && d.number == "112" } else { false } })
-            out.removeAll()
-            c.eCallEvent(nowMs: 2_000_000, { $0.callAnswered(at: 5_500) }, into: &out)
-            c.eCallEvent(nowMs: 2_000_000, { $0.sendMSDReceived(at: 5_600) }, into: &out)
-            c.eCallEvent(nowMs: 2_000_000, { $0.llAckReceived(at: 5_700) }, into: &out)
-            c.eCallEvent(nowMs: 2_000_000, { $0.alAckReceived(clearDown: true, at: 5_800) }, into: &out)
-            c.eCallEvent(nowMs: 2_000_000, { $0.callCleared(at: 5_900) }, into: &out)
+            c.eCallEnded(report, nowMs: 2_000_000, into: &out)
             let reports = out.compactMap { if case .message(let m) = $0, m.stream == "ecall" { m } else { nil } }
             #expect(reports.count == (reported ? 1 : 0), "\(licence) \(privacy)")
         }

@@ -119,6 +119,19 @@ struct UplinkMachineTests {
         #expect(m.msUntilAttempt(at: 10_000) == 375 && m.msUntilAttempt(at: 20_000) == 0)
     }
 
+    @Test("no CONNACK for the timeout: overdue (the shell gives the connection up); not before, nor in any other phase")
+    func connAckTimeout() {
+        var m = UplinkMachine(window: 1)
+        #expect(!m.connAckOverdue(at: 50_000, timeoutMs: 10_000))  // down
+        m.connectCalled(at: 1_000)
+        #expect(!m.connAckOverdue(at: 10_999, timeoutMs: 10_000) && m.connAckOverdue(at: 11_000, timeoutMs: 10_000))
+        _ = m.connAck(0, at: 2_000, jitter: 1)
+        #expect(!m.connAckOverdue(at: 50_000, timeoutMs: 10_000))  // up
+        var untimed = UplinkMachine(window: 1)
+        untimed.connectCalled()
+        #expect(!untimed.connAckOverdue(at: .max, timeoutMs: 10_000))  // a shell that keeps no time
+    }
+
     @Test("the window: at most `window` in flight; an acknowledgement frees a place and its row; a new connection sends again what was in flight")
     func window() {
         var m = UplinkMachine(window: 2)

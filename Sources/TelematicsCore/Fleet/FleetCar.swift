@@ -1,10 +1,11 @@
 /// One car of a fleet, as a value: its day (parked, a trip now and then: unlock, door, ignition,
 /// drive, park, lock), the messages a real unit sends for it (the same streams, types and
 /// blocks as `telematicsd`: events, state blocks, the parking position, service requests, the
-/// eCall report), its registration and privacy (what may leave the car: BackendConsent), and
-/// its eCall machine. No IO, no clock: the fleet's loop calls `advance` with the time and the
-/// car's motion (from a SUMO trajectory, or the car's own drive when there is none), and sends
-/// what comes back.
+/// eCall report), and its registration and privacy (what may leave the car: BackendConsent).
+/// No IO, no clock: the fleet's loop calls `advance` with the time and the car's motion (from
+/// a SUMO trajectory, or the car's own drive when there is none), and sends what comes back.
+/// The car's eCall machine is not here: it runs on the fleet's eCall line, apart from the
+/// broker connections, as a unit's does (FleetECallLine).
 public struct FleetCar: Sendable {
     public enum Phase: Sendable, Equatable {
         case parked
@@ -28,14 +29,11 @@ public struct FleetCar: Sendable {
     public enum Output: Sendable, Equatable {
         /// Into the car's outbox stream (already allowed by its registration and privacy).
         case message(OutboxMessage)
-        /// The eCall's line actions (a dial, a hang-up ...), for the shell's eCall network.
-        case eCall(ECallStep)
     }
 
     public let spec: FleetPlan.Car
     public private(set) var phase: Phase = .parked
     public private(set) var registration: Registration
-    public private(set) var eCall = ECallStateMachine()
     /// Kilometres, and the fuel (or charge) level in percent.
     public private(set) var odometerKm: Double
     public private(set) var fuelPercent: Double
@@ -146,20 +144,10 @@ public struct FleetCar: Sendable {
         }
     }
 
-    /// The airbag controller's crash: the eCall dials (no account, licence or privacy asked).
-    public mutating func crash(atMonotonic now: ECallInstant, utc: UInt32, into out: inout [Output]) {
-        let step = eCall.crashDetected(at: now, utc: utc)
-        if step != .doNothing { out.append(.eCall(step)) }
-    }
-
-    /// An event of the eCall's network (answered, MSD acknowledged, cleared ...), applied by
-    /// `apply`; its report goes to the backend for a registered car.
-    public mutating func eCallEvent(nowMs: Int64, _ apply: (inout ECallStateMachine) -> ECallStep, into out: inout [Output]) {
-        let step = apply(&eCall)
-        if step != .doNothing { out.append(.eCall(step)) }
-        if let report = step.report {
-            emit(report.outboxMessage(vin: spec.vin, id: id(nowMs), nowMs: nowMs), into: &out)
-        }
+    /// A call of the car's eCall ended: its report goes to the backend for a registered car
+    /// (the call itself asked for nothing).
+    public mutating func eCallEnded(_ report: ECallReport, nowMs: Int64, into out: inout [Output]) {
+        emit(report.outboxMessage(vin: spec.vin, id: id(nowMs), nowMs: nowMs), into: &out)
     }
 
     // MARK: - The day
@@ -221,7 +209,7 @@ public struct FleetCar: Sendable {
     private mutating func happen(_ s: FleetPlan.Scenario, at now: Int64, into out: inout [Output]) {
         switch s {
         case .crash:
-            // Handled by the shell's airbag line (`crash`): it measures the crash-to-dial time.
+            // The airbag line's (FleetECallLine): it fires at this time on its own thread.
             break
         case .theft:
             emit(OutboxMessage(id: id(now), stream: "alarms", priority: .theftAlarm, capturedAtMs: now, payload: JSON.object([

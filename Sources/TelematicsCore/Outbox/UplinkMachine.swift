@@ -79,10 +79,21 @@ public struct UplinkMachine: Sendable, Equatable {
 
     // MARK: - Events
 
-    /// The connect call went out (the CONNACK will tell).
-    public mutating func connectCalled() {
+    /// The connect call went out at `now` (the CONNACK will tell).
+    public mutating func connectCalled(at now: Int64 = .min) {
         guard case .down = phase else { return }
         phase = .connecting
+        connectCalledAt = now
+    }
+
+    /// When the last connect call went out (`.min`: not told).
+    public private(set) var connectCalledAt: Int64 = .min
+
+    /// A connection that has had no CONNACK for `timeoutMs` (a broker that accepts the socket and
+    /// never answers, a handshake that died without an error): the shell gives it up as lost.
+    public func connAckOverdue(at now: Int64, timeoutMs: Int64) -> Bool {
+        guard phase == .connecting, connectCalledAt != .min else { return false }
+        return now &- connectCalledAt >= timeoutMs
     }
 
     /// The connect call failed at once (no route, DNS, TLS files).

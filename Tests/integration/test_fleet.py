@@ -1,0 +1,185 @@
+"""A fleet in one process (tcu-fleet) against the real broker (mutual TLS, each car only its own
+topics) and the real tcu-backend: every car connects with its own certificate, every message is
+stored once with no gap in any car's numbers, a broker restart and a stopped fleet lose nothing,
+a crash dials, and a wrong fleet file is refused before any car starts."""
+import json
+import os
+import signal
+import subprocess
+
+from support import BIN, wait_until, terminate
+
+FLEET = """
+[fleet]
+cars = {cars}
+first-serial = 1
+seed = 5
+shards = {shards}
+[models]
+leon = 50
+ibiza = 30
+mii-electric = 20
+[countries]
+ES = 60
+FI = 40
+[licences]
+active = 90
+unregistered = 10
+[privacy]
+shareMyPosition = 80
+useMyPosition = 15
+offline = 5
+[scenarios]
+crash = {crash}
+theft = 3
+button = 3
+window-seconds = 4
+[behaviour]
+driving-interval-ms = 500
+trips-per-hour = 30
+"""
+
+
+def fleet_file(tmp, cars=120, shards=1, crash=0, name="fleet.conf"):
+    path = tmp / name
+    path.write_text(FLEET.format(cars=cars, shards=shards, crash=crash))
+    return path
+
+
+def fleet(rig, conf, *extra, outbox=None):
+    """tcu-fleet run on `conf` against the rig's broker; its figures are JSON lines on stdout."""
+    return subprocess.Popen([os.path.join(BIN, "tcu-fleet"), "run", str(conf), "--broker", f"127.0.0.1:{rig.port}",
+                             "--ca", f"{rig.pki}/ca.pem", "--issuer-certificate", f"{rig.pki}/ca.pem",
+                             "--issuer-key", f"{rig.pki}/ca.key", "--outbox", str(outbox or rig.tmp / "fleet.db"), *extra],
+                            stdout=subprocess.PIPE, stderr=open(rig.tmp / "fleet.log", "a"), text=True)
+
+
+def figures(process):
+    """The fleet's last figures line after it ended."""
+    out, _ = process.communicate(timeout=120)
+    lines = [l for l in out.splitlines() if l.startswith("{")]
+    assert lines, out
+    return json.loads(lines[-1])
+
+
+def summary(rig):
+    return json.loads(rig.portal("summary").stdout)
+
+
+def check(conf):
+    return subprocess.run([os.path.join(BIN, "tcu-fleet"), "check", str(conf)], capture_output=True, text=True)
+
+
+def settled(rig, stored):
+    """The backend holds `stored` messages (it stores what the broker forwards, a little later)."""
+    return wait_until(lambda: summary(rig)["messages"] == stored, timeout=60)
+
+
+def test_every_car_of_a_fleet_reaches_the_backend_with_no_gap(rig):
+    conf = fleet_file(rig.tmp)
+    f = figures(fleet(rig, conf, "--seconds", "8"))
+    # Every car that may connect (not "offline") did, once, with its own certificate.
+    plan = check(conf).stdout
+    offline = int(next(l for l in plan.splitlines() if "privacy offline" in l).split(": ")[1])
+    assert f["connectAttempts"] == 120 - offline and f["lost"] == 0 and f["reconnects"] == 0
+    assert f["stored"] > 500 and f["acknowledged"] == f["stored"] and f["waiting"] == 0
+    assert settled(rig, f["stored"])
+    s = summary(rig)
+    assert s["carsWithGaps"] == [] and s["duplicatesRemoved"] == 0
+    # Unregistered and offline cars sent nothing; every other car did.
+    unregistered = int(next(l for l in plan.splitlines() if "licence unregistered" in l).split(": ")[1])
+    assert 120 - offline - unregistered <= s["cars"] <= 120 - max(offline, unregistered)
+    # The messages are the unit's: numbered per car from 1, each naming its car.
+    vins = subprocess.run([os.path.join(BIN, "tcu-fleet"), "vins", str(conf)], capture_output=True, text=True).stdout.split()
+    assert len(vins) == len(set(vins)) == 120
+    sent = [(vin, [json.loads(l) for l in rig.portal("events", vin).stdout.splitlines()]) for vin in vins[:20]]
+    assert any(events for _, events in sent)
+    for vin, events in sent:
+        assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+        assert all(e["vin"] == vin for e in events)
+
+
+def test_a_broker_restart_in_the_middle_loses_nothing_and_every_car_comes_back(rig):
+    conf = fleet_file(rig.tmp, cars=100)
+    p = fleet(rig, conf, "--seconds", "16")
+    assert wait_until(lambda: "connected to" in (rig.tmp / "backend.log").read_text())
+    # Wait for the cars (most have sent something), then take the broker away for two seconds.
+    assert wait_until(lambda: summary(rig)["cars"] >= 70, timeout=30)
+    rig.stop_broker()
+    subprocess.run(["sleep", "2"])
+    rig.start_broker()
+    f = figures(p)
+    connecting = 100 - int(next(l for l in check(conf).stdout.splitlines() if "privacy offline" in l).split(": ")[1])
+    assert f["lost"] >= connecting, f
+    assert f["reconnects"] == connecting and f["connected"] == 0, f  # (after the goodbyes)
+    assert f["waiting"] == 0 and f["acknowledged"] == f["stored"]
+    assert settled(rig, f["stored"])
+    assert summary(rig)["carsWithGaps"] == []
+
+
+def test_a_fleet_stopped_while_the_broker_is_away_sends_what_it_kept_on_its_next_run(rig):
+    conf = fleet_file(rig.tmp, cars=60)
+    rig.stop_broker()
+    p = fleet(rig, conf)
+    subprocess.run(["sleep", "4"])
+    p.send_signal(signal.SIGTERM)
+    kept = figures(p)
+    assert kept["stored"] > 0 and kept["published"] == 0 and kept["waiting"] == kept["stored"]
+    rig.start_broker()
+    # The same file, the same outbox: what waited goes first, then the new messages.
+    again = figures(fleet(rig, conf, "--seconds", "6"))
+    assert again["waiting"] == 0
+    assert settled(rig, kept["stored"] + again["stored"])
+    assert summary(rig)["carsWithGaps"] == []
+    # Another fleet on that outbox is refused: its cars are not the file's.
+    other = fleet_file(rig.tmp, cars=61, name="other.conf")
+    r = fleet(rig, other, "--seconds", "1")
+    r.communicate(timeout=30)
+    assert r.returncode == 69
+    assert "was written for another fleet or shard" in (rig.tmp / "fleet.log").read_text()
+
+
+def test_a_crash_in_the_fleet_dials_and_the_call_is_reported(rig):
+    conf = fleet_file(rig.tmp, cars=100, crash=5)
+    f = figures(fleet(rig, conf, "--seconds", "8"))
+    assert f["dials"] == 5
+    assert len([k for k in ("p50", "p99", "max") if k in f["crashToDialUs"]]) == 3
+    assert settled(rig, f["stored"])
+    # The registered ones' reports reached the backend (the unregistered' stay in the car).
+    reports = 0
+    for vin in subprocess.run([os.path.join(BIN, "tcu-fleet"), "vins", str(conf)], capture_output=True, text=True).stdout.split():
+        reports += sum(1 for l in rig.portal("events", vin).stdout.splitlines() if json.loads(l).get("type") == "eCallReport")
+    assert 1 <= reports <= 5
+
+
+BAD = [
+    ("[fleet]\ncars = 10\n[models]\ngolf = 100\n", "fleet.conf:4: models.golf: unknown model"),
+    ("[fleet]\ncars = 10\n[models]\nleon = 60\nibiza = 30\n", "fleet.conf:4: [models]: the shares add up to 90 %, not 100 %"),
+    ("[fleet]\ncars = 10\nshard-ranges = 1-6, 5-10\n", "fleet.conf:3: fleet.shard-ranges: shard 1: serials 5-10 overlap shard 0's 1-6"),
+    ("[fleet]\ncars = 10\n[privacy]\nshareMyPosition = 1e300\n", "fleet.conf:4: privacy.shareMyPosition: expected a percentage"),
+]
+
+
+def test_a_wrong_fleet_file_is_refused_before_any_car_starts(rig):
+    for text, message in BAD:
+        conf = rig.tmp / "fleet.conf"
+        conf.write_text(text)
+        for args in (["check", str(conf)], ["run", str(conf), "--ca", "x", "--issuer-certificate", "x", "--issuer-key", "x", "--outbox", "x"]):
+            r = subprocess.run([os.path.join(BIN, "tcu-fleet"), *args], capture_output=True, text=True)
+            assert r.returncode == 65 and message in r.stderr, (args, r.stderr)
+        assert not os.path.exists("x")
+    # A shard the file does not have.
+    conf = fleet_file(rig.tmp, cars=10, shards=2)
+    r = subprocess.run([os.path.join(BIN, "tcu-fleet"), "vins", str(conf), "--shard", "2"], capture_output=True, text=True)
+    assert r.returncode == 64 and "has 2 shard(s) (0-1); there is no shard 2" in r.stderr
+    r = subprocess.run([os.path.join(BIN, "tcu-fleet"), "vins", str(conf)], capture_output=True, text=True,
+                       env={**os.environ, "JOB_COMPLETION_INDEX": "1"})
+    assert [v[-6:] for v in r.stdout.split()] == ["000006", "000007", "000008", "000009", "000010"]
+    # An issuing key that is not the certificate's.
+    r = fleet(rig, conf, "--seconds", "1")
+    r.communicate(timeout=30)
+    assert r.returncode == 0
+    bad = subprocess.run([os.path.join(BIN, "tcu-fleet"), "run", str(conf), "--ca", f"{rig.pki}/ca.pem",
+                          "--issuer-certificate", f"{rig.pki}/ca.pem", "--issuer-key", f"{rig.pki}/broker.key",
+                          "--outbox", str(rig.tmp / "x.db")], capture_output=True, text=True)
+    assert bad.returncode == 69 and "does not belong to" in bad.stderr
