@@ -18,7 +18,7 @@ DOCDIR       ?= $(PREFIX)/share/doc/telematicsd
 UNITDIR      ?= $(PREFIX)/lib/systemd/system
 SYSUSERSDIR  ?= $(PREFIX)/lib/sysusers.d
 SYSCONFDIR   ?= /etc
-TOOLS        := telematicsd tcuctl tcu-backend tcu-psap tcu-car
+TOOLS        := telematicsd tcuctl tcu-backend tcu-psap tcu-car tcu-fleet
 STRIP        ?=
 VERSION      ?= 0.1.0+git$(shell git rev-list --count HEAD 2>/dev/null || echo 0)
 DEB          := .build/telematicsd_$(VERSION)_$(shell dpkg --print-architecture).deb
@@ -41,10 +41,11 @@ DEB_PACKAGES := libsocketcan-dev libgps-dev libsqlite3-dev libmosquitto-dev libs
                 systemd fakeroot libcurl4-openssl-dev chromium chromium-driver \
                 libre-dev sip-tester kamailio tcpdump routino libroutino-dev osmium-tool libxml2-dev
 # cantools for the decoder's cross-check, aiosmtpd as the mail server the accounts' tests receive
-# on, schemathesis to hold the app API to docs/openapi.yaml, selenium to drive Debian's chromium.
-PY_PACKAGES  := cantools==45.1.0 pytest aiosmtpd==1.4.6 schemathesis==4.32.5 selenium==4.42.0
+# on, schemathesis to hold the app API to docs/openapi.yaml, selenium to drive Debian's chromium,
+# kubernetes-validate to hold the fleet's manifests (deploy/kubernetes) to Kubernetes' schemas offline.
+PY_PACKAGES  := cantools==45.1.0 pytest aiosmtpd==1.4.6 schemathesis==4.32.5 selenium==4.42.0 kubernetes-validate==1.37.0
 
-.PHONY: all deps build release test check-architecture unit-test integration-test vcan-bench power-cut demo bench clean fuzz fuzz-short soak \
+.PHONY: all deps build release test check-architecture unit-test integration-test vcan-bench power-cut demo bench bench-fleet clean fuzz fuzz-short soak \
         install uninstall deb man golden map
 
 all: build
@@ -125,6 +126,16 @@ golden: build
 
 bench: release
 	hw/bench/benchmarks .build/release $(PY)
+	hw/bench/fleet-bench . .build/release $(FLEET_CARS) $(FLEET_SECONDS)
+
+# A fleet under load (hw/bench/fleet-bench): FLEET_CARS cars (tcu-fleet, in as many shard processes
+# as this machine's descriptor limit needs) against a local mosquitto and tcu-backend for
+# FLEET_SECONDS once every car connected, then a broker restart in the middle of a second run;
+# writes the "A fleet" section of docs/benchmarks.md.
+FLEET_CARS    ?= 10000
+FLEET_SECONDS ?= 60
+bench-fleet: release
+	hw/bench/fleet-bench . .build/release $(FLEET_CARS) $(FLEET_SECONDS)
 
 # Binaries, the systemd unit and sysusers file, man pages, documentation, the systemd-networkd
 # examples; the configuration with the DBC and the vehicle profile only where none is yet.
@@ -137,7 +148,7 @@ install: release
 	chmod 644 $(DESTDIR)$(UNITDIR)/telematicsd.service
 	install -m 644 systemd/telematicsd.sysusers $(DESTDIR)$(SYSUSERSDIR)/telematicsd.conf
 	install -m 644 docs/telematicsd.8 $(DESTDIR)$(MANDIR)/man8/
-	install -m 644 docs/tcuctl.1 docs/tcu-backend.1 docs/tcu-psap.1 docs/tcu-car.1 $(DESTDIR)$(MANDIR)/man1/
+	install -m 644 docs/tcuctl.1 docs/tcu-backend.1 docs/tcu-psap.1 docs/tcu-car.1 docs/tcu-fleet.1 $(DESTDIR)$(MANDIR)/man1/
 	install -m 644 systemd/80-*.net* $(DESTDIR)$(DATADIR)/systemd-networkd/
 	install -m 644 README.md docs/*.md $(DESTDIR)$(DOCDIR)/
 	for f in systemd/telematicsd.conf hw/vehicle.dbc hw/vehicle-profile.conf; do \
@@ -148,7 +159,7 @@ uninstall:
 	for t in $(TOOLS); do rm -f $(DESTDIR)$(BINDIR)/$$t; done
 	rm -f $(DESTDIR)$(UNITDIR)/telematicsd.service $(DESTDIR)$(SYSUSERSDIR)/telematicsd.conf \
 	  $(DESTDIR)$(MANDIR)/man8/telematicsd.8 $(DESTDIR)$(MANDIR)/man1/tcuctl.1 \
-	  $(DESTDIR)$(MANDIR)/man1/tcu-backend.1 $(DESTDIR)$(MANDIR)/man1/tcu-psap.1 $(DESTDIR)$(MANDIR)/man1/tcu-car.1
+	  $(DESTDIR)$(MANDIR)/man1/tcu-backend.1 $(DESTDIR)$(MANDIR)/man1/tcu-psap.1 $(DESTDIR)$(MANDIR)/man1/tcu-car.1 $(DESTDIR)$(MANDIR)/man1/tcu-fleet.1
 	rm -rf $(DESTDIR)$(DATADIR) $(DESTDIR)$(DOCDIR)
 
 # A Debian package of the release build (the Swift runtime inside the binaries).
@@ -166,7 +177,7 @@ deb: release
 # package in release mode). telematicsd.8 is written by hand.
 man:
 	$(SWIFT) package plugin generate-manual --authors "the telematics unit simulator's authors"
-	for t in tcuctl tcu-backend tcu-psap tcu-car; do cp .build/plugins/GenerateManual/outputs/$$t/$$t.1 docs/; done
+	for t in tcuctl tcu-backend tcu-psap tcu-car tcu-fleet; do cp .build/plugins/GenerateManual/outputs/$$t/$$t.1 docs/; done
 	$(SWIFT) build --product telematicsd
 	.build/debug/telematicsd --config-reference | hw/man-config-keys docs/telematicsd.8
 

@@ -21,6 +21,10 @@ public struct FleetSettings: Sendable {
     public var window = 4
     /// New connections per second at most (a fleet that starts or comes back ramps up).
     public var connectsPerSecond = 2_000
+    /// Connections in their handshake at most: the broker's accept queue is short (a connect
+    /// that finds it full waits for the SYN's retransmission, a second), and its TLS handshakes
+    /// are its heaviest work. The fleet waits for handshakes to finish before it starts more.
+    public var connectingWindow = 64
     /// How long to run (nil: until stopped).
     public var durationMs: Int64?
     /// The start spreads the cars' first connections over this long.
@@ -52,6 +56,10 @@ public struct FleetStatistics: Sendable {
     /// Connections lost or refused, and the last reason.
     public var lost: Int64 = 0
     public var lastError: String?
+    /// Where the loop's time went since the last line (ms): the sockets, the cars, the outbox's
+    /// commit and the sending; and how many turns it made.
+    public var loopMs: (io: Int64, cars: Int64, commit: Int64, send: Int64) = (0, 0, 0, 0)
+    public var turns: Int64 = 0
     /// Crash (the airbag's line) to dial, microseconds, each crash.
     public var crashToDialUs: [Int64] = []
 
@@ -65,6 +73,9 @@ public struct FleetStatistics: Sendable {
             ("dials", .number(Double(dials))), ("lost", .number(Double(lost))),
         ]
         if let lastError { o.append(("lastError", .string(lastError))) }
+        o.append(("turns", .number(Double(turns))))
+        o.append(("loopMs", .object([("io", .number(Double(loopMs.io))), ("cars", .number(Double(loopMs.cars))),
+                                     ("commit", .number(Double(loopMs.commit))), ("send", .number(Double(loopMs.send)))])))
         if !crashToDialUs.isEmpty {
             let sorted = crashToDialUs.sorted()
             func pct(_ p: Int) -> JSON { .number(Double(sorted[min(sorted.count - 1, sorted.count * p / 100)])) }
@@ -222,6 +233,8 @@ public final class FleetLoop: @unchecked Sendable {
             if let d = settings.durationMs, now - started >= d { break }
             let wait = Int32(max(0, min(nextTick, nextReport) - now))
             let ready = epoll_wait(epoll, &events, Int32(events.count), min(wait, 100))
+            var mark = clocks.monotonic().nanoseconds
+            turnNs.turns += 1
             if ready > 0 {
                 for e in events[0..<Int(ready)] {
                     if e.data.u64 == UInt64.max { takeReports(); continue }
@@ -231,6 +244,12 @@ public final class FleetLoop: @unchecked Sendable {
                     if e.events & (EPOLLIN.rawValue | EPOLLERR.rawValue | EPOLLHUP.rawValue) != 0 {
                         let rc = mosquitto_loop_read(m, 1)
                         if rc != MOSQ_ERR_SUCCESS.rawValue { lost(slot, rc); continue }
+                        // During the TLS handshake libmosquitto advances only on reads; once it
+                        // is done, the CONNECT it queued goes out here (see `watch`).
+                        if uplinks[slot].phase == .connecting, socketOf[slot] >= 0 {
+                            let rc = mosquitto_loop_write(m, 1)
+                            if rc != MOSQ_ERR_SUCCESS.rawValue { lost(slot, rc); continue }
+                        }
                     }
                     if socketOf[slot] >= 0, e.events & EPOLLOUT.rawValue != 0 {
                         let rc = mosquitto_loop_write(m, 1)
@@ -240,6 +259,7 @@ public final class FleetLoop: @unchecked Sendable {
                 }
             }
             let t = clocks.monotonicMs
+            lap(&mark, \.io)
             if t >= nextTick {
                 nextTick = t + 100
                 tick(t)
@@ -257,7 +277,8 @@ public final class FleetLoop: @unchecked Sendable {
                     miscCursor = (miscCursor + 1) % max(1, count)
                 }
             }
-            commitAndSend()
+            lap(&mark, \.cars)
+            commitAndSend(mark: &mark)
             if t >= nextReport {
                 nextReport = t + 1_000
                 publishStatistics()
@@ -280,7 +301,9 @@ public final class FleetLoop: @unchecked Sendable {
 
     private func tick(_ monotonicNow: Int64) {
         let now = clocks.wallMs
-        var connects = max(1, settings.connectsPerSecond / 10)
+        var connecting = 0
+        for u in uplinks where u.phase == .connecting { connecting += 1 }
+        var connects = min(max(1, settings.connectsPerSecond / 10), max(0, settings.connectingWindow - connecting))
         for slot in cars.indices {
             if cars[slot].nextDueMs <= now {
                 outputs.removeAll(keepingCapacity: true)
@@ -310,7 +333,24 @@ public final class FleetLoop: @unchecked Sendable {
 
     // MARK: - Outbox
 
+    /// Time spent in each part of the loop since the last report (ns).
+    private struct TurnTimes {
+        var io: Int64 = 0, cars: Int64 = 0, commit: Int64 = 0, send: Int64 = 0, turns: Int64 = 0
+    }
+    private var turnNs = TurnTimes()
+
+    private func lap(_ mark: inout Int64, _ part: WritableKeyPath<TurnTimes, Int64>) {
+        let now = clocks.monotonic().nanoseconds
+        turnNs[keyPath: part] += now - mark
+        mark = now
+    }
+
     private func commitAndSend() {
+        var mark = clocks.monotonic().nanoseconds
+        commitAndSend(mark: &mark)
+    }
+
+    private func commitAndSend(mark: inout Int64) {
         if !pendingMessages.isEmpty || !pendingAcks.isEmpty {
             do {
                 let got = try outbox.commit(appending: pendingMessages, acknowledged: pendingAcks)
@@ -326,6 +366,8 @@ public final class FleetLoop: @unchecked Sendable {
                 return
             }
         }
+        lap(&mark, \.commit)
+        defer { lap(&mark, \.send) }
         guard !dirty.isEmpty else { return }
         let now = clocks.wallMs
         for slot in dirty {
@@ -377,15 +419,18 @@ public final class FleetLoop: @unchecked Sendable {
         uplinks[slot].connectCalled(at: now)
         let fd = mosquitto_socket(m)
         socketOf[slot] = fd
-        var ev = epoll_event(events: EPOLLIN.rawValue | (mosquitto_want_write(m) ? EPOLLOUT.rawValue : 0), data: epoll_data_t(u64: UInt64(slot)))
-        wantsWrite[slot] = mosquitto_want_write(m)
+        var ev = epoll_event(events: EPOLLIN.rawValue, data: epoll_data_t(u64: UInt64(slot)))
+        wantsWrite[slot] = false
         if epoll_ctl(epoll, EPOLL_CTL_ADD, fd, &ev) != 0 { lost(slot, Int32(MOSQ_ERR_ERRNO.rawValue)) }
     }
 
-    /// Keeps the socket's interest in writing as libmosquitto needs it.
+    /// Keeps the socket's interest in writing as libmosquitto needs it. Not while connecting:
+    /// libmosquitto queues the CONNECT at once but sends nothing until the TLS handshake is
+    /// done, and the handshake advances only on reads; a writable socket would wake the loop
+    /// for nothing, over and over, for every car in its handshake.
     private func watch(_ slot: Int) {
         guard let m = links[slot], socketOf[slot] >= 0 else { return }
-        let w = mosquitto_want_write(m)
+        let w = mosquitto_want_write(m) && uplinks[slot].phase == .up
         guard w != wantsWrite[slot] else { return }
         wantsWrite[slot] = w
         var ev = epoll_event(events: EPOLLIN.rawValue | (w ? EPOLLOUT.rawValue : 0), data: epoll_data_t(u64: UInt64(slot)))
@@ -456,6 +501,9 @@ public final class FleetLoop: @unchecked Sendable {
 
     private func publishStatistics() {
         (statistics.dials, statistics.crashToDialUs) = eCall.statistics
+        statistics.loopMs = (turnNs.io / 1_000_000, turnNs.cars / 1_000_000, turnNs.commit / 1_000_000, turnNs.send / 1_000_000)
+        statistics.turns = turnNs.turns
+        turnNs = TurnTimes()
         statistics.waiting = 0
         statistics.connected = 0
         statistics.connecting = 0

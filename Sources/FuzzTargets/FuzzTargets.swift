@@ -45,6 +45,8 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
     /// The Online infotainment services' inputs: a request as the car sends it (JSON), a
     /// sentence for the voice control, a DATEX II traffic publication (the same bytes each).
     case navi
+    /// A fleet file (`tcu-fleet`): what it accepts draws valid, distinct VINs in disjoint shards.
+    case fleet
 
     /// Runs one input through the target.
     public func run(_ bytes: [UInt8]) {
@@ -129,6 +131,19 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
             // One folded character for one: the destination is cut from the sentence as typed.
             precondition(text.map(VoiceIntent.fold).count == text.count, "folding \(text) changed its length")
             _ = try? DATEXII.parse(bytes)
+        case .fleet:
+            guard let plan = try? FleetPlan.parse(text, source: "fuzz.conf") else { return }
+            for i in Set([0, plan.cars / 2, plan.cars - 1]) {
+                let car = plan.car(i)
+                precondition((try? VIN(car.vin)) != nil, "car \(i) of \(text) has the invalid VIN \(car.vin)")
+            }
+            precondition(plan.car(0).vin != plan.car(plan.cars - 1).vin || plan.cars == 1, "two cars of \(text) share a VIN")
+            var taken: [Range<Int>] = []
+            for shard in plan.shards {
+                precondition(shard.cars.lowerBound >= 0 && shard.cars.upperBound <= plan.cars, "shard \(shard.index) of \(text) leaves the fleet")
+                precondition(!taken.contains { $0.overlaps(shard.cars) }, "shards of \(text) overlap")
+                taken.append(shard.cars)
+            }
         case .scenario:
             _ = try? Scenario.parse(text, source: "fuzz.scn")
             for (i, line) in text.split(separator: "\n").enumerated() { _ = try? CarCommand.parse(line, line: i + 1) }

@@ -106,7 +106,7 @@ def test_tcuctl_encode_names_the_bad_signal():
     assert r.stdout.strip() == "5F2#010D0000"
 
 
-@pytest.mark.parametrize("exe", ["telematicsd", "tcuctl", "tcu-car"])
+@pytest.mark.parametrize("exe", ["telematicsd", "tcuctl", "tcu-car", "tcu-fleet"])
 def test_every_command_has_help(exe):
     r = subprocess.run([os.path.join(BIN, exe), "--help"], capture_output=True, text=True)
     assert r.returncode == 0 and "USAGE:" in r.stdout
@@ -173,7 +173,7 @@ def test_a_damaged_outbox_is_moved_aside_and_the_daemon_runs(tmp_path):
     assert "the outbox database was damaged; moved aside, starting afresh" in err
 
 
-@pytest.mark.parametrize("tool", ["tcuctl", "tcu-backend", "tcu-psap", "tcu-car"])
+@pytest.mark.parametrize("tool", ["tcuctl", "tcu-backend", "tcu-psap", "tcu-car", "tcu-fleet"])
 def test_the_man_pages_cover_every_subcommand_and_option(tool):
     """docs/TOOL.1 is generated from --help (make man): it must not fall behind the tool."""
     page = open(os.path.join(ROOT, "docs", f"{tool}.1")).read()

@@ -4,8 +4,10 @@ stored once with no gap in any car's numbers, a broker restart and a stopped fle
 a crash dials, and a wrong fleet file is refused before any car starts."""
 import json
 import os
+import shutil
 import signal
 import subprocess
+import sys
 
 from support import BIN, wait_until, terminate
 
@@ -183,3 +185,141 @@ def test_a_wrong_fleet_file_is_refused_before_any_car_starts(rig):
                           "--issuer-certificate", f"{rig.pki}/ca.pem", "--issuer-key", f"{rig.pki}/broker.key",
                           "--outbox", str(rig.tmp / "x.db")], capture_output=True, text=True)
     assert bad.returncode == 69 and "does not belong to" in bad.stderr
+
+
+# --- The Kubernetes manifests, and the same sharding here ------------------------------------
+
+DEPLOY = os.path.join(os.path.dirname(__file__), "..", "..", "deploy", "kubernetes")
+
+
+def manifests():
+    import yaml
+    docs = []
+    for name in sorted(os.listdir(DEPLOY)):
+        if name.endswith(".yaml"):
+            with open(os.path.join(DEPLOY, name)) as f:
+                docs += [(name, d) for d in yaml.safe_load_all(f) if d]
+    return docs
+
+
+def test_the_kubernetes_manifests_are_valid_and_agree_with_the_fleet_file(tmp_path):
+    # Kubernetes' own schemas (kubernetes-validate, offline), for the oldest version the
+    # StatefulSet's pod-index label needs (1.28) and a current one.
+    validate = os.path.join(os.path.dirname(sys.executable), "kubernetes-validate")
+    files = [os.path.join(DEPLOY, n) for n in sorted(os.listdir(DEPLOY)) if n.endswith(".yaml")]
+    for version in ("1.28.0", "1.32.0"):
+        r = subprocess.run([validate, "--strict", "-k", version, *files], capture_output=True, text=True)
+        assert r.returncode == 0, r.stdout + r.stderr
+    docs = dict(((d["kind"], name), d) for name, d in manifests())
+    conf = tmp_path / "fleet.conf"
+    conf.write_text(next(d for (k, _), d in docs.items() if k == "ConfigMap")["data"]["fleet.conf"])
+    plan = check(conf)
+    assert plan.returncode == 0, plan.stderr
+    shards = len([l for l in plan.stdout.splitlines() if l.startswith("  shard ")])
+    job = next(d for (k, _), d in docs.items() if k == "Job")
+    sts = next(d for (k, _), d in docs.items() if k == "StatefulSet")
+    # One pod a shard: the Job's completions and the StatefulSet's replicas are the file's shards.
+    assert job["spec"]["completionMode"] == "Indexed"
+    assert job["spec"]["completions"] == job["spec"]["parallelism"] == sts["spec"]["replicas"] == shards
+    for d in (job, sts):
+        c = d["spec"]["template"]["spec"]["containers"][0]
+        assert c["args"][0] == "run" and not any("key=" in a and "PRIVATE" in a for a in c["args"])
+        assert c["securityContext"]["readOnlyRootFilesystem"] and c["securityContext"]["capabilities"]["drop"] == ["ALL"]
+        assert d["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"]
+
+
+def netns(*args, check=True):
+    return subprocess.run(["ip", *args], check=check, capture_output=True, text=True)
+
+
+def test_four_shards_in_four_network_namespaces_reach_the_backend_every_car_once(tmp_path):
+    """The Job's pods, here: four shard processes, each in its own network namespace (its own
+    host, on a veth link to the broker's namespace), started with the arguments and environment
+    the manifest gives each pod (paths mapped to the test's folder, the fleet scaled down to 400
+    cars and 10 s), reaching the broker by the manifest's name."""
+    docs = dict(((d["kind"], name), d) for name, d in manifests())
+    job = next(d for (k, _), d in docs.items() if k == "Job")
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
+    broker_name, broker_port = env["TCU_FLEET_BROKER"].rsplit(":", 1)
+    tag = str(os.getpid())[-5:]
+    broker_ns = f"tcufb{tag}"
+    shard_ns = [f"tcufs{i}{tag}" for i in range(job["spec"]["completions"])]
+    made = []
+    procs = []
+    try:
+        netns("netns", "add", broker_ns)
+        made.append(broker_ns)
+        netns("-n", broker_ns, "link", "set", "lo", "up")
+        for i, ns in enumerate(shard_ns):
+            netns("netns", "add", ns)
+            made.append(ns)
+            netns("-n", ns, "link", "set", "lo", "up")
+            netns("link", "add", f"tfb{i}{tag}", "netns", broker_ns, "type", "veth", "peer", "name", f"tfs{i}{tag}", "netns", ns)
+            netns("-n", broker_ns, "addr", "add", f"10.77.{i}.1/30", "dev", f"tfb{i}{tag}")
+            netns("-n", broker_ns, "link", "set", f"tfb{i}{tag}", "up")
+            netns("-n", ns, "addr", "add", f"10.77.{i}.2/30", "dev", f"tfs{i}{tag}")
+            netns("-n", ns, "link", "set", f"tfs{i}{tag}", "up")
+            # The pod's resolver: the manifest's broker name is this shard's link to the broker.
+            os.makedirs(f"/etc/netns/{ns}", exist_ok=True)
+            with open(f"/etc/netns/{ns}/hosts", "w") as f:
+                f.write(f"127.0.0.1 localhost\n10.77.{i}.1 {broker_name}\n")
+        # The broker and the backend in their namespace; the broker's certificate names the manifest's host.
+        pki_dir = tmp_path / "pki"
+        subprocess.run([os.path.join(os.path.dirname(__file__), "..", "..", "hw", "broker", "pki"), str(pki_dir), broker_port],
+                       check=True, env={**os.environ, "BROKER_NAMES": f"DNS:{broker_name}"}, stdout=subprocess.DEVNULL)
+        conf_text = (pki_dir / "mosquitto.conf").read_text().replace(f"listener {broker_port} 127.0.0.1", f"listener {broker_port}")
+        (tmp_path / "mosquitto.conf").write_text(conf_text + f"max_queued_messages 1000000\nlog_dest file {tmp_path}/mosquitto.log\n")
+        procs.append(subprocess.Popen(["ip", "netns", "exec", broker_ns, "mosquitto", "-c", str(tmp_path / "mosquitto.conf")],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        assert wait_until(lambda: subprocess.run(["ip", "netns", "exec", broker_ns, "bash", "-c", f"exec 3<>/dev/tcp/127.0.0.1/{broker_port}"],
+                                                 capture_output=True).returncode == 0)
+        db = tmp_path / "backend.db"
+        procs.append(subprocess.Popen(["ip", "netns", "exec", broker_ns, os.path.join(BIN, "tcu-backend"), "serve",
+                                       "--broker", f"127.0.0.1:{broker_port}", "--tls-ca", f"{pki_dir}/ca.pem",
+                                       "--tls-cert", f"{pki_dir}/tcu-backend.pem", "--tls-key", f"{pki_dir}/tcu-backend.key",
+                                       "--db", str(db)], stderr=open(tmp_path / "backend.log", "a")))
+        assert wait_until(lambda: "connected to" in (tmp_path / "backend.log").read_text())
+        # The ConfigMap's fleet file, scaled down.
+        cm = next(d for (k, _), d in docs.items() if k == "ConfigMap")["data"]["fleet.conf"]
+        conf = tmp_path / "fleet.conf"
+        conf.write_text(cm.replace("cars = 40000", "cars = 400").replace("window-seconds = 3600", "window-seconds = 8"))
+        paths = {"/etc/tcu-fleet/fleet.conf": str(conf), "/etc/tcu-fleet/broker/ca.pem": f"{pki_dir}/ca.pem",
+                 "/etc/tcu-fleet/issuer/tls.crt": f"{pki_dir}/ca.pem", "/etc/tcu-fleet/issuer/tls.key": f"{pki_dir}/ca.key"}
+        shards = []
+        for i, ns in enumerate(shard_ns):
+            (tmp_path / f"pod{i}").mkdir()
+            args = []
+            for a in container["args"]:
+                for k, v in paths.items():
+                    a = a.replace(k, v)
+                a = a.replace("/var/lib/tcu-fleet", str(tmp_path / f"pod{i}"))
+                args.append("--seconds=10" if a.startswith("--seconds=") else a)
+            shards.append(subprocess.Popen(["ip", "netns", "exec", ns, os.path.join(BIN, "tcu-fleet"), *args],
+                                           env={**os.environ, **env, "JOB_COMPLETION_INDEX": str(i)},
+                                           stdout=subprocess.PIPE, stderr=open(tmp_path / f"pod{i}.log", "a"), text=True))
+        results = [figures(p) for p in shards]
+        for i, f in enumerate(results):
+            assert f["cars"] == 100 and f["lost"] == 0 and f["waiting"] == 0, (i, f, (tmp_path / f"pod{i}.log").read_text())
+        stored = sum(f["stored"] for f in results)
+
+        def backend_summary():
+            return json.loads(subprocess.run([os.path.join(BIN, "tcu-backend"), "summary", "--db", str(db)],
+                                             capture_output=True, text=True).stdout)
+        assert wait_until(lambda: backend_summary()["messages"] == stored, timeout=60)
+        s = backend_summary()
+        assert s["carsWithGaps"] == [] and s["duplicatesRemoved"] == 0
+        # No VIN twice: the shards' VINs are the fleet's, each once.
+        vins = [subprocess.run([os.path.join(BIN, "tcu-fleet"), "vins", str(conf), "--shard", str(i)], capture_output=True,
+                               text=True).stdout.split() for i in range(len(shard_ns))]
+        every = [v for shard in vins for v in shard]
+        assert len(every) == len(set(every)) == 400
+        # Each shard's cars connected from its own namespace: the broker saw four source addresses.
+        log = (tmp_path / "mosquitto.log").read_text()
+        assert {a for a in (f"10.77.{i}.2" for i in range(len(shard_ns))) if f"New connection from {a}:" in log} == \
+            {f"10.77.{i}.2" for i in range(len(shard_ns))}
+    finally:
+        terminate(*procs)
+        for ns in made:
+            netns("netns", "del", ns, check=False)
+            shutil.rmtree(f"/etc/netns/{ns}", ignore_errors=True)

@@ -161,7 +161,9 @@ public struct FleetCar: Sendable {
         doors(locked: false, at: now, into: &out)
         event("ignitionOn", "ignition.on", .bool(true), at: now, into: &out)
         speedKmh = 0
-        nextDrivingReportAtMs = now
+        // The first report within the interval, at the car's own moment: cars that leave
+        // together do not report in step.
+        nextDrivingReportAtMs = now + Int64(draw() % UInt64(max(1, plan.drivingIntervalMs)))
         nextTripAtMs = .max
     }
 
