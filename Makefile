@@ -34,19 +34,20 @@ RELEASE      := -c release --static-swift-stdlib
 # tests in a real browser; libre (the NG-eCall's SIP stack) and, for its tests, SIPp
 # (sip-tester) as the PSAP, Kamailio as the emergency routing proxy, tcpdump to see the wire;
 # Routino (the online services' routing engine) with osmium-tool to build its map, libxml2 for
-# the DATEX II traffic records.
+# the DATEX II traffic records (and a fleet's SUMO trajectories); SUMO and its tools for the
+# fleet's movement on the map's roads.
 DEB_PACKAGES := libsocketcan-dev libgps-dev libsqlite3-dev libmosquitto-dev libssl-dev pkg-config \
                 can-utils iproute2 kmod qemu-system-x86 busybox-static cpio xz-utils mosquitto \
                 openssl python3 python3-venv e2fsprogs mosquitto-clients gpsd tmux \
                 systemd fakeroot libcurl4-openssl-dev chromium chromium-driver \
-                libre-dev sip-tester kamailio tcpdump routino libroutino-dev osmium-tool libxml2-dev
+                libre-dev sip-tester kamailio tcpdump routino libroutino-dev osmium-tool libxml2-dev sumo sumo-tools
 # cantools for the decoder's cross-check, aiosmtpd as the mail server the accounts' tests receive
 # on, schemathesis to hold the app API to docs/openapi.yaml, selenium to drive Debian's chromium,
 # kubernetes-validate to hold the fleet's manifests (deploy/kubernetes) to Kubernetes' schemas offline.
 PY_PACKAGES  := cantools==45.1.0 pytest aiosmtpd==1.4.6 schemathesis==4.32.5 selenium==4.42.0 kubernetes-validate==1.37.0
 
 .PHONY: all deps build release test check-architecture unit-test integration-test vcan-bench power-cut demo bench bench-fleet clean fuzz fuzz-short soak \
-        install uninstall deb man golden map
+        install uninstall deb man golden map fleet-trajectories
 
 all: build
 
@@ -116,6 +117,14 @@ demo: build map
 # traffic and the fuel prices for an OpenStreetMap extract that a PyPI wheel ships.
 map: deps
 	hw/maps/build-map .build/maps/kotka $(PY)
+
+# A fleet's movement (hw/maps/build-fleet-trajectories): FLEET_VEHICLES random trips on the map's
+# roads, departing over FLEET_DEPART seconds, simulated by SUMO; tcu-fleet run --trajectories
+# .build/maps/fleet/fcd.xml drives the cars along them.
+FLEET_VEHICLES ?= 1000
+FLEET_DEPART   ?= 600
+fleet-trajectories: map
+	hw/maps/build-fleet-trajectories .build/maps/kotka .build/maps/fleet $(FLEET_VEHICLES) $(FLEET_DEPART)
 
 # Rewrites the golden files from what the code does now: the recorded traces' end states
 # (hw/traces/*.expected, hw/traces/golden) and the scenario library's traces (hw/scenarios/*.chk,

@@ -144,7 +144,7 @@ let package = Package(
         // outbox file (docs/fleet.md).
         .target(
             name: "Fleet",
-            dependencies: ["TelematicsCore", "Platform", "CPlatform", "Outbox", "CMosquitto", "COpenSSL"],
+            dependencies: ["TelematicsCore", "Platform", "CPlatform", "Outbox", "CMosquitto", "COpenSSL", "CLibXML2"],
             swiftSettings: strict
         ),
         .executableTarget(
@@ -229,7 +229,7 @@ let package = Package(
 
         // Every parser that sees outside input as a function of bytes: libFuzzer's entry point
         // (`make fuzz` builds tcu-fuzz with --sanitize=fuzzer) and the corpus regression tests.
-        .target(name: "FuzzTargets", dependencies: ["TelematicsCore", "UnitConfiguration", "Backend", "OnlineServices", "WebPortal"], swiftSettings: strict),
+        .target(name: "FuzzTargets", dependencies: ["TelematicsCore", "UnitConfiguration", "Backend", "OnlineServices", "WebPortal", "Fleet"], swiftSettings: strict),
         .executableTarget(name: "tcu-fuzz", dependencies: ["FuzzTargets"], swiftSettings: strict),
 
         .testTarget(name: "TelematicsCoreTests", dependencies: ["TelematicsCore"], swiftSettings: strict),

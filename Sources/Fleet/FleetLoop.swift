@@ -29,6 +29,8 @@ public struct FleetSettings: Sendable {
     public var durationMs: Int64?
     /// The start spreads the cars' first connections over this long.
     public var rampMs: Int64 = 5_000
+    /// SUMO's floating car data (geo): the cars' trips and positions (nil: their own).
+    public var trajectoriesPath: String?
 
     public init(ca: String, issuerCertificate: String, issuerKey: String, outboxPath: String) {
         self.ca = ca
@@ -106,6 +108,8 @@ public final class FleetLoop: @unchecked Sendable {
     private let outbox: FleetOutboxStore
     private let clocks: Clocks
     private let epoll: Int32
+    private var trajectories: FleetTrajectories?
+    private var startedMs: Int64 = 0
     private let inbox: Inbox
     private let stopping = Atomic<Bool>(false)
     /// The cars' eCall: its machines, the airbag line and the simulated PSAP, on its own thread.
@@ -137,7 +141,9 @@ public final class FleetLoop: @unchecked Sendable {
         self.log = log
         let specs = shard.cars.map { plan.car($0) }
         vins = specs.map(\.vin)
-        let behaviour = FleetCar.Behaviour(plan)
+        var behaviour = FleetCar.Behaviour(plan)
+        behaviour.tripsFromTrajectory = settings.trajectoriesPath != nil
+        trajectories = try settings.trajectoriesPath.map { (p) throws(SystemError) in try FleetTrajectories(path: p) }
         let start = clocks.wallMs
         // The cars live around Kotka (the map the project ships), each at its own place.
         cars = specs.map { spec in
@@ -225,6 +231,7 @@ public final class FleetLoop: @unchecked Sendable {
     /// Runs until `stop` or the configured duration; then says goodbye and commits.
     public func run() {
         let started = clocks.monotonicMs
+        startedMs = started
         var nextTick = started, nextReport = started + 1_000
         var miscCursor = 0
         var events = [epoll_event](repeating: epoll_event(), count: 512)
@@ -303,11 +310,19 @@ public final class FleetLoop: @unchecked Sendable {
         let now = clocks.wallMs
         var connecting = 0
         for u in uplinks where u.phase == .connecting { connecting += 1 }
+        if let t = trajectories {
+            do { try t.advance(to: Double(monotonicNow - startedMs) / 1_000) } catch {
+                // The rest of the file is not usable: the cars drive on their own from here.
+                log("\(error); the cars drive on their own from now")
+                trajectories = nil
+            }
+        }
         var connects = min(max(1, settings.connectsPerSecond / 10), max(0, settings.connectingWindow - connecting))
         for slot in cars.indices {
-            if cars[slot].nextDueMs <= now {
+            let motion = trajectories?.motion(ofCar: slot)
+            if cars[slot].nextDueMs <= now || motion != nil || (trajectories != nil && cars[slot].isDriving) {
                 outputs.removeAll(keepingCapacity: true)
-                cars[slot].advance(to: now, into: &outputs)
+                cars[slot].advance(to: now, motion: motion, into: &outputs)
                 take(outputs, slot: slot)
             }
             if connects > 0, uplinks[slot].isDue(at: monotonicNow) {
@@ -381,7 +396,7 @@ public final class FleetLoop: @unchecked Sendable {
             identities.serving = slot
             for e in entries {
                 var mid: Int32 = 0
-                var payload = envelope(e, sentAtMs: now)
+                var payload = wireEnvelope(payload: e.payload, sequence: e.seq, sentAtMs: now)
                 let rc = mosquitto_publish(m, &mid, "vehicles/\(vins[slot])/\(e.stream)", Int32(payload.count), &payload, 1, false)
                 guard rc == MOSQ_ERR_SUCCESS.rawValue else { break }
                 uplinks[slot].sent(String(e.seq), as: mid)
@@ -393,12 +408,6 @@ public final class FleetLoop: @unchecked Sendable {
         dirty.removeAll(keepingCapacity: true)
     }
 
-    /// The stored message with its sequence number and send time in front (as a unit sends it).
-    private func envelope(_ e: FleetOutboxStore.Entry, sentAtMs: Int64) -> [UInt8] {
-        guard e.payload.hasPrefix("{") else { return Array(e.payload.utf8) }
-        let rest = e.payload.dropFirst()
-        return Array("{\"seq\":\(e.seq),\"sentAt\":\(sentAtMs)\(rest.hasPrefix("}") ? "" : ",")\(rest)".utf8)
-    }
 
     // MARK: - Links
 

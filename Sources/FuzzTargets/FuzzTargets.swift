@@ -3,6 +3,7 @@ import Glibc
 #endif
 import UnitConfiguration
 import Backend
+import Fleet
 import OnlineServices
 import TelematicsCore
 import WebPortal
@@ -47,6 +48,8 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
     case navi
     /// A fleet file (`tcu-fleet`): what it accepts draws valid, distinct VINs in disjoint shards.
     case fleet
+    /// SUMO's floating car data as the fleet reads it (`tcu-fleet run --trajectories`).
+    case fcd
 
     /// Runs one input through the target.
     public func run(_ bytes: [UInt8]) {
@@ -143,6 +146,18 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
                 precondition(shard.cars.lowerBound >= 0 && shard.cars.upperBound <= plan.cars, "shard \(shard.index) of \(text) leaves the fleet")
                 precondition(!taken.contains { $0.overlaps(shard.cars) }, "shards of \(text) overlap")
                 taken.append(shard.cars)
+            }
+        case .fcd:
+            guard let t = try? FleetTrajectories(bytes: bytes, name: "fuzz.xml") else { return }
+            // A minute of the fleet's time, looping past the end: every motion in range.
+            for second in stride(from: 0.0, through: 60, by: 0.5) {
+                guard (try? t.advance(to: second)) != nil else { return }
+                for slot in 0..<3 {
+                    if let m = t.motion(ofCar: slot) {
+                        precondition((-90...90).contains(m.latitude) && (-180...180).contains(m.longitude) && (0...540).contains(m.speedKmh),
+                                     "a motion out of range from \(text)")
+                    }
+                }
             }
         case .scenario:
             _ = try? Scenario.parse(text, source: "fuzz.scn")

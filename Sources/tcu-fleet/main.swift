@@ -147,6 +147,9 @@ struct Run: ParsableCommand {
     @Option(help: "Messages in flight per car.")
     var window: Int = 4
 
+    @Option(help: "SUMO's floating car data (sumo --fcd-output FILE --fcd-output.geo true): the cars' trips, positions and speeds; hw/maps/build-fleet-trajectories makes one.")
+    var trajectories: String?
+
     func run() throws {
         let plan = loadPlan(file)
         let s = tcu_fleet.shard(of: plan, shardIndex(shard), file: file)
@@ -178,6 +181,7 @@ struct Run: ParsableCommand {
         settings.connectsPerSecond = connectsPerSecond
         settings.window = window
         settings.durationMs = seconds.map { Int64($0) * 1_000 }
+        settings.trajectoriesPath = trajectories
         let signals: ProcessSignals
         do { signals = try ProcessSignals(reload: []) } catch { fail(error.description, 71) }
         let loop: FleetLoop

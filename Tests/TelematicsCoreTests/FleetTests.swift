@@ -201,6 +201,34 @@ struct FleetTests {
         }
     }
 
+    @Test("trips from a trajectory: a motion begins the trip, its speed is the driving state's, its absence parks the car where the last motion was")
+    func trajectory() throws {
+        let spec = FleetPlan.Car(index: 1, vin: "VSSZZZKLZNR000002", model: "Leon", modelCode: "KL1", buildDate: "2022-01-10",
+                                 country: "ES", licence: .active, privacy: .shareMyPosition, propulsion: .petrol, scenarios: [])
+        var behaviour = FleetCar.Behaviour(drivingIntervalMs: 1_000, heartbeatMs: 3_600_000, tripsPerHour: 60)
+        behaviour.tripsFromTrajectory = true
+        var c = FleetCar(spec: spec, behaviour: behaviour, startMs: 0, home: (60.46, 26.94))
+        var out: [FleetCar.Output] = []
+        // No motion: parked, whatever the trips per hour say.
+        for t in stride(from: Int64(0), through: 5_000, by: 100) { c.advance(to: t, motion: nil, into: &out) }
+        #expect(!c.isDriving)
+        let path = [(60.5001, 26.9001, 36.0), (60.5002, 26.9002, 54.0), (60.5003, 26.9003, 18.0)]
+        for (i, p) in path.enumerated() {
+            c.advance(to: 6_000 + Int64(i) * 1_000, motion: .init(latitude: p.0, longitude: p.1, speedKmh: p.2), into: &out)
+        }
+        #expect(c.isDriving)
+        c.advance(to: 9_000, motion: nil, into: &out)
+        #expect(!c.isDriving)
+        let ms = out.compactMap { if case .message(let m) = $0 { m } else { nil } }
+        let speeds = ms.filter { $0.coalesceKey == "state.driving" }.compactMap { try? JSON.parse($0.payload)["values"]?["speed"]?.numberValue }
+        // (The first report falls at the car's own moment within the interval.)
+        let moving = speeds.filter { $0 > 0 }
+        #expect(moving.count >= 2 && Set(moving).isSubset(of: [36, 54, 18]) && moving.last == 18)
+        let parking = try #require(ms.first { $0.coalesceKey == "state.parking" })
+        let values = try JSON.parse(parking.payload)["values"]
+        #expect(values?["latitude"]?.numberValue == 60.5003 && values?["longitude"]?.numberValue == 26.9003)
+    }
+
     @Test("a car with no trips sends its heartbeat, and its scenarios at their second")
     func parkedCar() {
         var c = Self.car(scenarios: [(.theft, 20), (.button, 40)], tripsPerHour: 0)

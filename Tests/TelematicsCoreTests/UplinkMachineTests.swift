@@ -119,6 +119,18 @@ struct UplinkMachineTests {
         #expect(m.msUntilAttempt(at: 10_000) == 375 && m.msUntilAttempt(at: 20_000) == 0)
     }
 
+    @Test("on the wire, a stored message carries its sequence number and send time in front of its body")
+    func envelope() {
+        let cases: [(String, String)] = [
+            (#"{"id":"a","type":"opened"}"#, #"{"seq":7,"sentAt":1700,"id":"a","type":"opened"}"#),
+            ("{}", #"{"seq":7,"sentAt":1700}"#),
+            ("not an object", "not an object"),
+        ]
+        for (body, wire) in cases {
+            #expect(String(decoding: wireEnvelope(payload: body, sequence: 7, sentAtMs: 1_700), as: UTF8.self) == wire)
+        }
+    }
+
     @Test("no CONNACK for the timeout: overdue (the shell gives the connection up); not before, nor in any other phase")
     func connAckTimeout() {
         var m = UplinkMachine(window: 1)

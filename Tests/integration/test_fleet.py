@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 
-from support import BIN, wait_until, terminate
+from support import BIN, ROOT, wait_until, terminate
 
 FLEET = """
 [fleet]
@@ -185,6 +185,21 @@ def test_a_wrong_fleet_file_is_refused_before_any_car_starts(rig):
                           "--issuer-certificate", f"{rig.pki}/ca.pem", "--issuer-key", f"{rig.pki}/broker.key",
                           "--outbox", str(rig.tmp / "x.db")], capture_output=True, text=True)
     assert bad.returncode == 69 and "does not belong to" in bad.stderr
+    # Trajectories that are not SUMO's geographic floating car data.
+    for text, message in [
+        ('<fcd-export>\n<timestep time="0">\n<vehicle id="a" x="500.0" y="60.5" speed="1"/>\n</timestep>\n</fcd-export>\n',
+         "fcd.xml:3: vehicle a at x=500.0 y=60.5 speed=1.0: expected longitude, latitude (--fcd-output.geo) and m/s"),
+        ('<fcd-export>\n<timestep time="0">\n<vehicle id="a" x="26.9"/>\n</timestep>\n</fcd-export>\n', "fcd.xml:3: <vehicle> needs id, x, y and speed"),
+        ('<fcd-export>\n<timestep time="soon">\n</timestep>\n</fcd-export>\n', "fcd.xml:2: <timestep> needs a time in seconds"),
+        ('<fcd-export>\n<timestep time="0">\n<vehicle id="a" x="26.9" y="60.5" speed="1">\n</fcd-export>\n', "fcd.xml: not well-formed XML"),
+        ("", "fcd.xml: not well-formed XML"),
+        ("<fcd-export/>", "no <timestep> with a <vehicle>"),
+    ]:
+        (rig.tmp / "fcd.xml").write_text(text)
+        r = subprocess.run([os.path.join(BIN, "tcu-fleet"), "run", str(conf), "--ca", f"{rig.pki}/ca.pem",
+                            "--issuer-certificate", f"{rig.pki}/ca.pem", "--issuer-key", f"{rig.pki}/ca.key",
+                            "--outbox", str(rig.tmp / "y.db"), "--trajectories", str(rig.tmp / "fcd.xml")], capture_output=True, text=True)
+        assert r.returncode == 69 and message in r.stderr, (text, r.stderr)
 
 
 # --- The Kubernetes manifests, and the same sharding here ------------------------------------
@@ -323,3 +338,51 @@ def test_four_shards_in_four_network_namespaces_reach_the_backend_every_car_once
         for ns in made:
             netns("netns", "del", ns, check=False)
             shutil.rmtree(f"/etc/netns/{ns}", ignore_errors=True)
+
+
+# --- SUMO's trajectories ----------------------------------------------------------------------
+
+def sumo_trajectories(out):
+    """40 short trips on the map's roads, departing in the first 10 s (hw/maps/build-fleet-trajectories)."""
+    from test_navi import MAP
+    subprocess.run([os.path.join(ROOT, "hw", "maps", "build-map"), MAP, sys.executable], check=True, stdout=subprocess.DEVNULL)
+    subprocess.run([os.path.join(ROOT, "hw", "maps", "build-fleet-trajectories"), MAP, str(out), "40", "10", "300"], check=True,
+                   stdout=subprocess.DEVNULL)
+    import xml.etree.ElementTree as ET
+    tracks, order = {}, []
+    for _, el in ET.iterparse(out / "fcd.xml"):
+        if el.tag == "timestep":
+            for v in el:
+                if v.get("id") not in tracks:
+                    order.append(v.get("id"))
+                tracks.setdefault(v.get("id"), []).append((float(v.get("y")), float(v.get("x")), float(v.get("speed"))))
+            el.clear()
+    return [tracks[i] for i in order]
+
+
+def test_the_cars_drive_sumo_s_trajectories(rig):
+    """Each car drives its SUMO vehicle (in the order they first appear): a trip while the vehicle is
+    in the network, the vehicle's speeds in the driving state, and where the vehicle left the
+    network as the parking position."""
+    tracks = sumo_trajectories(rig.tmp / "sumo")
+    conf = rig.tmp / "fleet.conf"
+    conf.write_text("[fleet]\ncars = 40\nseed = 3\n[behaviour]\ndriving-interval-ms = 500\n")
+    f = figures(fleet(rig, conf, "--seconds", "30", "--trajectories", str(rig.tmp / "sumo" / "fcd.xml")))
+    assert f["lost"] == 0 and f["waiting"] == 0
+    assert settled(rig, f["stored"])
+    vins = subprocess.run([os.path.join(BIN, "tcu-fleet"), "vins", str(conf)], capture_output=True, text=True).stdout.split()
+    parked = 0
+    for vin, track in zip(vins, tracks):
+        events = [json.loads(l) for l in rig.portal("events", vin).stdout.splitlines()]
+        speeds = [s * 3.6 for _, _, s in track]
+        for e in events:
+            if e.get("block") == "driving" and e["values"]["speed"] > 0:
+                # (The car rounds to 0.1 km/h.)
+                assert min(abs(e["values"]["speed"] - s) for s in speeds) <= 0.051, (vin, e["values"], speeds)
+            if e.get("block") == "parking":
+                parked += 1
+                lat, lon, _ = track[-1]
+                assert abs(e["values"]["latitude"] - lat) < 1e-6 and abs(e["values"]["longitude"] - lon) < 1e-6, (vin, e["values"], track[-1])
+        # A trip began for every vehicle that entered the network while the fleet ran.
+        assert any(e["type"] == "ignitionOn" for e in events), vin
+    assert parked >= 5

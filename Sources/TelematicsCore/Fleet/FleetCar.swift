@@ -54,6 +54,9 @@ public struct FleetCar: Sendable {
         public var heartbeatMs: Int64
         public var tripsPerHour: Int
         public var tripMinutes: Int = 15
+        /// The trips come from outside (a SUMO trajectory): the car drives while `advance` is
+        /// given a motion, and parks when it is given none.
+        public var tripsFromTrajectory = false
         public init(drivingIntervalMs: Int64, heartbeatMs: Int64, tripsPerHour: Int) {
             self.drivingIntervalMs = drivingIntervalMs
             self.heartbeatMs = heartbeatMs
@@ -86,7 +89,7 @@ public struct FleetCar: Sendable {
         nextHeartbeatAtMs = startMs
         odometerKm = Double(1_000 + draw() % 80_000)
         fuelPercent = Double(20 + draw() % 80)
-        if behaviour.tripsPerHour > 0 {
+        if behaviour.tripsPerHour > 0, !behaviour.tripsFromTrajectory {
             // A car already on the road at the start, as many as trips fill the hour; the others
             // leave at a drawn time within the mean gap between trips.
             let gapMs = 3_600_000 / Int64(behaviour.tripsPerHour)
@@ -121,11 +124,19 @@ public struct FleetCar: Sendable {
         return due
     }
 
+    /// Whether the car is on a trip.
+    public var isDriving: Bool { if case .driving = phase { true } else { false } }
+
     /// Moves the car to `nowMs`: trips begin and end, reports fall due, scenarios happen.
-    /// `motion`: where a trajectory puts the car now (nil: the car's own drive).
+    /// `motion`: where a trajectory puts the car now (nil: the car's own drive; with trips from
+    /// a trajectory, nil is parked).
     public mutating func advance(to nowMs: Int64, motion: Motion? = nil, into out: inout [Output]) {
         let elapsed = max(0, nowMs - lastAdvanceMs)
         lastAdvanceMs = nowMs
+        if plan.tripsFromTrajectory {
+            if motion != nil, phase == .parked { beginTrip(at: nowMs, into: &out) }
+            if motion == nil, isDriving { endTrip(at: nowMs, into: &out) }
+        }
         if case .driving = phase { move(elapsedMs: elapsed, motion: motion) }
         if case .driving(let until) = phase, nowMs >= until { endTrip(at: nowMs, into: &out) }
         if phase == .parked, nowMs >= nextTripAtMs { beginTrip(at: nowMs, into: &out) }
@@ -154,7 +165,7 @@ public struct FleetCar: Sendable {
 
     private mutating func beginTrip(at now: Int64, into out: inout [Output]) {
         let length = tripMs / 2 + Int64(draw() % UInt64(max(1, tripMs)))
-        phase = .driving(until: now + length)
+        phase = .driving(until: plan.tripsFromTrajectory ? .max : now + length)
         event("lockStateChanged", "locks.central", .string("unlocked"), at: now, into: &out)
         event("opened", "doors.frontLeft.open", .bool(true), at: now, into: &out)
         event("closed", "doors.frontLeft.open", .bool(false), at: now, into: &out)
@@ -185,7 +196,7 @@ public struct FleetCar: Sendable {
         cluster(at: now, into: &out)
         event("lockStateChanged", "locks.central", .string("locked"), at: now, into: &out)
         doors(locked: true, at: now, into: &out)
-        if plan.tripsPerHour > 0 {
+        if plan.tripsPerHour > 0, !plan.tripsFromTrajectory {
             let gap = 3_600_000 / Int64(plan.tripsPerHour)
             nextTripAtMs = now + gap / 2 + Int64(draw() % UInt64(max(1, gap)))
         }

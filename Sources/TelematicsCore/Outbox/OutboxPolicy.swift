@@ -132,3 +132,13 @@ public func messageID(unixMs: Int64) -> String {
     var g = SystemRandomNumberGenerator()
     return messageID(unixMs: unixMs, using: &g)
 }
+
+/// A stored message as it goes to the broker: its sequence number and send time in front of its
+/// body (the backend finds gaps by the one; the other tells how long the message waited). The
+/// unit's link and the fleet's both send this.
+public func wireEnvelope(payload: String, sequence: Int64, sentAtMs: Int64) -> [UInt8] {
+    guard payload.hasPrefix("{") else { return Array(payload.utf8) }
+    let rest = payload.dropFirst()
+    let separator = rest.hasPrefix("}") ? "" : ","
+    return Array("{\"seq\":\(sequence),\"sentAt\":\(sentAtMs)\(separator)\(rest)".utf8)
+}

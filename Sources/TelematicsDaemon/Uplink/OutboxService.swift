@@ -429,7 +429,6 @@ final class Uplink {
         }
     }
 
-
     /// The backoff's jitter: 0.5 to 1.0, so that a fleet does not come back all at once.
     private func jitter() -> Double { Double.random(in: 0.5...1.0, using: &rng) }
 
@@ -495,7 +494,7 @@ final class Uplink {
                                          excluding: Set(machine.inFlight.values), positions: positions)
         acknowledged += Int64(machine.takeAcknowledged().count)
         for e in entries {
-            let payload = Self.envelope(e, sentAtMs: clocks.wallMs)
+            let payload = wireEnvelope(payload: e.message.payload, sequence: e.sequence, sentAtMs: clocks.wallMs)
             guard let mid = client.publish(topic: "vehicles/\(configuration.vin)/\(e.message.stream)", payload: payload) else { break }
             machine.sent(e.message.id, as: mid)
             published += 1
@@ -505,15 +504,6 @@ final class Uplink {
     /// Publishes straight away (QoS 1), not through the outbox: interactive requests.
     func publishDirect(suffix: String, payload: [UInt8]) {
         _ = client.publish(topic: "vehicles/\(configuration.vin)/\(suffix)", payload: payload)
-    }
-
-    /// The stored message with its sequence number and send time in front.
-    static func envelope(_ e: OutboxEntry, sentAtMs: Int64) -> [UInt8] {
-        let body = e.message.payload
-        guard body.hasPrefix("{") else { return Array(body.utf8) }
-        let rest = body.dropFirst()
-        let sep = rest.hasPrefix("}") ? "" : ","
-        return Array("{\"seq\":\(e.sequence),\"sentAt\":\(sentAtMs)\(sep)\(rest)".utf8)
     }
 
     func close() {
