@@ -97,7 +97,11 @@ public final class MQTTClient {
         let sock = mosquitto_socket(mosq)
         guard let wake, sock >= 0 else { return mosquitto_loop(mosq, timeoutMs, 1) }
         // libmosquitto's external-loop pattern: wait on its socket and on the wake pipe together.
-        var fds = [pollfd(fd: sock, events: Int16(POLLIN) | (mosquitto_want_write(mosq) ? Int16(POLLOUT) : 0), revents: 0),
+        // Not for writing before the CONNACK: libmosquitto queues the CONNECT at once but sends
+        // nothing until the TLS handshake is done, and the handshake advances only on reads; a
+        // writable socket would end every wait at once until then (the CONNECT goes after a read).
+        let wantsWrite = isConnected && mosquitto_want_write(mosq)
+        var fds = [pollfd(fd: sock, events: Int16(POLLIN) | (wantsWrite ? Int16(POLLOUT) : 0), revents: 0),
                    pollfd(fd: wake.readFD, events: Int16(POLLIN), revents: 0)]
         if poll(&fds, 2, timeoutMs) < 0, errno != EINTR { return Int32(MOSQ_ERR_ERRNO.rawValue) }
         if fds[1].revents != 0 { wake.drain() }

@@ -325,12 +325,22 @@ public final class FleetLoop: @unchecked Sendable {
                 cars[slot].advance(to: now, motion: motion, into: &outputs)
                 take(outputs, slot: slot)
             }
-            if connects > 0, uplinks[slot].isDue(at: monotonicNow) {
+        }
+        // The cars due to connect, from where the last tick stopped: none waits behind the
+        // lower numbers when the window is short (after a broker restart, all are due).
+        var scanned = 0
+        while connects > 0, scanned < uplinks.count {
+            let slot = connectCursor
+            connectCursor = (connectCursor + 1) % uplinks.count
+            scanned += 1
+            if uplinks[slot].isDue(at: monotonicNow) {
                 connects -= 1
                 connect(slot, at: monotonicNow)
             }
         }
     }
+
+    private var connectCursor = 0
 
     private func take(_ outs: [FleetCar.Output], slot: Int) {
         for case .message(let m) in outs { pendingMessages.append((slot, m)) }
