@@ -201,16 +201,19 @@ struct Run: ParsableCommand {
             loop.eCall.run()
         }
         let crashes = loop.scheduledCrashes().sorted { $0.afterMs < $1.afterMs }
+        let stopped = StopSignal()
         if !crashes.isEmpty {
             let start = Clocks.system.monotonicMs
             DedicatedThread.detached(name: "airbags") {
                 for c in crashes {
-                    while case let wait = start + c.afterMs - Clocks.system.monotonicMs, wait > 0 { usleep(UInt32(min(wait, 100)) * 1_000) }
+                    // Until the crash's time, or the fleet's stop.
+                    if stopped.wait(timeoutMs: max(0, start + c.afterMs - Clocks.system.monotonicMs)) { return }
                     loop.eCall.crash(slot: c.slot)
                 }
             }
         }
         loop.run()
+        stopped.set()
         loop.eCall.stop()
         line.join()
     }
