@@ -225,8 +225,9 @@ public struct FleetCar: Sendable {
             // The airbag line's (FleetECallLine): it fires at this time on its own thread.
             break
         case .theft:
-            emit(OutboxMessage(id: id(now), stream: "alarms", priority: .theftAlarm, capturedAtMs: now, payload: JSON.object([
-                ("id", .string(lastID)), ("vin", .string(spec.vin)), ("type", .string("alarmTriggered")),
+            let id = id(now)
+            emit(OutboxMessage(id: id, stream: "alarms", priority: .theftAlarm, capturedAtMs: now, payload: JSON.object([
+                ("id", .string(id)), ("vin", .string(spec.vin)), ("type", .string("alarmTriggered")),
                 ("quantity", .string("alarm.triggered")), ("value", .bool(true)), ("capturedAt", .number(Double(now))),
             ]).text), into: &out, service: "alerts")
         case .button:
@@ -234,8 +235,9 @@ public struct FleetCar: Sendable {
             // not leave the car when privacy is offline: the shell keeps offline cars off the link).
             guard registration.status == .completed else { return }
             let shared = spec.privacy == .shareMyPosition
-            var m = OutboxMessage(id: id(now), stream: "services", priority: .commandResult, capturedAtMs: now, payload: JSON.object([
-                ("id", .string(lastID)), ("vin", .string(spec.vin)), ("type", .string("serviceRequest")), ("service", .string("breakdown")),
+            let id = id(now)
+            var m = OutboxMessage(id: id, stream: "services", priority: .commandResult, capturedAtMs: now, payload: JSON.object([
+                ("id", .string(id)), ("vin", .string(spec.vin)), ("type", .string("serviceRequest")), ("service", .string("breakdown")),
                 ("position", shared ? .object([("latitude", .number(position.latitude)), ("longitude", .number(position.longitude)),
                                                 ("trusted", .bool(true))]) : .null),
                 ("odometer", .number(rounded(odometerKm))), ("capturedAt", .number(Double(now))),
@@ -247,16 +249,13 @@ public struct FleetCar: Sendable {
 
     // MARK: - Messages
 
-    private var lastID = ""
-
-    private mutating func id(_ now: Int64) -> String {
-        lastID = messageID(unixMs: now, using: &self)
-        return lastID
-    }
+    /// A new message id, from the car's own draws.
+    private mutating func id(_ now: Int64) -> String { messageID(unixMs: now, using: &self) }
 
     private mutating func event(_ type: String, _ quantity: String, _ value: JSON, at now: Int64, into out: inout [Output]) {
-        emit(OutboxMessage(id: id(now), stream: "events", priority: .event, capturedAtMs: now, payload: JSON.object([
-            ("id", .string(lastID)), ("vin", .string(spec.vin)), ("type", .string(type)),
+        let id = id(now)
+        emit(OutboxMessage(id: id, stream: "events", priority: .event, capturedAtMs: now, payload: JSON.object([
+            ("id", .string(id)), ("vin", .string(spec.vin)), ("type", .string(type)),
             ("quantity", .string(quantity)), ("value", value), ("capturedAt", .number(Double(now))),
         ]).text), into: &out)
     }
