@@ -35,18 +35,20 @@ RELEASE      := -c release --static-swift-stdlib
 # (sip-tester) as the PSAP, Kamailio as the emergency routing proxy, tcpdump to see the wire;
 # Routino (the online services' routing engine) with osmium-tool to build its map, libxml2 for
 # the DATEX II traffic records (and a fleet's SUMO trajectories); SUMO and its tools for the
-# fleet's movement on the map's roads.
+# fleet's movement on the map's roads; libpq and Debian's PostgreSQL server for the backend's
+# store on a server.
 DEB_PACKAGES := libsocketcan-dev libgps-dev libsqlite3-dev libmosquitto-dev libssl-dev pkg-config \
                 can-utils iproute2 kmod qemu-system-x86 busybox-static cpio xz-utils mosquitto \
                 openssl python3 python3-venv e2fsprogs mosquitto-clients gpsd tmux \
                 systemd fakeroot libcurl4-openssl-dev chromium chromium-driver \
-                libre-dev sip-tester kamailio tcpdump routino libroutino-dev osmium-tool libxml2-dev sumo sumo-tools
+                libre-dev sip-tester kamailio tcpdump routino libroutino-dev osmium-tool libxml2-dev sumo sumo-tools \
+                libpq-dev postgresql
 # cantools for the decoder's cross-check, aiosmtpd as the mail server the accounts' tests receive
 # on, schemathesis to hold the app API to docs/openapi.yaml, selenium to drive Debian's chromium,
 # kubernetes-validate to hold the fleet's manifests (deploy/kubernetes) to Kubernetes' schemas offline.
 PY_PACKAGES  := cantools==45.1.0 pytest aiosmtpd==1.4.6 schemathesis==4.32.5 selenium==4.42.0 kubernetes-validate==1.37.0
 
-.PHONY: all deps build release test check-architecture unit-test integration-test vcan-bench power-cut demo bench bench-fleet clean fuzz fuzz-short soak \
+.PHONY: all deps build release test check-architecture unit-test postgres-test integration-test vcan-bench power-cut demo bench bench-fleet clean fuzz fuzz-short soak \
         install uninstall deb man golden map fleet-trajectories
 
 all: build
@@ -73,7 +75,7 @@ build: deps
 release: deps
 	$(SWIFT) build $(RELEASE)
 
-test: check-architecture unit-test integration-test vcan-bench power-cut fuzz-short
+test: check-architecture unit-test postgres-test integration-test vcan-bench power-cut fuzz-short
 
 # The architecture's arrows (hw/check-architecture): Package.swift and every import.
 check-architecture:
@@ -81,6 +83,14 @@ check-architecture:
 
 unit-test: build
 	$(SWIFT) test
+
+# The backend's own suites a second time, on a PostgreSQL server of their own (hw/postgres/cluster:
+# a schema per test); the end-to-end tests on PostgreSQL are in Tests/integration/test_postgres.py.
+BACKEND_SUITES := OutboxTests\.(Accounts|AppAPI|BackendStore|Portal|WebPortal|Database)
+postgres-test: unit-test
+	@dir=$$(mktemp -d /tmp/tcu-pg-XXXXXX) && url=$$(hw/postgres/cluster start "$$dir") || exit 1; \
+	PGPASSFILE="$$dir/pgpass" TCU_TEST_POSTGRES="$$url" $(SWIFT) test --skip-build --filter '$(BACKEND_SUITES)'; rc=$$?; \
+	hw/postgres/cluster stop "$$dir"; rm -rf "$$dir"; exit $$rc
 
 integration-test: build
 	TCUCTL=$(abspath $(BIN))/tcuctl $(PY) -m pytest -q Tests/integration

@@ -67,6 +67,8 @@ let package = Package(
         .target(name: "BackendLink", dependencies: ["TelematicsCore", "CMosquitto"], swiftSettings: strict),
         // libcurl: the reference backend's mail over SMTP (verification, password reset).
         .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
+        // libpq: the reference backend's store on PostgreSQL when given a postgresql:// URL.
+        .systemLibrary(name: "CPostgres", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
         // Routino (routes on an OpenStreetMap extract) and libxml2 (DATEX II traffic records):
         // the Online infotainment services the reference backend answers.
         .systemLibrary(name: "CRoutino", providers: [.apt(["libroutino-dev"])]),
@@ -76,7 +78,7 @@ let package = Package(
         .target(
             name: "Backend",
             dependencies: [
-                "TelematicsCore", "Platform", "Outbox", "BackendLink", "CCurl", "OnlineServices",
+                "TelematicsCore", "Platform", "Outbox", "BackendLink", "CCurl", "CPostgres", "OnlineServices",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "CryptoExtras", package: "swift-crypto"),
             ],

@@ -172,7 +172,7 @@ extension Portal {
     }
 
     func migrateAccounts() throws(OutboxError) {
-        let columns = try db.query("PRAGMA table_info(accounts)") { $0.text(1) }
+        let columns = try db.columns(of: "accounts")
         if !columns.contains("user_name") { try db.exec("ALTER TABLE accounts ADD COLUMN user_name TEXT") }
         if !columns.contains("mobile") { try db.exec("ALTER TABLE accounts ADD COLUMN mobile TEXT") }
         try db.exec("""

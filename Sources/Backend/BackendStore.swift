@@ -8,16 +8,14 @@ public final class BackendStore {
     /// The largest integer a JSON number carries exactly (2^53): bigger sequence numbers and
     /// times are refused, not rounded.
     public static let largestExactInteger: Int64 = 1 << 53
-    private let db: SQLiteHandle
+    private let db: Database
 
+    /// `path`: the SQLite file, or a PostgreSQL server's `postgresql://` URL (Database).
     public init(path: String) throws(OutboxError) {
-        db = try SQLiteHandle(path: path)
-        try db.enableWAL()
-        // NORMAL in WAL mode survives a crash of the process (what the tests do to it); a power cut
-        // of the backend's host may lose the last transactions. libmosquitto acknowledges a
-        // QoS 1 message before handing it over, so a per-message fsync would not close that gap.
-        try db.exec("PRAGMA synchronous=NORMAL")
-        try db.exec("""
+        db = try Database(path)
+        // In a transaction: two processes opening a new PostgreSQL database at once would both
+        // create the tables otherwise (SQLite's file lock makes the second wait anyway).
+        try db.transaction { () throws(OutboxError) in try db.exec("""
             CREATE TABLE IF NOT EXISTS messages(
                 id TEXT PRIMARY KEY, vin TEXT NOT NULL, seq INTEGER, stream TEXT NOT NULL,
                 type TEXT, payload TEXT NOT NULL, received_at INTEGER NOT NULL);
@@ -32,7 +30,7 @@ public final class BackendStore {
                 id INTEGER PRIMARY KEY AUTOINCREMENT, vin TEXT NOT NULL, kind TEXT NOT NULL, at INTEGER NOT NULL, body TEXT NOT NULL);
             CREATE INDEX IF NOT EXISTS alerts_vin ON alerts(vin, id);
             CREATE TABLE IF NOT EXISTS alert_rules(vin TEXT PRIMARY KEY, state TEXT NOT NULL);
-            """)
+            """) }
     }
 
     public enum Receipt: Equatable, Sendable {
@@ -86,7 +84,7 @@ public final class BackendStore {
                        [.text(id), .text(vin), seq.map { .int($0) } ?? .null, .text(stream), json["type"]?.stringValue.map { .text($0) } ?? .null,
                         .text(payload), .int(receivedAtMs)])
             if db.changes == 0 {
-                try db.run("INSERT INTO duplicates(vin, count) VALUES (?, 1) ON CONFLICT(vin) DO UPDATE SET count = count + 1", [.text(vin)])
+                try db.run("INSERT INTO duplicates(vin, count) VALUES (?, 1) ON CONFLICT(vin) DO UPDATE SET count = duplicates.count + 1", [.text(vin)])
                 return .duplicate
             }
             if stream == "state", let block = json["block"]?.stringValue, let values = json["values"], let captured {
@@ -110,26 +108,25 @@ public final class BackendStore {
         try Self.deleteRows(in: db, vin: vin, seq: seq, atMs: atMs)
     }
 
-    private static func deleteRows(in db: SQLiteHandle, vin: String, seq: Int64, atMs: Int64) throws(OutboxError) {
+    private static func deleteRows(in db: Database, vin: String, seq: Int64, atMs: Int64) throws(OutboxError) {
         for table in ["messages", "state", "duplicates", "connection", "alerts", "alert_rules"] { try db.run("DELETE FROM \(table) WHERE vin = ?", [.text(vin)]) }
-        try db.run("INSERT INTO resets(vin, seq, at) VALUES (?, ?, ?) ON CONFLICT(vin) DO UPDATE SET seq = max(resets.seq, excluded.seq), at = excluded.at",
+        try db.run("INSERT INTO resets(vin, seq, at) VALUES (?, ?, ?) ON CONFLICT(vin) DO UPDATE SET seq = CASE WHEN excluded.seq > resets.seq THEN excluded.seq ELSE resets.seq END, at = excluded.at",
                    [.text(vin), .int(seq), .int(atMs)])
     }
 
     /// A car's data deleted from the portal (its primary user deleted the account), as a
     /// factory reset deletes it, from the highest sequence number received: inside the
     /// caller's transaction on `db`, the backend's database (the portal's file is the same).
-    public static func deleteCarData(in db: SQLiteHandle, vin: String, nowMs: Int64) throws(OutboxError) {
-        // A file the vehicle store never opened (a portal's alone) holds no car data.
-        let storeTables = try db.query("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'resets'", []) { $0.int(0) }
-        guard !storeTables.isEmpty else { return }
+    public static func deleteCarData(in db: Database, vin: String, nowMs: Int64) throws(OutboxError) {
+        // A database the vehicle store never opened (a portal's alone) holds no car data.
+        guard try db.hasTable("resets") else { return }
         let seq = try db.query("SELECT coalesce(max(seq), 0) FROM messages WHERE vin = ?", [.text(vin)]) { $0.int(0) }.first ?? 0
         try deleteRows(in: db, vin: vin, seq: seq, atMs: nowMs)
     }
 
     /// Messages of a car in sequence order.
     public func messages(vin: String) throws(OutboxError) -> [(seq: Int64?, stream: String, payload: String)] {
-        try db.query("SELECT seq, stream, payload FROM messages WHERE vin = ? ORDER BY seq", [.text(vin)]) { row in
+        try db.query("SELECT seq, stream, payload FROM messages WHERE vin = ? ORDER BY seq NULLS FIRST", [.text(vin)]) { row in
             (row.isNull(0) ? nil : row.int(0), row.text(1), row.text(2))
         }
     }
@@ -163,7 +160,7 @@ public final class BackendStore {
         try db.query("""
             SELECT m.vin, count(*), max(m.seq), max(m.seq) - coalesce(r.seq, 0) - count(*), coalesce(d.count, 0)
             FROM messages m LEFT JOIN resets r ON r.vin = m.vin LEFT JOIN duplicates d ON d.vin = m.vin
-            WHERE m.seq IS NOT NULL AND m.seq > coalesce(r.seq, 0) GROUP BY m.vin ORDER BY m.vin
+            WHERE m.seq IS NOT NULL AND m.seq > coalesce(r.seq, 0) GROUP BY m.vin, r.seq, d.count ORDER BY m.vin
             """) { row in
             CarSummary(vin: row.text(0), messages: row.int(1), highestSequence: row.int(2), missing: row.int(3), duplicates: row.int(4))
         }

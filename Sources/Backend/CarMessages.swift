@@ -47,8 +47,16 @@ public final class CarMessages {
         return raised
     }
 
-    /// What to publish in answer to one message from the broker (often nothing).
-    public func handle(topic: String, payload: [UInt8], nowMs: Int64) -> [Publication] {
+    /// The database could not be reached: the message was not stored, and must not be
+    /// acknowledged (the broker gives it again).
+    public struct StorageUnavailable: Error, CustomStringConvertible {
+        public var description: String
+    }
+
+    /// What to publish in answer to one message from the broker (often nothing). Throws when
+    /// the message could not be stored; a message that is not the protocol's is refused with a
+    /// note (and counts as handled: sending it again would change nothing).
+    public func handle(topic: String, payload: [UInt8], nowMs: Int64) throws(StorageUnavailable) -> [Publication] {
         // The backend's own messages to the cars (commands, answers) come back through
         // vehicles/#: they are not the cars' messages.
         if topic.hasSuffix("/commands") || topic.hasSuffix("/response") { return [] }
@@ -89,7 +97,7 @@ public final class CarMessages {
             default: break
             }
         } catch {
-            note("cannot store a message: \(error)")
+            throw StorageUnavailable(description: "\(error)")
         }
         return []
     }

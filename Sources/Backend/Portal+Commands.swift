@@ -78,7 +78,7 @@ extension Portal {
                                       targetTemperature: action == .climatisationStart ? targetTemperature : nil)
                 c.signature = Self.sign(c, key: key)
                 try db.run("UPDATE command_keys SET counter = ? WHERE vin = ?", [.int(counter + 1), .text(vin)])
-                try db.run("INSERT INTO commands(id, vin, action, user, status, expires_at, created_at, updated_at, body) VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, ?)",
+                try db.run("INSERT INTO commands(id, vin, action, \"user\", status, expires_at, created_at, updated_at, body) VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, ?)",
                            [.text(c.id), .text(vin), .text(action.rawValue), .text(c.user), .int(c.expiresAtMs), .int(nowMs), .int(nowMs), .text(c.json.text)])
                 return .success(c)
             }
@@ -98,7 +98,7 @@ extension Portal {
         }
         if let key = try stored() { return key }
         let key = Curve25519.Signing.PrivateKey()
-        try run("INSERT OR IGNORE INTO backend_keys(name, value) VALUES ('answers', ?)", [.text(hexBytes(Array(key.rawRepresentation)))])
+        try run("INSERT INTO backend_keys(name, value) VALUES ('answers', ?) ON CONFLICT DO NOTHING", [.text(hexBytes(Array(key.rawRepresentation)))])
         // Another process may have made one first: the stored key is the one.
         guard let kept = try stored() else { throw PortalError("storage", "cannot keep the answer key") }
         return kept
@@ -145,8 +145,8 @@ extension Portal {
     /// A command's status; with `vin`, only a command for that car (an app asks through the car's
     /// path, and one car's user must not read another car's requests).
     public func commandStatus(id: String, vin: String? = nil, nowMs: Int64) throws(PortalError) -> CommandStatus {
-        let rows = try query("SELECT action, status, cause, expires_at FROM commands WHERE id = ? AND (? IS NULL OR vin = ?)",
-                             [.text(id), vin.map { .text($0) } ?? .null, vin.map { .text($0) } ?? .null]) {
+        let rows = try query("SELECT action, status, cause, expires_at FROM commands WHERE id = ? AND vin = coalesce(?, vin)",
+                             [.text(id), vin.map { .text($0) } ?? .null]) {
             ($0.text(0), $0.text(1), $0.isNull(2) ? nil : $0.text(2), $0.int(3))
         }
         guard let (action, status, cause, expires) = rows.first else { throw PortalError("unknownRequest", "no request \(id)") }

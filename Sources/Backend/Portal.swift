@@ -65,7 +65,7 @@ public enum Compatibility {
 /// The portal side of the reference backend: accounts ("SEAT ID") and garages, and the
 /// pairing code a car is registered with. Kept in the backend's SQLite file.
 public final class Portal {
-    let db: SQLiteHandle
+    let db: Database
     /// PBKDF2-HMAC-SHA256 rounds for new passwords and S-PINs (OWASP 2023: 600 000); each
     /// account keeps the rounds it was hashed with, so the figure can grow.
     public static let rounds = 600_000
@@ -76,13 +76,11 @@ public final class Portal {
     /// `rounds`: fewer only in tests, where the hash's cost is not what is tested.
     public init(path: String, rounds: Int = Portal.rounds) throws(OutboxError) {
         self.rounds = rounds
-        db = try SQLiteHandle(path: path)
-        try db.enableWAL()
-        try db.exec("PRAGMA synchronous=NORMAL")
+        db = try Database(path)
         // A file at this schema's version needs nothing (every request of the app API opens
         // the portal: no write lock for it).
         // (A newer program's file is left as it is.)
-        guard (try db.query("PRAGMA user_version", [], { $0.int(0) }).first ?? 0) < Self.schemaVersion else { return }
+        guard try db.schemaVersion() < Self.schemaVersion else { return }
         // The schema and its migrations in one immediate transaction: two processes opening a
         // new file at once (tcu-backend serve and a portal command) once both found a column
         // missing and the second ALTER failed; now the second waits and finds it there.
@@ -102,7 +100,7 @@ public final class Portal {
                 CREATE TABLE IF NOT EXISTS command_keys(vin TEXT PRIMARY KEY, key TEXT NOT NULL, counter INTEGER NOT NULL DEFAULT 0);
                 CREATE TABLE IF NOT EXISTS backend_keys(name TEXT PRIMARY KEY, value TEXT NOT NULL);
                 CREATE TABLE IF NOT EXISTS commands(
-                    id TEXT PRIMARY KEY, vin TEXT NOT NULL, action TEXT NOT NULL, user TEXT NOT NULL, status TEXT NOT NULL,
+                    id TEXT PRIMARY KEY, vin TEXT NOT NULL, action TEXT NOT NULL, "user" TEXT NOT NULL, status TEXT NOT NULL,
                     cause TEXT, expires_at INTEGER NOT NULL, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL, body TEXT NOT NULL);
                 CREATE TABLE IF NOT EXISTS car_users(
                     vin TEXT NOT NULL, email TEXT NOT NULL, role TEXT NOT NULL CHECK(role IN ('secondary', 'guest')),
@@ -114,22 +112,22 @@ public final class Portal {
             try db.exec("""
                 CREATE TABLE IF NOT EXISTS licences(
                     vin TEXT PRIMARY KEY, package TEXT NOT NULL, expires_at INTEGER NOT NULL, trial_started_at INTEGER NOT NULL);
-                INSERT OR IGNORE INTO licences(vin, package, expires_at, trial_started_at)
+                INSERT INTO licences(vin, package, expires_at, trial_started_at)
                     SELECT vin, licence_package, licence_expires_at, code_used_at FROM garage
-                    WHERE licence_expires_at IS NOT NULL AND code_used_at IS NOT NULL;
+                    WHERE licence_expires_at IS NOT NULL AND code_used_at IS NOT NULL
+                    ON CONFLICT DO NOTHING;
                 """)
             // When the password last changed: every session and token from before is void (the
             // FAQ: the new password must be typed again on every device). Added to older files once.
-            let columns = try db.query("PRAGMA table_info(accounts)") { $0.text(1) }
-            if !columns.contains("password_changed_at") {
+            if try !db.columns(of: "accounts").contains("password_changed_at") {
                 try db.exec("ALTER TABLE accounts ADD COLUMN password_changed_at INTEGER NOT NULL DEFAULT 0")
             }
             try migrateAccounts()
-            try db.exec("PRAGMA user_version = \(Self.schemaVersion)")
+            try db.setSchemaVersion(Self.schemaVersion)
         }
     }
 
-    /// The portal schema's version (`PRAGMA user_version`): 1 added the password's change time,
+    /// The portal schema's version (`Database.schemaVersion`): 1 added the password's change time,
     /// 2 user names, mobile numbers, mailed links and the mail queue. A file at an older
     /// version is brought up to it when opened; the steps are idempotent.
     static let schemaVersion: Int64 = 2
@@ -165,11 +163,11 @@ public final class Portal {
         }
     }
 
-    func run(_ sql: String, _ values: [SQLiteHandle.Value]) throws(PortalError) {
+    func run(_ sql: String, _ values: [Database.Value]) throws(PortalError) {
         do { try db.run(sql, values) } catch { throw PortalError("storage", "\(error)") }
     }
 
-    func query<T>(_ sql: String, _ values: [SQLiteHandle.Value], _ row: (SQLiteHandle.Row) -> T) throws(PortalError) -> [T] {
+    func query<T>(_ sql: String, _ values: [Database.Value], _ row: (Database.Row) -> T) throws(PortalError) -> [T] {
         do { return try db.query(sql, values, row) } catch { throw PortalError("storage", "\(error)") }
     }
 }

@@ -91,6 +91,16 @@ public final class MQTTClient {
         isConnected = false
     }
 
+    /// Drops the connection at once, writing nothing more: what libmosquitto queued is never
+    /// sent (with `acknowledgeAfterHandling`, the acknowledgement of a message the handler
+    /// could not store: the broker sends it again on the next connection). The next `loop`
+    /// reports the link down. (The process must ignore SIGPIPE.)
+    public func abandon() {
+        let sock = mosquitto_socket(mosq)
+        if sock >= 0 { _ = shutdown(sock, Int32(SHUT_RDWR)) }
+        isConnected = false
+    }
+
     /// Network work for at most `timeoutMs`; callbacks run in here. Non-zero: the link is down.
     /// `wake` ends the wait early when another thread signals it (urgent work to publish).
     public func loop(timeoutMs: Int32, wake: WakePipe? = nil) -> Int32 {

@@ -111,7 +111,7 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
         case .mqtt:
             let parts = text.split(separator: "\n", maxSplits: 1, omittingEmptySubsequences: false)
             let topic = String(parts[0]), payload = parts.count > 1 ? Array(parts[1].utf8) : []
-            _ = FuzzBackend.shared.messages.handle(topic: topic, payload: payload, nowMs: 1_700_000_000_000)
+            _ = try? FuzzBackend.shared.messages.handle(topic: topic, payload: payload, nowMs: 1_700_000_000_000)
         case .sip:
             let split = bytes.firstIndex(of: 0x0A) ?? bytes.endIndex
             let type = String(decoding: bytes[..<split], as: UTF8.self)

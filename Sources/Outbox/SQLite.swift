@@ -3,11 +3,14 @@ import CSQLite
 import Glibc
 #endif
 
-/// The Outbox module's one error type: what failed, SQLite's message and result code.
+/// The Outbox module's one error type, and the reference backend's storage error: what
+/// failed, the database's message, and SQLite's result code (`otherDatabase` for another
+/// database's error, PostgreSQL's, whose message carries its own code).
 public struct OutboxError: Error, Sendable, CustomStringConvertible {
     public var message: String
     public var code: Int32
-    public var description: String { "\(message) (SQLite \(code))" }
+    public var description: String { code == Self.otherDatabase ? message : "\(message) (SQLite \(code))" }
+    public static let otherDatabase: Int32 = -1
 
     public init(message: String, code: Int32) {
         self.message = message

@@ -24,10 +24,19 @@ struct TCUBackend: AsyncParsableCommand {
 }
 
 struct DatabaseOption: ParsableArguments {
-    @Option(help: "The backend's SQLite database.") var db = "tcu-backend.db"
+    @Option(help: ArgumentHelp("The backend's database: an SQLite file, or a PostgreSQL server's URL (postgresql://USER@HOST/DB, or ?host=/SOCKET/DIR for a Unix socket). A server's password comes from libpq's password file (PGPASSFILE, ~/.pgpass), never from the URL.",
+                               valueName: "path-or-url"))
+    var db = "tcu-backend.db"
     @Option(help: ArgumentHelp("For tests: the backend's clock runs this many days ahead (negative: behind).",
                                valueName: "days"))
     var clockOffsetDays: Int = 0
+
+    func validate() throws {
+        // A password on a command line is read by every user of the machine (ps, /proc).
+        if Database.carriesPassword(db) {
+            throw ValidationError("--db: the URL carries a password; put it in libpq's password file instead (PGPASSFILE or ~/.pgpass, mode 0600): docs/operations.md")
+        }
+    }
 
     /// The backend's time, UTC milliseconds.
     var nowMs: Int64 { wallClockNow().nanoseconds / 1_000_000 + Int64(clockOffsetDays) * 86_400_000 }
@@ -172,14 +181,27 @@ func ingest(_ messages: CarMessages, from endpoint: BrokerEndpoint, database: Da
     // it arrived and before it is stored (what a crash or a power cut there would do).
     let exitOn = getenv("TCU_BACKEND_FAULT_EXIT_ON_MESSAGE").flatMap { Int(String(cString: $0)) }
     var received = 0
+    var storageDown = false
+    // (A dropped connection's writes fail with EPIPE, not a signal.)
+    signal(SIGPIPE, SIG_IGN)
     client.onMessage = { topic, payload in
         received += 1
         if received == exitOn {
             note("fault injection: ending before storing message \(received)")
             _exit(70)
         }
-        for reply in messages.handle(topic: topic, payload: payload, nowMs: database.nowMs) {
-            _ = client.publish(topic: reply.topic, payload: Array(reply.body.text.utf8))
+        guard !storageDown else { return }  // (the rest of a read, after a failure: not acknowledged either)
+        do {
+            for reply in try messages.handle(topic: topic, payload: payload, nowMs: database.nowMs) {
+                _ = client.publish(topic: reply.topic, payload: Array(reply.body.text.utf8))
+            }
+        } catch {
+            // Not stored, so not acknowledged: the connection is dropped before the queued
+            // acknowledgement leaves, and the broker gives the message again (persistent session)
+            // once the database is back.
+            note("cannot store a message, not acknowledged (the broker sends it again): \(error)")
+            storageDown = true
+            client.abandon()
         }
     }
     // The licence notices, once a minute (and at the start).
@@ -201,7 +223,14 @@ func ingest(_ messages: CarMessages, from endpoint: BrokerEndpoint, database: Da
             connected = true
             failures = 0
         }
-        if client.loop(timeoutMs: 100) != 0 { connected = false }
+        if client.loop(timeoutMs: 100) != 0 {
+            connected = false
+            if storageDown {
+                // The database again in a moment: the broker holds the messages meanwhile.
+                stop.wait(timeoutMs: 1_000)
+                storageDown = false
+            }
+        }
     }
     client.disconnect()
 }

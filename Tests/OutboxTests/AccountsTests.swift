@@ -7,7 +7,7 @@ import TelematicsCore
 struct AccountsTests {
     static let now: Int64 = 1_764_000_000_000
 
-    func portal() throws -> Portal { try Portal(path: scratch(), rounds: 1_000) }
+    func portal() throws -> Portal { try Portal(path: backendDatabase(), rounds: 1_000) }
 
     @Test("a user name and a mobile number: accepted in their forms, refused otherwise", arguments: [
         ("Carla_M", "carla_m"), ("ana.b-2", "ana.b-2"), ("abc", "abc"),
@@ -85,7 +85,7 @@ struct AccountsTests {
 
     @Test("delete my data: a wrong password counts as a log-in try and deletes nothing; the right one deletes every row naming the person, and their car's, in one go")
     func deleteAccount() throws {
-        let path = scratch()
+        let path = backendDatabase()
         let p = try Portal(path: path, rounds: 1_000)
         for (email, spin) in [("ana@example.com", "4711"), ("ben@example.com", "1234")] {
             try p.addUser(email: email, password: "correct horse", spin: spin, nowMs: 0)
@@ -153,7 +153,7 @@ struct AccountsTests {
     @Test("processes opening a new database at once all find the schema whole (the migrations are one transaction)")
     func concurrentMigrations() async {
         for _ in 0..<10 {
-            let path = scratch()
+            let path = backendDatabase()
             let failures = await withTaskGroup(of: String?.self) { group in
                 for _ in 0..<4 {
                     group.addTask {
@@ -168,8 +168,8 @@ struct AccountsTests {
 
     @Test("a file from before user names, mobile numbers and mailed links is brought to the schema's version once; its accounts keep working")
     func migratesAnOlderFile() throws {
-        let path = scratch()
-        let old = try SQLiteHandle(path: path)
+        let path = backendDatabase()
+        let old = try Database(path)
         try old.exec("""
             CREATE TABLE accounts(email TEXT PRIMARY KEY, salt TEXT NOT NULL, hash TEXT NOT NULL, spin_salt TEXT NOT NULL,
                 spin_hash TEXT NOT NULL, rounds INTEGER NOT NULL, verified INTEGER NOT NULL DEFAULT 0, created_at INTEGER NOT NULL);
@@ -177,12 +177,12 @@ struct AccountsTests {
         let p = try Portal(path: path, rounds: 1)
         try p.addUser(email: "ana@example.com", password: "correct horse", spin: "4711", userName: "ana", nowMs: Self.now)
         #expect(try p.account(forLogin: "ana") == "ana@example.com")
-        #expect(try old.query("PRAGMA user_version", [], { $0.int(0) }) == [Portal.schemaVersion])
-        let columns = try old.query("PRAGMA table_info(accounts)", [], { $0.text(1) })
+        #expect(try old.schemaVersion() == Portal.schemaVersion)
+        let columns = try old.columns(of: "accounts")
         #expect(Set(["password_changed_at", "user_name", "mobile"]).isSubset(of: Set(columns)))
         // A newer program's file is left as it is.
-        try old.exec("PRAGMA user_version = 99")
+        try old.setSchemaVersion(99)
         _ = try Portal(path: path, rounds: 1)
-        #expect(try old.query("PRAGMA user_version", [], { $0.int(0) }) == [99])
+        #expect(try old.schemaVersion() == 99)
     }
 }

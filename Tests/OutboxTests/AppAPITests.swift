@@ -11,7 +11,7 @@ struct AppAPISessionTests {
     }
 
     func api(_ clock: Clock) throws -> AppAPI {
-        let path = scratch()
+        let path = backendDatabase()
         let p = try Portal(path: path, rounds: 1_000)
         try p.addUser(email: "ana@example.com", password: "correct horse", spin: "4711", nowMs: clock.ms.load(ordering: .relaxed))
         try p.verifyEmail("ana@example.com")

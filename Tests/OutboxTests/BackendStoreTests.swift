@@ -12,7 +12,7 @@ struct BackendStoreTests {
 
     @Test("a message is stored once; a re-send with the same id is counted as a duplicate; gaps are found")
     func duplicatesAndGaps() throws {
-        let store = try BackendStore(path: scratch())
+        let store = try BackendStore(path: backendDatabase())
         let topic = "vehicles/\(vin)/events"
         #expect(try store.receive(topic: topic, payload: #"{"seq":1,"id":"a","type":"opened"}"#, receivedAtMs: 1) == .stored)
         #expect(try store.receive(topic: topic, payload: #"{"seq":1,"id":"a","type":"opened"}"#, receivedAtMs: 2) == .duplicate)
@@ -24,7 +24,7 @@ struct BackendStoreTests {
 
     @Test("malformed messages are rejected with the reason and store nothing")
     func rejected() throws {
-        let store = try BackendStore(path: scratch())
+        let store = try BackendStore(path: backendDatabase())
         guard case .rejected(let why) = try store.receive(topic: "vehicles/\(vin)/events", payload: "{not json", receivedAtMs: 1) else {
             Issue.record("accepted"); return
         }
@@ -41,7 +41,7 @@ struct BackendStoreTests {
 
     @Test("the state keeps the newest capture of each block; an older one arriving late does not replace it; a heartbeat refreshes the time received")
     func stateBlocks() throws {
-        let store = try BackendStore(path: scratch())
+        let store = try BackendStore(path: backendDatabase())
         let topic = "vehicles/\(vin)/state"
         try store.receive(topic: topic, payload: state("1", seq: 1, block: "doors", captured: 100, open: true), receivedAtMs: 1_000)
         try store.receive(topic: topic, payload: state("2", seq: 3, block: "doors", captured: 300, open: false), receivedAtMs: 2_000)
@@ -56,7 +56,7 @@ struct BackendStoreTests {
 
     @Test("a car's request to delete its data deletes everything of it; sequence numbers count from there")
     func deleteMyData() throws {
-        let store = try BackendStore(path: scratch())
+        let store = try BackendStore(path: backendDatabase())
         try store.receive(topic: "vehicles/\(vin)/events", payload: #"{"seq":1,"id":"a","type":"opened"}"#, receivedAtMs: 1)
         try store.receive(topic: "vehicles/\(vin)/state", payload: state("s", seq: 2, block: "doors", captured: 100, open: true), receivedAtMs: 1)
         let receipt = try store.receive(topic: "vehicles/\(vin)/requests", payload: #"{"seq":5,"id":"r","type":"deleteMyData"}"#, receivedAtMs: 2)

@@ -7,7 +7,7 @@ struct PortalTests {
     let vin = "VSSZZZKLZNR012345"
     let now: Int64 = 1_764_000_000_000
 
-    func portal() throws -> Portal { try Portal(path: scratch(), rounds: 1_000) }
+    func portal() throws -> Portal { try Portal(path: backendDatabase(), rounds: 1_000) }
 
     func user(_ p: Portal, _ email: String = "ana@example.com") throws {
         try p.addUser(email: email, password: "correct horse", spin: "4711", nowMs: now)
@@ -112,7 +112,7 @@ struct PortalRegistrationTests {
     let now: Int64 = 1_764_000_000_000
 
     func setUp() throws -> (Portal, Portal.Car) {
-        let p = try Portal(path: scratch(), rounds: 1_000)
+        let p = try Portal(path: backendDatabase(), rounds: 1_000)
         try p.addUser(email: "ana@example.com", password: "correct horse", spin: "4711", nowMs: now)
         try p.verifyEmail("ana@example.com")
         return (p, try p.addCar(vin: vin, email: "ana@example.com", model: "Leon", built: "2021-11", country: "ES", acceptedTerms: true, nowMs: now))
@@ -174,7 +174,7 @@ struct PortalLicenceTests {
     let year = Portal.codeValidityMs
 
     func registered() throws -> Portal {
-        let p = try Portal(path: scratch(), rounds: 1_000)
+        let p = try Portal(path: backendDatabase(), rounds: 1_000)
         try p.addUser(email: "ana@example.com", password: "correct horse", spin: "4711", nowMs: now)
         try p.verifyEmail("ana@example.com")
         let car = try p.addCar(vin: vin, email: "ana@example.com", model: "Leon", built: "2021-11", country: "ES", acceptedTerms: true, nowMs: now)
@@ -211,7 +211,7 @@ struct PortalLicenceTests {
             #expect(Compatibility.trial(country: c, navigation: false, startMs: now).endMs >= addingCalendarMonths(12, to: now))
         }
         // Through the registration: the car says it has navigation.
-        let p = try Portal(path: scratch(), rounds: 1_000)
+        let p = try Portal(path: backendDatabase(), rounds: 1_000)
         try p.addUser(email: "ana@example.com", password: "correct horse", spin: "4711", nowMs: now)
         try p.verifyEmail("ana@example.com")
         let car = try p.addCar(vin: vin, email: "ana@example.com", model: "Leon", built: "2021-11", country: "ES", acceptedTerms: true, nowMs: now)
@@ -251,7 +251,7 @@ struct PortalEnrolmentTests {
 
     @Test("not started, started after the right code failed a later check, completed, inactive once the licence expired")
     func states() throws {
-        let p = try Portal(path: scratch(), rounds: 1_000)
+        let p = try Portal(path: backendDatabase(), rounds: 1_000)
         try account(p, "ana@example.com")
         let car = try p.addCar(vin: vin, email: "ana@example.com", model: "Leon", built: "2021-11", country: "ES", acceptedTerms: true, nowMs: now)
         #expect(try enrolment(p, at: now) == "notStarted")
@@ -266,7 +266,7 @@ struct PortalEnrolmentTests {
 
     @Test("when the licence has run out the services stop until it is renewed: reads and commands are refused; the climatisation needs the S-PIN")
     func servicesStopAtTheLicenceEnd() throws {
-        let p = try Portal(path: scratch(), rounds: 1_000)
+        let p = try Portal(path: backendDatabase(), rounds: 1_000)
         try account(p, "ana@example.com")
         #expect(code { try p.requireLicence(vin: self.vin, service: "vehicleStatus", nowMs: self.now) } == "notRegistered")
         let car = try p.addCar(vin: vin, email: "ana@example.com", model: "Leon", built: "2021-11", country: "ES", acceptedTerms: true, nowMs: now)
@@ -299,7 +299,7 @@ struct PortalEnrolmentTests {
         (.successful, .failed, .successful), (.successful, .inProgress, .successful), (.failed, .successful, .failed), (.failed, .inProgress, .failed),
     ])
     func commandStatusTable(stored: RemoteCommand.Status, result: RemoteCommand.Status, read: RemoteCommand.Status) throws {
-        let p = try Portal(path: scratch(), rounds: 1_000)
+        let p = try Portal(path: backendDatabase(), rounds: 1_000)
         try account(p, "ana@example.com")
         let car = try p.addCar(vin: vin, email: "ana@example.com", model: "Leon", built: "2021-11", country: "ES", acceptedTerms: true, nowMs: now)
         _ = try p.register(vin: vin, code: car.code, model: "Leon", built: "2021-11", country: "ES", privacy: nil, nowMs: now)
@@ -321,7 +321,7 @@ struct PortalEnrolmentTests {
 
     @Test("commands issued at once, from separate connections as the app API's requests are, each get their own counter; the same action twice at once passes once")
     func concurrentCommands() async throws {
-        let path = scratch()
+        let path = backendDatabase()
         let p = try Portal(path: path, rounds: 1_000)
         try account(p, "ana@example.com")
         let car = try p.addCar(vin: vin, email: "ana@example.com", model: "Leon", built: "2021-11", country: "ES", acceptedTerms: true, nowMs: now)
@@ -348,7 +348,7 @@ struct PortalEnrolmentTests {
 
     @Test("the licence stays with the car: no second trial, and an expired one must be renewed before registering again")
     func licenceStaysWithTheCar() throws {
-        let p = try Portal(path: scratch(), rounds: 1_000)
+        let p = try Portal(path: backendDatabase(), rounds: 1_000)
         try account(p, "ana@example.com")
         let first = try p.addCar(vin: vin, email: "ana@example.com", model: "Leon", built: "2021-11", country: "ES", acceptedTerms: true, nowMs: now)
         _ = try p.register(vin: vin, code: first.code, model: "Leon", built: "2021-11", country: "ES", privacy: nil, nowMs: now)
@@ -364,7 +364,7 @@ struct PortalEnrolmentTests {
 
     @Test("the primary user shares the car with secondary users and guests; only the primary user may")
     func roles() throws {
-        let p = try Portal(path: scratch(), rounds: 1_000)
+        let p = try Portal(path: backendDatabase(), rounds: 1_000)
         for who in ["ana@example.com", "ben@example.com", "cleo@example.com"] { try account(p, who) }
         let car = try p.addCar(vin: vin, email: "ana@example.com", model: "Leon", built: "2021-11", country: "ES", acceptedTerms: true, nowMs: now)
         #expect(code { try p.share(vin: self.vin, owner: "ana@example.com", with: "ben@example.com", role: .secondary, nowMs: self.now) } == "notRegistered")

@@ -71,7 +71,7 @@ struct WebPortalTests {
     }
 
     func portal() -> (Browser, String) {
-        let path = scratch()
+        let path = backendDatabase()
         let clock = Clock()
         let api = AppAPI(portalPath: path, storePath: path, rounds: 1_000, publicURL: "http://portal.test",
                          now: { clock.ms.load(ordering: .relaxed) }, publish: { _ in true })

@@ -3,7 +3,7 @@ tests talk to, each made in the test's own folder and stopped after it."""
 import pytest
 
 from rig import Rig
-from support import DaemonConfig, Gpsd, Psap, SimCar
+from support import DaemonConfig, Gpsd, Postgres, Psap, SimCar
 
 
 @pytest.fixture
@@ -12,6 +12,14 @@ def rig(tmp_path):
     r = Rig(tmp_path)
     yield r
     r.close()
+
+
+@pytest.fixture
+def postgres():
+    """A PostgreSQL server of the test's own (hw/postgres/cluster), stopped and removed after it."""
+    p = Postgres()
+    yield p
+    p.close()
 
 
 @pytest.fixture

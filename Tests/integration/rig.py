@@ -10,8 +10,11 @@ from support import BIN, PROFILE, REGISTERED, VIN, DaemonConfig, SimCar, free_po
 
 
 class Rig:
-    def __init__(self, tmp):
+    def __init__(self, tmp, database=None):
+        """`database`: a Postgres (support.py) for the backend to store in; by default its SQLite file."""
         self.tmp = tmp
+        self.db = database.url if database else str(tmp / "backend.db")
+        self.db_env = database.env if database else {}
         self.port = free_port()
         (tmp / "broker").mkdir()
         # Mutual TLS and the ACL, as docs/operations.md sets a broker up: no anonymous client.
@@ -105,8 +108,8 @@ class Rig:
     def portal(self, *args, input=""):
         """tcu-backend on the backend's database: its queries and the portal's commands.
         `input` is its standard input: the secrets it reads (a password, an S-PIN), one per line."""
-        return subprocess.run([os.path.join(BIN, "tcu-backend"), *args, "--db", str(self.tmp / "backend.db")],
-                              capture_output=True, text=True, input=input)
+        return subprocess.run([os.path.join(BIN, "tcu-backend"), *args, "--db", self.db],
+                              capture_output=True, text=True, input=input, env={**os.environ, **self.db_env})
 
     def tcuctl(self, *args, input=""):
         return subprocess.run([os.path.join(BIN, "tcuctl"), *args, "--socket", f"{self.tmp}/ctl.sock"], capture_output=True, text=True,
@@ -122,8 +125,8 @@ class Rig:
         log = self.tmp / "backend.log"
         connections = log.read_text().count("connected to") + 1 if log.exists() else 1
         self.backend = subprocess.Popen([os.path.join(BIN, "tcu-backend"), "serve", *self.broker_args(),
-                                         "--db", str(self.tmp / "backend.db"), f"--clock-offset-days={clock_offset_days}", *extra],
-                                        stderr=open(log, "a"), env={**os.environ, **(env or {})})
+                                         "--db", self.db, f"--clock-offset-days={clock_offset_days}", *extra],
+                                        stderr=open(log, "a"), env={**os.environ, **self.db_env, **(env or {})})
         assert wait_until(lambda: self.backend_ready(connections))
 
     def broker_args(self):

@@ -157,6 +157,39 @@ class Psap:
 OTHER_VIN = "VSSZZZKLZNR099999"
 
 
+class Postgres:
+    """Debian's PostgreSQL server of the test's own (hw/postgres/cluster): a Unix socket in a
+    new folder under /tmp (the server runs as the `postgres` user when the test is root, and
+    must reach it), password authentication, the role and database `tcu`. `url` is what
+    tcu-backend's --db takes; `env` carries libpq's password file (never a password in a URL)."""
+
+    def __init__(self):
+        import tempfile
+        self.folder = tempfile.mkdtemp(prefix="tcu-pg-", dir="/tmp")
+        self.script = os.path.join(ROOT, "hw", "postgres", "cluster")
+        self.url = subprocess.run([self.script, "start", self.folder], check=True, capture_output=True, text=True).stdout.strip()
+        self.env = {"PGPASSFILE": os.path.join(self.folder, "pgpass")}
+
+    def sql(self, statement):
+        """One statement through psql as the backend's role: its rows, tab-separated."""
+        r = subprocess.run(["psql", "-X", "-A", "-t", "-F", "\t", "-v", "ON_ERROR_STOP=1", self.url], input=statement,
+                           capture_output=True, text=True, env={**os.environ, **self.env})
+        assert r.returncode == 0, r.stderr
+        return [line.split("\t") for line in r.stdout.splitlines() if line]
+
+    def stop(self):
+        subprocess.run([self.script, "stop", self.folder], check=True)
+
+    def start(self):
+        """The same cluster's server again (after stop)."""
+        subprocess.run([self.script, "start", self.folder], check=True, capture_output=True)
+
+    def close(self):
+        import shutil
+        subprocess.run([self.script, "stop", self.folder], capture_output=True)
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
 def pki(folder, port):
     """The broker's certificates and ACL (hw/broker/pki): mutual TLS, each car reaching only its
     own topics, the backend (tcu-backend) every car's. Returns the folder."""

@@ -15,9 +15,14 @@ from rig import Rig
 
 @pytest.fixture
 def api(tmp_path):
+    rig = serving(Rig(tmp_path))
+    yield rig
+    rig.close()
+
+
+def serving(rig):
     """A registered car (Ana primary, Ben secondary), simulated by tcu-car, and the backend
     serving the API with small limits: 6 reads a day, 4 actions an hour."""
-    rig = Rig(tmp_path)
     code = rig.add_car()["pairingCode"]
     rig.http = free_port()
     rig.restart_backend(extra=["--http", f"127.0.0.1:{rig.http}", "--daily-read-quota", "6", "--actions-per-hour", "4"])
@@ -30,8 +35,7 @@ def api(tmp_path):
     rig.car.do("lock", "keyFob")
     assert wait_until(lambda: rig.state()["blocks"].get("locks", {}).get("values", {}).get("central") == "Locked"
                       and "capabilities" in rig.state()["blocks"])
-    yield rig
-    rig.close()
+    return rig
 
 
 def test_a_changed_password_must_be_typed_again_on_every_device(api):
