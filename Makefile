@@ -20,11 +20,10 @@ SYSUSERSDIR  ?= $(PREFIX)/lib/sysusers.d
 SYSCONFDIR   ?= /etc
 TOOLS        := telematicsd tcuctl tcu-backend tcu-psap tcu-car tcu-fleet
 STRIP        ?=
-VERSION      ?= 0.1.0+git$(shell git rev-list --count HEAD 2>/dev/null || echo 0)
-DEB          := .build/telematicsd_$(VERSION)_$(shell dpkg --print-architecture).deb
 # Release builds carry the Swift runtime inside each binary (only the parts they use): a head
 # unit needs no Swift toolchain, and the daemon stays under 20 MB resident.
 RELEASE      := -c release --static-swift-stdlib
+LINTIAN      ?= lintian
 
 # C libraries the package links (libcurl sends the backend's mail), and the bench's tools:
 # can-utils and iproute2 for vcan, the mosquitto broker for the backend link, gpsd for the
@@ -36,19 +35,20 @@ RELEASE      := -c release --static-swift-stdlib
 # Routino (the online services' routing engine) with osmium-tool to build its map, libxml2 for
 # the DATEX II traffic records (and a fleet's SUMO trajectories); SUMO and its tools for the
 # fleet's movement on the map's roads; libpq and Debian's PostgreSQL server for the backend's
-# store on a server.
+# store on a server; debhelper and lintian to build and check the packages, debootstrap for the
+# Debian system the packages are tested in under systemd.
 DEB_PACKAGES := libsocketcan-dev libgps-dev libsqlite3-dev libmosquitto-dev libssl-dev pkg-config \
                 can-utils iproute2 kmod qemu-system-x86 busybox-static cpio xz-utils mosquitto \
                 openssl python3 python3-venv e2fsprogs mosquitto-clients gpsd tmux \
                 systemd fakeroot libcurl4-openssl-dev chromium chromium-driver \
                 libre-dev sip-tester kamailio tcpdump routino libroutino-dev osmium-tool libxml2-dev sumo sumo-tools \
-                libpq-dev postgresql
+                libpq-dev postgresql debhelper lintian debootstrap
 # cantools for the decoder's cross-check, aiosmtpd as the mail server the accounts' tests receive
 # on, schemathesis to hold the app API to docs/openapi.yaml, selenium to drive Debian's chromium,
 # kubernetes-validate to hold the fleet's manifests (deploy/kubernetes) to Kubernetes' schemas offline.
 PY_PACKAGES  := cantools==45.1.0 pytest aiosmtpd==1.4.6 schemathesis==4.32.5 selenium==4.42.0 kubernetes-validate==1.37.0
 
-.PHONY: all deps build release test check-architecture unit-test postgres-test integration-test vcan-bench power-cut demo bench bench-fleet clean fuzz fuzz-short soak \
+.PHONY: all deps build release test check-architecture unit-test postgres-test integration-test vcan-bench power-cut systemd-guest demo bench bench-fleet clean fuzz fuzz-short soak \
         install uninstall deb man golden map fleet-trajectories
 
 all: build
@@ -75,7 +75,7 @@ build: deps
 release: deps
 	$(SWIFT) build $(RELEASE)
 
-test: check-architecture unit-test postgres-test integration-test vcan-bench power-cut fuzz-short
+test: check-architecture unit-test postgres-test integration-test vcan-bench power-cut systemd-guest fuzz-short
 
 # The architecture's arrows (hw/check-architecture): Package.swift and every import.
 check-architecture:
@@ -100,6 +100,13 @@ vcan-bench: build
 
 power-cut: build
 	hw/bench/power-cut $(BIN)
+
+# The packages under a real systemd: a debootstrapped Debian 12 booted in the qemu guest with
+# systemd as PID 1 (hw/bench/systemd-guest). make test's integration tests have just built the
+# packages; alone, this target builds them when there are none.
+systemd-guest: deps
+	@ls .build/deb/telematicsd_*.deb >/dev/null 2>&1 || $(MAKE) --no-print-directory deb
+	hw/bench/systemd-guest .build/deb
 
 # libFuzzer on every parser that sees outside input (Fuzz/run; docs/security.md): a short run
 # of each target in make test, long ones here (FUZZ_SECONDS each).
@@ -181,16 +188,14 @@ uninstall:
 	  $(DESTDIR)$(MANDIR)/man1/tcu-backend.1 $(DESTDIR)$(MANDIR)/man1/tcu-psap.1 $(DESTDIR)$(MANDIR)/man1/tcu-car.1 $(DESTDIR)$(MANDIR)/man1/tcu-fleet.1
 	rm -rf $(DESTDIR)$(DATADIR) $(DESTDIR)$(DOCDIR)
 
-# A Debian package of the release build (the Swift runtime inside the binaries).
+# The Debian packages the Debian way (debian/: debhelper, dpkg-buildpackage) from the release
+# build, into .build/deb; then lintian on each, as a packager runs it: no error, no warning
+# (an override in debian/*.lintian-overrides only with its reason).
 deb: release
-	rm -rf .build/deb && mkdir -p .build/deb/DEBIAN
-	$(MAKE) --no-print-directory install DESTDIR=$(abspath .build/deb) PREFIX=/usr UNITDIR=/lib/systemd/system STRIP=-s
-	sed -e 's/@VERSION@/$(VERSION)/' -e "s/@ARCH@/$$(dpkg --print-architecture)/" packaging/debian/control.in \
-	  > .build/deb/DEBIAN/control
-	echo "Installed-Size: $$(du -sk --exclude=DEBIAN .build/deb | cut -f1)" >> .build/deb/DEBIAN/control
-	install -m 644 packaging/debian/conffiles .build/deb/DEBIAN/
-	install -m 755 packaging/debian/postinst packaging/debian/prerm packaging/debian/postrm .build/deb/DEBIAN/
-	dpkg-deb --root-owner-group -Zxz --build .build/deb $(DEB)
+	rm -rf .build/deb && mkdir -p .build/deb
+	dpkg-buildpackage -b --no-sign --post-clean --buildinfo-option=-u.build/deb --changes-option=-u.build/deb \
+	  --buildinfo-file=.build/deb/telematics-unit.buildinfo --changes-file=.build/deb/telematics-unit.changes
+	$(LINTIAN) --fail-on error,warning .build/deb/*.deb
 
 # The man pages of the tools, from their --help (swift-argument-parser's generator; builds the
 # package in release mode). telematicsd.8 is written by hand.

@@ -84,9 +84,11 @@ public final class CarMessages {
                 }
                 // What the car's users are told at once (each message once: a duplicate raises nothing).
                 let stream = String(parts[2])
-                do {
-                    if try store.raiseAlerts(vin: vin, nowMs: nowMs, { $0.carMessage(stream: stream, body: body) }) > 0 { alerted() }
-                } catch { note("cannot store the alerts of \(vin): \(error)") }
+                if AlertRules.concerns(stream: stream, type: body["type"]?.stringValue) {
+                    do {
+                        if try store.raiseAlerts(vin: vin, nowMs: nowMs, { $0.carMessage(stream: stream, body: body) }) > 0 { alerted() }
+                    } catch { note("cannot store the alerts of \(vin): \(error)") }
+                }
             }
             switch receipt {
             case .rejected(let why): note("rejected a message: \(why)")

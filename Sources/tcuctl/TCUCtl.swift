@@ -13,7 +13,7 @@ struct TCUCtl: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tcuctl",
         abstract: "Operate and inspect the telematics unit, and work with its CAN data offline.",
-        subcommands: [Status.self, CAN.self, MSDCommand.self, ECallCommand.self, PrivacyCommand.self, RegisterCommand.self, AssistantCommand.self, LicenceCommand.self, NaviCommand.self, ResetCommand.self, MenuCommand.self]
+        subcommands: [Status.self, CAN.self, MSDCommand.self, ECallCommand.self, PrivacyCommand.self, RegisterCommand.self, AssistantCommand.self, LicenceCommand.self, NaviCommand.self, ResetCommand.self, MenuCommand.self, FaultCommand.self]
     )
 }
 
@@ -347,6 +347,24 @@ struct MSDEncode: ParsableCommand {
         } catch {
             die("invalid MSD: \(error)", code: 65)
         }
+    }
+}
+
+struct FaultCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "fault",
+        abstract: "For tests and benches: make one of the daemon's main loops hang, so that its watchdog stops being fed.",
+        discussion: "Refused unless the daemon's configuration has [control] fault-injection = true. Under systemd the watchdog then restarts the service."
+    )
+
+    @OptionGroup var options: SocketOption
+
+    @Option(help: "The loop that hangs: can-reader, outbox, ecall or control.")
+    var hang: String
+
+    func run() throws {
+        _ = ask(options.socket, .fault(hang: hang))
+        print("ok")
     }
 }
 

@@ -53,6 +53,30 @@ struct AlertRulesTests {
         }
     }
 
+    @Test("a message the rules are not concerned with neither alerts nor changes their state, in every state")
+    func unconcernedMessagesChangeNothing() {
+        let streams = ["alarms", "events", "results", "ecall", "state", "requests", "connection"]
+        let types = ["alarmTriggered", "lockStateChanged", "opened", "closed", "commandResult", "eCallReport", "state", "ignitionOn",
+                     "heartbeat", "deleteMyData"]
+        var concerned = 0
+        for stream in streams {
+            for type in types {
+                let bodies: [JSON] = [Self.event(type, quantity: "doors.frontLeft.open", value: .string("Locked")),
+                                      .object([("type", .string(type)), ("commandId", .string("c")), ("status", .string("failed"))])]
+                if AlertRules.concerns(stream: stream, type: type) { concerned += 1; continue }
+                for state in Self.states {
+                    for body in bodies {
+                        var r = state
+                        #expect(r.carMessage(stream: stream, body: body).isEmpty && r == state, "\(stream) \(type)")
+                    }
+                }
+            }
+            #expect(!AlertRules.concerns(stream: stream, type: nil))
+        }
+        // Each case of the rules, and no more.
+        #expect(concerned == 6)
+    }
+
     @Test("locked with openings left open names them, sorted; closing one first leaves it out")
     func openedWhileLockedNamesTheOpenings() {
         var r = Self.rules(locked: false, open: ["trunk.open", "doors.frontLeft.open", "doors.rearLeft.open"])

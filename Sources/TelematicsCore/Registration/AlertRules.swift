@@ -47,6 +47,19 @@ public struct AlertRules: Sendable, Equatable {
 
     public init() {}
 
+    /// Whether `carMessage` may raise an alert or change the rules' state for a message of this
+    /// stream and type: the backend reads the rules' state only for those (most messages are
+    /// driving state, which concerns no rule). Kept beside the switch below, which it mirrors.
+    public static func concerns(stream: String, type: String?) -> Bool {
+        switch (stream, type) {
+        case ("alarms", "alarmTriggered"?), ("events", "lockStateChanged"?), ("events", "opened"?), ("events", "closed"?),
+             ("results", "commandResult"?), ("ecall", "eCallReport"?):
+            true
+        default:
+            false
+        }
+    }
+
     /// A message the car sent on `vehicles/{vin}/{stream}`, as stored.
     public mutating func carMessage(stream: String, body: JSON) -> [Alert] {
         let type = body["type"]?.stringValue
