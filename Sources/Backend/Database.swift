@@ -52,9 +52,6 @@ public final class Database {
         location.hasPrefix("postgresql://") || location.hasPrefix("postgres://")
     }
 
-    /// The location as it may be shown (a URL's password hidden).
-    public static func shown(_ location: String) -> String { isServerURL(location) ? PostgresConnection.redacted(location) : location }
-
     /// Whether a server URL carries a password (the command line refuses it: docs/security.md).
     public static func carriesPassword(_ location: String) -> Bool { isServerURL(location) && PostgresConnection.hasPassword(location) }
 
