@@ -128,6 +128,10 @@ class Rig:
                                          "--db", self.db, f"--clock-offset-days={clock_offset_days}", *extra],
                                         stderr=open(log, "a"), env={**os.environ, **self.db_env, **(env or {})})
         assert wait_until(lambda: self.backend_ready(connections))
+        # Its HTTP side too, when it serves one: the broker's connection may come first.
+        if "--http" in extra:
+            port = int(extra[list(extra).index("--http") + 1].rsplit(":", 1)[1])
+            assert wait_until(lambda: listening(port)), "tcu-backend's HTTP side did not start"
 
     def broker_args(self):
         """tcu-backend's options for the broker, with the backend's own identity."""
