@@ -86,7 +86,7 @@ unit-test: build
 
 # The backend's own suites a second time, on a PostgreSQL server of their own (hw/postgres/cluster:
 # a schema per test); the end-to-end tests on PostgreSQL are in Tests/integration/test_postgres.py.
-BACKEND_SUITES := OutboxTests\.(Accounts|AppAPI|BackendStore|Portal|WebPortal|Database)
+BACKEND_SUITES := OutboxTests\.(Accounts|AppAPI|BackendStore|CarMessages|Portal|WebPortal|Database)
 postgres-test: unit-test
 	@dir=$$(mktemp -d /tmp/tcu-pg-XXXXXX) && url=$$(hw/postgres/cluster start "$$dir") || exit 1; \
 	PGPASSFILE="$$dir/pgpass" TCU_TEST_POSTGRES="$$url" $(SWIFT) test --skip-build --filter '$(BACKEND_SUITES)'; rc=$$?; \

@@ -44,77 +44,125 @@ public final class BackendStore {
     /// Stores a message from `vehicles/{vin}/{stream}` once.
     @discardableResult
     public func receive(topic: String, payload: String, receivedAtMs: Int64) throws(OutboxError) -> Receipt {
-        let parts = topic.split(separator: "/", maxSplits: 2)
-        guard parts.count == 3, parts[0] == "vehicles" else { return .rejected("topic \(topic): expected vehicles/{vin}/{stream}") }
-        let vin = String(parts[1])
-        let stream = String(parts[2])
-        if stream == "connection" {
-            try db.run("INSERT INTO connection(vin, payload, at) VALUES (?, ?, ?) ON CONFLICT(vin) DO UPDATE SET payload = excluded.payload, at = excluded.at",
-                       [.text(vin), .text(payload), .int(receivedAtMs)])
-            return .stored
+        try receive([(topic, payload)], receivedAtMs: receivedAtMs)[0]
+    }
+
+    /// Stores the messages of one read from the broker, each once, together: all of them or,
+    /// when the database fails, none. One receipt per message, in order. On a server the batch
+    /// is one round trip (a statement per message, pipelined); a car's data deletion among
+    /// them makes it one transaction of the statements below instead.
+    public func receive(_ batch: [(topic: String, payload: String)], receivedAtMs: Int64) throws(OutboxError) -> [Receipt] {
+        let parsed = batch.map { Self.parse(topic: $0.topic, payload: $0.payload) }
+        var receipts: [Receipt?] = parsed.map { if case .refused(let rejected) = $0 { rejected } else { nil } }
+        let messages = parsed.enumerated().compactMap { i, p -> (Int, Message)? in if case .message(let m) = p { (i, m) } else { nil } }
+        guard !messages.isEmpty else { return receipts.map { $0! } }
+        if db.isServer, !messages.contains(where: { $0.1.deletesData }) {
+            let stored = try db.together(messages.map { Self.oneStatement($0.1, receivedAtMs: receivedAtMs) }) { $0.int(0) }
+            for ((i, m), rows) in zip(messages, stored) { receipts[i] = m.stream == "connection" || rows.first == 1 ? .stored : .duplicate }
+        } else {
+            try db.transaction { () throws(OutboxError) in
+                for (i, m) in messages { receipts[i] = try store(m, receivedAtMs: receivedAtMs) }
+            }
         }
-        let json: JSON
-        do { json = try JSON.parse(payload) } catch { return .rejected("topic \(topic): the payload is not JSON: \(error)") }
-        guard let id = json["id"]?.stringValue, !id.isEmpty else { return .rejected("topic \(topic): the message has no \"id\" string") }
-        // Numbers from outside are checked before they are converted: a message with a bad one
-        // is refused whole, with the field named.
+        return receipts.map { $0! }
+    }
+
+    /// A message of the protocol, checked: what storing it needs.
+    struct Message {
+        var vin: String
+        var stream: String
+        var payload: String
+        /// Absent for the connection stream (its payload is the link's, stored as it is).
+        var id = ""
         var seq: Int64?
+        var type: String?
+        /// A state block: its name, values and capture time.
+        var state: (block: String, values: JSON, captured: Int64)?
+        var deletesData: Bool { stream == "requests" && type == "deleteMyData" }
+    }
+
+    enum Parsed {
+        case message(Message)
+        case refused(Receipt)
+    }
+
+    /// The message checked (its topic's form, its JSON, its id; numbers from outside checked
+    /// before they are converted), or the refusal that names what is wrong.
+    static func parse(topic: String, payload: String) -> Parsed {
+        let parts = topic.split(separator: "/", maxSplits: 2)
+        guard parts.count == 3, parts[0] == "vehicles" else { return .refused(.rejected("topic \(topic): expected vehicles/{vin}/{stream}")) }
+        var m = Message(vin: String(parts[1]), stream: String(parts[2]), payload: payload)
+        if m.stream == "connection" { return .message(m) }
+        let json: JSON
+        do { json = try JSON.parse(payload) } catch { return .refused(.rejected("topic \(topic): the payload is not JSON: \(error)")) }
+        guard let id = json["id"]?.stringValue, !id.isEmpty else { return .refused(.rejected("topic \(topic): the message has no \"id\" string")) }
+        m.id = id
+        m.type = json["type"]?.stringValue
+        // A message with a bad number is refused whole, with the field named.
         if let raw = json["seq"] {
             guard let s = raw.integer(in: 0...Self.largestExactInteger) else {
-                return .rejected("topic \(topic): \"seq\" must be a whole number from 0 to 2^53, found \(raw.text)")
+                return .refused(.rejected("topic \(topic): \"seq\" must be a whole number from 0 to 2^53, found \(raw.text)"))
             }
-            seq = s
+            m.seq = s
         }
         var captured: Int64?
         if let raw = json["capturedAt"] {
             guard let c = raw.integer(in: 0...Self.largestExactInteger) else {
-                return .rejected("topic \(topic): \"capturedAt\" must be milliseconds since 1970 (a whole number from 0 to 2^53), found \(raw.text)")
+                return .refused(.rejected("topic \(topic): \"capturedAt\" must be milliseconds since 1970 (a whole number from 0 to 2^53), found \(raw.text)"))
             }
             captured = c
         }
-        let state = stream == "state" ? json["block"]?.stringValue.flatMap { b in json["values"].flatMap { v in captured.map { (b, v, $0) } } } : nil
-        if db.isServer, !(stream == "requests" && json["type"]?.stringValue == "deleteMyData") {
-            return try receiveInOneStatement(id: id, vin: vin, seq: seq, stream: stream, type: json["type"]?.stringValue, payload: payload,
-                                             receivedAtMs: receivedAtMs, state: state)
+        if m.stream == "state", let block = json["block"]?.stringValue, let values = json["values"], let captured {
+            m.state = (block, values, captured)
         }
-        return try db.transaction { () throws(OutboxError) -> Receipt in
-            if stream == "requests", json["type"]?.stringValue == "deleteMyData" {
-                // Everything of this car goes (what it sent, its state, its last connection);
-                // only the sequence number of this request stays, so that what comes next is
-                // not taken for lost (it names no one).
-                try deleteRows(vin: vin, seq: seq ?? 0, atMs: receivedAtMs)
-                return .dataDeleted(requestId: id)
-            }
-            try db.run("INSERT INTO messages(id, vin, seq, stream, type, payload, received_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO NOTHING",
-                       [.text(id), .text(vin), seq.map { .int($0) } ?? .null, .text(stream), json["type"]?.stringValue.map { .text($0) } ?? .null,
-                        .text(payload), .int(receivedAtMs)])
-            if db.changes == 0 {
-                try db.run("INSERT INTO duplicates(vin, count) VALUES (?, 1) ON CONFLICT(vin) DO UPDATE SET count = duplicates.count + 1", [.text(vin)])
-                return .duplicate
-            }
-            if let (block, values, captured) = state {
-                // The newest capture wins; a heartbeat (same capture, later seq) refreshes the time received.
-                try db.run("""
-                    INSERT INTO state(vin, block, seq, captured_at, values_json, received_at) VALUES (?, ?, ?, ?, ?, ?)
-                    ON CONFLICT(vin, block) DO UPDATE SET seq = excluded.seq, captured_at = excluded.captured_at,
-                        values_json = excluded.values_json, received_at = excluded.received_at
-                    WHERE excluded.captured_at > state.captured_at
-                       OR (excluded.captured_at = state.captured_at AND coalesce(excluded.seq, 0) >= coalesce(state.seq, 0))
-                    """, [.text(vin), .text(block), seq.map { .int($0) } ?? .null, .int(captured), .text(values.text), .int(receivedAtMs)])
-            }
-            return .stored
-        }
+        return .message(m)
     }
 
+    /// Stores one message inside the caller's transaction.
+    private func store(_ m: Message, receivedAtMs: Int64) throws(OutboxError) -> Receipt {
+        if m.stream == "connection" {
+            try db.run(Self.connectionSQL, [.text(m.vin), .text(m.payload), .int(receivedAtMs)])
+            return .stored
+        }
+        if m.deletesData {
+            // Everything of this car goes (what it sent, its state, its last connection); only
+            // the sequence number of this request stays, so that what comes next is not taken
+            // for lost (it names no one).
+            try deleteRows(vin: m.vin, seq: m.seq ?? 0, atMs: receivedAtMs)
+            return .dataDeleted(requestId: m.id)
+        }
+        try db.run("INSERT INTO messages(id, vin, seq, stream, type, payload, received_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO NOTHING",
+                   [.text(m.id), .text(m.vin), m.seq.map { .int($0) } ?? .null, .text(m.stream), m.type.map { .text($0) } ?? .null,
+                    .text(m.payload), .int(receivedAtMs)])
+        if db.changes == 0 {
+            try db.run("INSERT INTO duplicates(vin, count) VALUES (?, 1) ON CONFLICT(vin) DO UPDATE SET count = duplicates.count + 1", [.text(m.vin)])
+            return .duplicate
+        }
+        if let (block, values, captured) = m.state {
+            // The newest capture wins; a heartbeat (same capture, later seq) refreshes the time received.
+            try db.run("""
+                INSERT INTO state(vin, block, seq, captured_at, values_json, received_at) VALUES (?, ?, ?, ?, ?, ?)
+                ON CONFLICT(vin, block) DO UPDATE SET seq = excluded.seq, captured_at = excluded.captured_at,
+                    values_json = excluded.values_json, received_at = excluded.received_at
+                WHERE excluded.captured_at > state.captured_at
+                   OR (excluded.captured_at = state.captured_at AND coalesce(excluded.seq, 0) >= coalesce(state.seq, 0))
+                """, [.text(m.vin), .text(block), m.seq.map { .int($0) } ?? .null, .int(captured), .text(values.text), .int(receivedAtMs)])
+        }
+        return .stored
+    }
+
+    private static let connectionSQL =
+        "INSERT INTO connection(vin, payload, at) VALUES (?, ?, ?) ON CONFLICT(vin) DO UPDATE SET payload = excluded.payload, at = excluded.at"
+
     /// On a server, a message is stored in one statement (its row, or a duplicate counted; and
-    /// the newest state block): atomic by itself, one round trip where the transaction above
-    /// takes four (the ingest's rate on a server is its round trips: docs/benchmarks.md). The
-    /// same rules as the transaction's, which the file keeps (SQLite has no writing `WITH`);
-    /// the store's suites run on both.
-    private func receiveInOneStatement(id: String, vin: String, seq: Int64?, stream: String, type: String?, payload: String,
-                                       receivedAtMs: Int64, state: (block: String, values: JSON, captured: Int64)?) throws(OutboxError) -> Receipt {
-        let seqValue: Database.Value = seq.map { .int($0) } ?? .null
-        let stored = try db.query("""
+    /// the newest state block): atomic by itself and pipelined with the others of its batch,
+    /// where `store` takes up to four round trips (the ingest's rate on a server is its round
+    /// trips: docs/benchmarks.md). The same rules as `store`'s, which the file keeps (SQLite
+    /// has no writing `WITH`); the store's suites run on both. Its one row: 1 when stored.
+    private static func oneStatement(_ m: Message, receivedAtMs: Int64) -> (sql: String, values: [Database.Value]) {
+        if m.stream == "connection" { return (connectionSQL, [.text(m.vin), .text(m.payload), .int(receivedAtMs)]) }
+        let seqValue: Database.Value = m.seq.map { .int($0) } ?? .null
+        return ("""
             WITH m AS (
                 INSERT INTO messages(id, vin, seq, stream, type, payload, received_at) VALUES (?, ?, ?::bigint, ?, ?::text, ?, ?)
                 ON CONFLICT(id) DO NOTHING RETURNING 1),
@@ -129,11 +177,10 @@ public final class BackendStore {
                 WHERE excluded.captured_at > state.captured_at
                    OR (excluded.captured_at = state.captured_at AND coalesce(excluded.seq, 0) >= coalesce(state.seq, 0)))
             SELECT count(*) FROM m
-            """, [.text(id), .text(vin), seqValue, .text(stream), type.map { .text($0) } ?? .null, .text(payload), .int(receivedAtMs),
-                  .text(vin),
-                  .text(vin), state.map { .text($0.block) } ?? .null, seqValue, state.map { .int($0.captured) } ?? .null,
-                  state.map { .text($0.values.text) } ?? .null, .int(receivedAtMs), .int(state == nil ? 0 : 1)]) { $0.int(0) }
-        return stored.first == 1 ? .stored : .duplicate
+            """, [.text(m.id), .text(m.vin), seqValue, .text(m.stream), m.type.map { .text($0) } ?? .null, .text(m.payload), .int(receivedAtMs),
+                  .text(m.vin),
+                  .text(m.vin), m.state.map { .text($0.block) } ?? .null, seqValue, m.state.map { .int($0.captured) } ?? .null,
+                  m.state.map { .text($0.values.text) } ?? .null, .int(receivedAtMs), .int(m.state == nil ? 0 : 1)])
     }
 
     /// Everything of a car (what it sent, its state, its last connection, its alerts), inside
@@ -215,7 +262,14 @@ public final class BackendStore {
 
     /// Whether the car's data was ever deleted at its request (a factory reset).
     public func wasReset(vin: String) throws(OutboxError) -> Bool {
-        try !db.query("SELECT 1 FROM resets WHERE vin = ?", [.text(vin)]) { $0.int(0) }.isEmpty
+        try !resetCars(among: [vin]).isEmpty
+    }
+
+    /// Those of the cars whose data was deleted (one round trip on a server).
+    public func resetCars(among vins: Set<String>) throws(OutboxError) -> Set<String> {
+        let vins = Array(vins)
+        let found = try db.together(vins.map { ("SELECT 1 FROM resets WHERE vin = ?", [.text($0)]) }) { $0.int(0) }
+        return Set(zip(vins, found).compactMap { $0.1.isEmpty ? nil : $0.0 })
     }
 
     public func connection(vin: String) throws(OutboxError) -> String? {

@@ -57,49 +57,91 @@ public final class CarMessages {
     /// the message could not be stored; a message that is not the protocol's is refused with a
     /// note (and counts as handled: sending it again would change nothing).
     public func handle(topic: String, payload: [UInt8], nowMs: Int64) throws(StorageUnavailable) -> [Publication] {
-        // The backend's own messages to the cars (commands, answers) come back through
-        // vehicles/#: they are not the cars' messages.
-        if topic.hasSuffix("/commands") || topic.hasSuffix("/response") { return [] }
-        if let reply = interactiveReply(topic: topic, payload: payload, nowMs: nowMs) { return [reply] }
-        do {
-            let text = String(decoding: payload, as: UTF8.self)
-            // vehicles/{vin}/{stream}: the store checks the form and refuses any other.
+        try handle([(topic, payload)], nowMs: nowMs)
+    }
+
+    /// The messages of one read from the broker, in their order: the cars' messages stored
+    /// together (BackendStore's batch: all or none, one round trip on a server), the
+    /// interactive requests answered between them. Throws when they could not be stored: none
+    /// may then be acknowledged.
+    public func handle(_ batch: [(topic: String, payload: [UInt8])], nowMs: Int64) throws(StorageUnavailable) -> [Publication] {
+        var replies: [Publication] = []
+        var run: [(topic: String, payload: String)] = []
+        for (topic, payload) in batch {
+            // The backend's own messages to the cars (commands, answers) come back through
+            // vehicles/#: they are not the cars' messages.
+            if topic.hasSuffix("/commands") || topic.hasSuffix("/response") { continue }
             let parts = topic.split(separator: "/")
-            let vin = parts.count > 1 ? String(parts[1]) : ""
+            if parts.count == 4, parts[0] == "vehicles", parts[3] == "request" {
+                replies += try store(run, nowMs: nowMs)
+                run.removeAll()
+                if let reply = interactiveReply(topic: topic, payload: payload, nowMs: nowMs) { replies.append(reply) }
+                continue
+            }
+            run.append((topic, String(decoding: payload, as: UTF8.self)))
+            // A request (a deletion of the car's data) ends the run: the car's next messages
+            // must find it deleted.
+            if parts.count == 3, parts[2] == "requests" {
+                replies += try store(run, nowMs: nowMs)
+                run.removeAll()
+            }
+        }
+        return try replies + store(run, nowMs: nowMs)
+    }
+
+    /// Stores a run of the cars' messages together, then does what each stored one asks.
+    private func store(_ run: [(topic: String, payload: String)], nowMs: Int64) throws(StorageUnavailable) -> [Publication] {
+        guard !run.isEmpty else { return [] }
+        func vin(_ topic: String) -> String {
+            let parts = topic.split(separator: "/")
+            return parts.count > 1 ? String(parts[1]) : ""
+        }
+        var replies: [Publication] = []
+        do {
             // A car whose data was deleted (a factory reset, or its owner's account deleted
             // in the portal) is a stranger until it is in a garage again: nothing it sends is
             // kept, neither its online status, which the link sends before any consent (it may
             // arrive just after the deletion), nor what a car still registered goes on sending.
-            if parts.count == 3 {
-                if try store.wasReset(vin: vin), try !portal.isInGarage(vin: vin) { return [] }
+            var strangers = Set<String>()
+            for reset in try store.resetCars(among: Set(run.map { vin($0.topic) }.filter { !$0.isEmpty })) where try !portal.isInGarage(vin: reset) {
+                strangers.insert(reset)
             }
-            let receipt = try store.receive(topic: topic, payload: text, receivedAtMs: nowMs)
-            if case .stored = receipt, let body = try? JSON.parse(text) {
-                // A command's result also moves the request's status on.
-                if topic.hasSuffix("/results"), let id = body["commandId"]?.stringValue,
-                   let status = body["status"]?.stringValue.flatMap(RemoteCommand.Status.init(rawValue:)), status.isCarResult {
-                    do { try portal.commandResult(id: id, vin: vin, status: status, cause: body["cause"]?.stringValue, nowMs: nowMs) } catch {
-                        note("cannot record the result of \(id): \(error)")
-                    }
-                }
-                // What the car's users are told at once (each message once: a duplicate raises nothing).
-                let stream = String(parts[2])
-                if AlertRules.concerns(stream: stream, type: body["type"]?.stringValue) {
-                    do {
-                        if try store.raiseAlerts(vin: vin, nowMs: nowMs, { $0.carMessage(stream: stream, body: body) }) > 0 { alerted() }
-                    } catch { note("cannot store the alerts of \(vin): \(error)") }
-                }
-            }
-            switch receipt {
-            case .rejected(let why): note("rejected a message: \(why)")
-            case .dataDeleted(let requestId):
-                do { try portal.forgetCar(vin: vin) } catch { note("cannot remove \(vin) from its garage: \(error)") }
-                note("deleted the data of \(vin) (factory reset in the car)")
-                return [("vehicles/\(vin)/reset/response", .object([("type", .string("dataDeleted")), ("requestId", .string(requestId))]))]
-            default: break
+            let kept = run.filter { !strangers.contains(vin($0.topic)) }
+            let receipts = try store.receive(kept, receivedAtMs: nowMs)
+            for (message, receipt) in zip(kept, receipts) {
+                replies += followUp(receipt, topic: message.topic, payload: message.payload, vin: vin(message.topic), nowMs: nowMs)
             }
         } catch {
             throw StorageUnavailable(description: "\(error)")
+        }
+        return replies
+    }
+
+    /// What a stored message asks for beyond its storing: a command's result moves its request
+    /// on, alerts for the car's users, the confirmation of a deletion.
+    private func followUp(_ receipt: BackendStore.Receipt, topic: String, payload: String, vin: String, nowMs: Int64) -> [Publication] {
+        if case .stored = receipt, let body = try? JSON.parse(payload) {
+            if topic.hasSuffix("/results"), let id = body["commandId"]?.stringValue,
+               let status = body["status"]?.stringValue.flatMap(RemoteCommand.Status.init(rawValue:)), status.isCarResult {
+                do { try portal.commandResult(id: id, vin: vin, status: status, cause: body["cause"]?.stringValue, nowMs: nowMs) } catch {
+                    note("cannot record the result of \(id): \(error)")
+                }
+            }
+            // What the car's users are told at once (each message once: a duplicate raises nothing).
+            let stream = String(topic.split(separator: "/")[2])
+            if AlertRules.concerns(stream: stream, type: body["type"]?.stringValue) {
+                do {
+                    if try store.raiseAlerts(vin: vin, nowMs: nowMs, { $0.carMessage(stream: stream, body: body) }) > 0 { alerted() }
+                } catch { note("cannot store the alerts of \(vin): \(error)") }
+            }
+        }
+        switch receipt {
+        case .rejected(let why): note("rejected a message: \(why)")
+        case .dataDeleted(let requestId):
+            do { try portal.forgetCar(vin: vin) } catch { note("cannot remove \(vin) from its garage: \(error)") }
+            note("deleted the data of \(vin) (factory reset in the car)")
+            return [("vehicles/\(vin)/reset/response", .object([("type", .string("dataDeleted")), ("requestId", .string(requestId))]))]
+        default: break
         }
         return []
     }

@@ -108,6 +108,20 @@ public final class Database {
         }
     }
 
+    /// Statements done together, all or none, each one's rows given back in order: on
+    /// PostgreSQL in one round trip (libpq's pipeline), on SQLite in one transaction. For a
+    /// batch of writes that need no answer in between (the broker's messages of one read).
+    public func together<T>(_ statements: [(sql: String, values: [Value])], _ row: (Row) -> T) throws(OutboxError) -> [[T]] {
+        switch engine {
+        case .sqlite(let h):
+            return try h.transaction { () throws(OutboxError) in
+                try statements.map { (s) throws(OutboxError) in try h.query(s.sql, s.values) { row(Row(storage: .sqlite($0))) } }
+            }
+        case .postgres(let c):
+            return try c.pipeline(statements).map { res in (0..<res.count).map { row(Row(storage: .postgres(res, $0))) } }
+        }
+    }
+
     /// Rows the last statement changed.
     public var changes: Int {
         switch engine {

@@ -58,7 +58,7 @@ final class PostgresConnection: @unchecked Sendable {
         do { return try attempt(sql, values) } catch {
             // A connection the server dropped (its restart) is opened again once, outside a
             // transaction only: inside one, what was done is gone with it and the caller must know.
-            guard let conn, PQstatus(conn) == CONNECTION_BAD, !inTransaction else { throw error }
+            guard conn.map({ PQstatus($0) == CONNECTION_BAD }) ?? true, !inTransaction else { throw error }
             try connect()
             return try attempt(sql, values)
         }
@@ -69,7 +69,7 @@ final class PostgresConnection: @unchecked Sendable {
     func begin(lockKey: Int64) throws(OutboxError) {
         // Writers take turns, as SQLite's BEGIN IMMEDIATE makes them: a use case that reads and
         // then writes (a guess counted against a lock-out) sees no other's half-done work.
-        if let conn, PQstatus(conn) == CONNECTION_BAD { try connect() }
+        if conn.map({ PQstatus($0) == CONNECTION_BAD }) ?? true { try connect() }
         try exec("BEGIN; SELECT pg_advisory_xact_lock(\(lockKey))")
         inTransaction = true
     }
@@ -80,6 +80,19 @@ final class PostgresConnection: @unchecked Sendable {
     }
 
     private func attempt(_ sql: String, _ values: [SQLiteHandle.Value]) throws(OutboxError) -> PostgresResult {
+        let name = try prepare(sql, values)
+        let res = Self.withTexts(values) { PQexecPrepared(conn, name, Int32(values.count), $0, nil, nil, 0) }
+        do { try check(res, sql) } catch {
+            PQclear(res)
+            throw error
+        }
+        let result = PostgresResult(res!)
+        changes = Int(String(cString: PQcmdTuples(res))) ?? 0
+        return result
+    }
+
+    /// The statement's prepared name on this connection, prepared now if it is new.
+    private func prepare(_ sql: String, _ values: [SQLiteHandle.Value]) throws(OutboxError) -> String {
         let types: [Oid] = values.map {
             switch $0 {
             case .int: 20  // bigint
@@ -88,17 +101,18 @@ final class PostgresConnection: @unchecked Sendable {
             }
         }
         let key = sql + "\u{0}" + types.map { String($0) }.joined(separator: ",")
-        let name: String
-        if let known = prepared[key] {
-            name = known
-        } else {
-            name = "s\(prepared.count + 1)"
-            let text = Self.numberedPlaceholders(sql)
-            let res = types.withUnsafeBufferPointer { PQprepare(conn, name, text, Int32(types.count), $0.baseAddress) }
-            defer { PQclear(res) }
-            try check(res, sql)
-            prepared[key] = name
-        }
+        if let known = prepared[key] { return known }
+        let name = "s\(prepared.count + 1)"
+        let text = Self.numberedPlaceholders(sql)
+        let res = types.withUnsafeBufferPointer { PQprepare(conn, name, text, Int32(types.count), $0.baseAddress) }
+        defer { PQclear(res) }
+        try check(res, sql)
+        prepared[key] = name
+        return name
+    }
+
+    /// The values as libpq takes them (text; NULL as a null pointer), for `body`'s call.
+    private static func withTexts<R>(_ values: [SQLiteHandle.Value], _ body: (UnsafePointer<UnsafePointer<CChar>?>?) -> R) -> R {
         var texts: [UnsafeMutablePointer<CChar>?] = values.map {
             switch $0 {
             case .int(let n): strdup(String(n))
@@ -107,18 +121,60 @@ final class PostgresConnection: @unchecked Sendable {
             }
         }
         defer { for t in texts { free(t) } }
-        let res = texts.withUnsafeMutableBufferPointer { buf in
-            buf.withMemoryRebound(to: UnsafePointer<CChar>?.self) {
-                PQexecPrepared(conn, name, Int32(values.count), $0.baseAddress, nil, nil, 0)
+        return texts.withUnsafeMutableBufferPointer { buf in
+            buf.withMemoryRebound(to: UnsafePointer<CChar>?.self) { body($0.baseAddress) }
+        }
+    }
+
+    /// Statements sent together and answered together (libpq's pipeline mode): one round trip
+    /// for all of them, and one implicit transaction: all are done, or, when one fails, none.
+    /// Outside a transaction only. (Their answers are small; the caller keeps the number of
+    /// statements bounded, so that the server's answers never fill the socket while this side
+    /// is still sending.)
+    func pipeline(_ statements: [(sql: String, values: [SQLiteHandle.Value])]) throws(OutboxError) -> [PostgresResult] {
+        if conn.map({ PQstatus($0) == CONNECTION_BAD }) ?? true { try connect() }
+        let names = try statements.map { (s) throws(OutboxError) in try prepare(s.sql, s.values) }
+        guard PQenterPipelineMode(conn) == 1 else {
+            throw OutboxError(message: "cannot enter pipeline mode: \(Self.message(PQerrorMessage(conn)))", code: OutboxError.otherDatabase)
+        }
+        var sent = 0
+        for (name, statement) in zip(names, statements) {
+            let ok = Self.withTexts(statement.values) { PQsendQueryPrepared(conn, name, Int32(statement.values.count), $0, nil, nil, 0) }
+            guard ok == 1 else { break }
+            sent += 1
+        }
+        let synced = PQpipelineSync(conn) == 1
+        // The answers: each statement's result then a NULL; the sync point's last. After a
+        // failure the rest come as "aborted" and the server rolls the whole back.
+        var results: [PostgresResult] = []
+        var failure: OutboxError?
+        for statement in statements.prefix(sent) {
+            guard let res = PQgetResult(conn) else { break }
+            while let extra = PQgetResult(conn) { PQclear(extra) }
+            if PQresultStatus(res) == PGRES_PIPELINE_ABORTED {
+                PQclear(res)
+                continue
             }
+            do { try check(res, statement.sql) } catch {
+                PQclear(res)
+                if failure == nil { failure = error }
+                continue
+            }
+            results.append(PostgresResult(res))
         }
-        do { try check(res, sql) } catch {
-            PQclear(res)
-            throw error
+        if synced, let sync = PQgetResult(conn) { PQclear(sync) }
+        if PQexitPipelineMode(conn) != 1 {
+            // Left mid-way (the connection broke): it is not used again as it is.
+            PQfinish(conn)
+            conn = nil
+            prepared.removeAll()
         }
-        let result = PostgresResult(res!)
-        changes = Int(String(cString: PQcmdTuples(res))) ?? 0
-        return result
+        if let failure { throw failure }
+        guard sent == statements.count, synced, results.count == statements.count else {
+            throw OutboxError(message: "the pipeline of \(statements.count) statements was cut off at \(results.count): \(conn.map { Self.message(PQerrorMessage($0)) } ?? "the connection broke")",
+                              code: OutboxError.otherDatabase)
+        }
+        return results
     }
 
     private func check(_ res: OpaquePointer?, _ sql: String) throws(OutboxError) {

@@ -103,27 +103,50 @@ public final class MQTTClient {
 
     /// Network work for at most `timeoutMs`; callbacks run in here. Non-zero: the link is down.
     /// `wake` ends the wait early when another thread signals it (urgent work to publish).
-    public func loop(timeoutMs: Int32, wake: WakePipe? = nil) -> Int32 {
+    ///
+    /// `readingUpTo` and `beforeWriting` are for a store (`acknowledgeAfterHandling`): while
+    /// more has arrived, up to `readingUpTo` messages are read (a batch), then `beforeWriting`
+    /// makes them durable before any acknowledgement is written. When it returns false the
+    /// connection is abandoned: none of the batch is acknowledged, the broker sends it again.
+    public func loop(timeoutMs: Int32, wake: WakePipe? = nil, readingUpTo limit: Int = 1, beforeWriting: (() -> Bool)? = nil) -> Int32 {
         let sock = mosquitto_socket(mosq)
-        guard let wake, sock >= 0 else { return mosquitto_loop(mosq, timeoutMs, 1) }
-        // libmosquitto's external-loop pattern: wait on its socket and on the wake pipe together.
+        guard wake != nil || beforeWriting != nil, sock >= 0 else { return mosquitto_loop(mosq, timeoutMs, 1) }
+        // libmosquitto's external-loop pattern: wait on its socket (and the wake pipe).
         // Not for writing before the CONNACK: libmosquitto queues the CONNECT at once but sends
         // nothing until the TLS handshake is done, and the handshake advances only on reads; a
         // writable socket would end every wait at once until then (the CONNECT goes after a read).
         let wantsWrite = isConnected && mosquitto_want_write(mosq)
         var fds = [pollfd(fd: sock, events: Int16(POLLIN) | (wantsWrite ? Int16(POLLOUT) : 0), revents: 0),
-                   pollfd(fd: wake.readFD, events: Int16(POLLIN), revents: 0)]
+                   pollfd(fd: wake?.readFD ?? -1, events: Int16(POLLIN), revents: 0)]
         if poll(&fds, 2, timeoutMs) < 0, errno != EINTR { return Int32(MOSQ_ERR_ERRNO.rawValue) }
-        if fds[1].revents != 0 { wake.drain() }
+        if fds[1].revents != 0 { wake?.drain() }
+        var rc = Int32(MOSQ_ERR_SUCCESS.rawValue)
         if fds[0].revents & Int16(POLLIN | POLLHUP | POLLERR) != 0 {
-            let rc = mosquitto_loop_read(mosq, 1)
-            if rc != MOSQ_ERR_SUCCESS.rawValue { return rc }
+            receivedInRead = 0
+            repeat {
+                rc = mosquitto_loop_read(mosq, 1)
+            } while rc == MOSQ_ERR_SUCCESS.rawValue && receivedInRead < limit && Self.readable(sock)
         }
+        // What was read is made durable even when the link broke while reading (the broker
+        // sends it again unacknowledged: stored twice is a duplicate the store counts).
+        if let beforeWriting, !beforeWriting() {
+            abandon()
+            return Int32(MOSQ_ERR_CONN_LOST.rawValue)
+        }
+        if rc != MOSQ_ERR_SUCCESS.rawValue { return rc }
         if mosquitto_socket(mosq) >= 0, mosquitto_want_write(mosq) {
-            let rc = mosquitto_loop_write(mosq, 1)
+            rc = mosquitto_loop_write(mosq, 1)
             if rc != MOSQ_ERR_SUCCESS.rawValue { return rc }
         }
         return mosquitto_loop_misc(mosq)
+    }
+
+    /// Messages handed to `onMessage` during the current read.
+    private var receivedInRead = 0
+
+    private static func readable(_ sock: Int32) -> Bool {
+        var fd = pollfd(fd: sock, events: Int16(POLLIN), revents: 0)
+        return poll(&fd, 1, 0) > 0 && fd.revents & Int16(POLLIN) != 0
     }
 
     /// Publishes at QoS 1; the message id, whose PUBACK comes as `onPublish(mid)`.
@@ -141,7 +164,10 @@ public final class MQTTClient {
     fileprivate func connected(_ rc: Int32) { isConnected = rc == 0; onConnect?(rc) }
     fileprivate func disconnected(_ rc: Int32) { isConnected = false; onDisconnect?(rc) }
     fileprivate func published(_ mid: Int32) { onPublish?(mid) }
-    fileprivate func received(_ topic: String, _ payload: [UInt8]) { onMessage?(topic, payload) }
+    fileprivate func received(_ topic: String, _ payload: [UInt8]) {
+        receivedInRead += 1
+        onMessage?(topic, payload)
+    }
 
     /// libmosquitto's text for a result code.
     public static func describe(_ rc: Int32) -> String { String(cString: mosquitto_strerror(rc)) }

@@ -181,27 +181,34 @@ func ingest(_ messages: CarMessages, from endpoint: BrokerEndpoint, database: Da
     // it arrived and before it is stored (what a crash or a power cut there would do).
     let exitOn = getenv("TCU_BACKEND_FAULT_EXIT_ON_MESSAGE").flatMap { Int(String(cString: $0)) }
     var received = 0
-    var storageDown = false
     // (A dropped connection's writes fail with EPIPE, not a signal.)
     signal(SIGPIPE, SIG_IGN)
+    // The messages of one read, stored together before their acknowledgements leave.
+    var batch: [(topic: String, payload: [UInt8])] = []
     client.onMessage = { topic, payload in
         received += 1
         if received == exitOn {
             note("fault injection: ending before storing message \(received)")
             _exit(70)
         }
-        guard !storageDown else { return }  // (the rest of a read, after a failure: not acknowledged either)
+        batch.append((topic, payload))
+    }
+    var storageDown = false
+    let store = { () -> Bool in
+        guard !batch.isEmpty else { return true }
+        defer { batch.removeAll(keepingCapacity: true) }
         do {
-            for reply in try messages.handle(topic: topic, payload: payload, nowMs: database.nowMs) {
+            for reply in try messages.handle(batch, nowMs: database.nowMs) {
                 _ = client.publish(topic: reply.topic, payload: Array(reply.body.text.utf8))
             }
+            return true
         } catch {
             // Not stored, so not acknowledged: the connection is dropped before the queued
-            // acknowledgement leaves, and the broker gives the message again (persistent session)
-            // once the database is back.
-            note("cannot store a message, not acknowledged (the broker sends it again): \(error)")
+            // acknowledgements leave, and the broker gives the messages again (persistent
+            // session) once the database is back.
+            note("cannot store \(batch.count) message(s), not acknowledged (the broker sends them again): \(error)")
             storageDown = true
-            client.abandon()
+            return false
         }
     }
     // The licence notices, once a minute (and at the start).
@@ -223,7 +230,7 @@ func ingest(_ messages: CarMessages, from endpoint: BrokerEndpoint, database: Da
             connected = true
             failures = 0
         }
-        if client.loop(timeoutMs: 100) != 0 {
+        if client.loop(timeoutMs: 100, readingUpTo: ingestBatchLimit, beforeWriting: store) != 0 {
             connected = false
             if storageDown {
                 // The database again in a moment: the broker holds the messages meanwhile.
@@ -234,6 +241,10 @@ func ingest(_ messages: CarMessages, from endpoint: BrokerEndpoint, database: Da
     }
     client.disconnect()
 }
+
+/// The most messages of one read stored together: the batch's statements go to a server in one
+/// pipeline, whose answers must fit its socket's buffer while this side still sends.
+let ingestBatchLimit = 256
 
 /// The mailer: sends the queued mails (verification, password reset) until `stop`; one the
 /// server refuses is tried again later (`Portal.mailFailed`).

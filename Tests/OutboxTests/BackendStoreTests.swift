@@ -66,4 +66,34 @@ struct BackendStoreTests {
         try store.receive(topic: "vehicles/\(vin)/events", payload: #"{"seq":7,"id":"b","type":"opened"}"#, receivedAtMs: 3)
         #expect(try store.gaps(vin: vin) == [6...6])
     }
+
+    @Test("the messages of one read are stored together, each with its receipt in order: a re-send within the batch is a duplicate, a malformed one refused, a deletion deletes what came before it")
+    func batch() throws {
+        let store = try BackendStore(path: backendDatabase())
+        let events = "vehicles/\(vin)/events"
+        let receipts = try store.receive([
+            (events, #"{"seq":1,"id":"a","type":"opened"}"#),
+            ("vehicles/\(vin)/connection", #"{"online":true}"#),
+            (events, #"{"seq":1,"id":"a","type":"opened"}"#),
+            (events, "{not json"),
+            ("vehicles/\(vin)/state", state("s", seq: 2, block: "doors", captured: 100, open: true)),
+            (events, #"{"seq":3,"id":"c","type":"closed"}"#),
+        ], receivedAtMs: 1)
+        #expect(receipts.count == 6)
+        #expect(Array(receipts[0...2]) == [.stored, .stored, .duplicate])
+        guard case .rejected = receipts[3] else { Issue.record("accepted: \(receipts[3])"); return }
+        #expect(Array(receipts[4...5]) == [.stored, .stored])
+        #expect(try store.messages(vin: vin).map(\.seq) == [1, 2, 3])
+        #expect(try store.duplicates(vin: vin) == 1 && store.state(vin: vin).count == 1 && store.connection(vin: vin) != nil)
+        // A deletion among them: what came before it in the batch goes with the rest.
+        let other = try store.receive([
+            (events, #"{"seq":4,"id":"d","type":"opened"}"#),
+            ("vehicles/\(vin)/requests", #"{"seq":5,"id":"r","type":"deleteMyData"}"#),
+            (events, #"{"seq":6,"id":"e","type":"closed"}"#),
+        ], receivedAtMs: 2)
+        #expect(other == [.stored, .dataDeleted(requestId: "r"), .stored])
+        #expect(try store.messages(vin: vin).map(\.seq) == [6] && store.wasReset(vin: vin))
+        #expect(try store.resetCars(among: [vin, "VSSZZZKLZNR000001"]) == [vin])
+        #expect(try store.receive([], receivedAtMs: 3).isEmpty)
+    }
 }

@@ -79,4 +79,22 @@ struct DatabaseTests {
         }
         #expect(try db.query("SELECT count(*) FROM t", []) { $0.int(0) } == [2])
     }
+
+    @Test("statements done together give each one's rows in order, and when one fails none of them is done")
+    func together() throws {
+        let db = try Database(backendDatabase())
+        try db.exec("CREATE TABLE t(k TEXT PRIMARY KEY, n INTEGER NOT NULL)")
+        let insert = "INSERT INTO t(k, n) VALUES (?, ?) ON CONFLICT(k) DO NOTHING RETURNING n"
+        let rows = try db.together([(insert, [.text("a"), .int(1)]), (insert, [.text("a"), .int(2)]),
+                                    ("SELECT count(*) FROM t", []), (insert, [.text("b"), .int(3)])]) { $0.int(0) }
+        // The second sees the first's row (one transaction, in order): nothing inserted, no row.
+        #expect(rows == [[1], [], [1], [3]])
+        #expect(throws: OutboxError.self) {
+            _ = try db.together([(insert, [.text("c"), .int(4)]), (insert, [.text("d"), .null]), (insert, [.text("e"), .int(5)])]) { $0.int(0) }
+        }
+        #expect(try db.query("SELECT k FROM t ORDER BY k", []) { $0.text(0) } == ["a", "b"])
+        // The connection is as good as before.
+        #expect(try db.together([("SELECT count(*) FROM t", [])]) { $0.int(0) } == [[2]])
+        #expect(try db.together([]) { $0.int(0) }.isEmpty)
+    }
 }

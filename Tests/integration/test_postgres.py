@@ -66,7 +66,7 @@ def test_the_database_server_stopped_under_the_backend_loses_nothing(rig):
     assert wait_until(lambda: len(door_events(rig)) >= 20)
     rig.postgres.stop()
     log = rig.tmp / "backend.log"
-    assert wait_until(lambda: "not acknowledged (the broker sends it again)" in log.read_text(), timeout=30)
+    assert wait_until(lambda: "not acknowledged (the broker sends them again)" in log.read_text(), timeout=30)
     # The car goes on: the broker has its messages.
     acknowledged = int(rig.status().get("outbox.backend.acknowledged", "0"))
     assert wait_until(lambda: int(rig.status().get("outbox.backend.acknowledged", "0")) >= acknowledged + 50)
