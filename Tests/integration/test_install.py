@@ -105,8 +105,17 @@ def test_lintian_finds_no_error_and_no_warning(debs):
                 assert i > 0 and lines[i - 1].startswith("#"), f"{overrides}: the override '{line}' says not why"
 
 
-def field(deb, name):
-    return subprocess.run(["dpkg-deb", "-f", deb, name], capture_output=True, text=True, check=True).stdout.strip()
+def test_the_tools_packages_take_over_from_the_one_package_that_held_them(debs):
+    """Until 0.2.0 one package, telematicsd, held every tool: each tool's own package replaces
+    its files and breaks that version, so apt upgrades the one into the split ones (the systemd
+    guest does it from the real previous package)."""
+    for package in PACKAGES:
+        if package == "telematicsd":
+            continue
+        for relation in ("Breaks", "Replaces"):
+            assert field(debs[package], relation) == "telematicsd (<< 0.2.0~)", (package, relation)
+    version = field(debs["telematicsd"], "Version")
+    assert subprocess.run(["dpkg", "--compare-versions", version, "ge", "0.2.0~"]).returncode == 0, version
 
 
 def test_every_package_depends_on_every_library_its_binaries_need(debs, tmp_path):

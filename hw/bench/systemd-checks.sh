@@ -21,10 +21,19 @@ state=/var/lib/telematicsd
 echo "checks: $(uname -r), $(systemctl --version | head -1)"
 check "systemd is PID 1" [ "$(cat /proc/1/comm)" = systemd ]
 
-# --- Installation (the previous version first: it is upgraded later) ------------------------
-# (The guest has no network: apt takes the packages' dependencies from what is installed.)
-apt_install() { DEBIAN_FRONTEND=noninteractive apt-get install -y -q --allow-downgrades "$@" </dev/null; }
-check "the previous version installs with apt" apt_install /opt/tcu/previous/telematicsd_*.deb /opt/tcu/previous/tcu-psap_*.deb
+# --- Installation of the previous version: the last hand-made package (hw/bench/previous-deb),
+# one package `telematicsd` with every tool; the car runs on it first, then it is upgraded.
+# (The guest has no network: apt takes the packages' dependencies from what is installed.
+# The conffile options are unattended-upgrades' own: keep what the administrator changed.)
+apt_install() {
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --allow-downgrades \
+    -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "$@" </dev/null
+}
+version() { dpkg-query -W -f='${Version}' "$1" 2>/dev/null; }
+previous=$(dpkg-deb -f /opt/tcu/previous/telematicsd_*.deb Version)
+new=$(dpkg-deb -f /opt/tcu/new/telematicsd_*.deb Version)
+echo "checks: the previous version $previous, the new $new"
+check "the previous version ($previous) installs with apt" apt_install /opt/tcu/previous/telematicsd_*.deb
 check "sysusers made the service's user, home its state directory, no login" \
   bash -c "getent passwd telematicsd | grep -q ':/var/lib/telematicsd:/usr/sbin/nologin$'"
 check "the unit is installed, not enabled and not started (its configuration names the car first)" \
@@ -50,7 +59,50 @@ printf '%s' '{"status":"completed","user":"ana@example.com","role":"primary","se
 chown telematicsd:telematicsd "$state/registration.json"
 chmod 600 "$state/registration.json"
 
-# --- enable --now: READY, STATUS, the user, the journal ------------------------------------
+# --- The car on the previous version: a backlog in the outbox, an eCall journal ------------------
+check "the previous version runs, enabled" systemctl enable --now telematicsd.service
+# The car's doors on can0 while no broker is configured.
+for i in $(seq 1 40); do cansend can0 "583#0$((i % 2))000000" || break; done
+# The outbox as its owner reads it (a file root touched would keep the daemon out of it).
+outbox() { runuser -u telematicsd -- sqlite3 "$state/outbox.db" "$1"; }
+waiting() { [ "$(outbox 'SELECT count(*) FROM messages' 2>/dev/null || echo 0)" -ge 40 ]; }
+check "the door events wait in the outbox (no broker)" within 60 waiting
+# A test eCall the PSAP (the previous package's tcu-psap) clears down after two seconds.
+printf 'hang-up-after-ms = 2000\n' > /root/psap-short.conf
+tcu-psap --listen 127.0.0.1:5061 --scenario /root/psap-short.conf --log /root/psap-short.log &
+psap=$!
+within 30 grep -q listening /root/psap-short.log || fail "the previous tcu-psap listens"
+check "a test eCall on the previous version" tcuctl ecall test
+journal_written() { [ -s "$state/ecall.journal" ] && tcuctl ecall status 2>/dev/null | grep -q 'phase = callbackWindow'; }
+check "the call ends and its eCall journal stays" within 120 journal_written
+kill $psap 2>/dev/null
+
+# --- Upgrade with a registered car, a backlog and an eCall journal ----------------------------
+# The messages that must all arrive: events (a state block waiting may be replaced by a newer one).
+ids() { outbox 'SELECT id FROM messages WHERE coalesce_key IS NULL ORDER BY id'; }
+ids > /root/ids.before
+echo "checks: $(wc -l < /root/ids.before) events waiting in the outbox before the upgrade"
+check "there is a backlog of events to keep" [ -s /root/ids.before ]
+sha() { sha256sum "$state/registration.json" "$state/ecall.journal" | cut -d' ' -f1; }
+sha > /root/sha.before
+kept() { ids | comm -23 /root/ids.before - | (! grep -q .); }
+unchanged() { sha | cmp -s - /root/sha.before; }
+registered() { tcuctl status | grep -q 'registration.status = completed'; }
+pid=$(prop MainPID)
+check "the new version installs over the previous one with apt (telematicsd and tcu-psap)" \
+  apt_install /opt/tcu/new/telematicsd_*.deb /opt/tcu/new/tcu-psap_*.deb
+check "the installed telematicsd is the new version" [ "$(version telematicsd)" = "$new" ]
+check "the upgrade restarted the service with the new binary" \
+  bash -c "[ \"\$(systemctl show -p MainPID --value telematicsd.service)\" != $pid ] && systemctl is-active --quiet telematicsd.service"
+check "the upgrade kept every message waiting in the outbox" kept
+check "the registration and the eCall journal are still there, unchanged" unchanged
+check "the car is still registered" within 30 registered
+check "the administrator's configuration is kept (dpkg's conffile)" grep -q '^fault-injection = true' "$conf"
+check "tcu-psap's file moved to its own package (Replaces)" bash -c "dpkg -S /usr/bin/tcu-psap | grep -q '^tcu-psap:'"
+check "the tools of no installed package went with the previous one" [ ! -e /usr/bin/tcu-backend ]
+
+# --- The new version under systemd: enable --now, READY, STATUS, the user, the journal ---------
+systemctl disable --now telematicsd.service
 check "systemctl enable --now returns once the daemon said READY (Type=notify)" systemctl enable --now telematicsd.service
 check "the service is active" systemctl is-active --quiet telematicsd.service
 status=$(prop StatusText)
@@ -65,13 +117,6 @@ check "the journal has the daemon's records with their fields (VEHICLE_VIN, CAN_
            journalctl -u telematicsd.service -o verbose --no-pager | grep -q 'CAN_SOURCE=socketcan:can0'"
 check "the journal says it started, at notice priority" \
   bash -c "journalctl -u telematicsd.service -p notice --no-pager -o cat | grep -q 'telematicsd started'"
-
-# --- A backlog: the car's doors on can0, no broker configured --------------------------------
-for i in $(seq 1 40); do cansend can0 "583#0$((i % 2))000000" || break; done
-# The outbox as its owner reads it (a file root touched would keep the daemon out of it).
-outbox() { runuser -u telematicsd -- sqlite3 "$state/outbox.db" "$1"; }
-waiting() { [ "$(outbox 'SELECT count(*) FROM messages' 2>/dev/null || echo 0)" -ge 40 ]; }
-check "the door events wait in the outbox (no broker)" within 60 waiting
 
 # --- reload ---------------------------------------------------------------------------------
 sed -i 's/^level = info/level = debug/' "$conf"
@@ -127,25 +172,6 @@ same_exposure() { [ -n "$live" ] && [ "$live" = "$offline" ] && awk -v e="$live"
 check "systemd-analyze security gives the same exposure live as offline, at most 2.0" same_exposure
 echo "$live $offline" > "$out/exposure"
 
-# --- Upgrade with a registered car, a backlog and an eCall journal ----------------------------
-# The messages that must all arrive: events (a state block waiting may be replaced by a newer one).
-ids() { outbox 'SELECT id FROM messages WHERE coalesce_key IS NULL ORDER BY id'; }
-ids > /root/ids.before
-echo "checks: $(wc -l < /root/ids.before) events waiting in the outbox before the upgrade"
-check "there is a backlog of events to keep" [ -s /root/ids.before ]
-sha() { sha256sum "$state/registration.json" "$state/ecall.journal" | cut -d' ' -f1; }
-sha > /root/sha.before
-kept() { ids | comm -23 /root/ids.before - | (! grep -q .); }
-unchanged() { sha | cmp -s - /root/sha.before; }
-registered() { tcuctl status | grep -q 'registration.status = completed'; }
-pid=$(prop MainPID)
-check "the new version installs over the previous one with apt" apt_install /opt/tcu/new/telematicsd_*.deb
-check "the upgrade restarted the service with the new binary" \
-  bash -c "[ \"\$(systemctl show -p MainPID --value telematicsd.service)\" != $pid ] && systemctl is-active --quiet telematicsd.service"
-check "the upgrade kept every message waiting in the outbox" kept
-check "the registration and the eCall journal are still there, unchanged" unchanged
-check "the car is still registered" within 30 registered
-
 # --- The outbox's schema migrates (a file as version 1 wrote it) -----------------------------
 systemctl stop telematicsd.service
 outbox 'ALTER TABLE messages DROP COLUMN carries_position; PRAGMA user_version = 1;'
@@ -156,10 +182,13 @@ check "a version-1 outbox is migrated to version 2 when the new daemon opens it"
 check "the migration kept every message" kept
 
 # --- Downgrade --------------------------------------------------------------------------------
+# The previous package holds tcu-psap's file: apt takes tcu-psap away (its Breaks).
 check "a downgrade to the previous version works (the same outbox schema)" apt_install /opt/tcu/previous/telematicsd_*.deb
+downgraded() { [ "$(version telematicsd)" = "$previous" ] && ! dpkg -l tcu-psap 2>/dev/null | grep -q '^ii'; }
+check "the downgrade took tcu-psap away (the previous package holds its tool)" downgraded
 check "the previous version runs on the same data" within 30 registered
 check "the downgrade kept every message" kept
-apt_install /opt/tcu/new/telematicsd_*.deb >/dev/null
+apt_install /opt/tcu/new/telematicsd_*.deb /opt/tcu/new/tcu-psap_*.deb >/dev/null
 
 # --- Remove, then purge ---------------------------------------------------------------------
 check "apt remove" bash -c "DEBIAN_FRONTEND=noninteractive apt-get remove -y -q telematicsd </dev/null"
