@@ -125,7 +125,7 @@ public final class MQTTClient {
             receivedInRead = 0
             repeat {
                 rc = mosquitto_loop_read(mosq, 1)
-            } while rc == MOSQ_ERR_SUCCESS.rawValue && receivedInRead < limit && Self.readable(sock)
+            } while rc == MOSQ_ERR_SUCCESS.rawValue && beforeWriting != nil && receivedInRead < limit && Self.readable(sock)
         }
         // What was read is made durable even when the link broke while reading (the broker
         // sends it again unacknowledged: stored twice is a duplicate the store counts).
