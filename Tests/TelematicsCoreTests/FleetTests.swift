@@ -75,6 +75,15 @@ struct FleetTests {
     func shards() throws {
         let even = try FleetPlan.parse(Self.file)
         #expect(even.shards.map(\.cars) == [0..<250, 250..<500, 500..<750, 750..<1000])
+        // A count the shards do not divide: sizes differ by one, every car in one shard, none empty
+        // (85 cars in 20 shards trapped once: the fuzzer's find, Fuzz/corpus/fleet).
+        for (cars, n) in [(85, 20), (10, 3), (7, 7), (999_999, 10_000)] {
+            let shards = try FleetPlan.parse("[fleet]\ncars = \(cars)\nshards = \(n)\n").shards
+            #expect(shards.count == n && shards.first?.cars.lowerBound == 0 && shards.last?.cars.upperBound == cars)
+            #expect(zip(shards, shards.dropFirst()).allSatisfy { $0.cars.upperBound == $1.cars.lowerBound })
+            let sizes = shards.map(\.cars.count)
+            #expect(sizes.min()! >= 1 && sizes.max()! - sizes.min()! <= 1, "\(cars) in \(n): \(sizes)")
+        }
         let named = try FleetPlan.parse("[fleet]\ncars = 10\nfirst-serial = 100\nshard-ranges = 100-103, 104-109\n")
         #expect(named.shards.map(\.cars) == [0..<4, 4..<10])
         #expect(named.shard(1)?.cars == 4..<10)
