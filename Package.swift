@@ -89,6 +89,8 @@ let package = Package(
         .systemLibrary(name: "CGPS", providers: [.apt(["libgps-dev"])]),  // loaded at run time: see shim.h
         // HMAC-SHA256 for the remote commands' signatures (libcrypto: libmosquitto loads it anyway).
         .systemLibrary(name: "COpenSSL", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
+        // A car's cryptography (a command's HMAC, the backend's signature on answers): units and fleet cars.
+        .target(name: "CarCrypto", dependencies: ["TelematicsCore", "COpenSSL"], swiftSettings: strict),
         // Position from gpsd (its own thread, reconnects).
         .target(name: "GNSS", dependencies: ["TelematicsCore", "CGPS"], swiftSettings: strict),
 
@@ -117,7 +119,7 @@ let package = Package(
             name: "TelematicsDaemon",
             dependencies: [
                 "TelematicsCore", "UnitConfiguration", "Platform", "Control", "VehicleBus", "ECallLink", "ECallSIP", "Outbox", "BackendLink",
-                "GNSS", "COpenSSL",
+                "GNSS", "CarCrypto",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
@@ -146,7 +148,7 @@ let package = Package(
         // outbox file (docs/fleet.md).
         .target(
             name: "Fleet",
-            dependencies: ["TelematicsCore", "Platform", "CPlatform", "Outbox", "CMosquitto", "COpenSSL", "CLibXML2"],
+            dependencies: ["TelematicsCore", "Platform", "CPlatform", "Outbox", "CMosquitto", "COpenSSL", "CLibXML2", "CarCrypto", "CCurl"],
             swiftSettings: strict
         ),
         .executableTarget(

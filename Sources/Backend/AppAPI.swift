@@ -478,10 +478,7 @@ public final class AppAPI: Sendable {
     }
 
     /// The actions' path names, as the real service spells them.
-    static let actions: [String: RemoteCommand.Action] = [
-        "lock": .lock, "unlock": .unlock, "honkandflash": .honkAndFlash, "flash": .flash,
-        "climatisation-start": .climatisationStart, "climatisation-stop": .climatisationStop, "wakeup": .wakeUp,
-    ]
+    static let actions = Dictionary(uniqueKeysWithValues: RemoteCommand.Action.allCases.map { ($0.pathName, $0) })
 
     private func action(_ name: String, _ r: Request, portal: Portal, email: String, vin: String, nowMs: Int64) -> Response {
         guard let action = Self.actions[name] else {

@@ -28,9 +28,8 @@ extension Portal {
         try run("DELETE FROM spin_attempts WHERE email = ?", [.text(key)])
     }
 
-    /// The actions that need the S-PIN: the product page asks it for locking and unlocking
-    /// "and to control the climatisation remotely" (starting and stopping it both are).
-    public static let spinActions: Set<RemoteCommand.Action> = [.lock, .unlock, .climatisationStart, .climatisationStop]
+    /// The actions that need the S-PIN (RemoteCommand.Action.needsSPIN).
+    public static let spinActions = Set(RemoteCommand.Action.allCases.filter(\.needsSPIN))
 
     /// A remote command for the car, signed with its key: the user must be one of the car's
     /// users (the car itself refuses remote functions to anyone but the primary user, and the

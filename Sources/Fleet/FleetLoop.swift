@@ -1,3 +1,4 @@
+import CarCrypto
 import CMosquitto
 #if canImport(Glibc)
 import Glibc
@@ -31,6 +32,15 @@ public struct FleetSettings: Sendable {
     public var rampMs: Int64 = 5_000
     /// SUMO's floating car data (geo): the cars' trips and positions (nil: their own).
     public var trajectoriesPath: String?
+    /// The cars that register with the backend themselves: VIN → the pairing code their
+    /// owner's garage gave (`tcu-backend garage import`). Their registration's answer gives
+    /// them the key remote commands are signed with; the others keep their plan's.
+    public var pairingCodes: [String: String] = [:]
+    /// The backend's Ed25519 public key (`tcu-backend keys`): the registration answers must
+    /// carry its signature.
+    public var answerKey: [UInt8]?
+    /// The owners' app (the remote-command scenario); nil: no owner sends commands.
+    public var app: FleetApp.Settings?
 
     public init(ca: String, issuerCertificate: String, issuerKey: String, outboxPath: String) {
         self.ca = ca
@@ -58,6 +68,13 @@ public struct FleetStatistics: Sendable {
     /// Connections lost or refused, and the last reason.
     public var lost: Int64 = 0
     public var lastError: String?
+    /// Cars registered with the backend by their pairing code, refused registrations, and the
+    /// remote commands the cars received.
+    public var registered = 0
+    public var registrationsRefused: Int64 = 0
+    public var commands: Int64 = 0
+    /// The owners' app's figures (the remote-command scenario).
+    public var app: FleetApp.Figures?
     /// Where the loop's time went since the last line (ms): the sockets, the cars, the outbox's
     /// commit and the sending; and how many turns it made.
     public var loopMs: (io: Int64, cars: Int64, commit: Int64, send: Int64) = (0, 0, 0, 0)
@@ -75,6 +92,10 @@ public struct FleetStatistics: Sendable {
             ("dials", .number(Double(dials))), ("lost", .number(Double(lost))),
         ]
         if let lastError { o.append(("lastError", .string(lastError))) }
+        o.append(("registered", .number(Double(registered))))
+        o.append(("registrationsRefused", .number(Double(registrationsRefused))))
+        o.append(("commands", .number(Double(commands))))
+        if let app { o.append(("app", app.json)) }
         o.append(("turns", .number(Double(turns))))
         o.append(("loopMs", .object([("io", .number(Double(loopMs.io))), ("cars", .number(Double(loopMs.cars))),
                                      ("commit", .number(Double(loopMs.commit))), ("send", .number(Double(loopMs.send)))])))
@@ -116,6 +137,10 @@ public final class FleetLoop: @unchecked Sendable {
     public let eCall: FleetECallLine
     private var pendingMessages: [(slot: Int, message: OutboxMessage)] = []
     private var pendingAcks: [(slot: Int, seq: Int64)] = []
+    /// Registrations to keep in the next commit (the stored text), by slot.
+    private var pendingRegistrations: [Int: String] = [:]
+    /// The owners' app (the remote-command scenario).
+    public let app: FleetApp?
     private var dirty: Set<Int> = []
     private var outputs: [FleetCar.Output] = []
     private var rng = SystemRandomNumberGenerator()
@@ -145,20 +170,33 @@ public final class FleetLoop: @unchecked Sendable {
         behaviour.tripsFromTrajectory = settings.trajectoriesPath != nil
         trajectories = try settings.trajectoriesPath.map { (p) throws(SystemError) in try FleetTrajectories(path: p) }
         let start = clocks.wallMs
-        // The cars live around Kotka (the map the project ships), each at its own place.
-        cars = specs.map { spec in
-            let ring = Double(spec.index % 1_000) / 1_000
-            return FleetCar(spec: spec, behaviour: behaviour, startMs: start,
-                            home: (60.466 + 0.05 * ring - 0.025, 26.946 + 0.08 * Double((spec.index * 7919) % 1_000) / 1_000 - 0.04))
-        }
-        let n = specs.count
-        identities = try FleetIdentities(vins: vins, issuerCertificate: settings.issuerCertificate, issuerKey: settings.issuerKey,
-                                         ca: settings.ca, host: settings.host)
         do {
             outbox = try FleetOutboxStore(path: settings.outboxPath, vins: vins)
         } catch {
             throw SystemError(.invalidInput, "fleet outbox \(settings.outboxPath): \(error)")
         }
+        // A car keeps the registration it got from the backend; one with a pairing code and none
+        // kept registers on its first connection; the others are as their plan says.
+        var kept: [Registration?] = []
+        for (slot, spec) in specs.enumerated() {
+            if let text = outbox.registrations[slot] {
+                do { kept.append(try Registration.parse(text, source: "\(settings.outboxPath): car \(spec.vin)")) } catch {
+                    throw SystemError(.invalidInput, "\(error)")
+                }
+            } else {
+                kept.append(settings.pairingCodes[spec.vin] != nil ? Registration() : nil)
+            }
+        }
+        // The cars live around Kotka (the map the project ships), each at its own place.
+        cars = specs.enumerated().map { slot, spec in
+            let ring = Double(spec.index % 1_000) / 1_000
+            return FleetCar(spec: spec, behaviour: behaviour, startMs: start,
+                            home: (60.466 + 0.05 * ring - 0.025, 26.946 + 0.08 * Double((spec.index * 7919) % 1_000) / 1_000 - 0.04),
+                            registration: kept[slot])
+        }
+        let n = specs.count
+        identities = try FleetIdentities(vins: vins, issuerCertificate: settings.issuerCertificate, issuerKey: settings.issuerKey,
+                                         ca: settings.ca, host: settings.host)
         links = Array(repeating: nil, count: n)
         uplinks = Array(repeating: UplinkMachine(window: settings.window), count: n)
         taken = Array(repeating: 0, count: n)
@@ -168,6 +206,7 @@ public final class FleetLoop: @unchecked Sendable {
         let inbox = try Inbox()
         self.inbox = inbox
         eCall = try FleetECallLine(cars: n, clocks: clocks) { slot, report in inbox.post(slot, report) }
+        app = settings.app.map { FleetApp(settings: $0, clocks: clocks, log: log) }
         contexts = .allocate(capacity: max(1, n))
         var ev = epoll_event(events: EPOLLIN.rawValue, data: epoll_data_t(u64: UInt64.max))
         _ = try syscall("epoll_ctl inbox") { epoll_ctl(epoll, EPOLL_CTL_ADD, inbox.bell, &ev) }
@@ -237,7 +276,9 @@ public final class FleetLoop: @unchecked Sendable {
         var events = [epoll_event](repeating: epoll_event(), count: 512)
         while !stopping.load(ordering: .relaxed) {
             let now = clocks.monotonicMs
-            if let d = settings.durationMs, now - started >= d { break }
+            // At the end of its time the fleet lets the owners' commands on their way end (a
+            // command lives a minute at most), unless it is stopped.
+            if let d = settings.durationMs, now - started >= d, app?.idle ?? true || now - started >= d + Self.commandGraceMs { break }
             let wait = Int32(max(0, min(nextTick, nextReport) - now))
             let ready = epoll_wait(epoll, &events, Int32(events.count), min(wait, 100))
             var mark = clocks.monotonic().nanoseconds
@@ -301,6 +342,7 @@ public final class FleetLoop: @unchecked Sendable {
             identities.serving = slot
             if let m = links[slot] { _ = mosquitto_loop_write(m, 1) }
         }
+        app?.stop()
         publishStatistics()
     }
 
@@ -343,7 +385,43 @@ public final class FleetLoop: @unchecked Sendable {
     private var connectCursor = 0
 
     private func take(_ outs: [FleetCar.Output], slot: Int) {
-        for case .message(let m) in outs { pendingMessages.append((slot, m)) }
+        for o in outs {
+            switch o {
+            case .message(let m):
+                pendingMessages.append((slot, m))
+            case .registration(let r):
+                pendingRegistrations[slot] = r.stored.text
+            case .appCommand(let action, let t):
+                app?.ask(vin: vins[slot], action, targetTemperature: t)
+            case .registrationRefused(let refusal):
+                statistics.registrationsRefused += 1
+                log("the registration of \(vins[slot]) was refused: \(refusal.code)")
+            }
+        }
+    }
+
+    /// A message from the broker: a remote command, or the answer to the car's registration.
+    fileprivate func received(_ slot: Int, topic: String, payload: [UInt8]) {
+        guard cars.indices.contains(slot) else { return }
+        let vin = vins[slot], now = clocks.wallMs
+        outputs.removeAll(keepingCapacity: true)
+        if topic == "vehicles/\(vin)/commands" {
+            statistics.commands += 1
+            cars[slot].command(payload, nowMs: now, mac: CarCrypto.hmacSHA256, into: &outputs)
+        } else if topic == "vehicles/\(vin)/registration/response", let answer = try? JSON.parse(String(decoding: payload, as: UTF8.self)) {
+            let authentic = CarCrypto.isAuthentic(answer, vin: vin, kind: "registration", key: settings.answerKey)
+            cars[slot].registrationAnswered(answer, authentic: authentic, nowMs: now, into: &outputs)
+        }
+        take(outputs, slot: slot)
+    }
+
+    /// On a connection: a car with a pairing code that is not registered yet sends its code.
+    private func registerIfNeeded(_ slot: Int, _ m: OpaquePointer) {
+        guard let code = settings.pairingCodes[vins[slot]], cars[slot].needsRegistration,
+              let (_, body) = cars[slot].registrationRequest(code: code, canCheckAnswers: settings.answerKey != nil, nowMs: clocks.wallMs)
+        else { return }
+        var payload = Array(body.text.utf8)
+        mosquitto_publish(m, nil, "vehicles/\(vins[slot])/registration/request", Int32(payload.count), &payload, 1, false)
     }
 
     /// The eCall line's reports of finished calls: to the backend, for a registered car.
@@ -376,14 +454,15 @@ public final class FleetLoop: @unchecked Sendable {
     }
 
     private func commitAndSend(mark: inout Int64) {
-        if !pendingMessages.isEmpty || !pendingAcks.isEmpty {
+        if !pendingMessages.isEmpty || !pendingAcks.isEmpty || !pendingRegistrations.isEmpty {
             do {
-                let got = try outbox.commit(appending: pendingMessages, acknowledged: pendingAcks)
+                let got = try outbox.commit(appending: pendingMessages, acknowledged: pendingAcks, registrations: pendingRegistrations)
                 statistics.stored += Int64(pendingMessages.count) - (outbox.refused - statistics.refused)
                 statistics.refused = outbox.refused
                 statistics.acknowledged += Int64(pendingAcks.count)
                 pendingMessages.removeAll(keepingCapacity: true)
                 pendingAcks.removeAll(keepingCapacity: true)
+                pendingRegistrations.removeAll(keepingCapacity: true)
                 dirty.formUnion(got)
             } catch {
                 // Kept for the next turn: nothing is lost, the disk may come back.
@@ -456,6 +535,9 @@ public final class FleetLoop: @unchecked Sendable {
         _ = epoll_ctl(epoll, EPOLL_CTL_MOD, socketOf[slot], &ev)
     }
 
+    /// How long past its duration the fleet waits for the owners' commands on their way.
+    static let commandGraceMs: Int64 = 65_000
+
     /// A connection with no CONNACK this long is given up (and tried again after the backoff).
     static let connAckTimeoutMs: Int64 = 10_000
 
@@ -474,8 +556,10 @@ public final class FleetLoop: @unchecked Sendable {
         }
         uplinks[slot].connectionLost(reason ?? "disconnected: \(String(cString: mosquitto_strerror(rc)))", unexpected: rc != 0, at: clocks.monotonicMs,
                                      jitter: jitter())
-        // Sent, not acknowledged: it goes again on the next connection.
+        // Sent, not acknowledged: it goes again on the next connection; so does a registration
+        // request whose answer did not come.
         taken[slot] = 0
+        cars[slot].registrationUnanswered()
     }
 
     private func jitter() -> Double { Double.random(in: 0.5...1.0, using: &rng) }
@@ -490,6 +574,10 @@ public final class FleetLoop: @unchecked Sendable {
                 var online = Array(#"{"online":true}"#.utf8)
                 mosquitto_publish(m, nil, topic, Int32(online.count), &online, 1, true)
                 mosquitto_subscribe(m, nil, "vehicles/\(vins[slot])/commands", 1)
+                if settings.pairingCodes[vins[slot]] != nil {
+                    mosquitto_subscribe(m, nil, "vehicles/\(vins[slot])/registration/response", 1)
+                    registerIfNeeded(slot, m)
+                }
                 dirty.insert(slot)
             case .sayGoodbye:
                 var offline = Array(#"{"online":false}"#.utf8)
@@ -523,6 +611,8 @@ public final class FleetLoop: @unchecked Sendable {
         statistics.loopMs = (turnNs.io / 1_000_000, turnNs.cars / 1_000_000, turnNs.commit / 1_000_000, turnNs.send / 1_000_000)
         statistics.turns = turnNs.turns
         turnNs = TurnTimes()
+        statistics.app = app?.current
+        statistics.registered = cars.reduce(0) { $0 + ($1.registration.commandKey != nil ? 1 : 0) }
         statistics.waiting = 0
         statistics.connected = 0
         statistics.connecting = 0
@@ -553,8 +643,12 @@ private let fleetOnPublish: @convention(c) (OpaquePointer?, UnsafeMutableRawPoin
     let c = context(u)
     c.loop.takeUnretainedValue().published(c.slot, mid)
 }
-private let fleetOnMessage: @convention(c) (OpaquePointer?, UnsafeMutableRawPointer?, UnsafePointer<mosquitto_message>?) -> Void = { _, _, _ in
-    // Commands to fleet cars are not served yet (docs/fleet.md).
+private let fleetOnMessage: @convention(c) (OpaquePointer?, UnsafeMutableRawPointer?, UnsafePointer<mosquitto_message>?) -> Void = { _, u, message in
+    guard let message, let topic = message.pointee.topic else { return }
+    let c = context(u)
+    let n = Int(max(0, message.pointee.payloadlen))
+    let payload = n == 0 ? [] : Array(UnsafeRawBufferPointer(start: message.pointee.payload, count: n))
+    c.loop.takeUnretainedValue().received(c.slot, topic: String(cString: topic), payload: payload)
 }
 
 /// What the eCall line hands the loop (finished calls' reports), with the eventfd that wakes it.

@@ -75,6 +75,17 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
         case .profile:
             _ = try? VehicleProfile.parse(text, source: "fuzz.profile")
         case .command:
+            // As a fleet car takes them: a command (then carried out), and the same bytes as a
+            // registration's answer while its request waits.
+            var car = FuzzFleetCar.registered
+            var out: [FleetCar.Output] = []
+            car.command(bytes, nowMs: 1_700_000_000_000, mac: { key, message in Array((key + message).prefix(32)) }, into: &out)
+            car.advance(to: 1_700_000_003_000, into: &out)
+            var waiting = FuzzFleetCar.unregistered
+            if waiting.registrationRequest(code: "12345678", canCheckAnswers: true, nowMs: 1_700_000_000_000) != nil,
+               let answer = try? JSON.parse(text) {
+                waiting.registrationAnswered(answer, authentic: true, nowMs: 1_700_000_000_000, into: &out)
+            }
             guard let j = try? JSON.parse(text), case .success(let c) = RemoteCommand.parse(j) else { return }
             var registration = Registration()
             registration.status = .completed
@@ -222,4 +233,19 @@ extension FuzzBackend {
         return AppAPI.Request(method: line.first.map(String.init) ?? "", path: String(pathAndQuery.first ?? ""), query: query,
                               headers: headers, body: Array(body.utf8))
     }
+}
+
+/// Fleet cars for the command target: one registered with a command key, one waiting to register.
+enum FuzzFleetCar {
+    static let spec = FleetPlan.Car(index: 0, vin: "VSSZZZKLZNR012345", model: "Leon", modelCode: "KL1", buildDate: "2022-01-10",
+                                    country: "ES", licence: .active, privacy: .shareMyPosition, propulsion: .petrol, scenarios: [])
+    static let behaviour = FleetCar.Behaviour(drivingIntervalMs: 2_000, heartbeatMs: 300_000, tripsPerHour: 0)
+    static let registered: FleetCar = {
+        var r = FleetCar.registration(for: .active, nowMs: 1_700_000_000_000)
+        r.commandKey = Array(repeating: 7, count: 32)
+        r.lastCommandCounter = 4
+        return FleetCar(spec: spec, behaviour: behaviour, startMs: 1_700_000_000_000, home: (60.46, 26.94), registration: r)
+    }()
+    static let unregistered = FleetCar(spec: spec, behaviour: behaviour, startMs: 1_700_000_000_000, home: (60.46, 26.94),
+                                       registration: Registration())
 }

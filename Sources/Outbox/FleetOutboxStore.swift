@@ -8,9 +8,11 @@ import TelematicsCore
 /// acknowledged it. Use from one thread (the fleet's loop).
 ///
 /// Cars are slots 0..<n of this process (the shard's cars in order); the file remembers each
-/// slot's VIN, so that a file written for another fleet or shard is refused, not mixed.
+/// slot's VIN, so that a file written for another fleet or shard is refused, not mixed, and
+/// each car's registration with the backend (its command key and counter: schema 2), in the
+/// same transaction as the messages of the turn that changed it.
 public final class FleetOutboxStore {
-    public static let schemaVersion = 1
+    public static let schemaVersion = 2
 
     public let path: String
     /// Bytes of payload held at most; past it, new messages are refused (counted, never numbered).
@@ -19,6 +21,9 @@ public final class FleetOutboxStore {
     public private(set) var refused: Int64 = 0
     /// Per slot: the last sequence number given (0: none yet).
     public private(set) var lastSequence: [Int64]
+    /// Per slot: the registration kept (Registration's stored JSON), when the car registered
+    /// with the backend itself (a pairing code); as the file held it when opened.
+    public private(set) var registrations: [Int: String] = [:]
     private let db: SQLiteDatabase
     private var touched: Set<Int> = []
 
@@ -53,11 +58,20 @@ public final class FleetOutboxStore {
                     """)
             }
         }
+        if version < 2 {
+            // 2: the cars' registrations (a version-1 file has none: its cars kept their plan's).
+            try db.transaction { () throws(OutboxError) in
+                try db.exec("ALTER TABLE cars ADD COLUMN registration TEXT; PRAGMA user_version = 2;")
+            }
+        }
         var last = lastSequence, size: Int64 = 0
         try db.transaction { () throws(OutboxError) in
-            let read = try db.statement("SELECT slot, vin, last_seq FROM cars")
+            let read = try db.statement("SELECT slot, vin, last_seq, registration FROM cars")
             var known: [Int: (String, Int64)] = [:]
-            while try read.step() { known[Int(read.int(0))] = (read.text(1), read.int(2)) }
+            while try read.step() {
+                known[Int(read.int(0))] = (read.text(1), read.int(2))
+                if !read.isNull(3) { registrations[Int(read.int(0))] = read.text(3) }
+            }
             for (slot, (vin, _)) in known where slot >= vins.count || vins[slot] != vin {
                 let now = slot < vins.count ? "\(vins[slot])" : "no car"
                 throw OutboxError(message: "\(path) was written for another fleet or shard: its car \(slot) is \(vin), this shard's is \(now)", code: SQLITE_MISMATCH)
@@ -90,11 +104,13 @@ public final class FleetOutboxStore {
         return out
     }
 
-    /// One loop turn: stores the new messages (each numbered in its car's stream) and deletes
-    /// what the broker acknowledged, in one transaction. Returns the slots that got messages.
+    /// One loop turn: stores the new messages (each numbered in its car's stream), deletes
+    /// what the broker acknowledged and keeps the cars' changed registrations, in one
+    /// transaction. Returns the slots that got messages.
     @discardableResult
-    public func commit(appending new: [(slot: Int, message: OutboxMessage)], acknowledged: [(slot: Int, seq: Int64)]) throws(OutboxError) -> Set<Int> {
-        guard !new.isEmpty || !acknowledged.isEmpty else { return [] }
+    public func commit(appending new: [(slot: Int, message: OutboxMessage)], acknowledged: [(slot: Int, seq: Int64)],
+                       registrations changed: [Int: String] = [:]) throws(OutboxError) -> Set<Int> {
+        guard !new.isEmpty || !acknowledged.isEmpty || !changed.isEmpty else { return [] }
         let before = lastSequence, bytesBefore = bytes, refusedBefore = refused
         touched.removeAll(keepingCapacity: true)
         do {
@@ -106,6 +122,15 @@ public final class FleetOutboxStore {
                         del.bind(1, Int64(a.slot))
                         del.bind(2, a.seq)
                         while try del.step() { bytes -= del.int(0) }
+                    }
+                }
+                if !changed.isEmpty {
+                    let keep = try db.statement("UPDATE cars SET registration = ? WHERE slot = ?")
+                    for (slot, text) in changed {
+                        keep.again()
+                        keep.bind(1, text)
+                        keep.bind(2, Int64(slot))
+                        try keep.run()
                     }
                 }
                 guard !new.isEmpty else { return }

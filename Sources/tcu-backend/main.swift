@@ -413,8 +413,55 @@ struct UserCommand: ParsableCommand {
 struct GarageCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "garage", abstract: "A user's cars: add one by VIN (and get its pairing code), remove it, list them, share them.",
-        subcommands: [Add.self, Remove.self, List.self, Share.self, Users.self]
+        subcommands: [Add.self, Import.self, Remove.self, List.self, Share.self, Users.self]
     )
+
+    struct Import: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Add many cars to one account's garage (a fleet); prints each with its pairing code, one JSON line.",
+            discussion: "Reads JSON lines with vin, model, built and country (what tcu-fleet cars --registrable prints) from the file, or from standard input. Each car is checked as by garage add; a car already in this garage is printed as it is (its code unchanged), so an import can be run again. The first car refused ends the import with its line and the reason."
+        )
+        @Argument(help: "The JSON lines (default: standard input).") var file: String?
+        @Option(help: "The account's e-mail address.") var user: String
+        @Flag(help: "Accept the terms of use and the privacy policy.") var acceptTerms = false
+        @OptionGroup var database: DatabaseOption
+
+        func run() throws {
+            let text: String
+            if let file {
+                do { text = try readTextFile(file) } catch { fail("\(error)", 66) }
+            } else {
+                var all: [UInt8] = []
+                var chunk = [UInt8](repeating: 0, count: 65_536)
+                while true {
+                    let n = read(0, &chunk, chunk.count)
+                    if n <= 0 { break }
+                    all += chunk[0..<n]
+                }
+                text = String(decoding: all, as: UTF8.self)
+            }
+            let source = file ?? "standard input"
+            let p = openPortal(database.db)
+            var known: [String: Portal.Car] = [:]
+            for car in portal({ () throws(PortalError) in try p.garage(email: user, nowMs: database.nowMs) }) { known[car.vin] = car }
+            for (n, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() where !line.trimmingSpaces.isEmpty {
+                guard let j = try? JSON.parse(String(line)), let vin = j["vin"]?.stringValue, let model = j["model"]?.stringValue,
+                      let built = j["built"]?.stringValue, let country = j["country"]?.stringValue else {
+                    fail("\(source):\(n + 1): expected a JSON object with vin, model, built and country", 65)
+                }
+                if let car = known[vin] {
+                    print(car.json.text)
+                    continue
+                }
+                do {
+                    print(try p.addCar(vin: vin, email: user, model: model, built: built, country: country, acceptedTerms: acceptTerms,
+                                       nowMs: database.nowMs).json.text)
+                } catch {
+                    fail("\(source):\(n + 1): \(vin): \(error.code): \(error.message)", 65)
+                }
+            }
+        }
+    }
 
     struct Share: ParsableCommand {
         static let configuration = CommandConfiguration(

@@ -16,10 +16,27 @@ struct TCUFleet: ParsableCommand {
             The fleet file (docs/fleet.md) says how many cars, their VIN range, the mix of \
             models, countries, licences and privacy levels, the scenarios a share of them meets \
             and how the fleet is split into shards. `check` reads it and says what is wrong, \
-            `vins` lists a shard's VINs, `run` runs one shard against a broker.
+            `vins` lists a shard's VINs, `cars` its cars for the backend's garage import, `run` \
+            runs one shard against a broker.
             """,
-        subcommands: [Run.self, Check.self, VINs.self]
+        subcommands: [Run.self, Check.self, VINs.self, Cars.self]
     )
+}
+
+/// VIN → pairing code from JSON lines (`tcu-backend garage import`'s output); the process ends
+/// with the line that is wrong.
+func readPairingCodes(_ path: String) -> [String: String] {
+    let text: String
+    do { text = try readTextFile(path) } catch { fail(error.description, 66) }
+    var codes: [String: String] = [:]
+    for (n, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() where !line.trimmingSpaces.isEmpty {
+        guard let j = try? JSON.parse(String(line)), let vin = j["vin"]?.stringValue, let code = j["pairingCode"]?.stringValue,
+              isPairingCode(code) else {
+            fail("\(path):\(n + 1): expected a JSON line with vin and pairingCode (8 digits)", 65)
+        }
+        codes[vin] = code
+    }
+    return codes
 }
 
 /// The file, read and checked, or the process ends with the reason (exit 65).
@@ -105,6 +122,38 @@ struct VINs: ParsableCommand {
     }
 }
 
+struct Cars: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "A shard's cars, one JSON line each: VIN, model, build date, country, licence, privacy.",
+        discussion: """
+            With --registrable, only the cars whose owner registers them (an active licence, a \
+            privacy level that lets data out): what `tcu-backend garage import` puts in the \
+            fleet owner's garage, for the pairing codes `run --pairing-codes` reads.
+            """
+    )
+
+    @Argument(help: "The fleet file.")
+    var file: String
+
+    @Option(help: "The shard (default: TCU_FLEET_SHARD, JOB_COMPLETION_INDEX, or 0).")
+    var shard: Int?
+
+    @Flag(help: "Only the cars that register with the backend (an active licence, privacy not offline).")
+    var registrable = false
+
+    func run() throws {
+        let plan = loadPlan(file)
+        let s = tcu_fleet.shard(of: plan, shardIndex(shard), file: file)
+        for i in s.cars {
+            let c = plan.car(i)
+            if registrable, c.licence != .active || c.privacy == .offline { continue }
+            say(JSON.object([("vin", .string(c.vin)), ("model", .string(c.model)), ("built", .string(c.buildDate)),
+                             ("country", .string(c.country)), ("licence", .string(c.licence.rawValue)),
+                             ("privacy", .string(c.privacy.rawValue))]).text)
+        }
+    }
+}
+
 struct Run: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run one shard of the fleet against a broker.",
@@ -150,6 +199,18 @@ struct Run: ParsableCommand {
     @Option(help: "SUMO's floating car data (sumo --fcd-output FILE --fcd-output.geo true): the cars' trips, positions and speeds; hw/maps/build-fleet-trajectories makes one.")
     var trajectories: String?
 
+    @Option(help: "The cars' pairing codes, JSON lines with vin and pairingCode (what tcu-backend garage import prints): these cars register with the backend on their first connection and take remote commands.")
+    var pairingCodes: String?
+
+    @Option(help: "The backend's public key, in hex (tcu-backend keys): the registration answers must carry its signature.")
+    var answerKey: String?
+
+    @Option(help: "The backend's app API, http://HOST:PORT: the remote-command scenario's owners send their commands there.")
+    var appUrl: String?
+
+    @Option(help: "The fleet owner's account for the app: a file of three lines, the login, the password and the S-PIN.")
+    var appCredentials: String?
+
     func run() throws {
         let plan = loadPlan(file)
         let s = tcu_fleet.shard(of: plan, shardIndex(shard), file: file)
@@ -182,6 +243,20 @@ struct Run: ParsableCommand {
         settings.window = window
         settings.durationMs = seconds.map { Int64($0) * 1_000 }
         settings.trajectoriesPath = trajectories
+        if let pairingCodes { settings.pairingCodes = readPairingCodes(pairingCodes) }
+        if let answerKey {
+            guard let key = bytes(fromHex: answerKey), key.count == 32 else { fail("--answer-key: expected 64 hex digits (tcu-backend keys)", 64) }
+            settings.answerKey = key
+        }
+        if !settings.pairingCodes.isEmpty, settings.answerKey == nil {
+            fail("--pairing-codes needs --answer-key: a car takes no registration answer it cannot check", 64)
+        }
+        switch (appUrl, appCredentials) {
+        case (nil, nil): break
+        case (let url?, let path?):
+            do { settings.app = try FleetApp.Settings.read(url: url, credentials: path) } catch { fail(error.description, 66) }
+        default: fail("--app-url and --app-credentials go together", 64)
+        }
         let signals: ProcessSignals
         do { signals = try ProcessSignals(reload: []) } catch { fail(error.description, 71) }
         let loop: FleetLoop

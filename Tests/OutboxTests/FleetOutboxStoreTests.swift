@@ -1,4 +1,4 @@
-import Outbox
+@testable import Outbox
 import Testing
 import TelematicsCore
 
@@ -29,6 +29,34 @@ struct FleetOutboxStoreTests {
         #expect(try again.waiting().mapValues(\.count) == [0: 1, 2: 1])
         try again.commit(appending: [(0, Self.message("d"))], acknowledged: [])
         #expect(try again.take(slot: 0, after: 0, limit: 10).map(\.seq) == [2, 3])
+    }
+
+    @Test("a car's registration is kept with its turn's messages and read back on the next run; a version-1 file gains the column")
+    func registrations() throws {
+        let path = scratch()
+        do {
+            // A version-1 file, as the fleet of the last release left it.
+            let db = try SQLiteDatabase(path: path)
+            try db.exec("""
+                CREATE TABLE cars(slot INTEGER PRIMARY KEY, vin TEXT NOT NULL UNIQUE, last_seq INTEGER NOT NULL);
+                CREATE TABLE messages(slot INTEGER NOT NULL, seq INTEGER NOT NULL, id TEXT NOT NULL, stream TEXT NOT NULL,
+                    priority INTEGER NOT NULL, captured_at INTEGER NOT NULL, payload TEXT NOT NULL, PRIMARY KEY(slot, seq)) WITHOUT ROWID;
+                INSERT INTO cars VALUES (0, 'VSSZZZKLZNR000001', 1), (1, 'VSSZZZKLZNR000002', 0), (2, 'VSSZZZKLZNR000003', 0);
+                INSERT INTO messages VALUES (0, 1, 'a', 'events', 3, 1, '{}');
+                PRAGMA user_version = 1;
+                """)
+            db.close()
+        }
+        do {
+            let store = try FleetOutboxStore(path: path, vins: Self.vins)
+            #expect(store.registrations.isEmpty)
+            #expect(try store.waiting()[0]?.count == 1)
+            try store.commit(appending: [(1, Self.message("b"))], acknowledged: [], registrations: [1: #"{"status":"completed"}"#])
+            store.close()
+        }
+        let again = try FleetOutboxStore(path: path, vins: Self.vins)
+        #expect(again.registrations == [1: #"{"status":"completed"}"#])
+        #expect(again.lastSequence == [1, 1, 0])
     }
 
     @Test("a file written for another fleet or shard is refused, not mixed")

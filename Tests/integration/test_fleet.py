@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 
-from support import BIN, ROOT, wait_until, terminate
+from support import BIN, ROOT, free_port, wait_until, terminate
 
 FLEET = """
 [fleet]
@@ -388,3 +388,53 @@ def test_the_cars_drive_sumo_s_trajectories(rig):
         # A trip began for every vehicle that entered the network while the fleet ran.
         assert any(e["type"] == "ignitionOn" for e in events), vin
     assert parked >= 5
+
+
+def test_fleet_cars_register_with_their_pairing_codes_and_carry_out_their_owners_remote_commands(rig):
+    """The remote-command scenario end to end: the fleet's registrable cars go into one owner's
+    garage (tcu-backend garage import), each registers on its first connection with its pairing
+    code (the real handshake: the backend's signed answer gives it its command key), the owner's
+    app sends commands through the app API (login, S-PIN, the action), the broker brings each to
+    its car, which verifies and carries it out, and the app sees each one's result."""
+    http = free_port()
+    rig.restart_backend(extra=["--http", f"127.0.0.1:{http}", "--actions-per-hour", "100"])
+    conf = rig.tmp / "fleet.conf"
+    # Most cars parked (two trips an hour), so that most commands can be carried out.
+    conf.write_text(FLEET.format(cars=60, shards=1, crash=0).replace("button = 3\n", "button = 3\nremote-command = 50\n")
+                    .replace("trips-per-hour = 30", "trips-per-hour = 2"))
+    cars = subprocess.run([os.path.join(BIN, "tcu-fleet"), "cars", str(conf), "--registrable"], capture_output=True, text=True, check=True).stdout
+    registrable = [json.loads(l)["vin"] for l in cars.splitlines()]
+    assert 30 <= len(registrable) < 60
+    rig.portal("user", "add", "fleet@example.com", input="fleet owner password\n2468\n")
+    rig.portal("user", "verify", "fleet@example.com")
+    imported = rig.portal("garage", "import", "--user", "fleet@example.com", "--accept-terms", input=cars)
+    assert imported.returncode == 0, imported.stderr
+    codes = rig.tmp / "codes.jsonl"
+    codes.write_text(imported.stdout)
+    assert sorted(json.loads(l)["vin"] for l in imported.stdout.splitlines()) == sorted(registrable)
+    # Run again: the same cars, the same codes (an import can be repeated).
+    assert rig.portal("garage", "import", "--user", "fleet@example.com", "--accept-terms", input=cars).stdout == imported.stdout
+    credentials = rig.tmp / "owner"
+    credentials.write_text("fleet@example.com\nfleet owner password\n2468\n")
+    f = figures(fleet(rig, conf, "--seconds", "10", "--pairing-codes", str(codes), "--answer-key", rig.answer_key,
+                      "--app-url", f"http://127.0.0.1:{http}", "--app-credentials", str(credentials)))
+    # Every registrable car registered (its key from the backend's signed answer).
+    assert f["registered"] == len(registrable) and f["registrationsRefused"] == 0, f
+    enrolled = [json.loads(l) for l in rig.portal("garage", "list", "--user", "fleet@example.com").stdout.splitlines()]
+    assert all(c["enrolment"] == "completed" and c["codeUsed"] for c in enrolled)
+    # The owners asked; every command reached its car and ended with the car's result.
+    app = f["app"]
+    assert app["asked"] >= 10 and app["accepted"] == app["asked"], json.dumps(app)
+    assert f["commands"] == app["accepted"]
+    ended = app["successful"] + sum(app["failed"].values())
+    assert ended == app["asked"] and app["timedOut"] == 0 and app["unfinished"] == 0, app
+    assert app["successful"] >= 1 and set(app["failed"]) <= {"vehicleMoving", "ignitionOn"}, app
+    # The results are the car's, stored by the backend with no gap.
+    assert settled(rig, f["stored"])
+    assert summary(rig)["carsWithGaps"] == []
+    results = [json.loads(l) for vin in registrable for l in rig.portal("events", vin).stdout.splitlines()
+               if json.loads(l).get("type") == "commandResult"]
+    assert sum(1 for r in results if r["status"] == "successful") == app["successful"]
+    # A second run: the cars kept their registration (no new handshake; the codes are used up).
+    again = figures(fleet(rig, conf, "--seconds", "3", "--pairing-codes", str(codes), "--answer-key", rig.answer_key))
+    assert again["registered"] == len(registrable) and again["registrationsRefused"] == 0, again

@@ -5,7 +5,9 @@
 /// No IO, no clock: the fleet's loop calls `advance` with the time and the car's motion (from
 /// a SUMO trajectory, or the car's own drive when there is none), and sends what comes back.
 /// The car's eCall machine is not here: it runs on the fleet's eCall line, apart from the
-/// broker connections, as a unit's does (FleetECallLine).
+/// broker connections, as a unit's does (FleetECallLine). Its registration with the backend
+/// (the pairing code's handshake) and the remote commands it carries out are in
+/// FleetCar+Remote.swift.
 public struct FleetCar: Sendable {
     public enum Phase: Sendable, Equatable {
         case parked
@@ -29,11 +31,26 @@ public struct FleetCar: Sendable {
     public enum Output: Sendable, Equatable {
         /// Into the car's outbox stream (already allowed by its registration and privacy).
         case message(OutboxMessage)
+        /// Keep the car's registration (a registration's answer, a command's counter used):
+        /// durably, in the same commit as the messages before it.
+        case registration(Registration)
+        /// The owner asks for a remote command from the app (the remote-command scenario).
+        case appCommand(RemoteCommand.Action, targetTemperature: Double?)
+        /// The registration was refused (the backend's answer), for the fleet's log.
+        case registrationRefused(RegistrationReply.Refusal)
     }
 
     public let spec: FleetPlan.Car
     public private(set) var phase: Phase = .parked
-    public private(set) var registration: Registration
+    public internal(set) var registration: Registration
+    /// The central lock (a parked car is locked) and the climatisation, as remote commands see them.
+    public internal(set) var locked = true
+    public internal(set) var climatisationOn = false
+    /// The registration's request on its way (the pairing code's handshake).
+    var pairing: RegistrationMachine?
+    /// Remote commands being carried out, each done at its instant (fleet ms).
+    var executing: [(command: RemoteCommand, doneAtMs: Int64)] = []
+    var wakeUps = WakeUpBudget(perDay: 10)
     /// Kilometres, and the fuel (or charge) level in percent.
     public private(set) var odometerKm: Double
     public private(set) var fuelPercent: Double
@@ -44,7 +61,7 @@ public struct FleetCar: Sendable {
     private var nextHeartbeatAtMs: Int64
     private var lastAdvanceMs: Int64
     private var pendingScenarios: [(FleetPlan.Scenario, atMs: Int64)]
-    private var rng: UInt64
+    var rng: UInt64
     private let tripMs: Int64
     private let plan: Behaviour
 
@@ -68,8 +85,11 @@ public struct FleetCar: Sendable {
     }
 
     /// The car at `startMs` (fleet time, UTC ms): parked, its first trip drawn in the next
-    /// hour, its scenarios at their drawn seconds after the start.
-    public init(spec: FleetPlan.Car, behaviour: Behaviour, startMs: Int64, home: (latitude: Double, longitude: Double)) {
+    /// hour, its scenarios at their drawn seconds after the start. `registration`: the one the
+    /// car kept (or an empty one for a car that registers with a pairing code); nil: the one its
+    /// licence state stands for.
+    public init(spec: FleetPlan.Car, behaviour: Behaviour, startMs: Int64, home: (latitude: Double, longitude: Double),
+                registration kept: Registration? = nil) {
         self.spec = spec
         plan = behaviour
         // Its own stream of draws: the VIN hashed (FNV-1a) and mixed, so that no two cars'
@@ -78,7 +98,7 @@ public struct FleetCar: Sendable {
         for b in spec.vin.utf8 { h = (h ^ UInt64(b)) &* 0x0000_0100_0000_01B3 }
         h = (h ^ (h >> 33)) &* 0xFF51_AFD7_ED55_8CCD
         rng = h ^ (h >> 33)
-        registration = Self.registration(for: spec.licence, nowMs: startMs)
+        registration = kept ?? Self.registration(for: spec.licence, nowMs: startMs)
         odometerKm = 0
         fuelPercent = 0
         position = home
@@ -121,6 +141,7 @@ public struct FleetCar: Sendable {
         var due = min(nextTripAtMs, nextHeartbeatAtMs, nextDrivingReportAtMs)
         if case .driving(let until) = phase { due = min(due, until) }
         if let s = pendingScenarios.first { due = min(due, s.atMs) }
+        if let c = executing.first { due = min(due, c.doneAtMs) }
         return due
     }
 
@@ -153,6 +174,10 @@ public struct FleetCar: Sendable {
             pendingScenarios.removeFirst()
             happen(s.0, at: nowMs, into: &out)
         }
+        while let c = executing.first, c.doneAtMs <= nowMs {
+            executing.removeFirst()
+            finish(c.command, at: nowMs, into: &out)
+        }
     }
 
     /// A call of the car's eCall ended: its report goes to the backend for a registered car
@@ -166,6 +191,7 @@ public struct FleetCar: Sendable {
     private mutating func beginTrip(at now: Int64, into out: inout [Output]) {
         let length = tripMs / 2 + Int64(draw() % UInt64(max(1, tripMs)))
         phase = .driving(until: plan.tripsFromTrajectory ? .max : now + length)
+        locked = false
         event("lockStateChanged", "locks.central", .string("unlocked"), at: now, into: &out)
         event("opened", "doors.frontLeft.open", .bool(true), at: now, into: &out)
         event("closed", "doors.frontLeft.open", .bool(false), at: now, into: &out)
@@ -194,6 +220,7 @@ public struct FleetCar: Sendable {
         m.carriesPosition = shared
         emit(m, into: &out, service: "parkingPosition")
         cluster(at: now, into: &out)
+        locked = true
         event("lockStateChanged", "locks.central", .string("locked"), at: now, into: &out)
         doors(locked: true, at: now, into: &out)
         if plan.tripsPerHour > 0, !plan.tripsFromTrajectory {
@@ -244,15 +271,30 @@ public struct FleetCar: Sendable {
             ]).text)
             m.carriesPosition = shared
             emit(m, into: &out)
+        case .remoteCommand:
+            // The owner, in the app: lock it (did I?), find it (honk and flash), or warm it up.
+            // A car registered with the backend, by its primary user: only such a car has the
+            // key commands are signed with (one registered by its plan is in no garage: it has
+            // no owner to ask). A car whose licence runs and whose registration is not done yet
+            // (its pairing code's handshake on its way) is asked a second later.
+            if registration.status != .completed, spec.licence == .active {
+                pendingScenarios.append((s, now + 1_000))
+                pendingScenarios.sort { $0.atMs < $1.atMs }
+                return
+            }
+            guard registration.status == .completed, registration.role == .primary, registration.commandKey != nil else { return }
+            let actions: [RemoteCommand.Action] = [.lock, .honkAndFlash, .climatisationStart]
+            let a = actions[Int(draw() % UInt64(actions.count))]
+            out.append(.appCommand(a, targetTemperature: a == .climatisationStart ? 21.5 : nil))
         }
     }
 
     // MARK: - Messages
 
     /// A new message id, from the car's own draws.
-    private mutating func id(_ now: Int64) -> String { messageID(unixMs: now, using: &self) }
+    mutating func id(_ now: Int64) -> String { messageID(unixMs: now, using: &self) }
 
-    private mutating func event(_ type: String, _ quantity: String, _ value: JSON, at now: Int64, into out: inout [Output]) {
+    mutating func event(_ type: String, _ quantity: String, _ value: JSON, at now: Int64, into out: inout [Output]) {
         let id = id(now)
         emit(OutboxMessage(id: id, stream: "events", priority: .event, capturedAtMs: now, payload: JSON.object([
             ("id", .string(id)), ("vin", .string(spec.vin)), ("type", .string(type)),
@@ -260,23 +302,23 @@ public struct FleetCar: Sendable {
         ]).text), into: &out)
     }
 
-    private mutating func state(_ block: String, _ values: JSON, at now: Int64, into out: inout [Output]) {
+    mutating func state(_ block: String, _ values: JSON, at now: Int64, into out: inout [Output]) {
         emit(stateMessage(block: block, values: values, capturedAtMs: now, vin: spec.vin, id: id(now)), into: &out)
     }
 
-    private mutating func doors(locked: Bool, at now: Int64, into out: inout [Output]) {
+    mutating func doors(locked: Bool, at now: Int64, into out: inout [Output]) {
         let door = JSON.object([("open", .bool(false)), ("locked", .bool(locked))])
         state("doors", .object(["frontLeft", "frontRight", "rearLeft", "rearRight", "hood", "trunk"].map { ($0, door) }), at: now, into: &out)
     }
 
-    private mutating func cluster(at now: Int64, into out: inout [Output]) {
+    mutating func cluster(at now: Int64, into out: inout [Output]) {
         state("cluster", .object([("odometer", .number(rounded(odometerKm))), ("fuelLevel", .number(rounded(fuelPercent))),
                                   ("range", .number(rounded(fuelPercent * 6)))]), at: now, into: &out)
     }
 
     /// Hands a message on when the car's registration lets it out (and, for `service`, its
     /// licence covers it); "use my position" keeps positions in.
-    private func emit(_ m: OutboxMessage, into out: inout [Output], service: String? = nil) {
+    func emit(_ m: OutboxMessage, into out: inout [Output], service: String? = nil) {
         guard BackendConsent.verdict(for: m, registration: registration, nowMs: m.capturedAtMs) == .allowed else { return }
         if let service, !registration.allows(service, nowMs: m.capturedAtMs) { return }
         guard spec.privacy.allows(m) else { return }
@@ -290,7 +332,7 @@ extension FleetCar: RandomNumberGenerator {
     /// The car's own draws (SplitMix64): its trips and message ids repeat for a seed.
     public mutating func next() -> UInt64 { draw() }
 
-    private mutating func draw() -> UInt64 {
+    mutating func draw() -> UInt64 {
         rng &+= 0x9E37_79B9_7F4A_7C15
         var z = rng
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9

@@ -26,6 +26,10 @@ public struct FleetPlan: Sendable, Equatable {
         case theft
         /// A service button (breakdown call, SOS info) is pressed.
         case button
+        /// The owner sends a remote command from the app (lock, honk and flash, climatisation):
+        /// through the backend's app API to the car, which carries it out and reports its result.
+        /// Only cars registered with a pairing code have a key for commands (docs/fleet.md).
+        case remoteCommand = "remote-command"
     }
 
     public struct Mix<Value: Sendable & Hashable>: Sendable, Equatable {
@@ -222,6 +226,20 @@ public struct FleetPlan: Sendable, Equatable {
         public var propulsion: VehicleProfile.Propulsion
         /// Seconds after the car's start at which each of its scenarios happens.
         public var scenarios: [(Scenario, atSecond: Int)]
+
+        public init(index: Int, vin: String, model: String, modelCode: String, buildDate: String, country: String, licence: Licence,
+                    privacy: PrivacyMode, propulsion: VehicleProfile.Propulsion, scenarios: [(Scenario, atSecond: Int)]) {
+            self.index = index
+            self.vin = vin
+            self.model = model
+            self.modelCode = modelCode
+            self.buildDate = buildDate
+            self.country = country
+            self.licence = licence
+            self.privacy = privacy
+            self.propulsion = propulsion
+            self.scenarios = scenarios
+        }
 
         public static func == (a: Car, b: Car) -> Bool {
             a.index == b.index && a.vin == b.vin && a.model == b.model && a.buildDate == b.buildDate && a.country == b.country

@@ -8,6 +8,22 @@ public struct RemoteCommand: Sendable, Equatable {
         /// Wake the car for a fresh status (every block sent again); limited per day for the 12 V battery.
         case wakeUp
 
+        /// Its name in the app API's path (`POST /v1/vehicles/{vin}/actions/{name}`).
+        public var pathName: String {
+            switch self {
+            case .honkAndFlash: "honkandflash"
+            case .climatisationStart: "climatisation-start"
+            case .climatisationStop: "climatisation-stop"
+            case .wakeUp: "wakeup"
+            case .lock, .unlock, .flash: rawValue
+            }
+        }
+
+        /// Whether the user proves the S-PIN first (the backend asks for it, an app asks the
+        /// user): the product page asks it for locking and unlocking "and to control the
+        /// climatisation remotely" (starting and stopping it both are).
+        public var needsSPIN: Bool { self == .lock || self == .unlock || self == .climatisationStart || self == .climatisationStop }
+
         /// The connected service the action belongs to (its capability).
         public var service: String {
             switch self {
@@ -154,6 +170,19 @@ public enum CommandVerifier {
 }
 
 extension RemoteCommand {
+    /// A command's result as the car sends it (`vehicles/{vin}/results`, command-result
+    /// priority): `inProgress`, then `successful` or `failed` with its cause.
+    public static func resultMessage(commandId: String, action: String, status: String, cause: String? = nil, vin: String,
+                                     id: String, nowMs: Int64) -> OutboxMessage {
+        var o: [(String, JSON)] = [
+            ("id", .string(id)), ("vin", .string(vin)), ("type", .string("commandResult")), ("commandId", .string(commandId)),
+            ("action", .string(action)), ("status", .string(status)),
+        ]
+        if let cause { o.append(("cause", .string(cause))) }
+        o.append(("capturedAt", .number(Double(nowMs))))
+        return OutboxMessage(id: id, stream: "results", priority: .commandResult, capturedAtMs: nowMs, payload: JSON.object(o).text)
+    }
+
     /// A command's status as the backend follows it: queued (signed and on its way), inProgress
     /// (the car took it and acts), successful or failed (the car's result, with its cause), or
     /// timedOut (no result before it expired).

@@ -1,7 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import COpenSSL
+import CarCrypto
 import Logging
 import Platform
 import Synchronization
@@ -144,14 +144,7 @@ public final class CarRegistration: Sendable {
     /// Whether an answer of `kind` carries the backend's signature (a forged or unsigned one
     /// changes nothing in the car).
     func authentic(_ answer: JSON, kind: String) -> Bool {
-        guard let key = answerKey, key.count == 32, let hex = answer["signature"]?.stringValue, let signature = bytes(fromHex: hex),
-              signature.count == 64 else { return false }
-        let text = Array(AnswerSignature.signedText(answer, vin: profile.vin.value, kind: kind).utf8)
-        return key.withUnsafeBufferPointer { k in
-            text.withUnsafeBufferPointer { t in
-                signature.withUnsafeBufferPointer { s in tcu_ed25519_verify(k.baseAddress, t.baseAddress, t.count, s.baseAddress) == 1 }
-            }
-        }
+        CarCrypto.isAuthentic(answer, vin: profile.vin.value, kind: kind, key: answerKey)
     }
 
     private func failure(_ f: RegistrationFailure, retryAfterMs: Int64? = nil, detail: String? = nil) -> RegistrationReply {

@@ -1,7 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import COpenSSL
+import CarCrypto
 import Logging
 import Platform
 import ServiceLifecycle
@@ -53,14 +53,6 @@ public final class RemoteCommandService: Service, Sendable {
     /// A command as it arrived (from the backend link's thread); handled in arrival order.
     public func receive(_ payload: [UInt8]) { input.yield(payload) }
 
-    static func hmac(_ key: [UInt8], _ message: [UInt8]) -> [UInt8] {
-        var out = [UInt8](repeating: 0, count: 32)
-        let ok = key.withUnsafeBufferPointer { k in
-            message.withUnsafeBufferPointer { m in tcu_hmac_sha256(k.baseAddress, Int32(k.count), m.baseAddress, m.count, &out) }
-        }
-        return ok == 1 ? out : []
-    }
-
     public func run() async throws {
         await withGracefulShutdownHandler {
             for await payload in inputs { await handle(payload) }
@@ -73,14 +65,8 @@ public final class RemoteCommandService: Service, Sendable {
 
     private func result(_ id: String, _ action: String, _ status: String, cause: String? = nil) {
         let now = nowMs
-        var o: [(String, JSON)] = [
-            ("id", .string(messageID(unixMs: now))), ("vin", .string(vin)), ("type", .string("commandResult")), ("commandId", .string(id)),
-            ("action", .string(action)), ("status", .string(status)),
-        ]
-        if let cause { o.append(("cause", .string(cause))) }
-        o.append(("capturedAt", .number(Double(now))))
-        let body = JSON.object(o)
-        outbox.submit(OutboxMessage(id: body["id"]!.stringValue!, stream: "results", priority: .commandResult, capturedAtMs: now, payload: body.text))
+        outbox.submit(RemoteCommand.resultMessage(commandId: id, action: action, status: status, cause: cause, vin: vin,
+                                                  id: messageID(unixMs: now), nowMs: now))
     }
 
     func handle(_ payload: [UInt8]) async {
@@ -99,7 +85,7 @@ public final class RemoteCommandService: Service, Sendable {
         }
         let r = registration.current
         if let rejection = CommandVerifier.verify(command, vin: vin, key: r.commandKey, lastCounter: r.lastCommandCounter, nowMs: nowMs,
-                                                  registration: r, privacy: privacy.current, mac: Self.hmac) {
+                                                  registration: r, privacy: privacy.current, mac: CarCrypto.hmacSHA256) {
             logger.warning("remote command refused", metadata: ["command.id": "\(command.id)", "command.action": "\(command.action.rawValue)",
                                                                 "command.cause": "\(rejection.cause)"])
             // A command for another car is not this car's to answer.
