@@ -35,7 +35,9 @@ def stored_on_the_server(rig):
 
 def test_a_car_registers_renews_and_its_messages_are_stored_on_postgresql(rig):
     test_registration.test_registration_with_the_pairing_code_end_to_end(rig)
-    assert stored_on_the_server(rig) > 0
+    # What the registered car sends from then on (its state, its capabilities): the backend
+    # stores it a little after the registration's answer.
+    assert wait_until(lambda: stored_on_the_server(rig) > 0)
     assert rig.postgres.sql(f"SELECT email, code_used_at IS NOT NULL FROM garage WHERE vin = '{VIN}'") == [["ana@example.com", "t"]]
     assert rig.postgres.sql(f"SELECT package FROM licences WHERE vin = '{VIN}'") == [["navi"]]
 
