@@ -24,7 +24,7 @@ public final class FleetApp: Sendable {
         public var password: String
         public var spin: String
         /// How often the app asks for a pending command's status (ms).
-        public var pollMs: Int64 = 200
+        public var pollMs: Int64 = 1_000
 
         public init(url: String, login: String, password: String, spin: String) {
             self.url = url
