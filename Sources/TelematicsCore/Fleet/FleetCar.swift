@@ -61,7 +61,7 @@ public struct FleetCar: Sendable {
     private var nextHeartbeatAtMs: Int64
     private var lastAdvanceMs: Int64
     private var pendingScenarios: [(FleetPlan.Scenario, atMs: Int64)]
-    var rng: UInt64
+    private var rng: UInt64
     private let tripMs: Int64
     private let plan: Behaviour
 
