@@ -79,10 +79,11 @@ test: check-architecture previous-deb-early unit-test postgres-test integration-
 
 # The systemd guest's upgrade starts from the previous version's package, built once from the git
 # history (hw/bench/previous-deb: a whole release build, minutes): make test starts it at once in
-# the background at the lowest priority, so that it uses what the tests leave idle (they mostly
-# wait for their peers; the qemu guests keep one core busy), and the guest waits for it.
+# the background at idle priority (SCHED_IDLE: swift build's compiler processes keep it, where
+# they drop a nice value), so that it uses only what the tests leave idle (they mostly wait for
+# their peers; the qemu guests keep one core busy), and the guest waits for it.
 previous-deb-early: deps
-	@mkdir -p .build && (nice -n 19 hw/bench/previous-deb > .build/previous-deb.log 2>&1 &)
+	@mkdir -p .build && (chrt --idle 0 hw/bench/previous-deb > .build/previous-deb.log 2>&1 &)
 
 # The architecture's arrows (hw/check-architecture): Package.swift and every import.
 check-architecture:
