@@ -48,7 +48,7 @@ DEB_PACKAGES := libsocketcan-dev libgps-dev libsqlite3-dev libmosquitto-dev libs
 # kubernetes-validate to hold the fleet's manifests (deploy/kubernetes) to Kubernetes' schemas offline.
 PY_PACKAGES  := cantools==45.1.0 pytest pytest-xdist==3.8.0 aiosmtpd==1.4.6 schemathesis==4.32.5 selenium==4.42.0 kubernetes-validate==1.37.0
 
-.PHONY: all deps build release test check-architecture previous-deb-early unit-test postgres-test integration-test vcan-bench power-cut systemd-guest demo bench bench-fleet clean fuzz fuzz-short soak \
+.PHONY: all deps build release test check-architecture background-builds unit-test postgres-test integration-test vcan-bench power-cut systemd-guest demo bench bench-fleet clean fuzz fuzz-short soak \
         install uninstall deb man golden map fleet-trajectories
 
 all: build
@@ -75,15 +75,20 @@ build: deps
 release: deps
 	$(SWIFT) build $(RELEASE)
 
-test: check-architecture previous-deb-early unit-test postgres-test integration-test vcan-bench power-cut systemd-guest fuzz-short
+test: check-architecture background-builds unit-test postgres-test integration-test vcan-bench power-cut systemd-guest fuzz-short
 
-# The systemd guest's upgrade starts from the previous version's package, built once from the git
-# history (hw/bench/previous-deb: a whole release build, minutes): make test starts it at once in
-# the background at idle priority (SCHED_IDLE: swift build's compiler processes keep it, where
-# they drop a nice value), so that it uses only what the tests leave idle (they mostly wait for
-# their peers; the qemu guests keep one core busy), and the guest waits for it.
-previous-deb-early: deps
-	@mkdir -p .build && (chrt --idle 0 hw/bench/previous-deb > .build/previous-deb.log 2>&1 &)
+# What the last steps need and the first ones leave time for is made from the start in the
+# background, at idle priority (SCHED_IDLE: swift build's compiler processes keep it, where they
+# drop a nice value), so that it uses only what the tests leave idle (they mostly wait for their
+# peers; the qemu guests keep one core busy): the previous version's package for the systemd
+# guest's upgrade (hw/bench/previous-deb: a whole release build of the old tree, built once),
+# then tcu-fuzz for fuzz-short (Fuzz/run --build); beside them the guest's Debian system
+# (hw/bench/system-base: debootstrap, mostly downloading, made once). Each takes a lock, and the
+# step that needs it waits for it; each logs to .build/background-*.log.
+background-builds: deps
+	@mkdir -p .build && \
+	(chrt --idle 0 sh -c 'hw/bench/previous-deb; Fuzz/run --build' > .build/background-builds.log 2>&1 &) && \
+	(chrt --idle 0 hw/bench/system-base > .build/background-system.log 2>&1 &)
 
 # The architecture's arrows (hw/check-architecture): Package.swift and every import.
 check-architecture:
@@ -122,7 +127,8 @@ systemd-guest: deps
 	hw/bench/systemd-guest .build/deb
 
 # libFuzzer on every parser that sees outside input (Fuzz/run; docs/security.md): a short run
-# of each target in make test, long ones here (FUZZ_SECONDS each).
+# of each target in make test, long ones here (FUZZ_SECONDS each); one target per core at a
+# time (FUZZ_JOBS).
 FUZZ_SECONDS ?= 600
 fuzz-short: deps
 	Fuzz/run 20
