@@ -58,6 +58,35 @@ struct MSDBuilderTests {
         #expect(MSDBuilder().build(vehicle: vehicle, kind: .test, messageIdentifier: 1, timestamp: 5, fixes: fixes, now: now).direction == 0)
     }
 
+    @Test("a car the crash has just stopped keeps the course it last moved on; standing for more than 15 s, or on a stale fix, unknown")
+    func stoppedByTheCrash() {
+        let build = { (fixes: [PositionFix]) in
+            MSDBuilder().build(vehicle: vehicle, kind: .automatic, messageIdentifier: 1, timestamp: 5, fixes: fixes, now: now).direction
+        }
+        var fixes = exampleFixes
+        fixes[0].speed = 0
+        fixes[0].track = 211
+        fixes[1].speed = 13.9
+        fixes[1].track = 75
+        fixes[2].speed = 13.9
+        fixes[2].track = 120
+        // N1 (1 s before the current fix) moved at 75°: 37.5 in 2° steps, rounded.
+        #expect(build(fixes) == 38)
+        // N1 standing too: N2's course.
+        fixes[1].speed = 0.2
+        #expect(build(fixes) == 60)
+        // The only moving fix lies more than 15 s before the current one.
+        fixes[2].time = now - 500 - 15_001
+        #expect(build(fixes) == nil)
+        // A stale current fix: nothing is known of the car now.
+        fixes = exampleFixes
+        fixes[0].speed = 0
+        fixes[1].speed = 13.9
+        fixes[1].track = 75
+        fixes[0].time = now - 6_000
+        #expect(build(fixes) == nil)
+    }
+
     @Test("fixes older than 15 s are not N1/N2; a jump beyond the field's range is held at its limit")
     func recentLocations() {
         var fixes = exampleFixes

@@ -110,9 +110,11 @@ public struct MSDBuilder: Sendable {
     public var maximumFixAgeMs: Int64 = 5_000
     /// positionCanBeTrusted needs 95 % confidence within this many metres.
     public var trustRadiusMeters: Double = 150
-    /// Below this speed the course is noise: the direction is sent as unknown.
+    /// Below this speed the course is noise: the direction is taken from an earlier fix (within
+    /// the recent span), or sent as unknown.
     public var minimumSpeedForDirection: Double = 1.5
-    /// N1 and N2 must lie within this span of the current fix.
+    /// N1 and N2, and the course of a car that has just stopped, must lie within this span of
+    /// the current fix.
     public var recentSpanMs: Int64 = 15_000
 
     public init() {}
@@ -137,7 +139,11 @@ public struct MSDBuilder: Sendable {
         msd.longitude = Self.milliarcseconds(current.longitude, limit: 648_000_000)
         let fresh = now - current.time <= maximumFixAgeMs
         msd.positionCanBeTrusted = fresh && (current.horizontalError95.map { $0 <= trustRadiusMeters } ?? false)
-        if fresh, let track = current.track, let speed = current.speed, speed >= minimumSpeedForDirection, track.isFinite {
+        // The direction of travel: the current fix's course while the car moves. A car the crash
+        // has just stopped keeps the course it last moved on (the side of the road it was on):
+        // the newest moving fix within the recent span. Standing longer, it is unknown.
+        let recent = fixes.prefix(while: { current.milliseconds(since: $0) <= recentSpanMs })
+        if fresh, let track = recent.lazy.compactMap(movingCourse).first {
             var t = track.truncatingRemainder(dividingBy: 360)
             if t < 0 { t += 360 }
             msd.direction = Int((t / 2).rounded()) % 180
@@ -155,6 +161,12 @@ public struct MSDBuilder: Sendable {
             previous = fix
         }
         return msd
+    }
+
+    /// A fix's course over ground, when the car was moving fast enough for it to mean something.
+    func movingCourse(_ fix: PositionFix) -> Double? {
+        guard let track = fix.track, track.isFinite, let speed = fix.speed, speed >= minimumSpeedForDirection else { return nil }
+        return track
     }
 
     static func milliarcseconds(_ degrees: Double, limit: Int32) -> Int32 {
