@@ -277,8 +277,14 @@ public final class FleetLoop: @unchecked Sendable {
         while !stopping.load(ordering: .relaxed) {
             let now = clocks.monotonicMs
             // At the end of its time the fleet lets the owners' commands on their way end (a
-            // command lives a minute at most), unless it is stopped.
-            if let d = settings.durationMs, now - started >= d, app?.idle ?? true || now - started >= d + Self.commandGraceMs { break }
+            // command lives a minute at most), unless it is stopped; then the cars stop, and
+            // what they sent is let through to its acknowledgement (drainMs at most), so that
+            // the last figures count every message the broker took.
+            if drainingSince == nil, let d = settings.durationMs, now - started >= d,
+               app?.idle ?? true || now - started >= d + Self.commandGraceMs {
+                drainingSince = now
+            }
+            if let since = drainingSince, drained() || now - since >= Self.drainMs { break }
             let wait = Int32(max(0, min(nextTick, nextReport) - now))
             let ready = epoll_wait(epoll, &events, Int32(events.count), min(wait, 100))
             var mark = clocks.monotonic().nanoseconds
@@ -310,7 +316,7 @@ public final class FleetLoop: @unchecked Sendable {
             lap(&mark, \.io)
             if t >= nextTick {
                 nextTick = t + 100
-                tick(t)
+                if drainingSince == nil { tick(t) }
                 // Keepalives and timeouts: a tenth of the cars a tick, each once a second.
                 let count = links.count
                 let share = (count + 9) / 10
@@ -347,6 +353,17 @@ public final class FleetLoop: @unchecked Sendable {
     }
 
     // MARK: - Cars
+
+    /// Since when the fleet is draining (its time is up): the cars no longer advance.
+    private var drainingSince: Int64?
+
+    /// Every connected car's messages are sent and acknowledged, and stored as such.
+    private func drained() -> Bool {
+        for slot in uplinks.indices where uplinks[slot].phase == .up {
+            if !uplinks[slot].inFlight.isEmpty || taken[slot] < outbox.lastSequence[slot] { return false }
+        }
+        return pendingMessages.isEmpty && pendingAcks.isEmpty
+    }
 
     private func tick(_ monotonicNow: Int64) {
         let now = clocks.wallMs
@@ -540,6 +557,9 @@ public final class FleetLoop: @unchecked Sendable {
 
     /// A connection with no CONNACK this long is given up (and tried again after the backoff).
     static let connAckTimeoutMs: Int64 = 10_000
+    /// How long the fleet waits, at the end of its time, for the acknowledgements of what its
+    /// cars sent.
+    static let drainMs: Int64 = 10_000
 
     private func lost(_ slot: Int, _ rc: Int32, reason: String? = nil) {
         let fd = socketOf[slot]

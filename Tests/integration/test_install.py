@@ -1,8 +1,9 @@
 """Installation: `make install` / `make uninstall` into a DESTDIR, and the Debian packages
 (`make deb`: debian/, debhelper) as Debian checks them: split as users install them, lintian
 with nothing to say, every library a binary needs in its package's Depends. Installing,
-upgrading and purging them under a real systemd is test_systemd_guest.py's. Both use the
-release build (the Swift runtime inside the binaries), built once for the session."""
+upgrading and purging them under a real systemd is hw/bench/systemd-guest's (make test runs it
+after these tests, on the packages they built). Both use the release build (the Swift runtime
+inside the binaries), built once for the session."""
 import os
 import re
 import subprocess
