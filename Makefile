@@ -81,7 +81,7 @@ test: check-architecture background-builds unit-test postgres-test integration-t
 # background, at idle priority (SCHED_IDLE: swift build's compiler processes keep it, where they
 # drop a nice value), so that it uses only what the tests leave idle (they mostly wait for their
 # peers; the qemu guests keep one core busy): the previous version's package for the systemd
-# guest's upgrade (hw/bench/previous-deb: a whole release build of the old tree, built once),
+# guest's upgrade (hw/bench/previous-deb: a whole debug build of the old tree, built once),
 # then tcu-fuzz for fuzz-short (Fuzz/run --build); beside them the guest's Debian system
 # (hw/bench/system-base: debootstrap, mostly downloading, made once). Each takes a lock, and the
 # step that needs it waits for it; each logs to .build/background-*.log.
@@ -113,11 +113,14 @@ TEST_JOBS ?= 2
 integration-test: build map
 	TCUCTL=$(abspath $(BIN))/tcuctl $(PY) -m pytest -q -n $(TEST_JOBS) --dist loadfile Tests/integration
 
-vcan-bench: build
-	hw/bench/vcan-bench $(BIN)
+# The guests run the release build, as a head unit does: under software emulation the debug
+# build's tcu-backend and daemon take several times longer. make test's integration tests have
+# just made it (make deb), so there it costs nothing more.
+vcan-bench: release
+	hw/bench/vcan-bench .build/release
 
-power-cut: build
-	hw/bench/power-cut $(BIN)
+power-cut: release
+	hw/bench/power-cut .build/release
 
 # The packages under a real systemd: a debootstrapped Debian 12 booted in the qemu guest with
 # systemd as PID 1 (hw/bench/systemd-guest). make test's integration tests have just built the
