@@ -108,10 +108,13 @@ postgres-test: unit-test
 # TEST_JOBS test files at a time (pytest-xdist; a file's tests on one worker, in order: they
 # share its module fixtures). Each test starts its own peers on ports of its own; most of a
 # test's time is waiting for them, so two at a time on two cores take 12 minutes, not 19. The
-# map is built first, so that the tests that use it only read it.
+# map is built first, so that the tests that use it only read it. The files go in the order
+# Tests/integration/conftest.py gives them (--no-loadscope-reorder: pytest-xdist would put the
+# files with the most tests first), test_install.py first: its make deb, a release build of
+# about 14 minutes, then runs beside the other files' tests instead of alone after them.
 TEST_JOBS ?= 2
 integration-test: build map
-	TCUCTL=$(abspath $(BIN))/tcuctl $(PY) -m pytest -q -n $(TEST_JOBS) --dist loadfile Tests/integration
+	TCUCTL=$(abspath $(BIN))/tcuctl $(PY) -m pytest -q -n $(TEST_JOBS) --dist loadfile --no-loadscope-reorder Tests/integration
 
 # The guests run the release build, as a head unit does: under software emulation the debug
 # build's tcu-backend and daemon take several times longer. make test's integration tests have

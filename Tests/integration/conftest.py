@@ -68,7 +68,9 @@ def sim_car(tmp_path):
 
 # The files whose module fixture builds for minutes (test_install.py: make deb, a release build)
 # go first: with the tests run two files at a time (make test's TEST_JOBS), the build then
-# overlaps every other file's tests instead of running alone at the end.
+# overlaps every other file's tests instead of running alone at the end (make test passes
+# --no-loadscope-reorder, without which pytest-xdist would hand out the files with the most
+# tests first, whatever this order).
 FIRST = ("test_install.py",)
 
 
