@@ -72,8 +72,9 @@ $(VENV)/.installed: Makefile
 build: deps
 	$(SWIFT) build -c $(CONFIG)
 
+# With deterministic hashing, as debian/rules and Fuzz/run build (why: debian/rules).
 release: deps
-	$(SWIFT) build $(RELEASE)
+	SWIFT_DETERMINISTIC_HASHING=1 $(SWIFT) build $(RELEASE)
 
 test: check-architecture background-builds unit-test postgres-test integration-test vcan-bench power-cut systemd-guest fuzz-short
 
