@@ -219,7 +219,7 @@ uninstall:
 # build, into .build/deb; then lintian on each, as a packager runs it: no error, no warning
 # (an override in debian/*.lintian-overrides only with its reason). debian/rules makes the
 # release build (dh's build step), as make release does: not twice (a build with nothing to do
-# still takes 11 s to plan).
+# took up to 11 s).
 deb: deps
 	rm -rf .build/deb && mkdir -p .build/deb
 	dpkg-buildpackage -b --no-sign --post-clean --buildinfo-option=-u.build/deb --changes-option=-u.build/deb \
